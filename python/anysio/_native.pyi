@@ -1,0 +1,56 @@
+"""The Rust core (rust/python.rs). Events are tuples, see EngineCore.turn."""
+
+from typing import Final, Literal, TypeAlias
+
+__version__: Final[str]
+
+Remote: TypeAlias = tuple[str, int] | None
+# (method, path, query, headers, remote)
+RequestTuple: TypeAlias = tuple[str, str, str, list[tuple[str, str]], Remote]
+EventTuple: TypeAlias = (
+    tuple[Literal["open"], int, str, str, RequestTuple]
+    | tuple[Literal["message"], int, str | bytes]
+    | tuple[Literal["upgrade"], int]
+    | tuple[Literal["close"], int, str]
+    | tuple[Literal["handshake"], int, RequestTuple]
+    | tuple[Literal["error"], str, Remote]
+)
+
+class EngineCore:
+    def __init__(
+        self,
+        *,
+        ping_interval: float = 25.0,
+        ping_timeout: float = 20.0,
+        upgrade_timeout: float = 10.0,
+        max_payload: int = 1_000_000,
+        transports: list[str] = ...,
+        allow_upgrades: bool = True,
+        path: str = "/engine.io",
+        cors_origins: list[str] | None = None,
+        cors_credentials: bool = False,
+        cookie_name: str | None = None,
+        cookie_path: str = "/",
+        cookie_http_only: bool = True,
+        cookie_same_site: str | None = "Lax",
+        max_connections: int | None = None,
+        defer_handshakes: bool = False,
+        sid_prefix: str = "",
+        max_buffered: int = ...,
+    ) -> None: ...
+    def listen(self, host: str, port: int) -> tuple[str, int]: ...
+    def fileno(self) -> int: ...
+    def next_timeout(self) -> float | None: ...
+    def turn(self) -> list[EventTuple]: ...
+    def send(self, key: int, data: str | bytes | bytearray) -> bool: ...
+    def broadcast(self, keys: list[int], data: str | bytes | bytearray) -> None: ...
+    def close(self, key: int) -> None: ...
+    def accept_handshake(self, conn: int, sid: str | None = None) -> None: ...
+    def refuse_handshake(self, conn: int, code: int, message: str | None = None) -> None: ...
+    def sid_of(self, key: int) -> str | None: ...
+    def transport_of(self, key: int) -> str | None: ...
+    @property
+    def session_count(self) -> int: ...
+    @property
+    def connection_count(self) -> int: ...
+    def shutdown(self) -> None: ...

@@ -1,0 +1,356 @@
+//! The half of `Engine` that follows a session once it exists: packets in, packets out on whichever transport
+//! carries it, the WebSocket frames, the heartbeat and upgrade timers, and closing.
+use std::cmp::Reverse;
+use std::time::Instant;
+
+use super::{ws_frame, ConnState, Engine, Waiting};
+use crate::engineio::packet::{Data, Packet};
+use crate::engineio::session::{CloseReason, ConnId, ReadyState, SessionKey, Transport, Upgrade};
+use crate::engineio::Event;
+use crate::http::Response;
+use crate::websocket::{self, close_code, Message, Opcode};
+
+impl Engine {
+    pub(super) fn send_packet(&mut self, key: SessionKey, packet: Packet) -> bool {
+        let Some(s) = self.sessions.get_mut(&key) else {
+            return false;
+        };
+        if !s.is_open() && packet != Packet::Close {
+            return false;
+        }
+        match (s.transport, s.ws_conn) {
+            (Transport::WebSocket, Some(conn)) => {
+                let mut frame = Vec::new();
+                ws_frame(&packet, &mut frame);
+                self.write(conn, &frame);
+            }
+            _ => {
+                s.queue.push(packet);
+                if s.poll_conn.is_some() {
+                    self.poll_ready.push(key);
+                }
+            }
+        }
+        true
+    }
+
+    /// Answer every parked GET whose session has packets: once per batch, so a burst of sends makes one payload.
+    pub(super) fn flush_polls(&mut self, now: Instant) {
+        let ready = std::mem::take(&mut self.poll_ready);
+        for key in ready {
+            let Some(s) = self.sessions.get_mut(&key) else {
+                continue;
+            };
+            let Some(conn) = s.poll_conn else {
+                continue;
+            };
+            if s.queue.is_empty() && s.is_open() {
+                continue;
+            }
+            s.poll_conn = None;
+            let req = match self.conns.get_mut(&conn).map(|c| &mut c.state) {
+                Some(ConnState::Http { waiting, .. }) => {
+                    match std::mem::replace(waiting, Waiting::Nothing) {
+                        Waiting::Poll { req, .. } => req,
+                        other => {
+                            *waiting = other;
+                            continue;
+                        }
+                    }
+                }
+                _ => continue,
+            };
+            self.answer_poll(conn, &req, key);
+            // A keep-alive connection may have pipelined its next request behind the poll.
+            self.process_http(conn, now);
+        }
+    }
+
+    pub(super) fn write(&mut self, conn: ConnId, bytes: &[u8]) {
+        let max = self.config.max_buffered;
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let overflow = c.out.len() + bytes.len() > max && !c.close_after_flush;
+        if overflow {
+            // A peer that does not read is dropped rather than allowed to grow our memory without bound.
+            c.close_after_flush = true;
+            c.out.clear();
+        } else if !c.close_after_flush {
+            c.out.extend_from_slice(bytes);
+        }
+        if !c.dirty {
+            c.dirty = true;
+            self.dirty.push(conn);
+        }
+        if overflow {
+            let remote = c.remote;
+            self.report(conn, remote, "output buffer full: peer too slow".into());
+        }
+    }
+
+    /// Close `conn` once what is buffered for it is written.
+    pub(super) fn finish_conn(&mut self, conn: ConnId) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.close_after_flush = true;
+            c.state = ConnState::Done;
+            if !c.dirty {
+                c.dirty = true;
+                self.dirty.push(conn);
+            }
+        }
+    }
+
+    fn close_websocket(&mut self, conn: ConnId, code: Option<u16>) {
+        let mut frame = Vec::new();
+        match code {
+            Some(code) => websocket::encode_close(code, "", &mut frame),
+            None => websocket::encode_frame(Opcode::Close, &[], &mut frame),
+        }
+        self.write(conn, &frame);
+        self.finish_conn(conn);
+    }
+
+    pub(super) fn process_websocket(&mut self, conn: ConnId, now: Instant) {
+        loop {
+            let Some(c) = self.conns.get_mut(&conn) else {
+                return;
+            };
+            let ConnState::WebSocket { decoder, key } = &mut c.state else {
+                return;
+            };
+            let key = *key;
+            match decoder.next_message() {
+                Ok(None) => return,
+                Ok(Some(msg)) => self.on_websocket_message(conn, key, msg, now),
+                Err(err) => {
+                    let remote = c.remote;
+                    self.report(conn, remote, format!("WebSocket: {}", err.reason));
+                    self.close_websocket(conn, Some(err.code));
+                    self.on_websocket_gone(key, conn, now);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn on_websocket_message(&mut self, conn: ConnId, key: SessionKey, msg: Message, now: Instant) {
+        let packet = match msg {
+            Message::Ping(payload) => {
+                let mut frame = Vec::new();
+                websocket::encode_frame(Opcode::Pong, &payload, &mut frame);
+                return self.write(conn, &frame);
+            }
+            Message::Pong(_) => return,
+            Message::Close(code, _) => {
+                self.close_websocket(conn, Some(code.unwrap_or(close_code::NORMAL)));
+                return self.on_websocket_gone(key, conn, now);
+            }
+            Message::Binary(b) => Packet::Message(Data::Binary(b)),
+            Message::Text(t) => match Packet::decode_text(&t) {
+                Ok(p) => p,
+                Err(e) => {
+                    let remote = self.conns.get(&conn).and_then(|c| c.remote);
+                    self.report(conn, remote, format!("malformed packet: {e:?}"));
+                    if self.is_probe(key, conn) {
+                        return self.drop_probe(key, conn);
+                    }
+                    return self.close_session(key, CloseReason::ParseError, now);
+                }
+            },
+        };
+        if self.is_probe(key, conn) {
+            self.on_probe_packet(key, conn, packet);
+        } else {
+            self.on_packet(key, packet, now);
+        }
+    }
+
+    fn is_probe(&self, key: SessionKey, conn: ConnId) -> bool {
+        self.sessions
+            .get(&key)
+            .is_some_and(|s| s.upgrade.conn() == Some(conn))
+    }
+
+    fn drop_probe(&mut self, key: SessionKey, conn: ConnId) {
+        if let Some(s) = self.sessions.get_mut(&key) {
+            s.upgrade = Upgrade::None;
+        }
+        self.close_websocket(conn, None);
+    }
+
+    fn on_probe_packet(&mut self, key: SessionKey, conn: ConnId, packet: Packet) {
+        let Some(s) = self.sessions.get_mut(&key) else {
+            return;
+        };
+        match (s.upgrade, packet) {
+            (Upgrade::Probing { deadline, .. }, Packet::Ping(p)) if p == "probe" => {
+                s.upgrade = Upgrade::Probed { conn, deadline };
+                // Release the parked GET so the client can pause polling and send the upgrade packet.
+                if s.poll_conn.is_some() && s.queue.is_empty() {
+                    s.queue.push(Packet::Noop);
+                    self.poll_ready.push(key);
+                }
+                let mut frame = Vec::new();
+                ws_frame(&Packet::Pong("probe".into()), &mut frame);
+                self.write(conn, &frame);
+            }
+            (Upgrade::Probed { .. }, Packet::Upgrade) => {
+                s.upgrade = Upgrade::None;
+                s.transport = Transport::WebSocket;
+                s.ws_conn = Some(conn);
+                let queued = std::mem::take(&mut s.queue);
+                if s.poll_conn.is_some() {
+                    s.queue.push(Packet::Noop);
+                    self.poll_ready.push(key);
+                }
+                let mut frames = Vec::new();
+                for p in &queued {
+                    ws_frame(p, &mut frames);
+                }
+                if !frames.is_empty() {
+                    self.write(conn, &frames);
+                }
+                self.events.push_back(Event::Upgrade { key });
+            }
+            _ => self.drop_probe(key, conn),
+        }
+    }
+
+    pub(super) fn on_packet(&mut self, key: SessionKey, packet: Packet, now: Instant) {
+        let Some(s) = self.sessions.get_mut(&key) else {
+            return;
+        };
+        if !s.is_open() {
+            return;
+        }
+        match packet {
+            Packet::Message(data) => self.events.push_back(Event::Message { key, data }),
+            Packet::Pong(_) => {
+                s.pong_deadline = None;
+                let at = now + self.config.ping_interval;
+                s.next_ping = Some(at);
+                self.timers.push(Reverse((at, key)));
+            }
+            Packet::Close => self.close_session(key, CloseReason::TransportClose, now),
+            // Pings come from v3 clients only and upgrade packets only on a probe; Node ignores both here.
+            Packet::Ping(_) | Packet::Upgrade | Packet::Noop | Packet::Open(_) => {}
+        }
+    }
+
+    /// A WebSocket connection ended (close frame, protocol error or TCP close).
+    pub(super) fn on_websocket_gone(&mut self, key: SessionKey, conn: ConnId, now: Instant) {
+        let Some(s) = self.sessions.get_mut(&key) else {
+            return;
+        };
+        if s.upgrade.conn() == Some(conn) {
+            s.upgrade = Upgrade::None;
+        } else if s.ws_conn == Some(conn) {
+            s.ws_conn = None;
+            self.close_session(key, CloseReason::TransportClose, now);
+        }
+    }
+
+    pub(super) fn session_timers(&mut self, key: SessionKey, now: Instant) {
+        let Some(s) = self.sessions.get_mut(&key) else {
+            return;
+        };
+        if let ReadyState::Closing { deadline } = s.state {
+            if deadline <= now {
+                return self.remove_session(key, None);
+            }
+        }
+        if let Upgrade::Probing { conn, deadline } | Upgrade::Probed { conn, deadline } = s.upgrade
+        {
+            if deadline <= now {
+                self.drop_probe(key, conn);
+            }
+        }
+        let Some(s) = self.sessions.get_mut(&key) else {
+            return;
+        };
+        if s.pong_deadline.is_some_and(|d| d <= now) {
+            return self.close_session(key, CloseReason::PingTimeout, now);
+        }
+        if s.next_ping.is_some_and(|d| d <= now) {
+            s.next_ping = None;
+            let deadline = now + self.config.ping_timeout;
+            s.pong_deadline = Some(deadline);
+            self.timers.push(Reverse((deadline, key)));
+            self.send_packet(key, Packet::Ping(String::new()));
+        }
+    }
+
+    /// Close a session for `reason`. The application hears of it at once; a polling client hears of it on its
+    /// parked GET, or on its next one (the session lingers as Closing for one ping_timeout to answer it).
+    pub(super) fn close_session(&mut self, key: SessionKey, reason: CloseReason, now: Instant) {
+        let Some(s) = self.sessions.get_mut(&key) else {
+            return;
+        };
+        if !s.is_open() {
+            return;
+        }
+        if let Some(conn) = s.upgrade.conn() {
+            s.upgrade = Upgrade::None;
+            self.close_websocket(conn, None);
+        }
+        let Some(s) = self.sessions.get_mut(&key) else {
+            return;
+        };
+        self.events.push_back(Event::Close { key, reason });
+        match (s.transport, s.ws_conn) {
+            (Transport::WebSocket, Some(conn)) => {
+                let mut frames = Vec::new();
+                for p in s.queue.drain(..) {
+                    ws_frame(&p, &mut frames);
+                }
+                self.write(conn, &frames);
+                self.close_websocket(conn, None);
+                self.remove_session(key, None);
+            }
+            (Transport::WebSocket, None) => self.remove_session(key, None),
+            (Transport::Polling, _) => {
+                let deadline = now + self.config.ping_timeout;
+                s.state = ReadyState::Closing { deadline };
+                self.timers.push(Reverse((deadline, key)));
+                if s.poll_conn.is_some() {
+                    self.poll_ready.push(key);
+                }
+                if reason == CloseReason::TransportError || reason == CloseReason::TransportClose {
+                    // The client is gone or broke the protocol: nobody will poll for the close packet.
+                    if s.poll_conn.is_none() {
+                        self.remove_session(key, None);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Forget a session. With a reason, the application is told (for sessions closed without `close_session`).
+    pub(super) fn remove_session(&mut self, key: SessionKey, reason: Option<CloseReason>) {
+        let Some(s) = self.sessions.remove(&key) else {
+            return;
+        };
+        self.sids.remove(&s.sid);
+        if let Some(reason) = reason {
+            self.events.push_back(Event::Close { key, reason });
+        }
+        if let Some(conn) = s.poll_conn {
+            let req = match self.conns.get_mut(&conn).map(|c| &mut c.state) {
+                Some(ConnState::Http { waiting, .. }) => {
+                    match std::mem::replace(waiting, Waiting::Nothing) {
+                        Waiting::Poll { req, .. } => Some(req),
+                        _ => None,
+                    }
+                }
+                _ => None,
+            };
+            if let Some(req) = req {
+                let mut body = Vec::new();
+                Packet::Close.encode_text(&mut body);
+                let res = Response::new(200).with_body("text/plain; charset=UTF-8", body);
+                self.respond(conn, &req, res);
+            }
+        }
+    }
+}

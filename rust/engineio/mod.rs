@@ -1,0 +1,191 @@
+//! Engine.IO v4, sans-IO: bytes from connections and the current time go in; bytes to write, connections to
+//! close and application events come out. `server::Engine` is the state machine; this file holds the words it
+//! shares with its users (configuration, events, the errors Node answers with).
+pub mod packet;
+pub mod server;
+pub mod session;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+pub use packet::{Data, Packet};
+pub use server::Engine;
+pub use session::{CloseReason, ConnId, SessionKey, Transport};
+
+/// Node's `Server.errors`: the JSON `code` of an error response, and its default `message`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    UnknownTransport = 0,
+    UnknownSid = 1,
+    BadHandshakeMethod = 2,
+    BadRequest = 3,
+    Forbidden = 4,
+    UnsupportedProtocolVersion = 5,
+}
+
+impl ErrorCode {
+    pub fn message(self) -> &'static str {
+        match self {
+            Self::UnknownTransport => "Transport unknown",
+            Self::UnknownSid => "Session ID unknown",
+            Self::BadHandshakeMethod => "Bad handshake method",
+            Self::BadRequest => "Bad request",
+            Self::Forbidden => "Forbidden",
+            Self::UnsupportedProtocolVersion => "Unsupported protocol version",
+        }
+    }
+
+    /// Node answers 403 for Forbidden and 400 for everything else.
+    pub fn status(self) -> u16 {
+        match self {
+            Self::Forbidden => 403,
+            _ => 400,
+        }
+    }
+
+    pub fn from_code(code: u8) -> Option<Self> {
+        Some(match code {
+            0 => Self::UnknownTransport,
+            1 => Self::UnknownSid,
+            2 => Self::BadHandshakeMethod,
+            3 => Self::BadRequest,
+            4 => Self::Forbidden,
+            5 => Self::UnsupportedProtocolVersion,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CorsOrigin {
+    Any,
+    List(Vec<String>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cors {
+    pub origin: CorsOrigin,
+    pub credentials: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cookie {
+    pub name: String,
+    pub path: String,
+    pub http_only: bool,
+    pub same_site: Option<String>,
+}
+
+impl Default for Cookie {
+    /// Node's `cookie: true`.
+    fn default() -> Self {
+        Cookie {
+            name: "io".into(),
+            path: "/".into(),
+            http_only: true,
+            same_site: Some("Lax".into()),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub ping_interval: Duration,
+    pub ping_timeout: Duration,
+    pub upgrade_timeout: Duration,
+    /// Node's maxHttpBufferSize: the largest POST body and the largest WebSocket message.
+    pub max_payload: usize,
+    pub polling: bool,
+    pub websocket: bool,
+    pub allow_upgrades: bool,
+    /// Always ends with '/': Node matches requests by this prefix.
+    pub path: String,
+    pub cors: Option<Cors>,
+    pub cookie: Option<Cookie>,
+    pub max_connections: Option<usize>,
+    /// When true, a handshake waits for the application (`Event::Handshake`) to accept or refuse it.
+    pub defer_handshakes: bool,
+    /// Bytes a connection may have waiting to be written before it is dropped as too slow.
+    pub max_buffered: usize,
+    /// Prepended to every generated sid; workers use it to say who owns a session.
+    pub sid_prefix: String,
+}
+
+impl Default for Config {
+    /// The defaults of Node's engine.io 6.
+    fn default() -> Self {
+        Config {
+            ping_interval: Duration::from_millis(25_000),
+            ping_timeout: Duration::from_millis(20_000),
+            upgrade_timeout: Duration::from_millis(10_000),
+            max_payload: 1_000_000,
+            polling: true,
+            websocket: true,
+            allow_upgrades: true,
+            path: "/engine.io/".into(),
+            cors: None,
+            cookie: None,
+            max_connections: None,
+            defer_handshakes: false,
+            max_buffered: 16 * 1024 * 1024,
+            sid_prefix: String::new(),
+        }
+    }
+}
+
+impl Config {
+    pub fn set_path(&mut self, path: &str) {
+        let trimmed = path.trim_end_matches('/');
+        self.path = format!("{trimmed}/");
+    }
+
+    pub fn handles_transport(&self, t: Transport) -> bool {
+        match t {
+            Transport::Polling => self.polling,
+            Transport::WebSocket => self.websocket,
+        }
+    }
+}
+
+/// What the application may know of the request that opened a session (Node's `socket.request`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestInfo {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    pub headers: Vec<(String, String)>,
+    pub remote: Option<SocketAddr>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A handshake waiting for `Engine::accept_handshake` or `Engine::refuse_handshake`
+    /// (only with `Config::defer_handshakes`).
+    Handshake {
+        conn: ConnId,
+        request: std::sync::Arc<RequestInfo>,
+    },
+    Open {
+        key: SessionKey,
+        sid: std::sync::Arc<str>,
+        transport: Transport,
+        request: std::sync::Arc<RequestInfo>,
+    },
+    Message {
+        key: SessionKey,
+        data: Data,
+    },
+    Upgrade {
+        key: SessionKey,
+    },
+    Close {
+        key: SessionKey,
+        reason: CloseReason,
+    },
+    /// Bad input from a peer, reported once per occurrence so the application can log it.
+    ProtocolError {
+        conn: ConnId,
+        remote: Option<SocketAddr>,
+        message: String,
+    },
+}

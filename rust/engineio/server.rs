@@ -1,0 +1,733 @@
+//! The Engine.IO server state machine: connections (HTTP or WebSocket) and the sessions they carry.
+//!
+//! ```text
+//! connection  Http ─(GET with Upgrade: websocket, answered 101)─► WebSocket ─► gone
+//!             Http parks while a long-polling GET waits for data, or while the application decides a handshake
+//! requests    no sid: handshake (GET only, EIO=4, known transport); sid: a poll (GET), data (POST) or an upgrade
+//! ```
+//! Every input (`on_bytes`, `on_disconnect`, `handle_timeout` and the application's calls) leaves its results in
+//! `events` and in per-connection output buffers; `take_dirty` names the connections with something to write or
+//! to close. A broadcast builds its frame once and copies it into each target's buffer, so each connection is
+//! written once per batch whatever the number of packets.
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::packet::{self, Data, Packet};
+use super::session::{CloseReason, ConnId, ReadyState, Session, SessionKey, Transport, Upgrade};
+use super::{Config, CorsOrigin, ErrorCode, Event, RequestInfo};
+use crate::http::{self, HttpError, Method, Request, RequestParser, Response};
+use crate::websocket::{self, Opcode};
+
+#[path = "lifecycle.rs"]
+mod lifecycle;
+
+enum Waiting {
+    Nothing,
+    /// A long-polling GET parked until the session has packets; its request is kept for the answer's headers.
+    Poll {
+        key: SessionKey,
+        req: Box<Request>,
+    },
+    /// A handshake waiting for the application's decision.
+    Handshake(Box<Request>),
+}
+
+enum ConnState {
+    Http {
+        parser: RequestParser,
+        waiting: Waiting,
+    },
+    WebSocket {
+        decoder: websocket::Decoder,
+        key: SessionKey,
+    },
+    /// Answered and waiting to be flushed and closed.
+    Done,
+}
+
+struct Conn {
+    remote: Option<SocketAddr>,
+    state: ConnState,
+    out: Vec<u8>,
+    dirty: bool,
+    close_after_flush: bool,
+}
+
+pub struct Engine {
+    pub config: Config,
+    conns: HashMap<ConnId, Conn>,
+    sessions: HashMap<SessionKey, Session>,
+    sids: HashMap<Arc<str>, SessionKey>,
+    next_key: SessionKey,
+    timers: BinaryHeap<Reverse<(Instant, SessionKey)>>,
+    events: VecDeque<Event>,
+    dirty: Vec<ConnId>,
+    /// Polling sessions that got packets while a GET is parked: answered once per batch in `flush_polls`.
+    poll_ready: Vec<SessionKey>,
+}
+
+fn error_response(code: ErrorCode, message: Option<&str>) -> Response {
+    let body =
+        serde_json::json!({"code": code as u8, "message": message.unwrap_or(code.message())});
+    Response::new(code.status()).with_body("application/json", body.to_string().into_bytes())
+}
+
+fn generate_sid(prefix: &str) -> String {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
+    let mut bytes = [0u8; 15];
+    // Without the OS's randomness there is no safe sid; a clock-based one would be guessable, so fail loudly.
+    getrandom::getrandom(&mut bytes).expect("the operating system's random source failed");
+    format!("{prefix}{}", URL_SAFE_NO_PAD.encode(bytes))
+}
+
+fn ws_frame(packet: &Packet, out: &mut Vec<u8>) {
+    match packet {
+        Packet::Message(Data::Binary(b)) => websocket::encode_frame(Opcode::Binary, b, out),
+        Packet::Message(Data::Text(s)) => {
+            websocket::encode_frame_header(Opcode::Text, 1 + s.len(), out);
+            out.push(b'4');
+            out.extend_from_slice(s.as_bytes());
+        }
+        other => {
+            let mut text = Vec::with_capacity(8);
+            other.encode_text(&mut text);
+            websocket::encode_frame(Opcode::Text, &text, out);
+        }
+    }
+}
+
+impl Engine {
+    pub fn new(config: Config) -> Self {
+        Engine {
+            config,
+            conns: HashMap::new(),
+            sessions: HashMap::new(),
+            sids: HashMap::new(),
+            next_key: 1,
+            timers: BinaryHeap::new(),
+            events: VecDeque::new(),
+            dirty: Vec::new(),
+            poll_ready: Vec::new(),
+        }
+    }
+
+    // ---- inputs from the driver -------------------------------------------------------------------------
+
+    pub fn on_connect(&mut self, conn: ConnId, remote: Option<SocketAddr>) {
+        let parser = RequestParser::new(http::DEFAULT_MAX_HEADER_BYTES, self.config.max_payload);
+        self.conns.insert(
+            conn,
+            Conn {
+                remote,
+                state: ConnState::Http {
+                    parser,
+                    waiting: Waiting::Nothing,
+                },
+                out: Vec::new(),
+                dirty: false,
+                close_after_flush: false,
+            },
+        );
+    }
+
+    pub fn on_bytes(&mut self, conn: ConnId, data: &[u8], now: Instant) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        match &mut c.state {
+            ConnState::Http { parser, .. } => {
+                parser.feed(data);
+                self.process_http(conn, now);
+            }
+            ConnState::WebSocket { decoder, .. } => {
+                decoder.feed(data);
+                self.process_websocket(conn, now);
+            }
+            ConnState::Done => {}
+        }
+    }
+
+    /// The peer closed the TCP connection, or it failed.
+    pub fn on_disconnect(&mut self, conn: ConnId, now: Instant) {
+        let Some(c) = self.conns.remove(&conn) else {
+            return;
+        };
+        match c.state {
+            ConnState::Http {
+                waiting: Waiting::Poll { key, .. },
+                ..
+            } => {
+                // Node: "poll connection closed prematurely" is a transport error for the session.
+                if let Some(s) = self.sessions.get_mut(&key) {
+                    s.poll_conn = None;
+                }
+                self.close_session(key, CloseReason::TransportError, now);
+            }
+            ConnState::WebSocket { key, .. } => self.on_websocket_gone(key, conn, now),
+            _ => {}
+        }
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(Reverse((at, key))) = self.timers.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            self.session_timers(key, now);
+        }
+    }
+
+    pub fn next_timeout(&self) -> Option<Instant> {
+        self.timers.peek().map(|Reverse((at, _))| *at)
+    }
+
+    // ---- outputs to the driver ----------------------------------------------------------------------------
+
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    pub fn has_events(&self) -> bool {
+        !self.events.is_empty()
+    }
+
+    /// Answer parked GETs that have packets, then name the connections with output or a close pending.
+    pub fn take_dirty(&mut self, now: Instant, into: &mut Vec<ConnId>) {
+        self.flush_polls(now);
+        for conn in self.dirty.drain(..) {
+            if let Some(c) = self.conns.get_mut(&conn) {
+                c.dirty = false;
+                into.push(conn);
+            }
+        }
+    }
+
+    /// The bytes waiting to be written to `conn`; the driver drains what it wrote.
+    pub fn output(&mut self, conn: ConnId) -> Option<&mut Vec<u8>> {
+        self.conns.get_mut(&conn).map(|c| &mut c.out)
+    }
+
+    /// True when `conn` should be closed once its output is written.
+    pub fn should_close(&self, conn: ConnId) -> bool {
+        self.conns.get(&conn).is_none_or(|c| c.close_after_flush)
+    }
+
+    /// The driver closed `conn` itself (after `should_close`, or because writing failed).
+    pub fn forget(&mut self, conn: ConnId, now: Instant) {
+        self.on_disconnect(conn, now);
+    }
+
+    // ---- the application's calls ------------------------------------------------------------------------
+
+    pub fn session_count(&self) -> usize {
+        self.sids.len()
+    }
+
+    pub fn key_of(&self, sid: &str) -> Option<SessionKey> {
+        self.sids.get(sid).copied()
+    }
+
+    pub fn sid_of(&self, key: SessionKey) -> Option<&Arc<str>> {
+        self.sessions.get(&key).map(|s| &s.sid)
+    }
+
+    pub fn transport_of(&self, key: SessionKey) -> Option<Transport> {
+        self.sessions.get(&key).map(|s| s.transport)
+    }
+
+    pub fn request_of(&self, key: SessionKey) -> Option<&Arc<RequestInfo>> {
+        self.sessions.get(&key).map(|s| &s.request)
+    }
+
+    pub fn send(&mut self, key: SessionKey, data: Data) -> bool {
+        self.send_packet(key, Packet::Message(data))
+    }
+
+    /// Send one message to many sessions; the WebSocket frame is built once.
+    pub fn broadcast(&mut self, keys: &[SessionKey], data: Data) {
+        let packet = Packet::Message(data);
+        let mut frame = Vec::new();
+        ws_frame(&packet, &mut frame);
+        for key in keys {
+            let Some(s) = self.sessions.get_mut(key) else {
+                continue;
+            };
+            if !s.is_open() {
+                continue;
+            }
+            match (s.transport, s.ws_conn) {
+                (Transport::WebSocket, Some(conn)) => self.write(conn, &frame),
+                _ => {
+                    s.queue.push(packet.clone());
+                    if s.poll_conn.is_some() {
+                        self.poll_ready.push(*key);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Server-side close of a session (Node's `socket.close()`): queued packets are delivered first.
+    pub fn close(&mut self, key: SessionKey, now: Instant) {
+        self.close_session(key, CloseReason::ForcedClose, now);
+    }
+
+    /// Close every session and connection, telling clients the server is going away.
+    pub fn shutdown(&mut self, now: Instant) {
+        let keys: Vec<SessionKey> = self.sessions.keys().copied().collect();
+        for key in keys {
+            self.close_session(key, CloseReason::ServerShuttingDown, now);
+            self.remove_session(key, None);
+        }
+        let conns: Vec<ConnId> = self.conns.keys().copied().collect();
+        for conn in conns {
+            self.finish_conn(conn);
+        }
+    }
+
+    pub fn accept_handshake(&mut self, conn: ConnId, sid: Option<String>, now: Instant) {
+        let Some(req) = self.take_parked_handshake(conn) else {
+            return;
+        };
+        self.open_session(conn, &req, sid, now);
+        self.process_http(conn, now);
+    }
+
+    pub fn refuse_handshake(
+        &mut self,
+        conn: ConnId,
+        code: ErrorCode,
+        message: Option<&str>,
+        now: Instant,
+    ) {
+        let Some(req) = self.take_parked_handshake(conn) else {
+            return;
+        };
+        self.respond(conn, &req, error_response(code, message));
+        self.process_http(conn, now);
+    }
+
+    fn take_parked_handshake(&mut self, conn: ConnId) -> Option<Box<Request>> {
+        match &mut self.conns.get_mut(&conn)?.state {
+            ConnState::Http { waiting, .. } => match std::mem::replace(waiting, Waiting::Nothing) {
+                Waiting::Handshake(req) => Some(req),
+                other => {
+                    *waiting = other;
+                    None
+                }
+            },
+            _ => None,
+        }
+    }
+
+    // ---- HTTP ----------------------------------------------------------------------------------------------
+
+    fn process_http(&mut self, conn: ConnId, now: Instant) {
+        loop {
+            let Some(c) = self.conns.get_mut(&conn) else {
+                return;
+            };
+            let ConnState::Http { parser, waiting } = &mut c.state else {
+                return;
+            };
+            if !matches!(waiting, Waiting::Nothing) || c.close_after_flush {
+                return;
+            }
+            match parser.next_request() {
+                Ok(None) => return,
+                Ok(Some(req)) => self.handle_request(conn, req, now),
+                Err(err) => {
+                    let status = err.status();
+                    let remote = c.remote;
+                    c.state = ConnState::Done;
+                    let msg = match err {
+                        HttpError::BadRequest(why) => format!("bad HTTP request: {why}"),
+                        HttpError::HeadersTooLarge => "HTTP headers too large".into(),
+                        HttpError::PayloadTooLarge => "HTTP body over max_payload".into(),
+                    };
+                    self.report(conn, remote, msg);
+                    let mut out = Vec::new();
+                    Response::new(status)
+                        .with_header("Connection", "close")
+                        .encode(&mut out);
+                    self.write(conn, &out);
+                    self.finish_conn(conn);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn report(&mut self, conn: ConnId, remote: Option<SocketAddr>, message: String) {
+        self.events.push_back(Event::ProtocolError {
+            conn,
+            remote,
+            message,
+        });
+    }
+
+    fn cors_headers(&self, req: &Request, mut res: Response) -> Response {
+        let Some(cors) = &self.config.cors else {
+            return res;
+        };
+        let origin = req.header("origin");
+        match (&cors.origin, origin) {
+            (CorsOrigin::Any, _) if !cors.credentials => {
+                res = res.with_header("Access-Control-Allow-Origin", "*");
+            }
+            (CorsOrigin::Any, Some(o)) => {
+                res = res
+                    .with_header("Access-Control-Allow-Origin", o)
+                    .with_header("Vary", "Origin");
+            }
+            (CorsOrigin::List(list), Some(o)) if list.iter().any(|a| a == o) => {
+                res = res
+                    .with_header("Access-Control-Allow-Origin", o)
+                    .with_header("Vary", "Origin");
+            }
+            _ => res = res.with_header("Vary", "Origin"),
+        }
+        if cors.credentials {
+            res = res.with_header("Access-Control-Allow-Credentials", "true");
+        }
+        res
+    }
+
+    fn respond(&mut self, conn: ConnId, req: &Request, res: Response) {
+        let mut res = self.cors_headers(req, res);
+        let keep = req.keep_alive();
+        if !keep {
+            res = res.with_header("Connection", "close");
+        }
+        let mut out = Vec::new();
+        res.encode(&mut out);
+        self.write(conn, &out);
+        if !keep {
+            self.finish_conn(conn);
+        }
+    }
+
+    fn handle_request(&mut self, conn: ConnId, req: Request, now: Instant) {
+        if !req.path.starts_with(&self.config.path) {
+            let res = Response::new(404).with_body("text/plain", b"Not Found".to_vec());
+            return self.respond(conn, &req, res);
+        }
+        if req.method == Method::Options && self.config.cors.is_some() {
+            let mut res = Response::new(204).with_header(
+                "Access-Control-Allow-Methods",
+                "GET,HEAD,PUT,PATCH,POST,DELETE",
+            );
+            if let Some(h) = req.header("access-control-request-headers") {
+                res = res
+                    .with_header("Access-Control-Allow-Headers", h)
+                    .with_header("Vary", "Access-Control-Request-Headers");
+            }
+            return self.respond(conn, &req, res.with_header("Content-Length", "0"));
+        }
+        let transport = req
+            .query_param("transport")
+            .and_then(|t| Transport::from_name(&t))
+            .filter(|t| self.config.handles_transport(*t));
+        let Some(transport) = transport else {
+            return self.refuse(conn, &req, ErrorCode::UnknownTransport);
+        };
+        match req.query_param("sid") {
+            None => self.handshake(conn, req, transport, now),
+            Some(sid) => match self.sids.get(sid.as_str()).copied() {
+                None => self.refuse(conn, &req, ErrorCode::UnknownSid),
+                Some(key) => self.session_request(conn, req, key, transport, now),
+            },
+        }
+    }
+
+    fn refuse(&mut self, conn: ConnId, req: &Request, code: ErrorCode) {
+        let remote = self.conns.get(&conn).and_then(|c| c.remote);
+        self.report(conn, remote, format!("refused: {}", code.message()));
+        self.respond(conn, req, error_response(code, None));
+    }
+
+    fn handshake(&mut self, conn: ConnId, req: Request, transport: Transport, now: Instant) {
+        if req.method != Method::Get {
+            return self.refuse(conn, &req, ErrorCode::BadHandshakeMethod);
+        }
+        if transport == Transport::WebSocket && !req.is_websocket_upgrade() {
+            return self.refuse(conn, &req, ErrorCode::BadRequest);
+        }
+        if req.query_param("EIO").as_deref() != Some("4") {
+            return self.refuse(conn, &req, ErrorCode::UnsupportedProtocolVersion);
+        }
+        if let Some(max) = self.config.max_connections {
+            if self.sids.len() >= max {
+                let res = error_response(ErrorCode::Forbidden, Some("Connection limit reached"));
+                let mut res = res;
+                res.status = 503;
+                return self.respond(conn, &req, res);
+            }
+        }
+        if self.config.defer_handshakes {
+            let info = self.request_info(conn, &req);
+            if let Some(ConnState::Http { waiting, .. }) =
+                self.conns.get_mut(&conn).map(|c| &mut c.state)
+            {
+                *waiting = Waiting::Handshake(Box::new(req));
+            }
+            self.events.push_back(Event::Handshake {
+                conn,
+                request: Arc::new(info),
+            });
+            return;
+        }
+        self.open_session(conn, &req, None, now);
+    }
+
+    fn request_info(&self, conn: ConnId, req: &Request) -> RequestInfo {
+        RequestInfo {
+            method: format!("{:?}", req.method).to_uppercase(),
+            path: req.path.clone(),
+            query: req.query.clone(),
+            headers: req.headers.clone(),
+            remote: self.conns.get(&conn).and_then(|c| c.remote),
+        }
+    }
+
+    fn open_session(&mut self, conn: ConnId, req: &Request, sid: Option<String>, now: Instant) {
+        let transport = if req.is_websocket_upgrade() {
+            Transport::WebSocket
+        } else {
+            Transport::Polling
+        };
+        let sid = sid.unwrap_or_else(|| generate_sid(&self.config.sid_prefix));
+        if self.sids.contains_key(sid.as_str()) {
+            return self.refuse(conn, req, ErrorCode::BadRequest);
+        }
+        let sid: Arc<str> = sid.into();
+        let upgrades = if transport == Transport::Polling
+            && self.config.allow_upgrades
+            && self.config.websocket
+        {
+            r#"["websocket"]"#
+        } else {
+            "[]"
+        };
+        // Written by hand to keep Node's key order, which some clients' tests compare as text.
+        let open = format!(
+            r#"{{"sid":{},"upgrades":{},"pingInterval":{},"pingTimeout":{},"maxPayload":{}}}"#,
+            serde_json::Value::from(&*sid),
+            upgrades,
+            self.config.ping_interval.as_millis(),
+            self.config.ping_timeout.as_millis(),
+            self.config.max_payload,
+        );
+        let open = Packet::Open(open);
+        let cookie = self.config.cookie.as_ref().map(|c| {
+            let mut v = format!("{}={}; Path={}", c.name, sid, c.path);
+            if c.http_only {
+                v.push_str("; HttpOnly");
+            }
+            if let Some(s) = &c.same_site {
+                v.push_str("; SameSite=");
+                v.push_str(s);
+            }
+            v
+        });
+        let key = self.next_key;
+        self.next_key += 1;
+        let info = Arc::new(self.request_info(conn, req));
+        let mut session = Session::new(
+            sid.clone(),
+            transport,
+            info.clone(),
+            now + self.config.ping_interval,
+        );
+        match transport {
+            Transport::Polling => {
+                let mut body = Vec::new();
+                open.encode_text(&mut body);
+                let mut res = Response::new(200).with_body("text/plain; charset=UTF-8", body);
+                if let Some(c) = cookie {
+                    res = res.with_header("Set-Cookie", &c);
+                }
+                self.respond(conn, req, res);
+            }
+            Transport::WebSocket => {
+                if !self.accept_websocket(conn, req, key, cookie.as_deref()) {
+                    return;
+                }
+                session.ws_conn = Some(conn);
+                let mut frame = Vec::new();
+                ws_frame(&open, &mut frame);
+                self.write(conn, &frame);
+            }
+        }
+        self.sids.insert(sid.clone(), key);
+        self.timers
+            .push(Reverse((now + self.config.ping_interval, key)));
+        self.sessions.insert(key, session);
+        self.events.push_back(Event::Open {
+            key,
+            sid,
+            transport,
+            request: info,
+        });
+    }
+
+    /// Answer 101 and turn `conn` into a WebSocket carrying session `key`. False (and a 400) when the
+    /// request is not a valid WebSocket opening handshake.
+    fn accept_websocket(
+        &mut self,
+        conn: ConnId,
+        req: &Request,
+        key: SessionKey,
+        cookie: Option<&str>,
+    ) -> bool {
+        let client_key = req.header("sec-websocket-key").unwrap_or("");
+        if req.header("sec-websocket-version") != Some("13") || !websocket::is_valid_key(client_key)
+        {
+            let res = Response::new(400).with_body("text/plain", b"Bad Request".to_vec());
+            let mut out = Vec::new();
+            res.with_header("Connection", "close").encode(&mut out);
+            self.write(conn, &out);
+            self.finish_conn(conn);
+            return false;
+        }
+        let mut res = Response::new(101)
+            .with_header("Upgrade", "websocket")
+            .with_header("Connection", "Upgrade")
+            .with_header("Sec-WebSocket-Accept", &websocket::accept_key(client_key));
+        if let Some(c) = cookie {
+            res = res.with_header("Set-Cookie", c);
+        }
+        let mut out = Vec::new();
+        res.encode(&mut out);
+        self.write(conn, &out);
+        let max = self.config.max_payload;
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return false;
+        };
+        let leftover = match &mut c.state {
+            ConnState::Http { parser, .. } => parser.take_buffered(),
+            _ => Vec::new(),
+        };
+        let mut decoder = websocket::Decoder::new(max);
+        decoder.feed(&leftover);
+        c.state = ConnState::WebSocket { decoder, key };
+        true
+    }
+
+    fn session_request(
+        &mut self,
+        conn: ConnId,
+        req: Request,
+        key: SessionKey,
+        transport: Transport,
+        now: Instant,
+    ) {
+        let Some(s) = self.sessions.get(&key) else {
+            return self.refuse(conn, &req, ErrorCode::UnknownSid);
+        };
+        let is_upgrade = transport == Transport::WebSocket && req.is_websocket_upgrade();
+        if is_upgrade {
+            let may = s.transport == Transport::Polling
+                && s.is_open()
+                && self.config.allow_upgrades
+                && s.upgrade == Upgrade::None;
+            if !may {
+                return self.refuse(conn, &req, ErrorCode::BadRequest);
+            }
+            if self.accept_websocket(conn, &req, key, None) {
+                let deadline = now + self.config.upgrade_timeout;
+                if let Some(s) = self.sessions.get_mut(&key) {
+                    s.upgrade = Upgrade::Probing { conn, deadline };
+                }
+                self.timers.push(Reverse((deadline, key)));
+                self.process_websocket(conn, now);
+            }
+            return;
+        }
+        if transport != s.transport {
+            return self.refuse(conn, &req, ErrorCode::BadRequest);
+        }
+        match req.method {
+            Method::Get => self.poll(conn, req, key, now),
+            Method::Post => self.post(conn, req, key, now),
+            _ => {
+                let res = Response::new(500);
+                self.respond(conn, &req, res)
+            }
+        }
+    }
+
+    fn poll(&mut self, conn: ConnId, req: Request, key: SessionKey, now: Instant) {
+        let Some(s) = self.sessions.get_mut(&key) else {
+            return;
+        };
+        if s.poll_conn.is_some() {
+            // Node: "overlap from client" closes the session; the new GET gets a bare 400.
+            self.respond(conn, &req, Response::new(400));
+            return self.close_session(key, CloseReason::TransportError, now);
+        }
+        let closing = matches!(s.state, ReadyState::Closing { .. });
+        if s.queue.is_empty() && !closing {
+            if matches!(s.upgrade, Upgrade::Probed { .. }) {
+                s.queue.push(Packet::Noop);
+            } else {
+                s.poll_conn = Some(conn);
+                if let Some(ConnState::Http { waiting, .. }) =
+                    self.conns.get_mut(&conn).map(|c| &mut c.state)
+                {
+                    *waiting = Waiting::Poll {
+                        key,
+                        req: Box::new(req),
+                    };
+                }
+                return;
+            }
+        }
+        self.answer_poll(conn, &req, key);
+    }
+
+    fn post(&mut self, conn: ConnId, req: Request, key: SessionKey, now: Instant) {
+        let packets = packet::decode_payload(&req.body);
+        self.respond(
+            conn,
+            &req,
+            Response::new(200).with_body("text/html", b"ok".to_vec()),
+        );
+        match packets {
+            Ok(packets) => {
+                for p in packets {
+                    self.on_packet(key, p, now);
+                }
+            }
+            Err(e) => {
+                let remote = self.conns.get(&conn).and_then(|c| c.remote);
+                self.report(conn, remote, format!("malformed polling payload: {e:?}"));
+                self.close_session(key, CloseReason::ParseError, now);
+            }
+        }
+    }
+
+    fn answer_poll(&mut self, conn: ConnId, req: &Request, key: SessionKey) {
+        let Some(s) = self.sessions.get_mut(&key) else {
+            return;
+        };
+        let mut body = Vec::new();
+        for p in s.queue.drain(..) {
+            packet::push_payload_segment(&p, &mut body);
+        }
+        let closing = matches!(s.state, ReadyState::Closing { .. });
+        if closing {
+            packet::push_payload_segment(&Packet::Close, &mut body);
+        }
+        let res = Response::new(200).with_body("text/plain; charset=UTF-8", body);
+        self.respond(conn, req, res);
+        if closing {
+            self.remove_session(key, None);
+        }
+    }
+}

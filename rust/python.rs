@@ -1,0 +1,282 @@
+//! The one file that knows Python: the `anysio._native` module.
+//!
+//! Errors cross here once: OS errors become `OSError`, bad arguments `ValueError`. Events cross as tuples
+//! (cheaper to build than objects, and the Python side unpacks them at once):
+//! `("open", key, sid, transport, request)`, `("message", key, str | bytes)`, `("upgrade", key)`,
+//! `("close", key, reason)`, `("handshake", conn, request)`, `("error", message, remote)`.
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+use pyo3::exceptions::{PyOSError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyByteArray, PyBytes, PyList, PyString, PyTuple};
+
+use crate::driver::Driver;
+use crate::engineio::{self, Config, Cookie, Cors, CorsOrigin, Data, ErrorCode, Event};
+
+fn secs(s: f64) -> PyResult<Duration> {
+    Duration::try_from_secs_f64(s).map_err(|e| PyValueError::new_err(e.to_string()))
+}
+
+fn data_from_py(obj: &Bound<'_, PyAny>) -> PyResult<Data> {
+    if let Ok(s) = obj.downcast::<PyString>() {
+        return Ok(Data::Text(s.to_str()?.to_owned()));
+    }
+    if let Ok(b) = obj.downcast::<PyBytes>() {
+        return Ok(Data::Binary(b.as_bytes().to_vec()));
+    }
+    if let Ok(b) = obj.downcast::<PyByteArray>() {
+        return Ok(Data::Binary(b.to_vec()));
+    }
+    Err(PyValueError::new_err(
+        "data must be str, bytes or bytearray",
+    ))
+}
+
+fn data_to_py<'py>(py: Python<'py>, data: &Data) -> Bound<'py, PyAny> {
+    match data {
+        Data::Text(s) => PyString::new(py, s).into_any(),
+        Data::Binary(b) => PyBytes::new(py, b).into_any(),
+    }
+}
+
+fn remote_to_py(py: Python<'_>, remote: Option<SocketAddr>) -> PyResult<PyObject> {
+    Ok(match remote {
+        Some(a) => (a.ip().to_string(), a.port())
+            .into_pyobject(py)?
+            .into_any()
+            .unbind(),
+        None => py.None(),
+    })
+}
+
+fn request_to_py(py: Python<'_>, r: &engineio::RequestInfo) -> PyResult<PyObject> {
+    let headers = PyList::empty(py);
+    for (k, v) in &r.headers {
+        headers.append((k.as_str(), v.as_str()))?;
+    }
+    let t = PyTuple::new(
+        py,
+        [
+            r.method.as_str().into_pyobject(py)?.into_any(),
+            r.path.as_str().into_pyobject(py)?.into_any(),
+            r.query.as_str().into_pyobject(py)?.into_any(),
+            headers.into_any(),
+            remote_to_py(py, r.remote)?.into_bound(py),
+        ],
+    )?;
+    Ok(t.into_any().unbind())
+}
+
+/// The Engine.IO server core: the session table, the sockets, the timers.
+#[pyclass(unsendable, module = "anysio._native")]
+pub struct EngineCore {
+    driver: Driver,
+}
+
+#[pymethods]
+impl EngineCore {
+    #[new]
+    #[pyo3(signature = (*, ping_interval=25.0, ping_timeout=20.0, upgrade_timeout=10.0, max_payload=1_000_000,
+        transports=vec!["polling".to_owned(), "websocket".to_owned()], allow_upgrades=true, path="/engine.io",
+        cors_origins=None, cors_credentials=false, cookie_name=None, cookie_path="/", cookie_http_only=true,
+        cookie_same_site=Some("Lax".to_owned()), max_connections=None, defer_handshakes=false, sid_prefix="",
+        max_buffered=16*1024*1024))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        ping_interval: f64,
+        ping_timeout: f64,
+        upgrade_timeout: f64,
+        max_payload: usize,
+        transports: Vec<String>,
+        allow_upgrades: bool,
+        path: &str,
+        cors_origins: Option<Vec<String>>,
+        cors_credentials: bool,
+        cookie_name: Option<String>,
+        cookie_path: &str,
+        cookie_http_only: bool,
+        cookie_same_site: Option<String>,
+        max_connections: Option<usize>,
+        defer_handshakes: bool,
+        sid_prefix: &str,
+        max_buffered: usize,
+    ) -> PyResult<Self> {
+        for t in &transports {
+            if t != "polling" && t != "websocket" {
+                return Err(PyValueError::new_err(format!("unknown transport {t:?}")));
+            }
+        }
+        let mut config = Config {
+            ping_interval: secs(ping_interval)?,
+            ping_timeout: secs(ping_timeout)?,
+            upgrade_timeout: secs(upgrade_timeout)?,
+            max_payload,
+            polling: transports.iter().any(|t| t == "polling"),
+            websocket: transports.iter().any(|t| t == "websocket"),
+            allow_upgrades,
+            cors: cors_origins.map(|origins| Cors {
+                origin: if origins.iter().any(|o| o == "*") {
+                    CorsOrigin::Any
+                } else {
+                    CorsOrigin::List(origins)
+                },
+                credentials: cors_credentials,
+            }),
+            cookie: cookie_name.map(|name| Cookie {
+                name,
+                path: cookie_path.to_owned(),
+                http_only: cookie_http_only,
+                same_site: cookie_same_site,
+            }),
+            max_connections,
+            defer_handshakes,
+            sid_prefix: sid_prefix.to_owned(),
+            max_buffered,
+            ..Config::default()
+        };
+        config.set_path(path);
+        let driver = Driver::new(engineio::Engine::new(config))
+            .map_err(|e| PyOSError::new_err(e.to_string()))?;
+        Ok(EngineCore { driver })
+    }
+
+    /// Listen on host:port; returns the bound (host, port).
+    fn listen(&mut self, host: &str, port: u16) -> PyResult<(String, u16)> {
+        let addr = (host, port)
+            .to_socket_addrs()
+            .map_err(|e| PyOSError::new_err(e.to_string()))?
+            .next()
+            .ok_or_else(|| PyOSError::new_err(format!("cannot resolve {host}")))?;
+        let bound = self
+            .driver
+            .listen(addr)
+            .map_err(|e| PyOSError::new_err(format!("cannot listen on {addr}: {e}")))?;
+        Ok((bound.ip().to_string(), bound.port()))
+    }
+
+    fn fileno(&self) -> i32 {
+        self.driver.fd()
+    }
+
+    /// Seconds until the next timer, or None.
+    fn next_timeout(&self) -> Option<f64> {
+        self.driver
+            .next_timeout()
+            .map(|at| at.saturating_duration_since(Instant::now()).as_secs_f64())
+    }
+
+    /// Do all ready I/O and due timers; return the events for the application.
+    fn turn<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        self.driver
+            .turn(Instant::now())
+            .map_err(|e| PyOSError::new_err(e.to_string()))?;
+        let out = PyList::empty(py);
+        while let Some(ev) = self.driver.engine.poll_event() {
+            let item = match ev {
+                Event::Open {
+                    key,
+                    sid,
+                    transport,
+                    request,
+                } => (
+                    "open",
+                    key,
+                    &*sid,
+                    transport.name(),
+                    request_to_py(py, &request)?,
+                )
+                    .into_pyobject(py)?
+                    .into_any(),
+                Event::Message { key, data } => ("message", key, data_to_py(py, &data))
+                    .into_pyobject(py)?
+                    .into_any(),
+                Event::Upgrade { key } => ("upgrade", key).into_pyobject(py)?.into_any(),
+                Event::Close { key, reason } => ("close", key, reason.as_str())
+                    .into_pyobject(py)?
+                    .into_any(),
+                Event::Handshake { conn, request } => {
+                    ("handshake", conn, request_to_py(py, &request)?)
+                        .into_pyobject(py)?
+                        .into_any()
+                }
+                Event::ProtocolError {
+                    remote, message, ..
+                } => ("error", message, remote_to_py(py, remote)?)
+                    .into_pyobject(py)?
+                    .into_any(),
+            };
+            out.append(item)?;
+        }
+        Ok(out)
+    }
+
+    fn send(&mut self, key: u64, data: &Bound<'_, PyAny>) -> PyResult<bool> {
+        let data = data_from_py(data)?;
+        let sent = self.driver.engine.send(key, data);
+        self.driver.request_flush();
+        Ok(sent)
+    }
+
+    fn broadcast(&mut self, keys: Vec<u64>, data: &Bound<'_, PyAny>) -> PyResult<()> {
+        let data = data_from_py(data)?;
+        self.driver.engine.broadcast(&keys, data);
+        self.driver.request_flush();
+        Ok(())
+    }
+
+    fn close(&mut self, key: u64) {
+        self.driver.engine.close(key, Instant::now());
+        self.driver.request_flush();
+    }
+
+    #[pyo3(signature = (conn, sid=None))]
+    fn accept_handshake(&mut self, conn: u64, sid: Option<String>) {
+        self.driver
+            .engine
+            .accept_handshake(conn, sid, Instant::now());
+        self.driver.request_flush();
+    }
+
+    #[pyo3(signature = (conn, code, message=None))]
+    fn refuse_handshake(&mut self, conn: u64, code: u8, message: Option<&str>) -> PyResult<()> {
+        let code = ErrorCode::from_code(code)
+            .ok_or_else(|| PyValueError::new_err(format!("unknown error code {code}")))?;
+        self.driver
+            .engine
+            .refuse_handshake(conn, code, message, Instant::now());
+        self.driver.request_flush();
+        Ok(())
+    }
+
+    fn sid_of(&self, key: u64) -> Option<String> {
+        self.driver.engine.sid_of(key).map(|s| s.to_string())
+    }
+
+    fn transport_of(&self, key: u64) -> Option<&'static str> {
+        self.driver.engine.transport_of(key).map(|t| t.name())
+    }
+
+    #[getter]
+    fn session_count(&self) -> usize {
+        self.driver.engine.session_count()
+    }
+
+    #[getter]
+    fn connection_count(&self) -> usize {
+        self.driver.connection_count()
+    }
+
+    /// Close every session ("server shutting down") and every socket.
+    fn shutdown(&mut self) {
+        self.driver.close_all(Instant::now());
+    }
+}
+
+#[pymodule]
+#[pyo3(name = "_native")]
+fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<EngineCore>()?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}

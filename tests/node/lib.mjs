@@ -1,0 +1,101 @@
+// Shared plumbing for the test clients: JSON lines out, JSON-line commands in,
+// and the {"binary":"<hex>"} convention for bytes (anywhere nested).
+import { createInterface } from "node:readline";
+
+export function out(obj) {
+  // stdout writes to a pipe are synchronous on Linux, so nothing is lost on exit.
+  process.stdout.write(JSON.stringify(obj) + "\n");
+}
+
+function isBytes(v) {
+  return Buffer.isBuffer(v) || v instanceof ArrayBuffer || ArrayBuffer.isView(v);
+}
+
+function bytesToHex(v) {
+  if (v instanceof ArrayBuffer) return Buffer.from(v).toString("hex");
+  return Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString("hex");
+}
+
+// Wire value -> JSON-safe value: bytes become {"binary":"<hex>"}.
+export function toJson(v) {
+  if (isBytes(v)) return { binary: bytesToHex(v) };
+  if (Array.isArray(v)) return v.map(toJson);
+  if (v && typeof v === "object") {
+    const o = {};
+    for (const [k, x] of Object.entries(v)) if (typeof x !== "function") o[k] = toJson(x);
+    return o;
+  }
+  return v;
+}
+
+// JSON value from a command -> wire value: {"binary":"<hex>"} becomes a Buffer.
+export function fromJson(v) {
+  if (Array.isArray(v)) return v.map(fromJson);
+  if (v && typeof v === "object") {
+    const keys = Object.keys(v);
+    if (keys.length === 1 && keys[0] === "binary" && typeof v.binary === "string") {
+      return Buffer.from(v.binary, "hex");
+    }
+    const o = {};
+    for (const [k, x] of Object.entries(v)) o[k] = fromJson(x);
+    return o;
+  }
+  return v;
+}
+
+// `<url> --key value ...` -> { url, options }. Values stay strings.
+export function parseArgs(argv) {
+  const [url, ...rest] = argv;
+  if (!url || url.startsWith("--")) throw new Error("missing <url>");
+  const options = {};
+  for (let i = 0; i < rest.length; i += 2) {
+    if (!rest[i].startsWith("--") || rest[i + 1] === undefined) {
+      throw new Error(`bad option near ${rest[i]}`);
+    }
+    options[rest[i].slice(2)] = rest[i + 1];
+  }
+  return { url, options };
+}
+
+export function parseBool(s, name) {
+  if (s === "true") return true;
+  if (s === "false") return false;
+  throw new Error(`--${name} must be true or false`);
+}
+
+// Calls onCommand(obj) for every JSON line on stdin; onEnd() at EOF.
+export function readCommands(onCommand, onEnd) {
+  const rl = createInterface({ input: process.stdin });
+  rl.on("line", (line) => {
+    if (!line.trim()) return;
+    let cmd;
+    try {
+      cmd = JSON.parse(line);
+    } catch (e) {
+      out({ event: "bad_command", line, message: e.message });
+      return;
+    }
+    try {
+      onCommand(cmd);
+    } catch (e) {
+      out({ event: "bad_command", line, message: e.message });
+    }
+  });
+  rl.on("close", onEnd);
+}
+
+export function errorJson(err) {
+  if (err instanceof Error) {
+    const o = { message: err.message };
+    if (err.description !== undefined) o.description = describe(err.description);
+    if (err.type !== undefined) o.type = err.type;
+    return o;
+  }
+  return { message: describe(err) };
+}
+
+function describe(d) {
+  if (d instanceof Error) return d.message;
+  if (d && typeof d === "object" && d.message !== undefined) return String(d.message);
+  return typeof d === "object" ? toJson(d) : d;
+}

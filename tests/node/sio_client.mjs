@@ -1,0 +1,86 @@
+// Socket.IO test client. Usage:
+//   node sio_client.mjs <url> [--nsp /x] [--transports polling,websocket] [--auth <json>]
+//                       [--reconnection true|false] [--timeout ms]
+// Out (stdout, JSON lines):
+//   {"event":"connect","id":..,"transport":..}   {"event":"connect_error","message":..,"data":..}
+//   {"event":"disconnect","reason":..,"description":..}
+//   {"event":"recv","name":..,"args":[..],"ack":bool}  (an ack request is answered at once, see ack_reply)
+//   {"event":"ack","id":..,"args":[..]}   {"event":"ack_timeout","id":..}   {"event":"bad_command",..}
+// In (stdin, JSON lines):
+//   {"cmd":"emit","name":..,"args":[..],"ack":true|false,"timeout":ms?,"id":<any>}
+//   {"cmd":"ack_reply","name":..,"args":[..]}  (args sent back to later ack requests of event `name`;
+//                                               default ["ok"])
+//   {"cmd":"connect"} | {"cmd":"disconnect"} | {"cmd":"exit"}.  EOF on stdin exits too.
+// Bytes are {"binary":"<hex>"} anywhere in args, both ways.
+import { io } from "socket.io-client";
+import { out, toJson, fromJson, parseArgs, parseBool, readCommands, errorJson } from "./lib.mjs";
+
+const { url, options } = parseArgs(process.argv.slice(2));
+const opts = { forceNew: true };
+if (options.transports) opts.transports = options.transports.split(",");
+if (options.auth) opts.auth = fromJson(JSON.parse(options.auth));
+if (options.reconnection) opts.reconnection = parseBool(options.reconnection, "reconnection");
+if (options.timeout) opts.timeout = Number(options.timeout);
+const nsp = options.nsp ?? "/";
+
+const socket = io(url.replace(/\/+$/, "") + nsp, opts);
+const ackReplies = new Map();
+
+socket.on("connect", () =>
+  out({ event: "connect", id: socket.id, transport: socket.io.engine.transport.name }),
+);
+socket.on("connect_error", (err) =>
+  out({ event: "connect_error", message: err.message, data: toJson(err.data ?? null) }),
+);
+socket.on("disconnect", (reason, details) => {
+  const ev = { event: "disconnect", reason };
+  if (details !== undefined) ev.description = errorJson(details.description ?? details).message;
+  out(ev);
+});
+socket.onAny((name, ...args) => {
+  // socket.io-client appends the ack callback as the last argument when the server asked for one.
+  const ack = typeof args.at(-1) === "function" ? args.pop() : null;
+  out({ event: "recv", name, args: toJson(args), ack: ack !== null });
+  if (ack) ack(...fromJson(ackReplies.get(name) ?? ["ok"]));
+});
+
+function emit(cmd) {
+  const args = fromJson(cmd.args ?? []);
+  if (!cmd.ack) {
+    socket.emit(cmd.name, ...args);
+  } else if (cmd.timeout !== undefined) {
+    socket.timeout(cmd.timeout).emit(cmd.name, ...args, (err, ...resp) => {
+      if (err) out({ event: "ack_timeout", id: cmd.id });
+      else out({ event: "ack", id: cmd.id, args: toJson(resp) });
+    });
+  } else {
+    socket.emit(cmd.name, ...args, (...resp) => out({ event: "ack", id: cmd.id, args: toJson(resp) }));
+  }
+}
+
+function exit() {
+  socket.disconnect();
+  process.exit(0);
+}
+
+readCommands((cmd) => {
+  switch (cmd.cmd) {
+    case "emit":
+      emit(cmd);
+      break;
+    case "ack_reply":
+      ackReplies.set(cmd.name, cmd.args ?? []);
+      break;
+    case "connect":
+      socket.connect();
+      break;
+    case "disconnect":
+      socket.disconnect();
+      break;
+    case "exit":
+      exit();
+      break;
+    default:
+      out({ event: "bad_command", line: JSON.stringify(cmd), message: "unknown cmd" });
+  }
+}, exit);
