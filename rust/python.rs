@@ -13,6 +13,7 @@ use pyo3::types::{PyByteArray, PyBytes, PyList, PyString, PyTuple};
 
 use crate::driver::Driver;
 use crate::engineio::{self, Config, Cookie, Cors, CorsOrigin, Data, ErrorCode, Event};
+use crate::socketio::{self, SocketIo};
 
 fn secs(s: f64) -> PyResult<Duration> {
     Duration::try_from_secs_f64(s).map_err(|e| PyValueError::new_err(e.to_string()))
@@ -68,10 +69,123 @@ fn request_to_py(py: Python<'_>, r: &engineio::RequestInfo) -> PyResult<PyObject
     Ok(t.into_any().unbind())
 }
 
-/// The Engine.IO server core: the session table, the sockets, the timers.
+/// The server core: the sockets, the Engine.IO session table and timers, and (with `socketio=True`) the
+/// Socket.IO namespaces, sockets and rooms.
 #[pyclass(unsendable, module = "anysio._native")]
 pub struct EngineCore {
     driver: Driver,
+    sio: Option<SocketIo>,
+}
+
+fn no_socketio() -> PyErr {
+    PyValueError::new_err("this core was created without socketio=True")
+}
+
+fn attachments_from_py(list: Vec<Bound<'_, PyAny>>) -> PyResult<Vec<Vec<u8>>> {
+    list.iter()
+        .map(|b| match data_from_py(b)? {
+            Data::Binary(b) => Ok(b),
+            Data::Text(_) => Err(PyValueError::new_err("attachments must be bytes")),
+        })
+        .collect()
+}
+
+fn attachments_to_py<'py>(py: Python<'py>, list: &[Vec<u8>]) -> PyResult<Bound<'py, PyAny>> {
+    if list.is_empty() {
+        return Ok(py.None().into_bound(py));
+    }
+    Ok(PyList::new(py, list.iter().map(|b| PyBytes::new(py, b)))?.into_any())
+}
+
+fn engine_event_to_py<'py>(py: Python<'py>, ev: Event) -> PyResult<Bound<'py, PyAny>> {
+    Ok(match ev {
+        Event::Open {
+            key,
+            sid,
+            transport,
+            request,
+        } => (
+            "open",
+            key,
+            &*sid,
+            transport.name(),
+            request_to_py(py, &request)?,
+        )
+            .into_pyobject(py)?
+            .into_any(),
+        Event::Message { key, data } => ("message", key, data_to_py(py, &data))
+            .into_pyobject(py)?
+            .into_any(),
+        Event::Upgrade { key } => ("upgrade", key).into_pyobject(py)?.into_any(),
+        Event::Close { key, reason } => ("close", key, reason.as_str())
+            .into_pyobject(py)?
+            .into_any(),
+        Event::Handshake { conn, request } => ("handshake", conn, request_to_py(py, &request)?)
+            .into_pyobject(py)?
+            .into_any(),
+        Event::ProtocolError {
+            remote, message, ..
+        } => ("error", message, remote_to_py(py, remote)?)
+            .into_pyobject(py)?
+            .into_any(),
+    })
+}
+
+fn sio_event_to_py<'py>(py: Python<'py>, ev: socketio::Event) -> PyResult<Bound<'py, PyAny>> {
+    use socketio::Event as E;
+    Ok(match ev {
+        E::Open {
+            client,
+            eio_sid,
+            request,
+        } => ("open", client, &*eio_sid, "", request_to_py(py, &request)?)
+            .into_pyobject(py)?
+            .into_any(),
+        E::Connect {
+            client,
+            socket,
+            nsp,
+            sid,
+            auth,
+        } => ("connect", socket, client, &*nsp, &*sid, auth)
+            .into_pyobject(py)?
+            .into_any(),
+        E::Event {
+            socket,
+            data,
+            id,
+            attachments,
+        } => (
+            "event",
+            socket,
+            data,
+            id,
+            attachments_to_py(py, &attachments)?,
+        )
+            .into_pyobject(py)?
+            .into_any(),
+        E::Ack {
+            socket,
+            id,
+            data,
+            attachments,
+        } => (
+            "ack",
+            socket,
+            data,
+            id,
+            attachments_to_py(py, &attachments)?,
+        )
+            .into_pyobject(py)?
+            .into_any(),
+        E::Disconnect { socket, reason } => ("disconnect", socket, reason.as_str())
+            .into_pyobject(py)?
+            .into_any(),
+        E::Close { client, reason } => ("close", client, reason.as_str())
+            .into_pyobject(py)?
+            .into_any(),
+        E::Engine(ev) => engine_event_to_py(py, ev)?,
+    })
 }
 
 #[pymethods]
@@ -81,7 +195,7 @@ impl EngineCore {
         transports=vec!["polling".to_owned(), "websocket".to_owned()], allow_upgrades=true, path="/engine.io",
         cors_origins=None, cors_credentials=false, cookie_name=None, cookie_path="/", cookie_http_only=true,
         cookie_same_site=Some("Lax".to_owned()), max_connections=None, defer_handshakes=false, sid_prefix="",
-        max_buffered=16*1024*1024))]
+        max_buffered=16*1024*1024, socketio=false, connect_timeout=45.0))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         ping_interval: f64,
@@ -101,6 +215,8 @@ impl EngineCore {
         defer_handshakes: bool,
         sid_prefix: &str,
         max_buffered: usize,
+        socketio: bool,
+        connect_timeout: f64,
     ) -> PyResult<Self> {
         for t in &transports {
             if t != "polling" && t != "websocket" {
@@ -138,7 +254,11 @@ impl EngineCore {
         config.set_path(path);
         let driver = Driver::new(engineio::Engine::new(config))
             .map_err(|e| PyOSError::new_err(e.to_string()))?;
-        Ok(EngineCore { driver })
+        let sio = match socketio {
+            true => Some(SocketIo::new(secs(connect_timeout)?)),
+            false => None,
+        };
+        Ok(EngineCore { driver, sio })
     }
 
     /// Listen on host:port; returns the bound (host, port).
@@ -161,52 +281,38 @@ impl EngineCore {
 
     /// Seconds until the next timer, or None.
     fn next_timeout(&self) -> Option<f64> {
-        self.driver
-            .next_timeout()
-            .map(|at| at.saturating_duration_since(Instant::now()).as_secs_f64())
+        let sio = self.sio.as_ref().and_then(SocketIo::next_timeout);
+        let at = match (self.driver.next_timeout(), sio) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        at.map(|at| at.saturating_duration_since(Instant::now()).as_secs_f64())
     }
 
     /// Do all ready I/O and due timers; return the events for the application.
     fn turn<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let now = Instant::now();
         self.driver
-            .turn(Instant::now())
+            .turn(now)
             .map_err(|e| PyOSError::new_err(e.to_string()))?;
         let out = PyList::empty(py);
-        while let Some(ev) = self.driver.engine.poll_event() {
-            let item = match ev {
-                Event::Open {
-                    key,
-                    sid,
-                    transport,
-                    request,
-                } => (
-                    "open",
-                    key,
-                    &*sid,
-                    transport.name(),
-                    request_to_py(py, &request)?,
-                )
-                    .into_pyobject(py)?
-                    .into_any(),
-                Event::Message { key, data } => ("message", key, data_to_py(py, &data))
-                    .into_pyobject(py)?
-                    .into_any(),
-                Event::Upgrade { key } => ("upgrade", key).into_pyobject(py)?.into_any(),
-                Event::Close { key, reason } => ("close", key, reason.as_str())
-                    .into_pyobject(py)?
-                    .into_any(),
-                Event::Handshake { conn, request } => {
-                    ("handshake", conn, request_to_py(py, &request)?)
-                        .into_pyobject(py)?
-                        .into_any()
+        match &mut self.sio {
+            None => {
+                while let Some(ev) = self.driver.engine.poll_event() {
+                    out.append(engine_event_to_py(py, ev)?)?;
                 }
-                Event::ProtocolError {
-                    remote, message, ..
-                } => ("error", message, remote_to_py(py, remote)?)
-                    .into_pyobject(py)?
-                    .into_any(),
-            };
-            out.append(item)?;
+            }
+            Some(sio) => {
+                sio.pump(&mut self.driver.engine, now);
+                sio.handle_timeout(&mut self.driver.engine, now);
+                // Closing sessions above produces engine events of its own.
+                sio.pump(&mut self.driver.engine, now);
+                // Answers the layer wrote itself (CONNECT_ERROR, closes) go out in this turn.
+                self.driver.flush(now);
+                while let Some(ev) = sio.poll_event() {
+                    out.append(sio_event_to_py(py, ev)?)?;
+                }
+            }
         }
         Ok(out)
     }
@@ -270,6 +376,125 @@ impl EngineCore {
     /// Close every session ("server shutting down") and every socket.
     fn shutdown(&mut self) {
         self.driver.close_all(Instant::now());
+    }
+
+    // ---- the Socket.IO layer's calls; sockets are named by the keys of the "connect" event ----
+
+    fn add_namespace(&mut self, nsp: &str) -> PyResult<()> {
+        self.sio
+            .as_mut()
+            .ok_or_else(no_socketio)?
+            .add_namespace(nsp);
+        Ok(())
+    }
+
+    fn accept(&mut self, socket: u64) -> PyResult<bool> {
+        let sio = self.sio.as_mut().ok_or_else(no_socketio)?;
+        let ok = sio.accept(socket, &mut self.driver.engine);
+        self.driver.request_flush();
+        Ok(ok)
+    }
+
+    fn refuse(&mut self, socket: u64, data_json: &str) -> PyResult<()> {
+        let sio = self.sio.as_mut().ok_or_else(no_socketio)?;
+        sio.refuse(socket, data_json, &mut self.driver.engine);
+        self.driver.request_flush();
+        Ok(())
+    }
+
+    #[pyo3(signature = (socket, close=false))]
+    fn disconnect(&mut self, socket: u64, close: bool) -> PyResult<()> {
+        let sio = self.sio.as_mut().ok_or_else(no_socketio)?;
+        sio.disconnect(socket, close, &mut self.driver.engine, Instant::now());
+        sio.pump(&mut self.driver.engine, Instant::now());
+        self.driver.request_flush();
+        Ok(())
+    }
+
+    /// One socket: an EVENT (with an ack id when `id` is given), or with `ack_reply` the ACK for `id`.
+    #[pyo3(signature = (socket, data_json, attachments=vec![], id=None, ack_reply=false))]
+    fn emit_to(
+        &mut self,
+        socket: u64,
+        data_json: &str,
+        attachments: Vec<Bound<'_, PyAny>>,
+        id: Option<u64>,
+        ack_reply: bool,
+    ) -> PyResult<bool> {
+        let sio = self.sio.as_mut().ok_or_else(no_socketio)?;
+        let attachments = attachments_from_py(attachments)?;
+        let ok = sio.emit_to(
+            socket,
+            data_json,
+            attachments,
+            id,
+            ack_reply,
+            &mut self.driver.engine,
+        );
+        self.driver.request_flush();
+        Ok(ok)
+    }
+
+    /// A broadcast, encoded once; returns the keys of the sockets it reached.
+    #[pyo3(signature = (nsp, data_json, rooms=vec![], except_rooms=vec![], attachments=vec![], id=None))]
+    fn broadcast_event(
+        &mut self,
+        nsp: &str,
+        data_json: &str,
+        rooms: Vec<String>,
+        except_rooms: Vec<String>,
+        attachments: Vec<Bound<'_, PyAny>>,
+        id: Option<u64>,
+    ) -> PyResult<Vec<u64>> {
+        let sio = self.sio.as_mut().ok_or_else(no_socketio)?;
+        let attachments = attachments_from_py(attachments)?;
+        let reached = sio.broadcast(
+            nsp,
+            &rooms,
+            &except_rooms,
+            data_json,
+            attachments,
+            id,
+            &mut self.driver.engine,
+        );
+        self.driver.request_flush();
+        Ok(reached)
+    }
+
+    #[pyo3(signature = (nsp, rooms=vec![], except_rooms=vec![]))]
+    fn targets(
+        &self,
+        nsp: &str,
+        rooms: Vec<String>,
+        except_rooms: Vec<String>,
+    ) -> PyResult<Vec<u64>> {
+        let sio = self.sio.as_ref().ok_or_else(no_socketio)?;
+        Ok(sio.targets(nsp, &rooms, &except_rooms))
+    }
+
+    fn join(&mut self, socket: u64, rooms: Vec<String>) -> PyResult<()> {
+        let sio = self.sio.as_mut().ok_or_else(no_socketio)?;
+        for r in &rooms {
+            sio.join(socket, r);
+        }
+        Ok(())
+    }
+
+    fn leave(&mut self, socket: u64, room: &str) -> PyResult<()> {
+        self.sio
+            .as_mut()
+            .ok_or_else(no_socketio)?
+            .leave(socket, room);
+        Ok(())
+    }
+
+    fn rooms_of(&self, socket: u64) -> PyResult<Vec<String>> {
+        let sio = self.sio.as_ref().ok_or_else(no_socketio)?;
+        Ok(sio.rooms_of(socket).iter().map(|r| r.to_string()).collect())
+    }
+
+    fn socket_count(&self, nsp: &str) -> PyResult<usize> {
+        Ok(self.sio.as_ref().ok_or_else(no_socketio)?.socket_count(nsp))
     }
 }
 

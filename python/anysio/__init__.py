@@ -1,6 +1,29 @@
 """anysio: a Socket.IO server for Python on asyncio or trio, with its hot path in Rust."""
 
 from ._native import __version__
+from .adapter import Adapter, BroadcastOptions
 from .engineio import Cookie, EngineServer, Request, RequestRefused, Session
+from .exceptions import AckTimeout, AnysioError, ConnectionRefused, Disconnected
+from .server import BroadcastOperator, Namespace, Server
+from .socket import Ack, Handshake, Socket
 
-__all__ = ["Cookie", "EngineServer", "Request", "RequestRefused", "Session", "__version__"]
+__all__ = [
+    "Ack",
+    "AckTimeout",
+    "Adapter",
+    "AnysioError",
+    "BroadcastOperator",
+    "BroadcastOptions",
+    "ConnectionRefused",
+    "Cookie",
+    "Disconnected",
+    "EngineServer",
+    "Handshake",
+    "Namespace",
+    "Request",
+    "RequestRefused",
+    "Server",
+    "Session",
+    "Socket",
+    "__version__",
+]

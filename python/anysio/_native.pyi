@@ -1,6 +1,6 @@
 """The Rust core (rust/python.rs). Events are tuples, see EngineCore.turn."""
 
-from typing import Final, Literal, TypeAlias
+from typing import Any, Final, Literal, TypeAlias
 
 __version__: Final[str]
 
@@ -11,6 +11,17 @@ EventTuple: TypeAlias = (
     tuple[Literal["open"], int, str, str, RequestTuple]
     | tuple[Literal["message"], int, str | bytes]
     | tuple[Literal["upgrade"], int]
+    | tuple[Literal["close"], int, str]
+    | tuple[Literal["handshake"], int, RequestTuple]
+    | tuple[Literal["error"], str, Remote]
+)
+# With socketio=True, "message" and "upgrade" are replaced by:
+SioEventTuple: TypeAlias = (
+    tuple[Literal["open"], int, str, str, RequestTuple]
+    | tuple[Literal["connect"], int, int, str, str, str | None]  # socket, client, nsp, sid, auth JSON
+    | tuple[Literal["event"], int, str, int | None, list[bytes] | None]  # socket, data JSON, ack id, attachments
+    | tuple[Literal["ack"], int, str, int, list[bytes] | None]
+    | tuple[Literal["disconnect"], int, str]
     | tuple[Literal["close"], int, str]
     | tuple[Literal["handshake"], int, RequestTuple]
     | tuple[Literal["error"], str, Remote]
@@ -37,11 +48,13 @@ class EngineCore:
         defer_handshakes: bool = False,
         sid_prefix: str = "",
         max_buffered: int = ...,
+        socketio: bool = False,
+        connect_timeout: float = 45.0,
     ) -> None: ...
     def listen(self, host: str, port: int) -> tuple[str, int]: ...
     def fileno(self) -> int: ...
     def next_timeout(self) -> float | None: ...
-    def turn(self) -> list[EventTuple]: ...
+    def turn(self) -> list[Any]: ...  # EventTuple, or SioEventTuple with socketio=True
     def send(self, key: int, data: str | bytes | bytearray) -> bool: ...
     def broadcast(self, keys: list[int], data: str | bytes | bytearray) -> None: ...
     def close(self, key: int) -> None: ...
@@ -54,3 +67,30 @@ class EngineCore:
     @property
     def connection_count(self) -> int: ...
     def shutdown(self) -> None: ...
+    # The Socket.IO layer (socketio=True); sockets are named by the keys of the "connect" event.
+    def add_namespace(self, nsp: str) -> None: ...
+    def accept(self, socket: int) -> bool: ...
+    def refuse(self, socket: int, data_json: str) -> None: ...
+    def disconnect(self, socket: int, close: bool = False) -> None: ...
+    def emit_to(
+        self,
+        socket: int,
+        data_json: str,
+        attachments: list[bytes] = ...,
+        id: int | None = None,
+        ack_reply: bool = False,
+    ) -> bool: ...
+    def broadcast_event(
+        self,
+        nsp: str,
+        data_json: str,
+        rooms: list[str] = ...,
+        except_rooms: list[str] = ...,
+        attachments: list[bytes] = ...,
+        id: int | None = None,
+    ) -> list[int]: ...
+    def targets(self, nsp: str, rooms: list[str] = ..., except_rooms: list[str] = ...) -> list[int]: ...
+    def join(self, socket: int, rooms: list[str]) -> None: ...
+    def leave(self, socket: int, room: str) -> None: ...
+    def rooms_of(self, socket: int) -> list[str]: ...
+    def socket_count(self, nsp: str) -> int: ...

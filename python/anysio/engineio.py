@@ -74,6 +74,52 @@ async def _maybe_await(value: Any) -> Any:
     return await value if inspect.isawaitable(value) else value
 
 
+def native_core(
+    *,
+    ping_interval: float,
+    ping_timeout: float,
+    upgrade_timeout: float,
+    max_payload: int,
+    transports: Iterable[str],
+    allow_upgrades: bool,
+    path: str,
+    cors_allowed_origins: str | Iterable[str] | None,
+    cors_credentials: bool,
+    cookie: Cookie | bool | None,
+    max_connections: int | None,
+    defer_handshakes: bool,
+    sid_prefix: str,
+    socketio: bool = False,
+    connect_timeout: float = 45.0,
+) -> _native.EngineCore:
+    """The Rust core for the options every server shares, in their Python spelling."""
+    if isinstance(cors_allowed_origins, str):
+        cors_allowed_origins = [cors_allowed_origins]
+    if cookie is True:
+        cookie = Cookie()
+    c = cookie if isinstance(cookie, Cookie) else None
+    return _native.EngineCore(
+        ping_interval=ping_interval,
+        ping_timeout=ping_timeout,
+        upgrade_timeout=upgrade_timeout,
+        max_payload=max_payload,
+        transports=list(transports),
+        allow_upgrades=allow_upgrades,
+        path=path,
+        cors_origins=None if cors_allowed_origins is None else list(cors_allowed_origins),
+        cors_credentials=cors_credentials,
+        cookie_name=c.name if c else None,
+        cookie_path=c.path if c else "/",
+        cookie_http_only=c.http_only if c else True,
+        cookie_same_site=c.same_site if c else None,
+        max_connections=max_connections,
+        defer_handshakes=defer_handshakes,
+        sid_prefix=sid_prefix,
+        socketio=socketio,
+        connect_timeout=connect_timeout,
+    )
+
+
 class Session:
     """One Engine.IO session, as the application sees it."""
 
@@ -117,26 +163,19 @@ class EngineServer:
         generate_id: GenerateId | None = None,
         sid_prefix: str = "",
     ) -> None:
-        if isinstance(cors_allowed_origins, str):
-            cors_allowed_origins = [cors_allowed_origins]
-        if cookie is True:
-            cookie = Cookie()
         self.allow_request = allow_request
         self.generate_id = generate_id
-        self._core = _native.EngineCore(
+        self._core = native_core(
             ping_interval=ping_interval,
             ping_timeout=ping_timeout,
             upgrade_timeout=upgrade_timeout,
             max_payload=max_payload,
-            transports=list(transports),
+            transports=transports,
             allow_upgrades=allow_upgrades,
             path=path,
-            cors_origins=None if cors_allowed_origins is None else list(cors_allowed_origins),
+            cors_allowed_origins=cors_allowed_origins,
             cors_credentials=cors_credentials,
-            cookie_name=cookie.name if isinstance(cookie, Cookie) else None,
-            cookie_path=cookie.path if isinstance(cookie, Cookie) else "/",
-            cookie_http_only=cookie.http_only if isinstance(cookie, Cookie) else True,
-            cookie_same_site=cookie.same_site if isinstance(cookie, Cookie) else None,
+            cookie=cookie,
             max_connections=max_connections,
             defer_handshakes=allow_request is not None or generate_id is not None,
             sid_prefix=sid_prefix,
@@ -200,25 +239,7 @@ class EngineServer:
             logger.exception("handler failed")
 
     async def _decide_handshake(self, conn: int, request: Request) -> None:
-        core = self._core
-        try:
-            if self.allow_request is not None:
-                verdict = await _maybe_await(self.allow_request(request))
-                if verdict is False or isinstance(verdict, str):
-                    message = verdict if isinstance(verdict, str) else None
-                    core.refuse_handshake(conn, 4, message)
-                    return
-            sid = None
-            if self.generate_id is not None:
-                sid = str(await _maybe_await(self.generate_id(request)))
-        except RequestRefused as e:
-            core.refuse_handshake(conn, 4, str(e) or None)
-            return
-        except Exception:
-            logger.exception("allow_request / generate_id failed; refusing the handshake")
-            core.refuse_handshake(conn, 4, None)
-            return
-        core.accept_handshake(conn, sid)
+        await decide_handshake(self._core, conn, request, self.allow_request, self.generate_id)
 
     def _dispatch(self, events: list[_native.EventTuple]) -> None:
         for ev in events:
@@ -256,6 +277,33 @@ class EngineServer:
     ) -> None:
         """Listen and serve until cancelled; then close every session ("server shutting down")."""
         await run_core(self._core, host, port, self._dispatch, self, task_status)
+
+
+async def decide_handshake(
+    core: _native.EngineCore,
+    conn: int,
+    request: Request,
+    allow_request: AllowRequest | None,
+    generate_id: GenerateId | None,
+) -> None:
+    """Run the allow-request hook and the id generator for a handshake the core holds, then answer it."""
+    try:
+        if allow_request is not None:
+            verdict = await _maybe_await(allow_request(request))
+            if verdict is False or isinstance(verdict, str):
+                core.refuse_handshake(conn, 4, verdict if isinstance(verdict, str) else None)
+                return
+        sid = None
+        if generate_id is not None:
+            sid = str(await _maybe_await(generate_id(request)))
+    except RequestRefused as e:
+        core.refuse_handshake(conn, 4, str(e) or None)
+        return
+    except Exception:
+        logger.exception("allow_request / generate_id failed; refusing the handshake")
+        core.refuse_handshake(conn, 4, None)
+        return
+    core.accept_handshake(conn, sid)
 
 
 class _HasTaskGroup:

@@ -1,2 +1,588 @@
-//! Socket.IO v5 over Engine.IO: packets, namespaces, rooms and acks.
+//! Socket.IO v5 over Engine.IO, sans-IO: namespaces, sockets, rooms, acks and binary reassembly.
+//!
+//! ```text
+//! client (one Engine.IO session)  Open ─CONNECT(nsp)─► one socket per namespace; no CONNECT within
+//!                                 connect_timeout closes the session
+//! socket                          Connecting ─accept─► Connected ─DISCONNECT (either side) or session close─► gone
+//!                                 Connecting ─refuse─► gone (CONNECT_ERROR sent)
+//!                                 packets emitted while Connecting wait until the CONNECT is sent
+//! packets from the client         a packet for a namespace the client is not connected to, or that cannot be
+//!                                 decoded, closes the whole session, as Node does
+//! ```
+//! The application decides connections (middleware, auth): `Event::Connect` asks, `accept` / `refuse` answer.
+//! A broadcast encodes its packet once and hands one frame to the engine for every target session.
 pub mod packet;
+pub mod rooms;
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::engineio::{self, CloseReason, Data, Engine, RequestInfo, SessionKey};
+use packet::{BinaryReassembly, Packet, PacketType};
+pub use rooms::{Rooms, SocketKey};
+
+/// Why a socket left its namespace, in Node's words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DisconnectReason {
+    ServerNamespaceDisconnect,
+    ClientNamespaceDisconnect,
+    Transport(CloseReason),
+}
+
+impl DisconnectReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ServerNamespaceDisconnect => "server namespace disconnect",
+            Self::ClientNamespaceDisconnect => "client namespace disconnect",
+            Self::Transport(r) => r.as_str(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    Open {
+        client: SessionKey,
+        eio_sid: Arc<str>,
+        request: Arc<RequestInfo>,
+    },
+    Connect {
+        client: SessionKey,
+        socket: SocketKey,
+        nsp: Arc<str>,
+        sid: Arc<str>,
+        auth: Option<String>,
+    },
+    Event {
+        socket: SocketKey,
+        data: String,
+        id: Option<u64>,
+        attachments: Vec<Vec<u8>>,
+    },
+    Ack {
+        socket: SocketKey,
+        id: u64,
+        data: String,
+        attachments: Vec<Vec<u8>>,
+    },
+    Disconnect {
+        socket: SocketKey,
+        reason: DisconnectReason,
+    },
+    Close {
+        client: SessionKey,
+        reason: CloseReason,
+    },
+    /// Passed through from the engine.
+    Engine(engineio::Event),
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum SocketState {
+    Connecting { held: Vec<Data> },
+    Connected,
+}
+
+#[derive(Debug)]
+struct Socket {
+    client: SessionKey,
+    nsp: Arc<str>,
+    sid: Arc<str>,
+    state: SocketState,
+}
+
+#[derive(Debug, Default)]
+struct Client {
+    sockets: Vec<SocketKey>,
+    partial: Option<BinaryReassembly>,
+    connect_deadline: Option<Instant>,
+}
+
+#[derive(Debug, Default)]
+pub struct Namespace {
+    pub sockets: HashSet<SocketKey>,
+    pub rooms: Rooms,
+}
+
+pub struct SocketIo {
+    pub connect_timeout: Duration,
+    namespaces: HashMap<Arc<str>, Namespace>,
+    clients: HashMap<SessionKey, Client>,
+    sockets: HashMap<SocketKey, Socket>,
+    next_socket: SocketKey,
+    timers: BinaryHeap<Reverse<(Instant, SessionKey)>>,
+    events: VecDeque<Event>,
+}
+
+fn new_sid() -> Arc<str> {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
+    let mut bytes = [0u8; 15];
+    getrandom::getrandom(&mut bytes).expect("the operating system's random source failed");
+    URL_SAFE_NO_PAD.encode(bytes).into()
+}
+
+/// Encode a packet and its attachments as Engine.IO messages: the text packet first, then each attachment.
+fn messages(text: String, attachments: Vec<Vec<u8>>) -> Vec<Data> {
+    let mut out = Vec::with_capacity(1 + attachments.len());
+    out.push(Data::Text(text));
+    out.extend(attachments.into_iter().map(Data::Binary));
+    out
+}
+
+impl SocketIo {
+    pub fn new(connect_timeout: Duration) -> Self {
+        SocketIo {
+            connect_timeout,
+            namespaces: HashMap::new(),
+            clients: HashMap::new(),
+            sockets: HashMap::new(),
+            next_socket: 1,
+            timers: BinaryHeap::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    pub fn add_namespace(&mut self, nsp: &str) {
+        self.namespaces.entry(nsp.into()).or_default();
+    }
+
+    pub fn namespace(&self, nsp: &str) -> Option<&Namespace> {
+        self.namespaces.get(nsp)
+    }
+
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    pub fn next_timeout(&self) -> Option<Instant> {
+        self.timers.peek().map(|Reverse((at, _))| *at)
+    }
+
+    pub fn handle_timeout(&mut self, engine: &mut Engine, now: Instant) {
+        while let Some(Reverse((at, client))) = self.timers.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            let expired = self
+                .clients
+                .get(&client)
+                .and_then(|c| c.connect_deadline)
+                .is_some_and(|d| d <= now);
+            if expired {
+                // Node: a client that joins no namespace within connectTimeout is closed.
+                engine.close(client, now);
+            }
+        }
+    }
+
+    /// Feed every event the engine produced.
+    pub fn pump(&mut self, engine: &mut Engine, now: Instant) {
+        while let Some(ev) = engine.poll_event() {
+            self.on_engine_event(ev, engine, now);
+        }
+    }
+
+    fn on_engine_event(&mut self, ev: engineio::Event, engine: &mut Engine, now: Instant) {
+        match ev {
+            engineio::Event::Open {
+                key, sid, request, ..
+            } => {
+                let deadline = now + self.connect_timeout;
+                self.clients.insert(
+                    key,
+                    Client {
+                        connect_deadline: Some(deadline),
+                        ..Client::default()
+                    },
+                );
+                self.timers.push(Reverse((deadline, key)));
+                self.events.push_back(Event::Open {
+                    client: key,
+                    eio_sid: sid,
+                    request,
+                });
+            }
+            engineio::Event::Message { key, data } => self.on_message(key, data, engine, now),
+            engineio::Event::Close { key, reason } => {
+                let Some(client) = self.clients.remove(&key) else {
+                    return;
+                };
+                for socket in client.sockets {
+                    self.remove_socket(socket, Some(DisconnectReason::Transport(reason)));
+                }
+                self.events.push_back(Event::Close {
+                    client: key,
+                    reason,
+                });
+            }
+            engineio::Event::Upgrade { .. } => {}
+            other => self.events.push_back(Event::Engine(other)),
+        }
+    }
+
+    fn violation(&mut self, client: SessionKey, why: String, engine: &mut Engine, now: Instant) {
+        self.events
+            .push_back(Event::Engine(engineio::Event::ProtocolError {
+                conn: client,
+                remote: engine.request_of(client).and_then(|r| r.remote),
+                message: why,
+            }));
+        engine.close(client, now);
+    }
+
+    fn on_message(&mut self, key: SessionKey, data: Data, engine: &mut Engine, now: Instant) {
+        let Some(client) = self.clients.get_mut(&key) else {
+            return;
+        };
+        match data {
+            Data::Binary(bytes) => {
+                let Some(partial) = client.partial.as_mut() else {
+                    return self.violation(key, "unexpected binary attachment".into(), engine, now);
+                };
+                if let Some((p, attachments)) = partial.push(bytes) {
+                    client.partial = None;
+                    self.on_packet(key, p, attachments, engine, now);
+                }
+            }
+            Data::Text(text) => {
+                if client.partial.is_some() {
+                    return self.violation(
+                        key,
+                        "text packet while binary attachments were expected".into(),
+                        engine,
+                        now,
+                    );
+                }
+                match packet::decode(&text) {
+                    Err(e) => self.violation(key, format!("malformed packet: {e}"), engine, now),
+                    Ok(p) if p.kind.is_binary() => {
+                        client.partial = Some(BinaryReassembly::new(p));
+                    }
+                    Ok(p) => self.on_packet(key, p, Vec::new(), engine, now),
+                }
+            }
+        }
+    }
+
+    fn socket_in(&self, client: SessionKey, nsp: &str) -> Option<SocketKey> {
+        let c = self.clients.get(&client)?;
+        c.sockets
+            .iter()
+            .copied()
+            .find(|s| self.sockets.get(s).is_some_and(|s| &*s.nsp == nsp))
+    }
+
+    fn on_packet(
+        &mut self,
+        client: SessionKey,
+        p: Packet,
+        attachments: Vec<Vec<u8>>,
+        engine: &mut Engine,
+        now: Instant,
+    ) {
+        let socket = self.socket_in(client, &p.nsp);
+        let connected = socket
+            .and_then(|s| self.sockets.get(&s))
+            .is_some_and(|s| s.state == SocketState::Connected);
+        match (p.kind, socket) {
+            (PacketType::Connect, None) => self.on_connect(client, p, engine),
+            (PacketType::Disconnect, Some(s)) => {
+                self.remove_socket(s, Some(DisconnectReason::ClientNamespaceDisconnect))
+            }
+            (PacketType::Event | PacketType::BinaryEvent, Some(socket)) if connected => {
+                self.events.push_back(Event::Event {
+                    socket,
+                    data: p.data.unwrap_or_default(),
+                    id: p.id,
+                    attachments,
+                });
+            }
+            (PacketType::Ack | PacketType::BinaryAck, Some(socket)) if connected => {
+                if let Some(id) = p.id {
+                    self.events.push_back(Event::Ack {
+                        socket,
+                        id,
+                        data: p.data.unwrap_or_default(),
+                        attachments,
+                    });
+                }
+            }
+            (kind, _) => self.violation(
+                client,
+                format!(
+                    "{kind:?} packet for namespace {:?} in the wrong state",
+                    p.nsp
+                ),
+                engine,
+                now,
+            ),
+        }
+    }
+
+    fn on_connect(&mut self, client: SessionKey, p: Packet, engine: &mut Engine) {
+        let Some(nsp) = self
+            .namespaces
+            .get_key_value(p.nsp.as_str())
+            .map(|(k, _)| k.clone())
+        else {
+            let mut text = String::new();
+            packet::encode(
+                &Packet {
+                    kind: PacketType::ConnectError,
+                    nsp: p.nsp,
+                    id: None,
+                    attachments: 0,
+                    data: Some(r#"{"message":"Invalid namespace"}"#.into()),
+                },
+                &mut text,
+            );
+            engine.send(client, Data::Text(text));
+            return;
+        };
+        let key = self.next_socket;
+        self.next_socket += 1;
+        let sid = new_sid();
+        let Some(ns) = self.namespaces.get_mut(&nsp) else {
+            return;
+        };
+        ns.sockets.insert(key);
+        ns.rooms.join(key, &sid);
+        self.sockets.insert(
+            key,
+            Socket {
+                client,
+                nsp: nsp.clone(),
+                sid: sid.clone(),
+                state: SocketState::Connecting { held: Vec::new() },
+            },
+        );
+        if let Some(c) = self.clients.get_mut(&client) {
+            c.sockets.push(key);
+            c.connect_deadline = None;
+        }
+        self.events.push_back(Event::Connect {
+            client,
+            socket: key,
+            nsp,
+            sid,
+            auth: p.data,
+        });
+    }
+
+    /// Drop a socket from every table; with a reason, tell the application.
+    fn remove_socket(&mut self, socket: SocketKey, reason: Option<DisconnectReason>) {
+        let Some(s) = self.sockets.remove(&socket) else {
+            return;
+        };
+        if let Some(ns) = self.namespaces.get_mut(&s.nsp) {
+            ns.sockets.remove(&socket);
+            ns.rooms.leave_all(socket);
+        }
+        if let Some(c) = self.clients.get_mut(&s.client) {
+            c.sockets.retain(|k| *k != socket);
+        }
+        if let (Some(reason), SocketState::Connected) = (reason, &s.state) {
+            self.events.push_back(Event::Disconnect { socket, reason });
+        }
+    }
+
+    // ---- the application's calls ------------------------------------------------------------------------
+
+    /// Let a socket in: the client gets CONNECT with the socket's id, then whatever was emitted meanwhile.
+    pub fn accept(&mut self, socket: SocketKey, engine: &mut Engine) -> bool {
+        let Some(s) = self.sockets.get_mut(&socket) else {
+            return false;
+        };
+        let SocketState::Connecting { held } =
+            std::mem::replace(&mut s.state, SocketState::Connected)
+        else {
+            return false;
+        };
+        let mut text = String::new();
+        packet::encode(
+            &Packet {
+                kind: PacketType::Connect,
+                nsp: s.nsp.to_string(),
+                id: None,
+                attachments: 0,
+                data: Some(format!(r#"{{"sid":{}}}"#, serde_json::Value::from(&*s.sid))),
+            },
+            &mut text,
+        );
+        engine.send(s.client, Data::Text(text));
+        for d in held {
+            engine.send(s.client, d);
+        }
+        true
+    }
+
+    /// Refuse a connecting socket: the client gets CONNECT_ERROR with `data_json` (an object, or a string).
+    pub fn refuse(&mut self, socket: SocketKey, data_json: &str, engine: &mut Engine) {
+        let Some(s) = self.sockets.get(&socket) else {
+            return;
+        };
+        let mut text = String::new();
+        packet::encode(
+            &Packet {
+                kind: PacketType::ConnectError,
+                nsp: s.nsp.to_string(),
+                id: None,
+                attachments: 0,
+                data: Some(data_json.to_owned()),
+            },
+            &mut text,
+        );
+        engine.send(s.client, Data::Text(text));
+        self.remove_socket(socket, None);
+    }
+
+    /// Disconnect a socket from its namespace (DISCONNECT packet); with `close`, close its whole session too.
+    pub fn disconnect(
+        &mut self,
+        socket: SocketKey,
+        close: bool,
+        engine: &mut Engine,
+        now: Instant,
+    ) {
+        let Some(s) = self.sockets.get(&socket) else {
+            return;
+        };
+        let client = s.client;
+        let mut text = String::new();
+        packet::encode(
+            &Packet {
+                kind: PacketType::Disconnect,
+                nsp: s.nsp.to_string(),
+                id: None,
+                attachments: 0,
+                data: None,
+            },
+            &mut text,
+        );
+        engine.send(client, Data::Text(text));
+        self.remove_socket(socket, Some(DisconnectReason::ServerNamespaceDisconnect));
+        if close {
+            engine.close(client, now);
+        }
+    }
+
+    fn deliver(&mut self, socket: SocketKey, msgs: &[Data], engine: &mut Engine) {
+        let Some(s) = self.sockets.get_mut(&socket) else {
+            return;
+        };
+        match &mut s.state {
+            SocketState::Connecting { held } => held.extend(msgs.iter().cloned()),
+            SocketState::Connected => {
+                for m in msgs {
+                    engine.send(s.client, m.clone());
+                }
+            }
+        }
+    }
+
+    /// Emit an event (or, with `ack_reply`, an ACK) to one socket.
+    pub fn emit_to(
+        &mut self,
+        socket: SocketKey,
+        data_json: &str,
+        attachments: Vec<Vec<u8>>,
+        id: Option<u64>,
+        ack_reply: bool,
+        engine: &mut Engine,
+    ) -> bool {
+        let Some(s) = self.sockets.get(&socket) else {
+            return false;
+        };
+        let mut text = String::with_capacity(data_json.len() + s.nsp.len() + 8);
+        match (ack_reply, id) {
+            (true, Some(id)) => {
+                packet::encode_ack(&s.nsp, id, attachments.len(), data_json, &mut text)
+            }
+            _ => packet::encode_event(&s.nsp, id, attachments.len(), data_json, &mut text),
+        }
+        let msgs = messages(text, attachments);
+        self.deliver(socket, &msgs, engine);
+        true
+    }
+
+    /// The sockets of `nsp` in any of `rooms` (all when empty) and in none of `except`.
+    pub fn targets(&self, nsp: &str, rooms: &[String], except: &[String]) -> Vec<SocketKey> {
+        self.namespaces
+            .get(nsp)
+            .map(|ns| ns.rooms.targets(&ns.sockets, rooms, except))
+            .unwrap_or_default()
+    }
+
+    /// Broadcast an event: encoded once, one frame for every target session. Returns the sockets reached.
+    #[allow(clippy::too_many_arguments)]
+    pub fn broadcast(
+        &mut self,
+        nsp: &str,
+        rooms: &[String],
+        except: &[String],
+        data_json: &str,
+        attachments: Vec<Vec<u8>>,
+        id: Option<u64>,
+        engine: &mut Engine,
+    ) -> Vec<SocketKey> {
+        let targets = self.targets(nsp, rooms, except);
+        let mut text = String::with_capacity(data_json.len() + nsp.len() + 8);
+        packet::encode_event(nsp, id, attachments.len(), data_json, &mut text);
+        let msgs = messages(text, attachments);
+        let mut sessions = Vec::with_capacity(targets.len());
+        for t in &targets {
+            match self.sockets.get(t) {
+                Some(s) if s.state == SocketState::Connected => sessions.push(s.client),
+                Some(_) => self.deliver(*t, &msgs, engine),
+                None => {}
+            }
+        }
+        for m in msgs {
+            engine.broadcast(&sessions, m);
+        }
+        targets
+    }
+
+    pub fn join(&mut self, socket: SocketKey, room: &str) {
+        if let Some(s) = self.sockets.get(&socket) {
+            if let Some(ns) = self.namespaces.get_mut(&s.nsp) {
+                ns.rooms.join(socket, room);
+            }
+        }
+    }
+
+    pub fn leave(&mut self, socket: SocketKey, room: &str) {
+        if let Some(s) = self.sockets.get(&socket) {
+            if let Some(ns) = self.namespaces.get_mut(&s.nsp) {
+                ns.rooms.leave(socket, room);
+            }
+        }
+    }
+
+    pub fn rooms_of(&self, socket: SocketKey) -> Vec<Arc<str>> {
+        self.sockets
+            .get(&socket)
+            .and_then(|s| self.namespaces.get(&s.nsp))
+            .map(|ns| ns.rooms.rooms_of(socket).to_vec())
+            .unwrap_or_default()
+    }
+
+    pub fn sid_of(&self, socket: SocketKey) -> Option<&Arc<str>> {
+        self.sockets.get(&socket).map(|s| &s.sid)
+    }
+
+    pub fn client_of(&self, socket: SocketKey) -> Option<SessionKey> {
+        self.sockets.get(&socket).map(|s| s.client)
+    }
+
+    pub fn socket_count(&self, nsp: &str) -> usize {
+        self.namespaces.get(nsp).map_or(0, |ns| ns.sockets.len())
+    }
+}
+
+#[cfg(test)]
+mod tests;

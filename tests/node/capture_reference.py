@@ -34,10 +34,6 @@ def ms_since(t0):
     return int(round((time.monotonic() - t0) * 1000 / 50.0) * 50)
 
 
-def timing(ms):
-    return "immediate" if ms < 100 else f"after ~{ms} ms"
-
-
 class Server:
     """A reference Node server; stderr JSON lines are kept as the server log."""
 
@@ -75,7 +71,7 @@ class Case:
     def __init__(self, server, name, description):
         self.server, self.port = server, server.port
         self.name, self.description = name, description
-        self.steps, self.ids = [], {}
+        self.steps, self.ids = [], {f"127.0.0.1:{server.port}": "127.0.0.1:<port>"}
         self.t0 = time.monotonic()
         self.log_start = len(server.log)
 
@@ -239,7 +235,7 @@ class Http:
             body, self.buf = self.buf, b""
             return body
 
-    def tcp_state(self, wait=0.15):
+    def tcp_state(self, wait=0.05):
         """'closed' if the server closed the connection after the response, else 'open'."""
         try:
             self.sock.settimeout(wait)
@@ -300,7 +296,7 @@ class WS:
     def __init__(self, case, path, headers=None, record=True):
         self.case = case
         self.http = Http(case.port)
-        key = base64.b64encode(os.urandom(16)).decode()
+        key = "dGhlIHNhbXBsZSBub25jZQ=="  # the RFC 6455 sample: keeps the vectors stable
         hdrs = headers if headers is not None else [("Upgrade", "websocket"), ("Connection", "Upgrade"),
                                                     ("Sec-WebSocket-Key", key), ("Sec-WebSocket-Version", "13")]
         key = dict(hdrs).get("Sec-WebSocket-Key", key)
@@ -403,6 +399,9 @@ class WS:
             elif opcode == 8:
                 ev["code"] = struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else None
                 ev["reason"] = payload[2:].decode("utf-8", "replace")
+                # Answer like a browser would, to see whether the server then closes TCP.
+                self.send_frame(8, payload[:2], record=False)
+                ev["answered"] = "close"
             elif payload:
                 ev["hex"] = payload.hex() if len(payload) <= 100 else f"<{len(payload)} bytes>"
             ev["at_ms"] = ms_since(t0)
@@ -704,8 +703,22 @@ def eio_cases(server):
         ws.recv(0.5, until=first_text)
         ws.send_text("5")
         time.sleep(0.1)
-        WS(c, ws_path(sid=sid)).close()
+        second = WS(c, ws_path(sid=sid))
+        c.note("frames on the second WebSocket:")
+        second.recv(0.5)
+        c.note("frames on the first (upgraded) WebSocket:")
+        ws.send_text("4first")
+        ws.recv(0.5)
         ws.close()
+        second.close()
+
+    @case("ws_upgrade_eio3", "WebSocket upgrade with EIO=3")
+    def _(c):
+        WS(c, P + "?EIO=3&transport=websocket").recv(0.5, auto_pong=False)
+
+    @case("ws_upgrade_unknown_transport", "WebSocket upgrade with transport=foo")
+    def _(c):
+        WS(c, P + "?EIO=4&transport=foo").close()
 
     @case("ws_upgrade_missing_key", "Upgrade request without Sec-WebSocket-Key")
     def _(c):

@@ -1,0 +1,56 @@
+"""Socket.IO server with exactly the configuration of the protocol test suite.
+
+pingInterval 300 ms, pingTimeout 200 ms, maxPayload 1e6, connectTimeout 1000 ms, CORS for any origin; namespaces
+"/" and "/custom"; on connect the client's auth is emitted back as "auth"; "message" is answered by "message-back"
+with the same arguments; "message-with-ack" is acknowledged with them.
+Usage: python examples/conformance/socketio_server.py [--port 3000] [--backend asyncio|uvloop|trio]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import Any
+
+import anyio
+
+from anysio import Ack, Server, Socket
+
+
+def make_server() -> Server:
+    sio = Server(
+        ping_interval=0.3, ping_timeout=0.2, max_payload=1_000_000, connect_timeout=1.0, cors_allowed_origins="*"
+    )
+    for nsp in (sio, sio.of("/custom")):
+
+        @nsp.on("connect")
+        async def connect(socket: Socket, auth: Any) -> None:
+            await socket.emit("auth", auth)
+
+        @nsp.on("message")
+        async def message(socket: Socket, *args: Any) -> None:
+            await socket.emit("message-back", *args)
+
+        @nsp.on("message-with-ack")
+        def message_with_ack(socket: Socket, ack: Ack, *args: Any) -> None:
+            ack(*args)
+
+    return sio
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=3000)
+    parser.add_argument("--backend", choices=["asyncio", "uvloop", "trio"], default="asyncio")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    backend, options = ("asyncio", {"use_uvloop": True}) if args.backend == "uvloop" else (args.backend, {})
+    try:
+        anyio.run(make_server().serve, args.host, args.port, backend=backend, backend_options=options)
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

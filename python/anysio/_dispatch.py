@@ -1,0 +1,233 @@
+"""From the core's event tuples to the application's handlers: connections, events, acks, disconnects."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ._coerce import CoercionError, Plan, plan
+from ._wire import BadAttachments, decode_args
+from .engineio import AllowRequest, GenerateId, Request, decide_handshake
+from .exceptions import ConnectionRefused
+from .socket import Ack, Handshake, Socket
+
+if TYPE_CHECKING:
+    from .server import Namespace, Server
+
+logger = logging.getLogger("anysio")
+AckResolver = Callable[[list[Any] | None], None]
+
+
+@dataclass(frozen=True)
+class Handler:
+    """A handler with its coercion planned once, at registration."""
+
+    fn: Callable[..., Any]
+    plan: Plan
+    name: str
+    #: python-socketio's convention: an unannotated first parameter receives the socket.
+    socket_first: bool
+
+    @classmethod
+    def of(cls, fn: Callable[..., Any], name: str) -> Handler:
+        params = [
+            p
+            for p in inspect.signature(fn).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
+        socket_first = bool(params) and params[0].annotation is inspect.Parameter.empty
+        return cls(fn, plan(fn, [Socket, Ack]), name, socket_first)
+
+    async def call(self, socket: Socket, args: list[Any], ack: Ack | None) -> Any:
+        """Coerce and call; CoercionError when the arguments do not fit."""
+        if self.socket_first:
+            args = [socket, *args]
+        pos, kw = self.plan.bind(args, {Socket: socket, Ack: ack})
+        result = self.fn(*pos, **kw)
+        if inspect.isawaitable(result):
+            result = await result
+        return result
+
+
+def _ack_args(result: Any) -> list[Any]:
+    """A handler's return value as ack arguments: None is no argument, a tuple is several."""
+    if result is None:
+        return []
+    return list(result) if isinstance(result, tuple) else [result]
+
+
+class Dispatcher:
+    def __init__(self, server: Server, allow_request: AllowRequest | None, generate_id: GenerateId | None) -> None:
+        self.server = server
+        self.allow_request = allow_request
+        self.generate_id = generate_id
+        self.sockets: dict[int, Socket] = {}
+        self.requests: dict[int, tuple[str, Request]] = {}
+        self.acks: dict[int, dict[int, AckResolver]] = {}
+
+    def expect_ack(self, socket: int, ack_id: int, resolve: AckResolver) -> None:
+        self.acks.setdefault(socket, {})[ack_id] = resolve
+
+    def forget_ack(self, socket: int, ack_id: int) -> None:
+        pending = self.acks.get(socket)
+        if pending is not None:
+            pending.pop(ack_id, None)
+
+    def _spawn(self, fn: Callable[..., Any], *args: Any) -> None:
+        tg = self.server._tg
+        if tg is not None:
+            tg.start_soon(fn, *args)
+
+    def dispatch(self, events: list[Any]) -> None:
+        for ev in events:
+            match ev:
+                case ("event", key, data, ack_id, attachments):
+                    self._on_event(key, data, ack_id, attachments)
+                case ("ack", key, data, ack_id, attachments):
+                    self._on_ack(key, data, ack_id, attachments)
+                case ("connect", key, client, nsp, sid, auth):
+                    self._on_connect(key, client, nsp, sid, auth)
+                case ("disconnect", key, reason):
+                    self._on_disconnect(key, reason)
+                case ("open", client, eio_sid, _, req):
+                    self.requests[client] = (eio_sid, Request.from_tuple(req))
+                case ("close", client, _):
+                    self.requests.pop(client, None)
+                    for key in [k for k, s in self.sockets.items() if s.client == client and not s.connected]:
+                        self._drop(key)
+                case ("handshake", conn, req):
+                    self._spawn(
+                        decide_handshake,
+                        self.server._core,
+                        conn,
+                        Request.from_tuple(req),
+                        self.allow_request,
+                        self.generate_id,
+                    )
+                case ("error", message, remote):
+                    logger.info("bad input from %s: %s", remote, message)
+
+    # ---- connections ----------------------------------------------------------------------------------------
+
+    def _on_connect(self, key: int, client: int, nsp_name: str, sid: str, auth_json: str | None) -> None:
+        nsp = self.server._namespaces.get(nsp_name)
+        eio_sid, request = self.requests.get(client, ("", None))
+        if nsp is None or request is None:
+            return
+        # Node's default when the client sends no auth payload.
+        auth = json.loads(auth_json) if auth_json else {}
+        socket = Socket(nsp, key, sid, client, eio_sid, Handshake.of(request, auth), request)
+        self.sockets[key] = socket
+        nsp._by_key[key] = socket
+        self._spawn(self._connect, socket, auth)
+
+    async def _connect(self, socket: Socket, auth: Any) -> None:
+        nsp = socket.nsp
+        core = self.server._core
+        try:
+            for mw in nsp.middlewares:
+                result = mw(socket)
+                if inspect.isawaitable(result):
+                    await result
+            handler = nsp.handlers.get("connect")
+            if handler is not None and await handler.call(socket, [auth], None) is False:
+                raise ConnectionRefused()
+        except (ConnectionRefused, CoercionError) as e:
+            from .server import refusal_json
+
+            message, data = (e.message, e.data) if isinstance(e, ConnectionRefused) else (str(e), None)
+            core.refuse(socket.key, refusal_json(message, data))
+            self._drop(socket.key)
+            return
+        except Exception:
+            logger.exception("connect handler of %s failed; refusing %s", nsp.name, socket.id)
+            from .server import refusal_json
+
+            core.refuse(socket.key, refusal_json("Internal server error", None))
+            self._drop(socket.key)
+            return
+        if core.accept(socket.key):
+            socket.connected = True
+            nsp.sockets[socket.id] = socket
+        else:
+            self._drop(socket.key)
+
+    def _drop(self, key: int) -> Socket | None:
+        socket = self.sockets.pop(key, None)
+        if socket is not None:
+            socket.nsp._by_key.pop(key, None)
+            socket.nsp.sockets.pop(socket.id, None)
+        return socket
+
+    def _on_disconnect(self, key: int, reason: str) -> None:
+        socket = self._drop(key)
+        for resolve in list(self.acks.pop(key, {}).values()):
+            resolve(None)
+        if socket is None:
+            return
+        socket.connected = False
+        handler = socket.nsp.handlers.get("disconnect")
+        if handler is not None:
+            self._spawn(self._run, handler, socket, [reason], None)
+
+    # ---- events and acks --------------------------------------------------------------------------------
+
+    def _on_event(self, key: int, data: str, ack_id: int | None, attachments: list[bytes] | None) -> None:
+        socket = self.sockets.get(key)
+        if socket is None:
+            return
+        try:
+            args = decode_args(data, attachments)
+        except (BadAttachments, ValueError) as e:
+            # Node closes a connection whose attachments do not match its placeholders.
+            logger.info("bad packet from %s: %s", socket.id, e)
+            self.server._core.disconnect(key, True)
+            return
+        name = args[0]
+        handler = socket.nsp.handlers.get(name) if isinstance(name, str) else None
+        if handler is None:
+            handler = socket.nsp.handlers.get("*")
+            if handler is None:
+                return
+        else:
+            args = args[1:]
+        ack = Ack(socket, ack_id) if ack_id is not None else None
+        self._spawn(self._run, handler, socket, args, ack)
+
+    async def _run(self, handler: Handler, socket: Socket, args: list[Any], ack: Ack | None) -> None:
+        try:
+            result = await handler.call(socket, args, ack)
+        except CoercionError as e:
+            logger.warning("event %r from %s does not fit its handler: %s", handler.name, socket.id, e)
+            error = {"error": str(e)}
+            if ack is not None:
+                ack(error)
+            else:
+                await socket.emit("error", {"event": handler.name, **error})
+            return
+        except Exception:
+            logger.exception("handler for %r failed (socket %s)", handler.name, socket.id)
+            return
+        if ack is not None and handler.plan.returns_ack:
+            ack(*_ack_args(result))
+
+    def _on_ack(self, key: int, data: str, ack_id: int, attachments: list[bytes] | None) -> None:
+        resolve = self.acks.get(key, {}).pop(ack_id, None)
+        if resolve is None:
+            return
+        try:
+            args = decode_args(data, attachments)
+        except (BadAttachments, ValueError) as e:
+            logger.info("bad ack from socket %d: %s", key, e)
+            self.server._core.disconnect(key, True)
+            return
+        resolve(args)
+
+    # Namespace lookups for tests and adapters.
+    def namespace_of(self, key: int) -> Namespace | None:
+        socket = self.sockets.get(key)
+        return socket.nsp if socket is not None else None

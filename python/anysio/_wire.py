@@ -1,0 +1,71 @@
+"""Event arguments to and from Socket.IO's JSON-with-attachments form.
+
+Binary values anywhere in the arguments travel as attachments: the JSON holds ``{"_placeholder": true,
+"num": n}`` where attachment n was. Rust frames and reassembles the attachments; this module only swaps them in
+and out of the Python values.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ._coerce import to_jsonable
+
+_encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+_BINARY = (bytes, bytearray, memoryview)
+
+
+class BadAttachments(ValueError):
+    """A placeholder names an attachment that did not arrive."""
+
+
+def _extract(value: Any, out: list[bytes]) -> Any:
+    if isinstance(value, _BINARY):
+        out.append(bytes(value))
+        return {"_placeholder": True, "num": len(out) - 1}
+    if isinstance(value, list | tuple):
+        return [_extract(v, out) for v in value]
+    if isinstance(value, dict):
+        return {k: _extract(v, out) for k, v in value.items()}
+    return value
+
+
+def _has_binary(value: Any) -> bool:
+    if isinstance(value, _BINARY):
+        return True
+    if isinstance(value, list | tuple):
+        return any(_has_binary(v) for v in value)
+    if isinstance(value, dict):
+        return any(_has_binary(v) for v in value.values())
+    return False
+
+
+def encode_args(args: list[Any]) -> tuple[str, list[bytes]]:
+    """JSON text of ``args`` (an array) and the attachments pulled out of them."""
+    values = [to_jsonable(a) for a in args]
+    attachments: list[bytes] = []
+    if _has_binary(values):
+        values = _extract(values, attachments)
+    return _encoder.encode(values), attachments
+
+
+def _insert(value: Any, attachments: list[bytes]) -> Any:
+    if isinstance(value, list):
+        return [_insert(v, attachments) for v in value]
+    if isinstance(value, dict):
+        if value.get("_placeholder") is True and len(value) == 2:
+            num = value.get("num")
+            if type(num) is not int or not 0 <= num < len(attachments):
+                raise BadAttachments(f"placeholder for attachment {num!r} of {len(attachments)}")
+            return attachments[num]
+        return {k: _insert(v, attachments) for k, v in value.items()}
+    return value
+
+
+def decode_args(data_json: str, attachments: list[bytes] | None) -> list[Any]:
+    """The arguments of an EVENT or ACK (Rust has checked that the JSON is an array)."""
+    values = json.loads(data_json)
+    if not isinstance(values, list):
+        raise ValueError("event data is not an array")
+    return _insert(values, attachments) if attachments else values

@@ -1,0 +1,34 @@
+"""The exceptions a user of anysio meets."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class AnysioError(Exception):
+    """Base of anysio's own exceptions."""
+
+
+class ConnectionRefused(AnysioError):  # noqa: N818 - python-socketio's name, kept for its users
+    """Raise from a middleware or a connect handler to refuse a connection.
+
+    The client receives ``connect_error`` with ``message`` (and ``data`` when given), as from Node's
+    ``next(new Error(message))`` with ``err.data``.
+    """
+
+    def __init__(self, message: str = "Connection rejected by server", data: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.data = data
+
+
+class AckTimeout(AnysioError, TimeoutError):  # noqa: N818
+    """No acknowledgement arrived in time. ``replies`` holds those that did (broadcasts)."""
+
+    def __init__(self, message: str, replies: list[Any] | None = None) -> None:
+        super().__init__(message)
+        self.replies = replies or []
+
+
+class Disconnected(AnysioError):  # noqa: N818
+    """The socket disconnected before its acknowledgement arrived."""

@@ -1,0 +1,128 @@
+"""A client's connection to one namespace (Node's ``Socket``), and the ack callable handlers may take."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ._wire import encode_args
+from .engineio import Request
+
+if TYPE_CHECKING:
+    from .server import BroadcastOperator, Namespace
+
+
+@dataclass(frozen=True)
+class Handshake:
+    """What the client sent when it connected (Node's ``socket.handshake``)."""
+
+    auth: Any
+    headers: dict[str, str]
+    query: dict[str, str]
+    address: str | None
+    time: str
+    issued: int
+    url: str
+    xdomain: bool
+    secure: bool = False
+
+    @classmethod
+    def of(cls, request: Request, auth: Any) -> Handshake:
+        now = time.time()
+        origin = request.header("origin")
+        return cls(
+            auth=auth,
+            headers=dict(request.headers),
+            query=request.query,
+            address=request.remote[0] if request.remote else None,
+            time=time.strftime("%a %b %d %Y %H:%M:%S GMT", time.gmtime(now)),
+            issued=int(now * 1000),
+            url=request.path + ("?" + request.query_string if request.query_string else ""),
+            xdomain=origin is not None,
+        )
+
+
+@dataclass(eq=False)
+class Socket:
+    """One client in one namespace. ``id`` is per namespace; ``eio_sid`` names the underlying session."""
+
+    nsp: Namespace
+    key: int
+    id: str
+    client: int
+    eio_sid: str
+    handshake: Handshake
+    request: Request
+    data: dict[str, Any] = field(default_factory=dict)
+    connected: bool = False
+
+    @property
+    def namespace(self) -> str:
+        return self.nsp.name
+
+    @property
+    def rooms(self) -> set[str]:
+        return set(self.nsp.adapter.socket_rooms(self))
+
+    def join(self, rooms: str | list[str] | set[str] | tuple[str, ...]) -> None:
+        self.nsp.adapter.add_all(self, [rooms] if isinstance(rooms, str) else list(rooms))
+
+    def leave(self, room: str) -> None:
+        self.nsp.adapter.delete(self, room)
+
+    async def emit(self, event: str, *args: Any) -> None:
+        """Send an event to this client only."""
+        self.nsp.server._emit_to(self, [event, *args])
+
+    async def emit_with_ack(self, event: str, *args: Any, timeout: float | None = None) -> Any:
+        """Send an event and wait for the client's acknowledgement; returns its first argument (or a tuple
+        of them when there are several). Raises AckTimeout after ``timeout`` seconds."""
+        return await self.nsp.server._emit_with_ack(self, [event, *args], timeout)
+
+    def send(self, *args: Any) -> Any:
+        """``emit("message", ...)``, as Node's ``socket.send``."""
+        return self.emit("message", *args)
+
+    def to(self, *rooms: str) -> BroadcastOperator:
+        """Broadcast to the rooms' members except this socket."""
+        return self.nsp.to(*rooms).except_(self.id)
+
+    in_ = to
+
+    def except_(self, *rooms: str) -> BroadcastOperator:
+        """Broadcast to the whole namespace except this socket and the rooms' members."""
+        return self.nsp.except_(self.id, *rooms)
+
+    @property
+    def broadcast(self) -> BroadcastOperator:
+        """Broadcast to the whole namespace except this socket."""
+        return self.nsp.except_(self.id)
+
+    async def disconnect(self, close: bool = False) -> None:
+        """Leave the namespace (the client gets DISCONNECT); with ``close``, close the whole connection."""
+        self.nsp.server._core.disconnect(self.key, close)
+
+    def __repr__(self) -> str:
+        return f"<Socket {self.id} in {self.namespace}>"
+
+
+class Ack:
+    """The acknowledgement callback a handler may take (annotate a parameter with ``anysio.Ack``).
+
+    Call it once with the values to send back; later calls are ignored, as in Node.
+    """
+
+    __slots__ = ("_id", "_socket", "sent")
+
+    def __init__(self, socket: Socket, ack_id: int | None) -> None:
+        self._socket = socket
+        self._id = ack_id
+        self.sent = False
+
+    def __call__(self, *args: Any) -> None:
+        if self.sent or self._id is None:
+            return
+        self.sent = True
+        data, attachments = encode_args(list(args))
+        self._socket.nsp.server._core.emit_to(self._socket.key, data, attachments, self._id, True)
