@@ -123,6 +123,18 @@ fn engine_event_to_py<'py>(py: Python<'py>, ev: Event) -> PyResult<Bound<'py, Py
         Event::Handshake { conn, request } => ("handshake", conn, request_to_py(py, &request)?)
             .into_pyobject(py)?
             .into_any(),
+        Event::Request {
+            conn,
+            request,
+            body,
+        } => (
+            "request",
+            conn,
+            request_to_py(py, &request)?,
+            PyBytes::new(py, &body),
+        )
+            .into_pyobject(py)?
+            .into_any(),
         Event::ProtocolError {
             remote, message, ..
         } => ("error", message, remote_to_py(py, remote)?)
@@ -195,7 +207,7 @@ impl EngineCore {
         transports=vec!["polling".to_owned(), "websocket".to_owned()], allow_upgrades=true, path="/engine.io",
         cors_origins=None, cors_credentials=false, cookie_name=None, cookie_path="/", cookie_http_only=true,
         cookie_same_site=Some("Lax".to_owned()), max_connections=None, defer_handshakes=false, sid_prefix="",
-        max_buffered=16*1024*1024, socketio=false, connect_timeout=45.0))]
+        max_buffered=16*1024*1024, socketio=false, connect_timeout=45.0, serve_other_paths=false))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         ping_interval: f64,
@@ -217,6 +229,7 @@ impl EngineCore {
         max_buffered: usize,
         socketio: bool,
         connect_timeout: f64,
+        serve_other_paths: bool,
     ) -> PyResult<Self> {
         for t in &transports {
             if t != "polling" && t != "websocket" {
@@ -249,6 +262,7 @@ impl EngineCore {
             defer_handshakes,
             sid_prefix: sid_prefix.to_owned(),
             max_buffered,
+            serve_other_paths,
             ..Config::default()
         };
         config.set_path(path);
@@ -353,6 +367,15 @@ impl EngineCore {
             .refuse_handshake(conn, code, message, Instant::now());
         self.driver.request_flush();
         Ok(())
+    }
+
+    /// Answer a "request" event (a path outside Engine.IO's).
+    #[pyo3(signature = (conn, status, headers, body))]
+    fn respond(&mut self, conn: u64, status: u16, headers: Vec<(String, String)>, body: Vec<u8>) {
+        self.driver
+            .engine
+            .respond_app(conn, status, &headers, body, Instant::now());
+        self.driver.request_flush();
     }
 
     fn sid_of(&self, key: u64) -> Option<String> {

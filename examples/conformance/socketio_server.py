@@ -9,6 +9,7 @@ Usage: python examples/conformance/socketio_server.py [--port 3000] [--backend a
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 from typing import Any
 
@@ -46,10 +47,8 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     backend, options = ("asyncio", {"use_uvloop": True}) if args.backend == "uvloop" else (args.backend, {})
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         anyio.run(make_server().serve, args.host, args.port, backend=backend, backend_options=options)
-    except KeyboardInterrupt:
-        pass
 
 
 if __name__ == "__main__":

@@ -226,8 +226,7 @@ def plan(handler: Callable[..., Any], injectable: Sequence[type]) -> Plan:
         if param.kind is inspect.Parameter.KEYWORD_ONLY:
             if default is _MISSING:
                 raise TypeError(
-                    f"{_label(handler)}: keyword-only parameter '{param.name}' "
-                    "is neither injected nor defaulted"
+                    f"{_label(handler)}: keyword-only parameter '{param.name}' is neither injected nor defaulted"
                 )
             continue
         checked = _needs_validation(hint)

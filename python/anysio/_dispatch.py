@@ -108,8 +108,19 @@ class Dispatcher:
                         self.allow_request,
                         self.generate_id,
                     )
+                case ("request", conn, req, _):
+                    self._spawn(self._serve_file, conn, Request.from_tuple(req))
                 case ("error", message, remote):
                     logger.info("bad input from %s: %s", remote, message)
+
+    async def _serve_file(self, conn: int, request: Request) -> None:
+        static = self.server.static_files
+        status, headers, body = (
+            await static.respond(request.method, request.path)
+            if static is not None
+            else (404, [("Content-Type", "text/plain")], b"Not Found")
+        )
+        self.server._core.respond(conn, status, headers, body)
 
     # ---- connections ----------------------------------------------------------------------------------------
 

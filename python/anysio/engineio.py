@@ -12,7 +12,7 @@ import logging
 import math
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 from urllib.parse import parse_qs
 
 import anyio
@@ -66,7 +66,7 @@ class RequestRefused(Exception):
     """Raised (or returned as a message) by an allow-request hook to refuse a handshake with 403."""
 
 
-AllowRequest = Callable[[Request], bool | str | None | Awaitable[bool | str | None]]
+AllowRequest = Callable[[Request], bool | str | Awaitable[bool | str | None] | None]
 GenerateId = Callable[[Request], str | Awaitable[str]]
 
 
@@ -91,6 +91,7 @@ def native_core(
     sid_prefix: str,
     socketio: bool = False,
     connect_timeout: float = 45.0,
+    serve_other_paths: bool = False,
 ) -> _native.EngineCore:
     """The Rust core for the options every server shares, in their Python spelling."""
     if isinstance(cors_allowed_origins, str):
@@ -117,6 +118,7 @@ def native_core(
         sid_prefix=sid_prefix,
         socketio=socketio,
         connect_timeout=connect_timeout,
+        serve_other_paths=serve_other_paths,
     )
 
 
@@ -306,8 +308,11 @@ async def decide_handshake(
     core.accept_handshake(conn, sid)
 
 
-class _HasTaskGroup:
+class _Serving(Protocol):
+    """What ``run_core`` tells its owner: the task group handlers run in, and the bound address."""
+
     _tg: anyio.abc.TaskGroup | None
+    address: tuple[str, int] | None
 
 
 async def run_core(
@@ -315,7 +320,7 @@ async def run_core(
     host: str,
     port: int,
     dispatch: Callable[[list[_native.EventTuple]], None],
-    owner: _HasTaskGroup,
+    owner: _Serving,
     task_status: anyio.abc.TaskStatus[tuple[str, int]],
 ) -> None:
     """The driver loop shared by every server: wait for the core's descriptor or its next timer, turn, dispatch."""
@@ -324,7 +329,7 @@ async def run_core(
     try:
         async with anyio.create_task_group() as tg:
             owner._tg = tg
-            owner.address = address  # type: ignore[attr-defined]
+            owner.address = address
             logger.info("listening on %s:%d", *address)
             task_status.started(address)
             while True:

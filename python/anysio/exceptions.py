@@ -9,7 +9,7 @@ class AnysioError(Exception):
     """Base of anysio's own exceptions."""
 
 
-class ConnectionRefused(AnysioError):  # noqa: N818 - python-socketio's name, kept for its users
+class ConnectionRefused(AnysioError):
     """Raise from a middleware or a connect handler to refuse a connection.
 
     The client receives ``connect_error`` with ``message`` (and ``data`` when given), as from Node's
@@ -22,7 +22,7 @@ class ConnectionRefused(AnysioError):  # noqa: N818 - python-socketio's name, ke
         self.data = data
 
 
-class AckTimeout(AnysioError, TimeoutError):  # noqa: N818
+class AckTimeout(AnysioError, TimeoutError):
     """No acknowledgement arrived in time. ``replies`` holds those that did (broadcasts)."""
 
     def __init__(self, message: str, replies: list[Any] | None = None) -> None:
@@ -30,5 +30,5 @@ class AckTimeout(AnysioError, TimeoutError):  # noqa: N818
         self.replies = replies or []
 
 
-class Disconnected(AnysioError):  # noqa: N818
+class Disconnected(AnysioError):
     """The socket disconnected before its acknowledgement arrived."""

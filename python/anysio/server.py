@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
-import inspect
 import json
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import Any, TypeVar, overload
 
 import anyio
 import anyio.abc
 
 from ._dispatch import Dispatcher, Handler
+from ._static import StaticFiles
 from ._wire import encode_args
 from .adapter import Adapter, BroadcastOptions
-from .engineio import AllowRequest, Cookie, GenerateId, Request, native_core, run_core
+from .engineio import AllowRequest, Cookie, GenerateId, native_core, run_core
 from .exceptions import AckTimeout
 from .socket import Socket
 
@@ -105,6 +106,10 @@ class Namespace:
         self._ids = 0
         self.adapter = adapter(self)
 
+    @overload
+    def on(self, event: str) -> Callable[[F], F]: ...
+    @overload
+    def on(self, event: str, handler: F) -> F: ...
     def on(self, event: str, handler: F | None = None) -> Any:
         """Register a handler, as ``ns.on("chat", fn)`` or as the decorator ``@ns.on("chat")``.
 
@@ -123,7 +128,7 @@ class Namespace:
 
     def event(self, fn: F) -> F:
         """Register ``fn`` for the event named like it."""
-        return self.on(fn.__name__, fn)  # type: ignore[no-any-return]
+        return self.on(fn.__name__, fn)
 
     def use(self, middleware: Middleware) -> Middleware:
         """Connection middleware: called with the socket before ``connect``; raise ConnectionRefused to refuse."""
@@ -209,6 +214,7 @@ class Server(Namespace):
         generate_id: GenerateId | None = None,
         adapter: type[Adapter] = Adapter,
         sid_prefix: str = "",
+        static_files: Mapping[str, str | Path] | None = None,
     ) -> None:
         self._core = native_core(
             ping_interval=ping_interval,
@@ -226,7 +232,9 @@ class Server(Namespace):
             sid_prefix=sid_prefix,
             socketio=True,
             connect_timeout=connect_timeout,
+            serve_other_paths=static_files is not None,
         )
+        self.static_files = StaticFiles(static_files) if static_files is not None else None
         self._adapter_class = adapter
         self._namespaces: dict[str, Namespace] = {}
         self._dispatcher = Dispatcher(self, allow_request, generate_id)

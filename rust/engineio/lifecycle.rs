@@ -60,7 +60,7 @@ impl Engine {
                 }
                 _ => continue,
             };
-            self.answer_poll(conn, &req, key);
+            self.answer_poll(conn, &req, key, now);
             // A keep-alive connection may have pipelined its next request behind the poll.
             self.process_http(conn, now);
         }
@@ -127,7 +127,7 @@ impl Engine {
                     let remote = c.remote;
                     self.report(conn, remote, format!("WebSocket: {}", err.reason));
                     self.close_websocket(conn, Some(err.code));
-                    self.on_websocket_gone(key, conn, now);
+                    self.on_websocket_gone(key, conn, CloseReason::TransportError, now);
                     return;
                 }
             }
@@ -144,14 +144,13 @@ impl Engine {
             Message::Pong(_) => return,
             Message::Close(code, _) => {
                 self.close_websocket(conn, Some(code.unwrap_or(close_code::NORMAL)));
-                return self.on_websocket_gone(key, conn, now);
+                return self.on_websocket_gone(key, conn, CloseReason::TransportClose, now);
             }
             Message::Binary(b) => Packet::Message(Data::Binary(b)),
             Message::Text(t) => match Packet::decode_text(&t) {
                 Ok(p) => p,
                 Err(e) => {
-                    let remote = self.conns.get(&conn).and_then(|c| c.remote);
-                    self.report(conn, remote, format!("malformed packet: {e:?}"));
+                    self.report_bad_input(conn, format!("malformed packet: {e:?}"));
                     if self.is_probe(key, conn) {
                         return self.drop_probe(key, conn);
                     }
@@ -162,7 +161,7 @@ impl Engine {
         if self.is_probe(key, conn) {
             self.on_probe_packet(key, conn, packet);
         } else {
-            self.on_packet(key, packet, now);
+            self.on_packet(conn, key, packet, now);
         }
     }
 
@@ -217,7 +216,8 @@ impl Engine {
         }
     }
 
-    pub(super) fn on_packet(&mut self, key: SessionKey, packet: Packet, now: Instant) {
+    /// A packet from the client on `conn` (a POST, or the session's WebSocket).
+    pub(super) fn on_packet(&mut self, conn: ConnId, key: SessionKey, packet: Packet, now: Instant) {
         let Some(s) = self.sessions.get_mut(&key) else {
             return;
         };
@@ -226,20 +226,32 @@ impl Engine {
         }
         match packet {
             Packet::Message(data) => self.events.push_back(Event::Message { key, data }),
-            Packet::Pong(_) => {
+            // A pong nobody asked for changes nothing: it must not postpone the next ping.
+            Packet::Pong(_) if s.pong_deadline.is_some() => {
                 s.pong_deadline = None;
                 let at = now + self.config.ping_interval;
                 s.next_ping = Some(at);
                 self.timers.push(Reverse((at, key)));
             }
             Packet::Close => self.close_session(key, CloseReason::TransportClose, now),
-            // Pings come from v3 clients only and upgrade packets only on a probe; Node ignores both here.
-            Packet::Ping(_) | Packet::Upgrade | Packet::Noop | Packet::Open(_) => {}
+            Packet::Ping(_) => {
+                // In v4 only the server pings; Node fails the transport ("invalid heartbeat direction").
+                self.report_bad_input(conn, "ping from the client".into());
+                self.close_session(key, CloseReason::TransportError, now);
+            }
+            // Upgrade packets mean something only on a probe; Node ignores them here, and noops everywhere.
+            Packet::Pong(_) | Packet::Upgrade | Packet::Noop | Packet::Open(_) => {}
         }
     }
 
-    /// A WebSocket connection ended (close frame, protocol error or TCP close).
-    pub(super) fn on_websocket_gone(&mut self, key: SessionKey, conn: ConnId, now: Instant) {
+    /// A WebSocket connection ended: close frame or TCP close (`TransportClose`), or protocol error.
+    pub(super) fn on_websocket_gone(
+        &mut self,
+        key: SessionKey,
+        conn: ConnId,
+        reason: CloseReason,
+        now: Instant,
+    ) {
         let Some(s) = self.sessions.get_mut(&key) else {
             return;
         };
@@ -247,7 +259,7 @@ impl Engine {
             s.upgrade = Upgrade::None;
         } else if s.ws_conn == Some(conn) {
             s.ws_conn = None;
-            self.close_session(key, CloseReason::TransportClose, now);
+            self.close_session(key, reason, now);
         }
     }
 

@@ -109,6 +109,8 @@ pub struct Config {
     pub max_buffered: usize,
     /// Prepended to every generated sid; workers use it to say who owns a session.
     pub sid_prefix: String,
+    /// Requests outside `path` go to the application (`Event::Request`) instead of a 404.
+    pub serve_other_paths: bool,
 }
 
 impl Default for Config {
@@ -129,6 +131,7 @@ impl Default for Config {
             defer_handshakes: false,
             max_buffered: 16 * 1024 * 1024,
             sid_prefix: String::new(),
+            serve_other_paths: false,
         }
     }
 }
@@ -181,6 +184,13 @@ pub enum Event {
     Close {
         key: SessionKey,
         reason: CloseReason,
+    },
+    /// An HTTP request outside the Engine.IO path (only with `Config::serve_other_paths`); answer it with
+    /// `Engine::respond_app`.
+    Request {
+        conn: ConnId,
+        request: std::sync::Arc<RequestInfo>,
+        body: Vec<u8>,
     },
     /// Bad input from a peer, reported once per occurrence so the application can log it.
     ProtocolError {

@@ -33,6 +33,8 @@ enum Waiting {
     },
     /// A handshake waiting for the application's decision.
     Handshake(Box<Request>),
+    /// A request outside the Engine.IO path, waiting for the application's response.
+    App(Box<Request>),
 }
 
 enum ConnState {
@@ -54,6 +56,8 @@ struct Conn {
     out: Vec<u8>,
     dirty: bool,
     close_after_flush: bool,
+    /// Bytes received while a request is parked: the parser only bounds what it parses, so this bounds the rest.
+    parked_input: usize,
 }
 
 pub struct Engine {
@@ -62,6 +66,8 @@ pub struct Engine {
     sessions: HashMap<SessionKey, Session>,
     sids: HashMap<Arc<str>, SessionKey>,
     next_key: SessionKey,
+    /// Sessions not yet closed (`sids` also holds polling sessions waiting to deliver their close packet).
+    open_sessions: usize,
     timers: BinaryHeap<Reverse<(Instant, SessionKey)>>,
     events: VecDeque<Event>,
     dirty: Vec<ConnId>,
@@ -108,6 +114,7 @@ impl Engine {
             sessions: HashMap::new(),
             sids: HashMap::new(),
             next_key: 1,
+            open_sessions: 0,
             timers: BinaryHeap::new(),
             events: VecDeque::new(),
             dirty: Vec::new(),
@@ -130,6 +137,7 @@ impl Engine {
                 out: Vec::new(),
                 dirty: false,
                 close_after_flush: false,
+                parked_input: 0,
             },
         );
     }
@@ -139,7 +147,15 @@ impl Engine {
             return;
         };
         match &mut c.state {
-            ConnState::Http { parser, .. } => {
+            ConnState::Http { parser, waiting } => {
+                if !matches!(waiting, Waiting::Nothing) {
+                    c.parked_input = c.parked_input.saturating_add(data.len());
+                    if c.parked_input > http::DEFAULT_MAX_HEADER_BYTES + self.config.max_payload {
+                        let remote = c.remote;
+                        self.report(conn, remote, "too much input behind a pending request".into());
+                        return self.drop_parked(conn, now);
+                    }
+                }
                 parser.feed(data);
                 self.process_http(conn, now);
             }
@@ -224,8 +240,9 @@ impl Engine {
 
     // ---- the application's calls ------------------------------------------------------------------------
 
+    /// Open sessions: closed ones still waiting to hand their close packet to a GET are not counted.
     pub fn session_count(&self) -> usize {
-        self.sids.len()
+        self.open_sessions
     }
 
     pub fn key_of(&self, sid: &str) -> Option<SessionKey> {
@@ -282,7 +299,7 @@ impl Engine {
         let keys: Vec<SessionKey> = self.sessions.keys().copied().collect();
         for key in keys {
             self.close_session(key, CloseReason::ServerShuttingDown, now);
-            self.remove_session(key, None);
+            self.remove_session(key, Packet::Close, now);
         }
         let conns: Vec<ConnId> = self.conns.keys().copied().collect();
         for conn in conns {
@@ -294,7 +311,7 @@ impl Engine {
         let Some(req) = self.take_parked_handshake(conn) else {
             return;
         };
-        self.open_session(conn, &req, sid, now);
+        self.finish_handshake(conn, &req, sid, now);
         self.process_http(conn, now);
     }
 
@@ -308,14 +325,48 @@ impl Engine {
         let Some(req) = self.take_parked_handshake(conn) else {
             return;
         };
-        self.respond(conn, &req, error_response(code, message));
+        self.reject(conn, &req, code, code.status(), message);
+        self.process_http(conn, now);
+    }
+
+    /// Answer a request handed over as `Event::Request`.
+    pub fn respond_app(
+        &mut self,
+        conn: ConnId,
+        status: u16,
+        headers: &[(String, String)],
+        body: Vec<u8>,
+        now: Instant,
+    ) {
+        let req = match self.conns.get_mut(&conn).map(|c| &mut c.state) {
+            Some(ConnState::Http { waiting, .. }) => {
+                match std::mem::replace(waiting, Waiting::Nothing) {
+                    Waiting::App(req) => req,
+                    other => {
+                        *waiting = other;
+                        return;
+                    }
+                }
+            }
+            _ => return,
+        };
+        let mut res = Response::new(status);
+        for (k, v) in headers {
+            res = res.with_header(k, v);
+        }
+        res.body = body;
+        self.respond(conn, &req, res);
         self.process_http(conn, now);
     }
 
     fn take_parked_handshake(&mut self, conn: ConnId) -> Option<Box<Request>> {
-        match &mut self.conns.get_mut(&conn)?.state {
+        let c = self.conns.get_mut(&conn)?;
+        match &mut c.state {
             ConnState::Http { waiting, .. } => match std::mem::replace(waiting, Waiting::Nothing) {
-                Waiting::Handshake(req) => Some(req),
+                Waiting::Handshake(req) => {
+                    c.parked_input = 0;
+                    Some(req)
+                }
                 other => {
                     *waiting = other;
                     None
@@ -323,6 +374,24 @@ impl Engine {
             },
             _ => None,
         }
+    }
+
+    /// A parked connection misbehaved: close it, and the session whose GET it was holding.
+    fn drop_parked(&mut self, conn: ConnId, now: Instant) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        if let ConnState::Http {
+            waiting: Waiting::Poll { key, .. },
+            ..
+        } = std::mem::replace(&mut c.state, ConnState::Done)
+        {
+            if let Some(s) = self.sessions.get_mut(&key) {
+                s.poll_conn = None;
+            }
+            self.close_session(key, CloseReason::TransportError, now);
+        }
+        self.finish_conn(conn);
     }
 
     // ---- HTTP ----------------------------------------------------------------------------------------------
@@ -338,6 +407,7 @@ impl Engine {
             if !matches!(waiting, Waiting::Nothing) || c.close_after_flush {
                 return;
             }
+            c.parked_input = 0;
             match parser.next_request() {
                 Ok(None) => return,
                 Ok(Some(req)) => self.handle_request(conn, req, now),
@@ -369,6 +439,12 @@ impl Engine {
             remote,
             message,
         });
+    }
+
+    /// One `ProtocolError` per bad input, so the application logs each once.
+    pub(super) fn report_bad_input(&mut self, conn: ConnId, message: String) {
+        let remote = self.conns.get(&conn).and_then(|c| c.remote);
+        self.report(conn, remote, message);
     }
 
     fn cors_headers(&self, req: &Request, mut res: Response) -> Response {
@@ -414,6 +490,23 @@ impl Engine {
 
     fn handle_request(&mut self, conn: ConnId, req: Request, now: Instant) {
         if !req.path.starts_with(&self.config.path) {
+            if self.config.serve_other_paths {
+                let info = Arc::new(self.request_info(conn, &req));
+                let mut req = req;
+                let body = std::mem::take(&mut req.body);
+                if let Some(ConnState::Http { waiting, .. }) =
+                    self.conns.get_mut(&conn).map(|c| &mut c.state)
+                {
+                    *waiting = Waiting::App(Box::new(req));
+                }
+                self.events.push_back(Event::Request {
+                    conn,
+                    request: info,
+                    body,
+                });
+                return;
+            }
+            self.report_bad_input(conn, format!("no Engine.IO endpoint at {:?}", req.path));
             let res = Response::new(404).with_body("text/plain", b"Not Found".to_vec());
             return self.respond(conn, &req, res);
         }
@@ -446,27 +539,65 @@ impl Engine {
     }
 
     fn refuse(&mut self, conn: ConnId, req: &Request, code: ErrorCode) {
-        let remote = self.conns.get(&conn).and_then(|c| c.remote);
-        self.report(conn, remote, format!("refused: {}", code.message()));
-        self.respond(conn, req, error_response(code, None));
+        self.report_bad_input(conn, format!("refused: {}", code.message()));
+        self.reject(conn, req, code, code.status(), None);
+    }
+
+    /// Answer a request with one of Node's errors: JSON for HTTP; for a WebSocket handshake, Node's
+    /// `abortUpgrade` (400, the message as text/html, then close), as no HTTP response object exists there.
+    fn reject(
+        &mut self,
+        conn: ConnId,
+        req: &Request,
+        code: ErrorCode,
+        status: u16,
+        message: Option<&str>,
+    ) {
+        let message = message.unwrap_or(code.message());
+        if req.is_websocket_upgrade() {
+            let status = if status == 403 { 400 } else { status };
+            return self.abort_upgrade(conn, status, message);
+        }
+        let mut res = error_response(code, Some(message));
+        res.status = status;
+        self.respond(conn, req, res);
+    }
+
+    fn abort_upgrade(&mut self, conn: ConnId, status: u16, message: &str) {
+        let mut out = Vec::new();
+        Response::new(status)
+            .with_header("Connection", "close")
+            .with_body("text/html", message.as_bytes().to_vec())
+            .encode(&mut out);
+        self.write(conn, &out);
+        self.finish_conn(conn);
+    }
+
+    /// Node accepts a WebSocket it cannot use, then closes it (the spec: "the server MUST close the WebSocket
+    /// connection").
+    fn accept_and_close_websocket(&mut self, conn: ConnId, req: &Request, why: &str) {
+        self.report_bad_input(conn, format!("WebSocket closed at once: {why}"));
+        if self.answer_websocket_handshake(conn, req, None) {
+            self.close_websocket(conn, None);
+        }
     }
 
     fn handshake(&mut self, conn: ConnId, req: Request, transport: Transport, now: Instant) {
         if req.method != Method::Get {
             return self.refuse(conn, &req, ErrorCode::BadHandshakeMethod);
         }
-        if transport == Transport::WebSocket && !req.is_websocket_upgrade() {
+        let upgrade = req.is_websocket_upgrade();
+        if transport == Transport::WebSocket && !upgrade {
             return self.refuse(conn, &req, ErrorCode::BadRequest);
         }
-        if req.query_param("EIO").as_deref() != Some("4") {
-            return self.refuse(conn, &req, ErrorCode::UnsupportedProtocolVersion);
+        if transport == Transport::Polling && upgrade {
+            return self.accept_and_close_websocket(conn, &req, "it asked for the polling transport");
         }
         if let Some(max) = self.config.max_connections {
-            if self.sids.len() >= max {
-                let res = error_response(ErrorCode::Forbidden, Some("Connection limit reached"));
-                let mut res = res;
-                res.status = 503;
-                return self.respond(conn, &req, res);
+            if self.open_sessions >= max {
+                self.report_bad_input(conn, "refused: connection limit reached".into());
+                let message = Some("Connection limit reached");
+                return self.reject(conn, &req, ErrorCode::Forbidden, 503, message);
             }
         }
         if self.config.defer_handshakes {
@@ -482,7 +613,15 @@ impl Engine {
             });
             return;
         }
-        self.open_session(conn, &req, None, now);
+        self.finish_handshake(conn, &req, None, now);
+    }
+
+    /// Node checks the protocol version after the application's allowRequest, so this comes last.
+    fn finish_handshake(&mut self, conn: ConnId, req: &Request, sid: Option<String>, now: Instant) {
+        if req.query_param("EIO").as_deref() != Some("4") {
+            return self.refuse(conn, req, ErrorCode::UnsupportedProtocolVersion);
+        }
+        self.open_session(conn, req, sid, now);
     }
 
     fn request_info(&self, conn: ConnId, req: &Request) -> RequestInfo {
@@ -496,6 +635,7 @@ impl Engine {
     }
 
     fn open_session(&mut self, conn: ConnId, req: &Request, sid: Option<String>, now: Instant) {
+        // `handshake` has checked that the transport asked for is the one the request can carry.
         let transport = if req.is_websocket_upgrade() {
             Transport::WebSocket
         } else {
@@ -555,9 +695,10 @@ impl Engine {
                 self.respond(conn, req, res);
             }
             Transport::WebSocket => {
-                if !self.accept_websocket(conn, req, key, cookie.as_deref()) {
+                if !self.answer_websocket_handshake(conn, req, cookie.as_deref()) {
                     return;
                 }
+                self.become_websocket(conn, key);
                 session.ws_conn = Some(conn);
                 let mut frame = Vec::new();
                 ws_frame(&open, &mut frame);
@@ -565,6 +706,7 @@ impl Engine {
             }
         }
         self.sids.insert(sid.clone(), key);
+        self.open_sessions += 1;
         self.timers
             .push(Reverse((now + self.config.ping_interval, key)));
         self.sessions.insert(key, session);
@@ -574,25 +716,27 @@ impl Engine {
             transport,
             request: info,
         });
+        if transport == Transport::WebSocket {
+            // Frames the client pipelined behind its handshake.
+            self.process_websocket(conn, now);
+        }
     }
 
-    /// Answer 101 and turn `conn` into a WebSocket carrying session `key`. False (and a 400) when the
-    /// request is not a valid WebSocket opening handshake.
-    fn accept_websocket(
+    /// Answer a WebSocket opening handshake with 101; false (after ws's 400 and a close) when it is not a
+    /// valid one. Like Node's ws, versions 13 and 8 (same framing) are accepted.
+    fn answer_websocket_handshake(
         &mut self,
         conn: ConnId,
         req: &Request,
-        key: SessionKey,
         cookie: Option<&str>,
     ) -> bool {
         let client_key = req.header("sec-websocket-key").unwrap_or("");
-        if req.header("sec-websocket-version") != Some("13") || !websocket::is_valid_key(client_key)
-        {
-            let res = Response::new(400).with_body("text/plain", b"Bad Request".to_vec());
-            let mut out = Vec::new();
-            res.with_header("Connection", "close").encode(&mut out);
-            self.write(conn, &out);
-            self.finish_conn(conn);
+        if !websocket::is_valid_key(client_key) {
+            self.abort_upgrade(conn, 400, "Missing or invalid Sec-WebSocket-Key header");
+            return false;
+        }
+        if !matches!(req.header("sec-websocket-version"), Some("13" | "8")) {
+            self.abort_upgrade(conn, 400, "Missing or invalid Sec-WebSocket-Version header");
             return false;
         }
         let mut res = Response::new(101)
@@ -605,9 +749,15 @@ impl Engine {
         let mut out = Vec::new();
         res.encode(&mut out);
         self.write(conn, &out);
+        true
+    }
+
+    /// `conn` carries WebSocket frames for session `key` from now on; bytes that came after the handshake
+    /// are its first frames.
+    fn become_websocket(&mut self, conn: ConnId, key: SessionKey) {
         let max = self.config.max_payload;
         let Some(c) = self.conns.get_mut(&conn) else {
-            return false;
+            return;
         };
         let leftover = match &mut c.state {
             ConnState::Http { parser, .. } => parser.take_buffered(),
@@ -616,7 +766,6 @@ impl Engine {
         let mut decoder = websocket::Decoder::new(max);
         decoder.feed(&leftover);
         c.state = ConnState::WebSocket { decoder, key };
-        true
     }
 
     fn session_request(
@@ -630,24 +779,26 @@ impl Engine {
         let Some(s) = self.sessions.get(&key) else {
             return self.refuse(conn, &req, ErrorCode::UnknownSid);
         };
-        let is_upgrade = transport == Transport::WebSocket && req.is_websocket_upgrade();
-        if is_upgrade {
-            let may = s.transport == Transport::Polling
-                && s.is_open()
-                && self.config.allow_upgrades
-                && s.upgrade == Upgrade::None;
-            if !may {
-                return self.refuse(conn, &req, ErrorCode::BadRequest);
-            }
-            if self.accept_websocket(conn, &req, key, None) {
-                let deadline = now + self.config.upgrade_timeout;
-                if let Some(s) = self.sessions.get_mut(&key) {
-                    s.upgrade = Upgrade::Probing { conn, deadline };
+        if req.is_websocket_upgrade() {
+            let why = if transport != Transport::WebSocket {
+                "it asked for the polling transport"
+            } else if s.transport != Transport::Polling || s.upgrade != Upgrade::None {
+                "the session has a WebSocket already"
+            } else if !s.is_open() || !self.config.allow_upgrades {
+                "the session cannot upgrade"
+            } else {
+                if self.answer_websocket_handshake(conn, &req, None) {
+                    self.become_websocket(conn, key);
+                    let deadline = now + self.config.upgrade_timeout;
+                    if let Some(s) = self.sessions.get_mut(&key) {
+                        s.upgrade = Upgrade::Probing { conn, deadline };
+                    }
+                    self.timers.push(Reverse((deadline, key)));
+                    self.process_websocket(conn, now);
                 }
-                self.timers.push(Reverse((deadline, key)));
-                self.process_websocket(conn, now);
-            }
-            return;
+                return;
+            };
+            return self.accept_and_close_websocket(conn, &req, why);
         }
         if transport != s.transport {
             return self.refuse(conn, &req, ErrorCode::BadRequest);
@@ -656,8 +807,9 @@ impl Engine {
             Method::Get => self.poll(conn, req, key, now),
             Method::Post => self.post(conn, req, key, now),
             _ => {
-                let res = Response::new(500);
-                self.respond(conn, &req, res)
+                // Node's answer: the transport has no handler for the method.
+                self.report_bad_input(conn, format!("{:?} request for a session", req.method));
+                self.respond(conn, &req, Response::new(500))
             }
         }
     }
@@ -668,6 +820,7 @@ impl Engine {
         };
         if s.poll_conn.is_some() {
             // Node: "overlap from client" closes the session; the new GET gets a bare 400.
+            self.report_bad_input(conn, "a second GET while one is pending".into());
             self.respond(conn, &req, Response::new(400));
             return self.close_session(key, CloseReason::TransportError, now);
         }
@@ -688,10 +841,17 @@ impl Engine {
                 return;
             }
         }
-        self.answer_poll(conn, &req, key);
+        self.answer_poll(conn, &req, key, now);
     }
 
     fn post(&mut self, conn: ConnId, req: Request, key: SessionKey, now: Instant) {
+        let content_type = req.header("content-type").unwrap_or("");
+        if content_type.eq_ignore_ascii_case("application/octet-stream") {
+            // v4 payloads are text; Node fails the transport ("invalid content").
+            self.report_bad_input(conn, "binary POST body (Engine.IO v4 payloads are text)".into());
+            self.respond(conn, &req, Response::new(400));
+            return self.close_session(key, CloseReason::TransportError, now);
+        }
         let packets = packet::decode_payload(&req.body);
         self.respond(
             conn,
@@ -701,18 +861,17 @@ impl Engine {
         match packets {
             Ok(packets) => {
                 for p in packets {
-                    self.on_packet(key, p, now);
+                    self.on_packet(conn, key, p, now);
                 }
             }
             Err(e) => {
-                let remote = self.conns.get(&conn).and_then(|c| c.remote);
-                self.report(conn, remote, format!("malformed polling payload: {e:?}"));
+                self.report_bad_input(conn, format!("malformed polling payload: {e:?}"));
                 self.close_session(key, CloseReason::ParseError, now);
             }
         }
     }
 
-    fn answer_poll(&mut self, conn: ConnId, req: &Request, key: SessionKey) {
+    fn answer_poll(&mut self, conn: ConnId, req: &Request, key: SessionKey, now: Instant) {
         let Some(s) = self.sessions.get_mut(&key) else {
             return;
         };
@@ -727,7 +886,7 @@ impl Engine {
         let res = Response::new(200).with_body("text/plain; charset=UTF-8", body);
         self.respond(conn, req, res);
         if closing {
-            self.remove_session(key, None);
+            self.remove_session(key, Packet::Close, now);
         }
     }
 }

@@ -411,6 +411,19 @@ class WS:
         self.case.steps.append({"ws_recv": events})
         return events
 
+    def recv_raw(self, duration=0.5):
+        """Record the raw bytes that follow the 101 (for answers that are not WebSocket frames)."""
+        deadline = time.monotonic() + duration
+        try:
+            while True:
+                self.http._fill(deadline)
+        except EOFError:
+            closed = True
+        except socket.timeout:
+            closed = False
+        data, self.http.buf = self.http.buf, b""
+        self.case.steps.append({"raw_after_101": data.decode("latin-1"), "tcp_closed": closed})
+
     def close(self):
         self.http.close()
 
@@ -714,7 +727,7 @@ def eio_cases(server):
 
     @case("ws_upgrade_eio3", "WebSocket upgrade with EIO=3")
     def _(c):
-        WS(c, P + "?EIO=3&transport=websocket").recv(0.5, auto_pong=False)
+        WS(c, P + "?EIO=3&transport=websocket").recv_raw()
 
     @case("ws_upgrade_unknown_transport", "WebSocket upgrade with transport=foo")
     def _(c):
@@ -831,6 +844,12 @@ def sio_cases(server):
         ws, _ = ws_open(c, P)
         then_observe(c, ws, ["40/random,"], 0.4)
     run("connect_unknown_nsp", "CONNECT to an unknown namespace", unknown_nsp)
+
+    def unknown_nsp_then_wait(c):
+        ws, _ = ws_open(c, P)
+        then_observe(c, ws, ["40/random,"], 1.5)
+    run("connect_unknown_nsp_then_wait", "CONNECT unknown namespace, then nothing (does connectTimeout fire?)",
+        unknown_nsp_then_wait)
 
     def unknown_nsp_then_main(c):
         ws, _ = ws_open(c, P)
