@@ -5,6 +5,7 @@
 //! `("open", key, sid, transport, request)`, `("message", key, str | bytes)`, `("upgrade", key)`,
 //! `("close", key, reason)`, `("handshake", conn, request)`, `("error", message, remote)`.
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use pyo3::exceptions::{PyOSError, PyValueError};
@@ -289,6 +290,33 @@ impl EngineCore {
         Ok((bound.ip().to_string(), bound.port()))
     }
 
+    /// Listen on a bound, listening socket whose descriptor Python gives up (`socket.detach()`).
+    fn listen_fd(&mut self, fd: i32) -> PyResult<(String, u16)> {
+        // SAFETY: the caller detached `fd` from its Python socket, so this is its only owner from now on.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let bound = self
+            .driver
+            .listen_fd(fd)
+            .map_err(|e| PyOSError::new_err(e.to_string()))?;
+        Ok((bound.ip().to_string(), bound.port()))
+    }
+
+    /// Serve as worker `index` of several sharing one port (sids carry the index; see driver/workers.rs).
+    fn set_worker(&mut self, index: u32) {
+        self.driver.set_worker(index);
+    }
+
+    /// Take over a client connection handed over by another worker (a descriptor from `socket.recv_fds`).
+    fn adopt(&mut self, fd: i32) -> PyResult<()> {
+        // SAFETY: `recv_fds` created this descriptor for us and Python keeps no other handle to it.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        self.driver
+            .adopt(fd)
+            .map_err(|e| PyOSError::new_err(e.to_string()))?;
+        self.driver.request_flush();
+        Ok(())
+    }
+
     fn fileno(&self) -> i32 {
         self.driver.fd()
     }
@@ -310,6 +338,10 @@ impl EngineCore {
             .turn(now)
             .map_err(|e| PyOSError::new_err(e.to_string()))?;
         let out = PyList::empty(py);
+        // Python sends each descriptor to its owner and closes it.
+        for (fd, owner) in self.driver.take_handoffs() {
+            out.append(("handoff", fd, owner))?;
+        }
         match &mut self.sio {
             None => {
                 while let Some(ev) = self.driver.engine.poll_event() {
@@ -525,6 +557,237 @@ impl EngineCore {
 #[pyo3(name = "_native")]
 fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<EngineCore>()?;
+    m.add_class::<VirtualCore>()?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
+}
+
+// ---- the socket-less mode: connections handed over by an ASGI server (driver/virtual.rs) ----------------------
+
+use crate::driver::virtual_conn::{Output, VirtualConns};
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::pybacked::PyBackedBytes;
+
+/// Feeds an `EngineCore`'s engine (and its Socket.IO layer) with connections an ASGI server hands over instead
+/// of sockets. The application keeps calling the core as before; those calls wake the core's descriptor
+/// (`fileno`), and `turn` collects what they produced. Inputs and `turn` return the application's events and
+/// the connections that have outputs waiting (`take`).
+#[pyclass(unsendable, module = "anysio._native")]
+pub struct VirtualCore {
+    core: Py<EngineCore>,
+    conns: VirtualConns,
+    /// Earlier than any timer the engine can hold afterwards; see `turn`.
+    created: Instant,
+}
+
+type Settled<'py> = (Bound<'py, PyList>, Vec<u64>);
+
+fn remote_from_py(remote: Option<(String, u16)>) -> Option<SocketAddr> {
+    let (host, port) = remote?;
+    let ip: std::net::IpAddr = host.parse().ok()?;
+    Some(SocketAddr::new(ip, port))
+}
+
+fn output_to_py(py: Python<'_>, output: Output) -> PyResult<Bound<'_, PyAny>> {
+    Ok(match output {
+        Output::Response {
+            status,
+            headers,
+            body,
+        } => ("response", status, headers, PyBytes::new(py, &body))
+            .into_pyobject(py)?
+            .into_any(),
+        Output::Accept { headers } => ("accept", headers).into_pyobject(py)?.into_any(),
+        Output::Message(data) => ("message", data_to_py(py, &data))
+            .into_pyobject(py)?
+            .into_any(),
+        Output::Close(code) => ("close", code).into_pyobject(py)?.into_any(),
+    })
+}
+
+/// Run the layers until they are quiet: engine events through the Socket.IO layer, output into the virtual
+/// connections (letting one go can close a session, which makes more events and output).
+fn settle<'py>(
+    py: Python<'py>,
+    conns: &mut VirtualConns,
+    core: &mut EngineCore,
+    now: Instant,
+) -> PyResult<Settled<'py>> {
+    let out = PyList::empty(py);
+    let engine = &mut core.driver.engine;
+    engine.handle_timeout(now);
+    loop {
+        match &mut core.sio {
+            None => {
+                while let Some(ev) = engine.poll_event() {
+                    out.append(engine_event_to_py(py, ev)?)?;
+                }
+            }
+            Some(sio) => {
+                sio.pump(engine, now);
+                sio.handle_timeout(engine, now);
+                sio.pump(engine, now);
+            }
+        }
+        if !conns.collect(engine, now) && !engine.has_events() {
+            break;
+        }
+    }
+    if let Some(sio) = &mut core.sio {
+        while let Some(ev) = sio.poll_event() {
+            out.append(sio_event_to_py(py, ev)?)?;
+        }
+    }
+    Ok((out, conns.take_ready()))
+}
+
+impl VirtualCore {
+    fn with_core<'py, T>(
+        &mut self,
+        py: Python<'py>,
+        f: impl FnOnce(&mut VirtualConns, &mut EngineCore, Instant) -> T,
+    ) -> PyResult<T> {
+        let bound = self.core.bind(py);
+        let mut core = bound
+            .try_borrow_mut()
+            .map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
+        Ok(f(&mut self.conns, &mut core, Instant::now()))
+    }
+}
+
+#[pymethods]
+impl VirtualCore {
+    #[new]
+    fn new(core: Py<EngineCore>) -> Self {
+        VirtualCore {
+            core,
+            conns: VirtualConns::new(),
+            created: Instant::now(),
+        }
+    }
+
+    /// The engine's path prefix, with its trailing '/' ("/socket.io/").
+    #[getter]
+    fn path(&self, py: Python<'_>) -> PyResult<String> {
+        Ok(self.core.bind(py).try_borrow()?.driver.engine.config.path.clone())
+    }
+
+    #[getter]
+    fn max_payload(&self, py: Python<'_>) -> PyResult<usize> {
+        Ok(self.core.bind(py).try_borrow()?.driver.engine.config.max_payload)
+    }
+
+    /// Virtual connections not yet let go.
+    #[getter]
+    fn connection_count(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Readable when the application's calls produced something for `turn` to collect.
+    fn fileno(&self, py: Python<'_>) -> PyResult<i32> {
+        Ok(self.core.bind(py).try_borrow()?.driver.fd())
+    }
+
+    /// Seconds until the next timer (engine or Socket.IO), or None.
+    fn next_timeout(&self, py: Python<'_>) -> PyResult<Option<f64>> {
+        let core = self.core.bind(py).try_borrow()?;
+        let sio = core.sio.as_ref().and_then(SocketIo::next_timeout);
+        let at = match (core.driver.engine.next_timeout(), sio) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        Ok(at.map(|at| at.saturating_duration_since(Instant::now()).as_secs_f64()))
+    }
+
+    /// A new connection carrying one HTTP request (its whole body); returns its id, events and ready ids.
+    #[pyo3(signature = (method, target, headers, body, remote=None))]
+    fn request<'py>(
+        &mut self,
+        py: Python<'py>,
+        method: &str,
+        target: &str,
+        headers: Vec<(PyBackedBytes, PyBackedBytes)>,
+        body: &[u8],
+        remote: Option<(String, u16)>,
+    ) -> PyResult<(u64, Bound<'py, PyList>, Vec<u64>)> {
+        let remote = remote_from_py(remote);
+        self.with_core(py, |conns, core, now| {
+            let engine = &mut core.driver.engine;
+            let conn = conns.request(engine, method, target, &headers, body, remote, now);
+            let (events, ready) = settle(py, conns, core, now)?;
+            Ok((conn, events, ready))
+        })?
+    }
+
+    /// A new connection carrying a WebSocket opening handshake; its first output is "accept" or "response".
+    #[pyo3(signature = (target, headers, remote=None))]
+    fn websocket<'py>(
+        &mut self,
+        py: Python<'py>,
+        target: &str,
+        headers: Vec<(PyBackedBytes, PyBackedBytes)>,
+        remote: Option<(String, u16)>,
+    ) -> PyResult<(u64, Bound<'py, PyList>, Vec<u64>)> {
+        let remote = remote_from_py(remote);
+        self.with_core(py, |conns, core, now| {
+            let conn = conns.websocket(&mut core.driver.engine, target, &headers, remote, now);
+            let (events, ready) = settle(py, conns, core, now)?;
+            Ok((conn, events, ready))
+        })?
+    }
+
+    /// A message from the peer of an accepted WebSocket (ignored once the connection is closed).
+    fn message<'py>(
+        &mut self,
+        py: Python<'py>,
+        conn: u64,
+        data: &Bound<'py, PyAny>,
+    ) -> PyResult<Settled<'py>> {
+        let data = data_from_py(data)?;
+        self.with_core(py, |conns, core, now| {
+            conns.message(&mut core.driver.engine, conn, &data, now);
+            settle(py, conns, core, now)
+        })?
+    }
+
+    /// The peer went away or the request ended without an answer; the engine hears a dropped connection.
+    fn disconnect<'py>(&mut self, py: Python<'py>, conn: u64) -> PyResult<Settled<'py>> {
+        self.with_core(py, |conns, core, now| {
+            conns.disconnect(&mut core.driver.engine, conn, now);
+            settle(py, conns, core, now)
+        })?
+    }
+
+    /// The outputs waiting for `conn`, oldest first: ("response", status, headers, body), ("accept", headers),
+    /// ("message", str | bytes), ("close", code | None). After "response" or "close" nothing follows.
+    fn take<'py>(&mut self, py: Python<'py>, conn: u64) -> PyResult<Bound<'py, PyList>> {
+        let out = PyList::empty(py);
+        for o in self.conns.take(conn) {
+            out.append(output_to_py(py, o)?)?;
+        }
+        Ok(out)
+    }
+
+    /// Due timers and whatever the application's calls produced since the last call.
+    fn turn<'py>(&mut self, py: Python<'py>) -> PyResult<Settled<'py>> {
+        let created = self.created;
+        self.with_core(py, |conns, core, now| {
+            let settled = settle(py, conns, core, now)?;
+            // The application's calls wake the core's descriptor once (Driver::request_flush) and only the
+            // driver's turn re-arms it. That turn has nothing else to do: there are no sockets, `settle` took
+            // every connection's output, and no timer is due at `created`.
+            core.driver
+                .turn(created)
+                .map_err(|e| PyOSError::new_err(e.to_string()))?;
+            Ok(settled)
+        })?
+    }
+
+    /// Close every session ("server shutting down"); the goodbyes are outputs of their connections.
+    fn shutdown<'py>(&mut self, py: Python<'py>) -> PyResult<Settled<'py>> {
+        self.with_core(py, |conns, core, now| {
+            core.driver.engine.shutdown(now);
+            settle(py, conns, core, now)
+        })?
+    }
 }

@@ -108,6 +108,10 @@ class Dispatcher:
                         self.allow_request,
                         self.generate_id,
                     )
+                case ("handoff", fd, owner):
+                    bus = self.server._bus
+                    if bus is not None:
+                        bus.hand_off(fd, owner)
                 case ("request", conn, req, _):
                     self._spawn(self._serve_file, conn, Request.from_tuple(req))
                 case ("error", message, remote):

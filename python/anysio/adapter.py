@@ -8,11 +8,15 @@ Redis adapter subclasses it: each call does the local part with ``super()`` and 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from contextlib import nullcontext
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+import anyio
+
 from ._wire import encode_args
+from .exceptions import AckTimeout, reply_value
 
 if TYPE_CHECKING:
     from .server import Namespace
@@ -51,6 +55,44 @@ class Adapter:
             self.nsp.name, data, sorted(opts.rooms), sorted(opts.except_rooms), attachments, ack_id
         )
 
+    async def broadcast_with_ack(self, args: list[Any], opts: BroadcastOptions, timeout: float | None) -> list[Any]:
+        """Broadcast with one ack id and gather every target's reply. Raises AckTimeout (with the replies that
+        came) when some are missing after ``timeout``; sockets that disconnect meanwhile count as done."""
+        dispatcher = self.nsp.server._dispatcher
+        ack_id = self.nsp._next_id()
+        replies: list[Any] = []
+        pending: set[int] = set()
+        done = anyio.Event()
+
+        def resolver(key: int) -> Callable[[list[Any] | None], None]:
+            def resolve(values: list[Any] | None) -> None:
+                pending.discard(key)
+                if values is not None:
+                    replies.append(reply_value(values))
+                if not pending:
+                    done.set()
+
+            return resolve
+
+        # Nothing runs between the broadcast and the registrations: replies are read only in a later turn.
+        keys = await Adapter.broadcast(self, args, replace(opts, local=True), ack_id)
+        pending.update(keys)
+        for key in keys:
+            dispatcher.expect_ack(key, ack_id, resolver(key))
+        try:
+            if pending:
+                with anyio.fail_after(timeout) if timeout is not None else nullcontext():
+                    await done.wait()
+        except TimeoutError:
+            raise AckTimeout(
+                f"{len(pending)} of {len(keys)} sockets did not acknowledge {args[0]!r} in {timeout} s",
+                list(replies),
+            ) from None
+        finally:
+            for key in keys:
+                dispatcher.forget_ack(key, ack_id)
+        return replies
+
     async def fetch_sockets(self, opts: BroadcastOptions) -> list[Socket]:
         sockets = self.nsp._by_key
         return [s for k in self._targets(opts) if (s := sockets.get(k)) is not None and s.connected]
@@ -70,6 +112,7 @@ class Adapter:
 
     async def server_side_emit(self, args: list[Any]) -> None:
         """Node's ``serverSideEmit``: with one process there is no other server to tell."""
+        del args
 
     def socket_count(self) -> int:
         return self._core.socket_count(self.nsp.name)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import inspect
 import logging
 import math
+import socket
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
@@ -322,9 +323,10 @@ async def run_core(
     dispatch: Callable[[list[_native.EventTuple]], None],
     owner: _Serving,
     task_status: anyio.abc.TaskStatus[tuple[str, int]],
+    sock: socket.socket | None = None,
 ) -> None:
     """The driver loop shared by every server: wait for the core's descriptor or its next timer, turn, dispatch."""
-    address = core.listen(host, port)
+    address = core.listen_fd(sock.detach()) if sock is not None else core.listen(host, port)
     fd = core.fileno()
     try:
         async with anyio.create_task_group() as tg:

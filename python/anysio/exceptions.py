@@ -30,5 +30,10 @@ class AckTimeout(AnysioError, TimeoutError):
         self.replies = replies or []
 
 
+def reply_value(values: list[Any]) -> Any:
+    """An ack's arguments as one value: the argument itself, a tuple of several, or None."""
+    return values[0] if len(values) == 1 else tuple(values) if values else None
+
+
 class Disconnected(AnysioError):
     """The socket disconnected before its acknowledgement arrived."""

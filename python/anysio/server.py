@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
+import socket
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import anyio
 import anyio.abc
@@ -18,17 +20,15 @@ from ._static import StaticFiles
 from ._wire import encode_args
 from .adapter import Adapter, BroadcastOptions
 from .engineio import AllowRequest, Cookie, GenerateId, native_core, run_core
-from .exceptions import AckTimeout
+from .exceptions import AckTimeout, reply_value
 from .socket import Socket
+
+if TYPE_CHECKING:
+    from .bus import Bus
 
 logger = logging.getLogger("anysio")
 F = TypeVar("F", bound=Callable[..., Any])
 Middleware = Callable[[Socket], Any]
-
-
-def _reply(values: list[Any]) -> Any:
-    """An ack's arguments as one value: the argument itself, a tuple of several, or None."""
-    return values[0] if len(values) == 1 else tuple(values) if values else None
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ class BroadcastOperator:
     async def emit_with_ack(self, event: str, *args: Any) -> list[Any]:
         """Emit and gather every target's acknowledgement. Raises AckTimeout (with the replies that came) when
         some are missing after ``timeout(...)``; sockets that disconnect meanwhile count as done."""
-        return await self.nsp.server._broadcast_with_ack(self.nsp, [event, *args], self._opts, self.ack_timeout)
+        return await self.nsp.adapter.broadcast_with_ack([event, *args], self._opts, self.ack_timeout)
 
     async def fetch_sockets(self) -> list[Socket]:
         return await self.nsp.adapter.fetch_sockets(self._opts)
@@ -101,6 +101,7 @@ class Namespace:
         self.name = name
         self.handlers: dict[str, Handler] = {}
         self.middlewares: list[Middleware] = []
+        self.server_side_handlers: dict[str, Callable[..., Any]] = {}
         self.sockets: dict[str, Socket] = {}
         self._by_key: dict[int, Socket] = {}
         self._ids = 0
@@ -175,7 +176,24 @@ class Namespace:
         await self._all.sockets_leave(*rooms)
 
     async def server_side_emit(self, event: str, *args: Any) -> None:
+        """Node's ``serverSideEmit``: tell the other servers of the cluster (not this one)."""
         await self.adapter.server_side_emit([event, *args])
+
+    def on_server_side(self, event: str) -> Callable[[F], F]:
+        """Register a handler for ``server_side_emit`` from the other servers (Node's ``io.on(event)``)."""
+
+        def register(fn: F) -> F:
+            self.server_side_handlers[event] = fn
+            return fn
+
+        return register
+
+    async def _server_side_event(self, args: list[Any]) -> None:
+        handler = self.server_side_handlers.get(args[0]) if args and isinstance(args[0], str) else None
+        if handler is not None:
+            result = handler(*args[1:])
+            if inspect.isawaitable(result):
+                await result
 
     @property
     def count(self) -> int:
@@ -242,6 +260,7 @@ class Server(Namespace):
         self._namespaces["/"] = self
         self._core.add_namespace("/")
         self._tg: anyio.abc.TaskGroup | None = None
+        self._bus: Bus | None = None
         self.address: tuple[str, int] | None = None
 
     def of(self, name: str) -> Namespace:
@@ -268,9 +287,25 @@ class Server(Namespace):
         port: int = 5000,
         *,
         task_status: anyio.abc.TaskStatus[tuple[str, int]] = anyio.TASK_STATUS_IGNORED,
+        sock: socket.socket | None = None,
     ) -> None:
-        """Listen and serve until cancelled; then disconnect everyone ("server shutting down")."""
-        await run_core(self._core, host, port, self._dispatcher.dispatch, self, task_status)
+        """Listen and serve until cancelled; then disconnect everyone ("server shutting down").
+
+        With ``sock`` (bound and listening), serve on it instead of binding ``host:port``."""
+        await run_core(self._core, host, port, self._dispatcher.dispatch, self, task_status, sock)
+
+    def _become_worker(self, index: int, bus: Bus) -> None:
+        """Serve as worker ``index``: own the sessions whose sid carries it, and share rooms and broadcasts
+        with the other workers over ``bus`` (see workers.py)."""
+        from .bus import BusAdapter, attach
+
+        self._core.set_worker(index)
+        self._bus = bus
+        BusAdapter.bus = bus
+        self._adapter_class = BusAdapter
+        for nsp in self._namespaces.values():
+            nsp.adapter = BusAdapter(nsp)
+        attach(self, bus)
 
     # ---- used by Socket, BroadcastOperator and the dispatcher ---------------------------------------------
 
@@ -299,44 +334,7 @@ class Server(Namespace):
         values = box[0]
         if values is None:
             raise AckTimeout(f"{socket.id} disconnected before acknowledging {args[0]!r}")
-        return _reply(values)
-
-    async def _broadcast_with_ack(
-        self, nsp: Namespace, args: list[Any], opts: BroadcastOptions, timeout: float | None
-    ) -> list[Any]:
-        ack_id = nsp._next_id()
-        replies: list[Any] = []
-        pending: set[int] = set()
-        done = anyio.Event()
-
-        def resolver(key: int) -> Callable[[list[Any] | None], None]:
-            def resolve(values: list[Any] | None) -> None:
-                pending.discard(key)
-                if values is not None:
-                    replies.append(_reply(values))
-                if not pending:
-                    done.set()
-
-            return resolve
-
-        # Nothing runs between the broadcast and the registrations below: replies are read only in a later turn.
-        keys = await nsp.adapter.broadcast(args, opts, ack_id)
-        pending.update(keys)
-        for key in keys:
-            self._dispatcher.expect_ack(key, ack_id, resolver(key))
-        try:
-            if pending:
-                with anyio.fail_after(timeout) if timeout is not None else nullcontext():
-                    await done.wait()
-        except TimeoutError:
-            raise AckTimeout(
-                f"{len(pending)} of {len(keys)} sockets did not acknowledge {args[0]!r} in {timeout} s",
-                list(replies),
-            ) from None
-        finally:
-            for key in keys:
-                self._dispatcher.forget_ack(key, ack_id)
-        return replies
+        return reply_value(values)
 
 
 def refusal_json(message: str, data: Any) -> str:

@@ -7,13 +7,18 @@
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::engineio::{ConnId, Engine};
+
+pub mod workers;
+#[path = "virtual.rs"]
+pub mod virtual_conn;
+use workers::Peeked;
 
 const WAKER: Token = Token(0);
 const FIRST_LISTENER: usize = 1;
@@ -40,6 +45,11 @@ pub struct Driver {
     next_conn: ConnId,
     read_buf: Vec<u8>,
     dirty: Vec<ConnId>,
+    /// This process's index among the workers sharing the port, when there are several.
+    worker: Option<u32>,
+    /// Connections to give to the worker owning their session: (descriptor, owner). The owner of the list
+    /// (Python) sends and closes each descriptor.
+    handoffs: Vec<(RawFd, u32)>,
     pub engine: Engine,
 }
 
@@ -57,6 +67,8 @@ impl Driver {
             next_conn: FIRST_CONN,
             read_buf: vec![0; READ_CHUNK],
             dirty: Vec::new(),
+            worker: None,
+            handoffs: Vec::new(),
             engine,
         })
     }
@@ -71,6 +83,82 @@ impl Driver {
         let local = listener.local_addr()?;
         self.listeners.push(listener);
         Ok(local)
+    }
+
+    /// Listen on a socket that is already bound and listening (a worker's SO_REUSEPORT socket).
+    pub fn listen_fd(&mut self, fd: OwnedFd) -> io::Result<SocketAddr> {
+        let std_listener = std::net::TcpListener::from(fd);
+        std_listener.set_nonblocking(true)?;
+        let mut listener = TcpListener::from_std(std_listener);
+        let token = Token(FIRST_LISTENER + self.listeners.len());
+        self.poll
+            .registry()
+            .register(&mut listener, token, Interest::READABLE)?;
+        let local = listener.local_addr()?;
+        self.listeners.push(listener);
+        Ok(local)
+    }
+
+    /// Serve as worker `index`: sids carry the index, and requests for other workers' sessions are handed over.
+    pub fn set_worker(&mut self, index: u32) {
+        self.worker = Some(index);
+        self.engine.config.sid_prefix = workers::sid_prefix(index);
+    }
+
+    /// Take over a client connection handed over by another worker; its request is still unread.
+    pub fn adopt(&mut self, fd: OwnedFd) -> io::Result<()> {
+        let std_stream = std::net::TcpStream::from(fd);
+        std_stream.set_nonblocking(true)?;
+        let _ = std_stream.set_nodelay(true);
+        let remote = std_stream.peer_addr().ok();
+        let mut stream = TcpStream::from_std(std_stream);
+        let conn = self.next_conn;
+        self.next_conn += 1;
+        // epoll reports data already waiting at registration, so the pending request is read on the next turn.
+        self.poll.registry().register(
+            &mut stream,
+            Token(conn as usize),
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
+        self.conns.insert(
+            conn,
+            Connection {
+                stream,
+                lingering: None,
+            },
+        );
+        self.engine.on_connect(conn, remote);
+        Ok(())
+    }
+
+    pub fn take_handoffs(&mut self) -> Vec<(RawFd, u32)> {
+        std::mem::take(&mut self.handoffs)
+    }
+
+    /// Before a connection's next request is read: keep it, wait for its request line, or hand it over.
+    fn route(&mut self, conn: ConnId, me: u32) -> Peeked {
+        if !self.engine.is_idle_http(conn) {
+            return Peeked::Local;
+        }
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return Peeked::Local;
+        };
+        let mut head = [0u8; 2048];
+        let n = match c.stream.peek(&mut head) {
+            Ok(n) => n,
+            Err(_) => return Peeked::Local,
+        };
+        if n == 0 {
+            return Peeked::Local;
+        }
+        let peeked = workers::route(&head[..n], me, head.len());
+        if let Peeked::Owner(owner) = peeked {
+            if let Some(mut c) = self.conns.remove(&conn) {
+                let _ = self.poll.registry().deregister(&mut c.stream);
+                self.handoffs.push((c.stream.into_raw_fd(), owner));
+            }
+        }
+        peeked
     }
 
     /// Readable when `turn` has work to do.
@@ -104,23 +192,21 @@ impl Driver {
     /// Read every ready socket, run due timers, write pending output. Never blocks.
     pub fn turn(&mut self, now: Instant) -> io::Result<()> {
         self.poll.poll(&mut self.events, Some(Duration::ZERO))?;
-        let ready: Vec<(Token, bool)> = self
+        let ready: Vec<(Token, bool, bool)> = self
             .events
             .iter()
             .map(|e| {
-                (
-                    e.token(),
-                    e.is_readable() || e.is_read_closed() || e.is_error(),
-                )
+                let closed = e.is_read_closed() || e.is_error();
+                (e.token(), e.is_readable() || closed, closed)
             })
             .collect();
-        for (token, readable) in ready {
+        for (token, readable, closed) in ready {
             if token == WAKER {
                 self.wake_pending = false;
             } else if (token.0 as u64) < FIRST_CONN {
                 self.accept(token.0 - FIRST_LISTENER, now);
             } else if readable {
-                self.read(token.0 as ConnId, now);
+                self.read(token.0 as ConnId, closed, now);
             }
             // Writable events need no handling of their own: the flush below retries every connection with
             // output left.
@@ -171,18 +257,32 @@ impl Driver {
         }
     }
 
-    fn read(&mut self, conn: ConnId, now: Instant) {
+    /// `closed`: the event said the peer shut down its side, so the EOF must be read now (no later event will
+    /// announce it).
+    fn read(&mut self, conn: ConnId, closed: bool, now: Instant) {
+        if let Some(me) = self.worker {
+            match self.route(conn, me) {
+                Peeked::Local => {}
+                Peeked::Incomplete if !closed => return,
+                Peeked::Incomplete => return self.drop_conn(conn, now),
+                Peeked::Owner(_) => return self.engine.forget(conn, now),
+            }
+        }
         loop {
             let Some(c) = self.conns.get_mut(&conn) else {
                 return;
             };
             match c.stream.read(&mut self.read_buf) {
-                Ok(0) => return self.drop_conn(conn, now),
+                Ok(0) => {
+                    // A peer that half-closed after its request still gets the answer (Node's behaviour too).
+                    let _ = self.write_out(conn);
+                    return self.drop_conn(conn, now);
+                }
                 Ok(n) => {
                     if c.lingering.is_none() {
                         self.engine.on_bytes(conn, &self.read_buf[..n], now);
                     }
-                    if n < self.read_buf.len() {
+                    if n < self.read_buf.len() && !closed {
                         // Edge-triggered readiness is re-armed by the next arrival; a short read means the
                         // buffer is empty, and skipping the WouldBlock read saves a syscall per message.
                         return;

@@ -4,7 +4,7 @@ use std::cmp::Reverse;
 use std::time::Instant;
 
 use super::{ws_frame, ConnState, Engine, Waiting};
-use crate::engineio::packet::{Data, Packet};
+use crate::engineio::packet::{self, Data, Packet};
 use crate::engineio::session::{CloseReason, ConnId, ReadyState, SessionKey, Transport, Upgrade};
 use crate::engineio::Event;
 use crate::http::Response;
@@ -101,7 +101,7 @@ impl Engine {
         }
     }
 
-    fn close_websocket(&mut self, conn: ConnId, code: Option<u16>) {
+    pub(super) fn close_websocket(&mut self, conn: ConnId, code: Option<u16>) {
         let mut frame = Vec::new();
         match code {
             Some(code) => websocket::encode_close(code, "", &mut frame),
@@ -217,7 +217,13 @@ impl Engine {
     }
 
     /// A packet from the client on `conn` (a POST, or the session's WebSocket).
-    pub(super) fn on_packet(&mut self, conn: ConnId, key: SessionKey, packet: Packet, now: Instant) {
+    pub(super) fn on_packet(
+        &mut self,
+        conn: ConnId,
+        key: SessionKey,
+        packet: Packet,
+        now: Instant,
+    ) {
         let Some(s) = self.sessions.get_mut(&key) else {
             return;
         };
@@ -269,7 +275,7 @@ impl Engine {
         };
         if let ReadyState::Closing { deadline } = s.state {
             if deadline <= now {
-                return self.remove_session(key, None);
+                return self.remove_session(key, Packet::Close, now);
             }
         }
         if let Upgrade::Probing { conn, deadline } | Upgrade::Probed { conn, deadline } = s.upgrade
@@ -293,8 +299,9 @@ impl Engine {
         }
     }
 
-    /// Close a session for `reason`. The application hears of it at once; a polling client hears of it on its
-    /// parked GET, or on its next one (the session lingers as Closing for one ping_timeout to answer it).
+    /// Close a session for `reason`. The application hears of it at once. A polling client hears of it on its
+    /// parked GET; when the server closed the session and no GET is parked, on its next GET (the session
+    /// lingers as Closing for one ping_timeout to answer it). Otherwise the sid is forgotten at once, as in Node.
     pub(super) fn close_session(&mut self, key: SessionKey, reason: CloseReason, now: Instant) {
         let Some(s) = self.sessions.get_mut(&key) else {
             return;
@@ -302,6 +309,11 @@ impl Engine {
         if !s.is_open() {
             return;
         }
+        let deadline = now + self.config.ping_timeout;
+        s.state = ReadyState::Closing { deadline };
+        s.next_ping = None;
+        s.pong_deadline = None;
+        self.open_sessions -= 1;
         if let Some(conn) = s.upgrade.conn() {
             s.upgrade = Upgrade::None;
             self.close_websocket(conn, None);
@@ -318,51 +330,53 @@ impl Engine {
                 }
                 self.write(conn, &frames);
                 self.close_websocket(conn, None);
-                self.remove_session(key, None);
+                self.remove_session(key, Packet::Close, now);
             }
-            (Transport::WebSocket, None) => self.remove_session(key, None),
-            (Transport::Polling, _) => {
-                let deadline = now + self.config.ping_timeout;
-                s.state = ReadyState::Closing { deadline };
+            (Transport::WebSocket, None) => self.remove_session(key, Packet::Close, now),
+            (Transport::Polling, _)
+                if reason == CloseReason::ForcedClose && s.poll_conn.is_none() =>
+            {
                 self.timers.push(Reverse((deadline, key)));
-                if s.poll_conn.is_some() {
-                    self.poll_ready.push(key);
-                }
-                if reason == CloseReason::TransportError || reason == CloseReason::TransportClose {
-                    // The client is gone or broke the protocol: nobody will poll for the close packet.
-                    if s.poll_conn.is_none() {
-                        self.remove_session(key, None);
-                    }
-                }
             }
+            // Node answers the GET of a client that sent the close packet itself with a noop.
+            (Transport::Polling, _) if reason == CloseReason::TransportClose => {
+                self.remove_session(key, Packet::Noop, now)
+            }
+            (Transport::Polling, _) => self.remove_session(key, Packet::Close, now),
         }
     }
 
-    /// Forget a session. With a reason, the application is told (for sessions closed without `close_session`).
-    pub(super) fn remove_session(&mut self, key: SessionKey, reason: Option<CloseReason>) {
-        let Some(s) = self.sessions.remove(&key) else {
+    /// Forget a session. A parked GET is answered with what is queued and then `last`.
+    pub(super) fn remove_session(&mut self, key: SessionKey, last: Packet, now: Instant) {
+        let Some(mut s) = self.sessions.remove(&key) else {
             return;
         };
         self.sids.remove(&s.sid);
-        if let Some(reason) = reason {
-            self.events.push_back(Event::Close { key, reason });
+        if s.is_open() {
+            self.open_sessions -= 1;
         }
-        if let Some(conn) = s.poll_conn {
-            let req = match self.conns.get_mut(&conn).map(|c| &mut c.state) {
-                Some(ConnState::Http { waiting, .. }) => {
-                    match std::mem::replace(waiting, Waiting::Nothing) {
-                        Waiting::Poll { req, .. } => Some(req),
-                        _ => None,
+        let Some(conn) = s.poll_conn else {
+            return;
+        };
+        let req = match self.conns.get_mut(&conn).map(|c| &mut c.state) {
+            Some(ConnState::Http { waiting, .. }) => {
+                match std::mem::replace(waiting, Waiting::Nothing) {
+                    Waiting::Poll { req, .. } => req,
+                    other => {
+                        *waiting = other;
+                        return;
                     }
                 }
-                _ => None,
-            };
-            if let Some(req) = req {
-                let mut body = Vec::new();
-                Packet::Close.encode_text(&mut body);
-                let res = Response::new(200).with_body("text/plain; charset=UTF-8", body);
-                self.respond(conn, &req, res);
             }
+            _ => return,
+        };
+        let mut body = Vec::new();
+        for p in s.queue.drain(..).chain([last]) {
+            packet::push_payload_segment(&p, &mut body);
         }
+        let res = Response::new(200).with_body("text/plain; charset=UTF-8", body);
+        self.respond(conn, &req, res);
+        // A keep-alive connection may have pipelined its next request behind the poll.
+        self.process_http(conn, now);
     }
 }

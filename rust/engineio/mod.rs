@@ -199,3 +199,6 @@ pub enum Event {
         message: String,
     },
 }
+
+#[cfg(test)]
+mod tests;

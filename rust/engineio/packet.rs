@@ -87,8 +87,15 @@ impl Packet {
         }
     }
 
-    /// Decode a WebSocket text frame, or one segment of a polling payload that does not start with `b`.
+    /// Decode a WebSocket text frame or one segment of a polling payload. `b<base64>` is a binary message on
+    /// both (Node's parser accepts it in a text frame too).
     pub fn decode_text(s: &str) -> Result<Packet, DecodeError> {
+        if let Some(b64) = s.strip_prefix('b') {
+            let bytes = STANDARD
+                .decode(b64)
+                .map_err(|_| DecodeError::InvalidBase64)?;
+            return Ok(Packet::Message(Data::Binary(bytes)));
+        }
         let first = *s.as_bytes().first().ok_or(DecodeError::Empty)?;
         let kind = PacketType::from_byte(first).ok_or(DecodeError::UnknownType)?;
         // The type is one ASCII byte, so index 1 is a char boundary.
@@ -152,12 +159,6 @@ pub fn decode_payload(body: &[u8]) -> Result<Vec<Packet>, DecodeError> {
 }
 
 fn decode_segment(segment: &[u8]) -> Result<Packet, DecodeError> {
-    if let Some(b64) = segment.strip_prefix(b"b") {
-        let bytes = STANDARD
-            .decode(b64)
-            .map_err(|_| DecodeError::InvalidBase64)?;
-        return Ok(Packet::Message(Data::Binary(bytes)));
-    }
     let text = std::str::from_utf8(segment).map_err(|_| DecodeError::InvalidUtf8)?;
     Packet::decode_text(text)
 }

@@ -152,7 +152,11 @@ impl Engine {
                     c.parked_input = c.parked_input.saturating_add(data.len());
                     if c.parked_input > http::DEFAULT_MAX_HEADER_BYTES + self.config.max_payload {
                         let remote = c.remote;
-                        self.report(conn, remote, "too much input behind a pending request".into());
+                        self.report(
+                            conn,
+                            remote,
+                            "too much input behind a pending request".into(),
+                        );
                         return self.drop_parked(conn, now);
                     }
                 }
@@ -183,7 +187,9 @@ impl Engine {
                 }
                 self.close_session(key, CloseReason::TransportError, now);
             }
-            ConnState::WebSocket { key, .. } => self.on_websocket_gone(key, conn, now),
+            ConnState::WebSocket { key, .. } => {
+                self.on_websocket_gone(key, conn, CloseReason::TransportClose, now)
+            }
             _ => {}
         }
     }
@@ -221,6 +227,14 @@ impl Engine {
                 into.push(conn);
             }
         }
+    }
+
+    /// True when `conn` is an HTTP connection between requests: nothing buffered, nothing parked.
+    pub fn is_idle_http(&self, conn: ConnId) -> bool {
+        matches!(
+            self.conns.get(&conn).map(|c| (&c.state, c.close_after_flush)),
+            Some((ConnState::Http { parser, waiting: Waiting::Nothing }, false)) if parser.is_idle()
+        ) && self.conns.get(&conn).is_some_and(|c| c.out.is_empty())
     }
 
     /// The bytes waiting to be written to `conn`; the driver drains what it wrote.
@@ -576,8 +590,8 @@ impl Engine {
     /// Node accepts a WebSocket it cannot use, then closes it (the spec: "the server MUST close the WebSocket
     /// connection").
     fn accept_and_close_websocket(&mut self, conn: ConnId, req: &Request, why: &str) {
-        self.report_bad_input(conn, format!("WebSocket closed at once: {why}"));
         if self.answer_websocket_handshake(conn, req, None) {
+            self.report_bad_input(conn, format!("WebSocket closed at once: {why}"));
             self.close_websocket(conn, None);
         }
     }
@@ -591,7 +605,11 @@ impl Engine {
             return self.refuse(conn, &req, ErrorCode::BadRequest);
         }
         if transport == Transport::Polling && upgrade {
-            return self.accept_and_close_websocket(conn, &req, "it asked for the polling transport");
+            return self.accept_and_close_websocket(
+                conn,
+                &req,
+                "it asked for the polling transport",
+            );
         }
         if let Some(max) = self.config.max_connections {
             if self.open_sessions >= max {
@@ -731,12 +749,16 @@ impl Engine {
         cookie: Option<&str>,
     ) -> bool {
         let client_key = req.header("sec-websocket-key").unwrap_or("");
-        if !websocket::is_valid_key(client_key) {
-            self.abort_upgrade(conn, 400, "Missing or invalid Sec-WebSocket-Key header");
-            return false;
-        }
-        if !matches!(req.header("sec-websocket-version"), Some("13" | "8")) {
-            self.abort_upgrade(conn, 400, "Missing or invalid Sec-WebSocket-Version header");
+        let refusal = if !websocket::is_valid_key(client_key) {
+            "Missing or invalid Sec-WebSocket-Key header"
+        } else if !matches!(req.header("sec-websocket-version"), Some("13" | "8")) {
+            "Missing or invalid Sec-WebSocket-Version header"
+        } else {
+            ""
+        };
+        if !refusal.is_empty() {
+            self.report_bad_input(conn, format!("WebSocket handshake: {refusal}"));
+            self.abort_upgrade(conn, 400, refusal);
             return false;
         }
         let mut res = Response::new(101)
@@ -848,7 +870,10 @@ impl Engine {
         let content_type = req.header("content-type").unwrap_or("");
         if content_type.eq_ignore_ascii_case("application/octet-stream") {
             // v4 payloads are text; Node fails the transport ("invalid content").
-            self.report_bad_input(conn, "binary POST body (Engine.IO v4 payloads are text)".into());
+            self.report_bad_input(
+                conn,
+                "binary POST body (Engine.IO v4 payloads are text)".into(),
+            );
             self.respond(conn, &req, Response::new(400));
             return self.close_session(key, CloseReason::TransportError, now);
         }

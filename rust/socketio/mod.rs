@@ -1,13 +1,15 @@
 //! Socket.IO v5 over Engine.IO, sans-IO: namespaces, sockets, rooms, acks and binary reassembly.
 //!
 //! ```text
-//! client (one Engine.IO session)  Open ─CONNECT(nsp)─► one socket per namespace; no CONNECT within
-//!                                 connect_timeout closes the session
+//! client (one Engine.IO session)  Open ─CONNECT(nsp)─► one socket per namespace; no socket accepted within
+//!                                 connect_timeout closes the session (Node's Client.connectTimeout)
 //! socket                          Connecting ─accept─► Connected ─DISCONNECT (either side) or session close─► gone
 //!                                 Connecting ─refuse─► gone (CONNECT_ERROR sent)
-//!                                 packets emitted while Connecting wait until the CONNECT is sent
+//!                                 packets emitted while Connecting wait until the CONNECT is sent; broadcasts,
+//!                                 room targets and counts see Connected sockets only, as in Node
 //! packets from the client         a packet for a namespace the client is not connected to, or that cannot be
-//!                                 decoded, closes the whole session, as Node does
+//!                                 decoded, closes the whole session, as Node does; an EVENT without data is
+//!                                 ignored and an ACK without data has no arguments, as in socket.io-parser
 //! ```
 //! The application decides connections (middleware, auth): `Event::Connect` asks, `accept` / `refuse` answer.
 //! A broadcast encodes its packet once and hands one frame to the engine for every target session.
@@ -102,6 +104,7 @@ struct Client {
 
 #[derive(Debug, Default)]
 pub struct Namespace {
+    /// The connected sockets (accepted, not yet gone).
     pub sockets: HashSet<SocketKey>,
     pub rooms: Rooms,
 }
@@ -257,7 +260,7 @@ impl SocketIo {
                         now,
                     );
                 }
-                match packet::decode(&text) {
+                match packet::decode_lenient(&text) {
                     Err(e) => self.violation(key, format!("malformed packet: {e}"), engine, now),
                     Ok(p) if p.kind.is_binary() => {
                         client.partial = Some(BinaryReassembly::new(p));
@@ -284,34 +287,42 @@ impl SocketIo {
         engine: &mut Engine,
         now: Instant,
     ) {
+        // Node's Client.ondecoded: only a CONNECT may name a namespace the client has no socket in, and every
+        // other packet needs a connected socket (one still in the middlewares is not in `nsps` yet).
         let socket = self.socket_in(client, &p.nsp);
-        let connected = socket
-            .and_then(|s| self.sockets.get(&s))
-            .is_some_and(|s| s.state == SocketState::Connected);
-        match (p.kind, socket) {
-            (PacketType::Connect, None) => self.on_connect(client, p, engine),
-            (PacketType::Disconnect, Some(s)) => {
+        let connected = socket.filter(|s| {
+            self.sockets
+                .get(s)
+                .is_some_and(|s| s.state == SocketState::Connected)
+        });
+        match (p.kind, socket, connected) {
+            (PacketType::Connect, None, _) => self.on_connect(client, p, engine),
+            (PacketType::Disconnect, _, Some(s)) => {
                 self.remove_socket(s, Some(DisconnectReason::ClientNamespaceDisconnect))
             }
-            (PacketType::Event | PacketType::BinaryEvent, Some(socket)) if connected => {
-                self.events.push_back(Event::Event {
-                    socket,
-                    data: p.data.unwrap_or_default(),
-                    id: p.id,
-                    attachments,
-                });
-            }
-            (PacketType::Ack | PacketType::BinaryAck, Some(socket)) if connected => {
-                if let Some(id) = p.id {
-                    self.events.push_back(Event::Ack {
+            (PacketType::Event | PacketType::BinaryEvent, _, Some(socket)) => {
+                // Without data Node dispatches no event at all.
+                if let Some(data) = p.data {
+                    self.events.push_back(Event::Event {
                         socket,
-                        id,
-                        data: p.data.unwrap_or_default(),
+                        data,
+                        id: p.id,
                         attachments,
                     });
                 }
             }
-            (kind, _) => self.violation(
+            (PacketType::Ack | PacketType::BinaryAck, _, Some(socket)) => {
+                // Node looks the ack up by id; without one nothing matches.
+                if let Some(id) = p.id {
+                    self.events.push_back(Event::Ack {
+                        socket,
+                        id,
+                        data: p.data.unwrap_or_else(|| "[]".into()),
+                        attachments,
+                    });
+                }
+            }
+            (kind, _, _) => self.violation(
                 client,
                 format!(
                     "{kind:?} packet for namespace {:?} in the wrong state",
@@ -346,11 +357,6 @@ impl SocketIo {
         let key = self.next_socket;
         self.next_socket += 1;
         let sid = new_sid();
-        let Some(ns) = self.namespaces.get_mut(&nsp) else {
-            return;
-        };
-        ns.sockets.insert(key);
-        ns.rooms.join(key, &sid);
         self.sockets.insert(
             key,
             Socket {
@@ -362,7 +368,6 @@ impl SocketIo {
         );
         if let Some(c) = self.clients.get_mut(&client) {
             c.sockets.push(key);
-            c.connect_deadline = None;
         }
         self.events.push_back(Event::Connect {
             client,
@@ -402,6 +407,14 @@ impl SocketIo {
         else {
             return false;
         };
+        // Node's Socket._onconnect: the socket joins its own room and the namespace only now.
+        if let Some(ns) = self.namespaces.get_mut(&s.nsp) {
+            ns.sockets.insert(socket);
+            ns.rooms.join(socket, &s.sid);
+        }
+        if let Some(c) = self.clients.get_mut(&s.client) {
+            c.connect_deadline = None;
+        }
         let mut text = String::new();
         packet::encode(
             &Packet {
@@ -440,7 +453,9 @@ impl SocketIo {
         self.remove_socket(socket, None);
     }
 
-    /// Disconnect a socket from its namespace (DISCONNECT packet); with `close`, close its whole session too.
+    /// Disconnect a socket from its namespace (DISCONNECT packet). With `close`, as Node's `disconnect(true)`:
+    /// every socket of its client is disconnected that way, then the session is closed. A socket still
+    /// connecting is left alone, as Node ignores `disconnect()` before the connection.
     pub fn disconnect(
         &mut self,
         socket: SocketKey,
@@ -451,20 +466,35 @@ impl SocketIo {
         let Some(s) = self.sockets.get(&socket) else {
             return;
         };
+        if s.state != SocketState::Connected {
+            return;
+        }
         let client = s.client;
-        let mut text = String::new();
-        packet::encode(
-            &Packet {
-                kind: PacketType::Disconnect,
-                nsp: s.nsp.to_string(),
-                id: None,
-                attachments: 0,
-                data: None,
-            },
-            &mut text,
-        );
-        engine.send(client, Data::Text(text));
-        self.remove_socket(socket, Some(DisconnectReason::ServerNamespaceDisconnect));
+        let all = match (close, self.clients.get(&client)) {
+            (true, Some(c)) => c.sockets.clone(),
+            _ => vec![socket],
+        };
+        for key in all {
+            let Some(s) = self.sockets.get(&key) else {
+                continue;
+            };
+            if s.state != SocketState::Connected {
+                continue;
+            }
+            let mut text = String::new();
+            packet::encode(
+                &Packet {
+                    kind: PacketType::Disconnect,
+                    nsp: s.nsp.to_string(),
+                    id: None,
+                    attachments: 0,
+                    data: None,
+                },
+                &mut text,
+            );
+            engine.send(client, Data::Text(text));
+            self.remove_socket(key, Some(DisconnectReason::ServerNamespaceDisconnect));
+        }
         if close {
             engine.close(client, now);
         }
@@ -511,10 +541,13 @@ impl SocketIo {
 
     /// The sockets of `nsp` in any of `rooms` (all when empty) and in none of `except`.
     pub fn targets(&self, nsp: &str, rooms: &[String], except: &[String]) -> Vec<SocketKey> {
-        self.namespaces
-            .get(nsp)
-            .map(|ns| ns.rooms.targets(&ns.sockets, rooms, except))
-            .unwrap_or_default()
+        let Some(ns) = self.namespaces.get(nsp) else {
+            return Vec::new();
+        };
+        let mut targets = ns.rooms.targets(&ns.sockets, rooms, except);
+        // A socket still in the middlewares may have joined rooms, but Node's broadcasts skip it.
+        targets.retain(|k| ns.sockets.contains(k));
+        targets
     }
 
     /// Broadcast an event: encoded once, one frame for every target session. Returns the sockets reached.
@@ -533,14 +566,10 @@ impl SocketIo {
         let mut text = String::with_capacity(data_json.len() + nsp.len() + 8);
         packet::encode_event(nsp, id, attachments.len(), data_json, &mut text);
         let msgs = messages(text, attachments);
-        let mut sessions = Vec::with_capacity(targets.len());
-        for t in &targets {
-            match self.sockets.get(t) {
-                Some(s) if s.state == SocketState::Connected => sessions.push(s.client),
-                Some(_) => self.deliver(*t, &msgs, engine),
-                None => {}
-            }
-        }
+        let sessions: Vec<SessionKey> = targets
+            .iter()
+            .filter_map(|t| self.sockets.get(t).map(|s| s.client))
+            .collect();
         for m in msgs {
             engine.broadcast(&sessions, m);
         }

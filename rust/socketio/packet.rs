@@ -109,6 +109,17 @@ pub fn decode(s: &str) -> Result<Packet, DecodeError> {
 
 /// `decode` with the `maxAttachments` option of `socket.io-parser`'s `Decoder`.
 pub fn decode_with_limit(s: &str, max_attachments: usize) -> Result<Packet, DecodeError> {
+    decode_inner(s, max_attachments, true)
+}
+
+/// `decode` as a server reads packets off the wire: a packet without data passes whatever its type
+/// (`data: None`), as in socket.io-parser, so the caller can do what Node does with it (ignore an EVENT, resolve
+/// an ACK with no arguments) instead of closing the session.
+pub fn decode_lenient(s: &str) -> Result<Packet, DecodeError> {
+    decode_inner(s, MAX_ATTACHMENTS, false)
+}
+
+fn decode_inner(s: &str, max_attachments: usize, strict: bool) -> Result<Packet, DecodeError> {
     let bytes = s.as_bytes();
     let first = *bytes.first().ok_or(DecodeError::Empty)?;
     let kind = PacketType::from_digit(first).ok_or(DecodeError::UnknownType)?;
@@ -151,7 +162,7 @@ pub fn decode_with_limit(s: &str, max_attachments: usize) -> Result<Packet, Deco
 
     let data = s.get(pos..).filter(|d| !d.is_empty());
     match data {
-        None if matches!(kind, PacketType::Connect | PacketType::Disconnect) => {}
+        None if !strict || matches!(kind, PacketType::Connect | PacketType::Disconnect) => {}
         None => return Err(DecodeError::InvalidPayload),
         Some(_) if kind == PacketType::Disconnect => return Err(DecodeError::InvalidPayload),
         Some(text) => {
@@ -479,9 +490,15 @@ mod tests {
         // JS: a space counts as an id digit, so this is id 0 there; here the space belongs to the JSON.
         let p = decode(r#"2 ["a"]"#).unwrap();
         assert_eq!((p.id, p.data.as_deref()), (None, Some(r#" ["a"]"#)));
-        // JS: EVENT / ACK / CONNECT_ERROR without data pass decodeString.
+        // JS: EVENT / ACK / CONNECT_ERROR without data pass decodeString, as they pass decode_lenient.
         assert_eq!(decode("2"), Err(DecodeError::InvalidPayload));
         assert_eq!(decode("312"), Err(DecodeError::InvalidPayload));
+        for wire in ["2", "312", "4/x,", "51-", "61-/a,7"] {
+            let p = decode_lenient(wire).unwrap_or_else(|e| panic!("{wire:?}: {e:?}"));
+            assert_eq!(p.data, None, "{wire:?}");
+        }
+        assert_eq!(decode_lenient("2[]"), Err(DecodeError::InvalidPayload));
+        assert_eq!(decode_lenient("1{}"), Err(DecodeError::InvalidPayload));
         // JS: JSON.parse accepts lone surrogates and turns 1e400 into Infinity; serde_json refuses both.
         assert_eq!(decode(r#"2["a","\ud800"]"#), Err(DecodeError::InvalidJson));
         assert_eq!(decode(r#"2["a",1e400]"#), Err(DecodeError::InvalidJson));

@@ -1,0 +1,421 @@
+//! Socket.IO clients over a direct WebSocket connection (`transport=websocket`), all on one mio poller.
+//!
+//! Each client walks the handshake (TCP connect, HTTP upgrade, Engine.IO OPEN, Socket.IO CONNECT to "/"),
+//! answers the server's heartbeat, and hands every other Socket.IO packet to the scenario.
+use std::collections::{HashMap, VecDeque};
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use anysio::websocket::{accept_key, encode_frame_masked, ClientDecoder, Message, Opcode};
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token};
+
+use crate::tcp;
+
+const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+const MAX_MESSAGE: usize = 16 << 20;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    Connecting,
+    Upgrading,
+    Opening,
+    Joining,
+    Ready,
+}
+
+struct Client {
+    stream: TcpStream,
+    state: State,
+    head: Vec<u8>,
+    decoder: ClientDecoder,
+    out: Vec<u8>,
+    out_pos: usize,
+    dirty: bool,
+    /// Lost already reported this turn: ignore its other events until it is removed.
+    dead: bool,
+    opened_at: Instant,
+}
+
+/// What a scenario hears about its clients.
+pub trait Scenario {
+    fn ready(&mut self, net: &mut Net, id: usize, now: Instant);
+    /// A Socket.IO packet (the Engine.IO MESSAGE payload) from a ready client.
+    fn packet(&mut self, net: &mut Net, id: usize, packet: &str, now: Instant);
+    /// The client is gone (it failed its handshake, or the server closed it).
+    fn lost(&mut self, _id: usize, _now: Instant) {}
+}
+
+enum Incoming {
+    Ready,
+    Packet(String),
+    Lost(String),
+}
+
+pub struct Net {
+    poll: Poll,
+    events: Events,
+    addr: SocketAddr,
+    host_header: String,
+    clients: Vec<Option<Client>>,
+    free: Vec<usize>,
+    /// Ids freed this turn; reused only from the next one, so a late event cannot reach a new client.
+    freed: Vec<usize>,
+    /// Clients still in their handshake, oldest first, for the handshake deadline.
+    handshaking: VecDeque<(usize, Instant)>,
+    buf: Vec<u8>,
+    scratch: Vec<u8>,
+    incoming: Vec<(usize, Incoming)>,
+    dirty: Vec<usize>,
+    rng: u64,
+    pub ready: usize,
+    pub opened: usize,
+    /// Why clients were lost, with counts.
+    pub failures: HashMap<String, u64>,
+}
+
+impl Net {
+    pub fn new(addr: SocketAddr) -> io::Result<Self> {
+        Ok(Net {
+            poll: Poll::new()?,
+            events: Events::with_capacity(4096),
+            addr,
+            host_header: addr.to_string(),
+            clients: Vec::new(),
+            free: Vec::new(),
+            freed: Vec::new(),
+            handshaking: VecDeque::new(),
+            buf: vec![0; 256 * 1024],
+            scratch: Vec::with_capacity(4096),
+            incoming: Vec::new(),
+            dirty: Vec::new(),
+            rng: 0x9e37_79b9_7f4a_7c15,
+            ready: 0,
+            opened: 0,
+            failures: HashMap::new(),
+        })
+    }
+
+    pub fn handshaking(&self) -> usize {
+        self.opened - self.ready
+    }
+
+    pub fn total_failures(&self) -> u64 {
+        self.failures.values().sum()
+    }
+
+    /// Open one client (from `source` when given); its id is stable until it is lost.
+    pub fn open(&mut self, source: Option<std::net::Ipv4Addr>, now: Instant) -> usize {
+        let id = self.free.pop().unwrap_or(self.clients.len());
+        match self.open_at(id, source, now) {
+            Ok(()) => {
+                self.opened += 1;
+                self.handshaking.push_back((id, now));
+            }
+            Err(e) => {
+                if id == self.clients.len() {
+                    self.clients.push(None);
+                }
+                self.free.push(id);
+                *self.failures.entry(format!("connect: {e}")).or_default() += 1;
+            }
+        }
+        id
+    }
+
+    fn open_at(
+        &mut self,
+        id: usize,
+        source: Option<std::net::Ipv4Addr>,
+        now: Instant,
+    ) -> io::Result<()> {
+        let mut stream = tcp::connect(self.addr, source)?;
+        self.poll.registry().register(
+            &mut stream,
+            Token(id),
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
+        let request = format!(
+            "GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\n\
+             Connection: Upgrade\r\nSec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n",
+            self.host_header
+        );
+        let client = Client {
+            stream,
+            state: State::Connecting,
+            head: Vec::new(),
+            decoder: ClientDecoder::new(MAX_MESSAGE),
+            out: request.into_bytes(),
+            out_pos: 0,
+            dirty: false,
+            dead: false,
+            opened_at: now,
+        };
+        if id == self.clients.len() {
+            self.clients.push(Some(client));
+        } else if let Some(slot) = self.clients.get_mut(id) {
+            *slot = Some(client);
+        }
+        Ok(())
+    }
+
+    fn next_mask(&mut self) -> [u8; 4] {
+        // xorshift64: masks only need to vary, not to be secret, in a load test.
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        (self.rng as u32).to_le_bytes()
+    }
+
+    /// Queue a Socket.IO packet (sent as an Engine.IO MESSAGE) to a ready client; written after this turn.
+    pub fn send(&mut self, id: usize, packet: &str) {
+        self.send_eio(id, b'4', packet);
+    }
+
+    fn send_eio(&mut self, id: usize, kind: u8, data: &str) {
+        let mask = self.next_mask();
+        self.scratch.clear();
+        self.scratch.push(kind);
+        self.scratch.extend_from_slice(data.as_bytes());
+        if let Some(Some(c)) = self.clients.get_mut(id) {
+            encode_frame_masked(Opcode::Text, &self.scratch, mask, &mut c.out);
+            if !c.dirty {
+                c.dirty = true;
+                self.dirty.push(id);
+            }
+        }
+    }
+
+    pub fn is_ready(&self, id: usize) -> bool {
+        matches!(self.clients.get(id), Some(Some(c)) if c.state == State::Ready)
+    }
+
+    /// Drop a client: it counts as lost for `why`.
+    fn lose(&mut self, id: usize, why: String) {
+        if let Some(slot) = self.clients.get_mut(id) {
+            if let Some(mut c) = slot.take() {
+                let _ = self.poll.registry().deregister(&mut c.stream);
+                if c.state == State::Ready {
+                    self.ready -= 1;
+                }
+                self.opened -= 1;
+                self.freed.push(id);
+                *self.failures.entry(why).or_default() += 1;
+            }
+        }
+    }
+
+    /// Wait up to `timeout` for readiness, process it, tell the scenario, write what it queued.
+    pub fn turn(&mut self, sc: &mut impl Scenario, timeout: Duration) -> io::Result<()> {
+        self.poll.poll(&mut self.events, Some(timeout))?;
+        let now = Instant::now();
+        let ready: Vec<(usize, bool, bool)> = self
+            .events
+            .iter()
+            .map(|e| {
+                let readable = e.is_readable() || e.is_read_closed() || e.is_error();
+                (e.token().0, readable, e.is_writable())
+            })
+            .collect();
+        let mut buf = std::mem::take(&mut self.buf);
+        for (id, readable, writable) in ready {
+            if writable {
+                self.on_writable(id);
+            }
+            if readable {
+                self.on_readable(id, &mut buf);
+            }
+        }
+        self.buf = buf;
+        let incoming = std::mem::take(&mut self.incoming);
+        for (id, what) in &incoming {
+            match what {
+                Incoming::Ready => sc.ready(self, *id, now),
+                Incoming::Packet(p) => sc.packet(self, *id, p, now),
+                Incoming::Lost(why) => {
+                    self.lose(*id, why.clone());
+                    sc.lost(*id, now);
+                }
+            }
+        }
+        self.incoming = incoming;
+        self.incoming.clear();
+        self.flush_dirty();
+        self.free.append(&mut self.freed);
+        Ok(())
+    }
+
+    /// Give up on handshakes older than `limit`.
+    pub fn expire(&mut self, sc: &mut impl Scenario, limit: Duration) {
+        let now = Instant::now();
+        while let Some(&(id, since)) = self.handshaking.front() {
+            if now.duration_since(since) < limit {
+                break;
+            }
+            self.handshaking.pop_front();
+            let stale = matches!(self.clients.get(id),
+                Some(Some(c)) if c.state != State::Ready && c.opened_at == since);
+            if stale {
+                self.lose(id, "handshake timeout".into());
+                sc.lost(id, now);
+            }
+        }
+    }
+
+    fn flush_dirty(&mut self) {
+        let dirty = std::mem::take(&mut self.dirty);
+        for &id in &dirty {
+            let result = match self.clients.get_mut(id) {
+                Some(Some(c)) => {
+                    c.dirty = false;
+                    if c.state == State::Connecting {
+                        continue;
+                    }
+                    tcp::flush(&mut c.stream, &mut c.out, &mut c.out_pos)
+                }
+                _ => continue,
+            };
+            if let Err(e) = result {
+                self.report_lost(id, format!("write: {}", e.kind()));
+            }
+        }
+        self.dirty = dirty;
+        self.dirty.clear();
+        self.free.append(&mut self.freed);
+    }
+
+    /// Report a client lost once; it is removed when the scenario has been told.
+    fn report_lost(&mut self, id: usize, why: String) {
+        if let Some(Some(c)) = self.clients.get_mut(id) {
+            if !c.dead {
+                c.dead = true;
+                self.incoming.push((id, Incoming::Lost(why)));
+            }
+        }
+    }
+
+    fn on_writable(&mut self, id: usize) {
+        let Some(Some(c)) = self.clients.get_mut(id) else {
+            return;
+        };
+        if c.dead {
+            return;
+        }
+        if c.state == State::Connecting {
+            if let Err(e) = tcp::connected(&c.stream) {
+                self.report_lost(id, format!("connect: {}", e.kind()));
+                return;
+            }
+            c.state = State::Upgrading;
+        }
+        if let Err(e) = tcp::flush(&mut c.stream, &mut c.out, &mut c.out_pos) {
+            self.report_lost(id, format!("write: {}", e.kind()));
+        }
+    }
+
+    fn on_readable(&mut self, id: usize, buf: &mut [u8]) {
+        let mut replies: Vec<(u8, &'static str)> = Vec::new();
+        let lost = match self.clients.get_mut(id) {
+            Some(Some(c)) if !c.dead && c.state != State::Connecting => {
+                read_client(c, buf, id, &mut self.incoming, &mut self.ready, &mut replies)
+            }
+            _ => return,
+        };
+        for (kind, data) in replies {
+            self.send_eio(id, kind, data);
+        }
+        if let Some(why) = lost {
+            self.report_lost(id, why);
+        }
+    }
+}
+
+/// Read what arrived: the upgrade response, then frames. Returns why the client is lost, if it is.
+fn read_client(
+    c: &mut Client,
+    buf: &mut [u8],
+    id: usize,
+    incoming: &mut Vec<(usize, Incoming)>,
+    ready: &mut usize,
+    replies: &mut Vec<(u8, &'static str)>,
+) -> Option<String> {
+    let mut upgraded = c.state != State::Upgrading;
+    let mut bad_upgrade = false;
+    let result = tcp::drain(&mut c.stream, buf, |chunk| {
+        if upgraded {
+            c.decoder.feed(chunk);
+            return;
+        }
+        c.head.extend_from_slice(chunk);
+        if let Some(end) = tcp::head_end(&c.head) {
+            let head = c.head.get(..end).unwrap_or_default();
+            let accepted = tcp::status(head) == Some(101)
+                && tcp::header(head, "sec-websocket-accept") == Some(&accept_key(KEY));
+            bad_upgrade = !accepted;
+            c.decoder.feed(c.head.get(end..).unwrap_or_default());
+            c.head = Vec::new();
+            upgraded = true;
+        }
+    });
+    if bad_upgrade {
+        return Some("upgrade refused".into());
+    }
+    if upgraded && c.state == State::Upgrading {
+        c.state = State::Opening;
+    }
+    loop {
+        match c.decoder.next_message() {
+            Ok(Some(Message::Text(text))) => match on_text(c, text, replies) {
+                Some(Incoming::Lost(why)) => return Some(why),
+                Some(event) => {
+                    if matches!(event, Incoming::Ready) {
+                        *ready += 1;
+                    }
+                    incoming.push((id, event));
+                }
+                None => {}
+            },
+            Ok(Some(Message::Close(..))) => return Some("closed by server".into()),
+            Ok(Some(_)) => {}
+            Ok(None) => break,
+            Err(e) => return Some(format!("bad frame: {}", e.reason)),
+        }
+    }
+    match result {
+        Ok(true) => None,
+        Ok(false) => Some("eof".into()),
+        Err(e) => Some(format!("read: {}", e.kind())),
+    }
+}
+
+/// One Engine.IO text packet: heartbeat and handshake steps are answered here, the rest is the scenario's.
+fn on_text(c: &mut Client, text: String, replies: &mut Vec<(u8, &'static str)>) -> Option<Incoming> {
+    let kind = *text.as_bytes().first()?;
+    match (kind, c.state) {
+        (b'2', _) => {
+            replies.push((b'3', ""));
+            None
+        }
+        (b'0', State::Opening) => {
+            c.state = State::Joining;
+            replies.push((b'4', "0"));
+            None
+        }
+        (b'4', State::Joining) if text.starts_with("40") => {
+            c.state = State::Ready;
+            Some(Incoming::Ready)
+        }
+        (b'4', State::Joining) => Some(Incoming::Lost(format!(
+            "connect refused: {}",
+            text.chars().take(80).collect::<String>()
+        ))),
+        (b'4', State::Ready) => {
+            let mut text = text;
+            text.remove(0);
+            Some(Incoming::Packet(text))
+        }
+        (b'1', _) => Some(Incoming::Lost("engine.io close".into())),
+        _ => None,
+    }
+}

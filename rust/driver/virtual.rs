@@ -1,0 +1,592 @@
+//! The socket-less driver: connections whose bytes come from somewhere else (an ASGI server), fed to the same
+//! `Engine` the mio driver feeds.
+//!
+//! ```text
+//! HTTP request       request() writes it to the engine as HTTP/1.1 (framing and hop-by-hop fields are ours);
+//!                    the engine's response is parsed back into Output::Response; then the connection is done
+//! WebSocket request  websocket() writes a GET with Upgrade; a 101 becomes Output::Accept and the connection
+//!                    turns into a WebSocket, any other answer is an Output::Response (the handshake is refused)
+//! WebSocket          message() re-frames each message as a client frame; the engine's frames come back as
+//!                    Output::Message, its close frame (or its closing the connection) as Output::Close
+//! ```
+//! The ASGI server has already parsed HTTP and WebSocket framing; re-encoding costs a copy but keeps one state
+//! machine for both drivers, so sessions, upgrades and heartbeats behave the same under ASGI as standalone.
+use std::collections::{HashMap, VecDeque};
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use crate::engineio::{ConnId, Data, Engine};
+use crate::websocket::{self, Message, Opcode};
+
+/// Above the mio driver's ids (which start at 2^20 and count up), so both can share an engine.
+const FIRST_CONN: ConnId = 1 << 62;
+/// The ASGI server checked the client's key and computes Sec-WebSocket-Accept itself; the engine only needs
+/// a valid one (RFC 6455's example nonce).
+const WS_KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+/// A client frame's mask key. All zeros leaves the payload as it is, which is legal and saves a pass over it;
+/// masking protects intermediaries, and there are none between the ASGI server and the engine.
+const ZERO_MASK: [u8; 4] = [0; 4];
+
+/// Fields the driver owns: framing, connection management, and the WebSocket handshake it writes itself.
+const DROPPED_FIELDS: &[&str] = &[
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "upgrade",
+    "te",
+    "trailer",
+    "expect",
+    "sec-websocket-key",
+    "sec-websocket-version",
+    "sec-websocket-extensions",
+];
+/// Fields of the engine's answers the ASGI server writes itself.
+const HOP_BY_HOP: &[&str] = &["connection", "keep-alive", "transfer-encoding"];
+const HANDSHAKE_FIELDS: &[&str] = &["upgrade", "connection", "sec-websocket-accept"];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// The answer to an HTTP request, or a refused WebSocket handshake.
+    Response {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    },
+    /// The WebSocket handshake was accepted; the fields to add to the ASGI server's 101 (Set-Cookie).
+    Accept { headers: Vec<(String, String)> },
+    Message(Data),
+    /// The engine is done with the connection: a WebSocket close code, or None when it closed without a
+    /// close frame or, for HTTP, without an answer.
+    Close(Option<u16>),
+}
+
+enum Phase {
+    /// Collecting the engine's HTTP response.
+    Http { buf: Vec<u8>, websocket: bool },
+    WebSocket(websocket::ClientDecoder),
+    Done,
+}
+
+struct VirtualConn {
+    phase: Phase,
+    outputs: VecDeque<Output>,
+    queued: bool,
+}
+
+#[derive(Default)]
+pub struct VirtualConns {
+    conns: HashMap<ConnId, VirtualConn>,
+    next_conn: ConnId,
+    ready: Vec<ConnId>,
+    dirty: Vec<ConnId>,
+}
+
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// The HTTP/1.1 request the engine parses. Whatever the caller passes, the result is one well-formed request:
+/// bytes outside the request-target's alphabet are percent-encoded, fields with an invalid name or value are
+/// left out, and exactly one Host is sent (HTTP/2 requests may come without one).
+fn write_request<H: AsRef<[u8]>>(
+    method: &str,
+    target: &str,
+    headers: &[(H, H)],
+    body: &[u8],
+    websocket: bool,
+    out: &mut Vec<u8>,
+) {
+    let method = match method.bytes().all(is_tchar) && !method.is_empty() {
+        true => method,
+        false => "INVALID",
+    };
+    out.extend_from_slice(method.as_bytes());
+    out.push(b' ');
+    if !target.starts_with('/') {
+        out.push(b'/');
+    }
+    for b in target.bytes() {
+        if (0x21..=0x7e).contains(&b) {
+            out.push(b);
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    let mut host = false;
+    for (name, value) in headers {
+        let (name, value) = (name.as_ref(), value.as_ref());
+        let lower = name.to_ascii_lowercase();
+        let skip = name.is_empty()
+            || !name.iter().copied().all(is_tchar)
+            || !value.iter().all(|&b| b == b'\t' || (b >= 0x20 && b != 0x7f))
+            || DROPPED_FIELDS.iter().any(|f| f.as_bytes() == lower.as_slice())
+            || (lower == b"host" && std::mem::replace(&mut host, true));
+        if !skip {
+            out.extend_from_slice(name);
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value);
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    if !host {
+        out.extend_from_slice(b"Host: localhost\r\n");
+    }
+    if websocket {
+        let _ = write!(
+            out,
+            "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {WS_KEY}\r\nSec-WebSocket-Version: 13\r\n"
+        );
+    } else {
+        let _ = write!(out, "Content-Length: {}\r\n", body.len());
+    }
+    out.extend_from_slice(b"\r\n");
+    if !websocket {
+        out.extend_from_slice(body);
+    }
+}
+
+struct ParsedHead {
+    status: u16,
+    headers: Vec<(String, String)>,
+    content_length: usize,
+    /// Bytes of the status line and fields, including the blank line.
+    len: usize,
+}
+
+/// A response head as `http::Response::encode` writes it. None: incomplete (or not HTTP, which the engine
+/// never writes; the connection then waits for the engine to close it).
+fn parse_head(buf: &[u8]) -> Option<ParsedHead> {
+    let end = find(buf, b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(buf.get(..end)?);
+    let mut lines = head.split("\r\n");
+    let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+    let mut headers = Vec::new();
+    let mut content_length = 0;
+    for line in lines {
+        let (name, value) = line.split_once(':')?;
+        let value = value.trim();
+        if name.eq_ignore_ascii_case("content-length") {
+            content_length = value.parse().ok()?;
+        }
+        headers.push((name.to_owned(), value.to_owned()));
+    }
+    Some(ParsedHead {
+        status,
+        headers,
+        content_length,
+        len: end + 4,
+    })
+}
+
+fn without(headers: Vec<(String, String)>, names: &[&str]) -> Vec<(String, String)> {
+    headers
+        .into_iter()
+        .filter(|(n, _)| !names.iter().any(|d| n.eq_ignore_ascii_case(d)))
+        .collect()
+}
+
+impl VirtualConn {
+    /// Bytes the engine wrote; returns true when the engine is done with this connection (an HTTP answer is
+    /// complete, or the WebSocket sent its close frame).
+    fn feed(&mut self, bytes: &[u8]) -> bool {
+        match &mut self.phase {
+            Phase::Http { buf, websocket } => {
+                buf.extend_from_slice(bytes);
+                let Some(head) = parse_head(buf) else {
+                    return false;
+                };
+                if *websocket && head.status == 101 {
+                    let rest = buf.get(head.len..).unwrap_or_default().to_vec();
+                    self.outputs.push_back(Output::Accept {
+                        headers: without(head.headers, HANDSHAKE_FIELDS),
+                    });
+                    // The engine's frames are trusted: no message limit beyond what it wrote.
+                    self.phase = Phase::WebSocket(websocket::ClientDecoder::new(usize::MAX));
+                    return self.feed(&rest);
+                }
+                let bodiless = matches!(head.status, 100..=199 | 204 | 304);
+                let body_len = if bodiless { 0 } else { head.content_length };
+                let Some(body) = buf.get(head.len..head.len.saturating_add(body_len)) else {
+                    return false;
+                };
+                self.outputs.push_back(Output::Response {
+                    status: head.status,
+                    headers: without(head.headers, HOP_BY_HOP),
+                    body: body.to_vec(),
+                });
+                self.phase = Phase::Done;
+                true
+            }
+            Phase::WebSocket(decoder) => {
+                decoder.feed(bytes);
+                loop {
+                    match decoder.next_message() {
+                        Ok(None) => return false,
+                        Ok(Some(Message::Text(t))) => {
+                            self.outputs.push_back(Output::Message(Data::Text(t)))
+                        }
+                        Ok(Some(Message::Binary(b))) => {
+                            self.outputs.push_back(Output::Message(Data::Binary(b)))
+                        }
+                        // The ASGI server answers the peer's pings itself; the engine sends none.
+                        Ok(Some(Message::Ping(_) | Message::Pong(_))) => {}
+                        Ok(Some(Message::Close(code, _))) => {
+                            self.outputs
+                                .push_back(Output::Close(Some(code.unwrap_or(1000))));
+                            self.phase = Phase::Done;
+                            return true;
+                        }
+                        Err(e) => {
+                            self.outputs.push_back(Output::Close(Some(e.code)));
+                            self.phase = Phase::Done;
+                            return true;
+                        }
+                    }
+                }
+            }
+            Phase::Done => true,
+        }
+    }
+
+    /// The engine closed the connection; say so unless the last output already did.
+    fn finish(&mut self) {
+        let said = matches!(
+            self.outputs.back(),
+            Some(Output::Close(_) | Output::Response { .. })
+        ) && matches!(self.phase, Phase::Done);
+        if !said {
+            let code = match self.phase {
+                Phase::WebSocket(_) => Some(websocket::close_code::INTERNAL_ERROR),
+                _ => None,
+            };
+            self.outputs.push_back(Output::Close(code));
+        }
+        self.phase = Phase::Done;
+    }
+}
+
+impl VirtualConns {
+    pub fn new() -> Self {
+        VirtualConns {
+            next_conn: FIRST_CONN,
+            ..Self::default()
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.conns.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.conns.is_empty()
+    }
+
+    fn open(&mut self, engine: &mut Engine, remote: Option<SocketAddr>, websocket: bool) -> ConnId {
+        let conn = self.next_conn;
+        self.next_conn += 1;
+        self.conns.insert(
+            conn,
+            VirtualConn {
+                phase: Phase::Http {
+                    buf: Vec::new(),
+                    websocket,
+                },
+                outputs: VecDeque::new(),
+                queued: false,
+            },
+        );
+        engine.on_connect(conn, remote);
+        conn
+    }
+
+    /// A new connection carrying one HTTP request, whose body the caller has read in full. The answer may come
+    /// at once (see `collect`) or later: a long-polling GET waits for packets.
+    #[allow(clippy::too_many_arguments)]
+    pub fn request<H: AsRef<[u8]>>(
+        &mut self,
+        engine: &mut Engine,
+        method: &str,
+        target: &str,
+        headers: &[(H, H)],
+        body: &[u8],
+        remote: Option<SocketAddr>,
+        now: Instant,
+    ) -> ConnId {
+        let conn = self.open(engine, remote, false);
+        let mut bytes = Vec::with_capacity(256 + body.len());
+        write_request(method, target, headers, body, false, &mut bytes);
+        engine.on_bytes(conn, &bytes, now);
+        conn
+    }
+
+    /// A new connection carrying a WebSocket opening handshake.
+    pub fn websocket<H: AsRef<[u8]>>(
+        &mut self,
+        engine: &mut Engine,
+        target: &str,
+        headers: &[(H, H)],
+        remote: Option<SocketAddr>,
+        now: Instant,
+    ) -> ConnId {
+        let conn = self.open(engine, remote, true);
+        let mut bytes = Vec::with_capacity(256);
+        write_request("GET", target, headers, &[], true, &mut bytes);
+        engine.on_bytes(conn, &bytes, now);
+        conn
+    }
+
+    /// A message from the peer of an accepted WebSocket. False when `conn` is no open WebSocket.
+    pub fn message(&mut self, engine: &mut Engine, conn: ConnId, data: &Data, now: Instant) -> bool {
+        if !matches!(
+            self.conns.get(&conn).map(|c| &c.phase),
+            Some(Phase::WebSocket(_))
+        ) {
+            return false;
+        }
+        let mut frame = Vec::new();
+        match data {
+            Data::Text(t) => {
+                websocket::encode_frame_masked(Opcode::Text, t.as_bytes(), ZERO_MASK, &mut frame)
+            }
+            Data::Binary(b) => websocket::encode_frame_masked(Opcode::Binary, b, ZERO_MASK, &mut frame),
+        }
+        engine.on_bytes(conn, &frame, now);
+        true
+    }
+
+    /// The peer went away (or the request was cancelled): the engine hears it as a dropped TCP connection.
+    pub fn disconnect(&mut self, engine: &mut Engine, conn: ConnId, now: Instant) {
+        if self.conns.remove(&conn).is_some() {
+            engine.on_disconnect(conn, now);
+        }
+    }
+
+    /// Parse what the engine wrote to our connections into outputs, and let go of the connections the engine
+    /// is done with. True when one was let go: that may give the engine new events and output, so the caller
+    /// pumps events and collects again.
+    pub fn collect(&mut self, engine: &mut Engine, now: Instant) -> bool {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        engine.take_dirty(now, &mut dirty);
+        let mut released = false;
+        for conn in dirty.drain(..) {
+            let Some(vc) = self.conns.get_mut(&conn) else {
+                continue;
+            };
+            let before = vc.outputs.len();
+            let bytes = engine.output(conn).map(std::mem::take).unwrap_or_default();
+            let mut done = vc.feed(&bytes);
+            if engine.should_close(conn) {
+                vc.finish();
+                done = true;
+            }
+            if done {
+                engine.forget(conn, now);
+                released = true;
+            }
+            if vc.outputs.len() > before && !vc.queued {
+                vc.queued = true;
+                self.ready.push(conn);
+            }
+        }
+        self.dirty = dirty;
+        released
+    }
+
+    /// Connections with outputs waiting since the last call.
+    pub fn take_ready(&mut self) -> Vec<ConnId> {
+        std::mem::take(&mut self.ready)
+    }
+
+    /// Outputs of `conn`, oldest first. A connection whose last output was taken after the engine let it go is
+    /// forgotten; an unknown `conn` gives nothing.
+    pub fn take(&mut self, conn: ConnId) -> Vec<Output> {
+        let Some(vc) = self.conns.get_mut(&conn) else {
+            return Vec::new();
+        };
+        vc.queued = false;
+        let out: Vec<Output> = vc.outputs.drain(..).collect();
+        if matches!(vc.phase, Phase::Done) {
+            self.conns.remove(&conn);
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engineio::Config;
+
+    fn engine() -> Engine {
+        let mut config = Config::default();
+        config.set_path("/engine.io");
+        Engine::new(config)
+    }
+
+    fn settle(vc: &mut VirtualConns, engine: &mut Engine, now: Instant) {
+        while vc.collect(engine, now) {}
+    }
+
+    const NO_HEADERS: &[(&[u8], &[u8])] = &[];
+
+    fn text(o: &Output) -> String {
+        match o {
+            Output::Response { body, .. } => String::from_utf8_lossy(body).into_owned(),
+            Output::Message(Data::Text(t)) => t.clone(),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    fn handshake(vc: &mut VirtualConns, engine: &mut Engine, now: Instant) -> String {
+        let conn = vc.request(engine, "GET", "/engine.io/?EIO=4&transport=polling", NO_HEADERS, b"", None, now);
+        settle(vc, engine, now);
+        assert_eq!(vc.take_ready(), vec![conn]);
+        let out = vc.take(conn);
+        let body = text(&out[0]);
+        assert!(body.starts_with("0{\"sid\":"), "{body}");
+        assert!(vc.is_empty(), "an answered request is let go");
+        let open: serde_json::Value = serde_json::from_str(&body[1..]).unwrap();
+        open["sid"].as_str().unwrap().to_owned()
+    }
+
+    #[test]
+    fn polling_handshake_post_and_parked_get() {
+        let (mut vc, mut engine, now) = (VirtualConns::new(), engine(), Instant::now());
+        let sid = handshake(&mut vc, &mut engine, now);
+        let get = vc.request(&mut engine, "GET", &format!("/engine.io/?EIO=4&transport=polling&sid={sid}"), NO_HEADERS, b"", None, now);
+        settle(&mut vc, &mut engine, now);
+        assert!(vc.take(get).is_empty(), "the GET is parked");
+        let key = engine.key_of(&sid).unwrap();
+        engine.send(key, Data::Text("hi".into()));
+        settle(&mut vc, &mut engine, now);
+        assert_eq!(vc.take_ready(), vec![get]);
+        let out = vc.take(get);
+        assert_eq!(text(&out[0]), "4hi");
+        let post = vc.request(&mut engine, "POST", &format!("/engine.io/?EIO=4&transport=polling&sid={sid}"), NO_HEADERS, b"4yo", None, now);
+        settle(&mut vc, &mut engine, now);
+        assert_eq!(text(&vc.take(post)[0]), "ok");
+        let events: Vec<_> = std::iter::from_fn(|| engine.poll_event()).collect();
+        assert!(events.iter().any(|e| matches!(e, crate::engineio::Event::Message { data: Data::Text(t), .. } if t == "yo")));
+    }
+
+    #[test]
+    fn dropping_a_parked_get_is_a_transport_error() {
+        let (mut vc, mut engine, now) = (VirtualConns::new(), engine(), Instant::now());
+        let sid = handshake(&mut vc, &mut engine, now);
+        let get = vc.request(&mut engine, "GET", &format!("/engine.io/?EIO=4&transport=polling&sid={sid}"), NO_HEADERS, b"", None, now);
+        settle(&mut vc, &mut engine, now);
+        vc.disconnect(&mut engine, get, now);
+        let closed = std::iter::from_fn(|| engine.poll_event())
+            .any(|e| matches!(e, crate::engineio::Event::Close { .. }));
+        assert!(closed);
+        assert!(vc.is_empty());
+    }
+
+    #[test]
+    fn websocket_session_frames_both_ways_and_close() {
+        let (mut vc, mut engine, now) = (VirtualConns::new(), engine(), Instant::now());
+        let headers: &[(&[u8], &[u8])] = &[(b"host", b"x"), (b"sec-websocket-key", b"bogus"), (b"Host", b"y")];
+        let ws = vc.websocket(&mut engine, "/engine.io/?EIO=4&transport=websocket", headers, None, now);
+        settle(&mut vc, &mut engine, now);
+        let out = vc.take(ws);
+        assert!(matches!(&out[0], Output::Accept { headers } if headers.is_empty()), "{out:?}");
+        assert!(text(&out[1]).starts_with("0{"));
+        assert!(vc.message(&mut engine, ws, &Data::Text("4hello".into()), now));
+        assert!(vc.message(&mut engine, ws, &Data::Binary(vec![1, 2]), now));
+        let key = std::iter::from_fn(|| engine.poll_event())
+            .find_map(|e| match e {
+                crate::engineio::Event::Open { key, .. } => Some(key),
+                _ => None,
+            })
+            .unwrap();
+        engine.send(key, Data::Binary(vec![9]));
+        engine.close(key, now);
+        settle(&mut vc, &mut engine, now);
+        let out = vc.take(ws);
+        assert_eq!(out[0], Output::Message(Data::Binary(vec![9])));
+        assert!(matches!(out.last(), Some(Output::Close(Some(_)))), "{out:?}");
+        assert!(vc.is_empty());
+        assert!(!vc.message(&mut engine, ws, &Data::Text("4late".into()), now));
+    }
+
+    #[test]
+    fn upgrade_from_polling_to_websocket() {
+        let (mut vc, mut engine, now) = (VirtualConns::new(), engine(), Instant::now());
+        let sid = handshake(&mut vc, &mut engine, now);
+        let target = format!("/engine.io/?EIO=4&sid={sid}&transport=");
+        let get = vc.request(&mut engine, "GET", &format!("{target}polling"), NO_HEADERS, b"", None, now);
+        let ws = vc.websocket(&mut engine, &format!("{target}websocket"), NO_HEADERS, None, now);
+        settle(&mut vc, &mut engine, now);
+        assert!(matches!(vc.take(ws).as_slice(), [Output::Accept { .. }]));
+        vc.message(&mut engine, ws, &Data::Text("2probe".into()), now);
+        settle(&mut vc, &mut engine, now);
+        assert_eq!(text(&vc.take(ws)[0]), "3probe");
+        assert_eq!(text(&vc.take(get)[0]), "6", "the parked GET is released with a noop");
+        vc.message(&mut engine, ws, &Data::Text("5".into()), now);
+        settle(&mut vc, &mut engine, now);
+        let upgraded = std::iter::from_fn(|| engine.poll_event())
+            .any(|e| matches!(e, crate::engineio::Event::Upgrade { .. }));
+        assert!(upgraded);
+        engine.send(engine.key_of(&sid).unwrap(), Data::Text("x".into()));
+        settle(&mut vc, &mut engine, now);
+        assert_eq!(text(&vc.take(ws)[0]), "4x");
+    }
+
+    #[test]
+    fn refused_websocket_handshake_is_a_response() {
+        let (mut vc, mut engine, now) = (VirtualConns::new(), engine(), Instant::now());
+        let ws = vc.websocket(&mut engine, "/engine.io/?EIO=4&transport=websocket&sid=nope", NO_HEADERS, None, now);
+        settle(&mut vc, &mut engine, now);
+        let out = vc.take(ws);
+        assert!(matches!(&out[0], Output::Response { status: 400, .. }), "{out:?}");
+        assert!(out.len() == 1 || matches!(out[1], Output::Close(None)));
+    }
+
+    #[test]
+    fn hostile_request_parts_still_make_one_request() {
+        let mut out = Vec::new();
+        let headers: &[(&[u8], &[u8])] = &[
+            (b"x-ok", b"1"),
+            (b"bad name", b"v"),
+            (b"x-split", b"a\r\nInjected: yes"),
+            (b"content-length", b"999"),
+            (b"transfer-encoding", b"chunked"),
+        ];
+        write_request("G ET", "/p ath\r\n?q=\u{e9}", headers, b"xy", false, &mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(
+            text,
+            "INVALID /p%20ath%0D%0A?q=%C3%A9 HTTP/1.1\r\nx-ok: 1\r\nHost: localhost\r\nContent-Length: 2\r\n\r\nxy"
+        );
+    }
+
+    #[test]
+    fn response_heads_parse_or_wait() {
+        let mut c = VirtualConn {
+            phase: Phase::Http { buf: Vec::new(), websocket: false },
+            outputs: VecDeque::new(),
+            queued: false,
+        };
+        assert!(!c.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nConnection: close\r\n\r\nab"));
+        assert!(c.outputs.is_empty());
+        assert!(c.feed(b"cd"));
+        let want = Output::Response { status: 200, headers: vec![("Content-Length".into(), "4".into())], body: b"abcd".to_vec() };
+        assert_eq!(c.outputs.pop_front(), Some(want));
+        let mut c = VirtualConn {
+            phase: Phase::Http { buf: Vec::new(), websocket: false },
+            outputs: VecDeque::new(),
+            queued: false,
+        };
+        assert!(!c.feed(b"garbage\r\n\r\n"));
+        c.finish();
+        assert_eq!(c.outputs.pop_front(), Some(Output::Close(None)));
+    }
+}

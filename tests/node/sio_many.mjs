@@ -1,0 +1,79 @@
+// Many socket.io-client connections in one process, for the worker tests. Usage:
+//   node sio_many.mjs <url> --clients N --rounds R [--transports polling] [--window ms]
+// Each client connects, then sends R acked "echo" events one after the other. Prints JSON lines:
+//   {"event":"connected","count":N}   when all are connected (ids and transports in "clients")
+//   {"event":"done","acks":A,"errors":[..],"connect_errors":E,"reconnects":K}
+// then obeys commands on stdin: {"cmd":"emit","client":i,"name":..,"args":[..]} -> {"event":"ack","args":[..]},
+//   {"cmd":"counts"} -> {"event":"counts","bcast":[per-client counts of "bcast" events],"connected":C},
+//   {"cmd":"exit"}. Every client answers "question" acks with its index.
+import { io } from "socket.io-client";
+import { out, parseArgs, readCommands } from "./lib.mjs";
+
+const { url, options } = parseArgs(process.argv.slice(2));
+const n = Number(options.clients ?? 10);
+const rounds = Number(options.rounds ?? 10);
+const opts = { forceNew: true, reconnectionDelay: 100, reconnectionDelayMax: 500 };
+if (options.transports) opts.transports = options.transports.split(",");
+
+const clients = [];
+const bcast = new Array(n).fill(0);
+const errors = [];
+let connectErrors = 0;
+let reconnects = 0;
+let connected = 0;
+let announced = false;
+
+for (let i = 0; i < n; i++) {
+  const s = io(url, opts);
+  clients.push(s);
+  let first = true;
+  s.on("connect", () => {
+    if (first) {
+      first = false;
+      connected++;
+      if (connected === n && !announced) {
+        announced = true;
+        out({ event: "connected", count: n, clients: clients.map((c) => ({ id: c.id, transport: c.io.engine.transport.name })) });
+        run();
+      }
+    } else {
+      reconnects++;
+      out({ event: "reconnected", client: i });
+    }
+  });
+  s.on("connect_error", (e) => { connectErrors++; if (connectErrors < 5) errors.push(String(e.message)); });
+  s.on("bcast", () => { bcast[i]++; });
+  s.on("question", (ack) => ack(i));
+  s.on("disconnect", (reason) => out({ event: "disconnect", client: i, reason }));
+}
+
+async function run() {
+  let acks = 0;
+  await Promise.all(clients.map(async (s, i) => {
+    for (let r = 0; r < rounds; r++) {
+      try {
+        const got = await s.timeout(10000).emitWithAck("echo", `${i}:${r}`);
+        if (got === `${i}:${r}`) acks++; else errors.push(`bad ack ${got}`);
+      } catch (e) {
+        errors.push(`client ${i} round ${r}: ${e.message}`);
+      }
+    }
+  }));
+  out({ event: "done", acks, errors: errors.slice(0, 10), connect_errors: connectErrors, reconnects });
+}
+
+readCommands(async (cmd) => {
+  if (cmd.cmd === "emit") {
+    try {
+      const args = await clients[cmd.client].timeout(10000).emitWithAck(cmd.name, ...(cmd.args ?? []));
+      out({ event: "ack", args: [args] });
+    } catch (e) {
+      out({ event: "ack_error", message: e.message });
+    }
+  } else if (cmd.cmd === "counts") {
+    out({ event: "counts", bcast, connected: clients.filter((c) => c.connected).length });
+  } else if (cmd.cmd === "exit") {
+    clients.forEach((c) => c.disconnect());
+    process.exit(0);
+  }
+}, () => { clients.forEach((c) => c.disconnect()); process.exit(0); });
