@@ -669,12 +669,14 @@ impl VirtualCore {
     /// The engine's path prefix, with its trailing '/' ("/socket.io/").
     #[getter]
     fn path(&self, py: Python<'_>) -> PyResult<String> {
-        Ok(self.core.bind(py).try_borrow()?.driver.engine.config.path.clone())
+        let core = self.core.bind(py).try_borrow()?;
+        Ok(core.driver.engine.config.path.clone())
     }
 
     #[getter]
     fn max_payload(&self, py: Python<'_>) -> PyResult<usize> {
-        Ok(self.core.bind(py).try_borrow()?.driver.engine.config.max_payload)
+        let core = self.core.bind(py).try_borrow()?;
+        Ok(core.driver.engine.config.max_payload)
     }
 
     /// Virtual connections not yet let go.

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# Installs the Node test clients / reference servers' dependencies (tests/node).
-# Idempotent: runs `npm ci` only when node_modules is missing or older than package-lock.json.
+# Installs the Node packages the tests use: tests/node (official clients, reference servers) and tests/browser
+# (playwright-core, which drives Debian's Chromium). Idempotent per directory: runs `npm ci` only when
+# node_modules is missing or older than package-lock.json.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-dir="$here/../tests/node"
-cd "$dir"
-# npm ci touches node_modules/.package-lock.json, which makes it the freshness marker.
-marker="node_modules/.package-lock.json"
-if [ ! -f "$marker" ] || [ "package-lock.json" -nt "$marker" ]; then
-    npm ci --no-audit --no-fund
-else
-    echo "tests/node/node_modules is up to date"
-fi
+for name in node browser; do
+    cd "$here/../tests/$name"
+    # npm ci touches node_modules/.package-lock.json, which makes it the freshness marker.
+    marker="node_modules/.package-lock.json"
+    if [ ! -f "$marker" ] || [ "package-lock.json" -nt "$marker" ]; then
+        npm ci --no-audit --no-fund
+    else
+        echo "tests/$name/node_modules is up to date"
+    fi
+done

@@ -342,7 +342,8 @@ async def command(me: Participant, line: str) -> bool:
     if verb == "/quit":
         return False
     if verb == "/join" and arg:
-        show(f"* you joined {arg}; " + members_line(arg, await me.join(arg))[2:])
+        members = await me.join(arg)
+        show(f"* you joined {me.room}; members: {', '.join(printable(n) for n in members)}")
     elif verb == "/leave":
         room = me.room
         await me.leave()
@@ -380,6 +381,8 @@ async def _prepend(first: str, rest: AsyncIterator[str]) -> AsyncIterator[str]:
 async def cancel_on_signals(scope: anyio.CancelScope) -> None:
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async for _ in signals:
+            if sys.stdout.isatty():
+                print(flush=True)  # past the "^C" the terminal echoed
             scope.cancel()
             return
 
@@ -462,8 +465,8 @@ async def join(args: argparse.Namespace) -> int:
             await terminal(me, args.room)
             tg.cancel_scope.cancel()
     finally:
-        with anyio.CancelScope(shield=True):
-            await client.disconnect()
+        with anyio.move_on_after(ACK_TIMEOUT, shield=True):
+            await client.shutdown()  # also stops reconnecting
     show("* bye")
     return 1 if kicked.is_set() else 0
 

@@ -3,7 +3,7 @@
 pingInterval 300 ms, pingTimeout 200 ms, maxPayload 1e6, connectTimeout 1000 ms, CORS for any origin; namespaces
 "/" and "/custom"; on connect the client's auth is emitted back as "auth"; "message" is answered by "message-back"
 with the same arguments; "message-with-ack" is acknowledged with them.
-Usage: python examples/conformance/socketio_server.py [--port 3000] [--backend asyncio|uvloop|trio]
+Usage: python examples/conformance/socketio_server.py [--port 3000] [--backend asyncio|uvloop|trio] [--workers N]
 """
 
 from __future__ import annotations
@@ -11,11 +11,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 from typing import Any
 
 import anyio
 
-from anysio import Ack, Server, Socket
+from anysio import Ack, Server, Socket, workers
 
 
 def make_server() -> Server:
@@ -44,8 +45,22 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=3000)
     parser.add_argument("--backend", choices=["asyncio", "uvloop", "trio"], default="asyncio")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes sharing the port")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    if args.workers > 1:
+        # The workers import this file as a module, from its own directory.
+        here = os.path.dirname(os.path.abspath(__file__))
+        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")]))
+        raise SystemExit(
+            workers.run(
+                "socketio_server:make_server",
+                workers=args.workers,
+                host=args.host,
+                port=args.port,
+                backend=args.backend,
+            )
+        )
     backend, options = ("asyncio", {"use_uvloop": True}) if args.backend == "uvloop" else (args.backend, {})
     with contextlib.suppress(KeyboardInterrupt):
         anyio.run(make_server().serve, args.host, args.port, backend=backend, backend_options=options)

@@ -2,12 +2,14 @@
 
 from ._native import __version__
 from .adapter import Adapter, BroadcastOptions
+from .asgi import ASGIApp
 from .engineio import Cookie, EngineServer, Request, RequestRefused, Session
 from .exceptions import AckTimeout, AnysioError, ConnectionRefused, Disconnected
 from .server import BroadcastOperator, Namespace, Server
 from .socket import Ack, Handshake, Socket
 
 __all__ = [
+    "ASGIApp",
     "Ack",
     "AckTimeout",
     "Adapter",

@@ -9,6 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import anyio
+
 from ._coerce import CoercionError, Plan, plan
 from ._wire import BadAttachments, decode_args
 from .engineio import AllowRequest, GenerateId, Request, decide_handshake
@@ -60,6 +62,14 @@ def _ack_args(result: Any) -> list[Any]:
     return list(result) if isinstance(result, tuple) else [result]
 
 
+async def _guarded(fn: Callable[..., Any], *args: Any) -> None:
+    """Run a task for one client; whatever it raises is logged, never allowed to end the server's task group."""
+    try:
+        await fn(*args)
+    except Exception:
+        logger.exception("%s failed", getattr(fn, "__qualname__", fn))
+
+
 class Dispatcher:
     def __init__(self, server: Server, allow_request: AllowRequest | None, generate_id: GenerateId | None) -> None:
         self.server = server
@@ -68,6 +78,8 @@ class Dispatcher:
         self.sockets: dict[int, Socket] = {}
         self.requests: dict[int, tuple[str, Request]] = {}
         self.acks: dict[int, dict[int, AckResolver]] = {}
+        # Disconnect handlers of the server's last turn, when its task group is already gone (shutdown).
+        self.deferred: list[tuple[Handler, Socket, str]] = []
 
     def expect_ack(self, socket: int, ack_id: int, resolve: AckResolver) -> None:
         self.acks.setdefault(socket, {})[ack_id] = resolve
@@ -80,7 +92,7 @@ class Dispatcher:
     def _spawn(self, fn: Callable[..., Any], *args: Any) -> None:
         tg = self.server._tg
         if tg is not None:
-            tg.start_soon(fn, *args)
+            tg.start_soon(_guarded, fn, *args)
 
     def dispatch(self, events: list[Any]) -> None:
         for ev in events:
@@ -186,8 +198,19 @@ class Dispatcher:
             return
         socket.connected = False
         handler = socket.nsp.handlers.get("disconnect")
-        if handler is not None:
+        if handler is not None and self.server._tg is None:
+            self.deferred.append((handler, socket, reason))
+        elif handler is not None:
             self._spawn(self._run, handler, socket, [reason], None)
+
+    async def run_deferred(self, timeout: float) -> None:
+        """Run the disconnect handlers of a shutdown ("server shutting down"), as Node does, for at most
+        ``timeout`` seconds."""
+        deferred, self.deferred = self.deferred, []
+        with anyio.move_on_after(timeout):
+            async with anyio.create_task_group() as tg:
+                for handler, socket, reason in deferred:
+                    tg.start_soon(_guarded, self._run, handler, socket, [reason], None)
 
     # ---- events and acks --------------------------------------------------------------------------------
 
@@ -198,9 +221,7 @@ class Dispatcher:
         try:
             args = decode_args(data, attachments)
         except (BadAttachments, ValueError) as e:
-            # Node closes a connection whose attachments do not match its placeholders.
-            logger.info("bad packet from %s: %s", socket.id, e)
-            self.server._core.disconnect(key, True)
+            self._bad_packet(socket, e)
             return
         name = args[0]
         handler = socket.nsp.handlers.get(name) if isinstance(name, str) else None
@@ -210,8 +231,14 @@ class Dispatcher:
                 return
         else:
             args = args[1:]
-        ack = Ack(socket, ack_id) if ack_id is not None else None
-        self._spawn(self._run, handler, socket, args, ack)
+        # Always an Ack, so a handler that takes one may call it whether or not the client asked (a no-op then).
+        self._spawn(self._run, handler, socket, args, Ack(socket, ack_id))
+
+    def _bad_packet(self, socket: Socket, error: Exception) -> None:
+        # Node's decoder throws on placeholders that name no attachment, and its Client closes the whole
+        # connection ("forced close" for every socket of it); no DISCONNECT packet is sent.
+        logger.info("bad packet from %s: %s", socket.id, error)
+        self.server._core.close(socket.client)
 
     async def _run(self, handler: Handler, socket: Socket, args: list[Any], ack: Ack | None) -> None:
         try:
@@ -219,7 +246,7 @@ class Dispatcher:
         except CoercionError as e:
             logger.warning("event %r from %s does not fit its handler: %s", handler.name, socket.id, e)
             error = {"error": str(e)}
-            if ack is not None:
+            if ack is not None and ack.requested:
                 ack(error)
             else:
                 await socket.emit("error", {"event": handler.name, **error})
@@ -228,19 +255,25 @@ class Dispatcher:
             logger.exception("handler for %r failed (socket %s)", handler.name, socket.id)
             return
         if ack is not None and handler.plan.returns_ack:
-            ack(*_ack_args(result))
+            try:
+                ack(*_ack_args(result))
+            except (TypeError, ValueError) as e:
+                logger.error("handler for %r returned what cannot be sent (socket %s): %s", handler.name, socket.id, e)
 
     def _on_ack(self, key: int, data: str, ack_id: int, attachments: list[bytes] | None) -> None:
-        resolve = self.acks.get(key, {}).pop(ack_id, None)
-        if resolve is None:
+        socket = self.sockets.get(key)
+        if socket is None:
             return
+        # Decoded before the lookup: bad placeholders close the connection even when no ack is pending, as in
+        # Node, whose decoder reassembles every packet first.
         try:
             args = decode_args(data, attachments)
         except (BadAttachments, ValueError) as e:
-            logger.info("bad ack from socket %d: %s", key, e)
-            self.server._core.disconnect(key, True)
+            self._bad_packet(socket, e)
             return
-        resolve(args)
+        resolve = self.acks.get(key, {}).pop(ack_id, None)
+        if resolve is not None:
+            resolve(args)
 
     # Namespace lookups for tests and adapters.
     def namespace_of(self, key: int) -> Namespace | None:

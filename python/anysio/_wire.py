@@ -54,11 +54,14 @@ def _insert(value: Any, attachments: list[bytes]) -> Any:
     if isinstance(value, list):
         return [_insert(v, attachments) for v in value]
     if isinstance(value, dict):
-        if value.get("_placeholder") is True and len(value) == 2:
+        # As socket.io-parser's reconstructPacket: any object whose _placeholder is true stands for an
+        # attachment, other keys or not; a num that names none is an error (Node then closes the connection).
+        if value.get("_placeholder") is True:
             num = value.get("num")
-            if type(num) is not int or not 0 <= num < len(attachments):
+            index = int(num) if type(num) is float and num.is_integer() else num
+            if type(index) is not int or not 0 <= index < len(attachments):
                 raise BadAttachments(f"placeholder for attachment {num!r} of {len(attachments)}")
-            return attachments[num]
+            return attachments[index]
         return {k: _insert(v, attachments) for k, v in value.items()}
     return value
 

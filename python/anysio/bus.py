@@ -53,11 +53,14 @@ class Bus:
         self._out: dict[int, anyio.abc.ByteStream] = {}
         self._out_lock: dict[int, anyio.Lock] = {}
         self._handlers: dict[str, Callable[[Message], Awaitable[None] | None]] = {}
-        self._handoff = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        # SOCK_SEQPACKET keeps one message per descriptor and, unlike datagrams, has no 10-message queue limit.
+        self._handoff = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         path = self.dir / f"h{index}.sock"
         path.unlink(missing_ok=True)
         self._handoff.bind(str(path))
+        self._handoff.listen(64)
         self._handoff.setblocking(False)
+        self._handoff_out: dict[int, socket.socket] = {}
         self._next_request = 0
         self._replies: dict[int, Callable[[Message], None]] = {}
 
@@ -68,24 +71,58 @@ class Bus:
 
     def hand_off(self, fd: int, owner: int) -> None:
         """Give a client connection to the worker that owns its session; our copy is closed either way."""
+        rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]))]
         try:
-            # socket.send_fds ignores its address argument (CPython 3.11), so sendmsg it is.
-            rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]))]
-            self._handoff.sendmsg([b"c"], rights, 0, str(self.dir / f"h{owner}.sock"))
-        except OSError as e:
-            logger.warning("handing a connection to worker %d failed: %s", owner, e)
+            for attempt in range(2):
+                out = self._handoff_out.get(owner)
+                try:
+                    if out is None:
+                        out = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+                        out.connect(str(self.dir / f"h{owner}.sock"))
+                        out.setblocking(False)
+                        self._handoff_out[owner] = out
+                    out.sendmsg([b"c"], rights)
+                    return
+                except OSError as e:
+                    # The owner may have restarted: reconnect once. Past that the client's request fails and
+                    # the client retries, as after any network error.
+                    self._handoff_out.pop(owner, None)
+                    if out is not None:
+                        out.close()
+                    if attempt:
+                        logger.warning("handing a connection to worker %d failed: %s", owner, e)
         finally:
             os.close(fd)
 
     async def receive_handoffs(self, adopt: Callable[[int], None]) -> None:
-        while True:
-            await anyio.wait_readable(self._handoff)
-            try:
-                _, fds, _, _ = socket.recv_fds(self._handoff, 16, 16)
-            except BlockingIOError:
-                continue
-            for fd in fds:
-                adopt(fd)
+        async with anyio.create_task_group() as tg:
+            while True:
+                await anyio.wait_readable(self._handoff)
+                try:
+                    conn, _ = self._handoff.accept()
+                except BlockingIOError:
+                    continue
+                conn.setblocking(False)
+                tg.start_soon(self._receive_from, conn, adopt)
+
+    @staticmethod
+    async def _receive_from(conn: socket.socket, adopt: Callable[[int], None]) -> None:
+        with conn:
+            while True:
+                await anyio.wait_readable(conn)
+                try:
+                    data, fds, _, _ = socket.recv_fds(conn, 16, 16)
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    return
+                for fd in fds:
+                    try:
+                        adopt(fd)
+                    except OSError as e:
+                        logger.warning("adopting a handed-over connection failed: %s", e)
+                if not data and not fds:
+                    return
 
     # ---- messages -------------------------------------------------------------------------------------------
 
@@ -155,17 +192,17 @@ class Bus:
         req = self._next_request = self._next_request + 1
         replies: list[Message] = []
         done = anyio.Event()
-        expected = [0]
+        expected: int | None = None  # unknown until every send returned; replies may come in meanwhile
 
         def resolve(reply: Message) -> None:
             replies.append(reply)
-            if len(replies) >= expected[0]:
+            if expected is not None and len(replies) >= expected:
                 done.set()
 
         self._replies[req] = resolve
         try:
-            expected[0] = len(await self.publish({**msg, "req": req, "from": self.index}))
-            if expected[0] and len(replies) < expected[0]:
+            expected = len(await self.publish({**msg, "req": req, "from": self.index}))
+            if len(replies) < expected:
                 with anyio.move_on_after(timeout):
                     await done.wait()
         finally:

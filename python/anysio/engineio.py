@@ -345,5 +345,9 @@ async def run_core(
     finally:
         owner._tg = None
         core.shutdown()
-        with anyio.CancelScope(shield=True):
-            dispatch(core.turn())
+        # The "server shutting down" closes reach async handlers too; a handler gets 5 s to finish.
+        with anyio.move_on_after(5, shield=True):
+            async with anyio.create_task_group() as tg:
+                owner._tg = tg
+                dispatch(core.turn())
+        owner._tg = None

@@ -20,7 +20,8 @@ from ._static import StaticFiles
 from ._wire import encode_args
 from .adapter import Adapter, BroadcastOptions
 from .engineio import AllowRequest, Cookie, GenerateId, native_core, run_core
-from .exceptions import AckTimeout, reply_value
+from ._coerce import to_jsonable
+from .exceptions import AckTimeout, Disconnected, reply_value
 from .socket import Socket
 
 if TYPE_CHECKING:
@@ -292,7 +293,11 @@ class Server(Namespace):
         """Listen and serve until cancelled; then disconnect everyone ("server shutting down").
 
         With ``sock`` (bound and listening), serve on it instead of binding ``host:port``."""
-        await run_core(self._core, host, port, self._dispatcher.dispatch, self, task_status, sock)
+        try:
+            await run_core(self._core, host, port, self._dispatcher.dispatch, self, task_status, sock)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._dispatcher.run_deferred(timeout=5.0)
 
     def _become_worker(self, index: int, bus: Bus) -> None:
         """Serve as worker ``index``: own the sessions whose sid carries it, and share rooms and broadcasts
@@ -314,6 +319,8 @@ class Server(Namespace):
         self._core.emit_to(socket.key, data, attachments, ack_id)
 
     async def _emit_with_ack(self, socket: Socket, args: list[Any], timeout: float | None) -> Any:
+        if socket.key not in self._dispatcher.sockets:
+            raise Disconnected(f"{socket.id} is disconnected; {args[0]!r} was not sent")
         ack_id = socket.nsp._next_id()
         done = anyio.Event()
         box: list[list[Any] | None] = []
@@ -333,13 +340,18 @@ class Server(Namespace):
             self._dispatcher.forget_ack(socket.key, ack_id)
         values = box[0]
         if values is None:
-            raise AckTimeout(f"{socket.id} disconnected before acknowledging {args[0]!r}")
+            raise Disconnected(f"{socket.id} disconnected before acknowledging {args[0]!r}")
         return reply_value(values)
 
 
 def refusal_json(message: str, data: Any) -> str:
-    """CONNECT_ERROR data as Node sends it: {"message": ..., "data": ...}."""
-    body: dict[str, Any] = {"message": message}
-    if data is not None:
-        body["data"] = data
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+    """CONNECT_ERROR data as Node sends it: {"message": ..., "data": ...}. Data that JSON cannot carry is left
+    out (and logged) rather than leaving the client without an answer."""
+    body: dict[str, Any] = {"message": str(message)}
+    try:
+        if data is not None:
+            body["data"] = to_jsonable(data)
+        return json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as e:
+        logger.error("ConnectionRefused data cannot be sent as JSON: %s", e)
+        return json.dumps({"message": str(message)}, separators=(",", ":"), ensure_ascii=False)

@@ -120,6 +120,11 @@ class Ack:
         self._id = ack_id
         self.sent = False
 
+    @property
+    def requested(self) -> bool:
+        """Whether the client asked for an acknowledgement (calls are no-ops when it did not)."""
+        return self._id is not None
+
     def __call__(self, *args: Any) -> None:
         if self.sent or self._id is None:
             return

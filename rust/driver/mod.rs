@@ -15,9 +15,9 @@ use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::engineio::{ConnId, Engine};
 
-pub mod workers;
 #[path = "virtual.rs"]
 pub mod virtual_conn;
+pub mod workers;
 use workers::Peeked;
 
 const WAKER: Token = Token(0);

@@ -56,7 +56,9 @@ pub enum Output {
         body: Vec<u8>,
     },
     /// The WebSocket handshake was accepted; the fields to add to the ASGI server's 101 (Set-Cookie).
-    Accept { headers: Vec<(String, String)> },
+    Accept {
+        headers: Vec<(String, String)>,
+    },
     Message(Data),
     /// The engine is done with the connection: a WebSocket close code, or None when it closed without a
     /// close frame or, for HTTP, without an answer.
@@ -65,7 +67,10 @@ pub enum Output {
 
 enum Phase {
     /// Collecting the engine's HTTP response.
-    Http { buf: Vec<u8>, websocket: bool },
+    Http {
+        buf: Vec<u8>,
+        websocket: bool,
+    },
     WebSocket(websocket::ClientDecoder),
     Done,
 }
@@ -126,8 +131,12 @@ fn write_request<H: AsRef<[u8]>>(
         let lower = name.to_ascii_lowercase();
         let skip = name.is_empty()
             || !name.iter().copied().all(is_tchar)
-            || !value.iter().all(|&b| b == b'\t' || (b >= 0x20 && b != 0x7f))
-            || DROPPED_FIELDS.iter().any(|f| f.as_bytes() == lower.as_slice())
+            || !value
+                .iter()
+                .all(|&b| b == b'\t' || (b >= 0x20 && b != 0x7f))
+            || DROPPED_FIELDS
+                .iter()
+                .any(|f| f.as_bytes() == lower.as_slice())
             || (lower == b"host" && std::mem::replace(&mut host, true));
         if !skip {
             out.extend_from_slice(name);
@@ -344,7 +353,13 @@ impl VirtualConns {
     }
 
     /// A message from the peer of an accepted WebSocket. False when `conn` is no open WebSocket.
-    pub fn message(&mut self, engine: &mut Engine, conn: ConnId, data: &Data, now: Instant) -> bool {
+    pub fn message(
+        &mut self,
+        engine: &mut Engine,
+        conn: ConnId,
+        data: &Data,
+        now: Instant,
+    ) -> bool {
         if !matches!(
             self.conns.get(&conn).map(|c| &c.phase),
             Some(Phase::WebSocket(_))
@@ -356,7 +371,9 @@ impl VirtualConns {
             Data::Text(t) => {
                 websocket::encode_frame_masked(Opcode::Text, t.as_bytes(), ZERO_MASK, &mut frame)
             }
-            Data::Binary(b) => websocket::encode_frame_masked(Opcode::Binary, b, ZERO_MASK, &mut frame),
+            Data::Binary(b) => {
+                websocket::encode_frame_masked(Opcode::Binary, b, ZERO_MASK, &mut frame)
+            }
         }
         engine.on_bytes(conn, &frame, now);
         true
@@ -446,7 +463,15 @@ mod tests {
     }
 
     fn handshake(vc: &mut VirtualConns, engine: &mut Engine, now: Instant) -> String {
-        let conn = vc.request(engine, "GET", "/engine.io/?EIO=4&transport=polling", NO_HEADERS, b"", None, now);
+        let conn = vc.request(
+            engine,
+            "GET",
+            "/engine.io/?EIO=4&transport=polling",
+            NO_HEADERS,
+            b"",
+            None,
+            now,
+        );
         settle(vc, engine, now);
         assert_eq!(vc.take_ready(), vec![conn]);
         let out = vc.take(conn);
@@ -461,7 +486,15 @@ mod tests {
     fn polling_handshake_post_and_parked_get() {
         let (mut vc, mut engine, now) = (VirtualConns::new(), engine(), Instant::now());
         let sid = handshake(&mut vc, &mut engine, now);
-        let get = vc.request(&mut engine, "GET", &format!("/engine.io/?EIO=4&transport=polling&sid={sid}"), NO_HEADERS, b"", None, now);
+        let get = vc.request(
+            &mut engine,
+            "GET",
+            &format!("/engine.io/?EIO=4&transport=polling&sid={sid}"),
+            NO_HEADERS,
+            b"",
+            None,
+            now,
+        );
         settle(&mut vc, &mut engine, now);
         assert!(vc.take(get).is_empty(), "the GET is parked");
         let key = engine.key_of(&sid).unwrap();
@@ -470,7 +503,15 @@ mod tests {
         assert_eq!(vc.take_ready(), vec![get]);
         let out = vc.take(get);
         assert_eq!(text(&out[0]), "4hi");
-        let post = vc.request(&mut engine, "POST", &format!("/engine.io/?EIO=4&transport=polling&sid={sid}"), NO_HEADERS, b"4yo", None, now);
+        let post = vc.request(
+            &mut engine,
+            "POST",
+            &format!("/engine.io/?EIO=4&transport=polling&sid={sid}"),
+            NO_HEADERS,
+            b"4yo",
+            None,
+            now,
+        );
         settle(&mut vc, &mut engine, now);
         assert_eq!(text(&vc.take(post)[0]), "ok");
         let events: Vec<_> = std::iter::from_fn(|| engine.poll_event()).collect();
@@ -481,7 +522,15 @@ mod tests {
     fn dropping_a_parked_get_is_a_transport_error() {
         let (mut vc, mut engine, now) = (VirtualConns::new(), engine(), Instant::now());
         let sid = handshake(&mut vc, &mut engine, now);
-        let get = vc.request(&mut engine, "GET", &format!("/engine.io/?EIO=4&transport=polling&sid={sid}"), NO_HEADERS, b"", None, now);
+        let get = vc.request(
+            &mut engine,
+            "GET",
+            &format!("/engine.io/?EIO=4&transport=polling&sid={sid}"),
+            NO_HEADERS,
+            b"",
+            None,
+            now,
+        );
         settle(&mut vc, &mut engine, now);
         vc.disconnect(&mut engine, get, now);
         let closed = std::iter::from_fn(|| engine.poll_event())
@@ -493,11 +542,24 @@ mod tests {
     #[test]
     fn websocket_session_frames_both_ways_and_close() {
         let (mut vc, mut engine, now) = (VirtualConns::new(), engine(), Instant::now());
-        let headers: &[(&[u8], &[u8])] = &[(b"host", b"x"), (b"sec-websocket-key", b"bogus"), (b"Host", b"y")];
-        let ws = vc.websocket(&mut engine, "/engine.io/?EIO=4&transport=websocket", headers, None, now);
+        let headers: &[(&[u8], &[u8])] = &[
+            (b"host", b"x"),
+            (b"sec-websocket-key", b"bogus"),
+            (b"Host", b"y"),
+        ];
+        let ws = vc.websocket(
+            &mut engine,
+            "/engine.io/?EIO=4&transport=websocket",
+            headers,
+            None,
+            now,
+        );
         settle(&mut vc, &mut engine, now);
         let out = vc.take(ws);
-        assert!(matches!(&out[0], Output::Accept { headers } if headers.is_empty()), "{out:?}");
+        assert!(
+            matches!(&out[0], Output::Accept { headers } if headers.is_empty()),
+            "{out:?}"
+        );
         assert!(text(&out[1]).starts_with("0{"));
         assert!(vc.message(&mut engine, ws, &Data::Text("4hello".into()), now));
         assert!(vc.message(&mut engine, ws, &Data::Binary(vec![1, 2]), now));
@@ -512,7 +574,10 @@ mod tests {
         settle(&mut vc, &mut engine, now);
         let out = vc.take(ws);
         assert_eq!(out[0], Output::Message(Data::Binary(vec![9])));
-        assert!(matches!(out.last(), Some(Output::Close(Some(_)))), "{out:?}");
+        assert!(
+            matches!(out.last(), Some(Output::Close(Some(_)))),
+            "{out:?}"
+        );
         assert!(vc.is_empty());
         assert!(!vc.message(&mut engine, ws, &Data::Text("4late".into()), now));
     }
@@ -522,14 +587,32 @@ mod tests {
         let (mut vc, mut engine, now) = (VirtualConns::new(), engine(), Instant::now());
         let sid = handshake(&mut vc, &mut engine, now);
         let target = format!("/engine.io/?EIO=4&sid={sid}&transport=");
-        let get = vc.request(&mut engine, "GET", &format!("{target}polling"), NO_HEADERS, b"", None, now);
-        let ws = vc.websocket(&mut engine, &format!("{target}websocket"), NO_HEADERS, None, now);
+        let get = vc.request(
+            &mut engine,
+            "GET",
+            &format!("{target}polling"),
+            NO_HEADERS,
+            b"",
+            None,
+            now,
+        );
+        let ws = vc.websocket(
+            &mut engine,
+            &format!("{target}websocket"),
+            NO_HEADERS,
+            None,
+            now,
+        );
         settle(&mut vc, &mut engine, now);
         assert!(matches!(vc.take(ws).as_slice(), [Output::Accept { .. }]));
         vc.message(&mut engine, ws, &Data::Text("2probe".into()), now);
         settle(&mut vc, &mut engine, now);
         assert_eq!(text(&vc.take(ws)[0]), "3probe");
-        assert_eq!(text(&vc.take(get)[0]), "6", "the parked GET is released with a noop");
+        assert_eq!(
+            text(&vc.take(get)[0]),
+            "6",
+            "the parked GET is released with a noop"
+        );
         vc.message(&mut engine, ws, &Data::Text("5".into()), now);
         settle(&mut vc, &mut engine, now);
         let upgraded = std::iter::from_fn(|| engine.poll_event())
@@ -543,10 +626,19 @@ mod tests {
     #[test]
     fn refused_websocket_handshake_is_a_response() {
         let (mut vc, mut engine, now) = (VirtualConns::new(), engine(), Instant::now());
-        let ws = vc.websocket(&mut engine, "/engine.io/?EIO=4&transport=websocket&sid=nope", NO_HEADERS, None, now);
+        let ws = vc.websocket(
+            &mut engine,
+            "/engine.io/?EIO=4&transport=websocket&sid=nope",
+            NO_HEADERS,
+            None,
+            now,
+        );
         settle(&mut vc, &mut engine, now);
         let out = vc.take(ws);
-        assert!(matches!(&out[0], Output::Response { status: 400, .. }), "{out:?}");
+        assert!(
+            matches!(&out[0], Output::Response { status: 400, .. }),
+            "{out:?}"
+        );
         assert!(out.len() == 1 || matches!(out[1], Output::Close(None)));
     }
 
@@ -560,7 +652,14 @@ mod tests {
             (b"content-length", b"999"),
             (b"transfer-encoding", b"chunked"),
         ];
-        write_request("G ET", "/p ath\r\n?q=\u{e9}", headers, b"xy", false, &mut out);
+        write_request(
+            "G ET",
+            "/p ath\r\n?q=\u{e9}",
+            headers,
+            b"xy",
+            false,
+            &mut out,
+        );
         let text = String::from_utf8(out).unwrap();
         assert_eq!(
             text,
@@ -571,17 +670,27 @@ mod tests {
     #[test]
     fn response_heads_parse_or_wait() {
         let mut c = VirtualConn {
-            phase: Phase::Http { buf: Vec::new(), websocket: false },
+            phase: Phase::Http {
+                buf: Vec::new(),
+                websocket: false,
+            },
             outputs: VecDeque::new(),
             queued: false,
         };
         assert!(!c.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nConnection: close\r\n\r\nab"));
         assert!(c.outputs.is_empty());
         assert!(c.feed(b"cd"));
-        let want = Output::Response { status: 200, headers: vec![("Content-Length".into(), "4".into())], body: b"abcd".to_vec() };
+        let want = Output::Response {
+            status: 200,
+            headers: vec![("Content-Length".into(), "4".into())],
+            body: b"abcd".to_vec(),
+        };
         assert_eq!(c.outputs.pop_front(), Some(want));
         let mut c = VirtualConn {
-            phase: Phase::Http { buf: Vec::new(), websocket: false },
+            phase: Phase::Http {
+                buf: Vec::new(),
+                websocket: false,
+            },
             outputs: VecDeque::new(),
             queued: false,
         };

@@ -190,6 +190,12 @@ impl Engine {
             ConnState::WebSocket { key, .. } => {
                 self.on_websocket_gone(key, conn, CloseReason::TransportClose, now)
             }
+            ConnState::Http {
+                parser,
+                waiting: Waiting::Nothing,
+            } if !parser.is_idle() => {
+                self.report(conn, c.remote, "connection closed inside a request".into());
+            }
             _ => {}
         }
     }

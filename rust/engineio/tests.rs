@@ -876,6 +876,19 @@ fn too_much_input_behind_a_parked_get() {
 }
 
 #[test]
+fn a_connection_closed_inside_a_request_is_reported() {
+    let mut t = T::new(config());
+    let c = t.connect();
+    t.send(c, "GET /engine.io/?EIO=4&tra");
+    t.e.on_disconnect(c, t.now);
+    assert_eq!(t.errors(), 1);
+    // Between requests, closing is what keep-alive clients do.
+    let (c, _) = t.request(&get(""));
+    t.e.on_disconnect(c, t.now);
+    assert_eq!(t.errors(), 0);
+}
+
+#[test]
 fn http_errors_close_the_connection() {
     let mut t = T::new(config());
     let (c, res) = t.request("GET /engine.io/?EIO=4&transport=polling HTTP/1.0\r\n\r\n");

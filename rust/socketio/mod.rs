@@ -93,12 +93,19 @@ struct Socket {
     nsp: Arc<str>,
     sid: Arc<str>,
     state: SocketState,
+    /// Stand-ins handed to the application for the client's ack ids over MAX_ID, with the text Node would
+    /// echo for each (see `packet::js_number`); the oldest are forgotten past MAX_JS_IDS.
+    js_ids: VecDeque<(u64, String)>,
 }
+
+/// Outstanding stand-in ack ids per socket: enough for any client, bounded against one that sends many.
+const MAX_JS_IDS: usize = 16;
 
 #[derive(Debug, Default)]
 struct Client {
     sockets: Vec<SocketKey>,
-    partial: Option<BinaryReassembly>,
+    /// A binary packet waiting for its attachments, and its id when over MAX_ID.
+    partial: Option<(BinaryReassembly, Option<f64>)>,
     connect_deadline: Option<Instant>,
 }
 
@@ -115,6 +122,8 @@ pub struct SocketIo {
     clients: HashMap<SessionKey, Client>,
     sockets: HashMap<SocketKey, Socket>,
     next_socket: SocketKey,
+    /// Stand-in ack ids start above MAX_ID, so they never meet a real one.
+    next_js_id: u64,
     timers: BinaryHeap<Reverse<(Instant, SessionKey)>>,
     events: VecDeque<Event>,
 }
@@ -143,6 +152,7 @@ impl SocketIo {
             clients: HashMap::new(),
             sockets: HashMap::new(),
             next_socket: 1,
+            next_js_id: packet::MAX_ID + 1,
             timers: BinaryHeap::new(),
             events: VecDeque::new(),
         }
@@ -243,12 +253,13 @@ impl SocketIo {
         };
         match data {
             Data::Binary(bytes) => {
-                let Some(partial) = client.partial.as_mut() else {
+                let Some((partial, js_id)) = client.partial.as_mut() else {
                     return self.violation(key, "unexpected binary attachment".into(), engine, now);
                 };
+                let js_id = *js_id;
                 if let Some((p, attachments)) = partial.push(bytes) {
                     client.partial = None;
-                    self.on_packet(key, p, attachments, engine, now);
+                    self.on_packet(key, p, js_id, attachments, engine, now);
                 }
             }
             Data::Text(text) => {
@@ -262,10 +273,10 @@ impl SocketIo {
                 }
                 match packet::decode_lenient(&text) {
                     Err(e) => self.violation(key, format!("malformed packet: {e}"), engine, now),
-                    Ok(p) if p.kind.is_binary() => {
-                        client.partial = Some(BinaryReassembly::new(p));
+                    Ok((p, js_id)) if p.kind.is_binary() => {
+                        client.partial = Some((BinaryReassembly::new(p), js_id));
                     }
-                    Ok(p) => self.on_packet(key, p, Vec::new(), engine, now),
+                    Ok((p, js_id)) => self.on_packet(key, p, js_id, Vec::new(), engine, now),
                 }
             }
         }
@@ -283,6 +294,7 @@ impl SocketIo {
         &mut self,
         client: SessionKey,
         p: Packet,
+        js_id: Option<f64>,
         attachments: Vec<Vec<u8>>,
         engine: &mut Engine,
         now: Instant,
@@ -303,10 +315,11 @@ impl SocketIo {
             (PacketType::Event | PacketType::BinaryEvent, _, Some(socket)) => {
                 // Without data Node dispatches no event at all.
                 if let Some(data) = p.data {
+                    let id = p.id.or_else(|| js_id.map(|n| self.js_id(socket, n)));
                     self.events.push_back(Event::Event {
                         socket,
                         data,
-                        id: p.id,
+                        id,
                         attachments,
                     });
                 }
@@ -332,6 +345,19 @@ impl SocketIo {
                 now,
             ),
         }
+    }
+
+    /// A stand-in for a client's ack id over MAX_ID, remembered with the text the ACK must carry.
+    fn js_id(&mut self, socket: SocketKey, n: f64) -> u64 {
+        let id = self.next_js_id;
+        self.next_js_id = self.next_js_id.saturating_add(1);
+        if let Some(s) = self.sockets.get_mut(&socket) {
+            if s.js_ids.len() == MAX_JS_IDS {
+                s.js_ids.pop_front();
+            }
+            s.js_ids.push_back((id, packet::js_number(n)));
+        }
+        id
     }
 
     fn on_connect(&mut self, client: SessionKey, p: Packet, engine: &mut Engine) {
@@ -364,6 +390,7 @@ impl SocketIo {
                 nsp: nsp.clone(),
                 sid: sid.clone(),
                 state: SocketState::Connecting { held: Vec::new() },
+                js_ids: VecDeque::new(),
             },
         );
         if let Some(c) = self.clients.get_mut(&client) {
@@ -514,7 +541,8 @@ impl SocketIo {
         }
     }
 
-    /// Emit an event (or, with `ack_reply`, an ACK) to one socket.
+    /// Emit an event (or, with `ack_reply`, an ACK) to one socket. False when the socket is gone, or when `id`
+    /// is a stand-in for a client's id over MAX_ID that was already answered or forgotten.
     pub fn emit_to(
         &mut self,
         socket: SocketKey,
@@ -524,13 +552,22 @@ impl SocketIo {
         ack_reply: bool,
         engine: &mut Engine,
     ) -> bool {
-        let Some(s) = self.sockets.get(&socket) else {
+        let Some(s) = self.sockets.get_mut(&socket) else {
             return false;
         };
         let mut text = String::with_capacity(data_json.len() + s.nsp.len() + 8);
         match (ack_reply, id) {
+            (true, Some(id)) if id > packet::MAX_ID => {
+                let Some(at) = s.js_ids.iter().position(|(k, _)| *k == id) else {
+                    return false;
+                };
+                let Some((_, js)) = s.js_ids.remove(at) else {
+                    return false;
+                };
+                packet::encode_ack(&s.nsp, &js, attachments.len(), data_json, &mut text)
+            }
             (true, Some(id)) => {
-                packet::encode_ack(&s.nsp, id, attachments.len(), data_json, &mut text)
+                packet::encode_ack(&s.nsp, &id, attachments.len(), data_json, &mut text)
             }
             _ => packet::encode_event(&s.nsp, id, attachments.len(), data_json, &mut text),
         }

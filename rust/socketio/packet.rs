@@ -109,17 +109,33 @@ pub fn decode(s: &str) -> Result<Packet, DecodeError> {
 
 /// `decode` with the `maxAttachments` option of `socket.io-parser`'s `Decoder`.
 pub fn decode_with_limit(s: &str, max_attachments: usize) -> Result<Packet, DecodeError> {
-    decode_inner(s, max_attachments, true)
+    decode_inner(s, max_attachments, true).map(|(p, _)| p)
 }
 
-/// `decode` as a server reads packets off the wire: a packet without data passes whatever its type
-/// (`data: None`), as in socket.io-parser, so the caller can do what Node does with it (ignore an EVENT, resolve
-/// an ACK with no arguments) instead of closing the session.
-pub fn decode_lenient(s: &str) -> Result<Packet, DecodeError> {
+/// `decode` as Node's server reads packets off the wire, so the caller can answer as Node does instead of
+/// closing the session: a packet without data passes whatever its type (`data: None`), and an id over MAX_ID
+/// is returned beside the packet (whose `id` is then None) as the JavaScript number it becomes there.
+pub fn decode_lenient(s: &str) -> Result<(Packet, Option<f64>), DecodeError> {
     decode_inner(s, MAX_ATTACHMENTS, false)
 }
 
-fn decode_inner(s: &str, max_attachments: usize, strict: bool) -> Result<Packet, DecodeError> {
+/// How JavaScript writes a non-negative number (`String(n)`), for echoing a client's id over MAX_ID as Node
+/// does: `Number(digits)` rounds it to a double, which is written back in the shortest form.
+pub fn js_number(n: f64) -> String {
+    if n.is_infinite() {
+        "Infinity".to_owned()
+    } else if n < 1e21 {
+        format!("{n}")
+    } else {
+        format!("{n:e}").replacen('e', "e+", 1)
+    }
+}
+
+fn decode_inner(
+    s: &str,
+    max_attachments: usize,
+    strict: bool,
+) -> Result<(Packet, Option<f64>), DecodeError> {
     let bytes = s.as_bytes();
     let first = *bytes.first().ok_or(DecodeError::Empty)?;
     let kind = PacketType::from_digit(first).ok_or(DecodeError::UnknownType)?;
@@ -153,9 +169,15 @@ fn decode_inner(s: &str, max_attachments: usize, strict: bool) -> Result<Packet,
     }
 
     let (id, digits) = read_number(bytes, pos, MAX_ID);
+    let mut js_id = None;
     let id = match (id, digits) {
         (_, 0) => None,
         (Some(id), _) => Some(id),
+        (None, _) if !strict => {
+            // Digits only, so this parse cannot fail; f64 parsing rounds as JavaScript's Number() does.
+            js_id = s.get(pos..pos + digits).and_then(|d| d.parse().ok());
+            None
+        }
         (None, _) => return Err(DecodeError::BadId),
     };
     pos += digits;
@@ -173,13 +195,14 @@ fn decode_inner(s: &str, max_attachments: usize, strict: bool) -> Result<Packet,
         }
     }
 
-    Ok(Packet {
+    let packet = Packet {
         kind,
         nsp: nsp.to_owned(),
         id,
         attachments,
         data: data.map(str::to_owned),
-    })
+    };
+    Ok((packet, js_id))
 }
 
 /// Reads the ASCII digits at `pos`: (value, or None when it exceeds `max`; number of digits). Leading zeros
@@ -221,7 +244,8 @@ fn is_payload_valid(kind: PacketType, value: &Value) -> bool {
 /// the nsp part omitted when it is "/" (or empty). `attachments` is written for the binary types only.
 pub fn encode(p: &Packet, out: &mut String) {
     let attachments = p.kind.is_binary().then_some(p.attachments);
-    encode_parts(p.kind, attachments, &p.nsp, p.id, p.data.as_deref(), out);
+    let id = p.id.as_ref().map(|id| id as &dyn fmt::Display);
+    encode_parts(p.kind, attachments, &p.nsp, id, p.data.as_deref(), out);
 }
 
 /// Fast path for emits: an EVENT (BINARY_EVENT when attachments > 0) whose data is serialized JSON array text.
@@ -236,11 +260,19 @@ pub fn encode_event(
         0 => (PacketType::Event, None),
         n => (PacketType::BinaryEvent, Some(n)),
     };
+    let id = id.as_ref().map(|id| id as &dyn fmt::Display);
     encode_parts(kind, attachments, nsp, id, Some(data_json), out);
 }
 
-/// Fast path for acks: an ACK (BINARY_ACK when attachments > 0) whose data is serialized JSON array text.
-pub fn encode_ack(nsp: &str, id: u64, attachments: usize, data_json: &str, out: &mut String) {
+/// Fast path for acks: an ACK (BINARY_ACK when attachments > 0) whose data is serialized JSON array text. The
+/// id is a number, or the text `js_number` made of a client's id over MAX_ID.
+pub fn encode_ack(
+    nsp: &str,
+    id: &dyn fmt::Display,
+    attachments: usize,
+    data_json: &str,
+    out: &mut String,
+) {
     let (kind, attachments) = match attachments {
         0 => (PacketType::Ack, None),
         n => (PacketType::BinaryAck, Some(n)),
@@ -252,7 +284,7 @@ fn encode_parts(
     kind: PacketType,
     attachments: Option<usize>,
     nsp: &str,
-    id: Option<u64>,
+    id: Option<&dyn fmt::Display>,
     data: Option<&str>,
     out: &mut String,
 ) {
@@ -438,10 +470,10 @@ mod tests {
         );
         assert_eq!(out, r#"52-/admin,12["a",{"_placeholder":true,"num":0}]"#);
         out.clear();
-        encode_ack("/", 13, 0, "[]", &mut out);
+        encode_ack("/", &13, 0, "[]", &mut out);
         assert_eq!(out, "313[]");
         out.clear();
-        encode_ack("/ä", 15, 1, r#"[{"_placeholder":true,"num":0}]"#, &mut out);
+        encode_ack("/ä", &15, 1, r#"[{"_placeholder":true,"num":0}]"#, &mut out);
         assert_eq!(out, r#"61-/ä,15[{"_placeholder":true,"num":0}]"#);
         // encode appends, like the fast paths.
         out.clear();
@@ -494,11 +526,30 @@ mod tests {
         assert_eq!(decode("2"), Err(DecodeError::InvalidPayload));
         assert_eq!(decode("312"), Err(DecodeError::InvalidPayload));
         for wire in ["2", "312", "4/x,", "51-", "61-/a,7"] {
-            let p = decode_lenient(wire).unwrap_or_else(|e| panic!("{wire:?}: {e:?}"));
+            let (p, _) = decode_lenient(wire).unwrap_or_else(|e| panic!("{wire:?}: {e:?}"));
             assert_eq!(p.data, None, "{wire:?}");
         }
         assert_eq!(decode_lenient("2[]"), Err(DecodeError::InvalidPayload));
         assert_eq!(decode_lenient("1{}"), Err(DecodeError::InvalidPayload));
+        // JS: Number() of a long id is a rounded double, echoed back in its shortest form.
+        let cases = [
+            ("9007199254740991", Some(MAX_ID), None),
+            ("9007199254740992", None, Some("9007199254740992")),
+            ("9007199254740993", None, Some("9007199254740992")),
+            ("1152921504606846976", None, Some("1152921504606847000")),
+            (
+                "1234567890123456789012345",
+                None,
+                Some("1.2345678901234568e+24"),
+            ),
+            ("100000000000000000000000", None, Some("1e+23")),
+        ];
+        for (digits, id, echo) in cases {
+            let (p, js) = decode_lenient(&format!("2{digits}[\"a\"]")).unwrap();
+            assert_eq!((p.id, js.map(js_number).as_deref()), (id, echo), "{digits}");
+        }
+        let (_, js) = decode_lenient(&format!("3{}[]", "9".repeat(400))).unwrap();
+        assert_eq!(js.map(js_number).as_deref(), Some("Infinity"));
         // JS: JSON.parse accepts lone surrogates and turns 1e400 into Infinity; serde_json refuses both.
         assert_eq!(decode(r#"2["a","\ud800"]"#), Err(DecodeError::InvalidJson));
         assert_eq!(decode(r#"2["a",1e400]"#), Err(DecodeError::InvalidJson));

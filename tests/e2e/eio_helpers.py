@@ -12,7 +12,9 @@ import base64
 import json
 import os
 import struct
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,12 +62,34 @@ class Response:
         return json.loads(self.body)
 
 
+_opened: ContextVar[list[HttpConn] | None] = ContextVar("_opened", default=None)
+
+
+@asynccontextmanager
+async def closing_connections() -> AsyncIterator[None]:
+    """Close every connection the body opened (and did not close) when it ends; nested, the outermost does."""
+    if _opened.get() is not None:
+        yield
+        return
+    token = _opened.set([])
+    try:
+        yield
+    finally:
+        conns = _opened.get() or []
+        _opened.reset(token)
+        with anyio.CancelScope(shield=True):
+            for conn in conns:
+                await conn.aclose()
+
+
 class HttpConn:
     """One TCP connection speaking HTTP/1.1 (keep-alive) to the server under test."""
 
     def __init__(self, stream: anyio.abc.SocketStream) -> None:
         self.stream = stream
         self.reader = BufferedByteReceiveStream(stream)
+        if (opened := _opened.get()) is not None:
+            opened.append(self)
 
     @classmethod
     async def open(cls, address: Address) -> HttpConn:
@@ -74,9 +98,7 @@ class HttpConn:
     async def send(self, data: bytes | str) -> None:
         await self.stream.send(data.encode() if isinstance(data, str) else data)
 
-    async def request(
-        self, method: str, target: str, *, headers: Headers = (), body: bytes | str = b""
-    ) -> Response:
+    async def request(self, method: str, target: str, *, headers: Headers = (), body: bytes | str = b"") -> Response:
         await self.send(encode_request(method, target, headers=headers, body=body))
         return await self.read_response()
 
@@ -247,9 +269,7 @@ class WsConn:
 
 def encode_payload(messages: Iterable[str | bytes]) -> str:
     """Messages as a polling payload: ``4<text>`` or ``b<base64>``, joined by the record separator."""
-    return SEP.join(
-        "b" + base64.b64encode(m).decode() if isinstance(m, bytes) else "4" + m for m in messages
-    )
+    return SEP.join("b" + base64.b64encode(m).decode() if isinstance(m, bytes) else "4" + m for m in messages)
 
 
 def decode_payload(body: str) -> list[str | bytes]:
@@ -288,6 +308,14 @@ class Polling:
         await self._get.send(encode_request("GET", self.target))
         return self._get
 
+    async def park_get(self) -> HttpConn:
+        """Send a GET the server will hold, and know the server has read it: the server reads every ready socket
+        before it writes, so the answer to a POST sent after the GET proves the GET was read."""
+        conn = await self.start_get()
+        res = await self.post("6")
+        assert res.status == 200, res
+        return conn
+
     async def get(self) -> Response:
         conn = await self.start_get()
         return await conn.read_response()
@@ -320,9 +348,7 @@ class Polling:
                 await conn.aclose()
 
 
-async def ws_session(
-    address: Address, *, path: str = EIO_PATH, headers: Headers = ()
-) -> tuple[WsConn, dict[str, Any]]:
+async def ws_session(address: Address, *, path: str = EIO_PATH, headers: Headers = ()) -> tuple[WsConn, dict[str, Any]]:
     """A WebSocket-only session: the connection, and the handshake from its first frame."""
     ws, _ = await WsConn.connect(address, eio_target(path, transport="websocket"), headers=headers)
     first = await ws.receive()

@@ -4,7 +4,9 @@
 //   {"event":"connected","count":N}   when all are connected (ids and transports in "clients")
 //   {"event":"done","acks":A,"errors":[..],"connect_errors":E,"reconnects":K}
 // then obeys commands on stdin: {"cmd":"emit","client":i,"name":..,"args":[..]} -> {"event":"ack","args":[..]},
+//   {"cmd":"emit_all","name":..} -> {"event":"acks","args":[per-client ack, null on error]},
 //   {"cmd":"counts"} -> {"event":"counts","bcast":[per-client counts of "bcast" events],"connected":C},
+//   and reports {"event":"upgraded","client":i} when a client's transport upgrades,
 //   {"cmd":"exit"}. Every client answers "question" acks with its index.
 import { io } from "socket.io-client";
 import { out, parseArgs, readCommands } from "./lib.mjs";
@@ -43,6 +45,7 @@ for (let i = 0; i < n; i++) {
   });
   s.on("connect_error", (e) => { connectErrors++; if (connectErrors < 5) errors.push(String(e.message)); });
   s.on("bcast", () => { bcast[i]++; });
+  s.io.on("open", () => s.io.engine.on("upgrade", (t) => out({ event: "upgraded", client: i, transport: t.name })));
   s.on("question", (ack) => ack(i));
   s.on("disconnect", (reason) => out({ event: "disconnect", client: i, reason }));
 }
@@ -70,6 +73,10 @@ readCommands(async (cmd) => {
     } catch (e) {
       out({ event: "ack_error", message: e.message });
     }
+  } else if (cmd.cmd === "emit_all") {
+    // Every client emits; the acks come back in client order.
+    const acks = await Promise.all(clients.map((c) => c.timeout(10000).emitWithAck(cmd.name, ...(cmd.args ?? [])).catch((e) => null)));
+    out({ event: "acks", args: acks });
   } else if (cmd.cmd === "counts") {
     out({ event: "counts", bcast, connected: clients.filter((c) => c.connected).length });
   } else if (cmd.cmd === "exit") {

@@ -32,7 +32,7 @@ pub fn source_for(i: usize, sources: usize) -> Option<Ipv4Addr> {
 pub fn connect(addr: SocketAddr, source: Option<Ipv4Addr>) -> io::Result<TcpStream> {
     let socket = Socket::new(Domain::IPV4, Type::STREAM, None)?;
     socket.set_nonblocking(true)?;
-    socket.set_nodelay(true)?;
+    socket.set_tcp_nodelay(true)?;
     if let Some(ip) = source {
         // Ports left in TIME_WAIT by an earlier run may be taken again.
         socket.set_reuse_address(true)?;
@@ -70,17 +70,25 @@ pub fn flush(stream: &mut TcpStream, out: &mut Vec<u8>, pos: &mut usize) -> io::
     Ok(true)
 }
 
-/// Read until the socket is drained (edge-triggered readiness), handing each chunk to `sink`.
-/// Returns false when the peer closed.
+/// Read until the socket is drained (edge-triggered readiness), handing each chunk to `sink`. Returns false
+/// when the peer closed. A short read means the queue was empty at that moment and any later data brings a new
+/// edge, so the read that would only say WouldBlock is skipped unless `closing` (the peer's FIN may be queued
+/// behind the data, and no further edge would announce it).
 pub fn drain(
     stream: &mut TcpStream,
     buf: &mut [u8],
+    closing: bool,
     mut sink: impl FnMut(&[u8]),
 ) -> io::Result<bool> {
     loop {
         match stream.read(buf) {
             Ok(0) => return Ok(false),
-            Ok(n) => sink(buf.get(..n).unwrap_or_default()),
+            Ok(n) => {
+                sink(buf.get(..n).unwrap_or_default());
+                if n < buf.len() && !closing {
+                    return Ok(true);
+                }
+            }
             Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(true),
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(e) => return Err(e),

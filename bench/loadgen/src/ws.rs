@@ -187,6 +187,11 @@ impl Net {
         }
     }
 
+    /// Ids of the clients that are ready now.
+    pub fn ready_ids(&self) -> Vec<usize> {
+        (0..self.clients.len()).filter(|&id| self.is_ready(id)).collect()
+    }
+
     pub fn is_ready(&self, id: usize) -> bool {
         matches!(self.clients.get(id), Some(Some(c)) if c.state == State::Ready)
     }
@@ -210,21 +215,21 @@ impl Net {
     pub fn turn(&mut self, sc: &mut impl Scenario, timeout: Duration) -> io::Result<()> {
         self.poll.poll(&mut self.events, Some(timeout))?;
         let now = Instant::now();
-        let ready: Vec<(usize, bool, bool)> = self
+        let ready: Vec<(usize, bool, bool, bool)> = self
             .events
             .iter()
             .map(|e| {
-                let readable = e.is_readable() || e.is_read_closed() || e.is_error();
-                (e.token().0, readable, e.is_writable())
+                let closing = e.is_read_closed() || e.is_error();
+                (e.token().0, e.is_readable() || closing, closing, e.is_writable())
             })
             .collect();
         let mut buf = std::mem::take(&mut self.buf);
-        for (id, readable, writable) in ready {
+        for (id, readable, closing, writable) in ready {
             if writable {
                 self.on_writable(id);
             }
             if readable {
-                self.on_readable(id, &mut buf);
+                self.on_readable(id, &mut buf, closing);
             }
         }
         self.buf = buf;
@@ -314,11 +319,11 @@ impl Net {
         }
     }
 
-    fn on_readable(&mut self, id: usize, buf: &mut [u8]) {
+    fn on_readable(&mut self, id: usize, buf: &mut [u8], closing: bool) {
         let mut replies: Vec<(u8, &'static str)> = Vec::new();
         let lost = match self.clients.get_mut(id) {
             Some(Some(c)) if !c.dead && c.state != State::Connecting => {
-                read_client(c, buf, id, &mut self.incoming, &mut self.ready, &mut replies)
+                read_client(c, buf, closing, id, &mut self.incoming, &mut self.ready, &mut replies)
             }
             _ => return,
         };
@@ -335,6 +340,7 @@ impl Net {
 fn read_client(
     c: &mut Client,
     buf: &mut [u8],
+    closing: bool,
     id: usize,
     incoming: &mut Vec<(usize, Incoming)>,
     ready: &mut usize,
@@ -342,7 +348,7 @@ fn read_client(
 ) -> Option<String> {
     let mut upgraded = c.state != State::Upgrading;
     let mut bad_upgrade = false;
-    let result = tcp::drain(&mut c.stream, buf, |chunk| {
+    let result = tcp::drain(&mut c.stream, buf, closing, |chunk| {
         if upgraded {
             c.decoder.feed(chunk);
             return;

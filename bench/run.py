@@ -1,0 +1,714 @@
+"""anysio's benchmarks: start each server, drive it with the native load generator, compare in one table.
+
+    .venv/bin/python bench/run.py            # the full run (about 25 minutes on 2 cores)
+    .venv/bin/python bench/run.py --smoke    # a quick check that the harness and every server work (< 2 min)
+
+Each server implements one contract (bench/servers/): PORT from the environment; "echo" is acknowledged with its
+payload; every socket joins room "bench" on connect; "bcast" is broadcast to the room, sender included. The
+server runs pinned to one core (taskset), the load generator (bench/loadgen, Rust, one thread) to the other.
+Repetitions interleave the servers; the table shows medians, and each anysio variant's ratio to each peer
+measured in the same run. Raw results go to bench/results/<time>.json. See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import os
+import platform
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+SERVERS_DIR = BENCH / "servers"
+RESULTS = BENCH / "results"
+PY = sys.executable
+NOT_AVAILABLE = 3  # exit status of a server that cannot run in this build (bench/servers/anysio_asgi_server.py)
+SERVER_CPU, LOADGEN_CPU = "0", "1"
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    name: str
+    argv: list[str]
+    cwd: Path = ROOT
+    anysio: bool = False
+
+
+SERVERS = [
+    ServerSpec("anysio-asyncio", [PY, str(SERVERS_DIR / "anysio_server.py"), "--backend", "asyncio"], anysio=True),
+    ServerSpec("anysio-uvloop", [PY, str(SERVERS_DIR / "anysio_server.py"), "--backend", "uvloop"], anysio=True),
+    ServerSpec("anysio-trio", [PY, str(SERVERS_DIR / "anysio_server.py"), "--backend", "trio"], anysio=True),
+    ServerSpec("anysio-asgi", [PY, str(SERVERS_DIR / "anysio_asgi_server.py")], anysio=True),
+    ServerSpec("node", ["node", str(SERVERS_DIR / "node_server.mjs")], cwd=BENCH),
+    ServerSpec("python-socketio", [PY, str(SERVERS_DIR / "python_socketio_server.py")]),
+]
+PEERS = ["node", "python-socketio"]
+PRIMARY = "anysio-asyncio"
+
+
+@dataclass(frozen=True)
+class Metric:
+    key: str  # name in the summary
+    label: str
+    path: tuple[str, ...]  # where it is in the load generator's JSON
+    higher_is_better: bool = True
+    fmt: str = "{:,.0f}"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    title: str
+    argv: list[str]
+    metrics: list[Metric]
+    rate: tuple[str, ...] | None = None  # the throughput that the load generator's capacity is judged by
+    fresh_limit: bool = False  # needs the load generator's fd limit raised above the server's
+
+
+def scenarios(smoke: bool, fd_limit: int, hold: float) -> list[Scenario]:
+    timing = ["--duration", "0.5", "--warmup", "0.2"] if smoke else ["--duration", "5", "--warmup", "1"]
+    per_conn = Metric("kib_per_conn", "KiB / connection (RSS)", ("kib_per_conn",), False, "{:,.1f}")
+    idle_target = 300 if smoke else fd_limit
+    idle_checkpoint = 100 if smoke else 10_000
+    return [
+        Scenario(
+            "connect_1k",
+            "connect 1k",
+            ["connect", "--clients", "50" if smoke else "1000", "--settle", "0.2" if smoke else "1"],
+            [Metric("connects_per_s", "connections / s", ("connects_per_s",)), per_conn],
+            rate=("connects_per_s",),
+        ),
+        Scenario(
+            "connect_10k",
+            "connect 10k",
+            [
+                "connect",
+                "--clients",
+                "100" if smoke else "10000",
+                "--sources",
+                "2",
+                "--settle",
+                "0.2" if smoke else "1",
+            ],
+            [Metric("connects_per_s", "connections / s", ("connects_per_s",)), per_conn],
+            rate=("connects_per_s",),
+        ),
+        Scenario(
+            "echo",
+            "echo + ack (100 clients x 8)",
+            ["echo", "--clients", "10" if smoke else "100", "--depth", "2" if smoke else "8", *timing],
+            [
+                Metric("echo_per_s", "acks / s", ("echo_per_s",)),
+                Metric("p50_ms", "p50 ms", ("latency", "p50_ms"), False, "{:,.2f}"),
+                Metric("p99_ms", "p99 ms", ("latency", "p99_ms"), False, "{:,.2f}"),
+            ],
+            rate=("echo_per_s",),
+        ),
+        Scenario(
+            "bcast",
+            "broadcast to 1000",
+            ["bcast", "--clients", "20" if smoke else "1000", "--window", "16", *timing],
+            [
+                Metric("deliveries_per_s", "deliveries / s", ("deliveries_per_s",)),
+                Metric("fanout_p99_ms", "p99 ms to all", ("fanout_latency", "p99_ms"), False, "{:,.2f}"),
+                Metric("lost", "lost + reordered", ("lost",), False),
+            ],
+            rate=("deliveries_per_s",),
+        ),
+        Scenario(
+            "poll",
+            "polling echo (50 clients)",
+            ["poll", "--clients", "4" if smoke else "50", *timing],
+            [
+                Metric("requests_per_s", "HTTP requests / s", ("requests_per_s",)),
+                Metric("echo_per_s", "acks / s", ("echo_per_s",)),
+            ],
+            rate=("requests_per_s",),
+        ),
+        Scenario(
+            "idle",
+            f"idle up to the fd limit ({fd_limit})",
+            [
+                *("connect", "--clients", str(idle_target), "--sources", "4", "--rss-at", str(idle_checkpoint)),
+                *("--hold", str(hold), "--settle", "0.3" if smoke else "1", "--handshake-timeout", "5"),
+                *("--max-failures", "200", "--timeout", "300"),
+            ],
+            [
+                Metric("held", "held", ("held",)),
+                Metric("held_share", "held / possible", ("held_share",), True, "{:.1%}"),
+                Metric("kib_at_10k", f"KiB / conn at {idle_checkpoint:,}", ("kib_at_checkpoint",), False, "{:,.1f}"),
+                Metric("kib_at_max", "KiB / conn at max", ("kib_per_conn",), False, "{:,.1f}"),
+            ],
+            fresh_limit=True,
+        ),
+    ]
+
+
+# ---- small helpers ------------------------------------------------------------------------------------------
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def dig(d: Any, path: tuple[str, ...]) -> Any:
+    for k in path:
+        if not isinstance(d, dict):
+            return None
+        d = d.get(k)
+    return d
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def load_average() -> float:
+    return os.getloadavg()[0]
+
+
+def run_quiet(argv: list[str], cwd: Path = ROOT, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def version_of(argv: list[str]) -> str | None:
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        out = run_quiet(argv, timeout=30)
+        if out.returncode == 0:
+            return out.stdout.strip()
+    return None
+
+
+# ---- setup --------------------------------------------------------------------------------------------------
+
+
+def setup(profile: str) -> Path:
+    """Install what the peers need and build the load generator; returns its path."""
+    lock, marker = BENCH / "package-lock.json", BENCH / "node_modules" / ".package-lock.json"
+    if not marker.exists() or lock.stat().st_mtime > marker.stat().st_mtime:
+        log("==> npm ci (bench/)")
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=BENCH, check=True)
+    missing = [m for m in ("socketio", "uvicorn", "uvloop", "trio") if not _importable(m)]
+    if missing:
+        log(f"==> pip install -r bench/requirements.txt (missing: {', '.join(missing)})")
+        subprocess.run([PY, "-m", "pip", "install", "-q", "-r", str(BENCH / "requirements.txt")], check=True)
+    if not _importable("anysio"):
+        sys.exit("anysio is not importable: build it first (`maturin develop --release` in the .venv)")
+    log(f"==> cargo build --profile {profile} -p anysio-loadgen")
+    subprocess.run(["cargo", "build", "--quiet", "--profile", profile, "-p", "anysio-loadgen"], cwd=ROOT, check=True)
+    target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+    return target / ("debug" if profile == "dev" else profile) / "loadgen"
+
+
+def _importable(module: str) -> bool:
+    return run_quiet([PY, "-c", f"import {module}"], timeout=60).returncode == 0
+
+
+def anysio_has_asgi() -> bool:
+    return run_quiet([PY, "-c", "import anysio; anysio.ASGIApp"], timeout=60).returncode == 0
+
+
+# ---- servers ------------------------------------------------------------------------------------------------
+
+
+class ServerProcess:
+    def __init__(self, spec: ServerSpec, pin: bool, log_path: Path) -> None:
+        self.spec = spec
+        self.port = free_port()
+        self.log_path = log_path
+        prefix = ["taskset", "-c", SERVER_CPU] if pin else []
+        env = {**os.environ, "PORT": str(self.port), "PYTHONUNBUFFERED": "1"}
+        self.log_file = log_path.open("ab")
+        self.proc = subprocess.Popen(
+            prefix + spec.argv,
+            cwd=spec.cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=self.log_file,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_soft_limit_to_hard,
+        )
+        self.pid = self.proc.pid  # taskset execs the server: same process
+        self.base_fds = 0
+
+    def wait_ready(self, timeout: float = 30.0) -> str | None:
+        """None when the server accepts connections; otherwise why not."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            code = self.proc.poll()
+            if code is not None:
+                return "not available" if code == NOT_AVAILABLE else f"exited with status {code}"
+            if port_open(self.port):
+                time.sleep(0.2)  # let the accepted probe connection be cleaned up
+                with contextlib.suppress(OSError):
+                    self.base_fds = len(os.listdir(f"/proc/{self.pid}/fd"))
+                return None
+            time.sleep(0.05)
+        return f"did not listen within {timeout:.0f} s"
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        self.log_file.close()
+
+    def log_tail(self, lines: int = 15) -> str:
+        with contextlib.suppress(OSError):
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        return ""
+
+
+def _soft_limit_to_hard() -> None:
+    """Every server gets the per-process fd limit (`ulimit -Hn`) as its working limit, as Node sets for itself."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def _loadgen_limit() -> None:
+    """The load generator is the measuring tool, not the subject: it may hold more sockets than a server may
+    (raising the hard limit needs root; without it the idle run stops at the load generator's own limit)."""
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (65536, 65536))
+
+
+# ---- one measurement ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    server: str
+    scenario: str
+    rep: int
+    ok: bool
+    result: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    argv: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    load_before: float = 0.0
+
+
+def drive(loadgen: Path, sc: Scenario, server: ServerProcess, pin: bool, rep: int, timeout: float) -> Run:
+    argv = [str(loadgen), *sc.argv, "--port", str(server.port), "--server-pid", str(server.pid)]
+    prefix = ["taskset", "-c", LOADGEN_CPU] if pin else []
+    run = Run(server.spec.name, sc.name, rep, False, argv=argv, load_before=load_average())
+    t = time.monotonic()
+    try:
+        out = subprocess.run(
+            prefix + argv,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            preexec_fn=_loadgen_limit if sc.fresh_limit else None,
+        )
+    except subprocess.TimeoutExpired:
+        run.error = f"load generator did not finish in {timeout:.0f} s"
+        return run
+    run.seconds = time.monotonic() - t
+    lines = out.stdout.strip().splitlines()
+    try:
+        run.result = json.loads(lines[-1]) if lines else {}
+    except json.JSONDecodeError:
+        run.result = {}
+    if not run.result:
+        run.error = f"load generator printed no result (status {out.returncode}): {out.stderr.strip()[-500:]}"
+        return run
+    if sc.name == "idle":
+        possible = _fd_limit() - server.base_fds
+        run.result["possible"] = possible
+        run.result["server_base_fds"] = server.base_fds
+        run.result["held_share"] = run.result.get("held", 0) / possible if possible > 0 else None
+        samples = run.result.get("rss_samples") or []
+        run.result["kib_at_checkpoint"] = samples[0].get("kib_per_conn") if len(samples) > 1 else None
+    run.ok = bool(run.result.get("ok")) and server.alive()
+    if not server.alive():
+        run.error = "the server died: " + server.log_tail(5)
+    elif not run.ok:
+        run.error = run.result.get("error") or "checks failed (see result)"
+    return run
+
+
+def _fd_limit() -> int:
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+
+
+# ---- the run ------------------------------------------------------------------------------------------------
+
+
+def measure(args: argparse.Namespace, loadgen: Path, out_dir: Path) -> dict[str, Any]:
+    fd_limit = _fd_limit()
+    scs = [s for s in scenarios(args.smoke, fd_limit, args.hold) if s.name in args.scenarios]
+    specs = [s for s in SERVERS if s.name in args.servers]
+    unavailable: dict[str, str] = {}
+    if "anysio-asgi" in args.servers and not anysio_has_asgi():
+        unavailable["anysio-asgi"] = "not available (this anysio has no ASGIApp)"
+    specs = [s for s in specs if s.name not in unavailable]
+    runs: list[Run] = []
+    pin = args.pin
+    for rep in range(args.reps):
+        order = specs[rep % len(specs) :] + specs[: rep % len(specs)] if specs else []
+        for sc in scs:
+            if sc.name == "idle" and rep >= args.idle_reps:
+                continue
+            for spec in order:
+                if spec.name in unavailable:
+                    continue
+                runs.append(_one(args, loadgen, sc, spec, rep, pin, out_dir, unavailable))
+    return {"runs": runs, "unavailable": unavailable, "scenarios": scs, "servers": [s.name for s in specs]}
+
+
+def _one(
+    args: argparse.Namespace,
+    loadgen: Path,
+    sc: Scenario,
+    spec: ServerSpec,
+    rep: int,
+    pin: bool,
+    out_dir: Path,
+    unavailable: dict[str, str],
+) -> Run:
+    server = ServerProcess(spec, pin, out_dir / f"{spec.name}.log")
+    try:
+        why = server.wait_ready()
+        if why is not None:
+            if why == "not available":
+                unavailable[spec.name] = "not available"
+            log(f"  {spec.name:16} {sc.name:12} rep {rep + 1}: server {why}")
+            return Run(spec.name, sc.name, rep, why == "not available", error=f"server {why}")
+        run = drive(loadgen, sc, server, pin, rep, args.timeout)
+    finally:
+        server.stop()
+    headline = [f"{m.label} {_fmt(m, dig(run.result, m.path))}" for m in sc.metrics[:2]]
+    cpu = run.result.get("loadgen_cpu"), run.result.get("server_cpu")
+    status = "ok" if run.ok else f"FAILED: {run.error}"
+    log(
+        f"  {spec.name:16} {sc.name:12} rep {rep + 1}: {', '.join(headline)}; "
+        f"cpu loadgen {_pct(cpu[0])} server {_pct(cpu[1])}; {status}"
+    )
+    return run
+
+
+def _pct(x: Any) -> str:
+    return f"{x:.0%}" if isinstance(x, (int, float)) else "-"
+
+
+def _fmt(m: Metric, v: Any) -> str:
+    if v is None:
+        return "-"
+    with contextlib.suppress(ValueError, TypeError):
+        return m.fmt.format(v)
+    return str(v)
+
+
+# ---- summary ------------------------------------------------------------------------------------------------
+
+
+def median(values: list[float]) -> float | None:
+    vals = [v for v in values if isinstance(v, (int, float))]
+    return statistics.median(vals) if vals else None
+
+
+def summarize(measured: dict[str, Any]) -> dict[str, Any]:
+    runs: list[Run] = measured["runs"]
+    summary: dict[str, dict[str, dict[str, Any]]] = {}
+    for sc in measured["scenarios"]:
+        per_server: dict[str, dict[str, Any]] = {}
+        for name in measured["servers"]:
+            mine = [r for r in runs if r.scenario == sc.name and r.server == name and r.result]
+            if not mine:
+                continue
+            row: dict[str, Any] = {m.key: median([dig(r.result, m.path) for r in mine]) for m in sc.metrics}
+            if sc.name == "bcast":
+                row["lost"] = max(
+                    (int(r.result.get("lost", 0)) + int(r.result.get("out_of_order", 0)) for r in mine), default=None
+                )
+            row["loadgen_cpu"] = median([r.result.get("loadgen_cpu") for r in mine])
+            row["server_cpu"] = median([r.result.get("server_cpu") for r in mine])
+            row["runs_ok"] = sum(r.ok for r in mine)
+            row["runs"] = len(mine)
+            per_server[name] = row
+        summary[sc.name] = per_server
+    return summary
+
+
+def ratio(a: Any, b: Any) -> float | None:
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b:
+        return a / b
+    return None
+
+
+def targets(summary: dict[str, Any], fd_limit: int) -> list[dict[str, Any]]:
+    """The issue's targets, each judged on this run's medians."""
+
+    def get(sc: str, server: str, key: str) -> Any:
+        return summary.get(sc, {}).get(server, {}).get(key)
+
+    out: list[dict[str, Any]] = []
+
+    def check(name: str, value: float | None, passed: bool | None, shown: str) -> None:
+        out.append({"target": name, "value": value, "passed": passed, "shown": shown})
+
+    def at_least(name: str, sc: str, key: str, peer: str, factor: float, server: str = PRIMARY) -> None:
+        r = ratio(get(sc, server, key), get(sc, peer, key))
+        check(name, r, None if r is None else r >= factor, "-" if r is None else f"{r:.2f}x")
+
+    at_least("broadcast deliveries/s >= 3x Node", "bcast", "deliveries_per_s", "node", 3.0)
+    at_least("echo acks/s >= 2x Node", "echo", "echo_per_s", "node", 2.0)
+    r = ratio(get("echo", PRIMARY, "p99_ms"), get("echo", "node", "p99_ms"))
+    check("echo p99 no worse than Node", r, None if r is None else r <= 1.0, "-" if r is None else f"{r:.2f}x Node's")
+    at_least("connect rate >= 1.5x Node (1k)", "connect_1k", "connects_per_s", "node", 1.5)
+    at_least("connect rate >= 1.5x Node (10k)", "connect_10k", "connects_per_s", "node", 1.5)
+    for key, label in (("kib_at_10k", "at 10k"), ("kib_at_max", "at max")):
+        r = ratio(get("idle", PRIMARY, key), get("idle", "node", key))
+        check(
+            f"memory per idle connection <= half of Node's ({label})",
+            r,
+            None if r is None else r <= 0.5,
+            "-" if r is None else f"{r:.2f}x Node's",
+        )
+    share = get("idle", PRIMARY, "held_share")
+    held = get("idle", PRIMARY, "held")
+    check(
+        f"connections held up to the fd limit ({fd_limit})",
+        share,
+        None if share is None else share >= 0.995,
+        "-" if share is None else f"{held:,.0f} held = {share:.1%} of possible",
+    )
+    for sc, key in (("echo", "echo_per_s"), ("bcast", "deliveries_per_s")):
+        r = ratio(get(sc, "anysio-trio", key), get(sc, PRIMARY, key))
+        check(
+            f"anysio on trio within 15% of asyncio ({sc})",
+            r,
+            None if r is None else abs(r - 1) <= 0.15,
+            "-" if r is None else f"{r:.2f}x asyncio",
+        )
+    return out
+
+
+def loadgen_headroom(measured: dict[str, Any], summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """How fast one core of the load generator could go, from the busiest run of each scenario: throughput per
+    core-second it spent. Per-operation cost only falls as batches grow, so this underestimates the capacity."""
+    out = []
+    for sc in measured["scenarios"]:
+        if sc.rate is None:
+            continue
+        mine = [r for r in measured["runs"] if r.scenario == sc.name and r.ok]
+        busiest = max(mine, key=lambda r: r.result.get("loadgen_cpu") or 0.0, default=None)
+        if busiest is None:
+            continue
+        cpu = busiest.result.get("loadgen_cpu") or 0.0
+        rate = dig(busiest.result, sc.rate)
+        capacity = rate / cpu if cpu > 0 and isinstance(rate, (int, float)) else None
+        node_rate = summary.get(sc.name, {}).get("node", {}).get(sc.rate[-1])
+        out.append(
+            {
+                "scenario": sc.name,
+                "busiest_server": busiest.server,
+                "loadgen_cpu": cpu,
+                "server_cpu": busiest.result.get("server_cpu"),
+                "rate": rate,
+                "capacity_per_core": capacity,
+                "x_node": ratio(capacity, node_rate),
+            }
+        )
+    return out
+
+
+# ---- printing -----------------------------------------------------------------------------------------------
+
+
+def table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    line = lambda r: "  ".join(  # noqa: E731
+        str(c).ljust(widths[i]) if i < 2 else str(c).rjust(widths[i]) for i, c in enumerate(r)
+    )
+    return "\n".join([line(header), "  ".join("-" * w for w in widths), *map(line, rows)])
+
+
+def report(doc: dict[str, Any], scs: list[Scenario]) -> str:
+    summary, servers, unavailable = doc["summary"], doc["servers"], doc["unavailable"]
+    shown = [s.name for s in SERVERS if s.name in servers or s.name in unavailable]
+    anysios = [s for s in shown if s.startswith("anysio") and s not in unavailable]
+    peers = [p for p in PEERS if p in servers]
+    pairs = [(a, p) for a in anysios for p in peers]
+    short = {"python-socketio": "pysio"}
+
+    def value(sc: Scenario, server: str, m: Metric) -> Any:
+        return summary.get(sc.name, {}).get(server, {}).get(m.key)
+
+    figures, ratios = [], []
+    for sc in scs:
+        for i, m in enumerate(sc.metrics):
+            label = [sc.title if i == 0 else "", m.label + ("" if m.higher_is_better else " (lower better)")]
+            figures.append(label + ["n/a" if s in unavailable else _fmt(m, value(sc, s, m)) for s in shown])
+            if m.key in ("lost", "held"):
+                continue
+            cells = [ratio(value(sc, a, m), value(sc, p, m)) for a, p in pairs]
+            ratios.append(label + ["-" if r is None else f"{r:.2f}x" for r in cells])
+    reps = doc["meta"]["reps"]
+    parts = [
+        f"Figures (median of {reps} run{'s' if reps > 1 else ''} per server; idle: {doc['meta']['idle_reps']})",
+        table(figures, ["scenario", "metric", *shown]),
+        "",
+        "anysio / peer, same run (above 1x is better for rates, below 1x for latency and memory)",
+        table(ratios, ["scenario", "metric"] + [f"{a.removeprefix('anysio-')}/{short.get(p, p)}" for a, p in pairs]),
+    ]
+    for name, why in unavailable.items():
+        parts.append(f"{name}: {why}")
+    parts.append("")
+    parts.append("Targets (this run):")
+    for t in doc["targets"]:
+        mark = {True: "PASS", False: "MISS", None: "n/a "}[t["passed"]]
+        parts.append(f"  [{mark}] {t['target']}: {t['shown']}")
+    parts.append("")
+    parts.append("Load generator (one core): capacity = throughput / its CPU share in the busiest run")
+    for h in doc["loadgen"]:
+        cap = h["capacity_per_core"]
+        parts.append(
+            f"  {h['scenario']:12} vs {h['busiest_server']:16} loadgen {_pct(h['loadgen_cpu'])} of a core, "
+            f"server {_pct(h['server_cpu'])}; capacity >= {cap or 0:,.0f}/s"
+            + (f" = {h['x_node']:.1f}x Node's rate" if h["x_node"] else "")
+        )
+    return "\n".join(parts)
+
+
+def _jsonable(o: Any) -> Any:
+    if isinstance(o, Run):
+        return o.__dict__
+    if isinstance(o, Scenario | Metric):
+        return o.__dict__
+    return str(o)
+
+
+def meta(args: argparse.Namespace, loadgen: Path) -> dict[str, Any]:
+    so = next((ROOT / "python" / "anysio").glob("_native*.so"), None)
+    return {
+        "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "argv": sys.argv,
+        "smoke": args.smoke,
+        "reps": args.reps,
+        "idle_reps": min(args.idle_reps, args.reps),
+        "pinned": args.pin,
+        "cpus": os.cpu_count(),
+        "cpu_model": next(
+            (
+                ln.split(":", 1)[1].strip()
+                for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                if "model name" in ln
+            ),
+            None,
+        ),
+        "kernel": platform.release(),
+        "fd_limit": _fd_limit(),
+        "load_before": load_average(),
+        "git": version_of(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"]),
+        "git_dirty": bool(version_of(["git", "-C", str(ROOT), "status", "--porcelain"])),
+        "python": platform.python_version(),
+        "node": version_of(["node", "--version"]),
+        "packages": json.loads(
+            version_of(
+                [
+                    PY,
+                    "-c",
+                    "import json, importlib.metadata as m; print(json.dumps({p: m.version(p) for p in "
+                    "['anysio', 'python-socketio', 'python-engineio', 'uvicorn', 'uvloop', 'trio', 'anyio']}))",
+                ]
+            )
+            or "{}"
+        ),
+        "socket.io": json.loads((BENCH / "node_modules" / "socket.io" / "package.json").read_text()).get("version"),
+        "anysio_native": {"path": str(so), "mtime": so.stat().st_mtime} if so else None,
+        "loadgen": str(loadgen),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    names = [s.name for s in SERVERS]
+    all_scenarios = ["connect_1k", "connect_10k", "echo", "bcast", "poll", "idle"]
+    p = argparse.ArgumentParser(description="anysio's benchmarks (see bench/README.md)")
+    p.add_argument("--smoke", action="store_true", help="tiny loads, one repetition: checks the harness (< 2 min)")
+    p.add_argument("--reps", type=int, default=None, help="repetitions (default 3; 1 with --smoke)")
+    p.add_argument("--idle-reps", type=int, default=1, help="repetitions of the idle scenario (default 1)")
+    p.add_argument("--hold", type=float, default=None, help="seconds the idle run holds its connections (30)")
+    p.add_argument("--servers", default=",".join(names), help=f"comma-separated subset of {','.join(names)}")
+    p.add_argument("--scenarios", default=",".join(all_scenarios), help=f"subset of {','.join(all_scenarios)}")
+    p.add_argument("--no-pin", dest="pin", action="store_false", help="do not pin server and load generator")
+    p.add_argument("--no-setup", dest="setup", action="store_false", help="skip npm/pip/cargo (already done)")
+    p.add_argument("--loadgen", type=Path, default=None, help="use this load generator binary")
+    p.add_argument("--timeout", type=float, default=360.0, help="bound on each load generator run, seconds")
+    p.add_argument("--out", type=Path, default=None, help="results file (default bench/results/<time>.json)")
+    args = p.parse_args(argv)
+    args.reps = args.reps or (1 if args.smoke else 3)
+    args.hold = args.hold if args.hold is not None else (0.5 if args.smoke else 30.0)
+    args.servers = [s for s in args.servers.split(",") if s]
+    args.scenarios = [s for s in args.scenarios.split(",") if s]
+    bad = [s for s in args.servers if s not in names] + [s for s in args.scenarios if s not in all_scenarios]
+    if bad:
+        p.error(f"unknown: {', '.join(bad)}")
+    if args.pin and (shutil.which("taskset") is None or (os.cpu_count() or 1) < 2):
+        log("taskset or a second core is missing: running unpinned")
+        args.pin = False
+    t0 = time.monotonic()
+    loadgen = args.loadgen or (
+        setup("dev" if args.smoke else "release") if args.setup else ROOT / "target" / "release" / "loadgen"
+    )
+    if not loadgen.exists():
+        sys.exit(f"no load generator at {loadgen}")
+    load = load_average()
+    if load > 0.5 and not args.smoke:
+        log(f"warning: load average {load:.2f}: other work on this machine will disturb the figures")
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = args.out or RESULTS / f"{'smoke-' if args.smoke else ''}{stamp}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    logs = out.with_suffix(".logs")
+    logs.mkdir(parents=True, exist_ok=True)
+    doc: dict[str, Any] = {"meta": meta(args, loadgen)}
+    log(f"==> measuring {len(args.servers)} servers x {len(args.scenarios)} scenarios x {args.reps} reps")
+    measured = measure(args, loadgen, logs)
+    doc["summary"] = summarize(measured)
+    doc["servers"] = measured["servers"]
+    doc["unavailable"] = measured["unavailable"]
+    doc["targets"] = targets(doc["summary"], _fd_limit())
+    doc["loadgen"] = loadgen_headroom(measured, doc["summary"])
+    doc["runs"] = measured["runs"]
+    doc["meta"]["load_after"] = load_average()
+    doc["meta"]["seconds"] = round(time.monotonic() - t0, 1)
+    out.write_text(json.dumps(doc, default=_jsonable, indent=1))
+    print(report(doc, measured["scenarios"]))
+    failed = [r for r in measured["runs"] if not r.ok]
+    print(f"\nraw results: {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}  ({doc['meta']['seconds']} s)")
+    for r in failed:
+        print(f"FAILED: {r.server} {r.scenario} rep {r.rep + 1}: {r.error}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

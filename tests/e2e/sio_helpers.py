@@ -1,0 +1,301 @@
+"""Shared pieces of the Socket.IO end-to-end tests: a server on an ephemeral port, the official Node client
+(tests/node/sio_client.mjs) as a subprocess, and a notifier to await what handlers record. Nothing here sleeps:
+every wait is for an event, bounded by ``anyio.fail_after``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.abc
+from anyio.streams.buffered import BufferedByteReceiveStream
+
+from anysio import Ack, ConnectionRefused, Server, Socket
+
+ROOT = Path(__file__).resolve().parents[2]
+SIO_CLIENT = ROOT / "tests" / "node" / "sio_client.mjs"
+WAIT = 10.0
+Address = tuple[str, int]
+
+
+def to_wire(value: Any) -> Any:
+    """Python value -> sio_client.mjs command JSON: bytes become {"binary": "<hex>"}, anywhere."""
+    if isinstance(value, bytes | bytearray):
+        return {"binary": bytes(value).hex()}
+    if isinstance(value, list | tuple):
+        return [to_wire(v) for v in value]
+    if isinstance(value, dict):
+        return {k: to_wire(v) for k, v in value.items()}
+    return value
+
+
+def from_wire(value: Any) -> Any:
+    """sio_client.mjs output JSON -> Python value: {"binary": "<hex>"} becomes bytes."""
+    if isinstance(value, list):
+        return [from_wire(v) for v in value]
+    if isinstance(value, dict):
+        if set(value) == {"binary"} and isinstance(value["binary"], str):
+            return bytes.fromhex(value["binary"])
+        return {k: from_wire(v) for k, v in value.items()}
+    return value
+
+
+class Notifier:
+    """Lets a test await a condition on state that callbacks change (each change calls ``notify``)."""
+
+    def __init__(self) -> None:
+        self._changed = anyio.Event()
+
+    def notify(self) -> None:
+        self._changed.set()
+        self._changed = anyio.Event()
+
+    async def wait_for(self, predicate: Callable[[], Any], timeout: float = WAIT) -> Any:
+        with anyio.fail_after(timeout):
+            while not (result := predicate()):
+                await self._changed.wait()
+        return result
+
+
+class Record(Notifier):
+    """What the server's handlers saw: append (name, value) with ``add``; await with ``wait``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.items: list[tuple[str, Any]] = []
+
+    def add(self, name: str, value: Any = None) -> None:
+        self.items.append((name, value))
+        self.notify()
+
+    def values(self, name: str) -> list[Any]:
+        return [v for n, v in self.items if n == name]
+
+    async def wait(self, name: str, count: int = 1, timeout: float = WAIT) -> list[Any]:
+        """The values recorded under ``name`` once there are at least ``count`` of them."""
+        await self.wait_for(lambda: len(self.values(name)) >= count, timeout)
+        return self.values(name)
+
+
+@asynccontextmanager
+async def serving(sio: Server, port: int = 0) -> AsyncIterator[Address]:
+    """Run ``sio`` on 127.0.0.1 for the body of the ``async with``; yields its address. On exit the server shuts
+    down as on cancellation (clients are told "server shutting down")."""
+    async with anyio.create_task_group() as tg:
+        address: Address = await tg.start(sio.serve, "127.0.0.1", port)
+        try:
+            yield address
+        finally:
+            tg.cancel_scope.cancel()
+
+
+class NodeSio(Notifier):
+    """One socket.io-client socket in a Node process, driven by JSON-line commands (see sio_client.mjs)."""
+
+    def __init__(self, process: anyio.abc.Process) -> None:
+        super().__init__()
+        self.process = process
+        self.events: list[dict[str, Any]] = []
+        self._seen = 0
+        self._ids = 0
+
+    async def _read(self) -> None:
+        assert self.process.stdout is not None
+        lines = BufferedByteReceiveStream(self.process.stdout)
+        try:
+            while True:
+                line = await lines.receive_until(b"\n", 1 << 24)
+                self.events.append(json.loads(line))
+                self.notify()
+        except (anyio.EndOfStream, anyio.IncompleteRead, anyio.BrokenResourceError, anyio.ClosedResourceError):
+            self.events.append({"event": "exited"})
+            self.notify()
+
+    async def command(self, **cmd: Any) -> None:
+        assert self.process.stdin is not None
+        await self.process.stdin.send((json.dumps(cmd) + "\n").encode())
+
+    async def expect(self, event: str, timeout: float = WAIT, **fields: Any) -> dict[str, Any]:
+        """The next event named ``event`` (with these fields) after the last one expected; earlier events of
+        other kinds are left for ``received`` and ``all``."""
+
+        def find() -> dict[str, Any] | None:
+            for i in range(self._seen, len(self.events)):
+                ev = self.events[i]
+                if ev["event"] == event and all(ev.get(k) == v for k, v in fields.items()):
+                    self._seen = i + 1
+                    return ev
+            return None
+
+        found: dict[str, Any] = await self.wait_for(find, timeout)
+        return found
+
+    def all(self, event: str) -> list[dict[str, Any]]:
+        return [e for e in self.events if e["event"] == event]
+
+    def received(self, name: str) -> list[list[Any]]:
+        """The arguments of every ``name`` event the server sent so far, bytes decoded."""
+        return [from_wire(e["args"]) for e in self.all("recv") if e["name"] == name]
+
+    async def receive(self, name: str, count: int = 1) -> list[list[Any]]:
+        await self.wait_for(lambda: len(self.received(name)) >= count)
+        return self.received(name)
+
+    async def emit(self, name: str, *args: Any, ack: bool = False, timeout: int | None = None) -> int:
+        """Emit from the client; returns the id its ack (or ack_timeout) event will carry."""
+        self._ids += 1
+        cmd: dict[str, Any] = {"cmd": "emit", "name": name, "args": to_wire(list(args)), "ack": ack, "id": self._ids}
+        if timeout is not None:
+            cmd["timeout"] = timeout
+        await self.command(**cmd)
+        return self._ids
+
+    async def call(self, name: str, *args: Any) -> list[Any]:
+        """Emit with an ack and return the ack's arguments (bytes decoded)."""
+        ack_id = await self.emit(name, *args, ack=True)
+        ev = await self.wait_for(lambda: next((e for e in self.all("ack") if e["id"] == ack_id), None))
+        return list(from_wire(ev["args"]))
+
+    async def ack_reply(self, name: str, *args: Any) -> None:
+        """What the client answers to the server's later ack requests of event ``name``."""
+        await self.command(cmd="ack_reply", name=name, args=to_wire(list(args)))
+
+
+@asynccontextmanager
+async def node_sio(
+    address: Address,
+    *,
+    nsp: str = "/",
+    transports: str | None = None,
+    auth: Any = None,
+    reconnection: bool | None = None,
+    connected: bool = True,
+) -> AsyncIterator[NodeSio]:
+    """A Node socket.io-client for the body of the ``async with``; with ``connected`` (the default) it has
+    connected before the body runs."""
+    argv = ["node", str(SIO_CLIENT), f"http://{address[0]}:{address[1]}", "--nsp", nsp]
+    if transports is not None:
+        argv += ["--transports", transports]
+    if auth is not None:
+        argv += ["--auth", json.dumps(to_wire(auth))]
+    if reconnection is not None:
+        argv += ["--reconnection", "true" if reconnection else "false"]
+    async with await anyio.open_process(argv) as process, anyio.create_task_group() as tg:
+        client = NodeSio(process)
+        tg.start_soon(client._read)
+        try:
+            if connected:
+                await client.expect("connect")
+            yield client
+        finally:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+                try:
+                    await client.command(cmd="exit")
+                except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                    pass
+                await process.wait()
+            if process.returncode is None:
+                process.kill()
+            tg.cancel_scope.cancel()
+
+
+def demo_server(**options: Any) -> tuple[Server, Record]:
+    """The server most end-to-end tests talk to, and the record of what its handlers saw.
+
+    "/": "echo" acks its arguments; "ask" (name, *args) asks the client back with emit_with_ack and acks the
+    answer; "add" (a: int, b: int) acks the sum; "size" (bytes) acks the length; "join" (room) acks the rooms;
+    "shout" (room, msg) sends "shout" to the room but not the sender; "kick" disconnects the sender; "hold"
+    takes an Ack and never calls it. "/admin" needs auth {"token": "secret"} (else ConnectionRefused with data
+    {"hint": "token"}); its "whoami" acks [namespace, id].
+    """
+    sio = Server(**options)
+    rec = Record()
+    for nsp in (sio, sio.of("/admin")):
+
+        @nsp.on("connect")
+        def connect(socket: Socket, auth: Any) -> None:
+            rec.add("connect", (socket.namespace, socket.id, auth))
+
+        @nsp.on("disconnect")
+        def disconnect(socket: Socket, reason: str) -> None:
+            rec.add("disconnect", (socket.namespace, socket.id, reason))
+
+    @sio.on("echo")
+    def echo(socket: Socket, *args: Any) -> tuple[Any, ...]:
+        return args
+
+    @sio.on("ask")
+    async def ask(socket: Socket, name: str, *args: Any) -> Any:
+        return await socket.emit_with_ack(name, *args, timeout=WAIT)
+
+    @sio.on("add")
+    def add(a: int, b: int) -> int:
+        return a + b
+
+    @sio.on("size")
+    def size(data: bytes) -> int:
+        return len(data)
+
+    @sio.on("join")
+    def join(socket: Socket, room: str) -> list[str]:
+        socket.join(room)
+        rec.add("join", (socket.id, room))
+        return sorted(socket.rooms)
+
+    @sio.on("shout")
+    async def shout(socket: Socket, room: str, msg: str) -> None:
+        await socket.to(room).emit("shout", msg)
+
+    @sio.on("kick")
+    async def kick(socket: Socket) -> None:
+        await socket.disconnect()
+
+    @sio.on("hold")
+    def hold(socket: Socket, ack: Ack) -> None:
+        rec.add("hold", socket.id)
+
+    admin = sio.of("/admin")
+
+    @admin.use
+    def only_admins(socket: Socket) -> None:
+        if socket.handshake.auth.get("token") != "secret":
+            raise ConnectionRefused("unauthorized", {"hint": "token"})
+
+    @admin.on("whoami")
+    def whoami(socket: Socket) -> list[str]:
+        return [socket.namespace, socket.id]
+
+    return sio, rec
+
+
+class RunningServer:
+    """A server started in the caller's task group and stopped (shut down) on demand, e.g. to restart it."""
+
+    def __init__(self, sio: Server) -> None:
+        self.sio = sio
+        self.address: Address = ("127.0.0.1", 0)
+        self._scope = anyio.CancelScope()
+        self._stopped = anyio.Event()
+
+    async def _run(self, port: int, *, task_status: anyio.abc.TaskStatus[Address]) -> None:
+        try:
+            with self._scope:
+                await self.sio.serve("127.0.0.1", port, task_status=task_status)
+        finally:
+            self._stopped.set()
+
+    @classmethod
+    async def start(cls, tg: anyio.abc.TaskGroup, sio: Server, port: int = 0) -> RunningServer:
+        server = cls(sio)
+        server.address = await tg.start(server._run, port)
+        return server
+
+    async def stop(self) -> None:
+        self._scope.cancel()
+        with anyio.fail_after(WAIT):
+            await self._stopped.wait()

@@ -1,0 +1,80 @@
+"""anysio._wire: event arguments to and from JSON text with binary attachments, as socket.io-parser does."""
+
+import dataclasses
+import json
+from typing import Any
+
+import pytest
+from anysio._wire import BadAttachments, decode_args, encode_args
+
+
+def ph(n: int) -> dict[str, Any]:
+    return {"_placeholder": True, "num": n}
+
+
+def test_plain_arguments_have_no_attachments() -> None:
+    data, attachments = encode_args(["chat", "héllo", 1, 2.5, None, True, {"a": [1, {"b": "c"}]}])
+    assert attachments == []
+    assert data == '["chat","héllo",1,2.5,null,true,{"a":[1,{"b":"c"}]}]'
+    assert decode_args(data, None) == ["chat", "héllo", 1, 2.5, None, True, {"a": [1, {"b": "c"}]}]
+
+
+def test_nested_binary_becomes_numbered_placeholders_depth_first() -> None:
+    args = ["up", b"\x00\x01", {"file": bytearray(b"ab"), "parts": [memoryview(b"c"), (b"",)]}, "end"]
+    data, attachments = encode_args(args)
+    assert attachments == [b"\x00\x01", b"ab", b"c", b""]
+    assert json.loads(data) == ["up", ph(0), {"file": ph(1), "parts": [ph(2), [ph(3)]]}, "end"]
+    assert all(type(a) is bytes for a in attachments)
+    assert decode_args(data, attachments) == ["up", b"\x00\x01", {"file": b"ab", "parts": [b"c", [b""]]}, "end"]
+
+
+def test_values_are_made_jsonable_before_binary_is_pulled_out() -> None:
+    @dataclasses.dataclass
+    class Blob:
+        name: str
+        raw: bytes
+
+    data, attachments = encode_args(["blob", Blob("x", b"\xff"), {1, 2} - {2}])
+    assert json.loads(data) == ["blob", {"name": "x", "raw": ph(0)}, [1]]
+    assert attachments == [b"\xff"]
+
+
+def test_non_json_values_are_refused() -> None:
+    with pytest.raises(ValueError):
+        encode_args(["x", float("nan")])
+    with pytest.raises(TypeError):
+        encode_args(["x", object()])
+
+
+@pytest.mark.parametrize(
+    ("payload", "attachments"),
+    [
+        ([ph(1)], [b"a"]),  # past the end
+        ([ph(-1)], [b"a"]),
+        ([{"_placeholder": True, "num": "0"}], [b"a"]),
+        ([{"_placeholder": True, "num": True}], [b"a", b"b"]),  # a bool is not a number in JavaScript either
+        ([{"_placeholder": True}], [b"a"]),
+        ([{"_placeholder": True, "num": 0.5}], [b"a"]),
+        (["deep", {"a": [[ph(3)]]}], [b"a", b"b", b"c"]),
+    ],
+)
+def test_bad_placeholders_raise(payload: list[Any], attachments: list[bytes]) -> None:
+    with pytest.raises(BadAttachments):
+        decode_args(json.dumps(payload), attachments)
+
+
+def test_placeholders_are_read_as_socket_io_parser_reads_them() -> None:
+    # Any object with "_placeholder": true is one, whatever else it holds; a number written as 1.0 is 1.
+    attachments = [b"a", b"b"]
+    got = decode_args(json.dumps([{"_placeholder": True, "num": 1.0, "extra": 1}, {"_placeholder": 1, "num": 0}]), attachments)
+    assert got == [b"b", {"_placeholder": 1, "num": 0}]
+    # Unused attachments are allowed, and a packet without attachments keeps placeholder-like objects as they are.
+    assert decode_args(json.dumps(["x", ph(0)]), [b"a", b"unused"]) == ["x", b"a"]
+    assert decode_args(json.dumps(["x", ph(5)]), None) == ["x", ph(5)]
+
+
+def test_decode_wants_an_array() -> None:
+    with pytest.raises(ValueError):
+        decode_args('{"a":1}', None)
+    with pytest.raises(ValueError):
+        decode_args("[", None)
