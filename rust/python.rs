@@ -72,7 +72,9 @@ fn request_to_py(py: Python<'_>, r: &engineio::RequestInfo) -> PyResult<PyObject
 
 /// The server core: the sockets, the Engine.IO session table and timers, and (with `socketio=True`) the
 /// Socket.IO namespaces, sockets and rooms.
-#[pyclass(unsendable, module = "anysio._native")]
+// Not `unsendable`: a server sits in reference cycles (its sessions point back at it), and the cycle collector
+// may free it on any thread; an unsendable core would then be leaked with an error instead of dropped.
+#[pyclass(module = "anysio._native")]
 pub struct EngineCore {
     driver: Driver,
     sio: Option<SocketIo>,
@@ -571,8 +573,8 @@ use pyo3::pybacked::PyBackedBytes;
 /// Feeds an `EngineCore`'s engine (and its Socket.IO layer) with connections an ASGI server hands over instead
 /// of sockets. The application keeps calling the core as before; those calls wake the core's descriptor
 /// (`fileno`), and `turn` collects what they produced. Inputs and `turn` return the application's events and
-/// the connections that have outputs waiting (`take`).
-#[pyclass(unsendable, module = "anysio._native")]
+/// the connections that have outputs waiting (`take`). Sendable for the reason `EngineCore` is.
+#[pyclass(module = "anysio._native")]
 pub struct VirtualCore {
     core: Py<EngineCore>,
     conns: VirtualConns,
@@ -778,10 +780,13 @@ impl VirtualCore {
             // The application's calls wake the core's descriptor once (Driver::request_flush) and only the
             // driver's turn re-arms it. That turn has nothing else to do: there are no sockets, `settle` took
             // every connection's output, and no timer is due at `created`.
-            core.driver
-                .turn(created)
-                .map_err(|e| PyOSError::new_err(e.to_string()))?;
-            Ok(settled)
+            match core.driver.turn(created) {
+                // A signal during the zero-timeout poll: the wake-up stays armed for the next turn.
+                Err(e) if e.kind() != std::io::ErrorKind::Interrupted => {
+                    Err(PyOSError::new_err(e.to_string()))
+                }
+                _ => Ok(settled),
+            }
         })?
     }
 

@@ -136,7 +136,7 @@ class ChatServer:
             text = clean(message.text, "text")
         except ChatError as e:
             return {"error": str(e)}
-        out = self._stamp(room, name, text)
+        out = self.stamp(room, name, text)
         await socket.to(PREFIX + room).emit("chat message", out)
         self._tell_local(room, "chat message", out)
         return {"id": out["id"], "ts": out["ts"]}
@@ -172,7 +172,7 @@ class ChatServer:
             names.append(self.local.name)
         return sorted(names, key=str.casefold)
 
-    def _stamp(self, room: str, name: str, text: str) -> dict[str, Any]:
+    def stamp(self, room: str, name: str, text: str) -> dict[str, Any]:
         return {"room": room, "name": name, "text": text, "id": str(next(self._ids)), "ts": int(time.time() * 1000)}
 
     def _tell_local(self, room: str, event: str, payload: Mapping[str, Any]) -> None:
@@ -225,7 +225,7 @@ class HostParticipant:
     async def say(self, text: str) -> None:
         if self.me.room is None:
             raise ChatError("join a room first: /join ROOM")
-        out = self.chat._stamp(self.me.room, self.me.name, clean(text, "text"))
+        out = self.chat.stamp(self.me.room, self.me.name, clean(text, "text"))
         await self.chat.sio.to(PREFIX + self.me.room).emit("chat message", out)
 
     async def _announce(self, event: str, room: str) -> None:

@@ -1,6 +1,8 @@
 """The Rust core (rust/python.rs). Events are tuples, see EngineCore.turn."""
 
-from typing import Any, Final, Literal, TypeAlias
+from typing import Any, Final, Literal, TypeAlias, final
+
+__all__ = ["EngineCore", "VirtualCore", "__version__"]
 
 __version__: Final[str]
 
@@ -28,9 +30,10 @@ SioEventTuple: TypeAlias = (
     | tuple[Literal["error"], str, Remote]
 )
 
+@final
 class EngineCore:
-    def __init__(
-        self,
+    def __new__(
+        cls,
         *,
         ping_interval: float = 25.0,
         ping_timeout: float = 20.0,
@@ -44,7 +47,7 @@ class EngineCore:
         cookie_name: str | None = None,
         cookie_path: str = "/",
         cookie_http_only: bool = True,
-        cookie_same_site: str | None = "Lax",
+        cookie_same_site: str | None = ...,  # "Lax"
         max_connections: int | None = None,
         defer_handshakes: bool = False,
         sid_prefix: str = "",
@@ -52,7 +55,7 @@ class EngineCore:
         socketio: bool = False,
         connect_timeout: float = 45.0,
         serve_other_paths: bool = False,
-    ) -> None: ...
+    ) -> EngineCore: ...
     def listen(self, host: str, port: int) -> tuple[str, int]: ...
     def listen_fd(self, fd: int) -> tuple[str, int]: ...
     def set_worker(self, index: int) -> None: ...
@@ -111,10 +114,11 @@ VirtualOutput: TypeAlias = (
 # The application's events (as from EngineCore.turn) and the virtual connections with outputs waiting.
 Settled: TypeAlias = tuple[list[Any], list[int]]
 
+@final
 class VirtualCore:
     """Drives an EngineCore with connections an ASGI server hands over instead of sockets."""
 
-    def __init__(self, core: EngineCore) -> None: ...
+    def __new__(cls, core: EngineCore) -> VirtualCore: ...
     @property
     def path(self) -> str: ...
     @property

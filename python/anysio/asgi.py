@@ -8,7 +8,9 @@ One background task (started at lifespan startup, or on the first request when t
 events) runs the core's timers, collects what the application's calls produced, and wakes the requests waiting
 for it: a parked long-polling GET, or a WebSocket's writer.
 
-Use it instead of ``Server.serve``, not beside it: the core serves one of the two at a time.
+Use it instead of ``Server.serve``, not beside it, and wrap a server in one ASGIApp only: the core serves one
+driver at a time. Under uvicorn a parked long-polling GET delays a graceful shutdown until it is answered (the
+next ping at the latest); ``--timeout-graceful-shutdown`` bounds that.
 """
 
 from __future__ import annotations

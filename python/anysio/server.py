@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 import anyio
 import anyio.abc
 
+from ._coerce import to_jsonable
 from ._dispatch import Dispatcher, Handler
 from ._static import StaticFiles
 from ._wire import encode_args
 from .adapter import Adapter, BroadcastOptions
 from .engineio import AllowRequest, Cookie, GenerateId, native_core, run_core
-from ._coerce import to_jsonable
 from .exceptions import AckTimeout, Disconnected, reply_value
 from .socket import Socket
 

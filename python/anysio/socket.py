@@ -77,7 +77,8 @@ class Socket:
 
     async def emit_with_ack(self, event: str, *args: Any, timeout: float | None = None) -> Any:
         """Send an event and wait for the client's acknowledgement; returns its first argument (or a tuple
-        of them when there are several). Raises AckTimeout after ``timeout`` seconds."""
+        of them when there are several). Raises AckTimeout after ``timeout`` seconds, and Disconnected when the
+        socket is gone (or goes) before the acknowledgement."""
         return await self.nsp.server._emit_with_ack(self, [event, *args], timeout)
 
     def send(self, *args: Any) -> Any:

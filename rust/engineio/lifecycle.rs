@@ -142,8 +142,12 @@ impl Engine {
                 return self.write(conn, &frame);
             }
             Message::Pong(_) => return,
-            Message::Close(code, _) => {
-                self.close_websocket(conn, Some(code.unwrap_or(close_code::NORMAL)));
+            Message::Close(code, reason) => {
+                // Echo the code and reason, as Node's ws does.
+                let mut frame = Vec::new();
+                websocket::encode_close(code.unwrap_or(close_code::NORMAL), &reason, &mut frame);
+                self.write(conn, &frame);
+                self.finish_conn(conn);
                 return self.on_websocket_gone(key, conn, CloseReason::TransportClose, now);
             }
             Message::Binary(b) => Packet::Message(Data::Binary(b)),

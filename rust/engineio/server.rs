@@ -429,7 +429,13 @@ impl Engine {
             }
             c.parked_input = 0;
             match parser.next_request() {
-                Ok(None) => return,
+                Ok(None) => {
+                    // As Node does by default; curl otherwise waits a second before sending a large body.
+                    if parser.take_expect_continue() {
+                        self.write(conn, b"HTTP/1.1 100 Continue\r\n\r\n");
+                    }
+                    return;
+                }
                 Ok(Some(req)) => self.handle_request(conn, req, now),
                 Err(err) => {
                     let status = err.status();
@@ -774,8 +780,9 @@ impl Engine {
         if let Some(c) = cookie {
             res = res.with_header("Set-Cookie", c);
         }
+        // Node's 101 carries the CORS headers too.
         let mut out = Vec::new();
-        res.encode(&mut out);
+        self.cors_headers(req, res).encode(&mut out);
         self.write(conn, &out);
         true
     }
@@ -910,7 +917,9 @@ impl Engine {
         for p in s.queue.drain(..) {
             packet::push_payload_segment(&p, &mut body);
         }
-        let closing = matches!(s.state, ReadyState::Closing { .. });
+        // As Node: what was queued before the close goes out first; the close packet rides on the next GET,
+        // so a client reads the last packets (a Socket.IO DISCONNECT, say) before the transport closes.
+        let closing = matches!(s.state, ReadyState::Closing { .. }) && body.is_empty();
         if closing {
             packet::push_payload_segment(&Packet::Close, &mut body);
         }

@@ -271,6 +271,7 @@ fn websocket_handshake_and_pipelined_frame() {
     let res = parse_response(&mut out);
     assert_eq!(res.status, 101);
     assert_eq!(res.header("sec-websocket-accept"), v["accept"].as_str());
+    assert_eq!(res.header("access-control-allow-origin"), Some("*"));
     let events = t.events();
     let Event::Open { sid, key, .. } = &events[0] else {
         panic!("{events:?}")
@@ -372,6 +373,33 @@ fn post_delivers_messages_in_order() {
         Data::Text("€".into()),
     ];
     assert_eq!(data, expected);
+}
+
+#[test]
+fn chunked_post() {
+    let mut t = T::new(config());
+    let (sid, key) = t.polling();
+    let head = post(&sid, "").replace("Content-Length: 0", "Transfer-Encoding: chunked");
+    t.request(&format!("{head}3\r\n4he\r\n4\r\nllo!\r\n0\r\n\r\n"));
+    let msg = Event::Message {
+        key,
+        data: Data::Text("hello!".into()),
+    };
+    assert_eq!(t.events(), [msg]);
+}
+
+#[test]
+fn expect_100_continue() {
+    let mut t = T::new(config());
+    let (sid, _) = t.polling();
+    let c = t.connect();
+    let head = post(&sid, "4hello").replace("Host: x\r\n", "Host: x\r\nExpect: 100-continue\r\n");
+    let (head, body) = head.split_at(head.len() - 6);
+    t.send(c, head);
+    let mut out = t.out(c);
+    assert_eq!(parse_response(&mut out).status, 100);
+    t.send(c, body);
+    assert_eq!(parse_response(&mut t.out(c)).text(), "ok");
 }
 
 #[test]
@@ -634,7 +662,7 @@ fn client_close_on_websocket() {
     t.send(c, masked(Opcode::Close, &close));
     assert_eq!(
         frames(&t.out(c)),
-        [Message::Close(Some(1000), String::new())]
+        [Message::Close(Some(1000), "bye".into())]
     );
     assert!(t.e.should_close(c));
     assert_eq!(t.closes(), [CloseReason::TransportClose]);
@@ -955,6 +983,39 @@ proptest! {
         let back: Vec<Packet> = packet::decode_payload(&res.body).unwrap();
         let sent: Vec<Packet> = msgs.into_iter().map(Packet::Message).collect();
         prop_assert_eq!(back, sent);
+    }
+
+    #[test]
+    fn messages_round_trip_through_websocket(msgs in proptest::collection::vec(prop_oneof![
+        ".{0,200}".prop_map(Data::Text),
+        proptest::collection::vec(any::<u8>(), 0..200).prop_map(Data::Binary),
+    ], 1..6), piece in 1usize..100) {
+        let mut t = T::new(config());
+        let (c, key) = t.websocket();
+        t.out(c);
+        let mut bytes = Vec::new();
+        for m in &msgs {
+            bytes.extend(match m {
+                Data::Text(s) => masked(Opcode::Text, format!("4{s}").as_bytes()),
+                Data::Binary(b) => masked(Opcode::Binary, b),
+            });
+        }
+        for chunk in bytes.chunks(piece) {
+            t.send(c, chunk);
+        }
+        let got: Vec<Data> = t.events().into_iter().filter_map(|e| match e {
+            Event::Message { data, .. } => Some(data),
+            _ => None,
+        }).collect();
+        prop_assert_eq!(&got, &msgs);
+        for m in &msgs {
+            t.e.send(key, m.clone());
+        }
+        let expected: Vec<Message> = msgs.into_iter().map(|m| match m {
+            Data::Text(s) => Message::Text(format!("4{s}")),
+            Data::Binary(b) => Message::Binary(b),
+        }).collect();
+        prop_assert_eq!(frames(&t.out(c)), expected);
     }
 
     #[test]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -194,10 +194,8 @@ async def node_sio(
             yield client
         finally:
             with anyio.CancelScope(shield=True), anyio.move_on_after(5):
-                try:
+                with suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
                     await client.command(cmd="exit")
-                except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-                    pass
                 await process.wait()
             if process.returncode is None:
                 process.kill()

@@ -26,7 +26,7 @@ BROWSER_DIR = ROOT / "tests" / "browser"
 MISSING = [
     what
     for what, there in (
-        ("tmux", shutil.which("tmux") is not None),
+        ("tmux (scripts/setup-system-deps.sh)", shutil.which("tmux") is not None),
         ("node", shutil.which("node") is not None),
         ("chromium (scripts/setup-system-deps.sh)", Path(CHROMIUM).exists()),
         ("playwright-core (scripts/setup-node-deps.sh)", (BROWSER_DIR / "node_modules" / "playwright-core").is_dir()),

@@ -294,3 +294,41 @@ async def test_max_payload_on_websocket() -> None:
             await ws.send(b"x" * 1001)
             assert await ws.expect_close() == 1009
             assert await srv.closed_reason(open_["sid"]) == "transport error"
+
+
+PACKETS = load_vectors("engineio_packets.json")
+MESSAGE_PAYLOADS = [
+    c["wire"].replace("\\x1e", "\x1e") for c in PACKETS["payloads"] if all(p["type"] == "message" for p in c["packets"])
+]
+INVALID_PAYLOADS = [w.replace("\\x1e", "\x1e") for w in PACKETS["invalid_payloads"]]
+
+
+@pytest.mark.parametrize("wire", MESSAGE_PAYLOADS, ids=repr)
+async def test_payload_vectors_are_echoed_as_sent(wire: str) -> None:
+    async with serving(EchoServer()) as srv:
+        with anyio.fail_after(5):
+            p = await Polling.connect(srv.address)
+            assert (await p.post(wire)).status == 200
+            assert (await p.get()).text == wire
+
+
+@pytest.mark.parametrize("wire", INVALID_PAYLOADS, ids=repr)
+async def test_invalid_payload_vectors_close_the_session(wire: str) -> None:
+    async with serving(EchoServer()) as srv:
+        with anyio.fail_after(5):
+            p = await Polling.connect(srv.address)
+            assert (await p.post(wire)).status == 200
+            assert await srv.closed_reason(p.sid) == "parse error"
+
+
+async def test_chunked_post() -> None:
+    async with serving(EchoServer()) as srv:
+        with anyio.fail_after(5):
+            p = await Polling.connect(srv.address)
+            conn = await HttpConn.open(srv.address)
+            await conn.send(
+                f"POST {p.target} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                "3\r\n4he\r\n4\r\nllo!\r\n0\r\n\r\n"
+            )
+            assert (await conn.read_response()).text == "ok"
+            assert (await p.get()).text == "4hello!"

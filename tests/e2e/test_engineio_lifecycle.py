@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import gc
+import sys
+import weakref
+
 import anyio
 import anyio.lowlevel
+import anyio.to_thread
 import pytest
 
 from anysio import Session
@@ -162,3 +167,24 @@ async def test_async_close_handlers_run_at_shutdown() -> None:
             ws, _ = await ws_session(srv.address)
             await ws_echo(ws, "hi")
     assert done == ["server shutting down"]
+
+
+async def test_a_stopped_server_can_be_collected_on_any_thread() -> None:
+    gc.collect()  # earlier tests' garbage, here, on the thread that made it
+    srv = EchoServer()
+    async with serving(srv):
+        with anyio.fail_after(5):
+            ws, _ = await ws_session(srv.address)
+            await ws_echo(ws, "hi")
+    # Sessions point back at their server: only the cycle collector frees it, on whatever thread runs it.
+    server = weakref.ref(srv.eio)
+    del srv
+    problems: list[str] = []
+    previous = sys.unraisablehook
+    sys.unraisablehook = lambda u: problems.append(repr(u.exc_value))
+    try:
+        await anyio.to_thread.run_sync(gc.collect)
+    finally:
+        sys.unraisablehook = previous
+    assert server() is None
+    assert problems == []

@@ -7,8 +7,8 @@ from typing import Any
 
 import anyio
 import pytest
-from anysio import AckTimeout, Server, Socket
 
+from anysio import AckTimeout, Server, Socket
 from tests.e2e.eio_helpers import WsClosed, WsConn, ws_session
 from tests.e2e.sio_helpers import RunningServer, demo_server, node_sio, serving
 

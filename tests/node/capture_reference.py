@@ -25,8 +25,15 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 VECTORS = os.path.join(HERE, "..", "vectors")
-KEPT_HEADERS = ("content-type", "set-cookie", "connection", "vary", "upgrade", "sec-websocket-accept",
-                "transfer-encoding")
+KEPT_HEADERS = (
+    "content-type",
+    "set-cookie",
+    "connection",
+    "vary",
+    "upgrade",
+    "sec-websocket-accept",
+    "transfer-encoding",
+)
 OPCODES = {0: "continuation", 1: "text", 2: "binary", 8: "close", 9: "ping", 10: "pong"}
 
 
@@ -38,8 +45,14 @@ class Server:
     """A reference Node server; stderr JSON lines are kept as the server log."""
 
     def __init__(self, script):
-        self.proc = subprocess.Popen(["node", script, "0", "127.0.0.1"], cwd=HERE, stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            ["node", script, "0", "127.0.0.1"],
+            cwd=HERE,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         line = self.proc.stdout.readline()
         if not line:
             raise RuntimeError(f"{script} did not start: {self.proc.stderr.read()}")
@@ -105,7 +118,7 @@ class Case:
             # "0{sid}" is an Engine.IO open packet, "40{sid}" a Socket.IO CONNECT answer.
             for m in re.finditer(r'(?:^|\x1e)(4?)0(?:/[^,{]*,)?\{"sid":"([A-Za-z0-9_-]+)"', text):
                 self.sid(m.group(2), "sio_sid" if m.group(1) else "sid")
-        entries = self.server.log[self.log_start:]
+        entries = self.server.log[self.log_start :]
         for e in entries:  # sessions opened during this case but never seen on the wire
             if e.get("event") in ("connection", "eio_connection") and "sid" in e:
                 self.sid(e["sid"])
@@ -115,10 +128,9 @@ class Case:
             if owner is not None and owner not in self.ids:
                 continue  # a session of an earlier case timing out now
             entry = {k: v for k, v in entry.items() if k != "t"}
-            entry["at_ms"] = int(round((entry.pop("_mono") - self.t0) * 20)) * 50
+            entry["at_ms"] = round((entry.pop("_mono") - self.t0) * 20) * 50
             log.append(entry)
-        return self.scrub({"name": self.name, "description": self.description, "steps": self.steps,
-                           "server_log": log})
+        return self.scrub({"name": self.name, "description": self.description, "steps": self.steps, "server_log": log})
 
 
 def strings(value):
@@ -133,6 +145,7 @@ def strings(value):
 
 
 # ---------------------------------------------------------------- HTTP
+
 
 def http_request(method, path, port, headers=(), body=b"", content_length=True):
     lines = [f"{method} {path} HTTP/1.1", f"Host: 127.0.0.1:{port}"]
@@ -188,19 +201,25 @@ class Http:
                 headers.setdefault(k.strip().lower(), []).append(v.strip())
             status = int(status_line.split()[1])
             body = self._read_body(status, headers, deadline)
-        except socket.timeout:
+        except TimeoutError:
             return {"no_response_within_ms": int(timeout * 1000), "partial": self.buf.decode("latin-1")}
         except (EOFError, ConnectionResetError):
-            return {"tcp_closed_without_response": True, "partial": self.buf.decode("latin-1"),
-                    "at_ms": ms_since(t0)}
-        kept = {k: v[0] if len(v) == 1 else v for k, v in headers.items()
-                if k in KEPT_HEADERS or k.startswith("access-control-")}
+            return {"tcp_closed_without_response": True, "partial": self.buf.decode("latin-1"), "at_ms": ms_since(t0)}
+        kept = {
+            k: v[0] if len(v) == 1 else v
+            for k, v in headers.items()
+            if k in KEPT_HEADERS or k.startswith("access-control-")
+        }
         try:
             text = body.decode("utf-8")
         except UnicodeDecodeError:
             text = None
-        resp = {"status": status, "reason": status_line.split(" ", 2)[2] if status_line.count(" ") > 1 else "",
-                "headers": dict(sorted(kept.items())), "at_ms": ms_since(t0)}
+        resp = {
+            "status": status,
+            "reason": status_line.split(" ", 2)[2] if status_line.count(" ") > 1 else "",
+            "headers": dict(sorted(kept.items())),
+            "at_ms": ms_since(t0),
+        }
         if text is None:
             resp["body_hex"] = body.hex()
         else:
@@ -225,7 +244,7 @@ class Http:
                 n = int(size_line.split(b";")[0], 16)
                 while len(self.buf) < n + 2:
                     self._fill(deadline)
-                body, self.buf = body + self.buf[:n], self.buf[n + 2:]
+                body, self.buf = body + self.buf[:n], self.buf[n + 2 :]
                 if n == 0:
                     return body
         try:
@@ -244,7 +263,7 @@ class Http:
                 return "closed"
             self.buf += data
             return "open (extra bytes)"
-        except socket.timeout:
+        except TimeoutError:
             return "open"
         except OSError:
             return "closed (reset)"
@@ -292,20 +311,30 @@ def get(case, sid, path="/engine.io/", **kw):
 
 # ---------------------------------------------------------------- WebSocket
 
+
 class WS:
     def __init__(self, case, path, headers=None, record=True):
         self.case = case
         self.http = Http(case.port)
         key = "dGhlIHNhbXBsZSBub25jZQ=="  # the RFC 6455 sample: keeps the vectors stable
-        hdrs = headers if headers is not None else [("Upgrade", "websocket"), ("Connection", "Upgrade"),
-                                                    ("Sec-WebSocket-Key", key), ("Sec-WebSocket-Version", "13")]
+        hdrs = (
+            headers
+            if headers is not None
+            else [
+                ("Upgrade", "websocket"),
+                ("Connection", "Upgrade"),
+                ("Sec-WebSocket-Key", key),
+                ("Sec-WebSocket-Version", "13"),
+            ]
+        )
         key = dict(hdrs).get("Sec-WebSocket-Key", key)
         raw = http_request("GET", path, case.port, hdrs)
         step = describe_request(raw)
         self.http.send(raw)
         resp = self.http.read_response(2.0)
-        expected = base64.b64encode(hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode())
-                                    .digest()).decode()
+        expected = base64.b64encode(
+            hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()
+        ).decode()
         if resp.get("status") == 101:
             resp["accept_matches_rfc6455"] = resp["headers"].get("sec-websocket-accept") == expected
             resp["headers"].pop("sec-websocket-accept", None)
@@ -350,13 +379,15 @@ class WS:
         self.send_frame(1, data, label=label, **kw)
 
     def send_binary(self, data, **kw):
-        self.send_frame(2, data, label=kw.pop("label", data.hex() if len(data) <= 100 else f"<{len(data)} bytes>"),
-                        **kw)
+        self.send_frame(
+            2, data, label=kw.pop("label", data.hex() if len(data) <= 100 else f"<{len(data)} bytes>"), **kw
+        )
 
     def _read_frame(self, deadline):
         def need(n):
             while len(self.http.buf) < n:
                 self.http._fill(deadline)
+
         need(2)
         b0, b1 = self.http.buf[0], self.http.buf[1]
         n, off = b1 & 0x7F, 2
@@ -367,8 +398,8 @@ class WS:
             need(10)
             n, off = struct.unpack("!Q", self.http.buf[2:10])[0], 10
         need(off + n)
-        payload = self.http.buf[off:off + n]
-        self.http.buf = self.http.buf[off + n:]
+        payload = self.http.buf[off : off + n]
+        self.http.buf = self.http.buf[off + n :]
         return b0 & 0x0F, payload
 
     def recv(self, duration=1.0, until=None, auto_pong=True, t0=None, record_pings=False):
@@ -381,7 +412,7 @@ class WS:
         while not self.closed:
             try:
                 opcode, payload = self._read_frame(deadline)
-            except socket.timeout:
+            except TimeoutError:
                 break
             except (EOFError, ConnectionResetError, BrokenPipeError):
                 events.append({"tcp": "closed", "at_ms": ms_since(t0)})
@@ -419,7 +450,7 @@ class WS:
                 self.http._fill(deadline)
         except EOFError:
             closed = True
-        except socket.timeout:
+        except TimeoutError:
             closed = False
         data, self.http.buf = self.http.buf, b""
         self.case.steps.append({"raw_after_101": data.decode("latin-1"), "tcp_closed": closed})
@@ -447,6 +478,7 @@ def ws_open(case, path="/engine.io/"):
 
 # ---------------------------------------------------------------- Engine.IO cases
 
+
 def eio_cases(server):
     cases = []
 
@@ -459,6 +491,7 @@ def eio_cases(server):
                 c.step(capture_error=f"{e.__class__.__name__}: {e}")
             cases.append(c.result())
             print(f"  {name}", file=sys.stderr)
+
         return wrap
 
     P = "/engine.io/"
@@ -476,9 +509,18 @@ def eio_cases(server):
 
     @case("preflight_options", "OPTIONS preflight with Origin and Access-Control-Request-*")
     def _(c):
-        http(c, req("OPTIONS", P + "?EIO=4&transport=polling", [
-            ("Origin", "http://example.com"), ("Access-Control-Request-Method", "POST"),
-            ("Access-Control-Request-Headers", "content-type")]))
+        http(
+            c,
+            req(
+                "OPTIONS",
+                P + "?EIO=4&transport=polling",
+                [
+                    ("Origin", "http://example.com"),
+                    ("Access-Control-Request-Method", "POST"),
+                    ("Access-Control-Request-Headers", "content-type"),
+                ],
+            ),
+        )
 
     @case("handshake_eio3", "handshake with EIO=3 (allowEIO3 is false)")
     def _(c):
@@ -511,8 +553,7 @@ def eio_cases(server):
 
     @case("post_without_sid", "POST handshake (no sid): bad handshake method")
     def _(c):
-        http(c, req("POST", P + "?EIO=4&transport=polling", [("Content-Type", "text/plain;charset=UTF-8")],
-                    b"4hello"))
+        http(c, req("POST", P + "?EIO=4&transport=polling", [("Content-Type", "text/plain;charset=UTF-8")], b"4hello"))
 
     @case("put_without_sid", "PUT handshake (no sid)")
     def _(c):
@@ -533,7 +574,7 @@ def eio_cases(server):
     @case("message_roundtrip", "POST two packets in one payload, GET returns both echoes joined by \\x1e")
     def _(c):
         sid = handshake(c)
-        post(c, sid, "4hello\x1ebAQID".encode())
+        post(c, sid, b"4hello\x1ebAQID")
         get(c, sid)
 
     @case("octet_stream_post", "POST with Content-Type application/octet-stream (v4 forbids it)")
@@ -575,19 +616,45 @@ def eio_cases(server):
     def _(c):
         sid = handshake(c)
         first = Http(c.port)
-        raw = req("POST", q(sid), [("Content-Type", "text/plain;charset=UTF-8"), ("Content-Length", "10")],
-                  b"4abc", content_length=False)
+        raw = req(
+            "POST",
+            q(sid),
+            [("Content-Type", "text/plain;charset=UTF-8"), ("Content-Length", "10")],
+            b"4abc",
+            content_length=False,
+        )
         first.send(raw)
         time.sleep(0.05)
         c.note("first POST sent with Content-Length 10 but only 4 body bytes")
         post(c, sid, b"4second")
-        c.steps.append({"request": "(answer of the first POST after its remaining 6 bytes)",
-                        "send_error": first.send(b"xxxxxx"), "response": first.read_response(1.0)})
+        c.steps.append(
+            {
+                "request": "(answer of the first POST after its remaining 6 bytes)",
+                "send_error": first.send(b"xxxxxx"),
+                "response": first.read_response(1.0),
+            }
+        )
         first.close()
         get(c, sid, timeout=1.0)
 
-    for body in ["abc", "b!!!", "bAQID", "4", "", "4a\x1e", "\x1e", "4a\x1e\x1e4b", "2", "3", "5", "6", "7",
-                 "2probe", "4é"]:
+    for body in [
+        "abc",
+        "b!!!",
+        "bAQID",
+        "4",
+        "",
+        "4a\x1e",
+        "\x1e",
+        "4a\x1e\x1e4b",
+        "2",
+        "3",
+        "5",
+        "6",
+        "7",
+        "2probe",
+        "4é",
+    ]:
+
         @case(f"post_payload_{body!r}", f"POST body {body!r}, then GET on the same sid (what the session did)")
         def _(c, body=body):
             sid = handshake(c)
@@ -609,8 +676,16 @@ def eio_cases(server):
     def _(c):
         sid = handshake(c)
         body = b"3\r\n4he\r\n4\r\nllo!\r\n0\r\n\r\n"
-        http(c, req("POST", q(sid), [("Content-Type", "text/plain;charset=UTF-8"),
-                                     ("Transfer-Encoding", "chunked")], body, content_length=False))
+        http(
+            c,
+            req(
+                "POST",
+                q(sid),
+                [("Content-Type", "text/plain;charset=UTF-8"), ("Transfer-Encoding", "chunked")],
+                body,
+                content_length=False,
+            ),
+        )
         get(c, sid)
 
     @case("polling_ping_timeout", "polling session that never answers the ping")
@@ -654,7 +729,7 @@ def eio_cases(server):
 
     @case("ws_handshake_no_sid", "WebSocket-only session: 101 answer, first frame, echo of text and binary")
     def _(c):
-        ws, sid = ws_open(c)
+        ws, _sid = ws_open(c)
         ws.send_text("4hello")
         ws.send_binary(b"\x01\x02\x03")
         ws.recv(0.5, until=lambda ev: len(ev) >= 2)
@@ -669,7 +744,7 @@ def eio_cases(server):
 
     @case("ws_ping_pong", "WebSocket-only session that answers pings keeps running")
     def _(c):
-        ws, sid = ws_open(c)
+        ws, _sid = ws_open(c)
         ws.recv(1.2)
         ws.send_text("4still-there")
         ws.recv(0.3, until=first_text)
@@ -735,14 +810,22 @@ def eio_cases(server):
 
     @case("ws_upgrade_missing_key", "Upgrade request without Sec-WebSocket-Key")
     def _(c):
-        WS(c, ws_path(), headers=[("Upgrade", "websocket"), ("Connection", "Upgrade"),
-                                  ("Sec-WebSocket-Version", "13")]).close()
+        WS(
+            c, ws_path(), headers=[("Upgrade", "websocket"), ("Connection", "Upgrade"), ("Sec-WebSocket-Version", "13")]
+        ).close()
 
     @case("ws_upgrade_bad_version", "Upgrade request with Sec-WebSocket-Version: 8")
     def _(c):
-        WS(c, ws_path(), headers=[("Upgrade", "websocket"), ("Connection", "Upgrade"),
-                                  ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
-                                  ("Sec-WebSocket-Version", "8")]).recv(0.8, auto_pong=False)
+        WS(
+            c,
+            ws_path(),
+            headers=[
+                ("Upgrade", "websocket"),
+                ("Connection", "Upgrade"),
+                ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+                ("Sec-WebSocket-Version", "8"),
+            ],
+        ).recv(0.8, auto_pong=False)
 
     @case("ws_upgrade_on_polling_transport", "Upgrade headers on a transport=polling URL")
     def _(c):
@@ -751,43 +834,56 @@ def eio_cases(server):
     def ws_bad_frame(name, description, send):
         @case(name, description)
         def _(c):
-            ws, sid = ws_open(c)
+            ws, _sid = ws_open(c)
             t0 = time.monotonic()
             send(ws)
             ws.recv(0.8, t0=t0, record_pings=True)
             ws.close()
 
-    ws_bad_frame("ws_unmasked_frame", "client frame without mask",
-                 lambda ws: ws.send_text("4hi", mask=False))
-    ws_bad_frame("ws_invalid_utf8", "text frame with invalid UTF-8",
-                 lambda ws: ws.send_frame(1, b"4\xff\xfe", label="34fffe (hex)"))
-    ws_bad_frame("ws_frame_over_max", "text frame of 1e6+1 bytes",
-                 lambda ws: ws.send_text("4" + "x" * 1_000_000))
-    ws_bad_frame("ws_unknown_opcode", "frame with opcode 3",
-                 lambda ws: ws.send_frame(3, b"4hi", label="4hi"))
-    ws_bad_frame("ws_rsv_bit", "text frame with RSV1 set (no extension negotiated)",
-                 lambda ws: ws.send_frame(1, b"4hi", rsv=4, label="4hi"))
-    ws_bad_frame("ws_close_frame", "client close frame 1000",
-                 lambda ws: ws.send_frame(8, struct.pack("!H", 1000) + b"bye", label="1000 bye"))
-    ws_bad_frame("ws_ping_frame", "client WebSocket ping frame (opcode 9)",
-                 lambda ws: ws.send_frame(9, b"abc", label="abc"))
-    ws_bad_frame("ws_close_packet", "Engine.IO close packet '1' over WebSocket",
-                 lambda ws: ws.send_text("1"))
-    ws_bad_frame("ws_ping_packet_from_client", "Engine.IO ping '2' sent by the client (wrong direction)",
-                 lambda ws: ws.send_text("2"))
-    ws_bad_frame("ws_garbage_packet", "Engine.IO packet 'abc' over WebSocket",
-                 lambda ws: ws.send_text("abc"))
-    ws_bad_frame("ws_empty_text", "empty text frame",
-                 lambda ws: ws.send_text(""))
-    ws_bad_frame("ws_fragmented_text", "text message in two fragments (FIN=0 then continuation)",
-                 lambda ws: (ws.send_frame(1, b"4hel", fin=False, label="4hel"),
-                             ws.send_frame(0, b"lo", label="lo")))
-    ws_bad_frame("ws_binary_base64_text", "text frame 'bAQID' (base64 binary packet over WebSocket)",
-                 lambda ws: ws.send_text("bAQID"))
+    ws_bad_frame("ws_unmasked_frame", "client frame without mask", lambda ws: ws.send_text("4hi", mask=False))
+    ws_bad_frame(
+        "ws_invalid_utf8",
+        "text frame with invalid UTF-8",
+        lambda ws: ws.send_frame(1, b"4\xff\xfe", label="34fffe (hex)"),
+    )
+    ws_bad_frame("ws_frame_over_max", "text frame of 1e6+1 bytes", lambda ws: ws.send_text("4" + "x" * 1_000_000))
+    ws_bad_frame("ws_unknown_opcode", "frame with opcode 3", lambda ws: ws.send_frame(3, b"4hi", label="4hi"))
+    ws_bad_frame(
+        "ws_rsv_bit",
+        "text frame with RSV1 set (no extension negotiated)",
+        lambda ws: ws.send_frame(1, b"4hi", rsv=4, label="4hi"),
+    )
+    ws_bad_frame(
+        "ws_close_frame",
+        "client close frame 1000",
+        lambda ws: ws.send_frame(8, struct.pack("!H", 1000) + b"bye", label="1000 bye"),
+    )
+    ws_bad_frame(
+        "ws_ping_frame", "client WebSocket ping frame (opcode 9)", lambda ws: ws.send_frame(9, b"abc", label="abc")
+    )
+    ws_bad_frame("ws_close_packet", "Engine.IO close packet '1' over WebSocket", lambda ws: ws.send_text("1"))
+    ws_bad_frame(
+        "ws_ping_packet_from_client",
+        "Engine.IO ping '2' sent by the client (wrong direction)",
+        lambda ws: ws.send_text("2"),
+    )
+    ws_bad_frame("ws_garbage_packet", "Engine.IO packet 'abc' over WebSocket", lambda ws: ws.send_text("abc"))
+    ws_bad_frame("ws_empty_text", "empty text frame", lambda ws: ws.send_text(""))
+    ws_bad_frame(
+        "ws_fragmented_text",
+        "text message in two fragments (FIN=0 then continuation)",
+        lambda ws: (ws.send_frame(1, b"4hel", fin=False, label="4hel"), ws.send_frame(0, b"lo", label="lo")),
+    )
+    ws_bad_frame(
+        "ws_binary_base64_text",
+        "text frame 'bAQID' (base64 binary packet over WebSocket)",
+        lambda ws: ws.send_text("bAQID"),
+    )
     return cases
 
 
 # ---------------------------------------------------------------- Socket.IO cases
+
 
 def sio_cases(server):
     cases = []
@@ -822,8 +918,7 @@ def sio_cases(server):
         ws.recv(duration, t0=t0)
         ws.close()
 
-    run("handshake_polling", "Engine.IO handshake on /socket.io/",
-        lambda c: handshake(c, P))
+    run("handshake_polling", "Engine.IO handshake on /socket.io/", lambda c: handshake(c, P))
 
     def polling_connect(c):
         sid = handshake(c, P)
@@ -831,37 +926,54 @@ def sio_cases(server):
         get(c, sid, path=P)
         post(c, sid, b'42["message","hi",1]', path=P)
         get(c, sid, path=P)
+
     run("polling_connect_and_event", "CONNECT and an EVENT over polling", polling_connect)
 
     run("connect_main_no_auth", "CONNECT '40' to /", lambda c: then_observe(c, connected(c), [], 0.4))
-    run("connect_main_with_auth", "CONNECT '40{\"token\":\"123\"}' to /",
-        lambda c: then_observe(c, connected(c, '40{"token":"123"}'), [], 0.4))
+    run(
+        "connect_main_with_auth",
+        'CONNECT \'40{"token":"123"}\' to /',
+        lambda c: then_observe(c, connected(c, '40{"token":"123"}'), [], 0.4),
+    )
     run("connect_custom_nsp", "CONNECT '40/custom,' ", lambda c: then_observe(c, connected(c, "40/custom,"), [], 0.4))
-    run("connect_custom_nsp_with_auth", "CONNECT '40/custom,{\"token\":\"abc\"}'",
-        lambda c: then_observe(c, connected(c, '40/custom,{"token":"abc"}'), [], 0.4))
+    run(
+        "connect_custom_nsp_with_auth",
+        'CONNECT \'40/custom,{"token":"abc"}\'',
+        lambda c: then_observe(c, connected(c, '40/custom,{"token":"abc"}'), [], 0.4),
+    )
 
     def unknown_nsp(c):
         ws, _ = ws_open(c, P)
         then_observe(c, ws, ["40/random,"], 0.4)
+
     run("connect_unknown_nsp", "CONNECT to an unknown namespace", unknown_nsp)
 
     def unknown_nsp_then_wait(c):
         ws, _ = ws_open(c, P)
         then_observe(c, ws, ["40/random,"], 1.5)
-    run("connect_unknown_nsp_then_wait", "CONNECT unknown namespace, then nothing (does connectTimeout fire?)",
-        unknown_nsp_then_wait)
+
+    run(
+        "connect_unknown_nsp_then_wait",
+        "CONNECT unknown namespace, then nothing (does connectTimeout fire?)",
+        unknown_nsp_then_wait,
+    )
 
     def unknown_nsp_then_main(c):
         ws, _ = ws_open(c, P)
         ws.send_text("40/random,")
         ws.recv(0.3, until=texts(1))
         then_observe(c, ws, ["40"], 0.4)
-    run("connect_unknown_nsp_then_main", "CONNECT unknown namespace, then CONNECT / on the same connection",
-        unknown_nsp_then_main)
+
+    run(
+        "connect_unknown_nsp_then_main",
+        "CONNECT unknown namespace, then CONNECT / on the same connection",
+        unknown_nsp_then_main,
+    )
 
     def connect_bad_auth(c):
         ws, _ = ws_open(c, P)
         then_observe(c, ws, ['40"notanobject"'], 0.5)
+
     run("connect_auth_not_object", "CONNECT with a string payload (auth must be an object)", connect_bad_auth)
 
     def connect_timeout(c):
@@ -869,12 +981,14 @@ def sio_cases(server):
         ws = WS(c, ws_path(P))
         ws.recv(2.0, t0=t0)
         ws.close()
+
     run("connect_timeout", "no CONNECT at all (connectTimeout 1000; pings answered)", connect_timeout)
 
     def before_connect(pkts):
         def fn(c):
             ws, _ = ws_open(c, P)
             then_observe(c, ws, pkts, 0.5)
+
         return fn
 
     run("event_before_connect", "EVENT before any CONNECT", before_connect(['42["message","x"]']))
@@ -898,14 +1012,20 @@ def sio_cases(server):
         ("connect_twice", "CONNECT '/' again while connected", ["40"]),
         ("connect_error_from_client", "CONNECT_ERROR packet '44' from the client", ['44{"message":"x"}']),
         ("ack_unknown_id", "ACK '3' for an id the server never sent", ['4399["x"]']),
-        ("ack_not_array", "ACK with an object payload", ['431{}']),
+        ("ack_not_array", "ACK with an object payload", ["431{}"]),
         ("disconnect_packet", "DISCONNECT '1' from the client", ["41"]),
-        ("disconnect_with_payload", "DISCONNECT with a payload (must have none)", ['41{}']),
+        ("disconnect_with_payload", "DISCONNECT with a payload (must have none)", ["41{}"]),
         ("empty_message", "Engine.IO message '4' with empty data", ["4"]),
-        ("binary_event", "BINARY_EVENT with one attachment, then the attachment",
-         ['451-["message",{"_placeholder":true,"num":0}]', b"\x01\x02\x03"]),
-        ("binary_event_then_text", "BINARY_EVENT '51-[\"a\"]' then a text message instead of the attachment",
-         ['451-["a"]', '42["message","x"]']),
+        (
+            "binary_event",
+            "BINARY_EVENT with one attachment, then the attachment",
+            ['451-["message",{"_placeholder":true,"num":0}]', b"\x01\x02\x03"],
+        ),
+        (
+            "binary_event_then_text",
+            "BINARY_EVENT '51-[\"a\"]' then a text message instead of the attachment",
+            ['451-["a"]', '42["message","x"]'],
+        ),
         ("binary_without_header", "a binary frame with no BINARY_EVENT before it", [b"\x01\x02"]),
         ("binary_attachments_zero", "BINARY_EVENT with 0 attachments", ['450-["a"]']),
         ("binary_attachments_no_dash", "BINARY_EVENT without the '-' after the count", ['451["a"]']),
@@ -917,6 +1037,7 @@ def sio_cases(server):
     def custom_event(c):
         ws = connected(c, "40/custom,")
         then_observe(c, ws, ['42/custom,["message","x"]'], 0.4)
+
     run("custom_nsp_event_no_handler", "EVENT on /custom (which has no 'message' handler)", custom_event)
 
     def both_nsps_disconnect_one(c):
@@ -924,6 +1045,7 @@ def sio_cases(server):
         ws.send_text("40/custom,")
         ws.recv(0.5, until=texts(2))
         then_observe(c, ws, ["41/custom,", '42["message","still"]'], 0.4)
+
     run("disconnect_one_of_two_nsps", "joined / and /custom, DISCONNECT /custom only", both_nsps_disconnect_one)
 
     def no_pong(c):
@@ -931,11 +1053,13 @@ def sio_cases(server):
         t0 = time.monotonic()
         ws.recv(1.5, auto_pong=False, t0=t0)
         ws.close()
+
     run("ping_timeout", "connected, never answering pings", no_pong)
     return cases
 
 
 # ---------------------------------------------------------------- main
+
 
 def versions():
     out = {"node": subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()}
@@ -975,13 +1099,25 @@ def main():
     only = sys.argv[2] if len(sys.argv) > 2 and sys.argv[1] == "--only" else None
     base = {"pingInterval": 300, "pingTimeout": 200, "maxHttpBufferSize": 1_000_000, "cors": {"origin": "*"}}
     if only in (None, "eio"):
-        capture("reference_eio_server.mjs", eio_cases, os.path.join(VECTORS, "eio_reference.json"),
-                dict(base, path="/engine.io/", on_message="echo"))
+        capture(
+            "reference_eio_server.mjs",
+            eio_cases,
+            os.path.join(VECTORS, "eio_reference.json"),
+            dict(base, path="/engine.io/", on_message="echo"),
+        )
     if only in (None, "sio"):
-        capture("reference_sio_server.mjs", sio_cases, os.path.join(VECTORS, "sio_reference.json"),
-                dict(base, path="/socket.io/", connectTimeout=1000,
-                     handlers="spec test-suite: emit('auth', auth) on connect; 'message' -> 'message-back'; "
-                              "'message-with-ack' acks its args; /custom emits 'auth' only"))
+        capture(
+            "reference_sio_server.mjs",
+            sio_cases,
+            os.path.join(VECTORS, "sio_reference.json"),
+            dict(
+                base,
+                path="/socket.io/",
+                connectTimeout=1000,
+                handlers="spec test-suite: emit('auth', auth) on connect; 'message' -> 'message-back'; "
+                "'message-with-ack' acks its args; /custom emits 'auth' only",
+            ),
+        )
 
 
 if __name__ == "__main__":

@@ -12,9 +12,10 @@ from typing import Annotated, Any, Literal
 
 import pytest
 import typing_extensions
+from pydantic import BaseModel, Field, TypeAdapter
+
 from anysio import _coerce
 from anysio._coerce import CoercionError, Plan, plan, to_jsonable
-from pydantic import BaseModel, Field, TypeAdapter
 
 
 class FakeSocket:

@@ -14,10 +14,17 @@ from typing import Any
 
 import anyio
 import pytest
+
 from anysio import Ack, AckTimeout, ConnectionRefused, Disconnected, Server, Socket
 from anysio.adapter import Adapter
 
-REQUEST = ("GET", "/socket.io/", "EIO=4&transport=polling&x=1", [("host", "h"), ("origin", "http://o")], ("10.0.0.1", 7))
+REQUEST = (
+    "GET",
+    "/socket.io/",
+    "EIO=4&transport=polling&x=1",
+    [("host", "h"), ("origin", "http://o")],
+    ("10.0.0.1", 7),
+)
 CLIENT = 1
 
 

@@ -5,6 +5,7 @@ import json
 from typing import Any
 
 import pytest
+
 from anysio._wire import BadAttachments, decode_args, encode_args
 
 
@@ -66,7 +67,9 @@ def test_bad_placeholders_raise(payload: list[Any], attachments: list[bytes]) ->
 def test_placeholders_are_read_as_socket_io_parser_reads_them() -> None:
     # Any object with "_placeholder": true is one, whatever else it holds; a number written as 1.0 is 1.
     attachments = [b"a", b"b"]
-    got = decode_args(json.dumps([{"_placeholder": True, "num": 1.0, "extra": 1}, {"_placeholder": 1, "num": 0}]), attachments)
+    got = decode_args(
+        json.dumps([{"_placeholder": True, "num": 1.0, "extra": 1}, {"_placeholder": 1, "num": 0}]), attachments
+    )
     assert got == [b"b", {"_placeholder": 1, "num": 0}]
     # Unused attachments are allowed, and a packet without attachments keeps placeholder-like objects as they are.
     assert decode_args(json.dumps(["x", ph(0)]), [b"a", b"unused"]) == ["x", b"a"]

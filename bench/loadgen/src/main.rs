@@ -1,16 +1,19 @@
 //! anysio's load generator: one thread, one mio poller, thousands of Socket.IO clients.
 //!
 //! ```text
-//! loadgen connect --port P --clients 1000 [--window 256] [--sources 1] [--rss-at 10000] [--hold 0]
+//! loadgen connect --port P --clients 1000 [--window 256] [--sources 1] [--source-offset 0] [--rss-at 10000]
+//!                 [--hold 0] [--wait-stdin]
 //! loadgen echo    --port P --clients 100 --depth 8 [--duration 5] [--warmup 1] [--payload 32]
 //! loadgen bcast   --port P --clients 1000 [--window 16] [--duration 5] [--warmup 1]
 //! loadgen poll    --port P --clients 50 [--duration 5] [--warmup 1]
+//! loadgen reflect [--port P, else $PORT] [--timeout 120]   (a minimal native server, for calibration)
 //! ```
 //! Every run is bounded by `--timeout` seconds (and the measured part by `--duration`). With `--server-pid`, the
 //! server's CPU use and RSS are read from /proc around the measured window. The result is one JSON object on
 //! stdout; it includes this process's own CPU use (`loadgen_cpu`, fraction of one core) so a reader can tell
 //! whether the load generator or the server was the bottleneck.
 mod polling;
+mod reflect;
 mod scenarios;
 mod stats;
 mod tcp;
@@ -28,6 +31,8 @@ pub struct Args {
     pub depth: usize,
     pub window: usize,
     pub sources: usize,
+    pub source_offset: usize,
+    pub wait_stdin: bool,
     pub duration: Duration,
     pub warmup: Duration,
     pub hold: Duration,
@@ -40,8 +45,8 @@ pub struct Args {
     pub server_pid: Option<String>,
 }
 
-const USAGE: &str = "usage: loadgen connect|echo|bcast|poll --port P [--host 127.0.0.1] [--clients N] \
-[--depth N] [--window N] [--sources N] [--duration S] [--warmup S] [--hold S] [--settle S] [--timeout S] \
+const USAGE: &str = "usage: loadgen connect|echo|bcast|poll|reflect --port P [--host 127.0.0.1] [--clients N] \
+[--depth N] [--window N] [--sources N] [--source-offset N] [--wait-stdin] [--duration S] [--warmup S] [--hold S] [--settle S] [--timeout S] \
 [--handshake-timeout S] [--payload BYTES] [--max-failures N] [--rss-at N,N] [--server-pid PID]";
 
 fn parse(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
@@ -51,6 +56,7 @@ fn parse(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
         "echo" => (100, 8, 100),
         "bcast" => (1000, 1, 16),
         "poll" => (50, 1, 50),
+        "reflect" => (0, 1, 1),
         other => return Err(format!("unknown scenario {other:?}")),
     };
     let mut a = Args {
@@ -61,6 +67,8 @@ fn parse(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
         depth: defaults.1,
         window: defaults.2,
         sources: 1,
+        source_offset: 0,
+        wait_stdin: false,
         duration: Duration::from_secs(5),
         warmup: Duration::from_secs(1),
         hold: Duration::ZERO,
@@ -73,8 +81,16 @@ fn parse(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
         server_pid: None,
     };
     while let Some(flag) = argv.next() {
+        if flag == "--wait-stdin" {
+            a.wait_stdin = true;
+            continue;
+        }
         let value = argv.next().ok_or(format!("{flag} needs a value"))?;
-        let num = || value.parse::<usize>().map_err(|_| format!("{flag}: not a count: {value}"));
+        let num = || {
+            value
+                .parse::<usize>()
+                .map_err(|_| format!("{flag}: not a count: {value}"))
+        };
         let secs = || {
             value
                 .parse::<f64>()
@@ -90,6 +106,7 @@ fn parse(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
             "--depth" => a.depth = num()?.max(1),
             "--window" => a.window = num()?.max(1),
             "--sources" => a.sources = num()?.clamp(1, 254),
+            "--source-offset" => a.source_offset = num()?.min(253),
             "--duration" => a.duration = secs()?,
             "--warmup" => a.warmup = secs()?,
             "--hold" => a.hold = secs()?,
@@ -109,6 +126,12 @@ fn parse(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
             "--server-pid" => a.server_pid = Some(value.clone()),
             _ => return Err(format!("unknown flag {flag}")),
         }
+    }
+    if a.port == 0 && a.scenario == "reflect" {
+        a.port = std::env::var("PORT")
+            .ok()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
     }
     if a.port == 0 {
         return Err("--port is required".into());
@@ -135,6 +158,7 @@ fn main() -> ExitCode {
         "connect" => scenarios::connect(&args, addr),
         "echo" => scenarios::echo(&args, addr),
         "bcast" => scenarios::bcast(&args, addr),
+        "reflect" => reflect::serve(&args, addr),
         _ => polling::echo(&args, addr),
     };
     match result {
@@ -150,7 +174,10 @@ fn main() -> ExitCode {
             }
         }
         Err(e) => {
-            println!("{}", serde_json::json!({"scenario": args.scenario, "ok": false, "error": e.to_string()}));
+            println!(
+                "{}",
+                serde_json::json!({"scenario": args.scenario, "ok": false, "error": e.to_string()})
+            );
             ExitCode::from(1)
         }
     }

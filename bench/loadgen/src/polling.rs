@@ -25,9 +25,12 @@ fn parse_response(buf: &[u8]) -> Result<Option<(u16, Vec<u8>, usize)>, String> {
     let status = tcp::status(head).ok_or("bad status line")?;
     if let Some(len) = tcp::header(head, "content-length") {
         let len: usize = len.parse().map_err(|_| "bad content-length")?;
-        return Ok(buf.get(end..end + len).map(|body| (status, body.to_vec(), end + len)));
+        return Ok(buf
+            .get(end..end + len)
+            .map(|body| (status, body.to_vec(), end + len)));
     }
-    let chunked = tcp::header(head, "transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
+    let chunked =
+        tcp::header(head, "transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
     if !chunked {
         return Err("response without a length".into());
     }
@@ -38,7 +41,8 @@ fn parse_response(buf: &[u8]) -> Result<Option<(u16, Vec<u8>, usize)>, String> {
         let Some(line_len) = rest.windows(2).position(|w| w == b"\r\n") else {
             return Ok(None);
         };
-        let line = std::str::from_utf8(rest.get(..line_len).unwrap_or_default()).map_err(|_| "bad chunk size")?;
+        let line = std::str::from_utf8(rest.get(..line_len).unwrap_or_default())
+            .map_err(|_| "bad chunk size")?;
         let size_text = line.split(';').next().unwrap_or_default().trim();
         let size = usize::from_str_radix(size_text, 16).map_err(|_| "bad chunk size")?;
         let data_start = pos + line_len + 2;
@@ -109,9 +113,11 @@ impl Polling {
     fn open_conn(&mut self, id: usize, post: bool) -> io::Result<()> {
         let mut stream = tcp::connect(self.addr, None)?;
         let token = Token(id * 2 + usize::from(post));
-        self.poll
-            .registry()
-            .register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)?;
+        self.poll.registry().register(
+            &mut stream,
+            token,
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
         if let Some(c) = self.clients.get_mut(id) {
             let h = if post { &mut c.post } else { &mut c.get };
             h.stream = Some(stream);
@@ -444,17 +450,28 @@ mod tests {
     #[test]
     fn content_length_responses() {
         let r = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1";
-        assert_eq!(parse_response(r), Ok(Some((200, b"ok".to_vec(), r.len() - 8))));
-        assert_eq!(parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nok"), Ok(None));
+        assert_eq!(
+            parse_response(r),
+            Ok(Some((200, b"ok".to_vec(), r.len() - 8)))
+        );
+        assert_eq!(
+            parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nok"),
+            Ok(None)
+        );
         assert!(parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n").is_err());
     }
 
     #[test]
     fn chunked_responses() {
         let r = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n3\r\n!!!\r\n0\r\n\r\n";
-        assert_eq!(parse_response(r), Ok(Some((200, b"ok!!!".to_vec(), r.len()))));
+        assert_eq!(
+            parse_response(r),
+            Ok(Some((200, b"ok!!!".to_vec(), r.len())))
+        );
         assert_eq!(parse_response(&r[..r.len() - 2]), Ok(None));
-        assert!(parse_response(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n").is_err());
+        assert!(
+            parse_response(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n").is_err()
+        );
         assert!(parse_response(b"HTTP/1.1 200 OK\r\n\r\nbody").is_err());
     }
 }

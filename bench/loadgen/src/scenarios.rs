@@ -21,7 +21,12 @@ fn timed_out() -> io::Error {
 }
 
 /// Open `a.clients` clients, at most `a.window` handshakes at a time, and wait until each is ready or lost.
-fn connect_all(net: &mut Net, sc: &mut impl Scenario, a: &Args, deadline: Instant) -> io::Result<()> {
+fn connect_all(
+    net: &mut Net,
+    sc: &mut impl Scenario,
+    a: &Args,
+    deadline: Instant,
+) -> io::Result<()> {
     let mut attempted = 0;
     loop {
         let now = Instant::now();
@@ -29,7 +34,7 @@ fn connect_all(net: &mut Net, sc: &mut impl Scenario, a: &Args, deadline: Instan
             return Err(timed_out());
         }
         while attempted < a.clients && net.handshaking() < a.window {
-            net.open(source_for(attempted, a.sources), now);
+            net.open(source_for(attempted, a.sources, a.source_offset), now);
             attempted += 1;
         }
         net.turn(sc, TICK)?;
@@ -44,7 +49,14 @@ fn connect_all(net: &mut Net, sc: &mut impl Scenario, a: &Args, deadline: Instan
 fn idle(net: &mut Net, sc: &mut impl Scenario, d: Duration) -> io::Result<()> {
     let until = Instant::now() + d;
     while Instant::now() < until {
-        net.turn(sc, TICK.max(until.saturating_duration_since(Instant::now()).min(TICK * 20)))?;
+        net.turn(
+            sc,
+            TICK.max(
+                until
+                    .saturating_duration_since(Instant::now())
+                    .min(TICK * 20),
+            ),
+        )?;
     }
     Ok(())
 }
@@ -53,14 +65,18 @@ fn failures(net: &Net) -> Value {
     json!(net.failures)
 }
 
-#[derive(Default)]
 struct Tally {
     last_ready: Option<Instant>,
+    /// From the TCP connect to the Socket.IO CONNECT reply.
+    latencies: Latencies,
 }
 
 impl Scenario for Tally {
-    fn ready(&mut self, _: &mut Net, _: usize, now: Instant) {
+    fn ready(&mut self, net: &mut Net, id: usize, now: Instant) {
         self.last_ready = Some(now);
+        if let Some(t) = net.opened_at(id) {
+            self.latencies.record(now - t);
+        }
     }
     fn packet(&mut self, _: &mut Net, _: usize, _: &str, _: Instant) {}
 }
@@ -69,13 +85,21 @@ impl Scenario for Tally {
 /// the `rss_at` counts (opening pauses there) and at the end; then hold every connection for `hold`.
 pub fn connect(a: &Args, addr: SocketAddr) -> io::Result<Value> {
     let mut net = Net::new(addr)?;
-    let mut sc = Tally::default();
+    let mut sc = Tally {
+        last_ready: None,
+        latencies: Latencies::new(1 << 20),
+    };
     let pid = a.server_pid.as_deref();
     let rss_base = pid.and_then(rss_kib);
     let start = Instant::now();
     let deadline = start + a.timeout;
     let cpu = CpuWindow::start(pid);
-    let mut checkpoints: VecDeque<usize> = a.rss_at.iter().copied().filter(|&n| n < a.clients).collect();
+    let mut checkpoints: VecDeque<usize> = a
+        .rss_at
+        .iter()
+        .copied()
+        .filter(|&n| n < a.clients)
+        .collect();
     let mut samples = Vec::new();
     let mut attempted = 0;
     let mut paused = Duration::ZERO;
@@ -87,7 +111,7 @@ pub fn connect(a: &Args, addr: SocketAddr) -> io::Result<Value> {
         let stop_at = checkpoints.front().copied().unwrap_or(a.clients);
         let gave_up = net.total_failures() >= a.max_failures;
         while attempted < stop_at && net.handshaking() < a.window && !gave_up {
-            net.open(source_for(attempted, a.sources), now);
+            net.open(source_for(attempted, a.sources, a.source_offset), now);
             attempted += 1;
         }
         net.turn(&mut sc, TICK)?;
@@ -105,39 +129,98 @@ pub fn connect(a: &Args, addr: SocketAddr) -> io::Result<Value> {
             break;
         }
     }
-    let connecting = sc.last_ready.map_or(Duration::ZERO, |t| t - start).saturating_sub(paused);
+    let connecting = sc
+        .last_ready
+        .map_or(Duration::ZERO, |t| t - start)
+        .saturating_sub(paused);
     let (loadgen_cpu, server_cpu) = cpu.finish(start.elapsed().saturating_sub(paused));
     let connected = net.ready;
     idle(&mut net, &mut sc, a.settle)?;
     let rss_end = pid.and_then(rss_kib);
     samples.push(json!({"connected": net.ready, "rss_kib": rss_end}));
-    let before_hold = net.ready;
-    idle(&mut net, &mut sc, a.hold)?;
-    let per_conn = |rss: Option<u64>, n: usize| -> Option<f64> {
-        let grown = rss?.checked_sub(rss_base?)?;
-        (n > 0).then(|| grown as f64 / n as f64)
+    let run = ConnectRun {
+        attempted,
+        connected,
+        before_hold: net.ready,
+        connecting,
+        cpu: (loadgen_cpu, server_cpu),
+        rss: (rss_base, rss_end),
+        samples,
     };
-    for s in &mut samples {
-        let n = s["connected"].as_u64().unwrap_or(0) as usize;
-        s["kib_per_conn"] = per_conn(s["rss_kib"].as_u64(), n).into();
+    idle(&mut net, &mut sc, a.hold)?;
+    if a.wait_stdin {
+        // Say where we are, then hold on (answering heartbeats) until told to finish.
+        println!("{}", run.report(a, &net, &sc));
+        wait_for_stdin(&mut net, &mut sc, deadline)?;
     }
-    Ok(json!({
-        "ok": connected > 0,
-        "attempted": attempted,
-        "connected": connected,
-        "held": net.ready,
-        "lost_while_holding": before_hold.saturating_sub(net.ready),
-        "hold_s": a.hold.as_secs_f64(),
-        "connect_s": connecting.as_secs_f64(),
-        "connects_per_s": (connecting > Duration::ZERO).then(|| connected as f64 / connecting.as_secs_f64()),
-        "rss_base_kib": rss_base,
-        "rss_kib": rss_end,
-        "kib_per_conn": per_conn(rss_end, connected),
-        "rss_samples": samples,
-        "loadgen_cpu": loadgen_cpu,
-        "server_cpu": server_cpu,
-        "failures": failures(&net),
-    }))
+    Ok(run.report(a, &net, &sc))
+}
+
+/// Keep serving until a line (or EOF) arrives on stdin, or the run's deadline.
+fn wait_for_stdin(net: &mut Net, sc: &mut Tally, deadline: Instant) -> io::Result<()> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    // A thread, because stdin cannot be put in the poller portably (it may be a file); it only reads one line.
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = io::stdin().read_line(&mut line);
+        let _ = tx.send(());
+    });
+    while Instant::now() < deadline {
+        if rx.try_recv().is_ok() {
+            return Ok(());
+        }
+        net.turn(sc, TICK * 20)?;
+    }
+    Err(timed_out())
+}
+
+struct ConnectRun {
+    attempted: usize,
+    connected: usize,
+    before_hold: usize,
+    connecting: Duration,
+    cpu: (Option<f64>, Option<f64>),
+    rss: (Option<u64>, Option<u64>),
+    samples: Vec<Value>,
+}
+
+impl ConnectRun {
+    fn report(&self, a: &Args, net: &Net, sc: &Tally) -> Value {
+        let (rss_base, rss_end) = self.rss;
+        let per_conn = |rss: Option<u64>, n: usize| -> Option<f64> {
+            let grown = rss?.checked_sub(rss_base?)?;
+            (n > 0).then(|| grown as f64 / n as f64)
+        };
+        let samples: Vec<Value> = self
+            .samples
+            .iter()
+            .map(|s| {
+                let mut s = s.clone();
+                let n = s["connected"].as_u64().unwrap_or(0) as usize;
+                s["kib_per_conn"] = per_conn(s["rss_kib"].as_u64(), n).into();
+                s
+            })
+            .collect();
+        let secs = self.connecting.as_secs_f64();
+        json!({
+            "ok": self.connected > 0,
+            "attempted": self.attempted,
+            "connected": self.connected,
+            "held": net.ready,
+            "lost_while_holding": self.before_hold.saturating_sub(net.ready),
+            "hold_s": a.hold.as_secs_f64(),
+            "connect_s": secs,
+            "connects_per_s": (secs > 0.0).then(|| self.connected as f64 / secs),
+            "connect_latency": sc.latencies.summary_ref(),
+            "rss_base_kib": rss_base,
+            "rss_kib": rss_end,
+            "kib_per_conn": per_conn(rss_end, self.connected),
+            "rss_samples": samples,
+            "loadgen_cpu": self.cpu.0,
+            "server_cpu": self.cpu.1,
+            "failures": failures(net),
+        })
+    }
 }
 
 /// 8 (`depth`) acknowledged echoes in flight per client, each answered by sending the next one.
@@ -316,7 +399,11 @@ impl Bcast {
         while self.sending && self.sent - self.complete < self.window {
             let seq = self.sent;
             self.packet.clear();
-            let _ = write!(self.packet, "2[\"bcast\",{{\"seq\":{seq},\"text\":\"{}\"}}]", self.text);
+            let _ = write!(
+                self.packet,
+                "2[\"bcast\",{{\"seq\":{seq},\"text\":\"{}\"}}]",
+                self.text
+            );
             net.send(self.sender, &self.packet);
             if let Some(t) = self.sent_at.get_mut((seq % RING) as usize) {
                 *t = now;
@@ -364,9 +451,11 @@ impl Scenario for Bcast {
         if !packet.starts_with('2') {
             return;
         }
-        let (Some(seq), Some(mask), Some(highest)) =
-            (seq_of(packet), self.seen.get_mut(id), self.highest.get_mut(id))
-        else {
+        let (Some(seq), Some(mask), Some(highest)) = (
+            seq_of(packet),
+            self.seen.get_mut(id),
+            self.highest.get_mut(id),
+        ) else {
             return;
         };
         self.deliveries += 1;
@@ -427,7 +516,9 @@ pub fn bcast(a: &Args, addr: SocketAddr) -> io::Result<Value> {
     connect_all(&mut net, &mut sc, a, deadline)?;
     let members: Vec<usize> = net.ready_ids();
     let Some(&sender) = members.first() else {
-        return Ok(json!({"ok": false, "error": "no client connected", "failures": failures(&net)}));
+        return Ok(
+            json!({"ok": false, "error": "no client connected", "failures": failures(&net)}),
+        );
     };
     sc.sender = sender;
     let slots = members.last().map_or(0, |&m| m + 1);

@@ -70,7 +70,8 @@ impl Latencies {
 
     pub fn record(&mut self, d: Duration) {
         if self.samples.len() < self.cap {
-            self.samples.push(u32::try_from(d.as_micros()).unwrap_or(u32::MAX));
+            self.samples
+                .push(u32::try_from(d.as_micros()).unwrap_or(u32::MAX));
         } else {
             self.dropped += 1;
         }
@@ -79,14 +80,21 @@ impl Latencies {
     /// p50, p90, p99, p99.9 and max in milliseconds, as JSON.
     pub fn summary(&mut self) -> serde_json::Value {
         self.samples.sort_unstable();
-        let n = self.samples.len();
+        self.summary_ref()
+    }
+
+    /// As `summary`, sorting a copy.
+    pub fn summary_ref(&self) -> serde_json::Value {
+        let mut sorted = self.samples.clone();
+        sorted.sort_unstable();
+        let n = sorted.len();
         let pct = |p: f64| -> Option<f64> {
             if n == 0 {
                 return None;
             }
             let rank = ((p / 100.0) * n as f64).ceil() as usize;
             let i = rank.clamp(1, n) - 1;
-            self.samples.get(i).map(|&us| f64::from(us) / 1000.0)
+            sorted.get(i).map(|&us| f64::from(us) / 1000.0)
         };
         serde_json::json!({
             "samples": n,

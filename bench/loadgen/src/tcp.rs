@@ -1,9 +1,11 @@
 //! Non-blocking TCP to loopback only, from a chosen 127.0.0.x source address when ports run short.
 use std::io::{self, ErrorKind, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 
 use mio::net::TcpStream;
-use socket2::{Domain, Socket, Type};
+use nix::errno::Errno;
+use nix::sys::socket::{self, sockopt, AddressFamily, SockFlag, SockType, SockaddrIn};
+use std::os::fd::AsRawFd;
 
 /// Refuse anything but the loopback range: this tool only ever loads servers on this machine.
 pub fn loopback(host: &str, port: u16) -> io::Result<SocketAddr> {
@@ -19,31 +21,59 @@ pub fn loopback(host: &str, port: u16) -> io::Result<SocketAddr> {
     Ok(SocketAddr::V4(SocketAddrV4::new(ip, port)))
 }
 
-/// The source address of client `i` when `sources` addresses are used: 127.0.0.1, 127.0.0.2, ...
-pub fn source_for(i: usize, sources: usize) -> Option<Ipv4Addr> {
-    if sources <= 1 {
+/// The source address of client `i` when `sources` addresses are used from 127.0.0.(1 + offset) on; with one
+/// address and no offset the kernel picks 127.0.0.1 itself.
+pub fn source_for(i: usize, sources: usize, offset: usize) -> Option<Ipv4Addr> {
+    if sources <= 1 && offset == 0 {
         return None;
     }
-    let host = 1 + (i % sources.min(254)) as u8;
-    Some(Ipv4Addr::new(127, 0, 0, host))
+    let host = 1 + (offset + i % sources.max(1)) % 254;
+    Some(Ipv4Addr::new(127, 0, 0, host as u8))
 }
 
 /// Start a connect; the stream becomes writable once it is established (or has failed).
 pub fn connect(addr: SocketAddr, source: Option<Ipv4Addr>) -> io::Result<TcpStream> {
-    let socket = Socket::new(Domain::IPV4, Type::STREAM, None)?;
-    socket.set_nonblocking(true)?;
-    socket.set_tcp_nodelay(true)?;
+    let SocketAddr::V4(addr) = addr else {
+        return Err(io::Error::new(ErrorKind::InvalidInput, "IPv4 only"));
+    };
+    let fd = socket::socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    socket::setsockopt(&fd, sockopt::TcpNoDelay, &true)?;
     if let Some(ip) = source {
-        // Ports left in TIME_WAIT by an earlier run may be taken again.
-        socket.set_reuse_address(true)?;
-        socket.bind(&SocketAddr::new(IpAddr::V4(ip), 0).into())?;
+        // The port is picked at connect time, from the ports free for this 4-tuple: bind(port 0) alone would
+        // search for a port free for every destination, which gets slow and runs out with thousands of sockets.
+        socket::setsockopt(&fd, sockopt::IpBindAddressNoPort, &true)?;
+        socket::bind(fd.as_raw_fd(), &SockaddrIn::from(SocketAddrV4::new(ip, 0)))?;
     }
-    match socket.connect(&addr.into()) {
-        Ok(()) => {}
-        Err(e) if e.raw_os_error() == Some(115) || e.kind() == ErrorKind::WouldBlock => {}
-        Err(e) => return Err(e),
+    match socket::connect(fd.as_raw_fd(), &SockaddrIn::from(addr)) {
+        Ok(()) | Err(Errno::EINPROGRESS) => {}
+        Err(e) => return Err(e.into()),
     }
-    Ok(TcpStream::from_std(socket.into()))
+    Ok(TcpStream::from_std(std::net::TcpStream::from(fd)))
+}
+
+/// A non-blocking listener with the kernel's largest backlog (`net.core.somaxconn`) rather than std's and mio's
+/// 128, so that a burst of connects is not dropped (and retried a second later) before it is accepted.
+pub fn listen(addr: SocketAddr) -> io::Result<mio::net::TcpListener> {
+    let SocketAddr::V4(addr) = addr else {
+        return Err(io::Error::new(ErrorKind::InvalidInput, "IPv4 only"));
+    };
+    let fd = socket::socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    socket::setsockopt(&fd, sockopt::ReuseAddr, &true)?;
+    socket::bind(fd.as_raw_fd(), &SockaddrIn::from(addr))?;
+    socket::listen(&fd, socket::Backlog::MAXALLOWABLE)?;
+    Ok(mio::net::TcpListener::from_std(
+        std::net::TcpListener::from(fd),
+    ))
 }
 
 /// After the first writable event: Ok when the connect succeeded.
@@ -131,14 +161,17 @@ mod tests {
 
     #[test]
     fn sources_rotate_over_loopback() {
-        assert_eq!(source_for(5, 1), None);
-        assert_eq!(source_for(0, 4), Some(Ipv4Addr::new(127, 0, 0, 1)));
-        assert_eq!(source_for(5, 4), Some(Ipv4Addr::new(127, 0, 0, 2)));
+        assert_eq!(source_for(5, 1, 0), None);
+        assert_eq!(source_for(0, 4, 0), Some(Ipv4Addr::new(127, 0, 0, 1)));
+        assert_eq!(source_for(5, 4, 0), Some(Ipv4Addr::new(127, 0, 0, 2)));
+        assert_eq!(source_for(5, 2, 2), Some(Ipv4Addr::new(127, 0, 0, 4)));
+        assert_eq!(source_for(5, 1, 300), Some(Ipv4Addr::new(127, 0, 0, 47)));
     }
 
     #[test]
     fn parses_response_heads() {
-        let head = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\ncontent-length: 7\r\n\r\n";
+        let head =
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\ncontent-length: 7\r\n\r\n";
         assert_eq!(head_end(head), Some(head.len()));
         assert_eq!(status(head), Some(101));
         assert_eq!(header(head, "Content-Length"), Some("7"));

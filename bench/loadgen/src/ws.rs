@@ -47,6 +47,12 @@ pub trait Scenario {
     fn lost(&mut self, _id: usize, _now: Instant) {}
 }
 
+/// What a client answers by itself: Engine.IO packets (pong, the CONNECT) and WebSocket pongs.
+enum Reply {
+    Eio(u8, &'static str),
+    Pong(Vec<u8>),
+}
+
 enum Incoming {
     Ready,
     Packet(String),
@@ -187,9 +193,27 @@ impl Net {
         }
     }
 
+    /// When the client was opened (its TCP connect started).
+    pub fn opened_at(&self, id: usize) -> Option<Instant> {
+        self.clients.get(id)?.as_ref().map(|c| c.opened_at)
+    }
+
     /// Ids of the clients that are ready now.
     pub fn ready_ids(&self) -> Vec<usize> {
-        (0..self.clients.len()).filter(|&id| self.is_ready(id)).collect()
+        (0..self.clients.len())
+            .filter(|&id| self.is_ready(id))
+            .collect()
+    }
+
+    fn send_pong(&mut self, id: usize, payload: &[u8]) {
+        let mask = self.next_mask();
+        if let Some(Some(c)) = self.clients.get_mut(id) {
+            encode_frame_masked(Opcode::Pong, payload, mask, &mut c.out);
+            if !c.dirty {
+                c.dirty = true;
+                self.dirty.push(id);
+            }
+        }
     }
 
     pub fn is_ready(&self, id: usize) -> bool {
@@ -220,7 +244,12 @@ impl Net {
             .iter()
             .map(|e| {
                 let closing = e.is_read_closed() || e.is_error();
-                (e.token().0, e.is_readable() || closing, closing, e.is_writable())
+                (
+                    e.token().0,
+                    e.is_readable() || closing,
+                    closing,
+                    e.is_writable(),
+                )
             })
             .collect();
         let mut buf = std::mem::take(&mut self.buf);
@@ -320,15 +349,24 @@ impl Net {
     }
 
     fn on_readable(&mut self, id: usize, buf: &mut [u8], closing: bool) {
-        let mut replies: Vec<(u8, &'static str)> = Vec::new();
+        let mut replies: Vec<Reply> = Vec::new();
         let lost = match self.clients.get_mut(id) {
-            Some(Some(c)) if !c.dead && c.state != State::Connecting => {
-                read_client(c, buf, closing, id, &mut self.incoming, &mut self.ready, &mut replies)
-            }
+            Some(Some(c)) if !c.dead && c.state != State::Connecting => read_client(
+                c,
+                buf,
+                closing,
+                id,
+                &mut self.incoming,
+                &mut self.ready,
+                &mut replies,
+            ),
             _ => return,
         };
-        for (kind, data) in replies {
-            self.send_eio(id, kind, data);
+        for reply in replies {
+            match reply {
+                Reply::Eio(kind, data) => self.send_eio(id, kind, data),
+                Reply::Pong(payload) => self.send_pong(id, &payload),
+            }
         }
         if let Some(why) = lost {
             self.report_lost(id, why);
@@ -344,7 +382,7 @@ fn read_client(
     id: usize,
     incoming: &mut Vec<(usize, Incoming)>,
     ready: &mut usize,
-    replies: &mut Vec<(u8, &'static str)>,
+    replies: &mut Vec<Reply>,
 ) -> Option<String> {
     let mut upgraded = c.state != State::Upgrading;
     let mut bad_upgrade = false;
@@ -372,7 +410,7 @@ fn read_client(
     }
     loop {
         match c.decoder.next_message() {
-            Ok(Some(Message::Text(text))) => match on_text(c, text, replies) {
+            Ok(Some(Message::Text(text))) => match on_text(&mut c.state, text, replies) {
                 Some(Incoming::Lost(why)) => return Some(why),
                 Some(event) => {
                     if matches!(event, Incoming::Ready) {
@@ -383,6 +421,8 @@ fn read_client(
                 None => {}
             },
             Ok(Some(Message::Close(..))) => return Some("closed by server".into()),
+            // Servers such as uvicorn close connections whose WebSocket pings go unanswered.
+            Ok(Some(Message::Ping(payload))) => replies.push(Reply::Pong(payload)),
             Ok(Some(_)) => {}
             Ok(None) => break,
             Err(e) => return Some(format!("bad frame: {}", e.reason)),
@@ -396,20 +436,20 @@ fn read_client(
 }
 
 /// One Engine.IO text packet: heartbeat and handshake steps are answered here, the rest is the scenario's.
-fn on_text(c: &mut Client, text: String, replies: &mut Vec<(u8, &'static str)>) -> Option<Incoming> {
+fn on_text(state: &mut State, text: String, replies: &mut Vec<Reply>) -> Option<Incoming> {
     let kind = *text.as_bytes().first()?;
-    match (kind, c.state) {
+    match (kind, *state) {
         (b'2', _) => {
-            replies.push((b'3', ""));
+            replies.push(Reply::Eio(b'3', ""));
             None
         }
         (b'0', State::Opening) => {
-            c.state = State::Joining;
-            replies.push((b'4', "0"));
+            *state = State::Joining;
+            replies.push(Reply::Eio(b'4', "0"));
             None
         }
         (b'4', State::Joining) if text.starts_with("40") => {
-            c.state = State::Ready;
+            *state = State::Ready;
             Some(Incoming::Ready)
         }
         (b'4', State::Joining) => Some(Incoming::Lost(format!(
@@ -423,5 +463,60 @@ fn on_text(c: &mut Client, text: String, replies: &mut Vec<(u8, &'static str)>) 
         }
         (b'1', _) => Some(Incoming::Lost("engine.io close".into())),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step(state: &mut State, text: &str) -> (Option<String>, Vec<String>) {
+        let mut replies = Vec::new();
+        let event = on_text(state, text.to_owned(), &mut replies).map(|e| match e {
+            Incoming::Ready => "ready".to_owned(),
+            Incoming::Packet(p) => format!("packet {p}"),
+            Incoming::Lost(why) => format!("lost {why}"),
+        });
+        let replies = replies
+            .into_iter()
+            .map(|r| match r {
+                Reply::Eio(kind, data) => format!("{}{data}", char::from(kind)),
+                Reply::Pong(p) => format!("pong {p:?}"),
+            })
+            .collect();
+        (event, replies)
+    }
+
+    #[test]
+    fn handshake_then_packets() {
+        let mut state = State::Opening;
+        assert_eq!(
+            step(&mut state, r#"0{"sid":"a"}"#),
+            (None, vec!["40".to_owned()])
+        );
+        assert_eq!(state, State::Joining);
+        assert_eq!(step(&mut state, "2"), (None, vec!["3".to_owned()]));
+        assert_eq!(
+            step(&mut state, r#"40{"sid":"b"}"#).0.as_deref(),
+            Some("ready")
+        );
+        assert_eq!(
+            step(&mut state, r#"43["x"]"#).0.as_deref(),
+            Some(r#"packet 3["x"]"#)
+        );
+        assert_eq!(
+            step(&mut state, "1").0.as_deref(),
+            Some("lost engine.io close")
+        );
+    }
+
+    #[test]
+    fn refused_connect_and_junk() {
+        let mut state = State::Joining;
+        let (event, _) = step(&mut state, r#"44{"message":"no"}"#);
+        assert!(event.is_some_and(|e| e.starts_with("lost connect refused")));
+        let mut state = State::Ready;
+        assert_eq!(step(&mut state, ""), (None, vec![]));
+        assert_eq!(step(&mut state, "\u{e9}"), (None, vec![]));
     }
 }
