@@ -493,7 +493,9 @@ impl EngineCore {
     }
 
     /// A broadcast, encoded once; returns the keys of the sockets it reached.
-    #[pyo3(signature = (nsp, data_json, rooms=vec![], except_rooms=vec![], attachments=vec![], id=None))]
+    /// With `volatile`, sockets not ready to send right now miss the event (no ack id then).
+    #[pyo3(signature = (nsp, data_json, rooms=vec![], except_rooms=vec![], attachments=vec![], id=None, volatile=false))]
+    #[allow(clippy::too_many_arguments)]
     fn broadcast_event(
         &mut self,
         nsp: &str,
@@ -502,9 +504,22 @@ impl EngineCore {
         except_rooms: Vec<String>,
         attachments: Vec<Bound<'_, PyAny>>,
         id: Option<u64>,
+        volatile: bool,
     ) -> PyResult<Vec<u64>> {
         let sio = self.sio.as_mut().ok_or_else(no_socketio)?;
         let attachments = attachments_from_py(attachments)?;
+        if volatile && id.is_none() {
+            let reached = sio.broadcast_volatile(
+                nsp,
+                &rooms,
+                &except_rooms,
+                data_json,
+                attachments,
+                &mut self.driver.engine,
+            );
+            self.driver.request_flush();
+            return Ok(reached);
+        }
         let reached = sio.broadcast(
             nsp,
             &rooms,

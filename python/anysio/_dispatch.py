@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -44,12 +44,16 @@ class Handler:
         socket_first = bool(params) and params[0].annotation is inspect.Parameter.empty
         return cls(fn, plan(fn, [Socket, Ack]), name, socket_first)
 
-    async def call(self, socket: Socket, args: list[Any], ack: Ack | None) -> Any:
-        """Coerce and call; CoercionError when the arguments do not fit."""
+    def invoke(self, socket: Socket, args: list[Any], ack: Ack | None) -> Any:
+        """Coerce and call: the result, or the awaitable a coroutine function returns. CoercionError when the
+        arguments do not fit."""
         if self.socket_first:
             args = [socket, *args]
         pos, kw = self.plan.bind(args, {Socket: socket, Ack: ack})
-        result = self.fn(*pos, **kw)
+        return self.fn(*pos, **kw)
+
+    async def call(self, socket: Socket, args: list[Any], ack: Ack | None) -> Any:
+        result = self.invoke(socket, args, ack)
         if inspect.isawaitable(result):
             result = await result
         return result
@@ -201,7 +205,7 @@ class Dispatcher:
         if handler is not None and self.server._tg is None:
             self.deferred.append((handler, socket, reason))
         elif handler is not None:
-            self._spawn(self._run, handler, socket, [reason], None)
+            self._spawn(handler.call, socket, [reason], None)
 
     async def run_deferred(self, timeout: float) -> None:
         """Run the disconnect handlers of a shutdown ("server shutting down"), as Node does, for at most
@@ -210,7 +214,7 @@ class Dispatcher:
         with anyio.move_on_after(timeout):
             async with anyio.create_task_group() as tg:
                 for handler, socket, reason in deferred:
-                    tg.start_soon(_guarded, self._run, handler, socket, [reason], None)
+                    tg.start_soon(_guarded, handler.call, socket, [reason], None)
 
     # ---- events and acks --------------------------------------------------------------------------------
 
@@ -232,7 +236,21 @@ class Dispatcher:
         else:
             args = args[1:]
         # Always an Ack, so a handler that takes one may call it whether or not the client asked (a no-op then).
-        self._spawn(self._run, handler, socket, args, Ack(socket, ack_id))
+        ack = Ack(socket, ack_id)
+        try:
+            # A plain function runs to completion here, with no task to start; a coroutine function only makes
+            # its coroutine, which a task then runs.
+            result = handler.invoke(socket, args, ack)
+        except CoercionError as e:
+            self._unfit(handler, socket, ack, e)
+            return
+        except Exception:
+            logger.exception("handler for %r failed (socket %s)", handler.name, socket.id)
+            return
+        if inspect.isawaitable(result):
+            self._spawn(self._finish, handler, socket, ack, result)
+        else:
+            self._reply(handler, socket, ack, result)
 
     def _bad_packet(self, socket: Socket, error: Exception) -> None:
         # Node's decoder throws on placeholders that name no attachment, and its Client closes the whole
@@ -240,21 +258,25 @@ class Dispatcher:
         logger.info("bad packet from %s: %s", socket.id, error)
         self.server._core.close(socket.client)
 
-    async def _run(self, handler: Handler, socket: Socket, args: list[Any], ack: Ack | None) -> None:
+    def _unfit(self, handler: Handler, socket: Socket, ack: Ack, error: CoercionError) -> None:
+        logger.warning("event %r from %s does not fit its handler: %s", handler.name, socket.id, error)
+        body = {"error": str(error)}
+        if ack.requested:
+            ack(body)
+        else:
+            self.server._emit_to(socket, ["error", {"event": handler.name, **body}])
+
+    async def _finish(self, handler: Handler, socket: Socket, ack: Ack, pending: Awaitable[Any]) -> None:
         try:
-            result = await handler.call(socket, args, ack)
-        except CoercionError as e:
-            logger.warning("event %r from %s does not fit its handler: %s", handler.name, socket.id, e)
-            error = {"error": str(e)}
-            if ack is not None and ack.requested:
-                ack(error)
-            else:
-                await socket.emit("error", {"event": handler.name, **error})
-            return
+            result = await pending
         except Exception:
             logger.exception("handler for %r failed (socket %s)", handler.name, socket.id)
             return
-        if ack is not None and handler.plan.returns_ack:
+        self._reply(handler, socket, ack, result)
+
+    @staticmethod
+    def _reply(handler: Handler, socket: Socket, ack: Ack, result: Any) -> None:
+        if handler.plan.returns_ack:
             try:
                 ack(*_ack_args(result))
             except (TypeError, ValueError) as e:

@@ -52,7 +52,7 @@ class Adapter:
         """Send an event (``args[0]`` is its name) to every target; returns the keys of the sockets reached."""
         data, attachments = encode_args(args)
         return self._core.broadcast_event(
-            self.nsp.name, data, sorted(opts.rooms), sorted(opts.except_rooms), attachments, ack_id
+            self.nsp.name, data, sorted(opts.rooms), sorted(opts.except_rooms), attachments, ack_id, opts.volatile
         )
 
     async def broadcast_with_ack(self, args: list[Any], opts: BroadcastOptions, timeout: float | None) -> list[Any]:

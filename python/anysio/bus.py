@@ -229,7 +229,8 @@ class BusAdapter(Adapter):
         keys = await super().broadcast(args, opts, ack_id)
         if not opts.local:
             data, attachments = encode_args(args)
-            await self.bus.publish({"t": "broadcast", **self._opts_msg(opts), "data": data, "att": _b64(attachments)})
+            msg = {"t": "broadcast", **self._opts_msg(opts), "data": data, "att": _b64(attachments)}
+            await self.bus.publish({**msg, "volatile": opts.volatile})
         return keys
 
     async def broadcast_with_ack(self, args: list[Any], opts: BroadcastOptions, timeout: float | None) -> list[Any]:
@@ -331,7 +332,10 @@ def attach(server: Server, bus: Bus) -> None:
         return BroadcastOptions(frozenset(msg["rooms"]), frozenset(msg["except"]), local=True)
 
     def on_broadcast(msg: Message) -> None:
-        server._core.broadcast_event(msg["nsp"], msg["data"], msg["rooms"], msg["except"], _unb64(msg["att"]), None)
+        attachments = _unb64(msg["att"])
+        server._core.broadcast_event(
+            msg["nsp"], msg["data"], msg["rooms"], msg["except"], attachments, None, msg["volatile"]
+        )
 
     async def on_broadcast_ack(msg: Message) -> None:
         args = decode_args(msg["data"], _unb64(msg["att"]) or None)

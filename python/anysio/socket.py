@@ -96,6 +96,11 @@ class Socket:
         return self.nsp.except_(self.id, *rooms)
 
     @property
+    def volatile(self) -> BroadcastOperator:
+        """This socket only, dropping the event if its transport is not ready to send it right now."""
+        return self.nsp.to(self.id).volatile
+
+    @property
     def broadcast(self) -> BroadcastOperator:
         """Broadcast to the whole namespace except this socket."""
         return self.nsp.except_(self.id)

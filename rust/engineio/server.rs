@@ -281,6 +281,26 @@ impl Engine {
         self.sessions.get(&key).map(|s| &s.request)
     }
 
+    /// Whether a packet sent now would go out at once (Node's `transport.writable`): a WebSocket whose output is
+    /// not backed up, or a long-polling session with a GET parked. Volatile packets skip sessions that are not.
+    pub fn is_writable(&self, key: SessionKey) -> bool {
+        const BACKED_UP: usize = 64 * 1024;
+        let Some(s) = self.sessions.get(&key) else {
+            return false;
+        };
+        if !s.is_open() {
+            return false;
+        }
+        match (s.transport, s.ws_conn, s.poll_conn) {
+            (Transport::WebSocket, Some(conn), _) => self
+                .conns
+                .get(&conn)
+                .is_some_and(|c| c.out.len() < BACKED_UP),
+            (Transport::Polling, _, Some(_)) => true,
+            _ => false,
+        }
+    }
+
     pub fn send(&mut self, key: SessionKey, data: Data) -> bool {
         self.send_packet(key, Packet::Message(data))
     }

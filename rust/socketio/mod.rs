@@ -613,6 +613,36 @@ impl SocketIo {
         targets
     }
 
+    /// A volatile broadcast (Node's `volatile` flag): sockets whose transport is not ready to send right now
+    /// miss it, instead of having it queued. Returns the sockets reached.
+    #[allow(clippy::too_many_arguments)]
+    pub fn broadcast_volatile(
+        &mut self,
+        nsp: &str,
+        rooms: &[String],
+        except: &[String],
+        data_json: &str,
+        attachments: Vec<Vec<u8>>,
+        engine: &mut Engine,
+    ) -> Vec<SocketKey> {
+        let mut targets = self.targets(nsp, rooms, except);
+        targets.retain(|t| {
+            self.sockets
+                .get(t)
+                .is_some_and(|s| engine.is_writable(s.client))
+        });
+        let mut text = String::with_capacity(data_json.len() + nsp.len() + 8);
+        packet::encode_event(nsp, None, attachments.len(), data_json, &mut text);
+        let sessions: Vec<SessionKey> = targets
+            .iter()
+            .filter_map(|t| self.sockets.get(t).map(|s| s.client))
+            .collect();
+        for m in messages(text, attachments) {
+            engine.broadcast(&sessions, m);
+        }
+        targets
+    }
+
     pub fn join(&mut self, socket: SocketKey, room: &str) {
         if let Some(s) = self.sockets.get(&socket) {
             if let Some(ns) = self.namespaces.get_mut(&s.nsp) {

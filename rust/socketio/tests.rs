@@ -944,3 +944,28 @@ fn replays_nodes_reference_capture() {
     }
     assert!(replayed >= 35, "replayed {replayed} cases");
 }
+
+#[test]
+fn volatile_broadcasts_skip_sessions_not_ready_to_send() {
+    let mut h = harness();
+    let (_, parked) = h.open();
+    let (k_parked, _) = h.connect(&parked, "/");
+    let (_, idle) = h.open();
+    let (k_idle, _) = h.connect(&idle, "/");
+    // `parked` has a GET waiting (nothing to read yet, so it stays parked); `idle` has none.
+    assert_eq!(h.recv(&parked), vec![]);
+    let reached = h
+        .sio
+        .broadcast_volatile("/", &[], &[], r#"["tick"]"#, vec![], &mut h.engine);
+    assert_eq!(reached, vec![k_parked]);
+    assert_eq!(h.recv(&parked), vec![text(r#"42["tick"]"#)]);
+    // The idle session never gets the volatile packet, even on its next GET (which parks: nothing queued).
+    assert_eq!(h.recv(&idle), vec![]);
+    // A regular broadcast is queued for both.
+    let reached = h
+        .sio
+        .broadcast("/", &[], &[], r#"["kept"]"#, vec![], None, &mut h.engine);
+    assert_eq!(reached.len(), 2);
+    assert!(reached.contains(&k_idle));
+    assert_eq!(h.recv(&idle), vec![text(r#"42["kept"]"#)]);
+}
