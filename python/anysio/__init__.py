@@ -3,7 +3,7 @@
 from ._native import __version__
 from .adapter import Adapter, BroadcastOptions
 from .asgi import ASGIApp
-from .engineio import Cookie, EngineServer, Request, RequestRefused, Session
+from .engineio import Cookie, EngineOptions, EngineServer, Request, RequestRefused, Session
 from .exceptions import AckTimeout, AnysioError, ConnectionRefused, Disconnected
 from .server import BroadcastOperator, Namespace, Server
 from .socket import Ack, Handshake, Socket
@@ -19,6 +19,7 @@ __all__ = [
     "ConnectionRefused",
     "Cookie",
     "Disconnected",
+    "EngineOptions",
     "EngineServer",
     "Handshake",
     "Namespace",

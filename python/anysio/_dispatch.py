@@ -222,10 +222,8 @@ class Dispatcher:
         socket = self.sockets.get(key)
         if socket is None:
             return
-        try:
-            args = decode_args(data, attachments)
-        except (BadAttachments, ValueError) as e:
-            self._bad_packet(socket, e)
+        args = self._decode(socket, data, attachments)
+        if args is None:
             return
         name = args[0]
         handler = socket.nsp.handlers.get(name) if isinstance(name, str) else None
@@ -252,11 +250,16 @@ class Dispatcher:
         else:
             self._reply(handler, socket, ack, result)
 
-    def _bad_packet(self, socket: Socket, error: Exception) -> None:
-        # Node's decoder throws on placeholders that name no attachment, and its Client closes the whole
-        # connection ("forced close" for every socket of it); no DISCONNECT packet is sent.
-        logger.info("bad packet from %s: %s", socket.id, error)
-        self.server._core.close(socket.client)
+    def _decode(self, socket: Socket, data: str, attachments: list[bytes] | None) -> list[Any] | None:
+        """An EVENT's or ACK's arguments, or None when its placeholders name no attachment: Node's decoder throws
+        then, and its Client closes the whole connection ("forced close" for every socket of it), sending no
+        DISCONNECT."""
+        try:
+            return decode_args(data, attachments)
+        except (BadAttachments, ValueError) as e:
+            logger.info("bad packet from %s: %s", socket.id, e)
+            self.server._core.close(socket.client)
+            return None
 
     def _unfit(self, handler: Handler, socket: Socket, ack: Ack, error: CoercionError) -> None:
         logger.warning("event %r from %s does not fit its handler: %s", handler.name, socket.id, error)
@@ -288,10 +291,8 @@ class Dispatcher:
             return
         # Decoded before the lookup: bad placeholders close the connection even when no ack is pending, as in
         # Node, whose decoder reassembles every packet first.
-        try:
-            args = decode_args(data, attachments)
-        except (BadAttachments, ValueError) as e:
-            self._bad_packet(socket, e)
+        args = self._decode(socket, data, attachments)
+        if args is None:
             return
         resolve = self.acks.get(key, {}).pop(ack_id, None)
         if resolve is not None:

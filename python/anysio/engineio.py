@@ -13,7 +13,7 @@ import math
 import socket
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypedDict, TypeVar, Unpack
 from urllib.parse import parse_qs
 
 import anyio
@@ -75,48 +75,57 @@ async def _maybe_await(value: Any) -> Any:
     return await value if inspect.isawaitable(value) else value
 
 
+class EngineOptions(TypedDict, total=False):
+    """The Engine.IO options every server takes: Node's engine.io options, in Python spelling, with Node's
+    defaults: ping_interval 25 s, ping_timeout 20 s, upgrade_timeout 10 s, max_payload 1e6 bytes, both
+    transports, upgrades allowed, no CORS, no cookie (True for Node's ``io``), no connection limit."""
+
+    ping_interval: float
+    ping_timeout: float
+    upgrade_timeout: float
+    max_payload: int
+    transports: Iterable[str]
+    allow_upgrades: bool
+    cors_allowed_origins: str | Iterable[str] | None
+    cors_credentials: bool
+    cookie: Cookie | bool | None
+    max_connections: int | None
+    #: Prepended to generated sids (workers use it to name a session's owner).
+    sid_prefix: str
+
+
 def native_core(
     *,
-    ping_interval: float,
-    ping_timeout: float,
-    upgrade_timeout: float,
-    max_payload: int,
-    transports: Iterable[str],
-    allow_upgrades: bool,
     path: str,
-    cors_allowed_origins: str | Iterable[str] | None,
-    cors_credentials: bool,
-    cookie: Cookie | bool | None,
-    max_connections: int | None,
     defer_handshakes: bool,
-    sid_prefix: str,
     socketio: bool = False,
     connect_timeout: float = 45.0,
     serve_other_paths: bool = False,
+    **options: Unpack[EngineOptions],
 ) -> _native.EngineCore:
-    """The Rust core for the options every server shares, in their Python spelling."""
-    if isinstance(cors_allowed_origins, str):
-        cors_allowed_origins = [cors_allowed_origins]
-    if cookie is True:
-        cookie = Cookie()
-    c = cookie if isinstance(cookie, Cookie) else None
+    """The Rust core for the options every server shares."""
+    origins = options.get("cors_allowed_origins")
+    if isinstance(origins, str):
+        origins = [origins]
+    cookie = options.get("cookie")
+    c = Cookie() if cookie is True else cookie if isinstance(cookie, Cookie) else None
     return _native.EngineCore(
-        ping_interval=ping_interval,
-        ping_timeout=ping_timeout,
-        upgrade_timeout=upgrade_timeout,
-        max_payload=max_payload,
-        transports=list(transports),
-        allow_upgrades=allow_upgrades,
+        ping_interval=options.get("ping_interval", 25.0),
+        ping_timeout=options.get("ping_timeout", 20.0),
+        upgrade_timeout=options.get("upgrade_timeout", 10.0),
+        max_payload=options.get("max_payload", 1_000_000),
+        transports=list(options.get("transports", ("polling", "websocket"))),
+        allow_upgrades=options.get("allow_upgrades", True),
         path=path,
-        cors_origins=None if cors_allowed_origins is None else list(cors_allowed_origins),
-        cors_credentials=cors_credentials,
+        cors_origins=None if origins is None else list(origins),
+        cors_credentials=options.get("cors_credentials", False),
         cookie_name=c.name if c else None,
         cookie_path=c.path if c else "/",
         cookie_http_only=c.http_only if c else True,
         cookie_same_site=c.same_site if c else None,
-        max_connections=max_connections,
+        max_connections=options.get("max_connections"),
         defer_handshakes=defer_handshakes,
-        sid_prefix=sid_prefix,
+        sid_prefix=options.get("sid_prefix", ""),
         socketio=socketio,
         connect_timeout=connect_timeout,
         serve_other_paths=serve_other_paths,
@@ -146,43 +155,20 @@ class Session:
 
 
 class EngineServer:
-    """An Engine.IO v4 server. Options and defaults are those of Node's engine.io, in Python spelling."""
+    """An Engine.IO v4 server. Options and defaults are those of Node's engine.io (see ``EngineOptions``)."""
 
     def __init__(
         self,
         *,
-        ping_interval: float = 25.0,
-        ping_timeout: float = 20.0,
-        upgrade_timeout: float = 10.0,
-        max_payload: int = 1_000_000,
-        transports: Iterable[str] = ("polling", "websocket"),
-        allow_upgrades: bool = True,
         path: str = "/engine.io",
-        cors_allowed_origins: str | Iterable[str] | None = None,
-        cors_credentials: bool = False,
-        cookie: Cookie | bool | None = None,
         allow_request: AllowRequest | None = None,
-        max_connections: int | None = None,
         generate_id: GenerateId | None = None,
-        sid_prefix: str = "",
+        **options: Unpack[EngineOptions],
     ) -> None:
         self.allow_request = allow_request
         self.generate_id = generate_id
-        self._core = native_core(
-            ping_interval=ping_interval,
-            ping_timeout=ping_timeout,
-            upgrade_timeout=upgrade_timeout,
-            max_payload=max_payload,
-            transports=transports,
-            allow_upgrades=allow_upgrades,
-            path=path,
-            cors_allowed_origins=cors_allowed_origins,
-            cors_credentials=cors_credentials,
-            cookie=cookie,
-            max_connections=max_connections,
-            defer_handshakes=allow_request is not None or generate_id is not None,
-            sid_prefix=sid_prefix,
-        )
+        defer = allow_request is not None or generate_id is not None
+        self._core = native_core(path=path, defer_handshakes=defer, **options)
         self.sessions: dict[str, Session] = {}
         self._by_key: dict[int, Session] = {}
         self._on_open: Callable[[Session], Any] | None = None

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, Unpack, overload
 
 import anyio
 import anyio.abc
@@ -20,7 +20,7 @@ from ._dispatch import Dispatcher, Handler
 from ._static import StaticFiles
 from ._wire import encode_args
 from .adapter import Adapter, BroadcastOptions
-from .engineio import AllowRequest, Cookie, GenerateId, native_core, run_core
+from .engineio import AllowRequest, EngineOptions, GenerateId, native_core, run_core
 from .exceptions import AckTimeout, Disconnected, reply_value
 from .socket import Socket
 
@@ -218,40 +218,20 @@ class Server(Namespace):
         self,
         *,
         path: str = "/socket.io",
-        ping_interval: float = 25.0,
-        ping_timeout: float = 20.0,
         connect_timeout: float = 45.0,
-        upgrade_timeout: float = 10.0,
-        max_payload: int = 1_000_000,
-        transports: Iterable[str] = ("polling", "websocket"),
-        allow_upgrades: bool = True,
-        cors_allowed_origins: str | Iterable[str] | None = None,
-        cors_credentials: bool = False,
-        cookie: Cookie | bool | None = None,
         allow_request: AllowRequest | None = None,
-        max_connections: int | None = None,
         generate_id: GenerateId | None = None,
         adapter: type[Adapter] = Adapter,
-        sid_prefix: str = "",
         static_files: Mapping[str, str | Path] | None = None,
+        **options: Unpack[EngineOptions],
     ) -> None:
         self._core = native_core(
-            ping_interval=ping_interval,
-            ping_timeout=ping_timeout,
-            upgrade_timeout=upgrade_timeout,
-            max_payload=max_payload,
-            transports=transports,
-            allow_upgrades=allow_upgrades,
             path=path,
-            cors_allowed_origins=cors_allowed_origins,
-            cors_credentials=cors_credentials,
-            cookie=cookie,
-            max_connections=max_connections,
             defer_handshakes=allow_request is not None or generate_id is not None,
-            sid_prefix=sid_prefix,
             socketio=True,
             connect_timeout=connect_timeout,
             serve_other_paths=static_files is not None,
+            **options,
         )
         self.static_files = StaticFiles(static_files) if static_files is not None else None
         self._adapter_class = adapter
