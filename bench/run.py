@@ -611,12 +611,14 @@ def targets(summary: dict[str, Any], fd_limit: int) -> list[dict[str, Any]]:
     )
     for sc, key in (("echo", "echo_per_s"), ("bcast", "deliveries_per_s")):
         r = ratio(get(sc, "anysio-trio", key), get(sc, PRIMARY, key))
-        check(
-            f"anysio on trio within 15% of asyncio ({sc})",
-            r,
-            None if r is None else abs(r - 1) <= 0.15,
-            "-" if r is None else f"{r:.2f}x asyncio",
-        )
+        shown = "-" if r is None else f"{r:.2f}x asyncio"
+        passed = None if r is None else abs(r - 1) <= 0.15
+        # A rate reached by delivering out of order does not count.
+        wrong = sum(int(get(sc, s, "runs") or 0) - int(get(sc, s, "runs_ok") or 0) for s in ("anysio-trio", PRIMARY))
+        if wrong and passed is not None:
+            passed = False
+            shown += f", but {wrong} of the runs failed their checks (see above)"
+        check(f"anysio on trio within 15% of asyncio ({sc})", r, passed, shown)
     return out
 
 
@@ -764,6 +766,20 @@ def meta(args: argparse.Namespace, loadgen: Path) -> dict[str, Any]:
     }
 
 
+def reprint(path: Path) -> int:
+    """The tables of an earlier run, with its targets and load generator figures judged again."""
+    doc = json.loads(path.read_text())
+    m = doc["meta"]
+    hold = next((r["argv"][r["argv"].index("--hold") + 1] for r in doc["runs"] if "--hold" in r["argv"]), "30")
+    scs = [s for s in scenarios(m["smoke"], m["fd_limit"], float(hold)) if s.name in doc["summary"]]
+    runs = [Run(**r) for r in doc["runs"]]
+    doc["targets"] = targets(doc["summary"], m["fd_limit"])
+    doc["loadgen"] = loadgen_headroom({"scenarios": scs, "runs": runs}, doc["summary"])
+    doc["meta"].setdefault("idle_reps", 1)
+    print(report(doc, scs))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     names = [s.name for s in SERVERS]
     all_scenarios = ["connect_1k", "connect_10k", "echo", "bcast", "poll", "idle"]
@@ -782,7 +798,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--loadgen", type=Path, default=None, help="use this load generator binary")
     p.add_argument("--timeout", type=float, default=360.0, help="bound on each load generator run, seconds")
     p.add_argument("--out", type=Path, default=None, help="results file (default bench/results/<time>.json)")
+    p.add_argument("--report", type=Path, default=None, help="print the tables of an earlier results file, and exit")
     args = p.parse_args(argv)
+    if args.report is not None:
+        return reprint(args.report)
     args.reps = args.reps or (1 if args.smoke else 3)
     args.hold = args.hold if args.hold is not None else (0.5 if args.smoke else 30.0)
     args.servers = [s for s in args.servers.split(",") if s]

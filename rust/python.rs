@@ -4,7 +4,7 @@
 //! (cheaper to build than objects, and the Python side unpacks them at once):
 //! `("open", key, sid, transport, request)`, `("message", key, str | bytes)`, `("upgrade", key)`,
 //! `("close", key, reason)`, `("handshake", conn, request)`, `("error", message, remote)`.
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
@@ -276,20 +276,6 @@ impl EngineCore {
             false => None,
         };
         Ok(EngineCore { driver, sio })
-    }
-
-    /// Listen on host:port; returns the bound (host, port).
-    fn listen(&mut self, host: &str, port: u16) -> PyResult<(String, u16)> {
-        let addr = (host, port)
-            .to_socket_addrs()
-            .map_err(|e| PyOSError::new_err(e.to_string()))?
-            .next()
-            .ok_or_else(|| PyOSError::new_err(format!("cannot resolve {host}")))?;
-        let bound = self
-            .driver
-            .listen(addr)
-            .map_err(|e| PyOSError::new_err(format!("cannot listen on {addr}: {e}")))?;
-        Ok((bound.ip().to_string(), bound.port()))
     }
 
     /// Listen on a bound, listening socket whose descriptor Python gives up (`socket.detach()`).

@@ -5,14 +5,14 @@ from __future__ import annotations
 import inspect
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from ._coerce import CoercionError, Plan, plan
-from ._wire import BadAttachments, decode_args
+from ._wire import BadAttachments, decode_args, encode_args
 from .engineio import AllowRequest, GenerateId, Request, decide_handshake
 from .exceptions import ConnectionRefused
 from .socket import Ack, Handshake, Socket
@@ -233,22 +233,62 @@ class Dispatcher:
                 return
         else:
             args = args[1:]
-        # Always an Ack, so a handler that takes one may call it whether or not the client asked (a no-op then).
-        ack = Ack(socket, ack_id)
+        # A handler that takes an Ack always gets one, callable whether or not the client asked (a no-op then);
+        # for the others the return value is the ack, sent without building one.
+        ack = None if handler.plan.returns_ack else Ack(socket, ack_id)
+        before = socket._last_start
+        if before is not None and before.is_set():
+            before = None
+        if before is None and not handler.plan.is_async:
+            # A plain function with nothing queued before it runs to completion here, with no task to start.
+            self._handle(handler, socket, args, ack_id, ack)
+            return
+        # Handlers of one socket start in the order their events arrived, as Node's do: each task waits for the
+        # previous one to have started. (trio runs a batch of new tasks in no particular order.)
+        started = anyio.Event()
+        socket._last_start = started
+        self._spawn(self._handle_in_order, handler, socket, args, ack_id, ack, before, started)
+
+    def _handle(self, handler: Handler, socket: Socket, args: list[Any], ack_id: int | None, ack: Ack | None) -> Any:
+        """Coerce and call. A plain function is answered here; a coroutine function's coroutine is returned.
+        Errors are answered and logged here (None then)."""
         try:
-            # A plain function runs to completion here, with no task to start; a coroutine function only makes
-            # its coroutine, which a task then runs.
             result = handler.invoke(socket, args, ack)
         except CoercionError as e:
-            self._unfit(handler, socket, ack, e)
+            self._unfit(handler, socket, ack_id, e)
+            return None
+        except Exception:
+            logger.exception("handler for %r failed (socket %s)", handler.name, socket.id)
+            return None
+        if handler.plan.is_async:
+            return result
+        self._reply(handler, socket, ack_id, result)
+        return None
+
+    async def _handle_in_order(
+        self,
+        handler: Handler,
+        socket: Socket,
+        args: list[Any],
+        ack_id: int | None,
+        ack: Ack | None,
+        before: anyio.Event | None,
+        started: anyio.Event,
+    ) -> None:
+        if before is not None:
+            await before.wait()
+        started.set()
+        # No checkpoint between the set() and the handler's first await: its synchronous start runs before the
+        # next handler of this socket can.
+        pending = self._handle(handler, socket, args, ack_id, ack)
+        if pending is None:
             return
+        try:
+            result = await pending
         except Exception:
             logger.exception("handler for %r failed (socket %s)", handler.name, socket.id)
             return
-        if inspect.isawaitable(result):
-            self._spawn(self._finish, handler, socket, ack, result)
-        else:
-            self._reply(handler, socket, ack, result)
+        self._reply(handler, socket, ack_id, result)
 
     def _decode(self, socket: Socket, data: str, attachments: list[bytes] | None) -> list[Any] | None:
         """An EVENT's or ACK's arguments, or None when its placeholders name no attachment: Node's decoder throws
@@ -261,29 +301,25 @@ class Dispatcher:
             self.server._core.close(socket.client)
             return None
 
-    def _unfit(self, handler: Handler, socket: Socket, ack: Ack, error: CoercionError) -> None:
+    def _unfit(self, handler: Handler, socket: Socket, ack_id: int | None, error: CoercionError) -> None:
         logger.warning("event %r from %s does not fit its handler: %s", handler.name, socket.id, error)
         body = {"error": str(error)}
-        if ack.requested:
-            ack(body)
+        if ack_id is not None:
+            self._send_ack(handler, socket, ack_id, [body])
         else:
             self.server._emit_to(socket, ["error", {"event": handler.name, **body}])
 
-    async def _finish(self, handler: Handler, socket: Socket, ack: Ack, pending: Awaitable[Any]) -> None:
-        try:
-            result = await pending
-        except Exception:
-            logger.exception("handler for %r failed (socket %s)", handler.name, socket.id)
-            return
-        self._reply(handler, socket, ack, result)
+    def _reply(self, handler: Handler, socket: Socket, ack_id: int | None, result: Any) -> None:
+        if ack_id is not None and handler.plan.returns_ack:
+            self._send_ack(handler, socket, ack_id, _ack_args(result))
 
-    @staticmethod
-    def _reply(handler: Handler, socket: Socket, ack: Ack, result: Any) -> None:
-        if handler.plan.returns_ack:
-            try:
-                ack(*_ack_args(result))
-            except (TypeError, ValueError) as e:
-                logger.error("handler for %r returned what cannot be sent (socket %s): %s", handler.name, socket.id, e)
+    def _send_ack(self, handler: Handler, socket: Socket, ack_id: int, args: list[Any]) -> None:
+        try:
+            data, attachments = encode_args(args)
+        except (TypeError, ValueError, RecursionError) as e:
+            logger.error("handler for %r returned what cannot be sent (socket %s): %s", handler.name, socket.id, e)
+            return
+        self.server._core.emit_to(socket.key, data, attachments, ack_id, True)
 
     def _on_ack(self, key: int, data: str, ack_id: int, attachments: list[bytes] | None) -> None:
         socket = self.sockets.get(key)

@@ -8,12 +8,28 @@ and out of the Python values.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from ._coerce import to_jsonable
 
 _encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 _BINARY = (bytes, bytearray, memoryview)
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+# The C encoder and scanner behind json.dumps / json.loads, called directly: the wrappers around them cost more
+# than the work for the small payloads of most events. (No circular-reference check: such a value raises
+# RecursionError, which the callers treat as unsendable.)
+_c_encoder: Callable[..., Callable[[Any, int], list[str]]] | None = getattr(json.encoder, "c_make_encoder", None)
+_dump_chunks = (
+    _c_encoder(None, _encoder.default, json.encoder.encode_basestring, None, ":", ",", False, False, False)
+    if _c_encoder is not None
+    else None
+)
+_scan_once: Callable[[str, int], tuple[Any, int]] = getattr(json.JSONDecoder(), "scan_once")  # noqa: B009
+
+
+def _dumps(value: Any) -> str:
+    return "".join(_dump_chunks(value, 0)) if _dump_chunks is not None else _encoder.encode(value)
 
 
 class BadAttachments(ValueError):
@@ -43,11 +59,17 @@ def _has_binary(value: Any) -> bool:
 
 def encode_args(args: list[Any]) -> tuple[str, list[bytes]]:
     """JSON text of ``args`` (an array) and the attachments pulled out of them."""
+    plain = _PLAIN
+    for a in args:
+        if type(a) not in plain:
+            break
+    else:
+        return _dumps(args), []
     values = [to_jsonable(a) for a in args]
     attachments: list[bytes] = []
     if _has_binary(values):
         values = _extract(values, attachments)
-    return _encoder.encode(values), attachments
+    return _dumps(values), attachments
 
 
 def _insert(value: Any, attachments: list[bytes]) -> Any:
@@ -68,7 +90,12 @@ def _insert(value: Any, attachments: list[bytes]) -> Any:
 
 def decode_args(data_json: str, attachments: list[bytes] | None) -> list[Any]:
     """The arguments of an EVENT or ACK (Rust has checked that the JSON is an array)."""
-    values = json.loads(data_json)
+    try:
+        values, end = _scan_once(data_json, 0)
+    except StopIteration:  # leading white space: the general path
+        values, end = json.loads(data_json), len(data_json)
+    if end != len(data_json) and data_json[end:].strip():
+        raise ValueError("trailing data after the event's arguments")
     if not isinstance(values, list):
         raise ValueError("event data is not an array")
     return _insert(values, attachments) if attachments else values

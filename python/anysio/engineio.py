@@ -312,7 +312,12 @@ async def run_core(
     sock: socket.socket | None = None,
 ) -> None:
     """The driver loop shared by every server: wait for the core's descriptor or its next timer, turn, dispatch."""
-    address = core.listen_fd(sock.detach()) if sock is not None else core.listen(host, port)
+    if sock is None:
+        # Bound here rather than in Rust for the backlog: mio listens with 128, and a burst of connects beyond
+        # that waits a whole SYN retry (1 s). Node listens with 511, uvicorn with 2048.
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.create_server((host, port), family=family, backlog=2048)
+    address = core.listen_fd(sock.detach())
     fd = core.fileno()
     try:
         async with anyio.create_task_group() as tg:

@@ -6,6 +6,8 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import anyio
+
 from ._wire import encode_args
 from .engineio import Request
 
@@ -56,6 +58,8 @@ class Socket:
     request: Request
     data: dict[str, Any] = field(default_factory=dict)
     connected: bool = False
+    #: Set when the latest handler task of this socket has started; later ones wait for it (arrival order).
+    _last_start: anyio.Event | None = field(default=None, init=False, repr=False)
 
     @property
     def namespace(self) -> str:

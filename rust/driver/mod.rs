@@ -73,19 +73,8 @@ impl Driver {
         })
     }
 
-    /// Bind and listen; returns the bound address (useful with port 0).
-    pub fn listen(&mut self, addr: SocketAddr) -> io::Result<SocketAddr> {
-        let mut listener = TcpListener::bind(addr)?;
-        let token = Token(FIRST_LISTENER + self.listeners.len());
-        self.poll
-            .registry()
-            .register(&mut listener, token, Interest::READABLE)?;
-        let local = listener.local_addr()?;
-        self.listeners.push(listener);
-        Ok(local)
-    }
-
-    /// Listen on a socket that is already bound and listening (a worker's SO_REUSEPORT socket).
+    /// Listen on a socket that is already bound and listening. Python binds it: the owner chooses the backlog,
+    /// and workers set SO_REUSEPORT.
     pub fn listen_fd(&mut self, fd: OwnedFd) -> io::Result<SocketAddr> {
         let std_listener = std::net::TcpListener::from(fd);
         std_listener.set_nonblocking(true)?;

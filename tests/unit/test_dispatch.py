@@ -87,9 +87,9 @@ class FakeCore:
 
 
 @asynccontextmanager
-async def running(sio: Server) -> AsyncIterator[FakeCore]:
+async def running(sio: Server, core: FakeCore | None = None) -> AsyncIterator[FakeCore]:
     """``sio`` with a FakeCore, its dispatcher's tasks in a task group of the test's backend."""
-    core = FakeCore()
+    core = core or FakeCore()
     sio._core = core  # type: ignore[assignment]
     for nsp in sio.namespaces.values():
         nsp.adapter = Adapter(nsp)
@@ -273,15 +273,17 @@ async def test_return_value_is_the_ack() -> None:
 async def test_ack_injection() -> None:
     sio = Server()
     calls: list[Any] = []
+    core = FakeCore()
 
     @sio.on("job")
     async def job(socket: Socket, n: int, ack: Ack) -> str:
         calls.append((n, ack.requested))
+        core.notify()  # what the test waits for is this list too, not only the core's calls
         ack("started", n)
         ack("twice")  # ignored, as in Node
         return "not the ack: the handler took one"
 
-    async with running(sio) as core:
+    async with running(sio, core) as core:
         await connected(sio, core)
         dispatch(sio, ("event", 10, '["job",4]', 8, None), ("event", 10, '["job",5]', None, None))
         await core.wait_for(lambda: len(calls) == 2 and core.emits())
