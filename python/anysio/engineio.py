@@ -316,7 +316,12 @@ async def run_core(
         # Bound here rather than in Rust for the backlog: mio listens with 128, and a burst of connects beyond
         # that waits a whole SYN retry (1 s). Node listens with 511, uvicorn with 2048.
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sock = socket.create_server((host, port), family=family, backlog=2048)
+        try:
+            sock = socket.create_server((host, port), family=family, backlog=2048)
+        except OSError as e:
+            error = OSError(f"cannot listen on {host}:{port}: {e.strerror or e}")
+            error.errno = e.errno
+            raise error from None
     address = core.listen_fd(sock.detach())
     fd = core.fileno()
     try:

@@ -162,8 +162,10 @@ class NodeSio(Notifier):
         return list(from_wire(ev["args"]))
 
     async def ack_reply(self, name: str, *args: Any) -> None:
-        """What the client answers to the server's later ack requests of event ``name``."""
+        """What the client answers to the server's later ack requests of event ``name``; returns once the client
+        has taken it (else a request the server sends next could race the command)."""
         await self.command(cmd="ack_reply", name=name, args=to_wire(list(args)))
+        await self.expect("ack_reply_set", name=name)
 
 
 @asynccontextmanager

@@ -8,7 +8,8 @@
 //   {"event":"ack","id":..,"args":[..]}   {"event":"ack_timeout","id":..}   {"event":"bad_command",..}
 // In (stdin, JSON lines):
 //   {"cmd":"emit","name":..,"args":[..],"ack":true|false,"timeout":ms?,"id":<any>}
-//   {"cmd":"ack_reply","name":..,"args":[..]}  (args sent back to later ack requests of event `name`;
+//   {"cmd":"ack_reply","name":..,"args":[..]}  (args sent back to later ack requests of event `name`,
+//                                               confirmed with {"event":"ack_reply_set","name":..};
 //                                               default ["ok"])
 //   {"cmd":"connect"} | {"cmd":"disconnect"} | {"cmd":"exit"}.  EOF on stdin exits too.
 // Bytes are {"binary":"<hex>"} anywhere in args, both ways.
@@ -70,6 +71,7 @@ readCommands((cmd) => {
       break;
     case "ack_reply":
       ackReplies.set(cmd.name, cmd.args ?? []);
+      out({ event: "ack_reply_set", name: cmd.name });
       break;
     case "connect":
       socket.connect();
