@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import json
 import logging
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -236,18 +237,15 @@ class Dispatcher:
         # A handler that takes an Ack always gets one, callable whether or not the client asked (a no-op then);
         # for the others the return value is the ack, sent without building one.
         ack = None if handler.plan.returns_ack else Ack(socket, ack_id)
-        before = socket._last_start
-        if before is not None and before.is_set():
-            before = None
-        if before is None and not handler.plan.is_async:
+        queue = socket._queue
+        if queue is None and not handler.plan.is_async:
             # A plain function with nothing queued before it runs to completion here, with no task to start.
             self._handle(handler, socket, args, ack_id, ack)
-            return
-        # Handlers of one socket start in the order their events arrived, as Node's do: each task waits for the
-        # previous one to have started. (trio runs a batch of new tasks in no particular order.)
-        started = anyio.Event()
-        socket._last_start = started
-        self._spawn(self._handle_in_order, handler, socket, args, ack_id, ack, before, started)
+        elif queue is None:
+            socket._queue = deque([(handler, args, ack_id, ack)])
+            self._spawn(self._drain, socket)
+        else:
+            queue.append((handler, args, ack_id, ack))
 
     def _handle(self, handler: Handler, socket: Socket, args: list[Any], ack_id: int | None, ack: Ack | None) -> Any:
         """Coerce and call. A plain function is answered here; a coroutine function's coroutine is returned.
@@ -265,30 +263,27 @@ class Dispatcher:
         self._reply(handler, socket, ack_id, result)
         return None
 
-    async def _handle_in_order(
-        self,
-        handler: Handler,
-        socket: Socket,
-        args: list[Any],
-        ack_id: int | None,
-        ack: Ack | None,
-        before: anyio.Event | None,
-        started: anyio.Event,
-    ) -> None:
-        if before is not None:
-            await before.wait()
-        started.set()
-        # No checkpoint between the set() and the handler's first await: its synchronous start runs before the
-        # next handler of this socket can.
-        pending = self._handle(handler, socket, args, ack_id, ack)
-        if pending is None:
-            return
+    async def _drain(self, socket: Socket) -> None:
+        """Run a socket's queued handlers one after the other, in the order their events arrived.
+
+        One task per burst rather than per event: handlers that never really wait (most: emits and broadcasts
+        return at once) then run back to back, and what they send to each client leaves in one write."""
+        queue = socket._queue
+        assert queue is not None
         try:
-            result = await pending
-        except Exception:
-            logger.exception("handler for %r failed (socket %s)", handler.name, socket.id)
-            return
-        self._reply(handler, socket, ack_id, result)
+            while queue:
+                handler, args, ack_id, ack = queue.popleft()
+                pending = self._handle(handler, socket, args, ack_id, ack)
+                if pending is None:
+                    continue
+                try:
+                    result = await pending
+                except Exception:
+                    logger.exception("handler for %r failed (socket %s)", handler.name, socket.id)
+                    continue
+                self._reply(handler, socket, ack_id, result)
+        finally:
+            socket._queue = None
 
     def _decode(self, socket: Socket, data: str, attachments: list[bytes] | None) -> list[Any] | None:
         """An EVENT's or ACK's arguments, or None when its placeholders name no attachment: Node's decoder throws

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-
-import anyio
 
 from ._wire import encode_args
 from .engineio import Request
 
 if TYPE_CHECKING:
+    from ._dispatch import Handler
     from .server import BroadcastOperator, Namespace
 
 
@@ -58,8 +58,10 @@ class Socket:
     request: Request
     data: dict[str, Any] = field(default_factory=dict)
     connected: bool = False
-    #: Set when the latest handler task of this socket has started; later ones wait for it (arrival order).
-    _last_start: anyio.Event | None = field(default=None, init=False, repr=False)
+    #: Handlers waiting for this socket's running one (see Dispatcher._drain); None when none runs.
+    _queue: deque[tuple[Handler, list[Any], int | None, Ack | None]] | None = field(
+        default=None, init=False, repr=False
+    )
 
     @property
     def namespace(self) -> str:
