@@ -557,8 +557,8 @@ def summarize(measured: dict[str, Any]) -> dict[str, Any]:
             if sc.name == "bcast":
                 bad = ("lost", "out_of_order", "duplicates", "unexpected")
                 row["lost"] = max((sum(int(r.result.get(k, 0)) for k in bad) for r in mine), default=None)
-            row["loadgen_cpu"] = median([r.result.get("loadgen_cpu") for r in mine])
-            row["server_cpu"] = median([r.result.get("server_cpu") for r in mine])
+            row["loadgen_cpu"] = median([float(r.result.get("loadgen_cpu") or 0) for r in mine])
+            row["server_cpu"] = median([float(r.result.get("server_cpu") or 0) for r in mine])
             row["runs_ok"] = sum(r.ok for r in mine)
             row["runs"] = len(mine)
             per_server[name] = row
@@ -659,9 +659,10 @@ def loadgen_headroom(measured: dict[str, Any], summary: dict[str, Any]) -> list[
 
 def table(rows: list[list[str]], header: list[str]) -> str:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    line = lambda r: "  ".join(  # noqa: E731
-        str(c).ljust(widths[i]) if i < 2 else str(c).rjust(widths[i]) for i, c in enumerate(r)
-    )
+
+    def line(r: list[str]) -> str:
+        return "  ".join(str(c).ljust(widths[i]) if i < 2 else str(c).rjust(widths[i]) for i, c in enumerate(r))
+
     return "\n".join([line(header), "  ".join("-" * w for w in widths), *map(line, rows)])
 
 

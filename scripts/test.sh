@@ -21,15 +21,18 @@ scripts/setup-node-deps.sh
 
 step "Rust: fmt, clippy, tests (no Python needed)"
 cargo fmt --check
-cargo clippy --all-targets -- -D warnings
+cargo clippy --workspace --all-targets -- -D warnings
 cargo clippy --all-targets --features python -- -D warnings
-cargo test --quiet
+cargo test --workspace --quiet
 
 step "Python: ruff, mypy --strict, stubtest"
 ruff check .
 ruff format --check .
 mypy
 python -m mypy.stubtest anysio._native --allowlist tests/stubtest-allowlist.txt
+
+step "benchmark harness, smoke run (tiny loads: checks that the harness works; no figures are judged)"
+python bench/run.py --smoke
 
 step "pytest (every async test on asyncio and on trio)"
 python -m pytest -q "$@"
