@@ -125,14 +125,17 @@ def run(target: str, *, workers: int = 2, host: str = "127.0.0.1", port: int = 5
 
     procs = {i: spawn(i) for i in range(workers)}
     waiting = set(procs)
+    announced = False
     try:
         while not stopping:
             with contextlib.suppress(TimeoutError):
-                msg = ready.recv(64).decode()
-                waiting.discard(int(msg.split()[1]))
-                if not waiting:
+                index = int(ready.recv(64).decode().split()[1])
+                waiting.discard(index)
+                if announced:
+                    print(f"anysio: worker {index} listening again", flush=True)
+                elif not waiting:
                     print(f"anysio: {workers} workers listening on http://{host}:{port}", flush=True)
-                    waiting = {-1}  # announce once
+                    announced = True
             for i, proc in list(procs.items()):
                 if proc.poll() is not None and not stopping:
                     logger.warning("worker %d exited with %s; restarting it", i, proc.returncode)

@@ -58,7 +58,7 @@ class Lines:
 
 
 @asynccontextmanager
-async def cluster(workers: int, backend: str) -> AsyncIterator[str]:
+async def cluster(workers: int, backend: str) -> AsyncIterator[tuple[str, Lines]]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, "-m", "anysio.cli", "run", "tests.e2e.apps.workers_app:sio"]
     cmd += [f"--workers={workers}", "--port=0", f"--backend={backend}"]
@@ -68,7 +68,7 @@ async def cluster(workers: int, backend: str) -> AsyncIterator[str]:
             with anyio.fail_after(30):
                 while "listening on" not in (line := await lines.next_line()):
                     pass
-            yield line.rsplit(" ", 1)[1]
+            yield line.rsplit(" ", 1)[1], lines
         finally:
             proc.send_signal(signal.SIGTERM)
             with anyio.fail_after(20):
@@ -91,7 +91,7 @@ async def clients(url: str, n: int, rounds: int, transports: str | None) -> Asyn
 
 @pytest.mark.parametrize("workers", [2, 4])
 async def test_workers_behave_as_one_server(anyio_backend: str, workers: int) -> None:
-    async with cluster(workers, anyio_backend) as url, clients(url, 100, 10, "polling") as polling:
+    async with cluster(workers, anyio_backend) as (url, master), clients(url, 100, 10, "polling") as polling:
         with anyio.fail_after(60):
             await polling.until("connected")
             done = await polling.until("done")
@@ -136,6 +136,10 @@ async def test_workers_behave_as_one_server(anyio_backend: str, workers: int) ->
                     back.add((await polling.until("reconnected"))["client"])
             dropped = {m["client"] for m in polling.seen if m.get("event") == "disconnect"}
             assert dropped == mine, "the other workers' clients stayed connected"
+            with anyio.fail_after(30):
+                # The master restarts the dead worker.
+                while "listening again" not in await master.next_line():
+                    pass
             with anyio.fail_after(30):
                 await polling.send({"cmd": "emit_all", "name": "echo", "args": ["again"]})
                 assert (await polling.until("acks"))["args"] == ["again"] * 100
