@@ -23,20 +23,9 @@ from tests.e2e.test_chat_terminal import tmux as tmux  # the fixture
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 BROWSER_DIR = ROOT / "tests" / "browser"
-MISSING = [
-    what
-    for what, there in (
-        ("tmux (scripts/setup-system-deps.sh)", shutil.which("tmux") is not None),
-        ("node", shutil.which("node") is not None),
-        ("chromium (scripts/setup-system-deps.sh)", Path(CHROMIUM).exists()),
-        ("playwright-core (scripts/setup-node-deps.sh)", (BROWSER_DIR / "node_modules" / "playwright-core").is_dir()),
-    )
-    if not there
-]
-# CI installs all of them (scripts/test.sh): there a missing one fails the test instead of skipping it.
+# scripts/test.sh installs tmux, chromium and playwright-core; without them these tests fail, never skip.
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.skipif(bool(MISSING) and not os.environ.get("CI"), reason=f"missing: {', '.join(MISSING)}"),
 ]
 
 

@@ -12,7 +12,6 @@ import os
 import re
 import select
 import shlex
-import shutil
 import signal
 import socket
 import subprocess
@@ -27,7 +26,6 @@ import anyio
 import pytest
 
 pytestmark = pytest.mark.e2e
-needs_tmux = pytest.mark.skipif(shutil.which("tmux") is None, reason="no tmux: run scripts/setup-system-deps.sh")
 
 ROOT = Path(__file__).resolve().parents[2]
 CHAT = ROOT / "examples" / "chat" / "chat.py"
@@ -138,7 +136,6 @@ async def start_join(tmux: Tmux, url: str, name: str, *args: str) -> str:
     return pane
 
 
-@needs_tmux
 @pytest.mark.anyio
 async def test_host_ui_and_two_terminals(tmux: Tmux, anyio_backend: str) -> None:
     host, url = await start_host(tmux, anyio_backend)
@@ -233,7 +230,6 @@ async def test_host_ui_and_two_terminals(tmux: Tmux, anyio_backend: str) -> None
     await tmux.wait_for(host, r"^\* bye$")
 
 
-@needs_tmux
 @pytest.mark.anyio
 async def test_server_restart_end_of_input_and_ctrl_c(tmux: Tmux, anyio_backend: str) -> None:
     """A participant says when it lost the server and joins its room again when it is back; the host ends at
