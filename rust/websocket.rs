@@ -272,7 +272,7 @@ impl FrameDecoder {
         let Some(header) = input.get(..header_len) else {
             return Ok(None);
         };
-        let mut rest = header.iter().skip(2).copied();
+        let mut rest = header.get(2..).unwrap_or_default().iter().copied();
         let payload_len = match length_bytes {
             0 => u64::from(len7),
             n => rest

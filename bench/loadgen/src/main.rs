@@ -140,7 +140,9 @@ fn parse(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
 }
 
 fn main() -> ExitCode {
-    let args = match parse(std::env::args().skip(1)) {
+    let mut argv = std::env::args();
+    argv.next(); // the program's own name
+    let args = match parse(argv) {
         Ok(a) => a,
         Err(e) => {
             eprintln!("loadgen: {e}\n{USAGE}");

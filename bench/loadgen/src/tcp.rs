@@ -141,7 +141,10 @@ pub fn status(head: &[u8]) -> Option<u16> {
 /// A header's value (names compared without case), trimmed.
 pub fn header<'a>(head: &'a [u8], name: &str) -> Option<&'a str> {
     let text = std::str::from_utf8(head).ok()?;
-    text.split("\r\n").skip(1).find_map(|line| {
+    // The first line is the status line.
+    let mut lines = text.split("\r\n");
+    lines.next();
+    lines.find_map(|line| {
         let (k, v) = line.split_once(':')?;
         k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
     })
