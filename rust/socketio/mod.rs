@@ -136,6 +136,26 @@ fn new_sid() -> Arc<str> {
     URL_SAFE_NO_PAD.encode(bytes).into()
 }
 
+/// Send a packet with no id and no attachments (CONNECT, CONNECT_ERROR, DISCONNECT) to a client.
+fn send_control(
+    engine: &mut Engine,
+    client: SessionKey,
+    kind: PacketType,
+    nsp: &str,
+    data: Option<String>,
+) {
+    let mut text = String::new();
+    let p = Packet {
+        kind,
+        nsp: nsp.to_owned(),
+        id: None,
+        attachments: 0,
+        data,
+    };
+    packet::encode(&p, &mut text);
+    engine.send(client, Data::Text(text));
+}
+
 /// Encode a packet and its attachments as Engine.IO messages: the text packet first, then each attachment.
 fn messages(text: String, attachments: Vec<Vec<u8>>) -> Vec<Data> {
     let mut out = Vec::with_capacity(1 + attachments.len());
@@ -366,18 +386,13 @@ impl SocketIo {
             .get_key_value(p.nsp.as_str())
             .map(|(k, _)| k.clone())
         else {
-            let mut text = String::new();
-            packet::encode(
-                &Packet {
-                    kind: PacketType::ConnectError,
-                    nsp: p.nsp,
-                    id: None,
-                    attachments: 0,
-                    data: Some(r#"{"message":"Invalid namespace"}"#.into()),
-                },
-                &mut text,
+            send_control(
+                engine,
+                client,
+                PacketType::ConnectError,
+                &p.nsp,
+                Some(r#"{"message":"Invalid namespace"}"#.into()),
             );
-            engine.send(client, Data::Text(text));
             return;
         };
         let key = self.next_socket;
@@ -442,18 +457,13 @@ impl SocketIo {
         if let Some(c) = self.clients.get_mut(&s.client) {
             c.connect_deadline = None;
         }
-        let mut text = String::new();
-        packet::encode(
-            &Packet {
-                kind: PacketType::Connect,
-                nsp: s.nsp.to_string(),
-                id: None,
-                attachments: 0,
-                data: Some(format!(r#"{{"sid":{}}}"#, serde_json::Value::from(&*s.sid))),
-            },
-            &mut text,
+        send_control(
+            engine,
+            s.client,
+            PacketType::Connect,
+            &s.nsp,
+            Some(format!(r#"{{"sid":{}}}"#, serde_json::Value::from(&*s.sid))),
         );
-        engine.send(s.client, Data::Text(text));
         for d in held {
             engine.send(s.client, d);
         }
@@ -465,18 +475,13 @@ impl SocketIo {
         let Some(s) = self.sockets.get(&socket) else {
             return;
         };
-        let mut text = String::new();
-        packet::encode(
-            &Packet {
-                kind: PacketType::ConnectError,
-                nsp: s.nsp.to_string(),
-                id: None,
-                attachments: 0,
-                data: Some(data_json.to_owned()),
-            },
-            &mut text,
+        send_control(
+            engine,
+            s.client,
+            PacketType::ConnectError,
+            &s.nsp,
+            Some(data_json.to_owned()),
         );
-        engine.send(s.client, Data::Text(text));
         self.remove_socket(socket, None);
     }
 
@@ -508,18 +513,7 @@ impl SocketIo {
             if s.state != SocketState::Connected {
                 continue;
             }
-            let mut text = String::new();
-            packet::encode(
-                &Packet {
-                    kind: PacketType::Disconnect,
-                    nsp: s.nsp.to_string(),
-                    id: None,
-                    attachments: 0,
-                    data: None,
-                },
-                &mut text,
-            );
-            engine.send(client, Data::Text(text));
+            send_control(engine, client, PacketType::Disconnect, &s.nsp, None);
             self.remove_socket(key, Some(DisconnectReason::ServerNamespaceDisconnect));
         }
         if close {
