@@ -4,7 +4,7 @@
 //! file descriptor is readable or `next_timeout` passes, then calls `turn`, which reads every ready socket, runs
 //! due timers and writes what the engine produced. Calls made between turns (sends, broadcasts) only fill
 //! per-connection buffers and wake the poller once, so a burst of packets reaches each socket in one write.
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd, RawFd};
@@ -45,6 +45,9 @@ pub struct Driver {
     next_conn: ConnId,
     read_buf: Vec<u8>,
     dirty: Vec<ConnId>,
+    /// Lingering connections by deadline. LINGER is constant, so this is in deadline order: the next timeout
+    /// and the expired ones are at the front, without scanning every connection each turn.
+    linger_queue: VecDeque<(Instant, ConnId)>,
     /// This process's index among the workers sharing the port, when there are several.
     worker: Option<u32>,
     /// Connections to give to the worker owning their session: (descriptor, owner). The owner of the list
@@ -67,6 +70,7 @@ impl Driver {
             next_conn: FIRST_CONN,
             read_buf: vec![0; READ_CHUNK],
             dirty: Vec::new(),
+            linger_queue: VecDeque::new(),
             worker: None,
             handoffs: Vec::new(),
             engine,
@@ -171,7 +175,7 @@ impl Driver {
     }
 
     pub fn next_timeout(&self) -> Option<Instant> {
-        let linger = self.conns.values().filter_map(|c| c.lingering).min();
+        let linger = self.linger_queue.front().map(|(at, _)| *at);
         match (self.engine.next_timeout(), linger) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -292,13 +296,12 @@ impl Driver {
     }
 
     fn expire_lingering(&mut self, now: Instant) {
-        let expired: Vec<ConnId> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| c.lingering.is_some_and(|d| d <= now))
-            .map(|(id, _)| *id)
-            .collect();
-        for conn in expired {
+        while let Some(&(at, conn)) = self.linger_queue.front() {
+            if at > now {
+                break;
+            }
+            self.linger_queue.pop_front();
+            // Gone already when the peer closed first: dropping an unknown connection does nothing.
             self.drop_conn(conn, now);
         }
     }
@@ -358,6 +361,7 @@ impl Driver {
         if let Some(c) = self.conns.get_mut(&conn) {
             let _ = c.stream.shutdown(Shutdown::Write);
             c.lingering = Some(now + LINGER);
+            self.linger_queue.push_back((now + LINGER, conn));
         }
         // The engine forgets the connection now; only the socket lingers.
         self.engine.forget(conn, now);
@@ -373,5 +377,6 @@ impl Driver {
         for (_, mut c) in self.conns.drain() {
             let _ = self.poll.registry().deregister(&mut c.stream);
         }
+        self.linger_queue.clear();
     }
 }
