@@ -120,7 +120,7 @@ impl Driver {
                 lingering: None,
             },
         );
-        self.engine.on_connect(conn, remote);
+        self.engine.on_connect_at(conn, remote, Instant::now());
         Ok(())
     }
 
@@ -236,7 +236,7 @@ impl Driver {
                             lingering: None,
                         },
                     );
-                    self.engine.on_connect(conn, Some(remote));
+                    self.engine.on_connect_at(conn, Some(remote), now);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

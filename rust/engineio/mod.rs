@@ -111,6 +111,11 @@ pub struct Config {
     pub sid_prefix: String,
     /// Requests outside `path` go to the application (`Event::Request`) instead of a 404.
     pub serve_other_paths: bool,
+    /// A connection must deliver a whole request within this long of its first byte (or of connecting):
+    /// Node's headersTimeout. Otherwise 408 and close, so a client that drips bytes cannot hold a socket.
+    pub request_timeout: Duration,
+    /// An idle keep-alive connection is closed after this long: Node's keepAliveTimeout.
+    pub keep_alive_timeout: Duration,
 }
 
 impl Default for Config {
@@ -132,6 +137,8 @@ impl Default for Config {
             max_buffered: 16 * 1024 * 1024,
             sid_prefix: String::new(),
             serve_other_paths: false,
+            request_timeout: Duration::from_secs(60),
+            keep_alive_timeout: Duration::from_secs(5),
         }
     }
 }

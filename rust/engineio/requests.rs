@@ -32,12 +32,28 @@ impl Engine {
             match parser.next_request() {
                 Ok(None) => {
                     // As Node does by default; curl otherwise waits a second before sending a large body.
-                    if parser.take_expect_continue() {
+                    let expect_continue = parser.take_expect_continue();
+                    let deadline = if !parser.is_idle() {
+                        let started = *c.request_started.get_or_insert(now);
+                        Some(started + self.config.request_timeout)
+                    } else if c.served {
+                        Some(now + self.config.keep_alive_timeout)
+                    } else {
+                        None // a fresh connection: its connect-time deadline stands
+                    };
+                    if expect_continue {
                         self.write(conn, b"HTTP/1.1 100 Continue\r\n\r\n");
+                    }
+                    if let Some(at) = deadline {
+                        self.set_conn_deadline(conn, at);
                     }
                     return;
                 }
-                Ok(Some(req)) => self.handle_request(conn, req, now),
+                Ok(Some(req)) => {
+                    c.request_started = None;
+                    c.served = true;
+                    self.handle_request(conn, req, now)
+                }
                 Err(err) => {
                     let status = err.status();
                     let remote = c.remote;

@@ -60,6 +60,12 @@ struct Conn {
     close_after_flush: bool,
     /// Bytes received while a request is parked: the parser only bounds what it parses, so this bounds the rest.
     parked_input: usize,
+    /// When this HTTP connection, neither parked nor answered, stops being waited for (see `conn_timers`).
+    deadline: Option<Instant>,
+    /// When the first byte of the request being received arrived.
+    request_started: Option<Instant>,
+    /// Whether a request was answered on it: then waiting between requests is keep-alive idling.
+    served: bool,
 }
 
 pub struct Engine {
@@ -71,6 +77,8 @@ pub struct Engine {
     /// Sessions not yet closed (`sids` also holds polling sessions waiting to deliver their close packet).
     open_sessions: usize,
     timers: BinaryHeap<Reverse<(Instant, SessionKey)>>,
+    /// HTTP connections' deadlines (`Conn::deadline`); entries whose deadline changed since are skipped.
+    conn_timers: BinaryHeap<Reverse<(Instant, ConnId)>>,
     events: VecDeque<Event>,
     dirty: Vec<ConnId>,
     /// Polling sessions that got packets while a GET is parked: answered once per batch in `flush_polls`.
@@ -118,6 +126,7 @@ impl Engine {
             next_key: 1,
             open_sessions: 0,
             timers: BinaryHeap::new(),
+            conn_timers: BinaryHeap::new(),
             events: VecDeque::new(),
             dirty: Vec::new(),
             poll_ready: Vec::new(),
@@ -140,8 +149,59 @@ impl Engine {
                 dirty: false,
                 close_after_flush: false,
                 parked_input: 0,
+                deadline: None,
+                request_started: None,
+                served: false,
             },
         );
+    }
+
+    /// `on_connect` for a connection the HTTP timeouts apply to (the socket driver's; the ASGI driver's requests
+    /// arrive whole).
+    pub fn on_connect_at(&mut self, conn: ConnId, remote: Option<SocketAddr>, now: Instant) {
+        self.on_connect(conn, remote);
+        self.set_conn_deadline(conn, now + self.config.request_timeout);
+    }
+
+    fn set_conn_deadline(&mut self, conn: ConnId, at: Instant) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            if c.deadline != Some(at) {
+                c.deadline = Some(at);
+                self.conn_timers.push(Reverse((at, conn)));
+            }
+        }
+    }
+
+    /// An HTTP connection's deadline passed: close it if it is still waited for (not parked, not answered).
+    fn conn_timer(&mut self, conn: ConnId, at: Instant) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let waited_for = matches!(
+            &c.state,
+            ConnState::Http {
+                waiting: Waiting::Nothing,
+                ..
+            }
+        );
+        if c.deadline != Some(at) || !waited_for || c.close_after_flush {
+            return;
+        }
+        c.deadline = None;
+        let idle = matches!(&c.state, ConnState::Http { parser, .. } if parser.is_idle());
+        if idle {
+            // Keep-alive idling, or a client that connected and said nothing: closed without an answer.
+            return self.finish_conn(conn);
+        }
+        let remote = c.remote;
+        c.state = ConnState::Done;
+        self.report(conn, remote, "HTTP request not received in time".into());
+        let mut out = Vec::new();
+        Response::new(408)
+            .with_header("Connection", "close")
+            .encode(&mut out);
+        self.write(conn, &out);
+        self.finish_conn(conn);
     }
 
     pub fn on_bytes(&mut self, conn: ConnId, data: &[u8], now: Instant) {
@@ -210,10 +270,22 @@ impl Engine {
             self.timers.pop();
             self.session_timers(key, now);
         }
+        while let Some(Reverse((at, conn))) = self.conn_timers.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.conn_timers.pop();
+            self.conn_timer(conn, at);
+        }
     }
 
     pub fn next_timeout(&self) -> Option<Instant> {
-        self.timers.peek().map(|Reverse((at, _))| *at)
+        let session = self.timers.peek().map(|Reverse((at, _))| *at);
+        let conn = self.conn_timers.peek().map(|Reverse((at, _))| *at);
+        match (session, conn) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     // ---- outputs to the driver ----------------------------------------------------------------------------

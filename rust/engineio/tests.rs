@@ -1036,3 +1036,58 @@ proptest! {
         t.events();
     }
 }
+
+/// Node's headersTimeout and keepAliveTimeout: a connection the server waits on cannot be held forever.
+#[test]
+fn http_timeouts_close_connections_that_are_waited_on() {
+    let mut t = T::new(config());
+    let request_timeout = t.e.config.request_timeout;
+    let keep_alive = t.e.config.keep_alive_timeout;
+    let ms = |d: Duration| d.as_millis() as u64;
+
+    // A client that drips a request: 408 once request_timeout has passed since its first byte.
+    t.next += 1;
+    let drip = t.next;
+    t.e.on_connect_at(drip, None, t.now);
+    t.send(drip, "GET /engine.io/?EIO=4&transport=polling HTTP/1.1\r\n");
+    t.advance(ms(request_timeout) - 1);
+    t.send(drip, "Host: x\r\n");
+    assert!(t.out(drip).is_empty() && !t.e.should_close(drip), "not yet");
+    t.advance(1);
+    let mut out = t.out(drip);
+    assert_eq!(parse_response(&mut out).status, 408);
+    assert!(t.e.should_close(drip));
+    assert_eq!(t.errors(), 1, "logged once");
+
+    // A client that connects and says nothing: closed without an answer after request_timeout.
+    t.next += 1;
+    let silent = t.next;
+    t.e.on_connect_at(silent, None, t.now);
+    t.advance(ms(request_timeout));
+    assert!(t.out(silent).is_empty() && t.e.should_close(silent));
+
+    // Keep-alive: idle keep_alive after its answer, then closed; a parked GET is never timed out.
+    let mut t = T::new(Config {
+        ping_interval: request_timeout * 10,
+        ping_timeout: request_timeout * 10,
+        ..config()
+    });
+    let (sid, key) = t.polling();
+    t.next += 1;
+    let conn = t.next;
+    t.e.on_connect_at(conn, None, t.now);
+    t.send(conn, get(&format!("&sid={sid}")));
+    t.advance(ms(request_timeout) * 2);
+    assert!(
+        !t.e.should_close(conn),
+        "a parked poll waits for the session, not for a timer"
+    );
+    assert!(t.out(conn).is_empty(), "the GET is still parked");
+    assert!(t.e.send(key, Data::Text("x".into())));
+    let mut out = t.out(conn);
+    assert_eq!(parse_response(&mut out).status, 200);
+    t.advance(ms(keep_alive) - 1);
+    assert!(!t.e.should_close(conn));
+    t.advance(1);
+    assert!(t.e.should_close(conn), "idle keep-alive closed");
+}
