@@ -6,7 +6,8 @@
 // then obeys commands on stdin: {"cmd":"emit","client":i,"name":..,"args":[..]} -> {"event":"ack","args":[..]},
 //   {"cmd":"emit_all","name":..} -> {"event":"acks","args":[per-client ack, null on error]},
 //   {"cmd":"counts"} -> {"event":"counts","bcast":[per-client counts of "bcast" events],"connected":C},
-//   and reports {"event":"upgraded","client":i} when a client's transport upgrades,
+//   and reports {"event":"upgraded","client":i} when a client's transport upgrades, {"event":"bcast","client":i}
+//   for each "bcast" event a client receives,
 //   {"cmd":"exit"}. Every client answers "question" acks with its index.
 import { io } from "socket.io-client";
 import { out, parseArgs, readCommands } from "./lib.mjs";
@@ -44,7 +45,7 @@ for (let i = 0; i < n; i++) {
     }
   });
   s.on("connect_error", (e) => { connectErrors++; if (connectErrors < 5) errors.push(String(e.message)); });
-  s.on("bcast", () => { bcast[i]++; });
+  s.on("bcast", () => { bcast[i]++; out({ event: "bcast", client: i }); });
   s.io.on("open", () => s.io.engine.on("upgrade", (t) => out({ event: "upgraded", client: i, transport: t.name })));
   s.on("question", (ack) => ack(i));
   s.on("disconnect", (reason) => out({ event: "disconnect", client: i, reason }));
