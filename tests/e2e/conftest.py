@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -12,6 +12,7 @@ import pytest
 
 from anysio import EngineServer, Session
 from tests.e2e.eio_helpers import Address, closing_connections, load_vectors
+from tests.notifier import Notifier
 
 CONFIG = load_vectors("engineio_server.json")["config"]
 
@@ -27,41 +28,32 @@ SPEC_OPTIONS: dict[str, Any] = {
 QUIET = {**SPEC_OPTIONS, "ping_interval": 30.0, "ping_timeout": 30.0}
 
 
-class EchoServer:
+class EchoServer(Notifier):
     """An EngineServer that sends every message back and records opens, messages and closes."""
 
     def __init__(self, **options: Any) -> None:
+        super().__init__()
         self.eio = EngineServer(**{**QUIET, **options})
         self.address: Address = ("127.0.0.1", 0)
         self.opened: list[Session] = []
         self.messages: list[tuple[str, str | bytes]] = []
         self.closed: list[tuple[str, str]] = []
-        self._changed = anyio.Event()
 
         @self.eio.on_open
         def opened(session: Session) -> None:
             self.opened.append(session)
-            self._notify()
+            self.notify()
 
         @self.eio.on_message
         def echo(session: Session, data: str | bytes) -> None:
             self.messages.append((session.sid, data))
             session.send(data)
-            self._notify()
+            self.notify()
 
         @self.eio.on_close
         def closed(session: Session, reason: str) -> None:
             self.closed.append((session.sid, reason))
-            self._notify()
-
-    def _notify(self) -> None:
-        self._changed.set()
-        self._changed = anyio.Event()
-
-    async def wait_for(self, predicate: Callable[[], Any], timeout: float = 5.0) -> None:
-        with anyio.fail_after(timeout):
-            while not predicate():
-                await self._changed.wait()
+            self.notify()
 
     async def closed_reason(self, sid: str, timeout: float = 5.0) -> str:
         """Wait until session ``sid`` is closed; the reason the server gave."""

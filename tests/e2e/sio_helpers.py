@@ -6,7 +6,7 @@ every wait is for an event, bounded by ``anyio.fail_after``.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,7 @@ import anyio.abc
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 from anysio import Ack, ConnectionRefused, Server, Socket
+from tests.notifier import Notifier
 
 ROOT = Path(__file__).resolve().parents[2]
 SIO_CLIENT = ROOT / "tests" / "node" / "sio_client.mjs"
@@ -43,23 +44,6 @@ def from_wire(value: Any) -> Any:
             return bytes.fromhex(value["binary"])
         return {k: from_wire(v) for k, v in value.items()}
     return value
-
-
-class Notifier:
-    """Lets a test await a condition on state that callbacks change (each change calls ``notify``)."""
-
-    def __init__(self) -> None:
-        self._changed = anyio.Event()
-
-    def notify(self) -> None:
-        self._changed.set()
-        self._changed = anyio.Event()
-
-    async def wait_for(self, predicate: Callable[[], Any], timeout: float = WAIT) -> Any:
-        with anyio.fail_after(timeout):
-            while not (result := predicate()):
-                await self._changed.wait()
-        return result
 
 
 class Record(Notifier):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -17,6 +17,7 @@ import pytest
 
 from anysio import Ack, AckTimeout, ConnectionRefused, Disconnected, Server, Socket
 from anysio.adapter import Adapter
+from tests.notifier import Notifier
 
 REQUEST = (
     "GET",
@@ -28,26 +29,17 @@ REQUEST = (
 CLIENT = 1
 
 
-class FakeCore:
+class FakeCore(Notifier):
     """Records the calls the dispatcher, sockets and adapter make on the core."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.calls: list[tuple[Any, ...]] = []
         self.accepting = True
-        self._changed = anyio.Event()
 
     def _record(self, *call: Any) -> None:
         self.calls.append(call)
         self.notify()
-
-    def notify(self) -> None:
-        self._changed.set()
-        self._changed = anyio.Event()
-
-    async def wait_for(self, predicate: Callable[[], Any], timeout: float = 5.0) -> None:
-        with anyio.fail_after(timeout):
-            while not predicate():
-                await self._changed.wait()
 
     def named(self, name: str) -> list[tuple[Any, ...]]:
         return [c[1:] for c in self.calls if c[0] == name]

@@ -5,7 +5,7 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use mio::net::TcpStream;
 use nix::errno::Errno;
 use nix::sys::socket::{self, sockopt, AddressFamily, SockFlag, SockType, SockaddrIn};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 
 /// Refuse anything but the loopback range: this tool only ever loads servers on this machine.
 pub fn loopback(host: &str, port: u16) -> io::Result<SocketAddr> {
@@ -31,8 +31,8 @@ pub fn source_for(i: usize, sources: usize, offset: usize) -> Option<Ipv4Addr> {
     Some(Ipv4Addr::new(127, 0, 0, host as u8))
 }
 
-/// Start a connect; the stream becomes writable once it is established (or has failed).
-pub fn connect(addr: SocketAddr, source: Option<Ipv4Addr>) -> io::Result<TcpStream> {
+/// A non-blocking IPv4 TCP socket for `addr`.
+fn ipv4_socket(addr: SocketAddr) -> io::Result<(SocketAddrV4, OwnedFd)> {
     let SocketAddr::V4(addr) = addr else {
         return Err(io::Error::new(ErrorKind::InvalidInput, "IPv4 only"));
     };
@@ -42,6 +42,12 @@ pub fn connect(addr: SocketAddr, source: Option<Ipv4Addr>) -> io::Result<TcpStre
         SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
         None,
     )?;
+    Ok((addr, fd))
+}
+
+/// Start a connect; the stream becomes writable once it is established (or has failed).
+pub fn connect(addr: SocketAddr, source: Option<Ipv4Addr>) -> io::Result<TcpStream> {
+    let (addr, fd) = ipv4_socket(addr)?;
     socket::setsockopt(&fd, sockopt::TcpNoDelay, &true)?;
     if let Some(ip) = source {
         // The port is picked at connect time, from the ports free for this 4-tuple: bind(port 0) alone would
@@ -59,15 +65,7 @@ pub fn connect(addr: SocketAddr, source: Option<Ipv4Addr>) -> io::Result<TcpStre
 /// A non-blocking listener with the kernel's largest backlog (`net.core.somaxconn`) rather than std's and mio's
 /// 128, so that a burst of connects is not dropped (and retried a second later) before it is accepted.
 pub fn listen(addr: SocketAddr) -> io::Result<mio::net::TcpListener> {
-    let SocketAddr::V4(addr) = addr else {
-        return Err(io::Error::new(ErrorKind::InvalidInput, "IPv4 only"));
-    };
-    let fd = socket::socket(
-        AddressFamily::Inet,
-        SockType::Stream,
-        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
-        None,
-    )?;
+    let (addr, fd) = ipv4_socket(addr)?;
     socket::setsockopt(&fd, sockopt::ReuseAddr, &true)?;
     socket::bind(fd.as_raw_fd(), &SockaddrIn::from(addr))?;
     socket::listen(&fd, socket::Backlog::MAXALLOWABLE)?;
