@@ -3,7 +3,7 @@
 use std::cmp::Reverse;
 use std::time::Instant;
 
-use super::{ws_frame, ConnState, Engine, Waiting};
+use super::{ws_frame, ConnState, Engine, Parked};
 use crate::engineio::packet::{self, Data, Packet};
 use crate::engineio::session::{CloseReason, ConnId, ReadyState, SessionKey, Transport, Upgrade};
 use crate::engineio::Event;
@@ -48,17 +48,8 @@ impl Engine {
                 continue;
             }
             s.poll_conn = None;
-            let req = match self.conns.get_mut(&conn).map(|c| &mut c.state) {
-                Some(ConnState::Http { waiting, .. }) => {
-                    match std::mem::replace(waiting, Waiting::Nothing) {
-                        Waiting::Poll { req, .. } => req,
-                        other => {
-                            *waiting = other;
-                            continue;
-                        }
-                    }
-                }
-                _ => continue,
+            let Some(req) = self.unpark(conn, Parked::Poll) else {
+                continue;
             };
             self.answer_poll(conn, &req, key, now);
             // A keep-alive connection may have pipelined its next request behind the poll.
@@ -362,17 +353,8 @@ impl Engine {
         let Some(conn) = s.poll_conn else {
             return;
         };
-        let req = match self.conns.get_mut(&conn).map(|c| &mut c.state) {
-            Some(ConnState::Http { waiting, .. }) => {
-                match std::mem::replace(waiting, Waiting::Nothing) {
-                    Waiting::Poll { req, .. } => req,
-                    other => {
-                        *waiting = other;
-                        return;
-                    }
-                }
-            }
-            _ => return,
+        let Some(req) = self.unpark(conn, Parked::Poll) else {
+            return;
         };
         let mut body = Vec::new();
         for p in s.queue.drain(..).chain([last]) {

@@ -39,6 +39,14 @@ enum Waiting {
     App(Box<Request>),
 }
 
+/// Which kind of parked request `Engine::unpark` takes back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Parked {
+    Poll,
+    Handshake,
+    App,
+}
+
 enum ConnState {
     Http {
         parser: RequestParser,
@@ -422,7 +430,7 @@ impl Engine {
     }
 
     pub fn accept_handshake(&mut self, conn: ConnId, sid: Option<String>, now: Instant) {
-        let Some(req) = self.take_parked_handshake(conn) else {
+        let Some(req) = self.unpark(conn, Parked::Handshake) else {
             return;
         };
         self.finish_handshake(conn, &req, sid, now);
@@ -436,7 +444,7 @@ impl Engine {
         message: Option<&str>,
         now: Instant,
     ) {
-        let Some(req) = self.take_parked_handshake(conn) else {
+        let Some(req) = self.unpark(conn, Parked::Handshake) else {
             return;
         };
         self.reject(conn, &req, code, code.status(), message);
@@ -452,17 +460,8 @@ impl Engine {
         body: Vec<u8>,
         now: Instant,
     ) {
-        let req = match self.conns.get_mut(&conn).map(|c| &mut c.state) {
-            Some(ConnState::Http { waiting, .. }) => {
-                match std::mem::replace(waiting, Waiting::Nothing) {
-                    Waiting::App(req) => req,
-                    other => {
-                        *waiting = other;
-                        return;
-                    }
-                }
-            }
-            _ => return,
+        let Some(req) = self.unpark(conn, Parked::App) else {
+            return;
         };
         let mut res = Response::new(status);
         for (k, v) in headers {
@@ -473,20 +472,25 @@ impl Engine {
         self.process_http(conn, now);
     }
 
-    fn take_parked_handshake(&mut self, conn: ConnId) -> Option<Box<Request>> {
+    /// The request parked on `conn` as `kind`, taken back: the connection may read its next request again.
+    fn unpark(&mut self, conn: ConnId, kind: Parked) -> Option<Box<Request>> {
         let c = self.conns.get_mut(&conn)?;
-        match &mut c.state {
-            ConnState::Http { waiting, .. } => match std::mem::replace(waiting, Waiting::Nothing) {
-                Waiting::Handshake(req) => {
-                    c.parked_input = 0;
-                    Some(req)
-                }
-                other => {
-                    *waiting = other;
-                    None
-                }
-            },
-            _ => None,
+        let ConnState::Http { waiting, .. } = &mut c.state else {
+            return None;
+        };
+        let parked_as = match waiting {
+            Waiting::Nothing => return None,
+            Waiting::Poll { .. } => Parked::Poll,
+            Waiting::Handshake(_) => Parked::Handshake,
+            Waiting::App(_) => Parked::App,
+        };
+        if parked_as != kind {
+            return None;
+        }
+        c.parked_input = 0;
+        match std::mem::replace(waiting, Waiting::Nothing) {
+            Waiting::Poll { req, .. } | Waiting::Handshake(req) | Waiting::App(req) => Some(req),
+            Waiting::Nothing => None,
         }
     }
 
