@@ -70,6 +70,9 @@ struct Conn {
     parked_input: usize,
     /// When this HTTP connection, neither parked nor answered, stops being waited for (see `conn_timers`).
     deadline: Option<Instant>,
+    /// The earliest entry this connection has in `conn_timers`. Later deadlines only move `deadline`: the entry,
+    /// when it fires, re-queues itself, so a busy keep-alive connection keeps one entry, not one per request.
+    queued: Option<Instant>,
     /// When the first byte of the request being received arrived.
     request_started: Option<Instant>,
     /// Whether a request was answered on it: then waiting between requests is keep-alive idling.
@@ -158,6 +161,7 @@ impl Engine {
                 close_after_flush: false,
                 parked_input: 0,
                 deadline: None,
+                queued: None,
                 request_started: None,
                 served: false,
             },
@@ -173,8 +177,9 @@ impl Engine {
 
     fn set_conn_deadline(&mut self, conn: ConnId, at: Instant) {
         if let Some(c) = self.conns.get_mut(&conn) {
-            if c.deadline != Some(at) {
-                c.deadline = Some(at);
+            c.deadline = Some(at);
+            if c.queued.is_none_or(|q| at < q) {
+                c.queued = Some(at);
                 self.conn_timers.push(Reverse((at, conn)));
             }
         }
@@ -185,6 +190,20 @@ impl Engine {
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
+        if c.queued != Some(at) {
+            return; // superseded by an earlier entry
+        }
+        c.queued = None;
+        match c.deadline {
+            Some(later) if later > at => {
+                // The deadline moved on since this entry was queued: wait for it instead.
+                c.queued = Some(later);
+                self.conn_timers.push(Reverse((later, conn)));
+                return;
+            }
+            Some(_) => {}
+            None => return,
+        }
         let waited_for = matches!(
             &c.state,
             ConnState::Http {
@@ -192,7 +211,7 @@ impl Engine {
                 ..
             }
         );
-        if c.deadline != Some(at) || !waited_for || c.close_after_flush {
+        if !waited_for || c.close_after_flush {
             return;
         }
         c.deadline = None;
