@@ -102,8 +102,8 @@ class Dispatcher:
     def dispatch(self, events: list[Any]) -> None:
         for ev in events:
             match ev:
-                case ("event", key, data, ack_id, attachments):
-                    self._on_event(key, data, ack_id, attachments)
+                case ("event", key, name, args, _, ack_id, attachments):
+                    self._on_event(key, name, args, ack_id, attachments)
                 case ("ack", key, data, ack_id, attachments):
                     self._on_ack(key, data, ack_id, attachments)
                 case ("connect", key, client, nsp, sid, auth):
@@ -219,21 +219,23 @@ class Dispatcher:
 
     # ---- events and acks --------------------------------------------------------------------------------
 
-    def _on_event(self, key: int, data: str, ack_id: int | None, attachments: list[bytes] | None) -> None:
+    def _on_event(
+        self, key: int, name: str | None, data: str, ack_id: int | None, attachments: list[bytes] | None
+    ) -> None:
+        """``name`` is None when the event is named by a number (``data`` then holds it as its first value)."""
         socket = self.sockets.get(key)
         if socket is None:
             return
         args = self._decode(socket, data, attachments)
         if args is None:
             return
-        name = args[0]
-        handler = socket.nsp.handlers.get(name) if isinstance(name, str) else None
+        handler = socket.nsp.handlers.get(name) if name is not None else None
         if handler is None:
             handler = socket.nsp.handlers.get("*")
             if handler is None:
                 return
-        else:
-            args = args[1:]
+            if name is not None:
+                args = [name, *args]
         # A handler that takes an Ack always gets one, callable whether or not the client asked (a no-op then);
         # for the others the return value is the ack, sent without building one.
         ack = None if handler.plan.returns_ack else Ack(socket, ack_id)
@@ -291,7 +293,7 @@ class Dispatcher:
         DISCONNECT."""
         try:
             return decode_args(data, attachments)
-        except (BadAttachments, ValueError) as e:
+        except (BadAttachments, ValueError, RecursionError) as e:
             logger.info("bad packet from %s: %s", socket.id, e)
             self.server._core.close(socket.client)
             return None

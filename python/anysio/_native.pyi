@@ -22,7 +22,8 @@ EventTuple: TypeAlias = (
 SioEventTuple: TypeAlias = (
     tuple[Literal["open"], int, str, str, RequestTuple]
     | tuple[Literal["connect"], int, int, str, str, str | None]  # socket, client, nsp, sid, auth JSON
-    | tuple[Literal["event"], int, str, int | None, list[bytes] | None]  # socket, data JSON, ack id, attachments
+    # socket, name (None when numeric: the args then start with it), args JSON array, their count, ack id, attachments
+    | tuple[Literal["event"], int, str | None, str, int, int | None, list[bytes] | None]
     | tuple[Literal["ack"], int, str, int, list[bytes] | None]
     | tuple[Literal["disconnect"], int, str]
     | tuple[Literal["close"], int, str]
