@@ -84,6 +84,17 @@ fn json_text<'a>(s: &'a Bound<'_, PyString>) -> PyResult<Cow<'a, str>> {
     )))
 }
 
+/// JSON text as str, or as UTF-8 bytes (what pydantic's serializers write).
+fn json_arg<'a>(obj: &'a Bound<'_, PyAny>) -> PyResult<Cow<'a, str>> {
+    if let Ok(s) = obj.downcast::<PyString>() {
+        return json_text(s);
+    }
+    let bytes = obj.downcast::<PyBytes>()?.as_bytes();
+    std::str::from_utf8(bytes)
+        .map(Cow::Borrowed)
+        .map_err(|e| PyValueError::new_err(e.to_string()))
+}
+
 /// UTF-8 with surrogates encoded as if they were characters (`ED A0..BF 80..BF`, which valid UTF-8 never has)
 /// to text with `\uXXXX` in their place.
 fn escape_surrogates(bytes: &[u8]) -> String {
@@ -498,7 +509,7 @@ impl EngineCore {
     fn emit_to(
         &mut self,
         socket: u64,
-        data_json: &Bound<'_, PyString>,
+        data_json: &Bound<'_, PyAny>,
         attachments: Vec<Bound<'_, PyAny>>,
         id: Option<u64>,
         ack_reply: bool,
@@ -507,7 +518,7 @@ impl EngineCore {
         let attachments = attachments_from_py(attachments)?;
         let ok = sio.emit_to(
             socket,
-            &json_text(data_json)?,
+            &json_arg(data_json)?,
             attachments,
             id,
             ack_reply,
@@ -524,7 +535,7 @@ impl EngineCore {
     fn broadcast_event(
         &mut self,
         nsp: &str,
-        data_json: &Bound<'_, PyString>,
+        data_json: &Bound<'_, PyAny>,
         rooms: Vec<String>,
         except_rooms: Vec<String>,
         attachments: Vec<Bound<'_, PyAny>>,
@@ -533,7 +544,7 @@ impl EngineCore {
     ) -> PyResult<Vec<u64>> {
         let sio = self.sio.as_mut().ok_or_else(no_socketio)?;
         let attachments = attachments_from_py(attachments)?;
-        let data_json = &*json_text(data_json)?;
+        let data_json = &*json_arg(data_json)?;
         if volatile && id.is_none() {
             let reached = sio.broadcast_volatile(
                 nsp,

@@ -6,13 +6,17 @@ import inspect
 import json
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
+from types import CoroutineType
 from typing import TYPE_CHECKING, Any
 
 import anyio
+from pydantic_core import PydanticSerializationError
 
 from ._coerce import CoercionError, Plan, plan
+from ._eager import Suspended, resume
 from ._wire import BadAttachments, decode_args, encode_args
 from .engineio import AllowRequest, GenerateId, Request, decide_handshake
 from .exceptions import ConnectionRefused
@@ -23,6 +27,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("anysio")
 AckResolver = Callable[[list[Any] | None], None]
+_NOT_STARTED: Any = object()
+#: An event's arguments: decoded, or still JSON text with their count (decoded by the handler's plan).
+Args = list[Any] | tuple[str, int]
 
 
 @dataclass(frozen=True)
@@ -43,11 +50,18 @@ class Handler:
             if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
         ]
         socket_first = bool(params) and params[0].annotation is inspect.Parameter.empty
-        return cls(fn, plan(fn, [Socket, Ack]), name, socket_first)
+        return cls(fn, plan(fn, [Socket, Ack], lead=int(socket_first)), name, socket_first)
 
-    def invoke(self, socket: Socket, args: list[Any], ack: Ack | None) -> Any:
+    def invoke(self, socket: Socket, args: Args, ack: Ack | None) -> Any:
         """Coerce and call: the result, or the awaitable a coroutine function returns. CoercionError when the
-        arguments do not fit."""
+        arguments do not fit; ValueError or RecursionError when JSON text does not decode."""
+        if type(args) is tuple:
+            args_json, argc = args
+            if self.plan.takes_json(argc):
+                pos, kw = self.plan.bind_json(args_json, [socket], {Socket: socket, Ack: ack})
+                return self.fn(*pos, **kw)
+            args = decode_args(args_json, None)
+        assert isinstance(args, list)
         if self.socket_first:
             args = [socket, *args]
         pos, kw = self.plan.bind(args, {Socket: socket, Ack: ack})
@@ -99,11 +113,18 @@ class Dispatcher:
         if tg is not None:
             tg.start_soon(_guarded, fn, *args)
 
-    def dispatch(self, events: list[Any]) -> None:
-        for ev in events:
+    def dispatch(self, events: list[Any], eager: bool = True) -> Suspended | None:
+        """Hand a batch of the core's events to the application.
+
+        With ``eager``, coroutine handlers start here; the first one that suspends stops the batch, and the
+        caller must finish it in its own task and leave the rest of the batch to a new one (see _eager.py).
+        Without, they run in a task per socket burst."""
+        for i, ev in enumerate(events):
             match ev:
-                case ("event", key, name, args, _, ack_id, attachments):
-                    self._on_event(key, name, args, ack_id, attachments)
+                case ("event", key, name, args, argc, ack_id, attachments):
+                    finish = self._on_event(key, name, args, argc, ack_id, attachments, eager)
+                    if finish is not None:
+                        return Suspended(finish, events[i + 1 :])
                 case ("ack", key, data, ack_id, attachments):
                     self._on_ack(key, data, ack_id, attachments)
                 case ("connect", key, client, nsp, sid, auth):
@@ -133,6 +154,7 @@ class Dispatcher:
                     self._spawn(self._serve_file, conn, Request.from_tuple(req))
                 case ("error", message, remote):
                     logger.info("bad input from %s: %s", remote, message)
+        return None
 
     async def _serve_file(self, conn: int, request: Request) -> None:
         static = self.server.static_files
@@ -220,42 +242,82 @@ class Dispatcher:
     # ---- events and acks --------------------------------------------------------------------------------
 
     def _on_event(
-        self, key: int, name: str | None, data: str, ack_id: int | None, attachments: list[bytes] | None
-    ) -> None:
-        """``name`` is None when the event is named by a number (``data`` then holds it as its first value)."""
+        self,
+        key: int,
+        name: str | None,
+        args_json: str,
+        argc: int,
+        ack_id: int | None,
+        attachments: list[bytes] | None,
+        eager: bool,
+    ) -> Callable[[], Awaitable[None]] | None:
+        """``name`` is None when the event is named by a number (``args_json`` then holds it as its first value).
+        Returns what finishes a coroutine handler that suspended (eager only)."""
         socket = self.sockets.get(key)
         if socket is None:
-            return
-        args = self._decode(socket, data, attachments)
-        if args is None:
-            return
+            return None
         handler = socket.nsp.handlers.get(name) if name is not None else None
-        if handler is None:
-            handler = socket.nsp.handlers.get("*")
+        args: Args
+        if handler is not None and attachments is None:
+            # Decoded by the handler's plan, validated straight from the text where it can be.
+            args = (args_json, argc)
+        else:
+            decoded = self._decode(socket, args_json, attachments)
+            if decoded is None:
+                return None
+            args = decoded
             if handler is None:
-                return
-            if name is not None:
-                args = [name, *args]
+                handler = socket.nsp.handlers.get("*")
+                if handler is None:
+                    return None
+                if name is not None:
+                    args = [name, *decoded]
         # A handler that takes an Ack always gets one, callable whether or not the client asked (a no-op then);
         # for the others the return value is the ack, sent without building one.
         ack = None if handler.plan.returns_ack else Ack(socket, ack_id)
         queue = socket._queue
-        if queue is None and not handler.plan.is_async:
+        if queue is not None:
+            queue.append((handler, args, ack_id, ack))
+            return None
+        if not handler.plan.is_async:
             # A plain function with nothing queued before it runs to completion here, with no task to start.
             self._handle(handler, socket, args, ack_id, ack)
-        elif queue is None:
+            return None
+        if not eager:
             socket._queue = deque([(handler, args, ack_id, ack)])
             self._spawn(self._drain, socket)
-        else:
-            queue.append((handler, args, ack_id, ack))
+            return None
+        coro = self._handle(handler, socket, args, ack_id, ack)
+        if coro is None:
+            return None
+        if type(coro) is not CoroutineType:  # an awaitable of another kind: awaited in a task
+            socket._queue = deque()
+            self._spawn(self._finish, socket, handler, ack_id, coro, _NOT_STARTED)
+            return None
+        try:
+            first = coro.send(None)
+        except StopIteration as done:
+            self._reply(handler, socket, ack_id, done.value)
+            return None
+        except Exception:
+            logger.exception("handler for %r failed (socket %s)", handler.name, socket.id)
+            return None
+        # Suspended: this socket's next events wait for it, in order.
+        socket._queue = deque()
+        return partial(self._finish, socket, handler, ack_id, coro, first)
 
-    def _handle(self, handler: Handler, socket: Socket, args: list[Any], ack_id: int | None, ack: Ack | None) -> Any:
+    def _handle(self, handler: Handler, socket: Socket, args: Args, ack_id: int | None, ack: Ack | None) -> Any:
         """Coerce and call. A plain function is answered here; a coroutine function's coroutine is returned.
         Errors are answered and logged here (None then)."""
         try:
             result = handler.invoke(socket, args, ack)
         except CoercionError as e:
             self._unfit(handler, socket, ack_id, e)
+            return None
+        except (ValueError, RecursionError) as e:
+            # Arguments JSON.parse would take but Python cannot (integers of thousands of digits, nesting
+            # deeper than the interpreter's stack): the packet is dropped, the connection kept.
+            logger.info("bad event arguments from %s: %s", socket.id, e)
             return None
         except Exception:
             logger.exception("handler for %r failed (socket %s)", handler.name, socket.id)
@@ -265,27 +327,45 @@ class Dispatcher:
         self._reply(handler, socket, ack_id, result)
         return None
 
+    async def _finish(self, socket: Socket, handler: Handler, ack_id: int | None, awaitable: Any, first: Any) -> None:
+        """Finish a handler that suspended (``first`` is what its coroutine yielded, which may be None;
+        _NOT_STARTED for an awaitable of another kind), then the handlers of the socket's events that arrived
+        meanwhile."""
+        try:
+            try:
+                result = await (awaitable if first is _NOT_STARTED else resume(awaitable, first))
+            except Exception:
+                logger.exception("handler for %r failed (socket %s)", handler.name, socket.id)
+            else:
+                self._reply(handler, socket, ack_id, result)
+            await self._run_queue(socket)
+        finally:
+            socket._queue = None
+
     async def _drain(self, socket: Socket) -> None:
         """Run a socket's queued handlers one after the other, in the order their events arrived.
 
         One task per burst rather than per event: handlers that never really wait (most: emits and broadcasts
         return at once) then run back to back, and what they send to each client leaves in one write."""
-        queue = socket._queue
-        assert queue is not None
         try:
-            while queue:
-                handler, args, ack_id, ack = queue.popleft()
-                pending = self._handle(handler, socket, args, ack_id, ack)
-                if pending is None:
-                    continue
-                try:
-                    result = await pending
-                except Exception:
-                    logger.exception("handler for %r failed (socket %s)", handler.name, socket.id)
-                    continue
-                self._reply(handler, socket, ack_id, result)
+            await self._run_queue(socket)
         finally:
             socket._queue = None
+
+    async def _run_queue(self, socket: Socket) -> None:
+        queue = socket._queue
+        assert queue is not None
+        while queue:
+            handler, args, ack_id, ack = queue.popleft()
+            pending = self._handle(handler, socket, args, ack_id, ack)
+            if pending is None:
+                continue
+            try:
+                result = await pending
+            except Exception:
+                logger.exception("handler for %r failed (socket %s)", handler.name, socket.id)
+                continue
+            self._reply(handler, socket, ack_id, result)
 
     def _decode(self, socket: Socket, data: str, attachments: list[bytes] | None) -> list[Any] | None:
         """An EVENT's or ACK's arguments, or None when its placeholders name no attachment: Node's decoder throws
@@ -307,8 +387,17 @@ class Dispatcher:
             self.server._emit_to(socket, ["error", {"event": handler.name, **body}])
 
     def _reply(self, handler: Handler, socket: Socket, ack_id: int | None, result: Any) -> None:
-        if ack_id is not None and handler.plan.returns_ack:
+        if ack_id is None or not handler.plan.returns_ack:
+            return
+        try:
+            data = handler.plan.ack_json(result)
+        except PydanticSerializationError as e:
+            logger.error("handler for %r returned what cannot be sent (socket %s): %s", handler.name, socket.id, e)
+            return
+        if data is None:
             self._send_ack(handler, socket, ack_id, _ack_args(result))
+        else:
+            self.server._core.emit_to(socket.key, data, [], ack_id, True)
 
     def _send_ack(self, handler: Handler, socket: Socket, ack_id: int, args: list[Any]) -> None:
         try:

@@ -84,7 +84,7 @@ class EngineCore:
     def emit_to(
         self,
         socket: int,
-        data_json: str,
+        data_json: str | bytes,
         attachments: list[bytes] = ...,
         id: int | None = None,
         ack_reply: bool = False,
@@ -92,7 +92,7 @@ class EngineCore:
     def broadcast_event(
         self,
         nsp: str,
-        data_json: str,
+        data_json: str | bytes,
         rooms: list[str] = ...,
         except_rooms: list[str] = ...,
         attachments: list[bytes] = ...,

@@ -19,6 +19,7 @@ import asyncio
 import logging
 import math
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -93,8 +94,10 @@ class ASGIApp:
         self.prefix = f"/{trimmed}/" if trimmed else "/"
         self._core = _native.VirtualCore(sio._core)
         self._engine_path = self._core.path
-        self._dispatch: Callable[[list[Any]], None] = (
-            sio._dispatcher.dispatch if isinstance(sio, Server) else sio._dispatch
+        # Not eager: events are dispatched from the tasks of the ASGI requests that carried them, which cannot
+        # stay with a handler that suspends. Coroutine handlers run in a task per socket burst instead.
+        self._dispatch: Callable[[list[Any]], Any] = (
+            partial(sio._dispatcher.dispatch, eager=False) if isinstance(sio, Server) else sio._dispatch
         )
         self._waiters: dict[int, anyio.Event] = {}
         self._running = False

@@ -21,6 +21,7 @@ import anyio.abc
 import anyio.lowlevel
 
 from . import _native
+from ._eager import Suspended
 
 logger = logging.getLogger("anysio")
 
@@ -306,12 +307,12 @@ async def run_core(
     core: _native.EngineCore,
     host: str,
     port: int,
-    dispatch: Callable[[list[_native.EventTuple]], None],
+    dispatch: Callable[[list[Any]], Suspended | None],
     owner: _Serving,
     task_status: anyio.abc.TaskStatus[tuple[str, int]],
     sock: socket.socket | None = None,
 ) -> None:
-    """The driver loop shared by every server: wait for the core's descriptor or its next timer, turn, dispatch."""
+    """Serve until cancelled: the driver loop (`_drive`) in a task of the server's task group."""
     if sock is None:
         # Bound here rather than in Rust for the backlog: mio listens with 128, and a burst of connects beyond
         # that waits a whole SYN retry (1 s). Node listens with 511, uvicorn with 2048.
@@ -330,14 +331,7 @@ async def run_core(
             owner.address = address
             logger.info("listening on %s:%d", *address)
             task_status.started(address)
-            while True:
-                timeout = core.next_timeout()
-                if timeout is None or timeout > 0:
-                    with anyio.move_on_after(math.inf if timeout is None else timeout):
-                        await anyio.wait_readable(fd)
-                else:
-                    await anyio.lowlevel.checkpoint()
-                dispatch(core.turn())
+            tg.start_soon(_drive, core, fd, dispatch, tg, [])
     finally:
         owner._tg = None
         core.shutdown()
@@ -345,5 +339,40 @@ async def run_core(
         with anyio.move_on_after(5, shield=True):
             async with anyio.create_task_group() as tg:
                 owner._tg = tg
-                dispatch(core.turn())
+                tg.start_soon(_dispatch_batch, dispatch, tg, core.turn())
         owner._tg = None
+
+
+async def _drive(
+    core: _native.EngineCore,
+    fd: int,
+    dispatch: Callable[[list[Any]], Suspended | None],
+    tg: anyio.abc.TaskGroup,
+    events: list[Any],
+) -> None:
+    """The driver loop: wait for the core's descriptor or its next timer, turn, dispatch. When a handler suspends
+    during a dispatch, this task stays with it and a new task takes the loop over (see _eager.py)."""
+    while True:
+        if events:
+            suspended = dispatch(events)
+            if suspended is not None:
+                tg.start_soon(_drive, core, fd, dispatch, tg, suspended.rest)
+                await suspended.finish()
+                return
+        timeout = core.next_timeout()
+        if timeout is None or timeout > 0:
+            with anyio.move_on_after(math.inf if timeout is None else timeout):
+                await anyio.wait_readable(fd)
+        else:
+            await anyio.lowlevel.checkpoint()
+        events = core.turn()
+
+
+async def _dispatch_batch(
+    dispatch: Callable[[list[Any]], Suspended | None], tg: anyio.abc.TaskGroup, events: list[Any]
+) -> None:
+    """Dispatch one batch; this task finishes the first handler that suspends, a new one the rest."""
+    suspended = dispatch(events)
+    if suspended is not None:
+        tg.start_soon(_dispatch_batch, dispatch, tg, suspended.rest)
+        await suspended.finish()

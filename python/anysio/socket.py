@@ -59,7 +59,7 @@ class Socket:
     data: dict[str, Any] = field(default_factory=dict)
     connected: bool = False
     #: Handlers waiting for this socket's running one (see Dispatcher._drain); None when none runs.
-    _queue: deque[tuple[Handler, list[Any], int | None, Ack | None]] | None = field(
+    _queue: deque[tuple[Handler, list[Any] | tuple[str, int], int | None, Ack | None]] | None = field(
         default=None, init=False, repr=False
     )
 
