@@ -7,12 +7,12 @@ import json
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from functools import partial
 from types import CoroutineType
 from typing import TYPE_CHECKING, Any
 
 import anyio
+from pydantic import ValidationError
 from pydantic_core import PydanticSerializationError
 
 from ._coerce import CoercionError, Plan, plan
@@ -32,15 +32,19 @@ _NOT_STARTED: Any = object()
 Args = list[Any] | tuple[str, int]
 
 
-@dataclass(frozen=True)
 class Handler:
     """A handler with its coercion planned once, at registration."""
 
-    fn: Callable[..., Any]
-    plan: Plan
-    name: str
-    #: python-socketio's convention: an unannotated first parameter receives the socket.
-    socket_first: bool
+    __slots__ = ("direct", "fn", "name", "plan", "socket_first")
+
+    def __init__(self, fn: Callable[..., Any], plan: Plan, name: str, socket_first: bool) -> None:
+        self.fn = fn
+        self.plan = plan
+        self.name = name
+        #: python-socketio's convention: an unannotated first parameter receives the socket.
+        self.socket_first = socket_first
+        #: Called as fn(socket, *arguments) when its arguments come from the JSON path.
+        self.direct = plan.direct_marker is Socket
 
     @classmethod
     def of(cls, fn: Callable[..., Any], name: str) -> Handler:
@@ -57,8 +61,16 @@ class Handler:
         arguments do not fit; ValueError or RecursionError when JSON text does not decode."""
         if type(args) is tuple:
             args_json, argc = args
-            if self.plan.takes_json(argc):
-                pos, kw = self.plan.bind_json(args_json, [socket], {Socket: socket, Ack: ack})
+            plan = self.plan
+            if argc == plan.json_argc:
+                if self.direct:
+                    assert plan.validate_json is not None
+                    try:
+                        values = plan.validate_json(args_json)
+                    except ValidationError as exc:
+                        raise CoercionError(plan.describe(exc)) from None
+                    return self.fn(socket, *values)
+                pos, kw = plan.bind_json(args_json, [socket], {Socket: socket, Ack: ack})
                 return self.fn(*pos, **kw)
             args = decode_args(args_json, None)
         assert isinstance(args, list)
@@ -389,15 +401,18 @@ class Dispatcher:
     def _reply(self, handler: Handler, socket: Socket, ack_id: int | None, result: Any) -> None:
         if ack_id is None or not handler.plan.returns_ack:
             return
+        to_json = handler.plan.ack_to_json
+        # The serializer planned for the return annotation, unless the value asks for the general path: None is
+        # no argument, a tuple several, which the annotation does not describe.
+        if to_json is None or result is None or type(result) is tuple:
+            self._send_ack(handler, socket, ack_id, _ack_args(result))
+            return
         try:
-            data = handler.plan.ack_json(result)
+            data = to_json((result,), warnings=False)
         except PydanticSerializationError as e:
             logger.error("handler for %r returned what cannot be sent (socket %s): %s", handler.name, socket.id, e)
             return
-        if data is None:
-            self._send_ack(handler, socket, ack_id, _ack_args(result))
-        else:
-            self.server._core.emit_to(socket.key, data, [], ack_id, True)
+        self.server._core.emit_to(socket.key, data, [], ack_id, True)
 
     def _send_ack(self, handler: Handler, socket: Socket, ack_id: int, args: list[Any]) -> None:
         try:
