@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Debian packages the tests use. Idempotent; installs only what is missing.
 set -euo pipefail
-want=(tmux chromium)
+want=(tmux chromium redis-server)
 missing=()
 for p in "${want[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
