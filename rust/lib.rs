@@ -9,6 +9,7 @@
 //! driver      the mio poller that owns the sockets and feeds the layers above
 //! python      the one PyO3 file (feature "python")
 //! ```
+pub mod adapter;
 pub mod driver;
 pub mod engineio;
 pub mod http;

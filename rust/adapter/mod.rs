@@ -1,0 +1,6 @@
+//! Cluster adapters' wire formats, sans-IO: bytes from a message bus in, typed messages out, and back.
+//!
+//! ```text
+//! redis   @socket.io/redis-adapter 8.x (classic and sharded) and @socket.io/redis-emitter 5.x
+//! ```
+pub mod redis;
