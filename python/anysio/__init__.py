@@ -1,12 +1,12 @@
 """anysio: a Socket.IO server for Python on asyncio or trio, with its hot path in Rust."""
 
 from ._native import __version__
-from .adapter import Adapter, BroadcastOptions
+from .adapters.base import Adapter, BroadcastOptions
 from .asgi import ASGIApp
-from .engineio import Cookie, EngineOptions, EngineServer, Request, RequestRefused, Session
+from .engineio.runtime import Cookie, EngineOptions, EngineServer, Request, RequestRefused, Session
 from .exceptions import AckTimeout, AnysioError, ConnectionRefused, Disconnected
-from .server import BroadcastOperator, Namespace, Server
-from .socket import Ack, Handshake, Socket
+from .server.server import BroadcastOperator, Namespace, Server
+from .server.socket import Ack, Handshake, Socket
 
 __all__ = [
     "ASGIApp",

@@ -27,9 +27,9 @@ import anyio.abc
 import anyio.lowlevel
 
 from . import _native
-from ._static import StaticFiles
-from .engineio import EngineServer
-from .server import Server
+from .engineio.http import StaticFiles
+from .engineio.runtime import EngineServer
+from .server.server import Server
 
 if TYPE_CHECKING:
     from ._native import VirtualOutput as Output

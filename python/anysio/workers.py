@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 import anyio
 
 if TYPE_CHECKING:
-    from .server import Server
+    from .server.server import Server
 
 logger = logging.getLogger("anysio")
 BACKENDS = ("asyncio", "uvloop", "trio")
@@ -38,7 +38,7 @@ BACKENDS = ("asyncio", "uvloop", "trio")
 
 def load(target: str) -> Server:
     """``module:attr`` names a Server, or a function that returns one."""
-    from .server import Server
+    from .server.server import Server
 
     module, _, attr = target.partition(":")
     obj = getattr(importlib.import_module(module), attr or "sio")
@@ -65,7 +65,7 @@ def _run_backend(main: Callable[[], Awaitable[None]], backend: str) -> None:
 
 
 async def _worker(server: Server, index: int, workers: int, bus_dir: str, host: str, port: int) -> None:
-    from .bus import Bus
+    from .adapters.bus import Bus
 
     bus = Bus(bus_dir, index, workers)
     server._become_worker(index, bus)

@@ -16,7 +16,7 @@ import anyio
 import pytest
 
 from anysio import Ack, AckTimeout, ConnectionRefused, Disconnected, Server, Socket
-from anysio.adapter import Adapter
+from anysio.adapters.base import Adapter
 from tests.notifier import Notifier
 
 REQUEST = (

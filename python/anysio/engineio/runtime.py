@@ -20,7 +20,7 @@ import anyio
 import anyio.abc
 import anyio.lowlevel
 
-from . import _native
+from .. import _native
 
 logger = logging.getLogger("anysio")
 

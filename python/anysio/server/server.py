@@ -15,17 +15,17 @@ from typing import TYPE_CHECKING, Any, TypeVar, Unpack, overload
 import anyio
 import anyio.abc
 
-from ._coerce import to_jsonable
-from ._dispatch import Dispatcher, Handler
-from ._static import StaticFiles
-from ._wire import encode_args
-from .adapter import Adapter, BroadcastOptions
-from .engineio import AllowRequest, EngineOptions, GenerateId, native_core, run_core
-from .exceptions import AckTimeout, Disconnected, reply_value
+from ..adapters.base import Adapter, BroadcastOptions
+from ..codec.coerce import to_jsonable
+from ..codec.wire import encode_args
+from ..engineio.http import StaticFiles
+from ..engineio.runtime import AllowRequest, EngineOptions, GenerateId, native_core, run_core
+from ..exceptions import AckTimeout, Disconnected, reply_value
+from .dispatcher import Dispatcher, Handler
 from .socket import Socket
 
 if TYPE_CHECKING:
-    from .bus import Bus
+    from ..adapters.bus import Bus
 
 logger = logging.getLogger("anysio")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -282,7 +282,7 @@ class Server(Namespace):
     def _become_worker(self, index: int, bus: Bus) -> None:
         """Serve as worker ``index``: own the sessions whose sid carries it, and share rooms and broadcasts
         with the other workers over ``bus`` (see workers.py)."""
-        from .bus import BusAdapter, attach
+        from ..adapters.bus import BusAdapter, attach
 
         self._core.set_worker(index)
         self._bus = bus

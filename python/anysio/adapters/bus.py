@@ -22,13 +22,13 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.abc
 
-from ._wire import decode_args, encode_args
-from .adapter import Adapter, BroadcastOptions
-from .exceptions import AckTimeout
+from ..codec.wire import decode_args, encode_args
+from ..exceptions import AckTimeout
+from .base import Adapter, BroadcastOptions
 
 if TYPE_CHECKING:
-    from .server import Namespace, Server
-    from .socket import Socket
+    from ..server.server import Namespace, Server
+    from ..server.socket import Socket
 
 logger = logging.getLogger("anysio")
 Message = dict[str, Any]

@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from ._coerce import CoercionError, Plan, plan
-from ._wire import BadAttachments, decode_args, encode_args
-from .engineio import AllowRequest, GenerateId, Request, decide_handshake
-from .exceptions import ConnectionRefused
+from ..codec.coerce import CoercionError, Plan, plan
+from ..codec.wire import BadAttachments, decode_args, encode_args
+from ..engineio.runtime import AllowRequest, GenerateId, Request, decide_handshake
+from ..exceptions import ConnectionRefused
 from .socket import Ack, Handshake, Socket
 
 if TYPE_CHECKING:

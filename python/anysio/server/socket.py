@@ -7,11 +7,11 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ._wire import encode_args
-from .engineio import Request
+from ..codec.wire import encode_args
+from ..engineio.runtime import Request
 
 if TYPE_CHECKING:
-    from ._dispatch import Handler
+    from .dispatcher import Handler
     from .server import BroadcastOperator, Namespace
 
 

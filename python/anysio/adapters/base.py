@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from ._wire import encode_args
-from .exceptions import AckTimeout, reply_value
+from ..codec.wire import encode_args
+from ..exceptions import AckTimeout, reply_value
 
 if TYPE_CHECKING:
-    from .server import Namespace
-    from .socket import Socket
+    from ..server.server import Namespace
+    from ..server.socket import Socket
 
 
 @dataclass(frozen=True)
