@@ -42,6 +42,19 @@ def _unb64(items: list[str]) -> list[bytes]:
     return [base64.b64decode(s) for s in items]
 
 
+def _parse(body: bytes) -> Message | None:
+    """A bus message: a JSON object with a string kind ``t`` (and an integer ``req`` when it is a reply), or None."""
+    try:
+        msg = json.loads(body)
+    except ValueError:  # JSONDecodeError and UnicodeDecodeError
+        return None
+    if not isinstance(msg, dict) or not isinstance(msg.get("t"), str):
+        return None
+    if msg["t"] == "reply" and not isinstance(msg.get("req"), int):
+        return None
+    return msg
+
+
 class Bus:
     """One worker's end of the bus."""
 
@@ -148,8 +161,11 @@ class Bus:
                     (size,) = struct.unpack(">I", buf[:4])
                     if len(buf) < 4 + size:
                         break
-                    msg = json.loads(buf[4 : 4 + size])
-                    buf = buf[4 + size :]
+                    body, buf = buf[4 : 4 + size], buf[4 + size :]
+                    msg = _parse(body)
+                    if msg is None:
+                        logger.warning("malformed bus message dropped: %.80r", body)
+                        continue
                     await self._handle(msg)
 
     async def _handle(self, msg: Message) -> None:
