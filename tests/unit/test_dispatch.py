@@ -10,7 +10,7 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, NoReturn
 
 import anyio
 import pytest
@@ -447,3 +447,60 @@ async def test_close_drops_sockets_still_connecting() -> None:
         release.set()
         await core.wait_for(lambda: core.named("accept"))
         assert not sio.sockets and 10 not in sio._dispatcher.sockets
+
+
+class NoScan(dict[int, Socket]):
+    """The dispatcher's socket table, refusing to be scanned: a session's close must find its sockets through
+    an index, not by visiting every socket of the server (quadratic in a disconnect storm)."""
+
+    def _refuse(self) -> AssertionError:
+        return AssertionError("a session close visited every socket of the server")
+
+    def __iter__(self) -> NoReturn:
+        raise self._refuse()
+
+    def keys(self) -> NoReturn:
+        raise self._refuse()
+
+    def values(self) -> NoReturn:
+        raise self._refuse()
+
+    def items(self) -> NoReturn:
+        raise self._refuse()
+
+
+@pytest.mark.anyio
+async def test_a_session_close_touches_only_its_own_sockets() -> None:
+    sio = Server()
+    release = anyio.Event()
+    admin = sio.of("/admin")
+
+    @sio.use
+    async def slow(socket: Socket) -> None:
+        await release.wait()
+
+    admin.use(slow)
+
+    async with running(sio) as core:
+        other = CLIENT + 1
+        dispatch(
+            sio,
+            ("open", CLIENT, "sid-1", "", REQUEST),
+            ("open", other, "sid-2", "", REQUEST),
+            ("connect", 10, CLIENT, "/", "a", None),
+            ("connect", 11, CLIENT, "/admin", "b", None),
+            ("connect", 12, other, "/", "c", None),
+            ("connect", 13, other, "/admin", "d", None),
+        )
+        sockets = sio._dispatcher.sockets
+        await core.wait_for(lambda: all(k in sockets for k in (10, 11, 12, 13)))
+        sio._dispatcher.sockets = NoScan(sockets)
+        dispatch(sio, ("close", CLIENT, "transport close"))
+        table = sio._dispatcher.sockets
+        assert (10 in table, 11 in table, 12 in table, 13 in table) == (False, False, True, True)
+        dispatch(sio, ("close", other, "transport close"))
+        assert not any(k in table for k in (10, 11, 12, 13))
+        core.accepting = False
+        release.set()
+        await core.wait_for(lambda: len(core.named("accept")) == 4)
+        assert not sio.sockets and not admin.sockets

@@ -81,6 +81,8 @@ class Dispatcher:
         self.allow_request = allow_request
         self.generate_id = generate_id
         self.sockets: dict[int, Socket] = {}
+        # The keys of each Engine.IO session's sockets: a session's close finds its own without a scan.
+        self.by_client: dict[int, set[int]] = {}
         self.requests: dict[int, tuple[str, Request]] = {}
         self.acks: dict[int, dict[int, AckResolver]] = {}
         # Disconnect handlers of the server's last turn, when its task group is already gone (shutdown).
@@ -114,8 +116,7 @@ class Dispatcher:
                     self.requests[client] = (eio_sid, Request.from_tuple(req))
                 case ("close", client, _):
                     self.requests.pop(client, None)
-                    for key in [k for k, s in self.sockets.items() if s.client == client and not s.connected]:
-                        self._drop(key)
+                    self._close_client(client)
                 case ("handshake", conn, req):
                     self._spawn(
                         decide_handshake,
@@ -154,6 +155,7 @@ class Dispatcher:
         auth = json.loads(auth_json) if auth_json else {}
         socket = Socket(nsp, key, sid, client, eio_sid, Handshake.of(request, auth), request)
         self.sockets[key] = socket
+        self.by_client.setdefault(client, set()).add(key)
         nsp._by_key[key] = socket
         self._spawn(self._connect, socket, auth)
 
@@ -188,9 +190,21 @@ class Dispatcher:
         else:
             self._drop(socket.key)
 
+    def _close_client(self, client: int) -> None:
+        """The session is gone: drop its sockets still connecting (the connected ones had their disconnect)."""
+        for key in list(self.by_client.get(client, ())):
+            socket = self.sockets.get(key)
+            if socket is not None and not socket.connected:
+                self._drop(key)
+
     def _drop(self, key: int) -> Socket | None:
         socket = self.sockets.pop(key, None)
         if socket is not None:
+            keys = self.by_client.get(socket.client)
+            if keys is not None:
+                keys.discard(key)
+                if not keys:
+                    del self.by_client[socket.client]
             socket.nsp._by_key.pop(key, None)
             socket.nsp.sockets.pop(socket.id, None)
         return socket
