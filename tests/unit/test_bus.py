@@ -14,7 +14,7 @@ from typing import Any
 import anyio
 import pytest
 
-from anysio.adapters.bus import Bus
+from anysio.ipc import Bus
 
 
 @pytest.fixture

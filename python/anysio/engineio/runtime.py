@@ -1,8 +1,8 @@
-"""The low-level Engine.IO server: sessions, text and binary messages, no Socket.IO on top.
+"""The runtime every server shares: the Rust core built from the Engine.IO options, the driver loop that waits on
+its file descriptor with anyio (so it runs unchanged on asyncio, uvloop and trio), the handshake decision, and the
+interface the Socket.IO layer calls on the core.
 
-Sockets, parsing, heartbeats and writes all happen in Rust (``_native.EngineCore``). This module waits on the
-core's one file descriptor with anyio, so it runs unchanged on asyncio, uvloop and trio, and turns the core's
-event tuples into calls of the application's handlers.
+Nothing here knows a server class: a server hands its core and its dispatch function over as a ``Runtime``.
 """
 
 from __future__ import annotations
@@ -11,46 +11,22 @@ import inspect
 import logging
 import math
 import socket
-from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
-from typing import Any, Protocol, TypedDict, TypeVar, Unpack
-from urllib.parse import parse_qs
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, TypedDict, Unpack
 
 import anyio
 import anyio.abc
 import anyio.lowlevel
 
-from .. import _native
+from .._native import EngineCore
+from .http import Request
+
+if TYPE_CHECKING:
+    from .._native import CoreEvent
 
 logger = logging.getLogger("anysio")
-
-F = TypeVar("F", bound=Callable[..., Any])
-Data = str | bytes
-
-
-@dataclass(frozen=True)
-class Request:
-    """The HTTP request that opened a session (the seed's ``Request()``, Node's ``socket.request``)."""
-
-    method: str
-    path: str
-    query_string: str
-    headers: tuple[tuple[str, str], ...]
-    remote: tuple[str, int] | None
-    query: dict[str, str] = field(init=False)
-
-    def __post_init__(self) -> None:
-        parsed = {k: v[0] for k, v in parse_qs(self.query_string, keep_blank_values=True).items()}
-        object.__setattr__(self, "query", parsed)
-
-    def header(self, name: str) -> str | None:
-        name = name.lower()
-        return next((v for k, v in self.headers if k == name), None)
-
-    @classmethod
-    def from_tuple(cls, t: _native.RequestTuple) -> Request:
-        method, path, query, headers, remote = t
-        return cls(method, path, query, tuple(headers), remote)
 
 
 @dataclass(frozen=True)
@@ -102,14 +78,14 @@ def native_core(
     connect_timeout: float = 45.0,
     serve_other_paths: bool = False,
     **options: Unpack[EngineOptions],
-) -> _native.EngineCore:
+) -> EngineCore:
     """The Rust core for the options every server shares."""
     origins = options.get("cors_allowed_origins")
     if isinstance(origins, str):
         origins = [origins]
     cookie = options.get("cookie")
     c = Cookie() if cookie is True else cookie if isinstance(cookie, Cookie) else None
-    return _native.EngineCore(
+    return EngineCore(
         ping_interval=options.get("ping_interval", 25.0),
         ping_timeout=options.get("ping_timeout", 20.0),
         upgrade_timeout=options.get("upgrade_timeout", 10.0),
@@ -132,144 +108,50 @@ def native_core(
     )
 
 
-class Session:
-    """One Engine.IO session, as the application sees it."""
+class HandshakeCore(Protocol):
+    """The core's answers to a handshake it holds (``defer_handshakes=True``)."""
 
-    __slots__ = ("_server", "key", "request", "sid", "transport")
-
-    def __init__(self, server: EngineServer, key: int, sid: str, transport: str, request: Request) -> None:
-        self._server = server
-        self.key = key
-        self.sid = sid
-        self.transport = transport
-        self.request = request
-
-    def send(self, data: Data) -> bool:
-        return self._server._core.send(self.key, data)
-
-    def close(self) -> None:
-        self._server._core.close(self.key)
-
-    def __repr__(self) -> str:
-        return f"<Session {self.sid} {self.transport}>"
+    def accept_handshake(self, conn: int, sid: str | None = None) -> None: ...
+    def refuse_handshake(self, conn: int, code: int, message: str | None = None) -> None: ...
 
 
-class EngineServer:
-    """An Engine.IO v4 server. Options and defaults are those of Node's engine.io (see ``EngineOptions``)."""
+class SioCore(HandshakeCore, Protocol):
+    """What the Socket.IO layer (dispatcher, sockets, adapters) calls on the core: ``EngineCore(socketio=True)``,
+    or a test's fake. Sockets are named by the keys of the core's "connect" events, sessions by their clients'."""
 
-    def __init__(
+    def add_namespace(self, nsp: str) -> None: ...
+    def accept(self, socket: int) -> bool: ...
+    def refuse(self, socket: int, data_json: str) -> None: ...
+    def disconnect(self, socket: int, close: bool = False) -> None: ...
+    def close(self, key: int) -> None: ...
+    def respond(self, conn: int, status: int, headers: list[tuple[str, str]], body: bytes) -> None: ...
+    def emit_to(
         self,
-        *,
-        path: str = "/engine.io",
-        allow_request: AllowRequest | None = None,
-        generate_id: GenerateId | None = None,
-        **options: Unpack[EngineOptions],
-    ) -> None:
-        self.allow_request = allow_request
-        self.generate_id = generate_id
-        defer = allow_request is not None or generate_id is not None
-        self._core = native_core(path=path, defer_handshakes=defer, **options)
-        self.sessions: dict[str, Session] = {}
-        self._by_key: dict[int, Session] = {}
-        self._on_open: Callable[[Session], Any] | None = None
-        self._on_message: Callable[[Session, Data], Any] | None = None
-        self._on_close: Callable[[Session, str], Any] | None = None
-        self._tg: anyio.abc.TaskGroup | None = None
-        self.address: tuple[str, int] | None = None
-
-    # Handlers: plain functions run inline (in order); coroutine functions run as tasks.
-    def on_open(self, fn: F) -> F:
-        self._on_open = fn
-        return fn
-
-    def on_message(self, fn: F) -> F:
-        self._on_message = fn
-        return fn
-
-    def on_close(self, fn: F) -> F:
-        self._on_close = fn
-        return fn
-
-    @property
-    def count(self) -> int:
-        """Open sessions (the seed's ``Count()``)."""
-        return self._core.session_count
-
-    def send(self, sid: str, data: Data) -> bool:
-        session = self.sessions.get(sid)
-        return session is not None and session.send(data)
-
-    def broadcast(self, sids: Iterable[str], data: Data) -> None:
-        """One message to many sessions: Rust builds the frame once and writes it to each."""
-        keys = [s.key for sid in sids if (s := self.sessions.get(sid)) is not None]
-        self._core.broadcast(keys, data)
-
-    def close(self, sid: str) -> None:
-        session = self.sessions.get(sid)
-        if session is not None:
-            session.close()
-
-    def _call(self, fn: Callable[..., Any] | None, *args: Any) -> None:
-        if fn is None:
-            return
-        try:
-            result = fn(*args)
-        except Exception:
-            logger.exception("handler %s failed", getattr(fn, "__name__", fn))
-            return
-        if inspect.isawaitable(result) and self._tg is not None:
-            self._tg.start_soon(self._await_logged, result)
-
-    @staticmethod
-    async def _await_logged(aw: Awaitable[Any]) -> None:
-        try:
-            await aw
-        except Exception:
-            logger.exception("handler failed")
-
-    async def _decide_handshake(self, conn: int, request: Request) -> None:
-        await decide_handshake(self._core, conn, request, self.allow_request, self.generate_id)
-
-    def _dispatch(self, events: list[_native.EventTuple]) -> None:
-        for ev in events:
-            match ev:
-                case ("message", key, data):
-                    session = self._by_key.get(key)
-                    if session is not None:
-                        self._call(self._on_message, session, data)
-                case ("open", key, sid, transport, req):
-                    session = Session(self, key, sid, transport, Request.from_tuple(req))
-                    self.sessions[sid] = session
-                    self._by_key[key] = session
-                    self._call(self._on_open, session)
-                case ("upgrade", key):
-                    session = self._by_key.get(key)
-                    if session is not None:
-                        session.transport = "websocket"
-                case ("close", key, reason):
-                    session = self._by_key.pop(key, None)
-                    if session is not None:
-                        self.sessions.pop(session.sid, None)
-                        self._call(self._on_close, session, reason)
-                case ("handshake", conn, req):
-                    if self._tg is not None:
-                        self._tg.start_soon(self._decide_handshake, conn, Request.from_tuple(req))
-                case ("error", message, remote):
-                    logger.info("bad input from %s: %s", remote, message)
-
-    async def serve(
+        socket: int,
+        data_json: str,
+        attachments: list[bytes] = ...,
+        id: int | None = None,
+        ack_reply: bool = False,
+    ) -> bool: ...
+    def broadcast_event(
         self,
-        host: str = "127.0.0.1",
-        port: int = 5000,
-        *,
-        task_status: anyio.abc.TaskStatus[tuple[str, int]] = anyio.TASK_STATUS_IGNORED,
-    ) -> None:
-        """Listen and serve until cancelled; then close every session ("server shutting down")."""
-        await run_core(self._core, host, port, self._dispatch, self, task_status)
+        nsp: str,
+        data_json: str,
+        rooms: list[str] = ...,
+        except_rooms: list[str] = ...,
+        attachments: list[bytes] = ...,
+        id: int | None = None,
+        volatile: bool = False,
+    ) -> list[int]: ...
+    def targets(self, nsp: str, rooms: list[str] = ..., except_rooms: list[str] = ...) -> list[int]: ...
+    def join(self, socket: int, rooms: list[str]) -> None: ...
+    def leave(self, socket: int, room: str) -> None: ...
+    def rooms_of(self, socket: int) -> list[str]: ...
+    def socket_count(self, nsp: str) -> int: ...
 
 
 async def decide_handshake(
-    core: _native.EngineCore,
+    core: HandshakeCore,
     conn: int,
     request: Request,
     allow_request: AllowRequest | None,
@@ -295,39 +177,64 @@ async def decide_handshake(
     core.accept_handshake(conn, sid)
 
 
-class _Serving(Protocol):
-    """What ``run_core`` tells its owner: the task group handlers run in, and the bound address."""
+Dispatch = Callable[[list["CoreEvent"]], None]
 
-    _tg: anyio.abc.TaskGroup | None
-    address: tuple[str, int] | None
+
+class Runtime:
+    """A server as its driver (``run_core``, or the ASGI app) sees it: the native core, the function its events
+    go to, and the task group its handlers run in while it is served."""
+
+    def __init__(self, core: EngineCore, dispatch: Dispatch) -> None:
+        self.core = core
+        self.dispatch = dispatch
+        self.task_group: anyio.abc.TaskGroup | None = None
+        self.address: tuple[str, int] | None = None
+
+    @contextmanager
+    def hosting(self, tg: anyio.abc.TaskGroup) -> Iterator[None]:
+        """Handlers run in ``tg`` for the duration."""
+        self.task_group = tg
+        try:
+            yield
+        finally:
+            self.task_group = None
+
+    def spawn(self, fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> bool:
+        """Start ``fn(*args)`` in the task group; False when the server is not being served."""
+        tg = self.task_group
+        if tg is None:
+            return False
+        tg.start_soon(fn, *args)
+        return True
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    # Bound here rather than in Rust for the backlog: mio listens with 128, and a burst of connects beyond that
+    # waits a whole SYN retry (1 s). Node listens with 511, uvicorn with 2048.
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, port), family=family, backlog=2048)
+    except OSError as e:
+        error = OSError(f"cannot listen on {host}:{port}: {e.strerror or e}")
+        error.errno = e.errno
+        raise error from None
 
 
 async def run_core(
-    core: _native.EngineCore,
+    runtime: Runtime,
     host: str,
     port: int,
-    dispatch: Callable[[list[_native.EventTuple]], None],
-    owner: _Serving,
     task_status: anyio.abc.TaskStatus[tuple[str, int]],
     sock: socket.socket | None = None,
 ) -> None:
     """The driver loop shared by every server: wait for the core's descriptor or its next timer, turn, dispatch."""
-    if sock is None:
-        # Bound here rather than in Rust for the backlog: mio listens with 128, and a burst of connects beyond
-        # that waits a whole SYN retry (1 s). Node listens with 511, uvicorn with 2048.
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        try:
-            sock = socket.create_server((host, port), family=family, backlog=2048)
-        except OSError as e:
-            error = OSError(f"cannot listen on {host}:{port}: {e.strerror or e}")
-            error.errno = e.errno
-            raise error from None
-    address = core.listen_fd(sock.detach())
+    core = runtime.core
+    address = core.listen_fd((sock if sock is not None else _listen(host, port)).detach())
+    runtime.address = address
     fd = core.fileno()
     try:
         async with anyio.create_task_group() as tg:
-            owner._tg = tg
-            owner.address = address
+            runtime.task_group = tg
             logger.info("listening on %s:%d", *address)
             task_status.started(address)
             while True:
@@ -337,13 +244,12 @@ async def run_core(
                         await anyio.wait_readable(fd)
                 else:
                     await anyio.lowlevel.checkpoint()
-                dispatch(core.turn())
+                runtime.dispatch(core.turn())
     finally:
-        owner._tg = None
+        runtime.task_group = None
         core.shutdown()
         # The "server shutting down" closes reach async handlers too; a handler gets 5 s to finish.
         with anyio.move_on_after(5, shield=True):
             async with anyio.create_task_group() as tg:
-                owner._tg = tg
-                dispatch(core.turn())
-        owner._tg = None
+                with runtime.hosting(tg):
+                    runtime.dispatch(core.turn())

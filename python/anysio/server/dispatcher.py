@@ -5,59 +5,68 @@ from __future__ import annotations
 import inspect
 import json
 import logging
+import os
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 
-from ..codec.coerce import CoercionError, Plan, plan
+from ..adapters.base import Acks
+from ..codec.coerce import CoercionError, to_jsonable
 from ..codec.wire import BadAttachments, decode_args, encode_args
-from ..engineio.runtime import AllowRequest, GenerateId, Request, decide_handshake
+from ..engineio.http import Request, StaticFiles
+from ..engineio.runtime import AllowRequest, GenerateId, Runtime, SioCore, decide_handshake
 from ..exceptions import ConnectionRefused
-from .socket import Ack, Handshake, Socket
+from .handler import Handler, Middleware
+from .socket import Ack, Handshake, Socket, SocketNamespace
 
 if TYPE_CHECKING:
-    from .server import Namespace, Server
+    from .._native import CoreEvent
 
 logger = logging.getLogger("anysio")
-AckResolver = Callable[[list[Any] | None], None]
+Queued = tuple[Handler, list[Any], int | None, Ack | None]
 
 
-@dataclass(frozen=True)
-class Handler:
-    """A handler with its coercion planned once, at registration."""
+class DispatchNamespace(SocketNamespace, Protocol):
+    """What the dispatcher needs from a namespace: its handlers, and its table of connected sockets."""
 
-    fn: Callable[..., Any]
-    plan: Plan
-    name: str
-    #: python-socketio's convention: an unannotated first parameter receives the socket.
-    socket_first: bool
+    @property
+    def handlers(self) -> Mapping[str, Handler]: ...
+    @property
+    def middlewares(self) -> Sequence[Middleware]: ...
+    @property
+    def sockets(self) -> dict[str, Socket]: ...
 
-    @classmethod
-    def of(cls, fn: Callable[..., Any], name: str) -> Handler:
-        params = [
-            p
-            for p in inspect.signature(fn).parameters.values()
-            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-        ]
-        socket_first = bool(params) and params[0].annotation is inspect.Parameter.empty
-        return cls(fn, plan(fn, [Socket, Ack]), name, socket_first)
 
-    def invoke(self, socket: Socket, args: list[Any], ack: Ack | None) -> Any:
-        """Coerce and call: the result, or the awaitable a coroutine function returns. CoercionError when the
-        arguments do not fit."""
-        if self.socket_first:
-            args = [socket, *args]
-        pos, kw = self.plan.bind(args, {Socket: socket, Ack: ack})
-        return self.fn(*pos, **kw)
+class DispatchHost(Protocol):
+    """What the dispatcher needs from its server."""
 
-    async def call(self, socket: Socket, args: list[Any], ack: Ack | None) -> Any:
-        result = self.invoke(socket, args, ack)
-        if inspect.isawaitable(result):
-            result = await result
-        return result
+    @property
+    def core(self) -> SioCore: ...
+    @property
+    def runtime(self) -> Runtime: ...
+    @property
+    def static_files(self) -> StaticFiles | None: ...
+
+
+def _close_fd(fd: int, owner: int) -> None:
+    """A connection for another worker, with no workers: nothing to hand it to."""
+    del owner
+    os.close(fd)
+
+
+def refusal_json(message: str, data: Any) -> str:
+    """CONNECT_ERROR data as Node sends it: {"message": ..., "data": ...}. Data that JSON cannot carry is left
+    out (and logged) rather than leaving the client without an answer."""
+    body: dict[str, Any] = {"message": str(message)}
+    try:
+        if data is not None:
+            body["data"] = to_jsonable(data)
+        return json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as e:
+        logger.error("ConnectionRefused data cannot be sent as JSON: %s", e)
+        return json.dumps({"message": str(message)}, separators=(",", ":"), ensure_ascii=False)
 
 
 def _ack_args(result: Any) -> list[Any]:
@@ -76,32 +85,33 @@ async def _guarded(fn: Callable[..., Any], *args: Any) -> None:
 
 
 class Dispatcher:
-    def __init__(self, server: Server, allow_request: AllowRequest | None, generate_id: GenerateId | None) -> None:
-        self.server = server
+    def __init__(
+        self,
+        host: DispatchHost,
+        namespaces: Mapping[str, DispatchNamespace],
+        allow_request: AllowRequest | None,
+        generate_id: GenerateId | None,
+    ) -> None:
+        self.host = host
+        self.namespaces = namespaces
         self.allow_request = allow_request
         self.generate_id = generate_id
+        #: Where a connection that belongs to another worker goes (set for workers).
+        self.hand_off: Callable[[int, int], None] = _close_fd
+        self.acks = Acks()
         self.sockets: dict[int, Socket] = {}
+        # Handlers waiting for a socket's running one (see _drain), by socket key; absent when none runs.
+        self.queues: dict[int, deque[Queued]] = {}
         # The keys of each Engine.IO session's sockets: a session's close finds its own without a scan.
         self.by_client: dict[int, set[int]] = {}
         self.requests: dict[int, tuple[str, Request]] = {}
-        self.acks: dict[int, dict[int, AckResolver]] = {}
         # Disconnect handlers of the server's last turn, when its task group is already gone (shutdown).
         self.deferred: list[tuple[Handler, Socket, str]] = []
 
-    def expect_ack(self, socket: int, ack_id: int, resolve: AckResolver) -> None:
-        self.acks.setdefault(socket, {})[ack_id] = resolve
-
-    def forget_ack(self, socket: int, ack_id: int) -> None:
-        pending = self.acks.get(socket)
-        if pending is not None:
-            pending.pop(ack_id, None)
-
     def _spawn(self, fn: Callable[..., Any], *args: Any) -> None:
-        tg = self.server._tg
-        if tg is not None:
-            tg.start_soon(_guarded, fn, *args)
+        self.host.runtime.spawn(_guarded, fn, *args)
 
-    def dispatch(self, events: list[Any]) -> None:
+    def dispatch(self, events: list[CoreEvent]) -> None:
         for ev in events:
             match ev:
                 case ("event", key, data, ack_id, attachments):
@@ -120,34 +130,32 @@ class Dispatcher:
                 case ("handshake", conn, req):
                     self._spawn(
                         decide_handshake,
-                        self.server._core,
+                        self.host.core,
                         conn,
                         Request.from_tuple(req),
                         self.allow_request,
                         self.generate_id,
                     )
                 case ("handoff", fd, owner):
-                    bus = self.server._bus
-                    if bus is not None:
-                        bus.hand_off(fd, owner)
+                    self.hand_off(fd, owner)
                 case ("request", conn, req, _):
                     self._spawn(self._serve_file, conn, Request.from_tuple(req))
                 case ("error", message, remote):
                     logger.info("bad input from %s: %s", remote, message)
 
     async def _serve_file(self, conn: int, request: Request) -> None:
-        static = self.server.static_files
+        static = self.host.static_files
         status, headers, body = (
             await static.respond(request.method, request.path)
             if static is not None
             else (404, [("Content-Type", "text/plain")], b"Not Found")
         )
-        self.server._core.respond(conn, status, headers, body)
+        self.host.core.respond(conn, status, headers, body)
 
     # ---- connections ----------------------------------------------------------------------------------------
 
     def _on_connect(self, key: int, client: int, nsp_name: str, sid: str, auth_json: str | None) -> None:
-        nsp = self.server._namespaces.get(nsp_name)
+        nsp = self.namespaces.get(nsp_name)
         eio_sid, request = self.requests.get(client, ("", None))
         if nsp is None or request is None:
             return
@@ -156,12 +164,11 @@ class Dispatcher:
         socket = Socket(nsp, key, sid, client, eio_sid, Handshake.of(request, auth), request)
         self.sockets[key] = socket
         self.by_client.setdefault(client, set()).add(key)
-        nsp._by_key[key] = socket
         self._spawn(self._connect, socket, auth)
 
     async def _connect(self, socket: Socket, auth: Any) -> None:
-        nsp = socket.nsp
-        core = self.server._core
+        nsp = self.namespaces[socket.namespace]
+        core = self.host.core
         try:
             for mw in nsp.middlewares:
                 result = mw(socket)
@@ -171,16 +178,12 @@ class Dispatcher:
             if handler is not None and await handler.call(socket, [auth], None) is False:
                 raise ConnectionRefused()
         except (ConnectionRefused, CoercionError) as e:
-            from .server import refusal_json
-
             message, data = (e.message, e.data) if isinstance(e, ConnectionRefused) else (str(e), None)
             core.refuse(socket.key, refusal_json(message, data))
             self._drop(socket.key)
             return
         except Exception:
             logger.exception("connect handler of %s failed; refusing %s", nsp.name, socket.id)
-            from .server import refusal_json
-
             core.refuse(socket.key, refusal_json("Internal server error", None))
             self._drop(socket.key)
             return
@@ -205,19 +208,19 @@ class Dispatcher:
                 keys.discard(key)
                 if not keys:
                     del self.by_client[socket.client]
-            socket.nsp._by_key.pop(key, None)
-            socket.nsp.sockets.pop(socket.id, None)
+            nsp = self.namespaces.get(socket.namespace)
+            if nsp is not None:
+                nsp.sockets.pop(socket.id, None)
         return socket
 
     def _on_disconnect(self, key: int, reason: str) -> None:
         socket = self._drop(key)
-        for resolve in list(self.acks.pop(key, {}).values()):
-            resolve(None)
+        self.acks.cancel(key)
         if socket is None:
             return
         socket.connected = False
-        handler = socket.nsp.handlers.get("disconnect")
-        if handler is not None and self.server._tg is None:
+        handler = self.namespaces[socket.namespace].handlers.get("disconnect")
+        if handler is not None and self.host.runtime.task_group is None:
             self.deferred.append((handler, socket, reason))
         elif handler is not None:
             self._spawn(handler.call, socket, [reason], None)
@@ -241,9 +244,10 @@ class Dispatcher:
         if args is None:
             return
         name = args[0]
-        handler = socket.nsp.handlers.get(name) if isinstance(name, str) else None
+        handlers = self.namespaces[socket.namespace].handlers
+        handler = handlers.get(name) if isinstance(name, str) else None
         if handler is None:
-            handler = socket.nsp.handlers.get("*")
+            handler = handlers.get("*")
             if handler is None:
                 return
         else:
@@ -251,12 +255,12 @@ class Dispatcher:
         # A handler that takes an Ack always gets one, callable whether or not the client asked (a no-op then);
         # for the others the return value is the ack, sent without building one.
         ack = None if handler.plan.returns_ack else Ack(socket, ack_id)
-        queue = socket._queue
+        queue = self.queues.get(key)
         if queue is None and not handler.plan.is_async:
             # A plain function with nothing queued before it runs to completion here, with no task to start.
             self._handle(handler, socket, args, ack_id, ack)
         elif queue is None:
-            socket._queue = deque([(handler, args, ack_id, ack)])
+            self.queues[key] = deque([(handler, args, ack_id, ack)])
             self._spawn(self._drain, socket)
         else:
             queue.append((handler, args, ack_id, ack))
@@ -282,8 +286,7 @@ class Dispatcher:
 
         One task per burst rather than per event: handlers that never really wait (most: emits and broadcasts
         return at once) then run back to back, and what they send to each client leaves in one write."""
-        queue = socket._queue
-        assert queue is not None
+        queue = self.queues[socket.key]
         try:
             while queue:
                 handler, args, ack_id, ack = queue.popleft()
@@ -297,7 +300,7 @@ class Dispatcher:
                     continue
                 self._reply(handler, socket, ack_id, result)
         finally:
-            socket._queue = None
+            del self.queues[socket.key]
 
     def _decode(self, socket: Socket, data: str, attachments: list[bytes] | None) -> list[Any] | None:
         """An EVENT's or ACK's arguments, or None when its placeholders name no attachment: Node's decoder throws
@@ -307,7 +310,7 @@ class Dispatcher:
             return decode_args(data, attachments)
         except (BadAttachments, ValueError) as e:
             logger.info("bad packet from %s: %s", socket.id, e)
-            self.server._core.close(socket.client)
+            self.host.core.close(socket.client)
             return None
 
     def _unfit(self, handler: Handler, socket: Socket, ack_id: int | None, error: CoercionError) -> None:
@@ -316,7 +319,8 @@ class Dispatcher:
         if ack_id is not None:
             self._send_ack(handler, socket, ack_id, [body])
         else:
-            self.server._emit_to(socket, ["error", {"event": handler.name, **body}])
+            data, attachments = encode_args(["error", {"event": handler.name, **body}])
+            self.host.core.emit_to(socket.key, data, attachments)
 
     def _reply(self, handler: Handler, socket: Socket, ack_id: int | None, result: Any) -> None:
         if ack_id is not None and handler.plan.returns_ack:
@@ -328,7 +332,7 @@ class Dispatcher:
         except (TypeError, ValueError, RecursionError) as e:
             logger.error("handler for %r returned what cannot be sent (socket %s): %s", handler.name, socket.id, e)
             return
-        self.server._core.emit_to(socket.key, data, attachments, ack_id, True)
+        self.host.core.emit_to(socket.key, data, attachments, ack_id, True)
 
     def _on_ack(self, key: int, data: str, ack_id: int, attachments: list[bytes] | None) -> None:
         socket = self.sockets.get(key)
@@ -339,11 +343,4 @@ class Dispatcher:
         args = self._decode(socket, data, attachments)
         if args is None:
             return
-        resolve = self.acks.get(key, {}).pop(ack_id, None)
-        if resolve is not None:
-            resolve(args)
-
-    # Namespace lookups for tests and adapters.
-    def namespace_of(self, key: int) -> Namespace | None:
-        socket = self.sockets.get(key)
-        return socket.nsp if socket is not None else None
+        self.acks.resolve(key, ack_id, args)

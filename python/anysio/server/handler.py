@@ -1,0 +1,48 @@
+"""An application's handler with its coercion planned once, at registration, and the middleware type."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ..codec.coerce import Plan, plan
+from .socket import Ack, Socket
+
+Middleware = Callable[[Socket], Any]
+
+
+@dataclass(frozen=True)
+class Handler:
+    """A handler with its coercion planned once, at registration."""
+
+    fn: Callable[..., Any]
+    plan: Plan
+    name: str
+    #: python-socketio's convention: an unannotated first parameter receives the socket.
+    socket_first: bool
+
+    @classmethod
+    def of(cls, fn: Callable[..., Any], name: str) -> Handler:
+        params = [
+            p
+            for p in inspect.signature(fn).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
+        socket_first = bool(params) and params[0].annotation is inspect.Parameter.empty
+        return cls(fn, plan(fn, [Socket, Ack]), name, socket_first)
+
+    def invoke(self, socket: Socket, args: list[Any], ack: Ack | None) -> Any:
+        """Coerce and call: the result, or the awaitable a coroutine function returns. CoercionError when the
+        arguments do not fit."""
+        if self.socket_first:
+            args = [socket, *args]
+        pos, kw = self.plan.bind(args, {Socket: socket, Ack: ack})
+        return self.fn(*pos, **kw)
+
+    async def call(self, socket: Socket, args: list[Any], ack: Ack | None) -> Any:
+        result = self.invoke(socket, args, ack)
+        if inspect.isawaitable(result):
+            result = await result
+        return result
