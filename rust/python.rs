@@ -4,6 +4,7 @@
 //! (cheaper to build than objects, and the Python side unpacks them at once):
 //! `("open", key, sid, transport, request)`, `("message", key, str | bytes)`, `("upgrade", key)`,
 //! `("close", key, reason)`, `("handshake", conn, request)`, `("error", message, remote)`.
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
@@ -68,6 +69,51 @@ fn request_to_py(py: Python<'_>, r: &engineio::RequestInfo) -> PyResult<PyObject
         ],
     )?;
     Ok(t.into_any().unbind())
+}
+
+/// JSON text from Python. A string that came in through a JSON escape may hold a lone surrogate (JSON.parse
+/// accepts them, and so does the decoder): not UTF-8, so it goes out as the escape it came in as, which is what
+/// JSON.stringify writes for one.
+fn json_text<'a>(s: &'a Bound<'_, PyString>) -> PyResult<Cow<'a, str>> {
+    if let Ok(text) = s.to_str() {
+        return Ok(Cow::Borrowed(text));
+    }
+    let encoded = s.call_method1("encode", ("utf-8", "surrogatepass"))?;
+    Ok(Cow::Owned(escape_surrogates(
+        encoded.downcast::<PyBytes>()?.as_bytes(),
+    )))
+}
+
+/// JSON text as str, or as UTF-8 bytes (what pydantic's serializers write).
+fn json_arg<'a>(obj: &'a Bound<'_, PyAny>) -> PyResult<Cow<'a, str>> {
+    if let Ok(s) = obj.downcast::<PyString>() {
+        return json_text(s);
+    }
+    let bytes = obj.downcast::<PyBytes>()?.as_bytes();
+    std::str::from_utf8(bytes)
+        .map(Cow::Borrowed)
+        .map_err(|e| PyValueError::new_err(e.to_string()))
+}
+
+/// UTF-8 with surrogates encoded as if they were characters (`ED A0..BF 80..BF`, which valid UTF-8 never has)
+/// to text with `\uXXXX` in their place.
+fn escape_surrogates(bytes: &[u8]) -> String {
+    let mut out = Vec::with_capacity(bytes.len() + 8);
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i..] {
+            [0xED, b1 @ 0xA0..=0xBF, b2 @ 0x80..=0xBF, ..] => {
+                let unit = 0xD000 | (u32::from(b1 & 0x3F) << 6) | u32::from(b2 & 0x3F);
+                out.extend_from_slice(format!("\\u{unit:04x}").as_bytes());
+                i += 3;
+            }
+            _ => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// The server core: the sockets, the Engine.IO session table and timers, and (with `socketio=True`) the
@@ -167,13 +213,17 @@ fn sio_event_to_py<'py>(py: Python<'py>, ev: socketio::Event) -> PyResult<Bound<
             .into_any(),
         E::Event {
             socket,
-            data,
+            name,
+            args,
+            argc,
             id,
             attachments,
         } => (
             "event",
             socket,
-            data,
+            name,
+            args,
+            argc,
             id,
             attachments_to_py(py, &attachments)?,
         )
@@ -438,9 +488,9 @@ impl EngineCore {
         Ok(ok)
     }
 
-    fn refuse(&mut self, socket: u64, data_json: &str) -> PyResult<()> {
+    fn refuse(&mut self, socket: u64, data_json: &Bound<'_, PyString>) -> PyResult<()> {
         let sio = self.sio.as_mut().ok_or_else(no_socketio)?;
-        sio.refuse(socket, data_json, &mut self.driver.engine);
+        sio.refuse(socket, &json_text(data_json)?, &mut self.driver.engine);
         self.driver.request_flush();
         Ok(())
     }
@@ -459,7 +509,7 @@ impl EngineCore {
     fn emit_to(
         &mut self,
         socket: u64,
-        data_json: &str,
+        data_json: &Bound<'_, PyAny>,
         attachments: Vec<Bound<'_, PyAny>>,
         id: Option<u64>,
         ack_reply: bool,
@@ -468,7 +518,7 @@ impl EngineCore {
         let attachments = attachments_from_py(attachments)?;
         let ok = sio.emit_to(
             socket,
-            data_json,
+            &json_arg(data_json)?,
             attachments,
             id,
             ack_reply,
@@ -485,7 +535,7 @@ impl EngineCore {
     fn broadcast_event(
         &mut self,
         nsp: &str,
-        data_json: &str,
+        data_json: &Bound<'_, PyAny>,
         rooms: Vec<String>,
         except_rooms: Vec<String>,
         attachments: Vec<Bound<'_, PyAny>>,
@@ -494,6 +544,7 @@ impl EngineCore {
     ) -> PyResult<Vec<u64>> {
         let sio = self.sio.as_mut().ok_or_else(no_socketio)?;
         let attachments = attachments_from_py(attachments)?;
+        let data_json = &*json_arg(data_json)?;
         if volatile && id.is_none() {
             let reached = sio.broadcast_volatile(
                 nsp,

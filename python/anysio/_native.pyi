@@ -26,7 +26,8 @@ EventTuple: TypeAlias = (
 SioEventTuple: TypeAlias = (
     tuple[Literal["open"], int, str, str, RequestTuple]
     | tuple[Literal["connect"], int, int, str, str, str | None]  # socket, client, nsp, sid, auth JSON
-    | tuple[Literal["event"], int, str, int | None, list[bytes] | None]  # socket, data JSON, ack id, attachments
+    # socket, name (None when numeric: the args then start with it), args JSON array, their count, ack id, attachments
+    | tuple[Literal["event"], int, str | None, str, int, int | None, list[bytes] | None]
     | tuple[Literal["ack"], int, str, int, list[bytes] | None]
     | tuple[Literal["disconnect"], int, str]
     | tuple[Literal["close"], int, str]
@@ -91,7 +92,7 @@ class EngineCore:
     def emit_to(
         self,
         socket: int,
-        data_json: str,
+        data_json: str | bytes,
         attachments: list[bytes] = ...,
         id: int | None = None,
         ack_reply: bool = False,
@@ -99,7 +100,7 @@ class EngineCore:
     def broadcast_event(
         self,
         nsp: str,
-        data_json: str,
+        data_json: str | bytes,
         rooms: list[str] = ...,
         except_rooms: list[str] = ...,
         attachments: list[bytes] = ...,

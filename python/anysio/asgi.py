@@ -94,6 +94,9 @@ class ASGIApp:
         self.prefix = f"/{trimmed}/" if trimmed else "/"
         self._runtime = sio.runtime
         self._core = VirtualCore(self._runtime.core)
+        # Not eager: events are dispatched from the tasks of the ASGI requests that carried them, which cannot
+        # stay with a handler that suspends. Coroutine handlers run in a task per socket burst instead.
+        self._dispatch = self._runtime.dispatch_in_tasks
         self._engine_path = self._core.path
         self._waiters: dict[int, anyio.Event] = {}
         self._running = False
@@ -192,7 +195,7 @@ class ASGIApp:
         """Hand the core's events to the application, then wake the requests that have output."""
         if events:
             try:
-                self._runtime.dispatch(events)
+                self._dispatch(events)
             except Exception:
                 logger.exception("dispatching events failed")
         for conn in ready:

@@ -57,9 +57,12 @@ pub enum Event {
         sid: Arc<str>,
         auth: Option<String>,
     },
+    /// The name apart from the arguments (see `packet::EventArgs`), so each is parsed once.
     Event {
         socket: SocketKey,
-        data: String,
+        name: Option<String>,
+        args: String,
+        argc: usize,
         id: Option<u64>,
         attachments: Vec<Vec<u8>>,
     },
@@ -333,12 +336,15 @@ impl SocketIo {
                 self.remove_socket(s, Some(DisconnectReason::ClientNamespaceDisconnect))
             }
             (PacketType::Event | PacketType::BinaryEvent, _, Some(socket)) => {
-                // Without data Node dispatches no event at all.
-                if let Some(data) = p.data {
+                // Without data Node dispatches no event at all. `decode` validated the data as an event.
+                let split = p.data.as_deref().map(packet::split_event);
+                if let Some(Ok(Some(packet::EventArgs { name, args, argc }))) = split {
                     let id = p.id.or_else(|| js_id.map(|n| self.js_id(socket, n)));
                     self.events.push_back(Event::Event {
                         socket,
-                        data,
+                        name,
+                        args,
+                        argc,
                         id,
                         attachments,
                     });

@@ -4,6 +4,7 @@
 //! `socket.io` 4.8 installs, but reads the header strictly (ASCII digits only) where the JavaScript code leans on
 //! `Number()` coercion. The JSON payload is validated, never re-serialized: `data` is the text as received.
 
+use serde_json::value::RawValue;
 use serde_json::Value;
 use std::fmt::{self, Write as _};
 
@@ -187,12 +188,7 @@ fn decode_inner(
         None if !strict || matches!(kind, PacketType::Connect | PacketType::Disconnect) => {}
         None => return Err(DecodeError::InvalidPayload),
         Some(_) if kind == PacketType::Disconnect => return Err(DecodeError::InvalidPayload),
-        Some(text) => {
-            let value: Value = serde_json::from_str(text).map_err(|_| DecodeError::InvalidJson)?;
-            if !is_payload_valid(kind, &value) {
-                return Err(DecodeError::InvalidPayload);
-            }
-        }
+        Some(text) => validate_payload(kind, text)?,
     }
 
     let packet = Packet {
@@ -224,20 +220,87 @@ fn read_number(bytes: &[u8], pos: usize, max: u64) -> (Option<u64>, usize) {
     (value, digits)
 }
 
-fn is_payload_valid(kind: PacketType, value: &Value) -> bool {
-    match kind {
-        PacketType::Connect => value.is_object(),
-        PacketType::Disconnect => false,
-        PacketType::ConnectError => value.is_string() || value.is_object(),
-        PacketType::Event | PacketType::BinaryEvent => {
-            match value.as_array().and_then(|a| a.first()) {
-                Some(Value::String(name)) => !RESERVED_EVENTS.contains(&name.as_str()),
-                Some(Value::Number(_)) => true,
+/// Arrays (EVENT, ACK) are checked element by element as raw text, building no values: their arguments are
+/// parsed once, by whoever consumes them (`split_event`, then Python).
+fn validate_payload(kind: PacketType, text: &str) -> Result<(), DecodeError> {
+    let valid = match kind {
+        PacketType::Event | PacketType::BinaryEvent => split_event(text)?.is_some(),
+        PacketType::Ack | PacketType::BinaryAck => raw_array(text)?.is_some(),
+        _ => {
+            let value: Value = serde_json::from_str(text).map_err(|_| DecodeError::InvalidJson)?;
+            match kind {
+                PacketType::Connect => value.is_object(),
+                PacketType::ConnectError => value.is_string() || value.is_object(),
                 _ => false,
             }
         }
-        PacketType::Ack | PacketType::BinaryAck => value.is_array(),
+    };
+    valid.then_some(()).ok_or(DecodeError::InvalidPayload)
+}
+
+/// The elements of a JSON array as raw text: Err(InvalidJson) for text that is not JSON, Ok(None) for JSON that
+/// is not an array.
+fn raw_array(text: &str) -> Result<Option<Vec<&RawValue>>, DecodeError> {
+    match serde_json::from_str(text) {
+        Ok(items) => Ok(Some(items)),
+        Err(_) => match serde_json::from_str::<&RawValue>(text) {
+            Ok(_) => Ok(None),
+            Err(_) => Err(DecodeError::InvalidJson),
+        },
     }
+}
+
+/// An EVENT's data taken apart: the event name and the JSON array of the arguments after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventArgs {
+    /// None when the first element is a number (which `socket.io-parser` allows): `args` is then the whole array.
+    pub name: Option<String>,
+    /// A JSON array, as received but for the name taken out.
+    pub args: String,
+    /// How many elements `args` has.
+    pub argc: usize,
+}
+
+/// Take an EVENT's data apart in one pass over the raw elements: Err(InvalidJson) for text that is not JSON,
+/// Ok(None) for JSON that is no valid event (not an array, no name, a reserved name).
+pub fn split_event(data: &str) -> Result<Option<EventArgs>, DecodeError> {
+    let Some(items) = raw_array(data)? else {
+        return Ok(None);
+    };
+    let Some(first) = items.first() else {
+        return Ok(None);
+    };
+    let raw = first.get();
+    let name = match raw.as_bytes()[0] {
+        b'"' => serde_json::from_str::<String>(raw).map_err(|_| DecodeError::InvalidJson)?,
+        b'-' | b'0'..=b'9' => {
+            return Ok(Some(EventArgs {
+                name: None,
+                args: data.to_owned(),
+                argc: items.len(),
+            }))
+        }
+        _ => return Ok(None),
+    };
+    if RESERVED_EVENTS.contains(&name.as_str()) {
+        return Ok(None);
+    }
+    let args = match items.get(1) {
+        // The raw elements borrow from `data`: where the second starts is an offset into it.
+        Some(second) => {
+            let start = second.get().as_ptr() as usize - data.as_ptr() as usize;
+            let mut args = String::with_capacity(data.len() - start + 1);
+            args.push('[');
+            args.push_str(&data[start..]);
+            args
+        }
+        None => "[]".to_owned(),
+    };
+    Ok(Some(EventArgs {
+        name: Some(name),
+        args,
+        argc: items.len() - 1,
+    }))
 }
 
 /// Encode as `socket.io-parser`'s Encoder would for the same fields: "<type>[<attachments>-][<nsp>,][<id>][<data>]",
@@ -304,51 +367,6 @@ fn encode_parts(
     if let Some(data) = data {
         out.push_str(data);
     }
-}
-
-/// The event name (first array element) of an EVENT's data, found without parsing the arguments. None when the
-/// first element is not a JSON string (numeric names, which `socket.io-parser` allows, need a full parse) or
-/// the text is malformed. Strings with escapes or control bytes go through serde_json.
-pub fn event_name(data_json: &str) -> Option<String> {
-    let bytes = data_json.as_bytes();
-    let mut i = skip_whitespace(bytes, 0);
-    if bytes.get(i) != Some(&b'[') {
-        return None;
-    }
-    i = skip_whitespace(bytes, i + 1);
-    if bytes.get(i) != Some(&b'"') {
-        return None;
-    }
-    let open = i;
-    let mut end = open + 1;
-    let mut plain = true;
-    loop {
-        match *bytes.get(end)? {
-            b'"' => break,
-            b'\\' => {
-                plain = false;
-                end += 2;
-            }
-            b if b < 0x20 => {
-                plain = false;
-                end += 1;
-            }
-            _ => end += 1,
-        }
-    }
-    // `open` and `end` index ASCII quotes, so both slices fall on char boundaries.
-    if plain {
-        data_json.get(open + 1..end).map(str::to_owned)
-    } else {
-        serde_json::from_str(data_json.get(open..=end)?).ok()
-    }
-}
-
-fn skip_whitespace(bytes: &[u8], mut i: usize) -> usize {
-    while matches!(bytes.get(i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
-        i += 1;
-    }
-    i
 }
 
 /// Reassembly of a BINARY_EVENT / BINARY_ACK: the header packet then `attachments` binary messages.
@@ -550,12 +568,44 @@ mod tests {
         }
         let (_, js) = decode_lenient(&format!("3{}[]", "9".repeat(400))).unwrap();
         assert_eq!(js.map(js_number).as_deref(), Some("Infinity"));
-        // JS: JSON.parse accepts lone surrogates and turns 1e400 into Infinity; serde_json refuses both.
-        assert_eq!(decode(r#"2["a","\ud800"]"#), Err(DecodeError::InvalidJson));
-        assert_eq!(decode(r#"2["a",1e400]"#), Err(DecodeError::InvalidJson));
-        // serde_json stops at 128 levels of nesting; JSON.parse goes on until the stack runs out.
-        let deep = format!("2[\"a\",{}{}]", "[".repeat(200), "]".repeat(200));
-        assert_eq!(decode(&deep), Err(DecodeError::InvalidJson));
+    }
+
+    #[test]
+    fn arguments_are_checked_as_json_parse_checks_them() {
+        // JSON.parse accepts lone surrogates, turns 1e400 into Infinity and nests until its stack runs out; the
+        // arguments are only checked for their structure here (without recursion), and judged by Python.
+        let deep = format!("2[\"a\",{}{}]", "[".repeat(100_000), "]".repeat(100_000));
+        for text in [r#"2["a","\ud800"]"#, r#"2["a",1e400]"#, &deep] {
+            assert!(decode(text).is_ok(), "{}", &text[..20]);
+        }
+        assert_eq!(decode(r#"2["a",[1,]"#), Err(DecodeError::InvalidJson));
+    }
+
+    #[test]
+    fn split_event_takes_the_name_out() {
+        let split = |t: &str| split_event(t).unwrap().unwrap();
+        let e = split(r#"["echo",{"a":[1,"]"]},2]"#);
+        assert_eq!(e.name.as_deref(), Some("echo"));
+        assert_eq!((e.args.as_str(), e.argc), (r#"[{"a":[1,"]"]},2]"#, 2));
+        let e = split(r#" [ "n\u00e9" , 1 ] "#);
+        assert_eq!(
+            (e.name.as_deref(), e.args.as_str(), e.argc),
+            (Some("né"), "[1 ] ", 1)
+        );
+        let e = split(r#"["bare"]"#);
+        assert_eq!((e.args.as_str(), e.argc), ("[]", 0));
+        let e = split(r#"[7,"x"]"#);
+        assert_eq!((e.name, e.args.as_str(), e.argc), (None, r#"[7,"x"]"#, 2));
+        for invalid in [
+            r#"[]"#,
+            r#"{"a":1}"#,
+            r#"[null]"#,
+            r#"["connect"]"#,
+            r#"[{}]"#,
+        ] {
+            assert_eq!(split_event(invalid), Ok(None), "{invalid}");
+        }
+        assert_eq!(split_event("[1"), Err(DecodeError::InvalidJson));
     }
 
     #[test]
@@ -659,6 +709,10 @@ mod tests {
                 }
             },
         )
+    }
+
+    fn event_name(data: &str) -> Option<String> {
+        split_event(data).ok().flatten().and_then(|e| e.name)
     }
 
     proptest! {

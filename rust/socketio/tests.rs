@@ -275,7 +275,9 @@ fn connect_event_and_ack_both_ways() {
         events,
         vec![Event::Event {
             socket,
-            data: r#"["chat",{"a":[1,2]}]"#.into(),
+            name: Some("chat".into()),
+            args: r#"[{"a":[1,2]}]"#.into(),
+            argc: 1,
             id: Some(1),
             attachments: vec![]
         }]
@@ -322,7 +324,9 @@ fn binary_packets_are_reassembled_and_framed() {
         events,
         vec![Event::Event {
             socket,
-            data: r#"["up",{"_placeholder":true,"num":0},[{"_placeholder":true,"num":1}]]"#.into(),
+            name: Some("up".into()),
+            args: r#"[{"_placeholder":true,"num":0},[{"_placeholder":true,"num":1}]]"#.into(),
+            argc: 2,
             id: Some(3),
             attachments: vec![vec![1, 2, 3], vec![]],
         }]
@@ -807,12 +811,14 @@ fn reference_app(h: &mut Harness) {
             }
             Event::Event {
                 socket,
-                data,
+                name,
+                args,
                 id,
                 attachments,
+                ..
             } if h.nsp_of.get(&socket).is_some_and(|n| &**n == "/") => {
-                let mut args: Vec<Value> = serde_json::from_str(&data).unwrap();
-                match (args.remove(0).as_str(), id) {
+                let mut args: Vec<Value> = serde_json::from_str(&args).unwrap();
+                match (name.as_deref(), id) {
                     (Some("message"), _) => {
                         args.insert(0, "message-back".into());
                         let data = Value::from(args).to_string();

@@ -220,6 +220,10 @@ async def test_bad_input_is_answered_as_node_does_and_spares_the_others() -> Non
             (['429007199254740992["echo","x"]'], '439007199254740992["x"]'),
             (['42["echo","no ack asked"]', "42"], None),  # an EVENT without data is ignored; nothing comes back
             (["40/nope,"], '44/nope,{"message":"Invalid namespace"}'),  # unknown namespace: the session stays
+            # What JSON.parse accepts is accepted: a lone surrogate (it goes back escaped, as JSON.stringify does)
+            (['421["echo","a\\ud800"]'], '431["a\\ud800"]'),
+            # and nesting deeper than serde_json's default limit of 128.
+            (['421["echo",' + "[" * 200 + "]" * 200 + "]"], "431[" + "[" * 200 + "]" * 200 + "]"),
         ]
         for n, (frames, reply) in enumerate(cases):
             ws, _ = await silent_client(address)

@@ -439,7 +439,7 @@ def test_no_validation_means_no_pydantic(monkeypatch: pytest.MonkeyPatch) -> Non
     assert kwargs == {"ack": ACK}
 
 
-def test_one_adapter_built_at_plan_time(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_adapters_built_at_plan_time_only(monkeypatch: pytest.MonkeyPatch) -> None:
     built: list[Any] = []
 
     def counting(tp: Any) -> Any:
@@ -452,9 +452,12 @@ def test_one_adapter_built_at_plan_time(monkeypatch: pytest.MonkeyPatch) -> None
 
     p: Plan = plan(h, INJECTABLE)
     assert p.adapter is not None
+    at_plan = len(built)  # the general path's adapter and the JSON path's
+    assert at_plan == 2
     for _ in range(3):
         p.bind(["1", {"text": "t"}, [2], "3.5"], INJECT)
-    assert len(built) == 1
+        p.bind_json('["1",{"text":"t"},[2]]', [], INJECT)
+    assert len(built) == at_plan
 
 
 # --- to_jsonable ----------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""anysio._dispatch without sockets: the core's event tuples in, handler calls and core calls out.
+"""anysio.server.dispatcher without sockets: the core's event tuples in, handler calls and core calls out.
 
 ``FakeCore`` stands in for ``_native.EngineCore``: mypy checks that it provides ``SioCore``, the interface the
 Socket.IO layer calls (which the real core provides too, per its stub), and it records every call, so each test can
@@ -33,6 +33,15 @@ REQUEST = (
     ("10.0.0.1", 7),
 )
 CLIENT = 1
+
+
+def event(key: int, data: str, ack_id: int | None, attachments: list[bytes] | None) -> tuple[Any, ...]:
+    """The "event" tuple the core hands over for an EVENT whose data is ``data``: the name taken out as Rust does."""
+    values = json.loads(data)
+    if isinstance(values[0], str):
+        args = json.dumps(values[1:], separators=(",", ":"))
+        return ("event", key, values[0], args, len(values) - 1, ack_id, attachments)
+    return ("event", key, None, data, len(values), ack_id, attachments)
 
 
 class FakeCore(Notifier):
@@ -72,7 +81,7 @@ class FakeCore(Notifier):
         self._record("close", key)
 
     def emit_to(
-        self, socket: int, data_json: str, attachments: Any = (), id: int | None = None, ack_reply: bool = False
+        self, socket: int, data_json: str | bytes, attachments: Any = (), id: int | None = None, ack_reply: bool = False
     ) -> bool:
         self._record("emit_to", socket, data_json, list(attachments), id, ack_reply)
         return True
@@ -92,7 +101,7 @@ class FakeCore(Notifier):
     def broadcast_event(
         self,
         nsp: str,
-        data_json: str,
+        data_json: str | bytes,
         rooms: list[str] = [],  # noqa: B006
         except_rooms: list[str] = [],  # noqa: B006
         attachments: list[bytes] = [],  # noqa: B006
@@ -249,14 +258,14 @@ async def test_coercion_errors_are_answered_in_the_ack() -> None:
 
     async with running(sio) as core:
         await connected(sio, core)
-        dispatch(sio, ("event", 10, '["add","x",2]', 5, None))
+        dispatch(sio, event(10, '["add","x",2]', 5, None))
         await core.wait_for(lambda: core.emits())
         [(socket, [reply], _, ack_id, ack_reply)] = core.emits()
         assert (socket, ack_id, ack_reply) == (10, 5, True)
         assert set(reply) == {"error"} and "'a'" in reply["error"]
 
         # Without an ack id the client hears of it as an "error" event.
-        dispatch(sio, ("event", 10, '["add",1]', None, None))
+        dispatch(sio, event(10, '["add",1]', None, None))
         await core.wait_for(lambda: len(core.emits()) == 2)
         _, (name, body), _, ack_id, _ = core.emits()[1]
         assert (name, body["event"], ack_id) == ("error", "add", None)
@@ -283,10 +292,10 @@ async def test_return_value_is_the_ack() -> None:
         await connected(sio, core)
         dispatch(
             sio,
-            ("event", 10, '["add","3",4]', 1, None),  # lax coercion: "3" fits an int
-            ("event", 10, '["pair","hi"]', 2, None),
-            ("event", 10, '["nothing"]', 3, None),
-            ("event", 10, '["add",1,1]', None, None),  # no ack asked: nothing sent
+            event(10, '["add","3",4]', 1, None),  # lax coercion: "3" fits an int
+            event(10, '["pair","hi"]', 2, None),
+            event(10, '["nothing"]', 3, None),
+            event(10, '["add",1,1]', None, None),  # no ack asked: nothing sent
         )
         await core.wait_for(lambda: len(core.emits()) == 3)
         assert sorted(core.emits(), key=lambda e: e[3] or 0) == [
@@ -312,7 +321,7 @@ async def test_ack_injection() -> None:
 
     async with running(sio, core) as core:
         await connected(sio, core)
-        dispatch(sio, ("event", 10, '["job",4]', 8, None), ("event", 10, '["job",5]', None, None))
+        dispatch(sio, event(10, '["job",4]', 8, None), event(10, '["job",5]', None, None))
         await core.wait_for(lambda: len(calls) == 2 and core.emits())
         assert core.emits() == [(10, ["started", 4], [], 8, True)]
         assert sorted(calls) == [(4, True), (5, False)]
@@ -332,9 +341,9 @@ async def test_catch_all_and_unknown_events() -> None:
         await connected(sio, core)
         dispatch(
             sio,
-            ("event", 10, '["whatever",1,{"a":2}]', 1, None),
-            ("event", 10, "[42]", 2, None),  # numeric event names exist in socket.io-parser
-            ("event", 99, '["ghost"]', 3, None),  # no such socket
+            event(10, '["whatever",1,{"a":2}]', 1, None),
+            event(10, "[42]", 2, None),  # numeric event names exist in socket.io-parser
+            event(99, '["ghost"]', 3, None),  # no such socket
         )
         await core.wait_for(lambda: len(core.emits()) == 2)
         assert sorted(got, key=str) == [("whatever", (1, {"a": 2})), (42, ())]
@@ -350,7 +359,7 @@ async def test_unknown_event_without_catch_all_is_ignored() -> None:
 
     async with running(sio) as core:
         await connected(sio, core)
-        dispatch(sio, ("event", 10, '["unknown"]', 1, None), ("event", 10, '["known"]', 2, None))
+        dispatch(sio, event(10, '["unknown"]', 1, None), event(10, '["known"]', 2, None))
         await core.wait_for(lambda: core.emits())
         assert core.emits() == [(10, ["ok"], [], 2, True)]
 
@@ -428,7 +437,7 @@ async def test_bad_attachments_close_the_connection(caplog: pytest.LogCaptureFix
     sio.on("up", lambda socket, data: called.append(data))
     async with running(sio) as core:
         await connected(sio, core)
-        dispatch(sio, ("event", 10, '["up",{"_placeholder":true,"num":1}]', None, [b"only one"]))
+        dispatch(sio, event(10, '["up",{"_placeholder":true,"num":1}]', None, [b"only one"]))
         dispatch(sio, ("ack", 10, '[{"_placeholder":true,"num":3}]', 0, [b"x"]))
         assert core.named("close") == [(CLIENT,), (CLIENT,)]
         assert not core.named("disconnect") and not called
@@ -455,9 +464,9 @@ async def test_a_failing_handler_does_not_stop_the_others(caplog: pytest.LogCapt
         await connected(sio, core)
         dispatch(
             sio,
-            ("event", 10, '["boom"]', 1, None),
-            ("event", 10, '["unsendable"]', 2, None),
-            ("event", 10, '["ok"]', 3, None),
+            event(10, '["boom"]', 1, None),
+            event(10, '["unsendable"]', 2, None),
+            event(10, '["ok"]', 3, None),
         )
         await core.wait_for(lambda: core.emits())
         assert core.emits() == [(10, ["fine"], [], 3, True)]

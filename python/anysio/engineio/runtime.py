@@ -21,6 +21,7 @@ import anyio.abc
 import anyio.lowlevel
 
 from .._native import EngineCore
+from .eager import Suspended
 from .http import Request
 
 if TYPE_CHECKING:
@@ -128,7 +129,7 @@ class SioCore(HandshakeCore, Protocol):
     def emit_to(
         self,
         socket: int,
-        data_json: str,
+        data_json: str | bytes,
         attachments: list[bytes] = ...,
         id: int | None = None,
         ack_reply: bool = False,
@@ -136,7 +137,7 @@ class SioCore(HandshakeCore, Protocol):
     def broadcast_event(
         self,
         nsp: str,
-        data_json: str,
+        data_json: str | bytes,
         rooms: list[str] = ...,
         except_rooms: list[str] = ...,
         attachments: list[bytes] = ...,
@@ -177,16 +178,24 @@ async def decide_handshake(
     core.accept_handshake(conn, sid)
 
 
-Dispatch = Callable[[list["CoreEvent"]], None]
+#: Hands a batch of events to the application; a coroutine handler that suspends stops the batch (see eager.py).
+Dispatch = Callable[[list["CoreEvent"]], Suspended | None]
 
 
 class Runtime:
-    """A server as its driver (``run_core``, or the ASGI app) sees it: the native core, the function its events
-    go to, and the task group its handlers run in while it is served."""
+    """A server as its driver (``run_core``, or the ASGI app) sees it: the native core, the functions its events
+    go to, and the task group its handlers run in while it is served.
 
-    def __init__(self, core: EngineCore, dispatch: Dispatch) -> None:
+    ``dispatch`` may start coroutine handlers eagerly: its caller then finishes the one that suspended and leaves
+    the rest of the batch to a new task. ``dispatch_in_tasks`` (``dispatch`` when not given) never returns a
+    suspended handler: it is for drivers that dispatch from tasks they cannot keep (the ASGI app's requests)."""
+
+    def __init__(
+        self, core: EngineCore, dispatch: Dispatch, dispatch_in_tasks: Callable[[list[CoreEvent]], object] | None = None
+    ) -> None:
         self.core = core
         self.dispatch = dispatch
+        self.dispatch_in_tasks = dispatch_in_tasks if dispatch_in_tasks is not None else dispatch
         self.task_group: anyio.abc.TaskGroup | None = None
         self.address: tuple[str, int] | None = None
 
@@ -227,7 +236,7 @@ async def run_core(
     task_status: anyio.abc.TaskStatus[tuple[str, int]],
     sock: socket.socket | None = None,
 ) -> None:
-    """The driver loop shared by every server: wait for the core's descriptor or its next timer, turn, dispatch."""
+    """Serve until cancelled: the driver loop (``_drive``) in a task of the server's task group."""
     core = runtime.core
     address = core.listen_fd((sock if sock is not None else _listen(host, port)).detach())
     runtime.address = address
@@ -237,19 +246,41 @@ async def run_core(
             runtime.task_group = tg
             logger.info("listening on %s:%d", *address)
             task_status.started(address)
-            while True:
-                timeout = core.next_timeout()
-                if timeout is None or timeout > 0:
-                    with anyio.move_on_after(math.inf if timeout is None else timeout):
-                        await anyio.wait_readable(fd)
-                else:
-                    await anyio.lowlevel.checkpoint()
-                runtime.dispatch(core.turn())
+            tg.start_soon(_drive, runtime, fd, tg, [])
     finally:
         runtime.task_group = None
         core.shutdown()
         # The "server shutting down" closes reach async handlers too; a handler gets 5 s to finish.
         with anyio.move_on_after(5, shield=True):
             async with anyio.create_task_group() as tg:
-                with runtime.hosting(tg):
-                    runtime.dispatch(core.turn())
+                runtime.task_group = tg
+                tg.start_soon(_dispatch_batch, runtime.dispatch, tg, core.turn())
+        runtime.task_group = None
+
+
+async def _drive(runtime: Runtime, fd: int, tg: anyio.abc.TaskGroup, events: list[CoreEvent]) -> None:
+    """The driver loop: wait for the core's descriptor or its next timer, turn, dispatch. When a handler suspends
+    during a dispatch, this task stays with it and a new task takes the loop over (see eager.py)."""
+    core, dispatch = runtime.core, runtime.dispatch
+    while True:
+        if events:
+            suspended = dispatch(events)
+            if suspended is not None:
+                tg.start_soon(_drive, runtime, fd, tg, suspended.rest)
+                await suspended.finish()
+                return
+        timeout = core.next_timeout()
+        if timeout is None or timeout > 0:
+            with anyio.move_on_after(math.inf if timeout is None else timeout):
+                await anyio.wait_readable(fd)
+        else:
+            await anyio.lowlevel.checkpoint()
+        events = core.turn()
+
+
+async def _dispatch_batch(dispatch: Dispatch, tg: anyio.abc.TaskGroup, events: list[CoreEvent]) -> None:
+    """Dispatch one batch; this task finishes the first handler that suspends, a new one the rest."""
+    suspended = dispatch(events)
+    if suspended is not None:
+        tg.start_soon(_dispatch_batch, dispatch, tg, suspended.rest)
+        await suspended.finish()

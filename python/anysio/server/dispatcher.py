@@ -7,25 +7,30 @@ import json
 import logging
 import os
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from functools import partial
+from types import CoroutineType
 from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
+from pydantic_core import PydanticSerializationError
 
 from ..adapters.base import Acks
 from ..codec.coerce import CoercionError, to_jsonable
 from ..codec.wire import BadAttachments, decode_args, encode_args
+from ..engineio.eager import Suspended, resume
 from ..engineio.http import Request, StaticFiles
 from ..engineio.runtime import AllowRequest, GenerateId, Runtime, SioCore, decide_handshake
 from ..exceptions import ConnectionRefused
-from .handler import Handler, Middleware
+from .handler import Args, Handler, Middleware
 from .socket import Ack, Handshake, Socket, SocketNamespace
 
 if TYPE_CHECKING:
     from .._native import CoreEvent
 
 logger = logging.getLogger("anysio")
-Queued = tuple[Handler, list[Any], int | None, Ack | None]
+_NOT_STARTED: Any = object()
+Queued = tuple[Handler, Args, int | None, Ack | None]
 
 
 class DispatchNamespace(SocketNamespace, Protocol):
@@ -100,10 +105,10 @@ class Dispatcher:
         self.hand_off: Callable[[int, int], None] = _close_fd
         self.acks = Acks()
         self.sockets: dict[int, Socket] = {}
-        # Handlers waiting for a socket's running one (see _drain), by socket key; absent when none runs.
-        self.queues: dict[int, deque[Queued]] = {}
         # The keys of each Engine.IO session's sockets: a session's close finds its own without a scan.
         self.by_client: dict[int, set[int]] = {}
+        # Handlers waiting for a socket's running one, by socket key; absent when none runs.
+        self.queues: dict[int, deque[Queued]] = {}
         self.requests: dict[int, tuple[str, Request]] = {}
         # Disconnect handlers of the server's last turn, when its task group is already gone (shutdown).
         self.deferred: list[tuple[Handler, Socket, str]] = []
@@ -111,11 +116,22 @@ class Dispatcher:
     def _spawn(self, fn: Callable[..., Any], *args: Any) -> None:
         self.host.runtime.spawn(_guarded, fn, *args)
 
-    def dispatch(self, events: list[CoreEvent]) -> None:
-        for ev in events:
+    def dispatch_in_tasks(self, events: list[CoreEvent]) -> None:
+        """``dispatch`` without eager handlers, for drivers that cannot stay with one that suspends (ASGI)."""
+        self.dispatch(events, eager=False)
+
+    def dispatch(self, events: list[CoreEvent], eager: bool = True) -> Suspended | None:
+        """Hand a batch of the core's events to the application.
+
+        With ``eager``, coroutine handlers start here; the first one that suspends stops the batch, and the
+        caller must finish it in its own task and leave the rest of the batch to a new one (see engineio/eager.py).
+        Without, they run in a task per socket burst."""
+        for i, ev in enumerate(events):
             match ev:
-                case ("event", key, data, ack_id, attachments):
-                    self._on_event(key, data, ack_id, attachments)
+                case ("event", key, name, args, argc, ack_id, attachments):
+                    finish = self._on_event(key, name, args, argc, ack_id, attachments, eager)
+                    if finish is not None:
+                        return Suspended(finish, events[i + 1 :])
                 case ("ack", key, data, ack_id, attachments):
                     self._on_ack(key, data, ack_id, attachments)
                 case ("connect", key, client, nsp, sid, auth):
@@ -142,6 +158,7 @@ class Dispatcher:
                     self._spawn(self._serve_file, conn, Request.from_tuple(req))
                 case ("error", message, remote):
                     logger.info("bad input from %s: %s", remote, message)
+        return None
 
     async def _serve_file(self, conn: int, request: Request) -> None:
         static = self.host.static_files
@@ -236,42 +253,84 @@ class Dispatcher:
 
     # ---- events and acks --------------------------------------------------------------------------------
 
-    def _on_event(self, key: int, data: str, ack_id: int | None, attachments: list[bytes] | None) -> None:
+    def _on_event(
+        self,
+        key: int,
+        name: str | None,
+        args_json: str,
+        argc: int,
+        ack_id: int | None,
+        attachments: list[bytes] | None,
+        eager: bool,
+    ) -> Callable[[], Awaitable[None]] | None:
+        """``name`` is None when the event is named by a number (``args_json`` then holds it as its first value).
+        Returns what finishes a coroutine handler that suspended (eager only)."""
         socket = self.sockets.get(key)
         if socket is None:
-            return
-        args = self._decode(socket, data, attachments)
-        if args is None:
-            return
-        name = args[0]
+            return None
         handlers = self.namespaces[socket.namespace].handlers
-        handler = handlers.get(name) if isinstance(name, str) else None
-        if handler is None:
-            handler = handlers.get("*")
-            if handler is None:
-                return
+        handler = handlers.get(name) if name is not None else None
+        args: Args
+        if handler is not None and attachments is None:
+            # Decoded by the handler's plan, validated straight from the text where it can be.
+            args = (args_json, argc)
         else:
-            args = args[1:]
+            decoded = self._decode(socket, args_json, attachments)
+            if decoded is None:
+                return None
+            args = decoded
+            if handler is None:
+                handler = handlers.get("*")
+                if handler is None:
+                    return None
+                if name is not None:
+                    args = [name, *decoded]
         # A handler that takes an Ack always gets one, callable whether or not the client asked (a no-op then);
         # for the others the return value is the ack, sent without building one.
         ack = None if handler.plan.returns_ack else Ack(socket, ack_id)
         queue = self.queues.get(key)
-        if queue is None and not handler.plan.is_async:
+        if queue is not None:
+            queue.append((handler, args, ack_id, ack))
+            return None
+        if not handler.plan.is_async:
             # A plain function with nothing queued before it runs to completion here, with no task to start.
             self._handle(handler, socket, args, ack_id, ack)
-        elif queue is None:
+            return None
+        if not eager:
             self.queues[key] = deque([(handler, args, ack_id, ack)])
             self._spawn(self._drain, socket)
-        else:
-            queue.append((handler, args, ack_id, ack))
+            return None
+        coro = self._handle(handler, socket, args, ack_id, ack)
+        if coro is None:
+            return None
+        if type(coro) is not CoroutineType:  # an awaitable of another kind: awaited in a task
+            self.queues[key] = deque()
+            self._spawn(self._finish, socket, handler, ack_id, coro, _NOT_STARTED)
+            return None
+        try:
+            first = coro.send(None)
+        except StopIteration as done:
+            self._reply(handler, socket, ack_id, done.value)
+            return None
+        except Exception:
+            logger.exception("handler for %r failed (socket %s)", handler.name, socket.id)
+            return None
+        # Suspended: this socket's next events wait for it, in order.
+        self.queues[key] = deque()
+        return partial(self._finish, socket, handler, ack_id, coro, first)
 
-    def _handle(self, handler: Handler, socket: Socket, args: list[Any], ack_id: int | None, ack: Ack | None) -> Any:
+    def _handle(self, handler: Handler, socket: Socket, args: Args, ack_id: int | None, ack: Ack | None) -> Any:
         """Coerce and call. A plain function is answered here; a coroutine function's coroutine is returned.
         Errors are answered and logged here (None then)."""
         try:
             result = handler.invoke(socket, args, ack)
         except CoercionError as e:
             self._unfit(handler, socket, ack_id, e)
+            return None
+        except (ValueError, RecursionError) as e:
+            # Arguments JSON.parse would take but Python cannot (integers of thousands of digits, nesting
+            # deeper than the interpreter's stack): the packet is dropped, the connection kept.
+            logger.info("bad event arguments from %s: %s", socket.id, e)
             return None
         except Exception:
             logger.exception("handler for %r failed (socket %s)", handler.name, socket.id)
@@ -281,26 +340,44 @@ class Dispatcher:
         self._reply(handler, socket, ack_id, result)
         return None
 
+    async def _finish(self, socket: Socket, handler: Handler, ack_id: int | None, awaitable: Any, first: Any) -> None:
+        """Finish a handler that suspended (``first`` is what its coroutine yielded, which may be None;
+        _NOT_STARTED for an awaitable of another kind), then the handlers of the socket's events that arrived
+        meanwhile."""
+        try:
+            try:
+                result = await (awaitable if first is _NOT_STARTED else resume(awaitable, first))
+            except Exception:
+                logger.exception("handler for %r failed (socket %s)", handler.name, socket.id)
+            else:
+                self._reply(handler, socket, ack_id, result)
+            await self._run_queue(socket)
+        finally:
+            del self.queues[socket.key]
+
     async def _drain(self, socket: Socket) -> None:
         """Run a socket's queued handlers one after the other, in the order their events arrived.
 
         One task per burst rather than per event: handlers that never really wait (most: emits and broadcasts
         return at once) then run back to back, and what they send to each client leaves in one write."""
-        queue = self.queues[socket.key]
         try:
-            while queue:
-                handler, args, ack_id, ack = queue.popleft()
-                pending = self._handle(handler, socket, args, ack_id, ack)
-                if pending is None:
-                    continue
-                try:
-                    result = await pending
-                except Exception:
-                    logger.exception("handler for %r failed (socket %s)", handler.name, socket.id)
-                    continue
-                self._reply(handler, socket, ack_id, result)
+            await self._run_queue(socket)
         finally:
             del self.queues[socket.key]
+
+    async def _run_queue(self, socket: Socket) -> None:
+        queue = self.queues[socket.key]
+        while queue:
+            handler, args, ack_id, ack = queue.popleft()
+            pending = self._handle(handler, socket, args, ack_id, ack)
+            if pending is None:
+                continue
+            try:
+                result = await pending
+            except Exception:
+                logger.exception("handler for %r failed (socket %s)", handler.name, socket.id)
+                continue
+            self._reply(handler, socket, ack_id, result)
 
     def _decode(self, socket: Socket, data: str, attachments: list[bytes] | None) -> list[Any] | None:
         """An EVENT's or ACK's arguments, or None when its placeholders name no attachment: Node's decoder throws
@@ -308,7 +385,7 @@ class Dispatcher:
         DISCONNECT."""
         try:
             return decode_args(data, attachments)
-        except (BadAttachments, ValueError) as e:
+        except (BadAttachments, ValueError, RecursionError) as e:
             logger.info("bad packet from %s: %s", socket.id, e)
             self.host.core.close(socket.client)
             return None
@@ -323,8 +400,17 @@ class Dispatcher:
             self.host.core.emit_to(socket.key, data, attachments)
 
     def _reply(self, handler: Handler, socket: Socket, ack_id: int | None, result: Any) -> None:
-        if ack_id is not None and handler.plan.returns_ack:
+        if ack_id is None or not handler.plan.returns_ack:
+            return
+        try:
+            data = handler.plan.ack_json(result)
+        except PydanticSerializationError as e:
+            logger.error("handler for %r returned what cannot be sent (socket %s): %s", handler.name, socket.id, e)
+            return
+        if data is None:
             self._send_ack(handler, socket, ack_id, _ack_args(result))
+        else:
+            self.host.core.emit_to(socket.key, data, [], ack_id, True)
 
     def _send_ack(self, handler: Handler, socket: Socket, ack_id: int, args: list[Any]) -> None:
         try:

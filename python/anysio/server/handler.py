@@ -8,9 +8,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..codec.coerce import Plan, plan
+from ..codec.wire import decode_args
 from .socket import Ack, Socket
 
 Middleware = Callable[[Socket], Any]
+#: An event's arguments: decoded, or still JSON text with their count (decoded by the handler's plan).
+Args = list[Any] | tuple[str, int]
 
 
 @dataclass(frozen=True)
@@ -31,11 +34,18 @@ class Handler:
             if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
         ]
         socket_first = bool(params) and params[0].annotation is inspect.Parameter.empty
-        return cls(fn, plan(fn, [Socket, Ack]), name, socket_first)
+        return cls(fn, plan(fn, [Socket, Ack], lead=int(socket_first)), name, socket_first)
 
-    def invoke(self, socket: Socket, args: list[Any], ack: Ack | None) -> Any:
+    def invoke(self, socket: Socket, args: Args, ack: Ack | None) -> Any:
         """Coerce and call: the result, or the awaitable a coroutine function returns. CoercionError when the
-        arguments do not fit."""
+        arguments do not fit; ValueError or RecursionError when JSON text does not decode."""
+        if type(args) is tuple:
+            args_json, argc = args
+            if self.plan.takes_json(argc):
+                pos, kw = self.plan.bind_json(args_json, [socket], {Socket: socket, Ack: ack})
+                return self.fn(*pos, **kw)
+            args = decode_args(args_json, None)
+        assert isinstance(args, list)
         if self.socket_first:
             args = [socket, *args]
         pos, kw = self.plan.bind(args, {Socket: socket, Ack: ack})

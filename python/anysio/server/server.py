@@ -190,7 +190,7 @@ class Server:
         self._namespaces: dict[str, Namespace] = {}
         self._dispatcher = Dispatcher(self, self._namespaces, allow_request, generate_id)
         #: What a driver (``serve``, ``anysio.ASGIApp``, a worker) needs: the core and where its events go.
-        self.runtime = Runtime(engine, self._dispatcher.dispatch)
+        self.runtime = Runtime(engine, self._dispatcher.dispatch, self._dispatcher.dispatch_in_tasks)
         self._main = self.of("/")
 
     @property
