@@ -95,7 +95,6 @@ class Plan:
     """How to call one handler; built by `plan`, reused for every event."""
 
     __slots__ = (
-        "_ack_json",
         "_checked",
         "_json",
         "_json_names",
@@ -105,10 +104,14 @@ class Plan:
         "_required",
         "_var",
         "_var_checked",
+        "ack_to_json",
         "adapter",
         "arg_names",
+        "direct_marker",
         "is_async",
+        "json_argc",
         "returns_ack",
+        "validate_json",
     )
 
     def __init__(
@@ -142,12 +145,28 @@ class Plan:
         self._json = json
         self._lead = lead
         self._json_names = self.arg_names[lead:]
-        # The return annotation's serializer, as a one-element tuple: the ack's JSON array in one call.
-        self._ack_json = ack_json
+        #: The argument count `bind_json` serves (one for every parameter, none over); -1 when it serves none.
+        self.json_argc = len(self._json_names) if json is not None else -1
+        #: pydantic-core's own call, without TypeAdapter's wrapper: the tuple of the event parameters' values.
+        self.validate_json = json.validator.validate_json if json is not None else None
+        #: When the handler's only parameters are one injected marker, then the event parameters: the marker.
+        #: The caller may then call it as handler(injected, *validate_json(text)).
+        self.direct_marker = (
+            positional[0].marker
+            if lead == 0
+            and not keyword
+            and positional
+            and positional[0].marker is not None
+            and [p.index for p in positional[1:]] == list(range(len(positional) - 1))
+            else None
+        )
+        #: The return annotation's serializer over a one-element tuple (the ack's JSON array in one call), or
+        #: None; see `ack_json`.
+        self.ack_to_json = ack_json.serializer.to_json if ack_json is not None else None
 
-    def takes_json(self, argc: int) -> bool:
-        """Whether `bind_json` serves an event of `argc` arguments: one for every parameter, none over."""
-        return self._json is not None and argc == len(self._json_names)
+    def describe(self, exc: ValidationError) -> str:
+        """The message for a ValidationError of `validate_json`."""
+        return _describe(exc, self._json_names)
 
     def bind_json(
         self, args_json: str | bytes, lead: list[Any], inject: Mapping[type, Any]
@@ -157,9 +176,9 @@ class Plan:
 
         Raises CoercionError.
         """
-        assert self._json is not None
+        assert self.validate_json is not None
         try:
-            values = self._json.validate_json(args_json)
+            values = self.validate_json(args_json)
         except ValidationError as exc:
             raise CoercionError(_describe(exc, self._json_names)) from None
         lead_count = self._lead
@@ -172,17 +191,6 @@ class Plan:
             else:
                 call.append(values[p.index - lead_count])
         return call, {p.name: _injected(p, inject) for p in self._keyword} if self._keyword else {}
-
-    def ack_json(self, result: Any) -> bytes | None:
-        """The ack's JSON array for a handler's return value, from the serializer planned for the return
-        annotation; None when there is none, or the value is for the general path (None: no argument, a tuple:
-        several, which the annotation does not describe).
-
-        Raises PydanticSerializationError for a value that cannot be sent.
-        """
-        if self._ack_json is None or result is None or type(result) is tuple:
-            return None
-        return self._ack_json.dump_json((result,), warnings=False)
 
     def bind(self, args: list[Any], inject: Mapping[type, Any]) -> tuple[list[Any], dict[str, Any]]:
         """Turn the JSON-decoded event arguments into call arguments.

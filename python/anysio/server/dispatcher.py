@@ -402,15 +402,18 @@ class Dispatcher:
     def _reply(self, handler: Handler, socket: Socket, ack_id: int | None, result: Any) -> None:
         if ack_id is None or not handler.plan.returns_ack:
             return
+        to_json = handler.plan.ack_to_json
+        # The serializer planned for the return annotation, unless the value asks for the general path: None is
+        # no argument, a tuple several, which the annotation does not describe.
+        if to_json is None or result is None or type(result) is tuple:
+            self._send_ack(handler, socket, ack_id, _ack_args(result))
+            return
         try:
-            data = handler.plan.ack_json(result)
+            data = to_json((result,), warnings=False)
         except PydanticSerializationError as e:
             logger.error("handler for %r returned what cannot be sent (socket %s): %s", handler.name, socket.id, e)
             return
-        if data is None:
-            self._send_ack(handler, socket, ack_id, _ack_args(result))
-        else:
-            self.host.core.emit_to(socket.key, data, [], ack_id, True)
+        self.host.core.emit_to(socket.key, data, [], ack_id, True)
 
     def _send_ack(self, handler: Handler, socket: Socket, ack_id: int, args: list[Any]) -> None:
         try:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-from ..codec.coerce import Plan, plan
+from pydantic import ValidationError
+
+from ..codec.coerce import CoercionError, Plan, plan
 from ..codec.wire import decode_args
 from .socket import Ack, Socket
 
@@ -16,15 +17,19 @@ Middleware = Callable[[Socket], Any]
 Args = list[Any] | tuple[str, int]
 
 
-@dataclass(frozen=True)
 class Handler:
     """A handler with its coercion planned once, at registration."""
 
-    fn: Callable[..., Any]
-    plan: Plan
-    name: str
-    #: python-socketio's convention: an unannotated first parameter receives the socket.
-    socket_first: bool
+    __slots__ = ("direct", "fn", "name", "plan", "socket_first")
+
+    def __init__(self, fn: Callable[..., Any], plan: Plan, name: str, socket_first: bool) -> None:
+        self.fn = fn
+        self.plan = plan
+        self.name = name
+        #: python-socketio's convention: an unannotated first parameter receives the socket.
+        self.socket_first = socket_first
+        #: Called as fn(socket, *arguments) when its arguments come from the JSON path.
+        self.direct = plan.direct_marker is Socket
 
     @classmethod
     def of(cls, fn: Callable[..., Any], name: str) -> Handler:
@@ -41,8 +46,16 @@ class Handler:
         arguments do not fit; ValueError or RecursionError when JSON text does not decode."""
         if type(args) is tuple:
             args_json, argc = args
-            if self.plan.takes_json(argc):
-                pos, kw = self.plan.bind_json(args_json, [socket], {Socket: socket, Ack: ack})
+            plan = self.plan
+            if argc == plan.json_argc:
+                if self.direct:
+                    assert plan.validate_json is not None
+                    try:
+                        values = plan.validate_json(args_json)
+                    except ValidationError as exc:
+                        raise CoercionError(plan.describe(exc)) from None
+                    return self.fn(socket, *values)
+                pos, kw = plan.bind_json(args_json, [socket], {Socket: socket, Ack: ack})
                 return self.fn(*pos, **kw)
             args = decode_args(args_json, None)
         assert isinstance(args, list)
