@@ -9,9 +9,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-import anysio
 from anysio_server import HANDLERS, make_server
 from uvicorn_bare_server import serve
+
+import anysio
 
 NOT_AVAILABLE = 3
 
