@@ -1,0 +1,273 @@
+"""Per-stage cost of an event, from a py-spy ``--native`` profile and the server's measured CPU time per event.
+
+    python bench/profile_stages.py PROFILE.txt LOAD.json [--svg flame.svg] [--json stages.json] [--stacks N]
+
+PROFILE.txt is py-spy's raw output (``py-spy record --native -f raw``: one collapsed stack per line, root first,
+with its sample count); LOAD.json is the load generator's result for a run of the same server *without* the
+profiler (bench/profile.sh makes both). The method, so that two runs can be compared:
+
+1. each sample is put in one stage: its frames are read from the leaf up, and the first frame that a rule of
+   ``STAGES`` matches decides. A rule may also ask which Python function is the frame's nearest Python caller,
+   to tell the same native code apart by what called it (pyo3 converting the core's events for Python, or the
+   ack handed to ``emit_to``). Generic Rust library frames (std, core, alloc) decide only when nothing more
+   specific follows before the nearest Python frame. A sample that none of these matches goes to the first
+   "context" rule (the handler, task spawning, the dispatcher and event loop) that any of its frames matches,
+   else to "other";
+2. py-spy leaves out the samples where the thread sleeps (waiting in epoll), so the samples are the server's
+   CPU time, and a stage's share of them is its share of that time;
+3. the server's CPU time per event is measured by the load generator from /proc/<pid>/stat over its measured
+   window, in the run without the profiler (py-spy stops the process for each sample: the profiled run is slower
+   and its batches smaller);
+4. a stage's microseconds per event = its share x the CPU microseconds per event. For ``echo`` an event is one
+   acknowledged echo; for ``bcast`` it is one broadcast (one event in, one frame out to each member).
+
+The shares carry the sampling error of their count (about sqrt(share x (1 - share) / samples)): the table
+prints the count, so a reader can judge. The rules name functions of today's event path; when the path moves,
+edit ``STAGES`` (a frame is "function (file)" as py-spy prints it, or a native symbol) and check the "other"
+line and ``--stacks`` output for samples that fell through.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import json
+import re
+import sys
+import zlib
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    frame: re.Pattern[str]
+    #: When set, the frame's nearest Python caller (itself when it is a Python frame) must match too.
+    caller: re.Pattern[str] | None = None
+    #: A weak rule (generic library code: Rust's std, core and alloc) decides only when no other rule matches a
+    #: frame further up the same native stretch, up to the nearest Python frame.
+    weak: bool = False
+    #: A context rule (where the time was spent, not what it was spent on) applies only to a sample that no
+    #: other rule matches; the first context rule that matches any of its frames decides.
+    context: bool = False
+
+
+def _rule(name: str, frame: str, caller: str | None = None, weak: bool = False, context: bool = False) -> Stage:
+    return Stage(name, re.compile(frame), re.compile(caller) if caller else None, weak, context)
+
+
+_RUST = r"(^|[^\w])anysio::|_R\w*6anysio"  # anysio's own Rust functions, demangled or v0-mangled
+_PYO3 = r"pyo3|^Py\w+_(New|From\w*|Pack|SetItem|Append)\b|^_?Py(Tuple|Unicode|Long|Bytes|List|Dict)_"
+_EMIT = r"^([\w.]*\.)?(_send_ack|emit_to|emit|broadcast_event|broadcast|_emit\w*) \("
+
+# In order of precedence for one frame; frames are tried from the leaf up.
+STAGES = [
+    _rule("write (send syscalls)", r"^(__libc_)?(send|sendto|sendmsg|write|writev)\b.*\(libc"),
+    _rule("read (recv syscalls)", r"^(__libc_)?(recv|recvfrom|recvmsg|read|readv)\b.*\(libc"),
+    _rule("poller (epoll, wake-ups)", r"^(epoll_\w+|poll|eventfd_\w+)\b.*\(libc"),
+    _rule("garbage collector", r"gc_collect|_PyGC_|collect_generations"),
+    # The ack (or broadcast) handed back to Rust: the call, its argument conversion, and what Rust does with it.
+    _rule("emit_to: crossing to Rust", _PYO3 + r"|" + _EMIT, _EMIT),
+    _rule("emit_to: Rust packet, frame, queue", _RUST, _EMIT),
+    _rule("emit_to: Rust packet, frame, queue", r"\.rs\)$", _EMIT, weak=True),
+    # The core's turn: reading and parsing the frames, and handing the events to Python.
+    _rule("crossing to Python (event tuples)", _PYO3, r"^run_core \("),
+    _rule("Rust read + parse (core turn)", _RUST),
+    _rule("Rust read + parse (core turn)", r"\.rs\)$", r"^run_core \(", weak=True),
+    # Python: the ack's JSON, the arguments' JSON, their coercion, the handler.
+    _rule(
+        "encode (ack or emitted args to JSON)",
+        r"encode_args|_dumps|_has_binary|_extract|to_jsonable|encoder_|JSONEncoder|json/encoder|model_dump|"
+        r"dump_python|dump_json|asdict|serializ",
+    ),
+    _rule("encode (ack or emitted args to JSON)", r"pydantic", r"to_jsonable|model_dump|dump_python|dump_json|encode"),
+    _rule(
+        "JSON decode",
+        r"decode_args|_decode\b|scanner_call|scan_once|_parse_(array|object)|scanstring|_match_number|"
+        r"json/decoder|JSONDecoder|py_scanstring|_insert ",
+    ),
+    _rule("validation (bind, pydantic)", r"pydantic|validate_|TypeAdapter|\(_coerce\.py\)|Plan\.\w+ \("),
+    # Where the rest went.
+    _rule("handler call", r"^(echo|bcast)\w* \(anysio_server\.py|^Handler\.\w+ \(", context=True),
+    _rule(
+        "task spawn (start_soon)",
+        r"^(TaskGroup\.(start_soon|create_task|_spawn)|Dispatcher\._spawn) \(",
+        context=True,
+    ),
+    _rule(
+        "dispatch, tasks, event loop",
+        r"\((_dispatch|_tasks|_asyncio|tasks|base_events|events|selector_events|runners|_eventloop|"
+        r"_synchronization|locks|engineio|server|socket|adapter|_run|_core_\w+|_ki|_impl|threading)\.py\)|"
+        r"_asynciomodule|^task_step|TaskStep|^_asyncio_|uvloop|\(loop\.pyx|trio",
+        context=True,
+    ),
+]
+OTHER = "other (interpreter, allocator, unmatched)"
+
+_LOCATION = re.compile(r" \(([^()]*/)?([^/()]*?)(:\d+)?\)$")
+_HASH = re.compile(r"::h[0-9a-f]{16}")
+
+
+def clean(frame: str) -> str:
+    """``function (file)``: the path and line dropped, Rust symbol hashes too."""
+    return _HASH.sub("", _LOCATION.sub(r" (\2)", frame))
+
+
+def is_python(frame: str) -> bool:
+    return frame.endswith(".py)")
+
+
+def classify(frames: list[str]) -> str:
+    """The stage of one sample; ``frames`` root first."""
+    callers: list[str] = []
+    caller = ""
+    for f in frames:
+        if is_python(f):
+            caller = f
+        callers.append(caller)
+    fallback: str | None = None
+    for i in range(len(frames) - 1, -1, -1):
+        f = frames[i]
+        if fallback is not None and is_python(f):
+            return fallback
+        for st in STAGES:
+            if st.context or not st.frame.search(f) or (st.caller and not st.caller.search(callers[i])):
+                continue
+            if not st.weak:
+                return st.name
+            fallback = fallback or st.name
+            break
+    if fallback is not None:
+        return fallback
+    for st in STAGES:
+        if st.context and any(st.frame.search(f) for f in frames):
+            return st.name
+    return OTHER
+
+
+def read_profile(path: Path) -> list[tuple[list[str], int]]:
+    stacks: list[tuple[list[str], int]] = []
+    for line in path.read_text(errors="replace").splitlines():
+        stack, _, count = line.rstrip().rpartition(" ")
+        if stack and count.isdigit():
+            stacks.append(([clean(f) for f in stack.split(";")], int(count)))
+    return stacks
+
+
+def per_event_cpu_us(load: dict[str, Any]) -> tuple[float | None, str]:
+    """The server's CPU microseconds per event in the load generator's result, and what an event is."""
+    cpu = load.get("server_cpu")
+    scenario = load.get("scenario")
+    if scenario == "bcast":
+        members = load.get("members") or 0
+        rate = (load.get("deliveries_per_s") or 0) / members if members else 0
+        what = f"broadcast to {members}"
+    else:
+        rate = load.get("echo_per_s") or 0
+        what = "acknowledged echo"
+    if not isinstance(cpu, (int, float)) or not rate:
+        return None, what
+    return cpu / rate * 1e6, what
+
+
+def stages(stacks: list[tuple[list[str], int]]) -> tuple[Counter[str], dict[str, Counter[str]], int]:
+    by_stage: Counter[str] = Counter()
+    examples: dict[str, Counter[str]] = {}
+    for frames, n in stacks:
+        st = classify(frames)
+        by_stage[st] += n
+        leaf = frames[-1] if frames else "?"
+        examples.setdefault(st, Counter())[leaf] += n
+    return by_stage, examples, sum(by_stage.values())
+
+
+def flame_svg(stacks: list[tuple[list[str], int]], title: str, width: int = 1600) -> str:
+    """A flame graph (root at the bottom) of the collapsed stacks, as a self-contained SVG with hover titles."""
+    tree: dict[str, Any] = {"n": 0, "kids": {}}
+    for frames, n in stacks:
+        node = tree
+        node["n"] += n
+        for f in frames:
+            node = node["kids"].setdefault(f, {"n": 0, "kids": {}})
+            node["n"] += n
+    total = tree["n"] or 1
+    row, rects, depth_max = 16, [], 0
+
+    def walk(node: dict[str, Any], x: float, depth: int) -> None:
+        nonlocal depth_max
+        for name, kid in sorted(node["kids"].items()):
+            w = kid["n"] / total * width
+            if w >= 0.3:
+                depth_max = max(depth_max, depth)
+                hue = 10 + zlib.crc32(name.encode()) % 50  # the same colour for a frame in every run
+                label = html.escape(name[: int(w / 7)]) if w > 21 else ""
+                tip = html.escape(f"{name}: {kid['n']} samples, {100 * kid['n'] / total:.1f}%")
+                rects.append((x, depth, w, f"hsl({hue},80%,60%)", label, tip))
+                walk(kid, x, depth + 1)
+            x += w
+
+    walk(tree, 0.0, 0)
+    height = (depth_max + 1) * row + 40
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="monospace" '
+        f'font-size="11"><rect width="100%" height="100%" fill="#fff"/>',
+        f'<text x="4" y="16" font-size="14">{html.escape(title)} ({total} samples)</text>',
+    ]
+    for x, depth, w, fill, label, tip in rects:
+        y = height - (depth + 1) * row
+        out.append(
+            f'<g><title>{tip}</title><rect x="{x:.1f}" y="{y}" width="{w:.1f}" height="{row - 1}" fill="{fill}"/>'
+            f'<text x="{x + 2:.1f}" y="{y + 11}">{label}</text></g>'
+        )
+    out.append("</svg>")
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    p.add_argument("profile", type=Path, help="py-spy record --native -f raw output")
+    p.add_argument("load", type=Path, help="the load generator's JSON for a run without the profiler")
+    p.add_argument("--svg", type=Path, help="write a flame graph here")
+    p.add_argument("--json", type=Path, help="write the stages here")
+    p.add_argument("--stacks", type=int, default=3, help="hottest leaf frames shown per stage (default 3)")
+    p.add_argument("--title", default="", help="the flame graph's title")
+    args = p.parse_args(argv)
+    stacks = read_profile(args.profile)
+    if not stacks:
+        print(f"no samples in {args.profile}", file=sys.stderr)
+        return 1
+    lines = [ln for ln in args.load.read_text().splitlines() if ln.strip()]
+    load = json.loads(lines[-1]) if lines else {}
+    us, what = per_event_cpu_us(load)
+    by_stage, examples, total = stages(stacks)
+    order = [s.name for s in STAGES]
+    names = sorted(by_stage, key=lambda s: order.index(s) if s in order else len(order))
+    rate = load.get("echo_per_s") or load.get("deliveries_per_s")
+    print(
+        f"server CPU per {what}: {'-' if us is None else f'{us:.2f} us'} "
+        f"(server_cpu {load.get('server_cpu')}, rate {rate}/s, run without the profiler); {total} samples"
+    )
+    print(f"{'stage':40} {'samples':>8} {'share':>7} {'us/event':>9}   hottest leaf frames")
+    rows = []
+    for name in names:
+        n = by_stage[name]
+        share = n / total
+        cost = None if us is None else share * us
+        leaves = ", ".join(f"{leaf} {100 * k / n:.0f}%" for leaf, k in examples[name].most_common(args.stacks))
+        cost_s = "-" if cost is None else f"{cost:.2f}"
+        print(f"{name:40} {n:8d} {100 * share:6.1f}% {cost_s:>9}   {leaves[:160]}")
+        rows.append({"stage": name, "samples": n, "share": share, "us_per_event": cost})
+    print(f"{'total':40} {total:8d} {100.0:6.1f}% {'-' if us is None else f'{us:.2f}':>9}")
+    if args.json:
+        doc = {"event": what, "cpu_us_per_event": us, "samples": total, "load": load, "stages": rows}
+        args.json.write_text(json.dumps(doc, indent=1))
+    if args.svg:
+        args.svg.write_text(flame_svg(stacks, args.title or args.profile.name))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
