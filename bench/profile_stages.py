@@ -81,15 +81,24 @@ STAGES = [
     _rule(
         "encode (ack or emitted args to JSON)",
         r"encode_args|_dumps|_has_binary|_extract|to_jsonable|encoder_|JSONEncoder|json/encoder|model_dump|"
-        r"dump_python|dump_json|asdict|serializ",
+        r"dump_python|dump_json|to_json\b|asdict|serializ",
     ),
-    _rule("encode (ack or emitted args to JSON)", r"pydantic", r"to_jsonable|model_dump|dump_python|dump_json|encode"),
+    # pydantic-core's native frames, by their Python caller: a serializer (the ack planned from the return
+    # annotation, called from the reply) or, below, a validator (which parses the JSON itself with validate_json).
+    _rule(
+        "encode (ack or emitted args to JSON)",
+        r"pydantic",
+        r"to_jsonable|model_dump|dump_python|dump_json|to_json|serializ|encode|_reply \(",
+    ),
     _rule(
         "JSON decode",
         r"decode_args|_decode\b|scanner_call|scan_once|_parse_(array|object)|scanstring|_match_number|"
         r"json/decoder|JSONDecoder|py_scanstring|_insert ",
     ),
-    _rule("validation (bind, pydantic)", r"pydantic|validate_|TypeAdapter|\(_coerce\.py\)|Plan\.\w+ \("),
+    _rule(
+        "validation (bind, pydantic; its JSON parse too)",
+        r"pydantic|validate_|TypeAdapter|\(_coerce\.py\)|Plan\.\w+ \(",
+    ),
     # Where the rest went.
     _rule("handler call", r"^(echo|bcast)\w* \(anysio_server\.py|^Handler\.\w+ \(", context=True),
     _rule(
@@ -250,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         f"server CPU per {what}: {'-' if us is None else f'{us:.2f} us'} "
         f"(server_cpu {load.get('server_cpu')}, rate {rate}/s, run without the profiler); {total} samples"
     )
-    print(f"{'stage':40} {'samples':>8} {'share':>7} {'us/event':>9}   hottest leaf frames")
+    print(f"{'stage':48} {'samples':>8} {'share':>7} {'us/event':>9}   hottest leaf frames")
     rows = []
     for name in names:
         n = by_stage[name]
@@ -258,9 +267,9 @@ def main(argv: list[str] | None = None) -> int:
         cost = None if us is None else share * us
         leaves = ", ".join(f"{leaf} {100 * k / n:.0f}%" for leaf, k in examples[name].most_common(args.stacks))
         cost_s = "-" if cost is None else f"{cost:.2f}"
-        print(f"{name:40} {n:8d} {100 * share:6.1f}% {cost_s:>9}   {leaves[:160]}")
+        print(f"{name:48} {n:8d} {100 * share:6.1f}% {cost_s:>9}   {leaves[:160]}")
         rows.append({"stage": name, "samples": n, "share": share, "us_per_event": cost})
-    print(f"{'total':40} {total:8d} {100.0:6.1f}% {'-' if us is None else f'{us:.2f}':>9}")
+    print(f"{'total':48} {total:8d} {100.0:6.1f}% {'-' if us is None else f'{us:.2f}':>9}")
     if args.json:
         doc = {"event": what, "cpu_us_per_event": us, "samples": total, "load": load, "stages": rows}
         args.json.write_text(json.dumps(doc, indent=1))
