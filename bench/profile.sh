@@ -17,8 +17,9 @@
 #   2. profile: the same load, py-spy --native samples the server (profile.txt, flame.svg), then perf.
 # bench/profile_stages.py splits the samples into stages and multiplies each stage's share by the CPU time per
 # event of run 1 (py-spy stops the server for each sample, so run 2 is slower). Output in
-# bench/results/profile-<scenario>-<backend>-<handler>/: stages.txt (the table), stages.json, flame.svg,
-# profile.txt (py-spy raw), measure.json, load.json, perf.data, syscalls.txt, summary.txt.
+# bench/results/profile-<scenario>-<backend>-<handler>/: stages.txt (the table, and CPU by library from perf as a
+# check on what py-spy could not unwind), stages.json, flame.svg, profile.txt (py-spy raw), measure.json,
+# load.json, perf.data, perf-dso.txt, syscalls.txt, summary.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scenario=${1:-echo}
@@ -66,8 +67,14 @@ if [ -n "$perf_ok" ]; then
     -- sleep 3 2>"$out/syscalls.txt" || true
 fi
 wait $load_pid || true
+perf_dso=()
+if [ -s "$out/perf.data" ]; then
+  perf report -i "$out/perf.data" --sort dso --no-children -g none --stdio 2>/dev/null | grep -E '^ +[0-9]' >"$out/perf-dso.txt"
+  perf_dso=(--perf-dso "$out/perf-dso.txt")
+fi
 
 "$py" bench/profile_stages.py "$out/profile.txt" "$out/measure.json" --svg "$out/flame.svg" --json "$out/stages.json" \
+  --pyspy-log "$out/pyspy.log" "${perf_dso[@]}" \
   --title "anysio $scenario, $backend, $handler handler (py-spy --native)" >"$out/stages.txt"
 
 set +e +o pipefail  # the report's pipes end early (head) on purpose
@@ -79,8 +86,6 @@ set +e +o pipefail  # the report's pipes end early (head) on purpose
   cat "$out/stages.txt"
   echo "   flame graph: $out/flame.svg"
   if [ -s "$out/perf.data" ]; then
-    echo "== CPU by library (perf)"
-    perf report -i "$out/perf.data" --sort dso --no-children -g none --stdio 2>/dev/null | grep -E '^ +[0-9]'
     echo "== hottest symbols (perf)"
     perf report -i "$out/perf.data" --sort sym --no-children -g none --stdio 2>/dev/null | grep -E '^ +[0-9]' | head -25
     echo "== syscalls in 3 s (perf stat)"

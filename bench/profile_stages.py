@@ -45,8 +45,9 @@ from typing import Any
 class Stage:
     name: str
     frame: re.Pattern[str]
-    #: When set, the frame's nearest Python caller (itself when it is a Python frame) must match too.
-    caller: re.Pattern[str] | None = None
+    #: When set, a frame between this one and its nearest Python caller, both included, must match too: which
+    #: call the native code runs under (``core.turn()`` or ``core.emit_to()``), or which Python function called it.
+    under: re.Pattern[str] | None = None
     #: A weak rule (generic library code: Rust's std, core and alloc) decides only when no other rule matches a
     #: frame further up the same native stretch, up to the nearest Python frame.
     weak: bool = False
@@ -55,13 +56,21 @@ class Stage:
     context: bool = False
 
 
-def _rule(name: str, frame: str, caller: str | None = None, weak: bool = False, context: bool = False) -> Stage:
-    return Stage(name, re.compile(frame), re.compile(caller) if caller else None, weak, context)
+def _rule(name: str, frame: str, under: str | None = None, weak: bool = False, context: bool = False) -> Stage:
+    return Stage(name, re.compile(frame), re.compile(under) if under else None, weak, context)
 
 
 _RUST = r"(^|[^\w])anysio::|_R\w*6anysio"  # anysio's own Rust functions, demangled or v0-mangled
-_PYO3 = r"pyo3|^Py\w+_(New|From\w*|Pack|SetItem|Append)\b|^_?Py(Tuple|Unicode|Long|Bytes|List|Dict)_"
-_EMIT = r"^([\w.]*\.)?(_send_ack|emit_to|emit|broadcast_event|broadcast|_emit\w*) \("
+_RUST_ANY = r"\.rs\)$"  # any Rust function (std, core, alloc, serde_json, ... too)
+_PYO3 = (
+    r"pyo3|^Py\w+_(New|From\w*|Pack|SetItem|Append)\b|^_?Py(Tuple|Unicode|Long|Bytes|List|Dict)_|unicode_decode_utf8"
+)
+# The calls from Python into the core: pyo3's trampolines and the Rust methods, or the Python callers.
+_EMIT = (
+    r"__pymethod_(emit_to|broadcast\w*)__|Core::(emit_to|broadcast\w*) |"
+    r"^([\w.]*\.)?(_send_ack|emit_to|broadcast_event|_emit\w*) \("
+)
+_TURN = r"__pymethod_turn__|Core::turn |^(run_core|_drive) \("
 
 # In order of precedence for one frame; frames are tried from the leaf up.
 STAGES = [
@@ -70,13 +79,13 @@ STAGES = [
     _rule("poller (epoll, wake-ups)", r"^(epoll_\w+|poll|eventfd_\w+)\b.*\(libc"),
     _rule("garbage collector", r"gc_collect|_PyGC_|collect_generations"),
     # The ack (or broadcast) handed back to Rust: the call, its argument conversion, and what Rust does with it.
-    _rule("emit_to: crossing to Rust", _PYO3 + r"|" + _EMIT, _EMIT),
+    _rule("emit_to: crossing to Rust", _PYO3 + r"|^([\w.]*\.)?(_send_ack|emit_to) \(", _EMIT),
     _rule("emit_to: Rust packet, frame, queue", _RUST, _EMIT),
-    _rule("emit_to: Rust packet, frame, queue", r"\.rs\)$", _EMIT, weak=True),
+    _rule("emit_to: Rust packet, frame, queue", _RUST_ANY, _EMIT, weak=True),
     # The core's turn: reading and parsing the frames, and handing the events to Python.
-    _rule("crossing to Python (event tuples)", _PYO3, r"^run_core \("),
+    _rule("crossing to Python (event tuples)", _PYO3 + r"|_to_py\b", _TURN),
     _rule("Rust read + parse (core turn)", _RUST),
-    _rule("Rust read + parse (core turn)", r"\.rs\)$", r"^run_core \(", weak=True),
+    _rule("Rust read + parse (core turn)", _RUST_ANY, _TURN, weak=True),
     # Python: the ack's JSON, the arguments' JSON, their coercion, the handler.
     _rule(
         "encode (ack or emitted args to JSON)",
@@ -131,19 +140,21 @@ def is_python(frame: str) -> bool:
 
 def classify(frames: list[str]) -> str:
     """The stage of one sample; ``frames`` root first."""
-    callers: list[str] = []
-    caller = ""
-    for f in frames:
+    python_at: list[int] = []  # the index of each frame's nearest Python caller (itself when a Python frame)
+    last = 0
+    for i, f in enumerate(frames):
         if is_python(f):
-            caller = f
-        callers.append(caller)
+            last = i
+        python_at.append(last)
     fallback: str | None = None
     for i in range(len(frames) - 1, -1, -1):
         f = frames[i]
         if fallback is not None and is_python(f):
             return fallback
         for st in STAGES:
-            if st.context or not st.frame.search(f) or (st.caller and not st.caller.search(callers[i])):
+            if st.context or not st.frame.search(f):
+                continue
+            if st.under is not None and not any(st.under.search(g) for g in frames[python_at[i] : i + 1]):
                 continue
             if not st.weak:
                 return st.name
@@ -164,6 +175,22 @@ def read_profile(path: Path) -> list[tuple[list[str], int]]:
         if stack and count.isdigit():
             stacks.append(([clean(f) for f in stack.split(";")], int(count)))
     return stacks
+
+
+def pyspy_errors(path: Path) -> int | None:
+    """The samples py-spy took but could not unwind ("Samples: N Errors: M" in its output)."""
+    found = re.findall(r"Errors: (\d+)", path.read_text(errors="replace")) if path.exists() else []
+    return int(found[-1]) if found else None
+
+
+def perf_dso(path: Path) -> list[tuple[str, float]]:
+    """(library, share of the samples) from ``perf report --sort dso --no-children --stdio``."""
+    out = []
+    for line in path.read_text(errors="replace").splitlines() if path.exists() else []:
+        m = re.match(r"^\s*([\d.]+)%\s+(\S.*?)\s*$", line)
+        if m:
+            out.append((m.group(2), float(m.group(1)) / 100))
+    return out
 
 
 def per_event_cpu_us(load: dict[str, Any]) -> tuple[float | None, str]:
@@ -243,6 +270,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", type=Path, help="write the stages here")
     p.add_argument("--stacks", type=int, default=3, help="hottest leaf frames shown per stage (default 3)")
     p.add_argument("--title", default="", help="the flame graph's title")
+    p.add_argument("--pyspy-log", type=Path, help="py-spy's output, for the count of samples it could not unwind")
+    p.add_argument("--perf-dso", type=Path, help="`perf report --sort dso --stdio` output: a per-library check")
     args = p.parse_args(argv)
     stacks = read_profile(args.profile)
     if not stacks:
@@ -270,8 +299,31 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:48} {n:8d} {100 * share:6.1f}% {cost_s:>9}   {leaves[:160]}")
         rows.append({"stage": name, "samples": n, "share": share, "us_per_event": cost})
     print(f"{'total':48} {total:8d} {100.0:6.1f}% {'-' if us is None else f'{us:.2f}':>9}")
+    errors = pyspy_errors(args.pyspy_log) if args.pyspy_log else None
+    if errors:
+        print(
+            f"py-spy could not unwind {errors} more samples ({100 * errors / (errors + total):.0f}% of those taken), "
+            "left out above: mostly native code without unwind tables, whose time may also land on the calling "
+            "Python frame. The per-library split below (perf, every on-CPU sample) shows how much that is."
+        )
+    libraries = perf_dso(args.perf_dso) if args.perf_dso else []
+    if libraries:
+        print(f"\n{'library (perf)':48} {'':8} {'share':>7} {'us/event':>9}")
+        for lib, share in libraries:
+            cost_s = "-" if us is None else f"{share * us:.2f}"
+            print(f"{lib[:48]:48} {'':8} {100 * share:6.1f}% {cost_s:>9}")
     if args.json:
-        doc = {"event": what, "cpu_us_per_event": us, "samples": total, "load": load, "stages": rows}
+        doc = {
+            "event": what,
+            "cpu_us_per_event": us,
+            "samples": total,
+            "pyspy_errors": errors,
+            "load": load,
+            "stages": rows,
+            "libraries": [
+                {"library": lib, "share": sh, "us_per_event": None if us is None else sh * us} for lib, sh in libraries
+            ],
+        }
         args.json.write_text(json.dumps(doc, indent=1))
     if args.svg:
         args.svg.write_text(flame_svg(stacks, args.title or args.profile.name))
