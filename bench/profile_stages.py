@@ -14,7 +14,9 @@ profiler (bench/profile.sh makes both). The method, so that two runs can be comp
    "context" rule (the handler, task spawning, the dispatcher and event loop) that any of its frames matches,
    else to "other";
 2. py-spy leaves out the samples where the thread sleeps (waiting in epoll), so the samples are the server's
-   CPU time, and a stage's share of them is its share of that time;
+   CPU time, and a stage's share of them is its share of that time. Samples py-spy could not unwind (native
+   code without usable unwind tables, such as pydantic-core's wheel) are left out, and counted (``--pyspy-log``);
+   with ``--perf-dso`` the CPU per event by library, from perf's samples, is printed beside the stages as a check;
 3. the server's CPU time per event is measured by the load generator from /proc/<pid>/stat over its measured
    window, in the run without the profiler (py-spy stops the process for each sample: the profiled run is slower
    and its batches smaller);
