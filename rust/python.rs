@@ -612,6 +612,7 @@ impl EngineCore {
 fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<EngineCore>()?;
     m.add_class::<VirtualCore>()?;
+    m.add_function(wrap_pyfunction!(crate::pyjson::encode_args, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }
