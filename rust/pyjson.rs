@@ -53,23 +53,9 @@ impl<'py> Encoder<'py, '_> {
         } else if let Ok(d) = obj.downcast_exact::<PyDict>() {
             self.dict(d, depth)?;
         } else if let Ok(l) = obj.downcast_exact::<PyList>() {
-            self.out.push(b'[');
-            for (i, item) in l.iter().enumerate() {
-                if i > 0 {
-                    self.out.push(b',');
-                }
-                self.value(&item, depth + 1)?;
-            }
-            self.out.push(b']');
+            self.array(l.iter().map(Ok), depth)?;
         } else if let Ok(t) = obj.downcast_exact::<PyTuple>() {
-            self.out.push(b'[');
-            for (i, item) in t.iter().enumerate() {
-                if i > 0 {
-                    self.out.push(b',');
-                }
-                self.value(&item, depth + 1)?;
-            }
-            self.out.push(b']');
+            self.array(t.iter().map(Ok), depth)?;
         } else if let Some(bytes) = binary(py, obj)? {
             let _ = write!(
                 self.out,
@@ -109,20 +95,28 @@ impl<'py> Encoder<'py, '_> {
             return self.dict(d, depth);
         }
         if obj.is_instance_of::<PyList>() || obj.is_instance_of::<PyTuple>() {
-            self.out.push(b'[');
-            for (i, item) in obj.try_iter()?.enumerate() {
-                if i > 0 {
-                    self.out.push(b',');
-                }
-                self.value(&item?, depth + 1)?;
-            }
-            self.out.push(b']');
-            return Ok(());
+            return self.array(obj.try_iter()?, depth);
         }
         Err(PyTypeError::new_err(format!(
             "Object of type {} is not JSON serializable",
             obj.get_type().name()?
         )))
+    }
+
+    fn array(
+        &mut self,
+        items: impl Iterator<Item = PyResult<Bound<'py, PyAny>>>,
+        depth: usize,
+    ) -> PyResult<()> {
+        self.out.push(b'[');
+        for (i, item) in items.enumerate() {
+            if i > 0 {
+                self.out.push(b',');
+            }
+            self.value(&item?, depth + 1)?;
+        }
+        self.out.push(b']');
+        Ok(())
     }
 
     fn string(&mut self, s: &Bound<'py, PyString>) -> PyResult<()> {
