@@ -1,14 +1,18 @@
 """The Rust core (rust/python.rs). Events are tuples, see EngineCore.turn."""
 
+from collections.abc import Callable
 from typing import Any, Final, Literal, TypeAlias, final
 
-__all__ = ["EngineCore", "VirtualCore", "__version__"]
+__all__ = ["EngineCore", "VirtualCore", "__version__", "encode_args"]
 
 __version__: Final[str]
 
 Remote: TypeAlias = tuple[str, int] | None
 # (method, path, query, headers, remote)
 RequestTuple: TypeAlias = tuple[str, str, str, list[tuple[str, str]], Remote]
+# Every event a core gives: a connection handed to the worker that owns its session (workers only; Python sends
+# the descriptor on and closes it), then the engine's events.
+HandoffTuple: TypeAlias = tuple[Literal["handoff"], int, int]  # fd, owner worker
 EventTuple: TypeAlias = (
     tuple[Literal["open"], int, str, str, RequestTuple]
     | tuple[Literal["message"], int, str | bytes]
@@ -17,6 +21,7 @@ EventTuple: TypeAlias = (
     | tuple[Literal["handshake"], int, RequestTuple]
     | tuple[Literal["request"], int, RequestTuple, bytes]  # only with serve_other_paths=True
     | tuple[Literal["error"], str, Remote]
+    | HandoffTuple
 )
 # With socketio=True, "message" and "upgrade" are replaced by:
 SioEventTuple: TypeAlias = (
@@ -28,8 +33,12 @@ SioEventTuple: TypeAlias = (
     | tuple[Literal["disconnect"], int, str]
     | tuple[Literal["close"], int, str]
     | tuple[Literal["handshake"], int, RequestTuple]
+    | tuple[Literal["request"], int, RequestTuple, bytes]  # only with serve_other_paths=True
     | tuple[Literal["error"], str, Remote]
+    | HandoffTuple
 )
+# What turn() returns: EventTuple, or SioEventTuple with socketio=True.
+CoreEvent: TypeAlias = EventTuple | SioEventTuple
 
 @final
 class EngineCore:
@@ -62,7 +71,7 @@ class EngineCore:
     def adopt(self, fd: int) -> None: ...
     def fileno(self) -> int: ...
     def next_timeout(self) -> float | None: ...
-    def turn(self) -> list[Any]: ...  # EventTuple, or SioEventTuple with socketio=True
+    def turn(self) -> list[CoreEvent]: ...
     def send(self, key: int, data: str | bytes | bytearray) -> bool: ...
     def broadcast(self, keys: list[int], data: str | bytes | bytearray) -> None: ...
     def close(self, key: int) -> None: ...
@@ -113,7 +122,7 @@ VirtualOutput: TypeAlias = (
     | tuple[Literal["close"], int | None]  # WebSocket close code; None: closed without one (or an answer)
 )
 # The application's events (as from EngineCore.turn) and the virtual connections with outputs waiting.
-Settled: TypeAlias = tuple[list[Any], list[int]]
+Settled: TypeAlias = tuple[list[CoreEvent], list[int]]
 
 @final
 class VirtualCore:
@@ -127,6 +136,7 @@ class VirtualCore:
     @property
     def connection_count(self) -> int: ...
     def fileno(self) -> int: ...
+    def wake(self) -> None: ...
     def next_timeout(self) -> float | None: ...
     def request(
         self,
@@ -135,12 +145,14 @@ class VirtualCore:
         headers: list[tuple[bytes, bytes]],
         body: bytes,
         remote: tuple[str, int] | None = None,
-    ) -> tuple[int, list[Any], list[int]]: ...
+    ) -> tuple[int, list[CoreEvent], list[int]]: ...
     def websocket(
         self, target: str, headers: list[tuple[bytes, bytes]], remote: tuple[str, int] | None = None
-    ) -> tuple[int, list[Any], list[int]]: ...
+    ) -> tuple[int, list[CoreEvent], list[int]]: ...
     def message(self, conn: int, data: str | bytes | bytearray) -> Settled: ...
     def disconnect(self, conn: int) -> Settled: ...
     def take(self, conn: int) -> list[VirtualOutput]: ...
     def turn(self) -> Settled: ...
     def shutdown(self) -> Settled: ...
+
+def encode_args(args: list[Any] | tuple[Any, ...], fallback: Callable[[Any], Any]) -> tuple[str, list[bytes]]: ...

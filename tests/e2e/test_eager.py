@@ -1,5 +1,5 @@
 """Coroutine handlers start eagerly: one that never suspends costs no task, one that suspends is finished by the
-task that started it while a new task takes over the driver loop (see anysio/_eager.py). What the application
+task that started it while a new task takes over the driver loop (see anysio/engineio/eager.py). What the application
 must not notice: on both backends, with the official client, a socket's events start in arrival order whatever
 their handlers do (finish at once, suspend, raise before or after suspending, enter a cancel scope, wait for
 another socket, get cancelled), and every failure is logged once."""

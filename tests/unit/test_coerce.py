@@ -1,4 +1,4 @@
-"""anysio._coerce: planning handler signatures, coercing payloads, emitting values."""
+"""anysio.codec.coerce: planning handler signatures, coercing payloads, emitting values."""
 
 import dataclasses
 import datetime
@@ -14,8 +14,8 @@ import pytest
 import typing_extensions
 from pydantic import BaseModel, Field, TypeAdapter
 
-from anysio import _coerce
-from anysio._coerce import CoercionError, Plan, plan, to_jsonable
+from anysio.codec import coerce as _coerce
+from anysio.codec.coerce import CoercionError, Plan, plan, to_jsonable
 
 
 class FakeSocket:

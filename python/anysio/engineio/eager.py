@@ -5,7 +5,7 @@ Most handlers never wait (an emit or a broadcast returns at once), so a task per
 cost. A coroutine that has suspended cannot move to another task, though: on trio (and under anyio's cancel
 scopes on asyncio) what it did before suspending is bound to the task it ran in (a cancel scope entered, the task
 registered with an Event to be woken). So the task that started it finishes it, and hands its own job, the driver
-loop or the rest of a batch, to a new task instead (``Suspended.rest``; see ``engineio.run_core``).
+loop or the rest of a batch, to a new task instead (``Suspended.rest``; see ``runtime.run_core``).
 """
 
 from __future__ import annotations

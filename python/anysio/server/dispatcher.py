@@ -5,85 +5,73 @@ from __future__ import annotations
 import inspect
 import json
 import logging
+import os
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from functools import partial
 from types import CoroutineType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
-from pydantic import ValidationError
 from pydantic_core import PydanticSerializationError
 
-from ._coerce import CoercionError, Plan, plan
-from ._eager import Suspended, resume
-from ._wire import BadAttachments, decode_args, encode_args
-from .engineio import AllowRequest, GenerateId, Request, decide_handshake
-from .exceptions import ConnectionRefused
-from .socket import Ack, Handshake, Socket
+from ..adapters.base import Acks
+from ..codec.coerce import CoercionError, to_jsonable
+from ..codec.wire import BadAttachments, decode_args, encode_args
+from ..engineio.eager import Suspended, resume
+from ..engineio.http import Request, StaticFiles
+from ..engineio.runtime import AllowRequest, GenerateId, Runtime, SioCore, decide_handshake
+from ..exceptions import ConnectionRefused
+from .handler import Args, Handler, Middleware
+from .socket import Ack, Handshake, Socket, SocketNamespace
 
 if TYPE_CHECKING:
-    from .server import Namespace, Server
+    from .._native import CoreEvent
 
 logger = logging.getLogger("anysio")
-AckResolver = Callable[[list[Any] | None], None]
 _NOT_STARTED: Any = object()
-#: An event's arguments: decoded, or still JSON text with their count (decoded by the handler's plan).
-Args = list[Any] | tuple[str, int]
+Queued = tuple[Handler, Args, int | None, Ack | None]
 
 
-class Handler:
-    """A handler with its coercion planned once, at registration."""
+class DispatchNamespace(SocketNamespace, Protocol):
+    """What the dispatcher needs from a namespace: its handlers, and its table of connected sockets."""
 
-    __slots__ = ("direct", "fn", "name", "plan", "socket_first")
+    @property
+    def handlers(self) -> Mapping[str, Handler]: ...
+    @property
+    def middlewares(self) -> Sequence[Middleware]: ...
+    @property
+    def sockets(self) -> dict[str, Socket]: ...
 
-    def __init__(self, fn: Callable[..., Any], plan: Plan, name: str, socket_first: bool) -> None:
-        self.fn = fn
-        self.plan = plan
-        self.name = name
-        #: python-socketio's convention: an unannotated first parameter receives the socket.
-        self.socket_first = socket_first
-        #: Called as fn(socket, *arguments) when its arguments come from the JSON path.
-        self.direct = plan.direct_marker is Socket
 
-    @classmethod
-    def of(cls, fn: Callable[..., Any], name: str) -> Handler:
-        params = [
-            p
-            for p in inspect.signature(fn).parameters.values()
-            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-        ]
-        socket_first = bool(params) and params[0].annotation is inspect.Parameter.empty
-        return cls(fn, plan(fn, [Socket, Ack], lead=int(socket_first)), name, socket_first)
+class DispatchHost(Protocol):
+    """What the dispatcher needs from its server."""
 
-    def invoke(self, socket: Socket, args: Args, ack: Ack | None) -> Any:
-        """Coerce and call: the result, or the awaitable a coroutine function returns. CoercionError when the
-        arguments do not fit; ValueError or RecursionError when JSON text does not decode."""
-        if type(args) is tuple:
-            args_json, argc = args
-            plan = self.plan
-            if argc == plan.json_argc:
-                if self.direct:
-                    assert plan.validate_json is not None
-                    try:
-                        values = plan.validate_json(args_json)
-                    except ValidationError as exc:
-                        raise CoercionError(plan.describe(exc)) from None
-                    return self.fn(socket, *values)
-                pos, kw = plan.bind_json(args_json, [socket], {Socket: socket, Ack: ack})
-                return self.fn(*pos, **kw)
-            args = decode_args(args_json, None)
-        assert isinstance(args, list)
-        if self.socket_first:
-            args = [socket, *args]
-        pos, kw = self.plan.bind(args, {Socket: socket, Ack: ack})
-        return self.fn(*pos, **kw)
+    @property
+    def core(self) -> SioCore: ...
+    @property
+    def runtime(self) -> Runtime: ...
+    @property
+    def static_files(self) -> StaticFiles | None: ...
 
-    async def call(self, socket: Socket, args: list[Any], ack: Ack | None) -> Any:
-        result = self.invoke(socket, args, ack)
-        if inspect.isawaitable(result):
-            result = await result
-        return result
+
+def _close_fd(fd: int, owner: int) -> None:
+    """A connection for another worker, with no workers: nothing to hand it to."""
+    del owner
+    os.close(fd)
+
+
+def refusal_json(message: str, data: Any) -> str:
+    """CONNECT_ERROR data as Node sends it: {"message": ..., "data": ...}. Data that JSON cannot carry is left
+    out (and logged) rather than leaving the client without an answer."""
+    body: dict[str, Any] = {"message": str(message)}
+    try:
+        if data is not None:
+            body["data"] = to_jsonable(data)
+        return json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as e:
+        logger.error("ConnectionRefused data cannot be sent as JSON: %s", e)
+        return json.dumps({"message": str(message)}, separators=(",", ":"), ensure_ascii=False)
 
 
 def _ack_args(result: Any) -> list[Any]:
@@ -102,34 +90,41 @@ async def _guarded(fn: Callable[..., Any], *args: Any) -> None:
 
 
 class Dispatcher:
-    def __init__(self, server: Server, allow_request: AllowRequest | None, generate_id: GenerateId | None) -> None:
-        self.server = server
+    def __init__(
+        self,
+        host: DispatchHost,
+        namespaces: Mapping[str, DispatchNamespace],
+        allow_request: AllowRequest | None,
+        generate_id: GenerateId | None,
+    ) -> None:
+        self.host = host
+        self.namespaces = namespaces
         self.allow_request = allow_request
         self.generate_id = generate_id
+        #: Where a connection that belongs to another worker goes (set for workers).
+        self.hand_off: Callable[[int, int], None] = _close_fd
+        self.acks = Acks()
         self.sockets: dict[int, Socket] = {}
+        # The keys of each Engine.IO session's sockets: a session's close finds its own without a scan.
+        self.by_client: dict[int, set[int]] = {}
+        # Handlers waiting for a socket's running one, by socket key; absent when none runs.
+        self.queues: dict[int, deque[Queued]] = {}
         self.requests: dict[int, tuple[str, Request]] = {}
-        self.acks: dict[int, dict[int, AckResolver]] = {}
         # Disconnect handlers of the server's last turn, when its task group is already gone (shutdown).
         self.deferred: list[tuple[Handler, Socket, str]] = []
 
-    def expect_ack(self, socket: int, ack_id: int, resolve: AckResolver) -> None:
-        self.acks.setdefault(socket, {})[ack_id] = resolve
-
-    def forget_ack(self, socket: int, ack_id: int) -> None:
-        pending = self.acks.get(socket)
-        if pending is not None:
-            pending.pop(ack_id, None)
-
     def _spawn(self, fn: Callable[..., Any], *args: Any) -> None:
-        tg = self.server._tg
-        if tg is not None:
-            tg.start_soon(_guarded, fn, *args)
+        self.host.runtime.spawn(_guarded, fn, *args)
 
-    def dispatch(self, events: list[Any], eager: bool = True) -> Suspended | None:
+    def dispatch_in_tasks(self, events: list[CoreEvent]) -> None:
+        """``dispatch`` without eager handlers, for drivers that cannot stay with one that suspends (ASGI)."""
+        self.dispatch(events, eager=False)
+
+    def dispatch(self, events: list[CoreEvent], eager: bool = True) -> Suspended | None:
         """Hand a batch of the core's events to the application.
 
         With ``eager``, coroutine handlers start here; the first one that suspends stops the batch, and the
-        caller must finish it in its own task and leave the rest of the batch to a new one (see _eager.py).
+        caller must finish it in its own task and leave the rest of the batch to a new one (see engineio/eager.py).
         Without, they run in a task per socket burst."""
         for i, ev in enumerate(events):
             match ev:
@@ -147,21 +142,18 @@ class Dispatcher:
                     self.requests[client] = (eio_sid, Request.from_tuple(req))
                 case ("close", client, _):
                     self.requests.pop(client, None)
-                    for key in [k for k, s in self.sockets.items() if s.client == client and not s.connected]:
-                        self._drop(key)
+                    self._close_client(client)
                 case ("handshake", conn, req):
                     self._spawn(
                         decide_handshake,
-                        self.server._core,
+                        self.host.core,
                         conn,
                         Request.from_tuple(req),
                         self.allow_request,
                         self.generate_id,
                     )
                 case ("handoff", fd, owner):
-                    bus = self.server._bus
-                    if bus is not None:
-                        bus.hand_off(fd, owner)
+                    self.hand_off(fd, owner)
                 case ("request", conn, req, _):
                     self._spawn(self._serve_file, conn, Request.from_tuple(req))
                 case ("error", message, remote):
@@ -169,18 +161,18 @@ class Dispatcher:
         return None
 
     async def _serve_file(self, conn: int, request: Request) -> None:
-        static = self.server.static_files
+        static = self.host.static_files
         status, headers, body = (
             await static.respond(request.method, request.path)
             if static is not None
             else (404, [("Content-Type", "text/plain")], b"Not Found")
         )
-        self.server._core.respond(conn, status, headers, body)
+        self.host.core.respond(conn, status, headers, body)
 
     # ---- connections ----------------------------------------------------------------------------------------
 
     def _on_connect(self, key: int, client: int, nsp_name: str, sid: str, auth_json: str | None) -> None:
-        nsp = self.server._namespaces.get(nsp_name)
+        nsp = self.namespaces.get(nsp_name)
         eio_sid, request = self.requests.get(client, ("", None))
         if nsp is None or request is None:
             return
@@ -188,12 +180,12 @@ class Dispatcher:
         auth = json.loads(auth_json) if auth_json else {}
         socket = Socket(nsp, key, sid, client, eio_sid, Handshake.of(request, auth), request)
         self.sockets[key] = socket
-        nsp._by_key[key] = socket
+        self.by_client.setdefault(client, set()).add(key)
         self._spawn(self._connect, socket, auth)
 
     async def _connect(self, socket: Socket, auth: Any) -> None:
-        nsp = socket.nsp
-        core = self.server._core
+        nsp = self.namespaces[socket.namespace]
+        core = self.host.core
         try:
             for mw in nsp.middlewares:
                 result = mw(socket)
@@ -203,16 +195,12 @@ class Dispatcher:
             if handler is not None and await handler.call(socket, [auth], None) is False:
                 raise ConnectionRefused()
         except (ConnectionRefused, CoercionError) as e:
-            from .server import refusal_json
-
             message, data = (e.message, e.data) if isinstance(e, ConnectionRefused) else (str(e), None)
             core.refuse(socket.key, refusal_json(message, data))
             self._drop(socket.key)
             return
         except Exception:
             logger.exception("connect handler of %s failed; refusing %s", nsp.name, socket.id)
-            from .server import refusal_json
-
             core.refuse(socket.key, refusal_json("Internal server error", None))
             self._drop(socket.key)
             return
@@ -222,22 +210,34 @@ class Dispatcher:
         else:
             self._drop(socket.key)
 
+    def _close_client(self, client: int) -> None:
+        """The session is gone: drop its sockets still connecting (the connected ones had their disconnect)."""
+        for key in list(self.by_client.get(client, ())):
+            socket = self.sockets.get(key)
+            if socket is not None and not socket.connected:
+                self._drop(key)
+
     def _drop(self, key: int) -> Socket | None:
         socket = self.sockets.pop(key, None)
         if socket is not None:
-            socket.nsp._by_key.pop(key, None)
-            socket.nsp.sockets.pop(socket.id, None)
+            keys = self.by_client.get(socket.client)
+            if keys is not None:
+                keys.discard(key)
+                if not keys:
+                    del self.by_client[socket.client]
+            nsp = self.namespaces.get(socket.namespace)
+            if nsp is not None:
+                nsp.sockets.pop(socket.id, None)
         return socket
 
     def _on_disconnect(self, key: int, reason: str) -> None:
         socket = self._drop(key)
-        for resolve in list(self.acks.pop(key, {}).values()):
-            resolve(None)
+        self.acks.cancel(key)
         if socket is None:
             return
         socket.connected = False
-        handler = socket.nsp.handlers.get("disconnect")
-        if handler is not None and self.server._tg is None:
+        handler = self.namespaces[socket.namespace].handlers.get("disconnect")
+        if handler is not None and self.host.runtime.task_group is None:
             self.deferred.append((handler, socket, reason))
         elif handler is not None:
             self._spawn(handler.call, socket, [reason], None)
@@ -268,7 +268,8 @@ class Dispatcher:
         socket = self.sockets.get(key)
         if socket is None:
             return None
-        handler = socket.nsp.handlers.get(name) if name is not None else None
+        handlers = self.namespaces[socket.namespace].handlers
+        handler = handlers.get(name) if name is not None else None
         args: Args
         if handler is not None and attachments is None:
             # Decoded by the handler's plan, validated straight from the text where it can be.
@@ -279,7 +280,7 @@ class Dispatcher:
                 return None
             args = decoded
             if handler is None:
-                handler = socket.nsp.handlers.get("*")
+                handler = handlers.get("*")
                 if handler is None:
                     return None
                 if name is not None:
@@ -287,7 +288,7 @@ class Dispatcher:
         # A handler that takes an Ack always gets one, callable whether or not the client asked (a no-op then);
         # for the others the return value is the ack, sent without building one.
         ack = None if handler.plan.returns_ack else Ack(socket, ack_id)
-        queue = socket._queue
+        queue = self.queues.get(key)
         if queue is not None:
             queue.append((handler, args, ack_id, ack))
             return None
@@ -296,14 +297,14 @@ class Dispatcher:
             self._handle(handler, socket, args, ack_id, ack)
             return None
         if not eager:
-            socket._queue = deque([(handler, args, ack_id, ack)])
+            self.queues[key] = deque([(handler, args, ack_id, ack)])
             self._spawn(self._drain, socket)
             return None
         coro = self._handle(handler, socket, args, ack_id, ack)
         if coro is None:
             return None
         if type(coro) is not CoroutineType:  # an awaitable of another kind: awaited in a task
-            socket._queue = deque()
+            self.queues[key] = deque()
             self._spawn(self._finish, socket, handler, ack_id, coro, _NOT_STARTED)
             return None
         try:
@@ -315,7 +316,7 @@ class Dispatcher:
             logger.exception("handler for %r failed (socket %s)", handler.name, socket.id)
             return None
         # Suspended: this socket's next events wait for it, in order.
-        socket._queue = deque()
+        self.queues[key] = deque()
         return partial(self._finish, socket, handler, ack_id, coro, first)
 
     def _handle(self, handler: Handler, socket: Socket, args: Args, ack_id: int | None, ack: Ack | None) -> Any:
@@ -352,7 +353,7 @@ class Dispatcher:
                 self._reply(handler, socket, ack_id, result)
             await self._run_queue(socket)
         finally:
-            socket._queue = None
+            del self.queues[socket.key]
 
     async def _drain(self, socket: Socket) -> None:
         """Run a socket's queued handlers one after the other, in the order their events arrived.
@@ -362,11 +363,10 @@ class Dispatcher:
         try:
             await self._run_queue(socket)
         finally:
-            socket._queue = None
+            del self.queues[socket.key]
 
     async def _run_queue(self, socket: Socket) -> None:
-        queue = socket._queue
-        assert queue is not None
+        queue = self.queues[socket.key]
         while queue:
             handler, args, ack_id, ack = queue.popleft()
             pending = self._handle(handler, socket, args, ack_id, ack)
@@ -387,7 +387,7 @@ class Dispatcher:
             return decode_args(data, attachments)
         except (BadAttachments, ValueError, RecursionError) as e:
             logger.info("bad packet from %s: %s", socket.id, e)
-            self.server._core.close(socket.client)
+            self.host.core.close(socket.client)
             return None
 
     def _unfit(self, handler: Handler, socket: Socket, ack_id: int | None, error: CoercionError) -> None:
@@ -396,7 +396,8 @@ class Dispatcher:
         if ack_id is not None:
             self._send_ack(handler, socket, ack_id, [body])
         else:
-            self.server._emit_to(socket, ["error", {"event": handler.name, **body}])
+            data, attachments = encode_args(["error", {"event": handler.name, **body}])
+            self.host.core.emit_to(socket.key, data, attachments)
 
     def _reply(self, handler: Handler, socket: Socket, ack_id: int | None, result: Any) -> None:
         if ack_id is None or not handler.plan.returns_ack:
@@ -412,7 +413,7 @@ class Dispatcher:
         except PydanticSerializationError as e:
             logger.error("handler for %r returned what cannot be sent (socket %s): %s", handler.name, socket.id, e)
             return
-        self.server._core.emit_to(socket.key, data, [], ack_id, True)
+        self.host.core.emit_to(socket.key, data, [], ack_id, True)
 
     def _send_ack(self, handler: Handler, socket: Socket, ack_id: int, args: list[Any]) -> None:
         try:
@@ -420,7 +421,7 @@ class Dispatcher:
         except (TypeError, ValueError, RecursionError) as e:
             logger.error("handler for %r returned what cannot be sent (socket %s): %s", handler.name, socket.id, e)
             return
-        self.server._core.emit_to(socket.key, data, attachments, ack_id, True)
+        self.host.core.emit_to(socket.key, data, attachments, ack_id, True)
 
     def _on_ack(self, key: int, data: str, ack_id: int, attachments: list[bytes] | None) -> None:
         socket = self.sockets.get(key)
@@ -431,11 +432,4 @@ class Dispatcher:
         args = self._decode(socket, data, attachments)
         if args is None:
             return
-        resolve = self.acks.get(key, {}).pop(ack_id, None)
-        if resolve is not None:
-            resolve(args)
-
-    # Namespace lookups for tests and adapters.
-    def namespace_of(self, key: int) -> Namespace | None:
-        socket = self.sockets.get(key)
-        return socket.nsp if socket is not None else None
+        self.acks.resolve(key, ack_id, args)

@@ -1,0 +1,59 @@
+"""Event arguments to and from Socket.IO's JSON-with-attachments form.
+
+Binary values anywhere in the arguments travel as attachments: the JSON holds ``{"_placeholder": true,
+"num": n}`` where attachment n was. Rust frames and reassembles the attachments, and writes the JSON of what is
+emitted (``_native.encode_args``); this module swaps incoming attachments into the decoded values.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from .._native import encode_args as _encode_args
+from .coerce import to_jsonable
+
+# The C scanner behind json.loads, called directly: the wrapper around it costs more than the work for the
+# small payloads of most events.
+_scan_once: Callable[[str, int], tuple[Any, int]] = getattr(json.JSONDecoder(), "scan_once")  # noqa: B009
+
+
+class BadAttachments(ValueError):
+    """A placeholder names an attachment that did not arrive."""
+
+
+def encode_args(args: list[Any]) -> tuple[str, list[bytes]]:
+    """JSON text of ``args`` (an array) and the attachments pulled out of them, in one pass in Rust; values JSON
+    has no type for go through ``to_jsonable``. Raises TypeError, ValueError (NaN, infinities, a value that
+    contains itself) as ``json.dumps`` would."""
+    return _encode_args(args, to_jsonable)
+
+
+def _insert(value: Any, attachments: list[bytes]) -> Any:
+    if isinstance(value, list):
+        return [_insert(v, attachments) for v in value]
+    if isinstance(value, dict):
+        # As socket.io-parser's reconstructPacket: any object whose _placeholder is true stands for an
+        # attachment, other keys or not; a num that names none is an error (Node then closes the connection).
+        if value.get("_placeholder") is True:
+            num = value.get("num")
+            index = int(num) if type(num) is float and num.is_integer() else num
+            if type(index) is not int or not 0 <= index < len(attachments):
+                raise BadAttachments(f"placeholder for attachment {num!r} of {len(attachments)}")
+            return attachments[index]
+        return {k: _insert(v, attachments) for k, v in value.items()}
+    return value
+
+
+def decode_args(data_json: str, attachments: list[bytes] | None) -> list[Any]:
+    """The arguments of an EVENT or ACK (Rust has checked that the JSON is an array)."""
+    try:
+        values, end = _scan_once(data_json, 0)
+    except StopIteration:  # leading white space: the general path
+        values, end = json.loads(data_json), len(data_json)
+    if end != len(data_json) and data_json[end:].strip():
+        raise ValueError("trailing data after the event's arguments")
+    if not isinstance(values, list):
+        raise ValueError("event data is not an array")
+    return _insert(values, attachments) if attachments else values
