@@ -613,6 +613,7 @@ fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<EngineCore>()?;
     m.add_class::<VirtualCore>()?;
     m.add_function(wrap_pyfunction!(crate::pyjson::encode_args, m)?)?;
+    crate::adapter::python_redis::register(m)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -1,0 +1,129 @@
+//! The Redis adapter codec (`adapter::redis`) for Python, behind the `python` feature: registered into
+//! `anysio._native` by `register`.
+//!
+//! A broadcast heard from Redis is decoded in one call into what `EngineCore.broadcast_event` takes
+//! (`redis_broadcast`). Every other message crosses as Socket.IO's JSON-with-attachments form of Node's object
+//! (`redis_decode` / `redis_encode`): Python reads and writes dicts shaped as Node's (`uid`, `requestId`,
+//! `type`, `opts`, ...), and the codec checks them and writes Node's bytes (msgpack or JSON, Node's member
+//! order).
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::pybacked::PyBackedBytes;
+use pyo3::types::PyBytes;
+use rmp::encode::ByteBuf;
+
+use super::redis::{
+    json_to_value, read_msgpack, value_to_json, write_msgpack, Broadcast, ClusterMessage,
+    DecodeError, Encoding, Request, Response,
+};
+
+fn value_error(e: DecodeError) -> PyErr {
+    PyValueError::new_err(e.0)
+}
+
+fn bytes_list<'py>(py: Python<'py>, items: &[Vec<u8>]) -> Vec<Bound<'py, PyBytes>> {
+    items.iter().map(|b| PyBytes::new(py, b)).collect()
+}
+
+/// A broadcast for local delivery: `(uid, nsp, rooms, except, volatile, data_json, attachments)`.
+#[allow(clippy::type_complexity)]
+#[pyfunction]
+fn redis_broadcast<'py>(
+    py: Python<'py>,
+    data: &[u8],
+) -> PyResult<(
+    String,
+    String,
+    Vec<String>,
+    Vec<String>,
+    bool,
+    String,
+    Vec<Bound<'py, PyBytes>>,
+)> {
+    let b = Broadcast::decode(data).map_err(value_error)?;
+    let local = b.local().map_err(value_error)?;
+    let atts = bytes_list(py, &local.attachments);
+    Ok((
+        b.uid,
+        local.nsp,
+        local.rooms,
+        local.except,
+        local.volatile,
+        local.data_json,
+        atts,
+    ))
+}
+
+/// The message as msgpack, whatever its encoding on the wire.
+fn decoded_as_msgpack(kind: &str, data: &[u8]) -> Result<Vec<u8>, DecodeError> {
+    Ok(match kind {
+        "broadcast" => Broadcast::decode(data)?.encode(),
+        "request" => {
+            let mut r = Request::decode(data)?;
+            r.encoding = Encoding::Msgpack;
+            r.encode()
+        }
+        "response" => {
+            let mut r = Response::decode(data)?;
+            r.encoding = Encoding::Msgpack;
+            r.encode()
+        }
+        "cluster" => {
+            let mut m = ClusterMessage::decode(data)?;
+            m.encoding = Encoding::Msgpack;
+            m.encode()
+        }
+        _ => return Err(DecodeError(format!("unknown message kind {kind:?}"))),
+    })
+}
+
+/// Decodes a message (`kind`: "broadcast", "request", "response" or "cluster") into Socket.IO's form of Node's
+/// object: `(json_text, attachments)`. Raises ValueError for a malformed message.
+#[pyfunction]
+fn redis_decode<'py>(
+    py: Python<'py>,
+    kind: &str,
+    data: &[u8],
+) -> PyResult<(String, Vec<Bound<'py, PyBytes>>)> {
+    let packed = decoded_as_msgpack(kind, data).map_err(value_error)?;
+    let value = read_msgpack(&packed).map_err(value_error)?;
+    let mut attachments = Vec::new();
+    let text = value_to_json(&value, Some(&mut attachments)).map_err(value_error)?;
+    Ok((text, bytes_list(py, &attachments)))
+}
+
+/// Encodes a message given in Socket.IO's form of Node's object as Node encodes it. Raises ValueError when the
+/// object is not a valid message of that kind.
+#[pyfunction]
+fn redis_encode<'py>(
+    py: Python<'py>,
+    kind: &str,
+    json: &str,
+    attachments: Vec<PyBackedBytes>,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let atts: Vec<Vec<u8>> = attachments.iter().map(|b| b.to_vec()).collect();
+    let value = json_to_value(json, Some(&atts)).map_err(value_error)?;
+    let mut buf = ByteBuf::new();
+    write_msgpack(&mut buf, &value);
+    let packed = buf.into_vec();
+    let out = match kind {
+        "broadcast" => Broadcast::decode(&packed).map(|b| b.encode()),
+        "request" => Request::decode(&packed)
+            .map(|r| Request::new(r.uid.as_deref(), r.request_id.as_deref(), r.body).encode()),
+        "response" => {
+            Response::decode(&packed).map(|r| Response::new(&r.request_id, r.body).encode())
+        }
+        "cluster" => ClusterMessage::decode(&packed)
+            .map(|m| ClusterMessage::new(&m.uid, &m.nsp, m.body).encode()),
+        _ => Err(DecodeError(format!("unknown message kind {kind:?}"))),
+    }
+    .map_err(value_error)?;
+    Ok(PyBytes::new(py, &out))
+}
+
+pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(redis_broadcast, m)?)?;
+    m.add_function(wrap_pyfunction!(redis_decode, m)?)?;
+    m.add_function(wrap_pyfunction!(redis_encode, m)?)?;
+    Ok(())
+}
