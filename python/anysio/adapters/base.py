@@ -212,6 +212,16 @@ class Adapter:
         """Node's ``serverSideEmit``: with one process there is no other server to tell."""
         del args
 
+    async def server_side_emit_with_ack(self, args: list[Any], timeout: float | None) -> list[Any]:
+        """Node's ``serverSideEmitWithAck``: one reply per other server (none with one process). Raises
+        AckTimeout (with the replies that came) when some are missing after ``timeout``."""
+        del args, timeout
+        return []
+
+    async def server_count(self) -> int:
+        """Node's ``serverCount``: the servers of the cluster, this one included."""
+        return 1
+
     def socket_count(self) -> int:
         return self.nsp.core.socket_count(self.nsp.name)
 

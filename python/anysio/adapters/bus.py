@@ -112,8 +112,9 @@ class ClusterNamespace(AdapterNamespace, Protocol):
 
     @property
     def adapter(self) -> Adapter: ...
-    async def receive_server_side(self, args: list[Any]) -> None:
-        """Run the ``on_server_side`` handler of ``args[0]`` (an event another server emitted)."""
+    async def receive_server_side(self, args: list[Any]) -> Any:
+        """Run the ``on_server_side`` handler of ``args[0]`` (an event another server emitted); returns its
+        result."""
         ...
 
 

@@ -144,13 +144,26 @@ class Namespace:
 
         return register
 
-    async def receive_server_side(self, args: list[Any]) -> None:
-        """Run the handler of an event another server emitted with ``server_side_emit`` (the adapter calls it)."""
+    async def server_side_emit_with_ack(self, event: str, *args: Any, timeout: float | None = None) -> list[Any]:
+        """Node's ``serverSideEmitWithAck``: tell the other servers and gather one reply from each (the return
+        value of its ``on_server_side`` handler). Raises AckTimeout (with the replies that came) when some are
+        missing after ``timeout`` (the adapter's request timeout when None)."""
+        return await self.adapter.server_side_emit_with_ack([event, *args], timeout)
+
+    async def server_count(self) -> int:
+        """Node's ``serverCount``: the servers of the cluster, this one included."""
+        return await self.adapter.server_count()
+
+    async def receive_server_side(self, args: list[Any]) -> Any:
+        """Run the handler of an event another server emitted with ``server_side_emit`` (the adapter calls it);
+        returns what the handler returned (the reply to ``server_side_emit_with_ack``)."""
         handler = self.server_side_handlers.get(args[0]) if args and isinstance(args[0], str) else None
-        if handler is not None:
-            result = handler(*args[1:])
-            if inspect.isawaitable(result):
-                await result
+        if handler is None:
+            return None
+        result = handler(*args[1:])
+        if inspect.isawaitable(result):
+            result = await result
+        return result
 
     @property
     def count(self) -> int:
@@ -172,7 +185,7 @@ class Server:
         connect_timeout: float = 45.0,
         allow_request: AllowRequest | None = None,
         generate_id: GenerateId | None = None,
-        adapter: type[Adapter] = Adapter,
+        adapter: AdapterFactory = Adapter,
         static_files: Mapping[str, str | Path] | None = None,
         **options: Unpack[EngineOptions],
     ) -> None:
@@ -321,6 +334,12 @@ class Server:
 
     async def server_side_emit(self, event: str, *args: Any) -> None:
         await self._main.server_side_emit(event, *args)
+
+    async def server_side_emit_with_ack(self, event: str, *args: Any, timeout: float | None = None) -> list[Any]:
+        return await self._main.server_side_emit_with_ack(event, *args, timeout=timeout)
+
+    async def server_count(self) -> int:
+        return await self._main.server_count()
 
     def on_server_side(self, event: str) -> Callable[[F], F]:
         return self._main.on_server_side(event)

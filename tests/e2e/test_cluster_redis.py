@@ -1,0 +1,176 @@
+"""anysio and Node servers on one Redis are one cluster (issue 11): a real redis-server, a Node socket.io server
+on ``@socket.io/redis-adapter`` 8 and an anysio server on ``RedisCluster`` (examples/cluster/server.py, on the
+test's backend), driven by the official socket.io-client. Every contract operation is done from each server as
+origin, and must reach the clients and sockets of both."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import pytest
+
+from tests.e2e.cluster_helpers import Client, Redis, ServerProc, client, cluster_server, redis_server
+
+pytestmark = pytest.mark.anyio
+
+
+@dataclass
+class Cluster:
+    redis: Redis
+    node: ServerProc
+    py: ServerProc
+    clients: dict[str, Client]
+
+
+@asynccontextmanager
+async def mixed_cluster(backend: str) -> AsyncIterator[Cluster]:
+    async with AsyncExitStack() as stack:
+        redis = await stack.enter_async_context(redis_server())
+        node = await stack.enter_async_context(cluster_server("node", "N", redis.url))
+        py = await stack.enter_async_context(cluster_server("anysio", "P", redis.url, backend))
+        clients: dict[str, Client] = {}
+        for name, server, rooms, nsp in [
+            ("n1", node, ["r1"], "/"),
+            ("n2", node, ["r2"], "/"),
+            ("p1", py, ["r1", "r3"], "/"),
+            ("p2", py, ["r2"], "/"),
+            ("nc", node, ["r1"], "/chat"),
+            ("pc", py, ["r1"], "/chat"),
+        ]:
+            clients[name] = await stack.enter_async_context(client(server, name, rooms, nsp))
+        yield Cluster(redis, node, py, clients)
+
+
+async def sync_all(c: Cluster, origin: Client, tag: str) -> None:
+    """A broadcast to the whole namespace, awaited at every client of "/": what was sent before it from the same
+    origin has arrived by then (Redis keeps a publisher's order)."""
+    await origin.call("to", {"event": "sync", "args": [tag]})
+    for name in ("n1", "n2", "p1", "p2"):
+        while await c.clients[name].received("sync") != [tag]:
+            pass
+
+
+@pytest.mark.parametrize("origin", ["n1", "p1"])
+async def test_broadcasts_cross_between_node_and_anysio(anyio_backend: str, origin: str) -> None:
+    async with mixed_cluster(anyio_backend) as c:
+        cl, o = c.clients, c.clients[origin]
+
+        # One room (the room's own channel), with binary.
+        blob = {"binary": "00ff10"}
+        assert await o.call("to", {"rooms": ["r1"], "event": "hello", "args": [1, {"b": blob}, "é"]}) is True
+        for name in ("n1", "p1"):
+            assert await cl[name].received("hello") == [1, {"b": blob}, "é"]
+        # Several rooms, except a room: p1 is in r1 but also in r3.
+        await o.call("to", {"rooms": ["r1", "r2"], "except": ["r3"], "event": "multi", "args": [[1, 2]]})
+        for name in ("n1", "n2", "p2"):
+            assert await cl[name].received("multi") == [[1, 2]]
+        # The whole namespace.
+        await o.call("to", {"event": "all", "args": [None, True, 2.5]})
+        for name in ("n1", "n2", "p1", "p2"):
+            assert await cl[name].received("all") == [None, True, 2.5]
+        await sync_all(c, o, "after-broadcasts")
+        assert cl["p1"].got("multi") == [] and cl["n2"].got("hello") == [] and cl["p2"].got("hello") == []
+        assert cl["nc"].got("all") == [] and cl["pc"].got("all") == [], "another namespace hears nothing"
+
+        # Another namespace.
+        chat = cl["nc"] if origin == "n1" else cl["pc"]
+        await chat.call("to", {"rooms": ["r1"], "event": "chat", "args": ["hi"]})
+        for name in ("nc", "pc"):
+            assert await cl[name].received("chat") == ["hi"]
+
+
+@pytest.mark.parametrize("origin", ["n1", "p1"])
+async def test_requests_are_answered_by_every_server(anyio_backend: str, origin: str) -> None:
+    async with mixed_cluster(anyio_backend) as c:
+        cl, o = c.clients, c.clients[origin]
+        other = "P" if origin == "n1" else "N"
+
+        # A broadcast with acks gathers every client's reply, on both servers.
+        assert await o.call("ask", {"rooms": [], "timeout_ms": 4000}) == ["n1", "n2", "p1", "p2"]
+        assert await o.call("ask", {"rooms": ["r2"], "timeout_ms": 4000}) == ["n2", "p2"]
+
+        # fetch_sockets: every server's sockets, with their rooms and data.
+        rows = await o.call("fetch", {"rooms": ["r1"]})
+        expected: list[dict[str, Any]] = [
+            {"id": cl["n1"].id, "name": "n1", "rooms": sorted([cl["n1"].id, "r1"])},
+            {"id": cl["p1"].id, "name": "p1", "rooms": sorted([cl["p1"].id, "r1", "r3"])},
+        ]
+        expected.sort(key=lambda r: str(r["id"]))
+        assert rows == expected
+
+        # sockets_join / sockets_leave on every server.
+        assert await o.call("join_all", {"rooms": ["r2"], "room": "r9"}) is True
+        while {r["name"] for r in await o.call("fetch", {"rooms": ["r9"]})} != {"n2", "p2"}:
+            pass  # Node applies a join when it hears its own request back: each fetch is a round trip
+        await o.call("to", {"rooms": ["r9"], "event": "in9", "args": []})
+        for name in ("n2", "p2"):
+            assert await cl[name].received("in9") == []
+        assert await o.call("leave_all", {"rooms": ["r9"], "room": "r9"}) is True
+        while await o.call("fetch", {"rooms": ["r9"]}) != []:
+            pass
+
+        # Server-side events, with and without ack.
+        assert await o.call("sse", {"event": "note", "args": [1, {"x": "y"}]}) is True
+        hearer = cl["p2"] if origin == "n1" else cl["n2"]
+        while ["note", [1, {"x": "y"}]] not in await hearer.call("seen"):
+            pass
+        assert ["note", [1, {"x": "y"}]] not in await o.call("seen"), "a server does not hear itself"
+        assert await o.call("sse_ack", {"timeout_ms": 4000}) == [other]
+
+        # disconnect_sockets reaches the other server's sockets (p1 is the only socket in r3).
+        target = "p1" if origin == "n1" else "n1"
+        await cl[target].call("join_all", {"rooms": [cl[target].id], "room": "kickme"})
+        assert await o.call("kick", {"rooms": ["kickme"]}) is True
+        assert await cl[target].disconnected() == "io server disconnect"
+
+
+async def test_the_redis_emitter_reaches_anysio_clients(anyio_backend: str) -> None:
+    from anysio.adapters.redis import Emitter
+
+    async with mixed_cluster(anyio_backend) as c, Emitter(c.redis.url) as io:
+        cl = c.clients
+        await io.to("r1").emit("from_emitter", {"b": b"\x01\x02"}, 3)
+        for name in ("n1", "p1"):
+            assert await cl[name].received("from_emitter") == [{"b": {"binary": "0102"}}, 3]
+        await io.to(["r1", "r2"]).except_("r3").emit("emulti")
+        for name in ("n1", "n2", "p2"):
+            assert await cl[name].received("emulti") == []
+        await io.of("/chat").emit("echat", "x")
+        for name in ("nc", "pc"):
+            assert await cl[name].received("echat") == ["x"]
+        await io.server_side_emit("enote", 1)
+        for name in ("n1", "p1"):
+            while ["enote", [1]] not in await cl[name].call("seen"):
+                pass
+        await io.in_("r3").sockets_join("r7")
+        while {r["name"] for r in await cl["n1"].call("fetch", {"rooms": ["r7"]})} != {"p1"}:
+            pass
+        await io.in_("r7").disconnect_sockets(True)
+        assert await cl["p1"].disconnected() == "io server disconnect"
+
+
+async def test_redis_restart(anyio_backend: str) -> None:
+    """Redis killed: each server keeps serving its own clients; Redis back on the same port: cross-server
+    broadcasts work again within 5 s, and no server died."""
+    async with mixed_cluster(anyio_backend) as c:
+        cl = c.clients
+        await c.redis.stop()
+        await cl["p1"].call("to", {"rooms": ["r2"], "event": "local", "args": [1]})
+        assert await cl["p2"].received("local") == [1], "local delivery goes on without Redis"
+        with anyio.fail_after(15):
+            await c.redis.start()
+            # Within 5 s of Redis being back, anysio -> Node and Node -> anysio broadcasts cross again.
+            with anyio.fail_after(5):
+                # What is published before a server has resubscribed is lost (pub/sub keeps nothing): retry,
+                # awaiting each try's delivery for a quarter of a second.
+                for sender, target, event in ((cl["p1"], cl["n2"], "back"), (cl["n1"], cl["p2"], "back2")):
+                    while True:
+                        await sender.call("to", {"rooms": ["r2"], "event": event, "args": []})
+                        with anyio.move_on_after(0.25):
+                            await target.received(event)
+                            break
+        assert c.py.lines.proc.returncode is None and c.node.lines.proc.returncode is None
