@@ -3,6 +3,8 @@
 This is the one place that re-exports the public names; each is defined once, in the module ``docs/architecture.md``
 places it in."""
 
+from typing import TYPE_CHECKING
+
 from ._native import __version__
 from .adapters.base import Adapter, BroadcastOptions
 from .asgi import ASGIApp
@@ -14,6 +16,19 @@ from .server.broadcast import BroadcastOperator
 from .server.server import Namespace, Server
 from .server.socket import Ack, Handshake, Socket
 
+if TYPE_CHECKING:
+    from .adapters.redis import ClusterError, Emitter, RedisCluster
+
+
+def __getattr__(name: str) -> object:
+    # The Redis adapter needs hiredis (the "redis" extra): imported on first use.
+    if name in ("RedisCluster", "Emitter", "ClusterError"):
+        from .adapters import redis
+
+        return getattr(redis, name)
+    raise AttributeError(f"module 'anysio' has no attribute {name!r}")
+
+
 __all__ = [
     "ASGIApp",
     "Ack",
@@ -22,13 +37,16 @@ __all__ = [
     "AnysioError",
     "BroadcastOperator",
     "BroadcastOptions",
+    "ClusterError",
     "ConnectionRefused",
     "Cookie",
     "Disconnected",
+    "Emitter",
     "EngineOptions",
     "EngineServer",
     "Handshake",
     "Namespace",
+    "RedisCluster",
     "Request",
     "RequestRefused",
     "Server",

@@ -1,2 +1,3 @@
 """Adapters: the seam (``base``: ``Adapter``, ``BroadcastOptions`` and what an adapter sees of its namespace) and
-the cluster adapters built on it (``bus``: the workers of one machine)."""
+the cluster adapters built on it (``bus``: the workers of one machine; ``redis``: servers on one Redis, as Node's
+``@socket.io/redis-adapter``, and the emitter)."""
