@@ -19,6 +19,10 @@ from typing import Any
 import anyio
 import anyio.abc
 
+from anysio.adapters.redis import RespConnection
+
+__all__ = ["ROOT", "Client", "Lines", "Redis", "RespConnection", "ServerProc", "client", "cluster_server"]
+
 ROOT = Path(__file__).resolve().parents[2]
 NODE_SERVER = ROOT / "tests" / "cluster" / "node_server.mjs"
 CLIENT = ROOT / "tests" / "node" / "sio_client.mjs"

@@ -5,6 +5,8 @@ origin, and must reach the clients and sockets of both."""
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -13,7 +15,17 @@ from typing import Any
 import anyio
 import pytest
 
-from tests.e2e.cluster_helpers import Client, Redis, ServerProc, client, cluster_server, redis_server
+from anysio.adapters.redis import RedisAddress
+from tests.e2e.cluster_helpers import (
+    ROOT,
+    Client,
+    Redis,
+    RespConnection,
+    ServerProc,
+    client,
+    cluster_server,
+    redis_server,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -27,10 +39,11 @@ class Cluster:
 
 
 @asynccontextmanager
-async def mixed_cluster(backend: str) -> AsyncIterator[Cluster]:
+async def mixed_cluster(backend: str, first: str = "node") -> AsyncIterator[Cluster]:
+    """A Node server "N" (or, with ``first="anysio"``, a second anysio server) and an anysio server "P"."""
     async with AsyncExitStack() as stack:
         redis = await stack.enter_async_context(redis_server())
-        node = await stack.enter_async_context(cluster_server("node", "N", redis.url))
+        node = await stack.enter_async_context(cluster_server(first, "N", redis.url, backend))
         py = await stack.enter_async_context(cluster_server("anysio", "P", redis.url, backend))
         clients: dict[str, Client] = {}
         for name, server, rooms, nsp in [
@@ -151,6 +164,56 @@ async def test_the_redis_emitter_reaches_anysio_clients(anyio_backend: str) -> N
             pass
         await io.in_("r7").disconnect_sockets(True)
         assert await cl["p1"].disconnected() == "io server disconnect"
+
+
+async def node_emitter(redis_url: str, ops: list[dict[str, Any]]) -> None:
+    """Runs Node's @socket.io/redis-emitter (tests/cluster/emit.mjs) on ``ops`` until it has published them."""
+    cmd = ["node", str(ROOT / "tests" / "cluster" / "emit.mjs"), json.dumps(ops)]
+    with anyio.fail_after(10):
+        result = await anyio.run_process(cmd, env={**os.environ, "REDIS_URL": redis_url})
+    assert b'"done"' in result.stdout
+
+
+async def test_nodes_redis_emitter_reaches_anysio_clients(anyio_backend: str) -> None:
+    async with mixed_cluster(anyio_backend) as c:
+        cl = c.clients
+        ops: list[dict[str, Any]] = [
+            {"op": "emit", "rooms": ["r1"], "event": "ne", "args": [{"b": {"binary": "0a0b"}}, 1.5]},
+            {"op": "emit", "rooms": ["r1", "r2"], "except": ["r3"], "event": "nmulti", "args": []},
+            {"op": "emit", "nsp": "/chat", "event": "nchat", "args": ["x"]},
+            {"op": "serverSideEmit", "event": "nnote", "args": [{"k": 1}]},
+            {"op": "socketsJoin", "rooms": ["r3"], "room": "r6"},
+        ]
+        await node_emitter(c.redis.url, ops)
+        for name in ("n1", "p1"):
+            assert await cl[name].received("ne") == [{"b": {"binary": "0a0b"}}, 1.5]
+        for name in ("n1", "n2", "p2"):
+            assert await cl[name].received("nmulti") == []
+        for name in ("nc", "pc"):
+            assert await cl[name].received("nchat") == ["x"]
+        for name in ("n1", "p1"):
+            while ["nnote", [{"k": 1}]] not in await cl[name].call("seen"):
+                pass
+        while {r["name"] for r in await cl["n1"].call("fetch", {"rooms": ["r6"]})} != {"p1"}:
+            pass
+        await node_emitter(c.redis.url, [{"op": "disconnectSockets", "rooms": ["r6"], "close": True}])
+        assert await cl["p1"].disconnected() == "io server disconnect"
+
+
+async def test_malformed_messages_are_dropped(anyio_backend: str) -> None:
+    """Garbage on the broadcast, request and response channels is logged and dropped; the servers go on. (Two
+    anysio servers: Node's adapter does not catch a broadcast it cannot decode, and its process dies.)"""
+    async with mixed_cluster(anyio_backend, first="anysio") as c:
+        conn = await RespConnection.open(RedisAddress.parse(c.redis.url), 5.0)
+        try:
+            for channel in ("socket.io#/#", "socket.io#/#r1#", "socket.io-request#/#", "socket.io-response#/#"):
+                for junk in (b"", b"\xc1", b"{not json", b"\x93\xa1u", b'{"type":7,"requestId":"x"}'):
+                    await conn.command("PUBLISH", channel, junk)
+        finally:
+            await conn.aclose()
+        await c.clients["n1"].call("to", {"rooms": ["r1"], "event": "still", "args": []})
+        assert await c.clients["p1"].received("still") == []
+        assert c.py.lines.proc.returncode is None and c.node.lines.proc.returncode is None
 
 
 async def test_redis_restart(anyio_backend: str) -> None:

@@ -363,7 +363,8 @@ class RedisCluster:
                     else:
                         adapter.on_response(reply[2])
         except Exception as e:  # a malformed message is logged and dropped
-            logger.warning("malformed message on %r dropped: %s", reply[2] if len(reply) > 2 else b"", e)
+            channel = reply[2] if kind == b"pmessage" and len(reply) > 2 else reply[1] if len(reply) > 1 else b""
+            logger.warning("malformed message on %s dropped: %s", channel.decode(errors="replace"), e)
 
     def spawn(self, fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> None:
         if self._tg is not None:
