@@ -1,7 +1,9 @@
 """The cluster contract (issue 11): one server of a cluster joined through Redis, wire-compatible with Node's
 ``@socket.io/redis-adapter`` (tests/cluster/node_server.mjs is the same contract on Node).
 
-    PORT=5001 REDIS_URL=redis://127.0.0.1:6379 NAME=a python examples/cluster/server.py [--backend trio]
+    PORT=5001 REDIS_URL=redis://127.0.0.1:6379 NAME=a python examples/cluster/server.py [--backend trio] [--sharded]
+
+(``--sharded`` or ``ADAPTER=sharded``: the sharded adapter, Redis 7 sharded pub/sub.)
 
 Namespaces "/" and "/chat" each answer:
 
@@ -31,7 +33,7 @@ from typing import Any
 import anyio
 
 import anysio
-from anysio.adapters.redis import RedisAdapter, RedisCluster
+from anysio.adapters.redis import RedisAdapter, RedisCluster, ShardedRedisAdapter
 
 
 def _sorted(values: list[Any]) -> list[Any]:
@@ -120,12 +122,12 @@ def build(name: str, cluster: RedisCluster) -> anysio.Server:
     return sio
 
 
-async def main(host: str, port: int, redis_url: str, name: str) -> None:
-    cluster = RedisCluster(redis_url)
+async def main(host: str, port: int, redis_url: str, name: str, sharded: bool) -> None:
+    cluster = RedisCluster(redis_url, sharded=sharded)
     sio = build(name, cluster)
     async with cluster, anyio.create_task_group() as tg:
         bound = await tg.start(sio.serve, host, port)
-        uids = {p: a.uid for p, a in cluster.adapters.items() if isinstance(a, RedisAdapter)}
+        uids = {p: a.uid for p, a in cluster.adapters.items() if isinstance(a, RedisAdapter | ShardedRedisAdapter)}
         print(json.dumps({"event": "listening", "port": bound[1], "uids": uids}), flush=True)
 
 
@@ -133,6 +135,7 @@ def cli() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", choices=["asyncio", "trio"], default="asyncio")
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--sharded", action="store_true", help="Redis 7 sharded pub/sub (createShardedAdapter)")
     args = parser.parse_args()
     if args.workers != 1:
         sys.exit("--workers N: not yet (the Redis adapter runs in single-process servers for now)")
@@ -144,6 +147,7 @@ def cli() -> None:
         int(env.get("PORT", "5000")),
         env.get("REDIS_URL", "redis://127.0.0.1:6379"),
         env.get("NAME", "anysio"),
+        args.sharded or env.get("ADAPTER") == "sharded",
         backend=args.backend,
     )
 

@@ -3,7 +3,16 @@
 from collections.abc import Callable
 from typing import Any, Final, Literal, TypeAlias, final
 
-__all__ = ["EngineCore", "VirtualCore", "__version__", "encode_args", "redis_broadcast", "redis_decode", "redis_encode"]
+__all__ = [
+    "EngineCore",
+    "VirtualCore",
+    "__version__",
+    "encode_args",
+    "redis_broadcast",
+    "redis_cluster_broadcast",
+    "redis_decode",
+    "redis_encode",
+]
 
 __version__: Final[str]
 
@@ -159,5 +168,8 @@ def encode_args(args: list[Any] | tuple[Any, ...], fallback: Callable[[Any], Any
 
 # The Redis adapter's codec (rust/adapter/python_redis.rs). Kinds: "broadcast", "request", "response", "cluster".
 def redis_broadcast(data: bytes) -> tuple[str, str, list[str], list[str], bool, str, list[bytes]]: ...
+def redis_cluster_broadcast(
+    data: bytes,
+) -> tuple[str, str, list[str], list[str], bool, str, list[bytes]] | None: ...
 def redis_decode(kind: str, data: bytes) -> tuple[str, list[bytes]]: ...
 def redis_encode(kind: str, json: str, attachments: list[bytes]) -> bytes: ...

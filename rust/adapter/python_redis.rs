@@ -13,8 +13,8 @@ use pyo3::types::PyBytes;
 use rmp::encode::ByteBuf;
 
 use super::redis::{
-    json_to_value, read_msgpack, value_to_json, write_msgpack, Broadcast, ClusterMessage,
-    DecodeError, Encoding, Request, Response,
+    json_to_value, read_msgpack, value_to_json, write_msgpack, Broadcast, ClusterBody,
+    ClusterMessage, DecodeError, Encoding, Request, Response,
 };
 
 fn value_error(e: DecodeError) -> PyErr {
@@ -52,6 +52,48 @@ fn redis_broadcast<'py>(
         local.data_json,
         atts,
     ))
+}
+
+/// A sharded adapter's BROADCAST without ack, for local delivery: `(uid, nsp, rooms, except, volatile,
+/// data_json, attachments)`; None for any other message (decode those with `redis_decode("cluster", ...)`).
+#[allow(clippy::type_complexity)]
+#[pyfunction]
+fn redis_cluster_broadcast<'py>(
+    py: Python<'py>,
+    data: &[u8],
+) -> PyResult<
+    Option<(
+        String,
+        String,
+        Vec<String>,
+        Vec<String>,
+        bool,
+        String,
+        Vec<Bound<'py, PyBytes>>,
+    )>,
+> {
+    let m = ClusterMessage::decode(data).map_err(value_error)?;
+    if let ClusterBody::Broadcast {
+        request_id: Some(_),
+        ..
+    } = m.body
+    {
+        return Ok(None);
+    }
+    let Some(local) = m.local_broadcast() else {
+        return Ok(None);
+    };
+    let local = local.map_err(value_error)?;
+    let atts = bytes_list(py, &local.attachments);
+    Ok(Some((
+        m.uid,
+        local.nsp,
+        local.rooms,
+        local.except,
+        local.volatile,
+        local.data_json,
+        atts,
+    )))
 }
 
 /// The message as msgpack, whatever its encoding on the wire.
@@ -123,6 +165,7 @@ fn redis_encode<'py>(
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(redis_broadcast, m)?)?;
+    m.add_function(wrap_pyfunction!(redis_cluster_broadcast, m)?)?;
     m.add_function(wrap_pyfunction!(redis_decode, m)?)?;
     m.add_function(wrap_pyfunction!(redis_encode, m)?)?;
     Ok(())

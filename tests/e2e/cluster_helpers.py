@@ -134,8 +134,11 @@ class ServerProc:
 
 
 @asynccontextmanager
-async def cluster_server(kind: str, name: str, redis_url: str, backend: str = "asyncio") -> AsyncIterator[ServerProc]:
-    env = {**os.environ, "PORT": "0", "REDIS_URL": redis_url, "NAME": name, "PYTHONPATH": str(ROOT)}
+async def cluster_server(
+    kind: str, name: str, redis_url: str, backend: str = "asyncio", mode: str = "classic"
+) -> AsyncIterator[ServerProc]:
+    """A server of the cluster contract: ``kind`` "node" or "anysio", ``mode`` "classic" or "sharded"."""
+    env = {**os.environ, "PORT": "0", "REDIS_URL": redis_url, "NAME": name, "PYTHONPATH": str(ROOT), "ADAPTER": mode}
     node = ["node", str(NODE_SERVER)]
     cmd = node if kind == "node" else [sys.executable, str(PY_SERVER), "--backend", backend]
     async with await anyio.open_process(cmd, env=env, stderr=None) as proc:

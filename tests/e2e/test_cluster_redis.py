@@ -39,12 +39,13 @@ class Cluster:
 
 
 @asynccontextmanager
-async def mixed_cluster(backend: str, first: str = "node") -> AsyncIterator[Cluster]:
-    """A Node server "N" (or, with ``first="anysio"``, a second anysio server) and an anysio server "P"."""
+async def mixed_cluster(backend: str, first: str = "node", mode: str = "classic") -> AsyncIterator[Cluster]:
+    """A Node server "N" (or, with ``first="anysio"``, a second anysio server) and an anysio server "P", on the
+    classic adapter or the sharded one (``mode``)."""
     async with AsyncExitStack() as stack:
         redis = await stack.enter_async_context(redis_server())
-        node = await stack.enter_async_context(cluster_server(first, "N", redis.url, backend))
-        py = await stack.enter_async_context(cluster_server("anysio", "P", redis.url, backend))
+        node = await stack.enter_async_context(cluster_server(first, "N", redis.url, backend, mode))
+        py = await stack.enter_async_context(cluster_server("anysio", "P", redis.url, backend, mode))
         clients: dict[str, Client] = {}
         for name, server, rooms, nsp in [
             ("n1", node, ["r1"], "/"),
@@ -67,9 +68,10 @@ async def sync_all(c: Cluster, origin: Client, tag: str) -> None:
             pass
 
 
+@pytest.mark.parametrize("mode", ["classic", "sharded"])
 @pytest.mark.parametrize("origin", ["n1", "p1"])
-async def test_broadcasts_cross_between_node_and_anysio(anyio_backend: str, origin: str) -> None:
-    async with mixed_cluster(anyio_backend) as c:
+async def test_broadcasts_cross_between_node_and_anysio(anyio_backend: str, origin: str, mode: str) -> None:
+    async with mixed_cluster(anyio_backend, mode=mode) as c:
         cl, o = c.clients, c.clients[origin]
 
         # One room (the room's own channel), with binary.
@@ -96,9 +98,10 @@ async def test_broadcasts_cross_between_node_and_anysio(anyio_backend: str, orig
             assert await cl[name].received("chat") == ["hi"]
 
 
+@pytest.mark.parametrize("mode", ["classic", "sharded"])
 @pytest.mark.parametrize("origin", ["n1", "p1"])
-async def test_requests_are_answered_by_every_server(anyio_backend: str, origin: str) -> None:
-    async with mixed_cluster(anyio_backend) as c:
+async def test_requests_are_answered_by_every_server(anyio_backend: str, origin: str, mode: str) -> None:
+    async with mixed_cluster(anyio_backend, mode=mode) as c:
         cl, o = c.clients, c.clients[origin]
         other = "P" if origin == "n1" else "N"
 

@@ -17,6 +17,7 @@ other servers' answers raise ``ClusterError`` (or time out after ``requests_time
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import secrets
@@ -30,10 +31,10 @@ from urllib.parse import unquote, urlsplit
 import anyio
 import anyio.abc
 
-from .._native import redis_broadcast, redis_decode, redis_encode
+from .._native import redis_broadcast, redis_cluster_broadcast, redis_decode, redis_encode
 from ..codec.wire import decode_args, encode_args
 from ..exceptions import AckTimeout, AnysioError
-from .base import Adapter, AdapterNamespace, BroadcastOptions, FetchedSocket, RemoteSocket
+from .base import Adapter, AdapterNamespace, BroadcastOptions, FetchedSocket, LocalSocket, RemoteSocket
 
 try:
     import hiredis
@@ -144,6 +145,8 @@ class RespConnection:
         await self._stream.aclose()
 
 
+_CONFIRMATIONS = (b"subscribe", b"psubscribe", b"ssubscribe")
+_UNSUBSCRIBE = {"SUBSCRIBE": "UNSUBSCRIBE", "PSUBSCRIBE": "PUNSUBSCRIBE", "SSUBSCRIBE": "SUNSUBSCRIBE"}
 _CONNECTION_ERRORS = (OSError, anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, TimeoutError)
 
 
@@ -185,19 +188,27 @@ class RedisCluster:
         url: str = "redis://127.0.0.1:6379",
         *,
         key: str = DEFAULT_KEY,
+        sharded: bool = False,
+        subscription_mode: str = "dynamic",
         requests_timeout: float = 5.0,
         connect_timeout: float = 5.0,
         max_reconnect_delay: float = 2.0,
     ) -> None:
+        if subscription_mode not in ("static", "dynamic"):
+            raise ValueError('subscription_mode: "static" or "dynamic" ("dynamic-private" is not supported yet)')
         self.address = RedisAddress.parse(url)
         self.key = key
+        #: Node's ``createShardedAdapter`` (Redis 7 sharded pub/sub) instead of ``createAdapter``.
+        self.sharded = sharded
+        self.subscription_mode = subscription_mode
         self.requests_timeout = requests_timeout
         self.connect_timeout = connect_timeout
         self.max_reconnect_delay = max_reconnect_delay
-        self.adapters: dict[str, RedisAdapter] = {}
-        # channel -> (adapter, "request" | "response"); pattern -> adapter
-        self._channels: dict[bytes, tuple[RedisAdapter, str]] = {}
-        self._patterns: dict[bytes, RedisAdapter] = {}
+        self.adapters: dict[str, Adapter] = {}
+        # What the listening connection subscribes to (channel or pattern -> SUBSCRIBE / PSUBSCRIBE / SSUBSCRIBE),
+        # and who handles what arrives there: handler(channel, data).
+        self._subscriptions: dict[bytes, str] = {}
+        self._routes: dict[bytes, Callable[[bytes, bytes], Awaitable[None] | None]] = {}
         self._tg: anyio.abc.TaskGroup | None = None
         self._pub: RespConnection | None = None
         self._pub_lock = anyio.Lock()
@@ -207,16 +218,37 @@ class RedisCluster:
         #: Set while the listening connection is subscribed to every adapter's channels.
         self.subscribed = anyio.Event()
 
-    def adapter(self, nsp: AdapterNamespace) -> RedisAdapter:
+    def adapter(self, nsp: AdapterNamespace) -> Adapter:
         """The adapter of one namespace (give this method to ``anysio.Server(adapter=...)``)."""
-        adapter = RedisAdapter(nsp, self)
+        adapter: Adapter = ShardedRedisAdapter(nsp, self) if self.sharded else RedisAdapter(nsp, self)
         self.adapters[nsp.name] = adapter
-        for channel in adapter.subscriptions:
-            self._channels[channel.encode()] = (adapter, "response" if "-response#" in channel else "request")
-        self._patterns[adapter.pattern.encode()] = adapter
-        if self._sub is not None and self._tg is not None:
-            self._tg.start_soon(self._subscribe, [adapter])
         return adapter
+
+    def listen(self, command: str, name: str, handler: Callable[[bytes, bytes], Awaitable[None] | None]) -> None:
+        """Subscribe (``command``: SUBSCRIBE, PSUBSCRIBE or SSUBSCRIBE) to ``name``, now and after every
+        reconnection; what arrives goes to ``handler(channel, data)``."""
+        key = name.encode()
+        self._routes[key] = handler
+        if key not in self._subscriptions:
+            self._subscriptions[key] = command
+            if self._sub is not None and self._tg is not None:
+                self._tg.start_soon(self._send_subscription, command, key)
+
+    def unlisten(self, name: str) -> None:
+        key = name.encode()
+        self._routes.pop(key, None)
+        command = self._subscriptions.pop(key, None)
+        if command is not None and self._sub is not None and self._tg is not None:
+            self._tg.start_soon(self._send_subscription, _UNSUBSCRIBE[command], key)
+
+    async def _send_subscription(self, command: str, key: bytes) -> None:
+        conn = self._sub
+        if conn is None:
+            return
+        async with self._sub_lock:
+            # A failure here is the listening loop's too: it subscribes again once reconnected.
+            with contextlib.suppress(*_CONNECTION_ERRORS):
+                await conn.send(command, key)
 
     # ---- lifecycle --------------------------------------------------------------------------------------------
 
@@ -268,7 +300,7 @@ class RedisCluster:
         raise AssertionError("unreachable")
 
     async def publish(self, channel: str, data: bytes) -> None:
-        await self._command("PUBLISH", channel, data)
+        await self._command("SPUBLISH" if self.sharded else "PUBLISH", channel, data)
 
     async def publish_quietly(self, channel: str, data: bytes) -> None:
         """Publish, or log once per outage when Redis is unreachable (fire-and-forget messages, as Node)."""
@@ -285,20 +317,11 @@ class RedisCluster:
             self._tg.start_soon(self.publish_quietly, channel, data)
 
     async def numsub(self, channel: str) -> int:
-        """PUBSUB NUMSUB: the connections listening on ``channel`` (one per server)."""
-        reply = await self._command("PUBSUB", "NUMSUB", channel)
+        """PUBSUB NUMSUB (SHARDNUMSUB): the connections listening on ``channel`` (one per server)."""
+        reply = await self._command("PUBSUB", "SHARDNUMSUB" if self.sharded else "NUMSUB", channel)
         return int(reply[1])
 
     # ---- listening --------------------------------------------------------------------------------------------
-
-    async def _subscribe(self, adapters: Iterable[RedisAdapter]) -> None:
-        conn = self._sub
-        if conn is None:
-            return
-        async with self._sub_lock:
-            for adapter in adapters:
-                await conn.send("PSUBSCRIBE", adapter.pattern)
-                await conn.send("SUBSCRIBE", *adapter.subscriptions)
 
     async def _listen(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         delay = 0.05
@@ -306,12 +329,14 @@ class RedisCluster:
         while True:
             try:
                 self._sub = await RespConnection.open(self.address, self.connect_timeout)
-                adapters = list(self.adapters.values())
-                await self._subscribe(adapters)
-                pending = sum(1 + len(a.subscriptions) for a in adapters)
+                async with self._sub_lock:
+                    subscriptions = list(self._subscriptions.items())
+                    for key, command in subscriptions:
+                        await self._sub.send(command, key)
+                pending = len(subscriptions)
                 while pending > 0:  # each channel and pattern is confirmed by a push
                     reply = await self._sub.read()
-                    if isinstance(reply, list) and reply and reply[0] in (b"subscribe", b"psubscribe"):
+                    if isinstance(reply, list) and reply and reply[0] in _CONFIRMATIONS:
                         pending -= 1
                     else:
                         await self._on_push(reply)
@@ -349,21 +374,20 @@ class RedisCluster:
         if not isinstance(reply, list) or not reply:
             return
         kind = reply[0]
+        if kind == b"pmessage" and len(reply) == 4:
+            route, channel, data = reply[1], reply[2], reply[3]
+        elif kind in (b"message", b"smessage") and len(reply) == 3:
+            route, channel, data = reply[1], reply[1], reply[2]
+        else:
+            return
+        handler = self._routes.get(route)
+        if handler is None:
+            return
         try:
-            if kind == b"pmessage" and len(reply) == 4:
-                adapter = self._patterns.get(reply[1])
-                if adapter is not None:
-                    adapter.on_broadcast(reply[2], reply[3])
-            elif kind == b"message" and len(reply) == 3:
-                target = self._channels.get(reply[1])
-                if target is not None:
-                    adapter, what = target
-                    if what == "request":
-                        await adapter.on_request(reply[2])
-                    else:
-                        adapter.on_response(reply[2])
+            result = handler(channel, data)
+            if result is not None:
+                await result
         except Exception as e:  # a malformed message is logged and dropped
-            channel = reply[2] if kind == b"pmessage" and len(reply) > 2 else reply[1] if len(reply) > 1 else b""
             logger.warning("malformed message on %s dropped: %s", channel.decode(errors="replace"), e)
 
     def spawn(self, fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> None:
@@ -426,9 +450,12 @@ class RedisAdapter(Adapter):
         self.pattern = self.broadcast_prefix + "*"
         self.request_channel = f"{key}-request#{name}#"
         self.response_channel = f"{key}-response#{name}#"
-        self.subscriptions = [self.request_channel, self.response_channel, f"{self.response_channel}{self.uid}#"]
         self._requests: dict[str, _Gather] = {}
         self._ack_requests: dict[str, _AckGather] = {}
+        cluster.listen("PSUBSCRIBE", self.pattern, self.on_broadcast)
+        cluster.listen("SUBSCRIBE", self.request_channel, self.on_request)
+        cluster.listen("SUBSCRIBE", self.response_channel, self.on_response)
+        cluster.listen("SUBSCRIBE", f"{self.response_channel}{self.uid}#", self.on_response)
 
     def _wire_opts(self, opts: BroadcastOptions) -> dict[str, Any]:
         return {"rooms": sorted(opts.rooms), "except": sorted(opts.except_rooms)}
@@ -598,7 +625,7 @@ class RedisAdapter(Adapter):
             return
         self.nsp.core.broadcast_event(nsp, data_json, rooms, except_rooms, attachments, None, volatile)
 
-    async def on_request(self, data: bytes) -> None:
+    async def on_request(self, channel: bytes, data: bytes) -> None:
         request = decode("request", data)
         kind = request.get("type")
         if request.get("uid") == self.uid:
@@ -681,7 +708,7 @@ class RedisAdapter(Adapter):
         for key in keys:
             self.nsp.acks.forget(key, ack_id)
 
-    def on_response(self, data: bytes) -> None:
+    def on_response(self, channel: bytes, data: bytes) -> None:
         response = decode("response", data)
         rid = response.get("requestId")
         ack = self._ack_requests.get(rid) if isinstance(rid, str) else None
@@ -696,6 +723,320 @@ class RedisAdapter(Adapter):
         gather = self._requests.get(rid) if isinstance(rid, str) else None
         if gather is not None:
             gather.add(response)
+
+
+# MessageType of socket.io-adapter's ClusterAdapter (the sharded adapter's messages).
+(
+    _INITIAL_HEARTBEAT,
+    _HEARTBEAT,
+    C_BROADCAST,
+    C_SOCKETS_JOIN,
+    C_SOCKETS_LEAVE,
+    C_DISCONNECT_SOCKETS,
+    C_FETCH_SOCKETS,
+    C_FETCH_SOCKETS_RESPONSE,
+    C_SERVER_SIDE_EMIT,
+    C_SERVER_SIDE_EMIT_RESPONSE,
+    C_BROADCAST_CLIENT_COUNT,
+    C_BROADCAST_ACK,
+    _ADAPTER_CLOSE,
+) = range(1, 14)
+_C_RESPONSES = (C_FETCH_SOCKETS_RESPONSE, C_SERVER_SIDE_EMIT_RESPONSE, C_BROADCAST_CLIENT_COUNT, C_BROADCAST_ACK)
+
+
+def _looks_like_a_socket_id(room: str) -> bool:
+    return len(room.encode("utf-16-le")) == 40  # 20 UTF-16 code units, as Node's looksLikeASocketId
+
+
+class ShardedRedisAdapter(Adapter):
+    """One namespace's adapter on a sharded ``RedisCluster``: Node's ``createShardedAdapter`` (socket.io-adapter's
+    ``ClusterAdapter`` on SSUBSCRIBE / SPUBLISH). Every message is ``{type, data, uid, nsp}`` on the namespace's
+    channel, a room's channel (mode "dynamic": one per public room this server has) or the requester's."""
+
+    def __init__(self, nsp: AdapterNamespace, cluster: RedisCluster) -> None:
+        super().__init__(nsp)
+        self.cluster = cluster
+        self.uid = secrets.token_hex(8)
+        self.main = f"{cluster.key}#{nsp.name}#"
+        self.own = f"{self.main}{self.uid}#"
+        self._requests: dict[str, _Gather] = {}
+        self._ack_requests: dict[str, _AckGather] = {}
+        self._room_channels: set[str] = set()
+        cluster.listen("SSUBSCRIBE", self.main, self.on_message)
+        cluster.listen("SSUBSCRIBE", self.own, self.on_message)
+
+    # ---- wire -------------------------------------------------------------------------------------------------
+
+    def _message(self, kind: int, data: dict[str, Any]) -> bytes:
+        return encode("cluster", {"type": kind, "data": data, "uid": self.uid, "nsp": self.nsp.name})
+
+    @staticmethod
+    def _opts(opts: BroadcastOptions, flags: dict[str, Any] | None = None) -> dict[str, Any]:
+        return {"rooms": sorted(opts.rooms), "except": sorted(opts.except_rooms), "flags": flags or {}}
+
+    def _room_channel(self, room: str) -> str:
+        return f"{self.main}{room}#"
+
+    async def _publish(self, channel: str, data: bytes) -> None:
+        await self.cluster.publish_quietly(channel, data)
+
+    async def _request(self, kind: int, data: dict[str, Any], expected: int, timeout: float) -> list[Any]:
+        rid = data["requestId"]
+        gather = self._requests[rid] = _Gather(expected)
+        try:
+            await self.cluster.publish(self.main, self._message(kind, data))
+            with anyio.move_on_after(timeout):
+                await gather.done.wait()
+        finally:
+            del self._requests[rid]
+        return gather.replies
+
+    # ---- dynamic room channels ----------------------------------------------------------------------------------
+
+    def _is_local_socket_id(self, room: str) -> bool:
+        for key in self.nsp.core.targets(self.nsp.name, [room], []):
+            socket = self.nsp.socket(key)
+            if socket is not None and socket.id == room:
+                return True
+        return False
+
+    def _listen_rooms(self, rooms: Iterable[str]) -> None:
+        if self.cluster.subscription_mode != "dynamic":
+            return
+        for room in rooms:
+            if room not in self._room_channels and not self._is_local_socket_id(room):
+                self._room_channels.add(room)
+                self.cluster.listen("SSUBSCRIBE", self._room_channel(room), self.on_message)
+
+    def _unlisten_if_empty(self, rooms: Iterable[str]) -> None:
+        for room in rooms:
+            if room in self._room_channels and not self.nsp.core.targets(self.nsp.name, [room], []):
+                self._room_channels.discard(room)
+                self.cluster.unlisten(self._room_channel(room))
+
+    def add_all(self, socket: LocalSocket, rooms: Iterable[str]) -> None:
+        rooms = list(rooms)
+        super().add_all(socket, rooms)
+        self._listen_rooms(rooms)
+
+    def delete(self, socket: LocalSocket, room: str) -> None:
+        super().delete(socket, room)
+        self._unlisten_if_empty([room])
+
+    # ---- origin ---------------------------------------------------------------------------------------------------
+
+    async def broadcast(self, args: list[Any], opts: BroadcastOptions, ack_id: int | None = None) -> list[int]:
+        if not opts.local:
+            flags = {"volatile": True} if opts.volatile else {}
+            data = {"packet": {"type": 2, "data": args}, "opts": self._opts(opts, flags)}
+            channel = self.main
+            if len(opts.rooms) == 1:
+                (room,) = opts.rooms
+                if self.cluster.subscription_mode == "dynamic" and not _looks_like_a_socket_id(room):
+                    channel = self._room_channel(room)
+            await self._publish(channel, self._message(C_BROADCAST, data))
+        return await super().broadcast(args, opts, ack_id)
+
+    async def broadcast_with_ack(self, args: list[Any], opts: BroadcastOptions, timeout: float | None) -> list[Any]:
+        if opts.local:
+            return await super().broadcast_with_ack(args, opts, timeout)
+        wait = timeout if timeout is not None else self.cluster.requests_timeout
+        rid = secrets.token_hex(8)
+        gather = self._ack_requests[rid] = _AckGather()
+        flags: dict[str, Any] = {"timeout": math.ceil(wait * 1000)}
+        data = {"packet": {"type": 2, "data": args}, "requestId": rid, "opts": self._opts(opts, flags)}
+        replies: list[Any] = []
+        missing = False
+        try:
+            await self._publish(self.main, self._message(C_BROADCAST, data))
+
+            async def local() -> None:
+                nonlocal missing
+                try:
+                    replies.extend(await Adapter.broadcast_with_ack(self, args, replace(opts, local=True), timeout))
+                except AckTimeout as e:
+                    replies.extend(e.replies)
+                    missing = True
+
+            async def remote() -> None:
+                nonlocal missing
+                with anyio.move_on_after(wait):
+                    try:
+                        gather.servers = max(0, await self.server_count() - 1)
+                    except ClusterError:
+                        gather.servers = 0
+                        missing = True
+                    gather.check()
+                    await gather.done.wait()
+                if not gather.done.is_set():
+                    missing = True
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(local)
+                tg.start_soon(remote)
+        finally:
+            del self._ack_requests[rid]
+        replies.extend(gather.replies)
+        if missing:
+            raise AckTimeout(f"some clients did not acknowledge {args[0]!r} in {wait} s", replies)
+        return replies
+
+    async def fetch_sockets(self, opts: BroadcastOptions) -> list[FetchedSocket]:
+        found = await super().fetch_sockets(opts)
+        if opts.local:
+            return found
+        others = await self.server_count() - 1
+        if others <= 0:
+            return found
+        data = {"opts": self._opts(opts), "requestId": secrets.token_hex(8)}
+        replies = await self._request(C_FETCH_SOCKETS, data, others, self.cluster.requests_timeout)
+        if len(replies) < others:
+            raise ClusterError(f"timeout reached: only {len(replies)} responses received out of {others}")
+        for reply in replies:
+            for desc in reply.get("sockets") or ():
+                if isinstance(desc, dict) and "id" in desc:
+                    found.append(RemoteSocket(self, _remote_desc(desc)))
+        return found
+
+    async def add_sockets(self, opts: BroadcastOptions, rooms: list[str]) -> None:
+        if not opts.local:
+            await self._publish(self.main, self._message(C_SOCKETS_JOIN, {"opts": self._opts(opts), "rooms": rooms}))
+        await super().add_sockets(opts, rooms)
+        self._listen_rooms(rooms)
+
+    async def del_sockets(self, opts: BroadcastOptions, rooms: list[str]) -> None:
+        if not opts.local:
+            await self._publish(self.main, self._message(C_SOCKETS_LEAVE, {"opts": self._opts(opts), "rooms": rooms}))
+        await super().del_sockets(opts, rooms)
+        self._unlisten_if_empty(rooms)
+
+    async def disconnect_sockets(self, opts: BroadcastOptions, close: bool) -> None:
+        if not opts.local:
+            message = self._message(C_DISCONNECT_SOCKETS, {"opts": self._opts(opts), "close": close})
+            await self._publish(self.main, message)
+        await super().disconnect_sockets(opts, close)
+
+    async def server_side_emit(self, args: list[Any]) -> None:
+        await self._publish(self.main, self._message(C_SERVER_SIDE_EMIT, {"packet": args}))
+
+    async def server_side_emit_with_ack(self, args: list[Any], timeout: float | None) -> list[Any]:
+        others = await self.server_count() - 1
+        if others <= 0:
+            return []
+        wait = timeout if timeout is not None else self.cluster.requests_timeout
+        data = {"requestId": secrets.token_hex(8), "packet": args}
+        replies = [r.get("packet") for r in await self._request(C_SERVER_SIDE_EMIT, data, others, wait)]
+        if len(replies) < others:
+            raise AckTimeout(f"timeout reached: only {len(replies)} responses received out of {others}", replies)
+        return replies
+
+    async def server_count(self) -> int:
+        return await self.cluster.numsub(self.main)
+
+    # ---- receiver -------------------------------------------------------------------------------------------------
+
+    async def on_message(self, channel: bytes, data: bytes) -> None:
+        fast = redis_cluster_broadcast(data)
+        if fast is not None:
+            uid, nsp, rooms, except_rooms, volatile, data_json, attachments = fast
+            if uid != self.uid and nsp == self.nsp.name:
+                self.nsp.core.broadcast_event(nsp, data_json, rooms, except_rooms, attachments, None, volatile)
+            return
+        message = decode("cluster", data)
+        if message.get("uid") == self.uid or message.get("nsp") != self.nsp.name:
+            return
+        kind, body = message.get("type"), message.get("data") or {}
+        if kind in _C_RESPONSES:
+            self._on_response(kind, body)
+        elif kind == C_BROADCAST:
+            self._answer_broadcast(message["uid"], body)
+        elif kind == C_SOCKETS_JOIN:
+            rooms = [str(r) for r in body.get("rooms") or ()]
+            await Adapter.add_sockets(self, _opts_of(body), rooms)
+            self._listen_rooms(rooms)
+        elif kind == C_SOCKETS_LEAVE:
+            rooms = [str(r) for r in body.get("rooms") or ()]
+            await Adapter.del_sockets(self, _opts_of(body), rooms)
+            self._unlisten_if_empty(rooms)
+        elif kind == C_DISCONNECT_SOCKETS:
+            await Adapter.disconnect_sockets(self, _opts_of(body), bool(body.get("close")))
+        elif kind == C_FETCH_SOCKETS:
+            sockets = await Adapter.fetch_sockets(self, _opts_of(body))
+            described = [
+                {"id": s.id, "handshake": _node_handshake(s), "rooms": sorted(s.rooms), "data": s.data} for s in sockets
+            ]
+            reply = {"requestId": body.get("requestId"), "sockets": described}
+            await self._respond(message["uid"], C_FETCH_SOCKETS_RESPONSE, reply)
+        elif kind == C_SERVER_SIDE_EMIT:
+            self.cluster.spawn(self._server_side, message["uid"], body)
+
+    async def _respond(self, requester: str, kind: int, data: dict[str, Any]) -> None:
+        await self._publish(f"{self.main}{requester}#", self._message(kind, data))
+
+    async def _server_side(self, requester: str, body: dict[str, Any]) -> None:
+        args = body.get("packet") or []
+        receive: Callable[[list[Any]], Awaitable[Any]] | None = getattr(self.nsp, "receive_server_side", None)
+        if receive is None:
+            return
+        try:
+            result = await receive(args)
+        except Exception:
+            logger.exception("server-side event %r failed", args[0] if args else None)
+            return
+        rid = body.get("requestId")
+        if rid is not None:
+            await self._respond(requester, C_SERVER_SIDE_EMIT_RESPONSE, {"requestId": rid, "packet": result})
+
+    def _answer_broadcast(self, requester: str, body: dict[str, Any]) -> None:
+        rid = body.get("requestId")
+        packet = body.get("packet") or {}
+        flags = (body.get("opts") or {}).get("flags") or {}
+        data, attachments = encode_args(packet.get("data") or [])
+        opts = _opts_of(body, volatile=bool(flags.get("volatile")))
+        if rid is None:  # a broadcast with binary arrived as msgpack: not on the fast path
+            self.broadcast_packet(data, attachments, opts)
+            return
+        acks = self.nsp.acks
+        ack_id = acks.next_id()
+        keys = self.broadcast_packet(data, attachments, opts, ack_id)
+        channel = f"{self.main}{requester}#"
+        count = {"requestId": rid, "clientCount": len(keys)}
+        self.cluster.publish_soon(channel, self._message(C_BROADCAST_CLIENT_COUNT, count))
+
+        def forward(values: list[Any] | None) -> None:
+            if values is None:
+                return
+            reply: dict[str, Any] = {"requestId": rid}
+            if values:
+                reply["packet"] = values[0]
+            self.cluster.publish_soon(channel, self._message(C_BROADCAST_ACK, reply))
+
+        for key in keys:
+            acks.expect(key, ack_id, forward)
+        if keys:
+            timeout = flags.get("timeout")
+            wait = timeout / 1000 if isinstance(timeout, int | float) else self.cluster.requests_timeout
+            self.cluster.spawn(self._forget_acks, keys, ack_id, wait)
+
+    async def _forget_acks(self, keys: list[int], ack_id: int, wait: float) -> None:
+        await anyio.sleep(wait)  # Node's cleanup timer: replies after the origin's timeout are dropped
+        for key in keys:
+            self.nsp.acks.forget(key, ack_id)
+
+    def _on_response(self, kind: int, body: dict[str, Any]) -> None:
+        rid = body.get("requestId")
+        ack = self._ack_requests.get(rid) if isinstance(rid, str) else None
+        if ack is not None:
+            if kind == C_BROADCAST_CLIENT_COUNT:
+                ack.counts += 1
+                ack.clients += int(body.get("clientCount") or 0)
+            elif kind == C_BROADCAST_ACK:
+                ack.replies.append(body.get("packet"))
+            ack.check()
+            return
+        gather = self._requests.get(rid) if isinstance(rid, str) else None
+        if gather is not None:
+            gather.add(body)
 
 
 class Emitter:
