@@ -12,6 +12,7 @@ __all__ = [
     "redis_cluster_broadcast",
     "redis_decode",
     "redis_encode",
+    "redis_encode_broadcast",
 ]
 
 __version__: Final[str]
@@ -173,3 +174,12 @@ def redis_cluster_broadcast(
 ) -> tuple[str, str, list[str], list[str], bool, str, list[bytes]] | None: ...
 def redis_decode(kind: str, data: bytes) -> tuple[str, list[bytes]]: ...
 def redis_encode(kind: str, json: str, attachments: list[bytes]) -> bytes: ...
+def redis_encode_broadcast(
+    uid: str,
+    nsp: str,
+    data_json: str,
+    attachments: list[bytes],
+    rooms: list[str],
+    except_rooms: list[str],
+    volatile: bool,
+) -> bytes: ...

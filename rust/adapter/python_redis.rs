@@ -13,8 +13,8 @@ use pyo3::types::PyBytes;
 use rmp::encode::ByteBuf;
 
 use super::redis::{
-    json_to_value, read_msgpack, value_to_json, write_msgpack, Broadcast, ClusterBody,
-    ClusterMessage, DecodeError, Encoding, Request, Response,
+    json_to_value, read_msgpack, value_to_json, write_msgpack, Broadcast, BroadcastOpts,
+    ClusterBody, ClusterMessage, DecodeError, Encoding, Flags, Packet, Request, Response, Scalar,
 };
 
 fn value_error(e: DecodeError) -> PyErr {
@@ -52,6 +52,34 @@ fn redis_broadcast<'py>(
         local.data_json,
         atts,
     ))
+}
+
+/// A classic broadcast from what the Socket.IO layer already has for local delivery (the event's JSON text and
+/// attachments), in one call: Node's bytes for `[uid, {type: 2, data, nsp}, {rooms, except, flags}]`.
+#[allow(clippy::too_many_arguments)]
+#[pyfunction]
+fn redis_encode_broadcast<'py>(
+    py: Python<'py>,
+    uid: &str,
+    nsp: &str,
+    data_json: &str,
+    attachments: Vec<PyBackedBytes>,
+    rooms: Vec<String>,
+    except_rooms: Vec<String>,
+    volatile: bool,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let atts: Vec<Vec<u8>> = attachments.iter().map(|b| b.to_vec()).collect();
+    let packet = Packet::event(Some(nsp), data_json, &atts).map_err(value_error)?;
+    let mut flags = Flags::default();
+    if volatile {
+        flags.set("volatile", Scalar::Bool(true));
+    }
+    let b = Broadcast {
+        uid: uid.to_owned(),
+        packet,
+        opts: BroadcastOpts::new(rooms, except_rooms, Some(flags)),
+    };
+    Ok(PyBytes::new(py, &b.encode()))
 }
 
 /// A sharded adapter's BROADCAST without ack, for local delivery: `(uid, nsp, rooms, except, volatile,
@@ -166,6 +194,7 @@ fn redis_encode<'py>(
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(redis_broadcast, m)?)?;
     m.add_function(wrap_pyfunction!(redis_cluster_broadcast, m)?)?;
+    m.add_function(wrap_pyfunction!(redis_encode_broadcast, m)?)?;
     m.add_function(wrap_pyfunction!(redis_decode, m)?)?;
     m.add_function(wrap_pyfunction!(redis_encode, m)?)?;
     Ok(())

@@ -31,7 +31,13 @@ from urllib.parse import unquote, urlsplit
 import anyio
 import anyio.abc
 
-from .._native import redis_broadcast, redis_cluster_broadcast, redis_decode, redis_encode
+from .._native import (
+    redis_broadcast,
+    redis_cluster_broadcast,
+    redis_decode,
+    redis_encode,
+    redis_encode_broadcast,
+)
 from ..codec.wire import decode_args, encode_args
 from ..exceptions import AckTimeout, AnysioError
 from .base import Adapter, AdapterNamespace, BroadcastOptions, FetchedSocket, LocalSocket, RemoteSocket
@@ -483,12 +489,15 @@ class RedisAdapter(Adapter):
     # ---- what this server does (origin) ---------------------------------------------------------------------
 
     async def broadcast(self, args: list[Any], opts: BroadcastOptions, ack_id: int | None = None) -> list[int]:
-        keys = await super().broadcast(args, opts, ack_id)
+        # The arguments are encoded once, for the local sockets and for Redis.
+        data, attachments = encode_args(args)
+        keys = self.broadcast_packet(data, attachments, opts, ack_id)
         if not opts.local:
-            packet = {"type": 2, "data": args, "nsp": self.nsp.name}
-            flags = {"volatile": True} if opts.volatile else {}
-            data = encode("broadcast", [self.uid, packet, {**self._wire_opts(opts), "flags": flags}])
-            await self.cluster.publish_quietly(self._channel_for(opts), data)
+            rooms, except_rooms = sorted(opts.rooms), sorted(opts.except_rooms)
+            message = redis_encode_broadcast(
+                self.uid, self.nsp.name, data, attachments, rooms, except_rooms, opts.volatile
+            )
+            await self.cluster.publish_quietly(self._channel_for(opts), message)
         return keys
 
     async def broadcast_with_ack(self, args: list[Any], opts: BroadcastOptions, timeout: float | None) -> list[Any]:
