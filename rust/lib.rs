@@ -6,12 +6,15 @@
 //! websocket   RFC 6455 frames and the opening handshake
 //! engineio    Engine.IO v4 packets, payloads, sessions, heartbeat, upgrade
 //! socketio    Socket.IO v5 packets, namespaces, rooms, acks
+//! core        the engine and the layer above it, wired once for every driver
 //! driver      the mio poller that owns the sockets and feeds the layers above
 //! python      the one PyO3 file (feature "python")
 //! ```
+pub mod core;
 pub mod driver;
 pub mod engineio;
 pub mod http;
+pub mod ids;
 #[cfg(feature = "python")]
 mod python;
 pub mod socketio;

@@ -6,15 +6,16 @@
 //! `("close", key, reason)`, `("handshake", conn, request)`, `("error", message, remote)`.
 use std::borrow::Cow;
 use std::net::SocketAddr;
-use std::os::fd::{FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyByteArray, PyBytes, PyList, PyString, PyTuple};
+use pyo3::types::{PyByteArray, PyBytes, PyInt, PyList, PyString, PyTuple};
 
-use crate::driver::Driver;
+use crate::core::{AnyCore, Core, EngineOnly, Layer};
+use crate::driver::{self, Driver};
 use crate::engineio::{self, Config, Cookie, Cors, CorsOrigin, Data, ErrorCode, Event};
+use crate::ids::{ConnId, SessionKey, SocketKey};
 use crate::socketio::{self, SocketIo};
 
 fn secs(s: f64) -> PyResult<Duration> {
@@ -112,11 +113,33 @@ fn escape_surrogates(bytes: &[u8]) -> String {
 #[pyclass(module = "anysio._native")]
 pub struct EngineCore {
     driver: Driver,
-    sio: Option<SocketIo>,
+    core: AnyCore,
 }
 
-fn no_socketio() -> PyErr {
-    PyValueError::new_err("this core was created without socketio=True")
+// The three ids cross as plain integers.
+macro_rules! int_id {
+    ($($id:ty),*) => {$(
+        impl<'py> IntoPyObject<'py> for $id {
+            type Target = PyInt;
+            type Output = Bound<'py, PyInt>;
+            type Error = std::convert::Infallible;
+
+            fn into_pyobject(self, py: Python<'py>) -> Result<Self::Output, Self::Error> {
+                self.0.into_pyobject(py)
+            }
+        }
+
+        impl<'py> FromPyObject<'py> for $id {
+            fn extract_bound(ob: &Bound<'py, PyAny>) -> PyResult<Self> {
+                ob.extract().map(Self)
+            }
+        }
+    )*};
+}
+int_id!(ConnId, SessionKey, SocketKey);
+
+fn os_error(e: std::io::Error) -> PyErr {
+    PyOSError::new_err(e.to_string())
 }
 
 fn attachments_from_py(list: Vec<Bound<'_, PyAny>>) -> PyResult<Vec<Vec<u8>>> {
@@ -135,111 +158,195 @@ fn attachments_to_py<'py>(py: Python<'py>, list: &[Vec<u8>]) -> PyResult<Bound<'
     Ok(PyList::new(py, list.iter().map(|b| PyBytes::new(py, b)))?.into_any())
 }
 
-fn engine_event_to_py<'py>(py: Python<'py>, ev: Event) -> PyResult<Bound<'py, PyAny>> {
-    Ok(match ev {
-        Event::Open {
-            key,
-            sid,
-            transport,
-            request,
-        } => (
-            "open",
-            key,
-            &*sid,
-            transport.name(),
-            request_to_py(py, &request)?,
-        )
-            .into_pyobject(py)?
-            .into_any(),
-        Event::Message { key, data } => ("message", key, data_to_py(py, &data))
-            .into_pyobject(py)?
-            .into_any(),
-        Event::Upgrade { key } => ("upgrade", key).into_pyobject(py)?.into_any(),
-        Event::Close { key, reason } => ("close", key, reason.as_str())
-            .into_pyobject(py)?
-            .into_any(),
-        Event::Handshake { conn, request } => ("handshake", conn, request_to_py(py, &request)?)
-            .into_pyobject(py)?
-            .into_any(),
-        Event::Request {
-            conn,
-            request,
-            body,
-        } => (
-            "request",
-            conn,
-            request_to_py(py, &request)?,
-            PyBytes::new(py, &body),
-        )
-            .into_pyobject(py)?
-            .into_any(),
-        Event::ProtocolError {
-            remote, message, ..
-        } => ("error", message, remote_to_py(py, remote)?)
-            .into_pyobject(py)?
-            .into_any(),
-    })
+/// An event as the tuple Python unpacks.
+trait ToPy {
+    fn to_py(self, py: Python<'_>) -> PyResult<Bound<'_, PyAny>>;
 }
 
-fn sio_event_to_py<'py>(py: Python<'py>, ev: socketio::Event) -> PyResult<Bound<'py, PyAny>> {
-    use socketio::Event as E;
-    Ok(match ev {
-        E::Open {
-            client,
-            eio_sid,
-            request,
-        } => ("open", client, &*eio_sid, "", request_to_py(py, &request)?)
-            .into_pyobject(py)?
-            .into_any(),
-        E::Connect {
-            client,
-            socket,
-            nsp,
-            sid,
-            auth,
-        } => ("connect", socket, client, &*nsp, &*sid, auth)
-            .into_pyobject(py)?
-            .into_any(),
-        E::Event {
-            socket,
-            name,
-            args,
-            argc,
-            id,
-            attachments,
-        } => (
-            "event",
-            socket,
-            name,
-            args,
-            argc,
-            id,
-            attachments_to_py(py, &attachments)?,
-        )
-            .into_pyobject(py)?
-            .into_any(),
-        E::Ack {
-            socket,
-            id,
-            data,
-            attachments,
-        } => (
-            "ack",
-            socket,
-            data,
-            id,
-            attachments_to_py(py, &attachments)?,
-        )
-            .into_pyobject(py)?
-            .into_any(),
-        E::Disconnect { socket, reason } => ("disconnect", socket, reason.as_str())
-            .into_pyobject(py)?
-            .into_any(),
-        E::Close { client, reason } => ("close", client, reason.as_str())
-            .into_pyobject(py)?
-            .into_any(),
-        E::Engine(ev) => engine_event_to_py(py, ev)?,
-    })
+fn tuple<'py, T: IntoPyObject<'py, Target = PyTuple, Output = Bound<'py, PyTuple>>>(
+    py: Python<'py>,
+    t: T,
+) -> PyResult<Bound<'py, PyAny>> {
+    Ok(t.into_pyobject(py).map_err(Into::into)?.into_any())
+}
+
+impl ToPy for Event {
+    fn to_py(self, py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+        match self {
+            Event::Open {
+                key,
+                sid,
+                transport,
+                request,
+            } => {
+                let request = request_to_py(py, &request)?;
+                tuple(py, ("open", key, &*sid, transport.name(), request))
+            }
+            Event::Message { key, data } => tuple(py, ("message", key, data_to_py(py, &data))),
+            Event::Upgrade { key } => tuple(py, ("upgrade", key)),
+            Event::Close { key, reason } => tuple(py, ("close", key, reason.as_str())),
+            Event::Handshake { conn, request } => {
+                tuple(py, ("handshake", conn, request_to_py(py, &request)?))
+            }
+            Event::Request {
+                conn,
+                request,
+                body,
+            } => {
+                let request = request_to_py(py, &request)?;
+                tuple(py, ("request", conn, request, PyBytes::new(py, &body)))
+            }
+            Event::ProtocolError {
+                remote, message, ..
+            } => tuple(py, ("error", message, remote_to_py(py, remote)?)),
+        }
+    }
+}
+
+impl ToPy for socketio::Event {
+    fn to_py(self, py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+        use socketio::Event as E;
+        match self {
+            E::Open {
+                client,
+                eio_sid,
+                request,
+            } => {
+                let request = request_to_py(py, &request)?;
+                tuple(py, ("open", client, &*eio_sid, "", request))
+            }
+            E::Connect {
+                client,
+                socket,
+                nsp,
+                sid,
+                auth,
+            } => tuple(py, ("connect", socket, client, &*nsp, &*sid, auth)),
+            E::Event {
+                socket,
+                name,
+                args,
+                argc,
+                id,
+                attachments,
+            } => {
+                let attachments = attachments_to_py(py, &attachments)?;
+                tuple(py, ("event", socket, name, args, argc, id, attachments))
+            }
+            E::Ack {
+                socket,
+                id,
+                data,
+                attachments,
+            } => {
+                let attachments = attachments_to_py(py, &attachments)?;
+                tuple(py, ("ack", socket, data, id, attachments))
+            }
+            E::Disconnect { socket, reason } => tuple(py, ("disconnect", socket, reason.as_str())),
+            E::Close { client, reason } => tuple(py, ("close", client, reason.as_str())),
+            E::ProtocolError {
+                remote, message, ..
+            } => tuple(py, ("error", message, remote_to_py(py, remote)?)),
+            E::Engine(ev) => ev.to_py(py),
+        }
+    }
+}
+
+/// The application's events waiting in `core`, appended to `out`.
+fn drain_events<L: Layer>(
+    py: Python<'_>,
+    core: &mut Core<L>,
+    out: &Bound<'_, PyList>,
+) -> PyResult<()>
+where
+    L::Event: ToPy,
+{
+    while let Some(ev) = core.poll_event() {
+        out.append(ev.to_py(py)?)?;
+    }
+    Ok(())
+}
+
+fn drain_any(py: Python<'_>, core: &mut AnyCore, out: &Bound<'_, PyList>) -> PyResult<()> {
+    match core {
+        AnyCore::EngineIo(c) => drain_events(py, c, out),
+        AnyCore::SocketIo(c) => drain_events(py, c, out),
+    }
+}
+
+/// Seconds from now until `at`.
+fn seconds_until(at: Option<Instant>) -> Option<f64> {
+    at.map(|at| at.saturating_duration_since(Instant::now()).as_secs_f64())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn config_from_py(
+    ping_interval: f64,
+    ping_timeout: f64,
+    upgrade_timeout: f64,
+    max_payload: usize,
+    transports: Vec<String>,
+    allow_upgrades: bool,
+    path: &str,
+    cors_origins: Option<Vec<String>>,
+    cors_credentials: bool,
+    cookie: Option<Cookie>,
+    max_connections: Option<usize>,
+    defer_handshakes: bool,
+    sid_prefix: &str,
+    max_buffered: usize,
+    serve_other_paths: bool,
+) -> PyResult<Config> {
+    for t in &transports {
+        if t != "polling" && t != "websocket" {
+            return Err(PyValueError::new_err(format!("unknown transport {t:?}")));
+        }
+    }
+    let mut config = Config {
+        ping_interval: secs(ping_interval)?,
+        ping_timeout: secs(ping_timeout)?,
+        upgrade_timeout: secs(upgrade_timeout)?,
+        max_payload,
+        polling: transports.iter().any(|t| t == "polling"),
+        websocket: transports.iter().any(|t| t == "websocket"),
+        allow_upgrades,
+        cors: cors_origins.map(|origins| Cors {
+            origin: if origins.iter().any(|o| o == "*") {
+                CorsOrigin::Any
+            } else {
+                CorsOrigin::List(origins)
+            },
+            credentials: cors_credentials,
+        }),
+        cookie,
+        max_connections,
+        defer_handshakes,
+        sid_prefix: sid_prefix.to_owned(),
+        max_buffered,
+        serve_other_paths,
+        ..Config::default()
+    };
+    config.set_path(path);
+    Ok(config)
+}
+
+impl EngineCore {
+    /// The Socket.IO layer with its engine: the one place that says this core has none.
+    fn sio(&mut self) -> PyResult<&mut Core<SocketIo>> {
+        self.core.socketio().ok_or_else(no_socketio)
+    }
+
+    fn sio_ref(&self) -> PyResult<&Core<SocketIo>> {
+        self.core.socketio_ref().ok_or_else(no_socketio)
+    }
+
+    fn engine(&mut self) -> &mut engineio::Engine {
+        self.core.engine_mut()
+    }
+}
+
+fn no_socketio() -> PyErr {
+    PyValueError::new_err("this core was created without socketio=True")
 }
 
 #[pymethods]
@@ -273,73 +380,56 @@ impl EngineCore {
         connect_timeout: f64,
         serve_other_paths: bool,
     ) -> PyResult<Self> {
-        for t in &transports {
-            if t != "polling" && t != "websocket" {
-                return Err(PyValueError::new_err(format!("unknown transport {t:?}")));
-            }
-        }
-        let mut config = Config {
-            ping_interval: secs(ping_interval)?,
-            ping_timeout: secs(ping_timeout)?,
-            upgrade_timeout: secs(upgrade_timeout)?,
+        let cookie = cookie_name.map(|name| Cookie {
+            name,
+            path: cookie_path.to_owned(),
+            http_only: cookie_http_only,
+            same_site: cookie_same_site,
+        });
+        let config = config_from_py(
+            ping_interval,
+            ping_timeout,
+            upgrade_timeout,
             max_payload,
-            polling: transports.iter().any(|t| t == "polling"),
-            websocket: transports.iter().any(|t| t == "websocket"),
+            transports,
             allow_upgrades,
-            cors: cors_origins.map(|origins| Cors {
-                origin: if origins.iter().any(|o| o == "*") {
-                    CorsOrigin::Any
-                } else {
-                    CorsOrigin::List(origins)
-                },
-                credentials: cors_credentials,
-            }),
-            cookie: cookie_name.map(|name| Cookie {
-                name,
-                path: cookie_path.to_owned(),
-                http_only: cookie_http_only,
-                same_site: cookie_same_site,
-            }),
+            path,
+            cors_origins,
+            cors_credentials,
+            cookie,
             max_connections,
             defer_handshakes,
-            sid_prefix: sid_prefix.to_owned(),
+            sid_prefix,
             max_buffered,
             serve_other_paths,
-            ..Config::default()
+        )?;
+        let engine = engineio::Engine::new(config);
+        let core = match socketio {
+            true => AnyCore::SocketIo(Core::new(engine, SocketIo::new(secs(connect_timeout)?))),
+            false => AnyCore::EngineIo(Core::new(engine, EngineOnly::default())),
         };
-        config.set_path(path);
-        let driver = Driver::new(engineio::Engine::new(config))
-            .map_err(|e| PyOSError::new_err(e.to_string()))?;
-        let sio = match socketio {
-            true => Some(SocketIo::new(secs(connect_timeout)?)),
-            false => None,
-        };
-        Ok(EngineCore { driver, sio })
+        let driver = Driver::new().map_err(os_error)?;
+        Ok(EngineCore { driver, core })
     }
 
     /// Listen on a bound, listening socket whose descriptor Python gives up (`socket.detach()`).
     fn listen_fd(&mut self, fd: i32) -> PyResult<(String, u16)> {
-        // SAFETY: the caller detached `fd` from its Python socket, so this is its only owner from now on.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        let bound = self
-            .driver
-            .listen_fd(fd)
-            .map_err(|e| PyOSError::new_err(e.to_string()))?;
+        let fd = driver::take_socket(fd).map_err(os_error)?;
+        let bound = self.driver.listen_fd(fd).map_err(os_error)?;
         Ok((bound.ip().to_string(), bound.port()))
     }
 
     /// Serve as worker `index` of several sharing one port (sids carry the index; see driver/workers.rs).
     fn set_worker(&mut self, index: u32) {
-        self.driver.set_worker(index);
+        self.driver.set_worker(self.core.engine_mut(), index);
     }
 
     /// Take over a client connection handed over by another worker (a descriptor from `socket.recv_fds`).
     fn adopt(&mut self, fd: i32) -> PyResult<()> {
-        // SAFETY: `recv_fds` created this descriptor for us and Python keeps no other handle to it.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let fd = driver::take_socket(fd).map_err(os_error)?;
         self.driver
-            .adopt(fd)
-            .map_err(|e| PyOSError::new_err(e.to_string()))?;
+            .adopt(self.core.engine_mut(), fd)
+            .map_err(os_error)?;
         self.driver.request_flush();
         Ok(())
     }
@@ -350,79 +440,56 @@ impl EngineCore {
 
     /// Seconds until the next timer, or None.
     fn next_timeout(&self) -> Option<f64> {
-        let sio = self.sio.as_ref().and_then(SocketIo::next_timeout);
-        let at = match (self.driver.next_timeout(), sio) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        at.map(|at| at.saturating_duration_since(Instant::now()).as_secs_f64())
+        seconds_until(self.driver.next_deadline(self.core.next_deadline()))
     }
 
     /// Do all ready I/O and due timers; return the events for the application.
     fn turn<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let now = Instant::now();
-        self.driver
-            .turn(now)
-            .map_err(|e| PyOSError::new_err(e.to_string()))?;
+        match &mut self.core {
+            AnyCore::EngineIo(c) => self.driver.turn(c, now),
+            AnyCore::SocketIo(c) => self.driver.turn(c, now),
+        }
+        .map_err(os_error)?;
         let out = PyList::empty(py);
         // Python sends each descriptor to its owner and closes it.
         for (fd, owner) in self.driver.take_handoffs() {
             out.append(("handoff", fd, owner))?;
         }
-        match &mut self.sio {
-            None => {
-                while let Some(ev) = self.driver.engine.poll_event() {
-                    out.append(engine_event_to_py(py, ev)?)?;
-                }
-            }
-            Some(sio) => {
-                sio.pump(&mut self.driver.engine, now);
-                sio.handle_timeout(&mut self.driver.engine, now);
-                // Closing sessions above produces engine events of its own.
-                sio.pump(&mut self.driver.engine, now);
-                // Answers the layer wrote itself (CONNECT_ERROR, closes) go out in this turn.
-                self.driver.flush(now);
-                while let Some(ev) = sio.poll_event() {
-                    out.append(sio_event_to_py(py, ev)?)?;
-                }
-            }
-        }
+        drain_any(py, &mut self.core, &out)?;
         Ok(out)
     }
 
-    fn send(&mut self, key: u64, data: &Bound<'_, PyAny>) -> PyResult<bool> {
+    fn send(&mut self, key: SessionKey, data: &Bound<'_, PyAny>) -> PyResult<bool> {
         let data = data_from_py(data)?;
-        let sent = self.driver.engine.send(key, data);
+        let sent = self.engine().send(key, data);
         self.driver.request_flush();
         Ok(sent)
     }
 
-    fn broadcast(&mut self, keys: Vec<u64>, data: &Bound<'_, PyAny>) -> PyResult<()> {
+    fn broadcast(&mut self, keys: Vec<SessionKey>, data: &Bound<'_, PyAny>) -> PyResult<()> {
         let data = data_from_py(data)?;
-        self.driver.engine.broadcast(&keys, data);
+        self.engine().broadcast(&keys, data);
         self.driver.request_flush();
         Ok(())
     }
 
-    fn close(&mut self, key: u64) {
-        self.driver.engine.close(key, Instant::now());
+    fn close(&mut self, key: SessionKey) {
+        self.engine().close(key, Instant::now());
         self.driver.request_flush();
     }
 
     #[pyo3(signature = (conn, sid=None))]
-    fn accept_handshake(&mut self, conn: u64, sid: Option<String>) {
-        self.driver
-            .engine
-            .accept_handshake(conn, sid, Instant::now());
+    fn accept_handshake(&mut self, conn: ConnId, sid: Option<String>) {
+        self.engine().accept_handshake(conn, sid, Instant::now());
         self.driver.request_flush();
     }
 
     #[pyo3(signature = (conn, code, message=None))]
-    fn refuse_handshake(&mut self, conn: u64, code: u8, message: Option<&str>) -> PyResult<()> {
+    fn refuse_handshake(&mut self, conn: ConnId, code: u8, message: Option<&str>) -> PyResult<()> {
         let code = ErrorCode::from_code(code)
             .ok_or_else(|| PyValueError::new_err(format!("unknown error code {code}")))?;
-        self.driver
-            .engine
+        self.engine()
             .refuse_handshake(conn, code, message, Instant::now());
         self.driver.request_flush();
         Ok(())
@@ -430,24 +497,29 @@ impl EngineCore {
 
     /// Answer a "request" event (a path outside Engine.IO's).
     #[pyo3(signature = (conn, status, headers, body))]
-    fn respond(&mut self, conn: u64, status: u16, headers: Vec<(String, String)>, body: Vec<u8>) {
-        self.driver
-            .engine
+    fn respond(
+        &mut self,
+        conn: ConnId,
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    ) {
+        self.engine()
             .respond_app(conn, status, &headers, body, Instant::now());
         self.driver.request_flush();
     }
 
-    fn sid_of(&self, key: u64) -> Option<String> {
-        self.driver.engine.sid_of(key).map(|s| s.to_string())
+    fn sid_of(&self, key: SessionKey) -> Option<String> {
+        self.core.engine().sid_of(key).map(|s| s.to_string())
     }
 
-    fn transport_of(&self, key: u64) -> Option<&'static str> {
-        self.driver.engine.transport_of(key).map(|t| t.name())
+    fn transport_of(&self, key: SessionKey) -> Option<&'static str> {
+        self.core.engine().transport_of(key).map(|t| t.name())
     }
 
     #[getter]
     fn session_count(&self) -> usize {
-        self.driver.engine.session_count()
+        self.core.engine().session_count()
     }
 
     #[getter]
@@ -457,38 +529,41 @@ impl EngineCore {
 
     /// Close every session ("server shutting down") and every socket.
     fn shutdown(&mut self) {
-        self.driver.close_all(Instant::now());
+        let now = Instant::now();
+        match &mut self.core {
+            AnyCore::EngineIo(c) => self.driver.close_all(c, now),
+            AnyCore::SocketIo(c) => self.driver.close_all(c, now),
+        }
     }
 
     // ---- the Socket.IO layer's calls; sockets are named by the keys of the "connect" event ----
 
     fn add_namespace(&mut self, nsp: &str) -> PyResult<()> {
-        self.sio
-            .as_mut()
-            .ok_or_else(no_socketio)?
-            .add_namespace(nsp);
+        self.sio()?.layer.add_namespace(nsp);
         Ok(())
     }
 
-    fn accept(&mut self, socket: u64) -> PyResult<bool> {
-        let sio = self.sio.as_mut().ok_or_else(no_socketio)?;
-        let ok = sio.accept(socket, &mut self.driver.engine);
+    fn accept(&mut self, socket: SocketKey) -> PyResult<bool> {
+        let c = self.sio()?;
+        let ok = c.layer.accept(socket, &mut c.engine);
         self.driver.request_flush();
         Ok(ok)
     }
 
-    fn refuse(&mut self, socket: u64, data_json: &Bound<'_, PyString>) -> PyResult<()> {
-        let sio = self.sio.as_mut().ok_or_else(no_socketio)?;
-        sio.refuse(socket, &json_text(data_json)?, &mut self.driver.engine);
+    fn refuse(&mut self, socket: SocketKey, data_json: &Bound<'_, PyString>) -> PyResult<()> {
+        let c = self.sio()?;
+        c.layer
+            .refuse(socket, &json_text(data_json)?, &mut c.engine);
         self.driver.request_flush();
         Ok(())
     }
 
     #[pyo3(signature = (socket, close=false))]
-    fn disconnect(&mut self, socket: u64, close: bool) -> PyResult<()> {
-        let sio = self.sio.as_mut().ok_or_else(no_socketio)?;
-        sio.disconnect(socket, close, &mut self.driver.engine, Instant::now());
-        sio.pump(&mut self.driver.engine, Instant::now());
+    fn disconnect(&mut self, socket: SocketKey, close: bool) -> PyResult<()> {
+        let c = self.sio()?;
+        let now = Instant::now();
+        c.layer.disconnect(socket, close, &mut c.engine, now);
+        c.layer.pump(&mut c.engine, now);
         self.driver.request_flush();
         Ok(())
     }
@@ -497,21 +572,22 @@ impl EngineCore {
     #[pyo3(signature = (socket, data_json, attachments=vec![], id=None, ack_reply=false))]
     fn emit_to(
         &mut self,
-        socket: u64,
+        socket: SocketKey,
         data_json: &Bound<'_, PyString>,
         attachments: Vec<Bound<'_, PyAny>>,
         id: Option<u64>,
         ack_reply: bool,
     ) -> PyResult<bool> {
-        let sio = self.sio.as_mut().ok_or_else(no_socketio)?;
         let attachments = attachments_from_py(attachments)?;
-        let ok = sio.emit_to(
+        let data_json = json_text(data_json)?;
+        let c = self.sio()?;
+        let ok = (c.layer).emit_to(
             socket,
-            &json_text(data_json)?,
+            &data_json,
             attachments,
             id,
             ack_reply,
-            &mut self.driver.engine,
+            &mut c.engine,
         );
         self.driver.request_flush();
         Ok(ok)
@@ -530,31 +606,24 @@ impl EngineCore {
         attachments: Vec<Bound<'_, PyAny>>,
         id: Option<u64>,
         volatile: bool,
-    ) -> PyResult<Vec<u64>> {
-        let sio = self.sio.as_mut().ok_or_else(no_socketio)?;
+    ) -> PyResult<Vec<SocketKey>> {
         let attachments = attachments_from_py(attachments)?;
         let data_json = &*json_text(data_json)?;
-        if volatile && id.is_none() {
-            let reached = sio.broadcast_volatile(
+        let c = self.sio()?;
+        let (sio, engine) = (&mut c.layer, &mut c.engine);
+        let reached = if volatile && id.is_none() {
+            sio.broadcast_volatile(nsp, &rooms, &except_rooms, data_json, attachments, engine)
+        } else {
+            sio.broadcast(
                 nsp,
                 &rooms,
                 &except_rooms,
                 data_json,
                 attachments,
-                &mut self.driver.engine,
-            );
-            self.driver.request_flush();
-            return Ok(reached);
-        }
-        let reached = sio.broadcast(
-            nsp,
-            &rooms,
-            &except_rooms,
-            data_json,
-            attachments,
-            id,
-            &mut self.driver.engine,
-        );
+                id,
+                engine,
+            )
+        };
         self.driver.request_flush();
         Ok(reached)
     }
@@ -565,34 +634,30 @@ impl EngineCore {
         nsp: &str,
         rooms: Vec<String>,
         except_rooms: Vec<String>,
-    ) -> PyResult<Vec<u64>> {
-        let sio = self.sio.as_ref().ok_or_else(no_socketio)?;
-        Ok(sio.targets(nsp, &rooms, &except_rooms))
+    ) -> PyResult<Vec<SocketKey>> {
+        Ok(self.sio_ref()?.layer.targets(nsp, &rooms, &except_rooms))
     }
 
-    fn join(&mut self, socket: u64, rooms: Vec<String>) -> PyResult<()> {
-        let sio = self.sio.as_mut().ok_or_else(no_socketio)?;
+    fn join(&mut self, socket: SocketKey, rooms: Vec<String>) -> PyResult<()> {
+        let sio = &mut self.sio()?.layer;
         for r in &rooms {
             sio.join(socket, r);
         }
         Ok(())
     }
 
-    fn leave(&mut self, socket: u64, room: &str) -> PyResult<()> {
-        self.sio
-            .as_mut()
-            .ok_or_else(no_socketio)?
-            .leave(socket, room);
+    fn leave(&mut self, socket: SocketKey, room: &str) -> PyResult<()> {
+        self.sio()?.layer.leave(socket, room);
         Ok(())
     }
 
-    fn rooms_of(&self, socket: u64) -> PyResult<Vec<String>> {
-        let sio = self.sio.as_ref().ok_or_else(no_socketio)?;
-        Ok(sio.rooms_of(socket).iter().map(|r| r.to_string()).collect())
+    fn rooms_of(&self, socket: SocketKey) -> PyResult<Vec<String>> {
+        let rooms = self.sio_ref()?.layer.rooms_of(socket);
+        Ok(rooms.iter().map(|r| r.to_string()).collect())
     }
 
     fn socket_count(&self, nsp: &str) -> PyResult<usize> {
-        Ok(self.sio.as_ref().ok_or_else(no_socketio)?.socket_count(nsp))
+        Ok(self.sio_ref()?.layer.socket_count(nsp))
     }
 }
 
@@ -619,11 +684,9 @@ use pyo3::pybacked::PyBackedBytes;
 pub struct VirtualCore {
     core: Py<EngineCore>,
     conns: VirtualConns,
-    /// Earlier than any timer the engine can hold afterwards; see `turn`.
-    created: Instant,
 }
 
-type Settled<'py> = (Bound<'py, PyList>, Vec<u64>);
+type Settled<'py> = (Bound<'py, PyList>, Vec<ConnId>);
 
 fn remote_from_py(remote: Option<(String, u16)>) -> Option<SocketAddr> {
     let (host, port) = remote?;
@@ -648,39 +711,19 @@ fn output_to_py(py: Python<'_>, output: Output) -> PyResult<Bound<'_, PyAny>> {
     })
 }
 
-/// Run the layers until they are quiet: engine events through the Socket.IO layer, output into the virtual
-/// connections (letting one go can close a session, which makes more events and output).
+/// Run the layers until they are quiet; the application's events and the connections with outputs waiting.
 fn settle<'py>(
     py: Python<'py>,
     conns: &mut VirtualConns,
-    core: &mut EngineCore,
+    core: &mut AnyCore,
     now: Instant,
 ) -> PyResult<Settled<'py>> {
+    match core {
+        AnyCore::EngineIo(c) => conns.settle(c, now),
+        AnyCore::SocketIo(c) => conns.settle(c, now),
+    }
     let out = PyList::empty(py);
-    let engine = &mut core.driver.engine;
-    engine.handle_timeout(now);
-    loop {
-        match &mut core.sio {
-            None => {
-                while let Some(ev) = engine.poll_event() {
-                    out.append(engine_event_to_py(py, ev)?)?;
-                }
-            }
-            Some(sio) => {
-                sio.pump(engine, now);
-                sio.handle_timeout(engine, now);
-                sio.pump(engine, now);
-            }
-        }
-        if !conns.collect(engine, now) && !engine.has_events() {
-            break;
-        }
-    }
-    if let Some(sio) = &mut core.sio {
-        while let Some(ev) = sio.poll_event() {
-            out.append(sio_event_to_py(py, ev)?)?;
-        }
-    }
+    drain_any(py, core, &out)?;
     Ok((out, conns.take_ready()))
 }
 
@@ -705,7 +748,6 @@ impl VirtualCore {
         VirtualCore {
             core,
             conns: VirtualConns::new(),
-            created: Instant::now(),
         }
     }
 
@@ -713,13 +755,13 @@ impl VirtualCore {
     #[getter]
     fn path(&self, py: Python<'_>) -> PyResult<String> {
         let core = self.core.bind(py).try_borrow()?;
-        Ok(core.driver.engine.config.path.clone())
+        Ok(core.core.engine().config.path.clone())
     }
 
     #[getter]
     fn max_payload(&self, py: Python<'_>) -> PyResult<usize> {
         let core = self.core.bind(py).try_borrow()?;
-        Ok(core.driver.engine.config.max_payload)
+        Ok(core.core.engine().config.max_payload)
     }
 
     /// Virtual connections not yet let go.
@@ -736,12 +778,7 @@ impl VirtualCore {
     /// Seconds until the next timer (engine or Socket.IO), or None.
     fn next_timeout(&self, py: Python<'_>) -> PyResult<Option<f64>> {
         let core = self.core.bind(py).try_borrow()?;
-        let sio = core.sio.as_ref().and_then(SocketIo::next_timeout);
-        let at = match (core.driver.engine.next_timeout(), sio) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        Ok(at.map(|at| at.saturating_duration_since(Instant::now()).as_secs_f64()))
+        Ok(seconds_until(core.core.next_deadline()))
     }
 
     /// A new connection carrying one HTTP request (its whole body); returns its id, events and ready ids.
@@ -754,12 +791,12 @@ impl VirtualCore {
         headers: Vec<(PyBackedBytes, PyBackedBytes)>,
         body: &[u8],
         remote: Option<(String, u16)>,
-    ) -> PyResult<(u64, Bound<'py, PyList>, Vec<u64>)> {
+    ) -> PyResult<(ConnId, Bound<'py, PyList>, Vec<ConnId>)> {
         let remote = remote_from_py(remote);
         self.with_core(py, |conns, core, now| {
-            let engine = &mut core.driver.engine;
+            let engine = core.core.engine_mut();
             let conn = conns.request(engine, method, target, &headers, body, remote, now);
-            let (events, ready) = settle(py, conns, core, now)?;
+            let (events, ready) = settle(py, conns, &mut core.core, now)?;
             Ok((conn, events, ready))
         })?
     }
@@ -772,11 +809,11 @@ impl VirtualCore {
         target: &str,
         headers: Vec<(PyBackedBytes, PyBackedBytes)>,
         remote: Option<(String, u16)>,
-    ) -> PyResult<(u64, Bound<'py, PyList>, Vec<u64>)> {
+    ) -> PyResult<(ConnId, Bound<'py, PyList>, Vec<ConnId>)> {
         let remote = remote_from_py(remote);
         self.with_core(py, |conns, core, now| {
-            let conn = conns.websocket(&mut core.driver.engine, target, &headers, remote, now);
-            let (events, ready) = settle(py, conns, core, now)?;
+            let conn = conns.websocket(core.core.engine_mut(), target, &headers, remote, now);
+            let (events, ready) = settle(py, conns, &mut core.core, now)?;
             Ok((conn, events, ready))
         })?
     }
@@ -785,27 +822,27 @@ impl VirtualCore {
     fn message<'py>(
         &mut self,
         py: Python<'py>,
-        conn: u64,
+        conn: ConnId,
         data: &Bound<'py, PyAny>,
     ) -> PyResult<Settled<'py>> {
         let data = data_from_py(data)?;
         self.with_core(py, |conns, core, now| {
-            conns.message(&mut core.driver.engine, conn, &data, now);
-            settle(py, conns, core, now)
+            conns.message(core.core.engine_mut(), conn, &data, now);
+            settle(py, conns, &mut core.core, now)
         })?
     }
 
     /// The peer went away or the request ended without an answer; the engine hears a dropped connection.
-    fn disconnect<'py>(&mut self, py: Python<'py>, conn: u64) -> PyResult<Settled<'py>> {
+    fn disconnect<'py>(&mut self, py: Python<'py>, conn: ConnId) -> PyResult<Settled<'py>> {
         self.with_core(py, |conns, core, now| {
-            conns.disconnect(&mut core.driver.engine, conn, now);
-            settle(py, conns, core, now)
+            conns.disconnect(core.core.engine_mut(), conn, now);
+            settle(py, conns, &mut core.core, now)
         })?
     }
 
     /// The outputs waiting for `conn`, oldest first: ("response", status, headers, body), ("accept", headers),
     /// ("message", str | bytes), ("close", code | None). After "response" or "close" nothing follows.
-    fn take<'py>(&mut self, py: Python<'py>, conn: u64) -> PyResult<Bound<'py, PyList>> {
+    fn take<'py>(&mut self, py: Python<'py>, conn: ConnId) -> PyResult<Bound<'py, PyList>> {
         let out = PyList::empty(py);
         for o in self.conns.take(conn) {
             out.append(output_to_py(py, o)?)?;
@@ -815,17 +852,13 @@ impl VirtualCore {
 
     /// Due timers and whatever the application's calls produced since the last call.
     fn turn<'py>(&mut self, py: Python<'py>) -> PyResult<Settled<'py>> {
-        let created = self.created;
         self.with_core(py, |conns, core, now| {
-            let settled = settle(py, conns, core, now)?;
-            // The application's calls wake the core's descriptor once (Driver::request_flush) and only the
-            // driver's turn re-arms it. That turn has nothing else to do: there are no sockets, `settle` took
-            // every connection's output, and no timer is due at `created`.
-            match core.driver.turn(created) {
+            let settled = settle(py, conns, &mut core.core, now)?;
+            // The application's calls wake the core's descriptor once (Driver::request_flush), and only the
+            // driver re-arms it; there are no sockets here, and `settle` took every connection's output.
+            match core.driver.rearm() {
                 // A signal during the zero-timeout poll: the wake-up stays armed for the next turn.
-                Err(e) if e.kind() != std::io::ErrorKind::Interrupted => {
-                    Err(PyOSError::new_err(e.to_string()))
-                }
+                Err(e) if e.kind() != std::io::ErrorKind::Interrupted => Err(os_error(e)),
                 _ => Ok(settled),
             }
         })?
@@ -834,8 +867,8 @@ impl VirtualCore {
     /// Close every session ("server shutting down"); the goodbyes are outputs of their connections.
     fn shutdown<'py>(&mut self, py: Python<'py>) -> PyResult<Settled<'py>> {
         self.with_core(py, |conns, core, now| {
-            core.driver.engine.shutdown(now);
-            settle(py, conns, core, now)
+            core.core.engine_mut().shutdown(now);
+            settle(py, conns, &mut core.core, now)
         })?
     }
 }

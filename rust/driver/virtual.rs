@@ -16,11 +16,12 @@ use std::io::Write as _;
 use std::net::SocketAddr;
 use std::time::Instant;
 
+use crate::core::{Core, Layer};
 use crate::engineio::{ConnId, Data, Engine};
 use crate::websocket::{self, Message, Opcode};
 
 /// Above the mio driver's ids (which start at 2^20 and count up), so both can share an engine.
-const FIRST_CONN: ConnId = 1 << 62;
+const FIRST_CONN: ConnId = ConnId(1 << 62);
 /// The ASGI server checked the client's key and computes Sec-WebSocket-Accept itself; the engine only needs
 /// a valid one (RFC 6455's example nonce).
 const WS_KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
@@ -81,7 +82,6 @@ struct VirtualConn {
     queued: bool,
 }
 
-#[derive(Default)]
 pub struct VirtualConns {
     conns: HashMap<ConnId, VirtualConn>,
     next_conn: ConnId,
@@ -282,11 +282,19 @@ impl VirtualConn {
     }
 }
 
+impl Default for VirtualConns {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl VirtualConns {
     pub fn new() -> Self {
         VirtualConns {
+            conns: HashMap::new(),
             next_conn: FIRST_CONN,
-            ..Self::default()
+            ready: Vec::new(),
+            dirty: Vec::new(),
         }
     }
 
@@ -300,7 +308,7 @@ impl VirtualConns {
 
     fn open(&mut self, engine: &mut Engine, remote: Option<SocketAddr>, websocket: bool) -> ConnId {
         let conn = self.next_conn;
-        self.next_conn += 1;
+        self.next_conn = conn.next();
         self.conns.insert(
             conn,
             VirtualConn {
@@ -412,6 +420,17 @@ impl VirtualConns {
         released
     }
 
+    /// Run the core until it is quiet: its timers due at `now`, its events through every layer, output into
+    /// the virtual connections (letting one go can close a session, which makes more events and output).
+    pub fn settle<L: Layer>(&mut self, core: &mut Core<L>, now: Instant) {
+        loop {
+            core.settle(now);
+            if !self.collect(&mut core.engine, now) && !core.engine.has_events() {
+                return;
+            }
+        }
+    }
+
     /// Connections with outputs waiting since the last call.
     pub fn take_ready(&mut self) -> Vec<ConnId> {
         std::mem::take(&mut self.ready)
@@ -435,13 +454,14 @@ impl VirtualConns {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::EngineOnly;
     use crate::engineio::{Config, Event};
 
     const NO_HEADERS: &[(&[u8], &[u8])] = &[];
 
     struct Harness {
         vc: VirtualConns,
-        engine: Engine,
+        core: Core<EngineOnly>,
         now: Instant,
     }
 
@@ -451,17 +471,17 @@ mod tests {
             config.set_path("/engine.io");
             Harness {
                 vc: VirtualConns::new(),
-                engine: Engine::new(config),
+                core: Core::new(Engine::new(config), EngineOnly::default()),
                 now: Instant::now(),
             }
         }
 
         fn settle(&mut self) {
-            while self.vc.collect(&mut self.engine, self.now) {}
+            self.vc.settle(&mut self.core, self.now);
         }
 
         fn request(&mut self, method: &str, query: &str, body: &[u8]) -> ConnId {
-            let (engine, target) = (&mut self.engine, format!("/engine.io/?EIO=4&{query}"));
+            let (engine, target) = (&mut self.core.engine, format!("/engine.io/?EIO=4&{query}"));
             let conn = (self.vc).request(engine, method, &target, NO_HEADERS, body, None, self.now);
             self.settle();
             conn
@@ -471,19 +491,21 @@ mod tests {
             let target = format!("/engine.io/?EIO=4&{query}");
             let conn = self
                 .vc
-                .websocket(&mut self.engine, &target, headers, None, self.now);
+                .websocket(&mut self.core.engine, &target, headers, None, self.now);
             self.settle();
             conn
         }
 
         fn message(&mut self, conn: ConnId, data: Data) -> bool {
-            let sent = self.vc.message(&mut self.engine, conn, &data, self.now);
+            let sent = self
+                .vc
+                .message(&mut self.core.engine, conn, &data, self.now);
             self.settle();
             sent
         }
 
         fn saw(&mut self, what: impl Fn(&Event) -> bool) -> bool {
-            std::iter::from_fn(|| self.engine.poll_event()).any(|e| what(&e))
+            std::iter::from_fn(|| self.core.poll_event()).any(|e| what(&e))
         }
 
         /// A polling session; its sid.
@@ -512,8 +534,8 @@ mod tests {
         let sid = h.handshake();
         let get = h.request("GET", &format!("transport=polling&sid={sid}"), b"");
         assert!(h.vc.take(get).is_empty(), "the GET is parked");
-        let key = h.engine.key_of(&sid).unwrap();
-        h.engine.send(key, Data::Text("hi".into()));
+        let key = h.core.engine.key_of(&sid).unwrap();
+        h.core.engine.send(key, Data::Text("hi".into()));
         h.settle();
         assert_eq!(h.vc.take_ready(), vec![get]);
         assert_eq!(text(&h.vc.take(get)[0]), "4hi");
@@ -527,7 +549,8 @@ mod tests {
         let mut h = Harness::new();
         let sid = h.handshake();
         let get = h.request("GET", &format!("transport=polling&sid={sid}"), b"");
-        h.vc.disconnect(&mut h.engine, get, h.now);
+        h.vc.disconnect(&mut h.core.engine, get, h.now);
+        h.settle();
         assert!(h.saw(|e| matches!(e, Event::Close { .. })));
         assert!(h.vc.is_empty());
     }
@@ -542,14 +565,14 @@ mod tests {
         assert!(text(&out[1]).starts_with("0{"));
         assert!(h.message(ws, Data::Text("4hello".into())));
         assert!(h.message(ws, Data::Binary(vec![1, 2])));
-        let events: Vec<Event> = std::iter::from_fn(|| h.engine.poll_event()).collect();
+        let events: Vec<Event> = std::iter::from_fn(|| h.core.poll_event()).collect();
         let Some(Event::Open { key, .. }) = events.first() else {
             panic!("{events:?}")
         };
         assert!(matches!(&events[1], Event::Message { data: Data::Text(t), .. } if t == "hello"));
         assert!(matches!(&events[2], Event::Message { data: Data::Binary(b), .. } if b == &[1, 2]));
-        h.engine.send(*key, Data::Binary(vec![9]));
-        h.engine.close(*key, h.now);
+        h.core.engine.send(*key, Data::Binary(vec![9]));
+        h.core.engine.close(*key, h.now);
         h.settle();
         let out = h.vc.take(ws);
         assert_eq!(out[0], Output::Message(Data::Binary(vec![9])));
@@ -570,8 +593,9 @@ mod tests {
         assert_eq!(text(&h.vc.take(get)[0]), "6", "the parked GET is released");
         h.message(ws, Data::Text("5".into()));
         assert!(h.saw(|e| matches!(e, Event::Upgrade { .. })));
-        h.engine
-            .send(h.engine.key_of(&sid).unwrap(), Data::Text("x".into()));
+        h.core
+            .engine
+            .send(h.core.engine.key_of(&sid).unwrap(), Data::Text("x".into()));
         h.settle();
         assert_eq!(text(&h.vc.take(ws)[0]), "4x");
     }

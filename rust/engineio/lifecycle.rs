@@ -145,7 +145,7 @@ impl Engine {
             Message::Text(t) => match Packet::decode_text(&t) {
                 Ok(p) => p,
                 Err(e) => {
-                    self.report_bad_input(conn, format!("malformed packet: {e:?}"));
+                    self.report_bad_input(conn, format!("malformed packet: {e}"));
                     if self.is_probe(key, conn) {
                         return self.drop_probe(key, conn);
                     }

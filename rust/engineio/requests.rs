@@ -285,7 +285,7 @@ impl Engine {
 
     pub(super) fn request_info(&self, conn: ConnId, req: &Request) -> RequestInfo {
         RequestInfo {
-            method: format!("{:?}", req.method).to_uppercase(),
+            method: req.method.as_str().to_owned(),
             path: req.path.clone(),
             query: req.query.clone(),
             headers: req.headers.clone(),
@@ -341,7 +341,7 @@ impl Engine {
             v
         });
         let key = self.next_key;
-        self.next_key += 1;
+        self.next_key = key.next();
         let info = Arc::new(self.request_info(conn, req));
         let mut session = Session::new(
             sid.clone(),
@@ -478,7 +478,10 @@ impl Engine {
             Method::Post => self.post(conn, req, key, now),
             _ => {
                 // Node's answer: the transport has no handler for the method.
-                self.report_bad_input(conn, format!("{:?} request for a session", req.method));
+                self.report_bad_input(
+                    conn,
+                    format!("{} request for a session", req.method.as_str()),
+                );
                 self.respond(conn, &req, Response::new(500))
             }
         }
@@ -538,7 +541,7 @@ impl Engine {
                 }
             }
             Err(e) => {
-                self.report_bad_input(conn, format!("malformed polling payload: {e:?}"));
+                self.report_bad_input(conn, format!("malformed polling payload: {e}"));
                 self.close_session(key, CloseReason::ParseError, now);
             }
         }

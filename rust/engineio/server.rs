@@ -134,7 +134,7 @@ impl Engine {
             conns: HashMap::new(),
             sessions: HashMap::new(),
             sids: HashMap::new(),
-            next_key: 1,
+            next_key: SessionKey(1),
             open_sessions: 0,
             timers: BinaryHeap::new(),
             conn_timers: BinaryHeap::new(),

@@ -15,8 +15,7 @@ use std::time::Instant;
 use super::packet::Packet;
 use super::RequestInfo;
 
-pub type ConnId = u64;
-pub type SessionKey = u64;
+pub use crate::ids::{ConnId, SessionKey};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport {

@@ -141,13 +141,13 @@ impl T {
         T {
             e: Engine::new(config),
             now: Instant::now(),
-            next: 1,
+            next: ConnId(1),
             seen: Vec::new(),
         }
     }
 
     fn connect(&mut self) -> ConnId {
-        self.next += 1;
+        self.next = self.next.next();
         self.e.on_connect(self.next, None);
         self.next
     }
@@ -683,7 +683,7 @@ fn a_second_get_closes_the_session() {
     assert_eq!(parse_response(&mut t.out(first)).text(), "1");
     let events = t.events();
     assert!(events.contains(&Event::Close {
-        key: 1,
+        key: SessionKey(1),
         reason: CloseReason::TransportError
     }));
     assert_eq!(
@@ -855,7 +855,7 @@ fn cookie() {
     let c = t.connect();
     t.send(c, ws_request(""));
     let res = parse_response(&mut t.out(c));
-    let sid = t.e.sid_of(3).unwrap().to_string();
+    let sid = t.e.sid_of(SessionKey(3)).unwrap().to_string();
     assert_eq!(
         res.header("set-cookie"),
         Some(&*expected.replace("<sid>", &sid))
@@ -868,7 +868,10 @@ fn broadcast_reaches_both_transports() {
     let (sid, polling) = t.polling();
     let (ws, websocket) = t.websocket();
     t.out(ws);
-    t.e.broadcast(&[polling, websocket, 999], Data::Binary(vec![7]));
+    t.e.broadcast(
+        &[polling, websocket, SessionKey(999)],
+        Data::Binary(vec![7]),
+    );
     assert_eq!(frames(&t.out(ws)), [Message::Binary(vec![7])]);
     assert_eq!(t.request(&get(&format!("sid={sid}"))).1.text(), "bBw==");
 }
@@ -1046,7 +1049,7 @@ fn http_timeouts_close_connections_that_are_waited_on() {
     let ms = |d: Duration| d.as_millis() as u64;
 
     // A client that drips a request: 408 once request_timeout has passed since its first byte.
-    t.next += 1;
+    t.next = t.next.next();
     let drip = t.next;
     t.e.on_connect_at(drip, None, t.now);
     t.send(drip, "GET /engine.io/?EIO=4&transport=polling HTTP/1.1\r\n");
@@ -1060,7 +1063,7 @@ fn http_timeouts_close_connections_that_are_waited_on() {
     assert_eq!(t.errors(), 1, "logged once");
 
     // A client that connects and says nothing: closed without an answer after request_timeout.
-    t.next += 1;
+    t.next = t.next.next();
     let silent = t.next;
     t.e.on_connect_at(silent, None, t.now);
     t.advance(ms(request_timeout));
@@ -1073,7 +1076,7 @@ fn http_timeouts_close_connections_that_are_waited_on() {
         ..config()
     });
     let (sid, key) = t.polling();
-    t.next += 1;
+    t.next = t.next.next();
     let conn = t.next;
     t.e.on_connect_at(conn, None, t.now);
     t.send(conn, get(&format!("&sid={sid}")));
@@ -1090,4 +1093,25 @@ fn http_timeouts_close_connections_that_are_waited_on() {
     assert!(!t.e.should_close(conn));
     t.advance(1);
     assert!(t.e.should_close(conn), "idle keep-alive closed");
+}
+
+/// A method outside HTTP's usual ones reaches the application as sent (Node's `req.method`), not as a
+/// placeholder; one longer than any real method is refused.
+#[test]
+fn unusual_methods_reach_the_application_by_name() {
+    let mut t = T::new(Config {
+        serve_other_paths: true,
+        ..config()
+    });
+    let c = t.connect();
+    t.send(c, "PROPFIND /files HTTP/1.1\r\nHost: x\r\n\r\n");
+    let events = t.events();
+    let [Event::Request { conn, request, .. }] = events.as_slice() else {
+        panic!("{events:?}");
+    };
+    assert_eq!((*conn, request.method.as_str()), (c, "PROPFIND"));
+
+    let long = "M".repeat(crate::http::MAX_METHOD_BYTES + 1);
+    let (_, res) = t.request(&format!("{long} /files HTTP/1.1\r\nHost: x\r\n\r\n"));
+    assert_eq!(res.status, 400);
 }

@@ -80,6 +80,13 @@ pub enum Event {
         client: SessionKey,
         reason: CloseReason,
     },
+    /// A client broke the Socket.IO protocol (its session is closed), reported once so the application can
+    /// log it. The engine reports bad input below this layer as `Event::Engine(engineio::Event::ProtocolError)`.
+    ProtocolError {
+        client: SessionKey,
+        remote: Option<std::net::SocketAddr>,
+        message: String,
+    },
     /// Passed through from the engine.
     Engine(engineio::Event),
 }
@@ -174,7 +181,7 @@ impl SocketIo {
             namespaces: HashMap::new(),
             clients: HashMap::new(),
             sockets: HashMap::new(),
-            next_socket: 1,
+            next_socket: SocketKey(1),
             next_js_id: packet::MAX_ID + 1,
             timers: BinaryHeap::new(),
             events: VecDeque::new(),
@@ -261,12 +268,11 @@ impl SocketIo {
     }
 
     fn violation(&mut self, client: SessionKey, why: String, engine: &mut Engine, now: Instant) {
-        self.events
-            .push_back(Event::Engine(engineio::Event::ProtocolError {
-                conn: client,
-                remote: engine.request_of(client).and_then(|r| r.remote),
-                message: why,
-            }));
+        self.events.push_back(Event::ProtocolError {
+            client,
+            remote: engine.request_of(client).and_then(|r| r.remote),
+            message: why,
+        });
         engine.close(client, now);
     }
 
@@ -402,7 +408,7 @@ impl SocketIo {
             return;
         };
         let key = self.next_socket;
-        self.next_socket += 1;
+        self.next_socket = key.next();
         let sid = new_sid();
         self.sockets.insert(
             key,
