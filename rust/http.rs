@@ -40,7 +40,7 @@ impl Method {
     }
 
     /// `token` is a valid method: tchars only, so it is ASCII.
-    fn from_token(token: &[u8]) -> Self {
+    pub fn from_token(token: &[u8]) -> Self {
         // Methods are case-sensitive (RFC 9110 §9.1): "get" is some other method.
         match token {
             b"GET" => Method::Get,
@@ -603,10 +603,19 @@ impl Response {
         response
     }
 
-    /// Status line with the standard reason phrase, headers as given, then Content-Length (omitted for 1xx,
-    /// 204 and 304, whose body is not written either, and when the caller set one), then the body. Headers
-    /// named by the caller are written verbatim, except that CR, LF and NUL become spaces: a value that came
-    /// from application code must not be able to split the response.
+    /// 1xx, 204 and 304 carry no body: neither Content-Length nor the body is written.
+    pub fn is_bodiless(&self) -> bool {
+        matches!(self.status, 100..=199 | 204 | 304)
+    }
+
+    /// The Content-Length `encode` adds: none for a bodiless status, or when the caller set one.
+    pub fn added_content_length(&self) -> Option<usize> {
+        let set = (self.headers.iter()).any(|(n, _)| n.eq_ignore_ascii_case("content-length"));
+        (!self.is_bodiless() && !set).then_some(self.body.len())
+    }
+
+    /// Status line with the standard reason phrase, headers as given, then Content-Length (see
+    /// `added_content_length`), then the body. Fields are written as `sanitize_field` leaves them.
     pub fn encode(&self, out: &mut Vec<u8>) {
         let _ = write!(
             out,
@@ -614,34 +623,29 @@ impl Response {
             self.status,
             reason_phrase(self.status)
         );
-        let field = |out: &mut Vec<u8>, s: &str| {
-            out.extend(s.bytes().map(|b| {
-                if matches!(b, b'\r' | b'\n' | 0) {
-                    b' '
-                } else {
-                    b
-                }
-            }));
-        };
         for (name, value) in &self.headers {
-            field(out, name);
+            out.extend_from_slice(sanitize_field(name).as_bytes());
             out.extend_from_slice(b": ");
-            field(out, value);
+            out.extend_from_slice(sanitize_field(value).as_bytes());
             out.extend_from_slice(b"\r\n");
         }
-        let bodiless = matches!(self.status, 100..=199 | 204 | 304);
-        if !bodiless
-            && !self
-                .headers
-                .iter()
-                .any(|(n, _)| n.eq_ignore_ascii_case("content-length"))
-        {
-            let _ = write!(out, "Content-Length: {}\r\n", self.body.len());
+        if let Some(len) = self.added_content_length() {
+            let _ = write!(out, "Content-Length: {len}\r\n");
         }
         out.extend_from_slice(b"\r\n");
-        if !bodiless {
+        if !self.is_bodiless() {
             out.extend_from_slice(&self.body);
         }
+    }
+}
+
+/// A response field's name or value with CR, LF and NUL as spaces: a value that came from application code must
+/// not be able to split the response.
+pub fn sanitize_field(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0)) {
+        s.replace(['\r', '\n', '\0'], " ").into()
+    } else {
+        s.into()
     }
 }
 

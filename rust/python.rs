@@ -827,7 +827,7 @@ impl VirtualCore {
     ) -> PyResult<Settled<'py>> {
         let data = data_from_py(data)?;
         self.with_core(py, |conns, core, now| {
-            conns.message(core.core.engine_mut(), conn, &data, now);
+            conns.message(core.core.engine_mut(), conn, data, now);
             settle(py, conns, &mut core.core, now)
         })?
     }

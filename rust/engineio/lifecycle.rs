@@ -3,7 +3,8 @@
 use std::cmp::Reverse;
 use std::time::Instant;
 
-use super::{ws_frame, ConnState, Engine, Parked};
+use super::{ConnState, Engine, Parked};
+use crate::engineio::output::Out;
 use crate::engineio::packet::{self, Data, Packet};
 use crate::engineio::session::{CloseReason, ConnId, ReadyState, SessionKey, Transport, Upgrade};
 use crate::engineio::Event;
@@ -19,11 +20,7 @@ impl Engine {
             return false;
         }
         match (s.transport, s.ws_conn) {
-            (Transport::WebSocket, Some(conn)) => {
-                let mut frame = Vec::new();
-                ws_frame(&packet, &mut frame);
-                self.write(conn, &frame);
-            }
+            (Transport::WebSocket, Some(conn)) => self.emit(conn, |out| out.packet(&packet)),
             _ => {
                 s.queue.push(packet);
                 if s.poll_conn.is_some() {
@@ -57,18 +54,21 @@ impl Engine {
         }
     }
 
-    pub(super) fn write(&mut self, conn: ConnId, bytes: &[u8]) {
+    /// Add an answer to `conn`'s output and name the connection to the driver. A peer that does not read is
+    /// dropped rather than allowed to grow our memory without bound.
+    pub(super) fn emit(&mut self, conn: ConnId, write: impl FnOnce(&mut Out)) {
         let max = self.config.max_buffered;
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
-        let overflow = c.out.len() + bytes.len() > max && !c.close_after_flush;
-        if overflow {
-            // A peer that does not read is dropped rather than allowed to grow our memory without bound.
-            c.close_after_flush = true;
-            c.out.clear();
-        } else if !c.close_after_flush {
-            c.out.extend_from_slice(bytes);
+        let mut overflow = false;
+        if !c.close_after_flush {
+            write(&mut c.out);
+            if c.out.len() > max {
+                overflow = true;
+                c.close_after_flush = true;
+                c.out.clear();
+            }
         }
         if !c.dirty {
             c.dirty = true;
@@ -93,12 +93,7 @@ impl Engine {
     }
 
     pub(super) fn close_websocket(&mut self, conn: ConnId, code: Option<u16>) {
-        let mut frame = Vec::new();
-        match code {
-            Some(code) => websocket::encode_close(code, "", &mut frame),
-            None => websocket::encode_frame(Opcode::Close, &[], &mut frame),
-        }
-        self.write(conn, &frame);
+        self.emit(conn, |out| out.close(code, ""));
         self.finish_conn(conn);
     }
 
@@ -114,30 +109,42 @@ impl Engine {
             match decoder.next_message() {
                 Ok(None) => return,
                 Ok(Some(msg)) => self.on_websocket_message(conn, key, msg, now),
-                Err(err) => {
-                    let remote = c.remote;
-                    self.report(conn, remote, format!("WebSocket: {}", err.reason));
-                    self.close_websocket(conn, Some(err.code));
-                    self.on_websocket_gone(key, conn, CloseReason::TransportError, now);
-                    return;
-                }
+                Err(err) => return self.websocket_error(conn, key, err, now),
             }
         }
     }
 
-    fn on_websocket_message(&mut self, conn: ConnId, key: SessionKey, msg: Message, now: Instant) {
+    /// The peer broke the WebSocket protocol: the code its close frame carries, and the session's transport failed.
+    pub(super) fn websocket_error(
+        &mut self,
+        conn: ConnId,
+        key: SessionKey,
+        err: websocket::ProtocolError,
+        now: Instant,
+    ) {
+        self.report_bad_input(conn, format!("WebSocket: {}", err.reason));
+        self.close_websocket(conn, Some(err.code));
+        self.on_websocket_gone(key, conn, CloseReason::TransportError, now);
+    }
+
+    pub(super) fn on_websocket_message(
+        &mut self,
+        conn: ConnId,
+        key: SessionKey,
+        msg: Message,
+        now: Instant,
+    ) {
         let packet = match msg {
             Message::Ping(payload) => {
                 let mut frame = Vec::new();
                 websocket::encode_frame(Opcode::Pong, &payload, &mut frame);
-                return self.write(conn, &frame);
+                return self.emit(conn, |out| out.wire_only(&frame));
             }
             Message::Pong(_) => return,
             Message::Close(code, reason) => {
                 // Echo the code and reason, as Node's ws does.
-                let mut frame = Vec::new();
-                websocket::encode_close(code.unwrap_or(close_code::NORMAL), &reason, &mut frame);
-                self.write(conn, &frame);
+                let code = code.unwrap_or(close_code::NORMAL);
+                self.emit(conn, |out| out.close(Some(code), &reason));
                 self.finish_conn(conn);
                 return self.on_websocket_gone(key, conn, CloseReason::TransportClose, now);
             }
@@ -185,9 +192,7 @@ impl Engine {
                     s.queue.push(Packet::Noop);
                     self.poll_ready.push(key);
                 }
-                let mut frame = Vec::new();
-                ws_frame(&Packet::Pong("probe".into()), &mut frame);
-                self.write(conn, &frame);
+                self.emit(conn, |out| out.packet(&Packet::Pong("probe".into())));
             }
             (Upgrade::Probed { .. }, Packet::Upgrade) => {
                 s.upgrade = Upgrade::None;
@@ -198,12 +203,8 @@ impl Engine {
                     s.queue.push(Packet::Noop);
                     self.poll_ready.push(key);
                 }
-                let mut frames = Vec::new();
-                for p in &queued {
-                    ws_frame(p, &mut frames);
-                }
-                if !frames.is_empty() {
-                    self.write(conn, &frames);
+                if !queued.is_empty() {
+                    self.emit(conn, |out| queued.iter().for_each(|p| out.packet(p)));
                 }
                 self.events.push_back(Event::Upgrade { key });
             }
@@ -319,11 +320,8 @@ impl Engine {
         self.events.push_back(Event::Close { key, reason });
         match (s.transport, s.ws_conn) {
             (Transport::WebSocket, Some(conn)) => {
-                let mut frames = Vec::new();
-                for p in s.queue.drain(..) {
-                    ws_frame(&p, &mut frames);
-                }
-                self.write(conn, &frames);
+                let queued = std::mem::take(&mut s.queue);
+                self.emit(conn, |out| queued.iter().for_each(|p| out.packet(p)));
                 self.close_websocket(conn, None);
                 self.remove_session(key, Packet::Close, now);
             }

@@ -1,6 +1,7 @@
 //! Engine.IO v4, sans-IO: bytes from connections and the current time go in; bytes to write, connections to
 //! close and application events come out. `server::Engine` is the state machine; this file holds the words it
 //! shares with its users (configuration, events, the errors Node answers with).
+pub mod output;
 pub mod packet;
 pub mod server;
 pub mod session;
@@ -8,6 +9,7 @@ pub mod session;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+pub use output::Output;
 pub use packet::{Data, Packet};
 pub use server::Engine;
 pub use session::{CloseReason, ConnId, SessionKey, Transport};

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{error_response, generate_sid, ws_frame, ConnState, Engine, Waiting};
+use super::{error_response, generate_sid, ConnState, Engine, Waiting};
 use crate::engineio::packet::{self, Packet};
 use crate::engineio::session::{
     CloseReason, ConnId, ReadyState, Session, SessionKey, Transport, Upgrade,
@@ -25,7 +25,8 @@ impl Engine {
             let ConnState::Http { parser, waiting } = &mut c.state else {
                 return;
             };
-            if !matches!(waiting, Waiting::Nothing) || c.close_after_flush {
+            // A typed connection's requests come whole through `on_request`: nothing to parse, no timers.
+            if !matches!(waiting, Waiting::Nothing) || c.close_after_flush || c.out.is_typed() {
                 return;
             }
             c.parked_input = 0;
@@ -42,7 +43,7 @@ impl Engine {
                         None // a fresh connection: its connect-time deadline stands
                     };
                     if expect_continue {
-                        self.write(conn, b"HTTP/1.1 100 Continue\r\n\r\n");
+                        self.emit(conn, |out| out.wire_only(b"HTTP/1.1 100 Continue\r\n\r\n"));
                     }
                     if let Some(at) = deadline {
                         self.set_conn_deadline(conn, at);
@@ -54,26 +55,27 @@ impl Engine {
                     c.served = true;
                     self.handle_request(conn, req, now)
                 }
-                Err(err) => {
-                    let status = err.status();
-                    let remote = c.remote;
-                    c.state = ConnState::Done;
-                    let msg = match err {
-                        HttpError::BadRequest(why) => format!("bad HTTP request: {why}"),
-                        HttpError::HeadersTooLarge => "HTTP headers too large".into(),
-                        HttpError::PayloadTooLarge => "HTTP body over max_payload".into(),
-                    };
-                    self.report(conn, remote, msg);
-                    let mut out = Vec::new();
-                    Response::new(status)
-                        .with_header("Connection", "close")
-                        .encode(&mut out);
-                    self.write(conn, &out);
-                    self.finish_conn(conn);
-                    return;
-                }
+                Err(err) => return self.http_error(conn, err),
             }
         }
+    }
+
+    /// A request that cannot be served: its status, then close.
+    pub(super) fn http_error(&mut self, conn: ConnId, err: HttpError) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let remote = c.remote;
+        c.state = ConnState::Done;
+        let msg = match err {
+            HttpError::BadRequest(why) => format!("bad HTTP request: {why}"),
+            HttpError::HeadersTooLarge => "HTTP headers too large".into(),
+            HttpError::PayloadTooLarge => "HTTP body over max_payload".into(),
+        };
+        self.report(conn, remote, msg);
+        let res = Response::new(err.status()).with_header("Connection", "close");
+        self.emit(conn, |out| out.response(&res));
+        self.finish_conn(conn);
     }
 
     pub(super) fn report(&mut self, conn: ConnId, remote: Option<SocketAddr>, message: String) {
@@ -123,9 +125,7 @@ impl Engine {
         if !keep {
             res = res.with_header("Connection", "close");
         }
-        let mut out = Vec::new();
-        res.encode(&mut out);
-        self.write(conn, &out);
+        self.emit(conn, |out| out.response(&res));
         if !keep {
             self.finish_conn(conn);
         }
@@ -207,12 +207,10 @@ impl Engine {
     }
 
     pub(super) fn abort_upgrade(&mut self, conn: ConnId, status: u16, message: &str) {
-        let mut out = Vec::new();
-        Response::new(status)
+        let res = Response::new(status)
             .with_header("Connection", "close")
-            .with_body("text/html", message.as_bytes().to_vec())
-            .encode(&mut out);
-        self.write(conn, &out);
+            .with_body("text/html", message.as_bytes().to_vec());
+        self.emit(conn, |out| out.response(&res));
         self.finish_conn(conn);
     }
 
@@ -365,9 +363,7 @@ impl Engine {
                 }
                 self.become_websocket(conn, key);
                 session.ws_conn = Some(conn);
-                let mut frame = Vec::new();
-                ws_frame(&open, &mut frame);
-                self.write(conn, &frame);
+                self.emit(conn, |out| out.packet(&open));
             }
         }
         self.sids.insert(sid.clone(), key);
@@ -416,9 +412,8 @@ impl Engine {
             res = res.with_header("Set-Cookie", c);
         }
         // Node's 101 carries the CORS headers too.
-        let mut out = Vec::new();
-        self.cors_headers(req, res).encode(&mut out);
-        self.write(conn, &out);
+        let res = self.cors_headers(req, res);
+        self.emit(conn, |out| out.accept(&res));
         true
     }
 

@@ -15,11 +15,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::output::{Out, Output, Shared};
 use super::packet::{Data, Packet};
 use super::session::{CloseReason, ConnId, Session, SessionKey, Transport};
 use super::{Config, ErrorCode, Event, RequestInfo};
-use crate::http::{self, Request, RequestParser, Response};
-use crate::websocket::{self, Opcode};
+use crate::http::{self, HttpError, Request, RequestParser, Response};
+use crate::websocket::{self, Message};
 
 #[path = "lifecycle.rs"]
 mod lifecycle;
@@ -63,7 +64,7 @@ enum ConnState {
 struct Conn {
     remote: Option<SocketAddr>,
     state: ConnState,
-    out: Vec<u8>,
+    out: Out,
     dirty: bool,
     close_after_flush: bool,
     /// Bytes received while a request is parked: the parser only bounds what it parses, so this bounds the rest.
@@ -111,22 +112,6 @@ fn generate_sid(prefix: &str) -> String {
     format!("{prefix}{}", URL_SAFE_NO_PAD.encode(bytes))
 }
 
-fn ws_frame(packet: &Packet, out: &mut Vec<u8>) {
-    match packet {
-        Packet::Message(Data::Binary(b)) => websocket::encode_frame(Opcode::Binary, b, out),
-        Packet::Message(Data::Text(s)) => {
-            websocket::encode_frame_header(Opcode::Text, 1 + s.len(), out);
-            out.push(b'4');
-            out.extend_from_slice(s.as_bytes());
-        }
-        other => {
-            let mut text = Vec::with_capacity(8);
-            other.encode_text(&mut text);
-            websocket::encode_frame(Opcode::Text, &text, out);
-        }
-    }
-}
-
 impl Engine {
     pub fn new(config: Config) -> Self {
         Engine {
@@ -147,6 +132,16 @@ impl Engine {
     // ---- inputs from the driver -------------------------------------------------------------------------
 
     pub fn on_connect(&mut self, conn: ConnId, remote: Option<SocketAddr>) {
+        self.insert_conn(conn, remote, Out::Wire(Vec::new()));
+    }
+
+    /// A connection whose requests and WebSocket messages arrive parsed (`on_request`, `on_message`) and whose
+    /// answers are taken as values (`take_outputs`): the ASGI driver's.
+    pub fn on_connect_typed(&mut self, conn: ConnId, remote: Option<SocketAddr>) {
+        self.insert_conn(conn, remote, Out::typed());
+    }
+
+    fn insert_conn(&mut self, conn: ConnId, remote: Option<SocketAddr>, out: Out) {
         let parser = RequestParser::new(http::DEFAULT_MAX_HEADER_BYTES, self.config.max_payload);
         self.conns.insert(
             conn,
@@ -156,7 +151,7 @@ impl Engine {
                     parser,
                     waiting: Waiting::Nothing,
                 },
-                out: Vec::new(),
+                out,
                 dirty: false,
                 close_after_flush: false,
                 parked_input: 0,
@@ -223,12 +218,55 @@ impl Engine {
         let remote = c.remote;
         c.state = ConnState::Done;
         self.report(conn, remote, "HTTP request not received in time".into());
-        let mut out = Vec::new();
-        Response::new(408)
-            .with_header("Connection", "close")
-            .encode(&mut out);
-        self.write(conn, &out);
+        let res = Response::new(408).with_header("Connection", "close");
+        self.emit(conn, |out| out.response(&res));
         self.finish_conn(conn);
+    }
+
+    /// A whole request on a typed connection (`on_connect_typed`), parsed by the caller.
+    pub fn on_request(&mut self, conn: ConnId, req: Request, now: Instant) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let idle = matches!(
+            c.state,
+            ConnState::Http {
+                waiting: Waiting::Nothing,
+                ..
+            }
+        );
+        if !idle || c.close_after_flush {
+            return;
+        }
+        if req.body.len() > self.config.max_payload {
+            return self.http_error(conn, HttpError::PayloadTooLarge);
+        }
+        c.served = true;
+        self.handle_request(conn, req, now);
+    }
+
+    /// A message from the peer of a typed connection's WebSocket (after its `Output::Accept`).
+    pub fn on_message(&mut self, conn: ConnId, msg: Message, now: Instant) {
+        let Some(c) = self.conns.get(&conn) else {
+            return;
+        };
+        let ConnState::WebSocket { key, .. } = c.state else {
+            return;
+        };
+        let size = match &msg {
+            Message::Text(t) => t.len(),
+            Message::Binary(b) => b.len(),
+            _ => 0,
+        };
+        if size > self.config.max_payload {
+            // As the frame decoder answers a message over the limit on a socket.
+            let err = websocket::ProtocolError {
+                code: websocket::close_code::MESSAGE_TOO_BIG,
+                reason: "message over the size limit",
+            };
+            return self.websocket_error(conn, key, err, now);
+        }
+        self.on_websocket_message(conn, key, msg, now);
     }
 
     pub fn on_bytes(&mut self, conn: ConnId, data: &[u8], now: Instant) {
@@ -346,7 +384,15 @@ impl Engine {
 
     /// The bytes waiting to be written to `conn`; the driver drains what it wrote.
     pub fn output(&mut self, conn: ConnId) -> Option<&mut Vec<u8>> {
-        self.conns.get_mut(&conn).map(|c| &mut c.out)
+        match &mut self.conns.get_mut(&conn)?.out {
+            Out::Wire(bytes) => Some(bytes),
+            Out::Typed { .. } => None,
+        }
+    }
+
+    /// The answers waiting on typed connection `conn`, oldest first.
+    pub fn take_outputs(&mut self, conn: ConnId) -> std::collections::VecDeque<Output> {
+        (self.conns.get_mut(&conn)).map_or_else(Default::default, |c| c.out.take_outputs())
     }
 
     /// True when `conn` should be closed once its output is written.
@@ -409,8 +455,7 @@ impl Engine {
     /// Send one message to many sessions; the WebSocket frame is built once.
     pub fn broadcast(&mut self, keys: &[SessionKey], data: Data) {
         let packet = Packet::Message(data);
-        let mut frame = Vec::new();
-        ws_frame(&packet, &mut frame);
+        let mut shared = Shared::new(&packet);
         for key in keys {
             let Some(s) = self.sessions.get_mut(key) else {
                 continue;
@@ -419,7 +464,9 @@ impl Engine {
                 continue;
             }
             match (s.transport, s.ws_conn) {
-                (Transport::WebSocket, Some(conn)) => self.write(conn, &frame),
+                (Transport::WebSocket, Some(conn)) => {
+                    self.emit(conn, |out| out.shared(&mut shared))
+                }
                 _ => {
                     s.queue.push(packet.clone());
                     if s.poll_conn.is_some() {
@@ -483,9 +530,7 @@ impl Engine {
             return;
         };
         let mut res = Response::new(status);
-        for (k, v) in headers {
-            res = res.with_header(k, v);
-        }
+        res.headers.extend_from_slice(headers);
         res.body = body;
         self.respond(conn, &req, res);
         self.process_http(conn, now);
