@@ -8,7 +8,7 @@
 //! socketio    Socket.IO v5 packets, namespaces, rooms, acks
 //! core        the engine and the layer above it, wired once for every driver
 //! driver      the mio poller that owns the sockets and feeds the layers above
-//! python      the one PyO3 file (feature "python")
+//! python      the one PyO3 module (feature "python"): conversions and thin classes
 //! ```
 pub mod core;
 pub mod driver;
