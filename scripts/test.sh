@@ -25,10 +25,11 @@ cargo clippy --workspace --all-targets -- -D warnings
 cargo clippy --all-targets --features python -- -D warnings
 cargo test --workspace --quiet
 
-step "Python: ruff, mypy --strict, stubtest"
+step "Python: ruff, mypy --strict, import layers (import-linter), stubtest"
 ruff check .
 ruff format --check .
 mypy
+lint-imports
 python -m mypy.stubtest anysio._native --allowlist tests/stubtest-allowlist.txt
 
 step "benchmark harness, smoke run (tiny loads: checks that the harness works; no figures are judged)"

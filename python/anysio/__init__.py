@@ -1,12 +1,18 @@
-"""anysio: a Socket.IO server for Python on asyncio or trio, with its hot path in Rust."""
+"""anysio: a Socket.IO server for Python on asyncio or trio, with its hot path in Rust.
+
+This is the one place that re-exports the public names; each is defined once, in the module ``docs/architecture.md``
+places it in."""
 
 from ._native import __version__
-from .adapter import Adapter, BroadcastOptions
+from .adapters.base import Adapter, BroadcastOptions
 from .asgi import ASGIApp
-from .engineio import Cookie, EngineOptions, EngineServer, Request, RequestRefused, Session
+from .engineio.http import Request
+from .engineio.runtime import Cookie, EngineOptions, RequestRefused
+from .engineio.server import EngineServer, Session
 from .exceptions import AckTimeout, AnysioError, ConnectionRefused, Disconnected
-from .server import BroadcastOperator, Namespace, Server
-from .socket import Ack, Handshake, Socket
+from .server.broadcast import BroadcastOperator
+from .server.server import Namespace, Server
+from .server.socket import Ack, Handshake, Socket
 
 __all__ = [
     "ASGIApp",

@@ -1,6 +1,6 @@
 """The Rust core (rust/python.rs). Events are tuples, see EngineCore.turn."""
 
-from typing import Any, Final, Literal, TypeAlias, final
+from typing import Final, Literal, TypeAlias, final
 
 __all__ = ["EngineCore", "VirtualCore", "__version__"]
 
@@ -9,6 +9,9 @@ __version__: Final[str]
 Remote: TypeAlias = tuple[str, int] | None
 # (method, path, query, headers, remote)
 RequestTuple: TypeAlias = tuple[str, str, str, list[tuple[str, str]], Remote]
+# Every event a core gives: a connection handed to the worker that owns its session (workers only; Python sends
+# the descriptor on and closes it), then the engine's events.
+HandoffTuple: TypeAlias = tuple[Literal["handoff"], int, int]  # fd, owner worker
 EventTuple: TypeAlias = (
     tuple[Literal["open"], int, str, str, RequestTuple]
     | tuple[Literal["message"], int, str | bytes]
@@ -17,6 +20,7 @@ EventTuple: TypeAlias = (
     | tuple[Literal["handshake"], int, RequestTuple]
     | tuple[Literal["request"], int, RequestTuple, bytes]  # only with serve_other_paths=True
     | tuple[Literal["error"], str, Remote]
+    | HandoffTuple
 )
 # With socketio=True, "message" and "upgrade" are replaced by:
 SioEventTuple: TypeAlias = (
@@ -28,8 +32,12 @@ SioEventTuple: TypeAlias = (
     | tuple[Literal["disconnect"], int, str]
     | tuple[Literal["close"], int, str]
     | tuple[Literal["handshake"], int, RequestTuple]
+    | tuple[Literal["request"], int, RequestTuple, bytes]  # only with serve_other_paths=True
     | tuple[Literal["error"], str, Remote]
+    | HandoffTuple
 )
+# What turn() returns: EventTuple, or SioEventTuple with socketio=True.
+CoreEvent: TypeAlias = EventTuple | SioEventTuple
 
 @final
 class EngineCore:
@@ -62,7 +70,7 @@ class EngineCore:
     def adopt(self, fd: int) -> None: ...
     def fileno(self) -> int: ...
     def next_timeout(self) -> float | None: ...
-    def turn(self) -> list[Any]: ...  # EventTuple, or SioEventTuple with socketio=True
+    def turn(self) -> list[CoreEvent]: ...
     def send(self, key: int, data: str | bytes | bytearray) -> bool: ...
     def broadcast(self, keys: list[int], data: str | bytes | bytearray) -> None: ...
     def close(self, key: int) -> None: ...
@@ -84,7 +92,7 @@ class EngineCore:
     def emit_to(
         self,
         socket: int,
-        data_json: str,
+        data_json: str | bytes,
         attachments: list[bytes] = ...,
         id: int | None = None,
         ack_reply: bool = False,
@@ -92,7 +100,7 @@ class EngineCore:
     def broadcast_event(
         self,
         nsp: str,
-        data_json: str,
+        data_json: str | bytes,
         rooms: list[str] = ...,
         except_rooms: list[str] = ...,
         attachments: list[bytes] = ...,
@@ -113,7 +121,7 @@ VirtualOutput: TypeAlias = (
     | tuple[Literal["close"], int | None]  # WebSocket close code; None: closed without one (or an answer)
 )
 # The application's events (as from EngineCore.turn) and the virtual connections with outputs waiting.
-Settled: TypeAlias = tuple[list[Any], list[int]]
+Settled: TypeAlias = tuple[list[CoreEvent], list[int]]
 
 @final
 class VirtualCore:
@@ -135,10 +143,10 @@ class VirtualCore:
         headers: list[tuple[bytes, bytes]],
         body: bytes,
         remote: tuple[str, int] | None = None,
-    ) -> tuple[int, list[Any], list[int]]: ...
+    ) -> tuple[int, list[CoreEvent], list[int]]: ...
     def websocket(
         self, target: str, headers: list[tuple[bytes, bytes]], remote: tuple[str, int] | None = None
-    ) -> tuple[int, list[Any], list[int]]: ...
+    ) -> tuple[int, list[CoreEvent], list[int]]: ...
     def message(self, conn: int, data: str | bytes | bytearray) -> Settled: ...
     def disconnect(self, conn: int) -> Settled: ...
     def take(self, conn: int) -> list[VirtualOutput]: ...

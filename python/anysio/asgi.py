@@ -26,12 +26,13 @@ import anyio
 import anyio.abc
 import anyio.lowlevel
 
-from . import _native
-from ._static import StaticFiles
-from .engineio import EngineServer
-from .server import Server
+from ._native import VirtualCore
+from .engineio.http import StaticFiles
+from .engineio.server import EngineServer
+from .server.server import Server
 
 if TYPE_CHECKING:
+    from ._native import CoreEvent
     from ._native import VirtualOutput as Output
 
 logger = logging.getLogger("anysio")
@@ -91,11 +92,12 @@ class ASGIApp:
         self.static_files = StaticFiles(static_files) if static_files else None
         trimmed = socketio_path.strip("/")
         self.prefix = f"/{trimmed}/" if trimmed else "/"
-        self._core = _native.VirtualCore(sio._core)
+        self._runtime = sio.runtime
+        self._core = VirtualCore(self._runtime.core)
+        # Not eager: events are dispatched from the tasks of the ASGI requests that carried them, which cannot
+        # stay with a handler that suspends. Coroutine handlers run in a task per socket burst instead.
+        self._dispatch = self._runtime.dispatch_in_tasks
         self._engine_path = self._core.path
-        self._dispatch: Callable[[list[Any]], None] = (
-            sio._dispatcher.dispatch if isinstance(sio, Server) else sio._dispatch
-        )
         self._waiters: dict[int, anyio.Event] = {}
         self._running = False
         # After the lifespan shutdown: requests are refused instead of starting the background task again.
@@ -136,23 +138,22 @@ class ASGIApp:
         fd = self._core.fileno()
         try:
             async with anyio.create_task_group() as tg:
-                self.sio._tg = tg
-                self._running = True
-                task_status.started()
-                if self._starting is not None:
-                    self._starting.set()
-                while True:
-                    timeout = self._core.next_timeout()
-                    if timeout is None or timeout > 0:
-                        with anyio.move_on_after(math.inf if timeout is None else timeout):
-                            await anyio.wait_readable(fd)
-                    else:
-                        await anyio.lowlevel.checkpoint()
-                    self._apply(*self._core.turn())
+                with self._runtime.hosting(tg):
+                    self._running = True
+                    task_status.started()
+                    if self._starting is not None:
+                        self._starting.set()
+                    while True:
+                        timeout = self._core.next_timeout()
+                        if timeout is None or timeout > 0:
+                            with anyio.move_on_after(math.inf if timeout is None else timeout):
+                                await anyio.wait_readable(fd)
+                        else:
+                            await anyio.lowlevel.checkpoint()
+                        self._apply(*self._core.turn())
         finally:
             self._running = False
             self._starting = None
-            self.sio._tg = None
 
     async def _run_detached(self) -> None:
         starting = self._starting
@@ -190,7 +191,7 @@ class ASGIApp:
             raise RuntimeError("the anysio ASGI background task did not start")
         return True
 
-    def _apply(self, events: list[Any], ready: list[int]) -> None:
+    def _apply(self, events: list[CoreEvent], ready: list[int]) -> None:
         """Hand the core's events to the application, then wake the requests that have output."""
         if events:
             try:

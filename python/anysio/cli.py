@@ -7,7 +7,7 @@ import contextlib
 import logging
 from functools import partial
 
-from .workers import BACKENDS, _run_backend, load, run
+from .workers import BACKENDS, load, run, run_backend
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
         return run(args.target, workers=args.workers, host=args.host, port=args.port, backend=args.backend)
     server = load(args.target)
     with contextlib.suppress(KeyboardInterrupt):
-        _run_backend(partial(server.serve, args.host, args.port), args.backend)
+        run_backend(partial(server.serve, args.host, args.port), args.backend)
     return 0
 
 

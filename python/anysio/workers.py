@@ -3,8 +3,8 @@
 The master reserves the port, starts the workers and restarts any that dies. Every worker listens on the port
 with SO_REUSEPORT, so the kernel spreads new connections over them. A session belongs to the worker that created
 it (its sid starts with the worker's index): a request that reaches another worker has its connection handed to
-the owner before any byte of it is read (``bus.Bus.hand_off``), so long-polling works without a sticky load
-balancer. Broadcasts, room changes and socket queries travel over the bus (``bus.BusAdapter``).
+the owner before any byte of it is read (``ipc.Bus.hand_off``), so long-polling works without a sticky load
+balancer. Broadcasts, room changes and socket queries travel over the bus (``adapters.bus.BusAdapter``).
 """
 
 from __future__ import annotations
@@ -25,12 +25,12 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING
 
 import anyio
 
-if TYPE_CHECKING:
-    from .server import Server
+from .adapters.bus import BusAdapter, attach
+from .ipc import Bus
+from .server.server import Namespace, Server
 
 logger = logging.getLogger("anysio")
 BACKENDS = ("asyncio", "uvloop", "trio")
@@ -38,8 +38,6 @@ BACKENDS = ("asyncio", "uvloop", "trio")
 
 def load(target: str) -> Server:
     """``module:attr`` names a Server, or a function that returns one."""
-    from .server import Server
-
     module, _, attr = target.partition(":")
     obj = getattr(importlib.import_module(module), attr or "sio")
     server = obj() if callable(obj) and not isinstance(obj, Server) else obj
@@ -59,20 +57,23 @@ def listening_socket(host: str, port: int, listen: bool) -> socket.socket:
     return sock
 
 
-def _run_backend(main: Callable[[], Awaitable[None]], backend: str) -> None:
+def run_backend(main: Callable[[], Awaitable[None]], backend: str) -> None:
     name, options = ("asyncio", {"use_uvloop": True}) if backend == "uvloop" else (backend, {})
     anyio.run(main, backend=name, backend_options=options)
 
 
 async def _worker(server: Server, index: int, workers: int, bus_dir: str, host: str, port: int) -> None:
-    from .bus import Bus
-
     bus = Bus(bus_dir, index, workers)
-    server._become_worker(index, bus)
+
+    def adapter(nsp: Namespace) -> BusAdapter:
+        return BusAdapter(nsp, bus)
+
+    server.become_worker(index, adapter, bus.hand_off)
+    attach(server, bus)
     sock = listening_socket(host, port, listen=True)
     async with anyio.create_task_group() as tg:
         await tg.start(bus.serve)
-        tg.start_soon(bus.receive_handoffs, server._core.adopt)
+        tg.start_soon(bus.receive_handoffs, server.runtime.core.adopt)
         await tg.start(partial(server.serve, sock=sock))
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as ready:
             ready.sendto(f"ready {index}".encode(), str(Path(bus_dir) / "master.sock"))
@@ -94,7 +95,7 @@ def worker_main(argv: list[str] | None = None) -> None:
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s worker {a.index} %(name)s %(message)s")
     server = load(a.target)
-    _run_backend(partial(_worker, server, a.index, a.workers, a.bus, a.host, a.port), a.backend)
+    run_backend(partial(_worker, server, a.index, a.workers, a.bus, a.host, a.port), a.backend)
 
 
 def run(target: str, *, workers: int = 2, host: str = "127.0.0.1", port: int = 5000, backend: str = "asyncio") -> int:

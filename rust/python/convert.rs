@@ -80,6 +80,17 @@ pub(super) fn json_text<'a>(s: &'a Bound<'_, PyString>) -> PyResult<Cow<'a, str>
     )))
 }
 
+/// JSON text as str, or as UTF-8 bytes (what pydantic's serializers write).
+pub(super) fn json_arg<'a>(obj: &'a Bound<'_, PyAny>) -> PyResult<Cow<'a, str>> {
+    if let Ok(s) = obj.downcast::<PyString>() {
+        return json_text(s);
+    }
+    let bytes = obj.downcast::<PyBytes>()?.as_bytes();
+    std::str::from_utf8(bytes)
+        .map(Cow::Borrowed)
+        .map_err(|e| PyValueError::new_err(e.to_string()))
+}
+
 /// UTF-8 with surrogates encoded as if they were characters (`ED A0..BF 80..BF`, which valid UTF-8 never has)
 /// to text with `\uXXXX` in their place.
 pub(super) fn escape_surrogates(bytes: &[u8]) -> String {

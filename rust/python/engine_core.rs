@@ -265,13 +265,13 @@ impl EngineCore {
     fn emit_to(
         &mut self,
         socket: SocketKey,
-        data_json: &Bound<'_, PyString>,
+        data_json: &Bound<'_, PyAny>,
         attachments: Vec<Bound<'_, PyAny>>,
         id: Option<u64>,
         ack_reply: bool,
     ) -> PyResult<bool> {
         let attachments = attachments_from_py(attachments)?;
-        let data_json = json_text(data_json)?;
+        let data_json = json_arg(data_json)?;
         let c = self.sio()?;
         let ok = (c.layer).emit_to(
             socket,
@@ -292,7 +292,7 @@ impl EngineCore {
     fn broadcast_event(
         &mut self,
         nsp: &str,
-        data_json: &Bound<'_, PyString>,
+        data_json: &Bound<'_, PyAny>,
         rooms: Vec<String>,
         except_rooms: Vec<String>,
         attachments: Vec<Bound<'_, PyAny>>,
@@ -300,7 +300,7 @@ impl EngineCore {
         volatile: bool,
     ) -> PyResult<Vec<SocketKey>> {
         let attachments = attachments_from_py(attachments)?;
-        let data_json = &*json_text(data_json)?;
+        let data_json = &*json_arg(data_json)?;
         let c = self.sio()?;
         let (sio, engine) = (&mut c.layer, &mut c.engine);
         let reached = if volatile && id.is_none() {

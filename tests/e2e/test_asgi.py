@@ -306,7 +306,7 @@ def serve_example() -> ASGIApplication:
 
     @sio.on("transport")
     async def transport(socket: anysio.Socket) -> str | None:
-        return sio._core.transport_of(socket.client)
+        return sio.runtime.core.transport_of(socket.client)
 
     app: ASGIApplication = example.app
     return app

@@ -19,7 +19,7 @@ async def until_upgraded(sio: Server, sid: str, client: Any) -> None:
     """Round trips until the socket's session runs on WebSocket (the upgrade is the client's to finish)."""
     socket = sio.sockets[sid]
     with anyio.fail_after(10):
-        while sio._core.transport_of(socket.client) != "websocket":
+        while sio.runtime.core.transport_of(socket.client) != "websocket":
             assert await client.call("echo", "wait") == ["wait"]
 
 
@@ -45,7 +45,7 @@ async def test_connect_emit_and_ack_both_ways(transports: str | None) -> None:
             await until_upgraded(sio, sid, client)
             assert await client.call("ask", "question", 2) == ["answer", 42]
         expected = "polling" if transports == "polling" else "websocket"
-        assert sio._core.transport_of(sio.sockets[sid].client) == expected
+        assert sio.runtime.core.transport_of(sio.sockets[sid].client) == expected
 
 
 @pytest.mark.parametrize("transports", [None, "polling"])

@@ -1,4 +1,4 @@
-"""anysio._coerce: planning handler signatures, coercing payloads, emitting values."""
+"""anysio.codec.coerce: planning handler signatures, coercing payloads, emitting values."""
 
 import dataclasses
 import datetime
@@ -14,8 +14,8 @@ import pytest
 import typing_extensions
 from pydantic import BaseModel, Field, TypeAdapter
 
-from anysio import _coerce
-from anysio._coerce import CoercionError, Plan, plan, to_jsonable
+from anysio.codec import coerce as _coerce
+from anysio.codec.coerce import CoercionError, Plan, plan, to_jsonable
 
 
 class FakeSocket:
@@ -439,7 +439,7 @@ def test_no_validation_means_no_pydantic(monkeypatch: pytest.MonkeyPatch) -> Non
     assert kwargs == {"ack": ACK}
 
 
-def test_one_adapter_built_at_plan_time(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_adapters_built_at_plan_time_only(monkeypatch: pytest.MonkeyPatch) -> None:
     built: list[Any] = []
 
     def counting(tp: Any) -> Any:
@@ -452,9 +452,12 @@ def test_one_adapter_built_at_plan_time(monkeypatch: pytest.MonkeyPatch) -> None
 
     p: Plan = plan(h, INJECTABLE)
     assert p.adapter is not None
+    at_plan = len(built)  # the general path's adapter and the JSON path's
+    assert at_plan == 2
     for _ in range(3):
         p.bind(["1", {"text": "t"}, [2], "3.5"], INJECT)
-    assert len(built) == 1
+        p.bind_json('["1",{"text":"t"},[2]]', [], INJECT)
+    assert len(built) == at_plan
 
 
 # --- to_jsonable ----------------------------------------------------------------------
@@ -520,3 +523,87 @@ def test_to_jsonable_copies_only_changed_containers() -> None:
     assert to_jsonable([untouched, Color.BLUE])[0] is untouched
     assert to_jsonable(Message(text="m")) == {"text": "m", "to": []}
     assert to_jsonable(frozenset({"z"})) == ["z"]
+
+
+# --- the JSON path: arguments validated straight from their text -------------------------------------------------
+
+
+def _both(handler: Callable[..., Any], args: list[Any]) -> tuple[Any, Any]:
+    """The general path's call and the JSON path's call for the same arguments."""
+    import json
+
+    p = plan(handler, INJECTABLE)
+    assert p.json_argc == len(args)
+    return p.bind(args, INJECT), p.bind_json(json.dumps(args), [], INJECT)
+
+
+def test_json_path_calls_as_the_general_path() -> None:
+    def h(s: FakeSocket, n: int, point: Point, msg: Message, movie: Movie, anything: Any, *, ack: FakeAck) -> None: ...
+
+    args = ["3", {"x": 1}, {"text": "t", "to": [1]}, {"title": "T", "year": "1999"}, {"k": [1, None]}]
+    general, from_json = _both(h, args)
+    assert general == from_json
+    assert from_json[0][1:] == [3, Point(1, 0), Message(text="t", to=[1]), {"title": "T", "year": 1999}, args[4]]
+
+
+def test_json_path_only_for_exact_counts_and_without_binary() -> None:
+    def pair(a: int, b: str = "x") -> None: ...
+
+    def var(a: int, *rest: int) -> None: ...
+
+    def binary(a: int, data: bytes) -> None: ...
+
+    def nested(a: list[bytes | None]) -> None: ...
+
+    @dataclasses.dataclass
+    class Blob:
+        data: bytes
+
+    def blob(b: Blob) -> None: ...
+
+    def untyped(a, b):  # type: ignore[no-untyped-def]
+        ...
+
+    assert plan(pair, INJECTABLE).json_argc == 2
+    assert plan(var, INJECTABLE).json_argc == 1
+    for h in (binary, nested, blob, untyped):
+        assert plan(h, INJECTABLE).json_argc == -1, h.__name__
+
+
+def test_json_path_names_the_argument_that_does_not_fit() -> None:
+    def h(s: FakeSocket, n: int, point: Point) -> None: ...
+
+    p = plan(h, INJECTABLE)
+    with pytest.raises(CoercionError, match=r"invalid argument 'point\.x': Input should be a valid integer"):
+        p.bind_json('[1,{"x":"no"}]', [], INJECT)
+    with pytest.raises(CoercionError, match="invalid argument 'n'"):
+        p.bind_json('["no",{"x":1}]', [], INJECT)
+    assert p.direct_marker is FakeSocket
+
+
+def test_lead_parameters_come_from_the_caller() -> None:
+    def h(sock, n: int) -> None:  # type: ignore[no-untyped-def]
+        ...
+
+    p = plan(h, INJECTABLE, lead=1)
+    assert (p.json_argc, p.direct_marker) == (1, None)
+    assert p.bind_json("[5]", [SOCK], INJECT) == ([SOCK, 5], {})
+
+
+def test_ack_serializer_from_the_return_annotation() -> None:
+    def point(s: FakeSocket) -> Point:
+        return Point(0)
+
+    def several(s: FakeSocket) -> tuple[int, str]:
+        return 1, "a"
+
+    def binary(s: FakeSocket) -> bytes:
+        return b""
+
+    def takes_ack(s: FakeSocket, ack: FakeAck) -> int:
+        return 0
+
+    to_json = plan(point, INJECTABLE).ack_to_json
+    assert to_json is not None and to_json((Point(1, 2),)) == b'[{"x":1,"y":2}]'
+    for h in (several, binary, takes_ack):
+        assert plan(h, INJECTABLE).ack_to_json is None, h.__name__

@@ -1,7 +1,8 @@
-"""anysio._dispatch without sockets: the core's event tuples in, handler calls and core calls out.
+"""anysio.server.dispatcher without sockets: the core's event tuples in, handler calls and core calls out.
 
-``FakeCore`` stands in for ``_native.EngineCore``: it has the same Socket.IO method names and records every
-call, so each test can say exactly what the Rust layer would have been asked to do.
+``FakeCore`` stands in for ``_native.EngineCore``: mypy checks that it provides ``SioCore``, the interface the
+Socket.IO layer calls (which the real core provides too, per its stub), and it records every call, so each test can
+say exactly what the Rust layer would have been asked to do.
 """
 
 from __future__ import annotations
@@ -10,14 +11,19 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn, assert_type
 
 import anyio
 import pytest
 
 from anysio import Ack, AckTimeout, ConnectionRefused, Disconnected, Server, Socket
-from anysio.adapter import Adapter
+from anysio.engineio.runtime import SioCore, native_core
 from tests.notifier import Notifier
+
+if TYPE_CHECKING:
+    from anysio._native import CoreEvent
+
+    pass
 
 REQUEST = (
     "GET",
@@ -57,7 +63,7 @@ class FakeCore(Notifier):
         """emit_to calls with the JSON decoded: (socket, args, attachments, id, ack_reply)."""
         return [(s, json.loads(d), a, i, r) for s, d, a, i, r in self.named("emit_to")]
 
-    # EngineCore's Socket.IO methods.
+    # SioCore: the Socket.IO layer's calls.
     def add_namespace(self, nsp: str) -> None:
         self._record("add_namespace", nsp)
 
@@ -75,7 +81,7 @@ class FakeCore(Notifier):
         self._record("close", key)
 
     def emit_to(
-        self, socket: int, data_json: str, attachments: Any = (), id: int | None = None, ack_reply: bool = False
+        self, socket: int, data_json: str | bytes, attachments: Any = (), id: int | None = None, ack_reply: bool = False
     ) -> bool:
         self._record("emit_to", socket, data_json, list(attachments), id, ack_reply)
         return True
@@ -86,20 +92,49 @@ class FakeCore(Notifier):
     def rooms_of(self, socket: int) -> list[str]:
         return []
 
+    def leave(self, socket: int, room: str) -> None:
+        self._record("leave", socket, room)
+
+    def targets(self, nsp: str, rooms: list[str] = [], except_rooms: list[str] = []) -> list[int]:  # noqa: B006
+        return []
+
+    def broadcast_event(
+        self,
+        nsp: str,
+        data_json: str | bytes,
+        rooms: list[str] = [],  # noqa: B006
+        except_rooms: list[str] = [],  # noqa: B006
+        attachments: list[bytes] = [],  # noqa: B006
+        id: int | None = None,
+        volatile: bool = False,
+    ) -> list[int]:
+        self._record("broadcast_event", nsp, data_json, rooms, except_rooms, attachments, id, volatile)
+        return []
+
+    def socket_count(self, nsp: str) -> int:
+        return 0
+
+    def respond(self, conn: int, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
+        self._record("respond", conn, status, headers, body)
+
+    def accept_handshake(self, conn: int, sid: str | None = None) -> None:
+        self._record("accept_handshake", conn, sid)
+
+    def refuse_handshake(self, conn: int, code: int, message: str | None = None) -> None:
+        self._record("refuse_handshake", conn, code, message)
+
 
 @asynccontextmanager
 async def running(sio: Server, core: FakeCore | None = None) -> AsyncIterator[FakeCore]:
     """``sio`` with a FakeCore, its dispatcher's tasks in a task group of the test's backend."""
     core = core or FakeCore()
-    sio._core = core  # type: ignore[assignment]
-    for nsp in sio.namespaces.values():
-        nsp.adapter = Adapter(nsp)
+    sio._core = core  # checked: FakeCore provides SioCore
     async with anyio.create_task_group() as tg:
-        sio._tg = tg
-        try:
-            yield core
-        finally:
-            tg.cancel_scope.cancel()
+        with sio.runtime.hosting(tg):
+            try:
+                yield core
+            finally:
+                tg.cancel_scope.cancel()
 
 
 def dispatch(sio: Server, *events: tuple[Any, ...]) -> None:
@@ -351,7 +386,7 @@ async def test_disconnect_handler_gets_the_reason_and_pending_acks_end() -> None
                 failures.append(e)
                 core.notify()
 
-        sio._tg.start_soon(ask)  # type: ignore[union-attr]
+        sio.runtime.spawn(ask)
         await core.wait_for(lambda: core.emits())
         dispatch(sio, ("disconnect", 10, "client namespace disconnect"))
         with anyio.fail_after(5):
@@ -377,7 +412,7 @@ async def test_emit_with_ack_gets_the_reply_or_times_out() -> None:
                 results.append(e)
             core.notify()
 
-        sio._tg.start_soon(ask, None)  # type: ignore[union-attr]
+        sio.runtime.spawn(ask, None)
         await core.wait_for(lambda: core.emits())
         [(_, args, attachments, ack_id, ack_reply)] = core.emits()
         assert (args, attachments, ack_reply) == (["q", {"_placeholder": True, "num": 0}], [b"\x01"], False)
@@ -385,7 +420,7 @@ async def test_emit_with_ack_gets_the_reply_or_times_out() -> None:
         await core.wait_for(lambda: results)
         assert results == [("yes", b"\x02")]
 
-        sio._tg.start_soon(ask, 0.05)  # type: ignore[union-attr]
+        sio.runtime.spawn(ask, 0.05)
         await core.wait_for(lambda: len(results) == 2)
         assert isinstance(results[1], AckTimeout)
         # A late ack for it, or one for an id never sent, is dropped.
@@ -456,3 +491,73 @@ async def test_close_drops_sockets_still_connecting() -> None:
         release.set()
         await core.wait_for(lambda: core.named("accept"))
         assert not sio.sockets and 10 not in sio._dispatcher.sockets
+
+
+class NoScan(dict[int, Socket]):
+    """The dispatcher's socket table, refusing to be scanned: a session's close must find its sockets through
+    an index, not by visiting every socket of the server (quadratic in a disconnect storm)."""
+
+    def _refuse(self) -> AssertionError:
+        return AssertionError("a session close visited every socket of the server")
+
+    def __iter__(self) -> NoReturn:
+        raise self._refuse()
+
+    def keys(self) -> NoReturn:
+        raise self._refuse()
+
+    def values(self) -> NoReturn:
+        raise self._refuse()
+
+    def items(self) -> NoReturn:
+        raise self._refuse()
+
+
+@pytest.mark.anyio
+async def test_a_session_close_touches_only_its_own_sockets() -> None:
+    sio = Server()
+    release = anyio.Event()
+    admin = sio.of("/admin")
+
+    @sio.use
+    async def slow(socket: Socket) -> None:
+        await release.wait()
+
+    admin.use(slow)
+
+    async with running(sio) as core:
+        other = CLIENT + 1
+        dispatch(
+            sio,
+            ("open", CLIENT, "sid-1", "", REQUEST),
+            ("open", other, "sid-2", "", REQUEST),
+            ("connect", 10, CLIENT, "/", "a", None),
+            ("connect", 11, CLIENT, "/admin", "b", None),
+            ("connect", 12, other, "/", "c", None),
+            ("connect", 13, other, "/admin", "d", None),
+        )
+        sockets = sio._dispatcher.sockets
+        await core.wait_for(lambda: all(k in sockets for k in (10, 11, 12, 13)))
+        sio._dispatcher.sockets = NoScan(sockets)
+        dispatch(sio, ("close", CLIENT, "transport close"))
+        table = sio._dispatcher.sockets
+        assert (10 in table, 11 in table, 12 in table, 13 in table) == (False, False, True, True)
+        dispatch(sio, ("close", other, "transport close"))
+        assert not any(k in table for k in (10, 11, 12, 13))
+        core.accepting = False
+        release.set()
+        await core.wait_for(lambda: len(core.named("accept")) == 4)
+        assert not sio.sockets and not admin.sockets
+
+
+def test_the_real_core_and_the_fake_provide_the_same_typed_interface() -> None:
+    """Checked by mypy more than run: the real core (per its stub) and FakeCore both provide ``SioCore``, and the
+    core's turn gives its event tuples, typed, to the dispatcher (which matches on them)."""
+    real = native_core(path="/socket.io", defer_handshakes=False, socketio=True)
+    cores: list[SioCore] = [real, FakeCore()]
+    events = real.turn()
+    if TYPE_CHECKING:  # the stub-only alias exists for mypy alone
+        assert_type(events, list[CoreEvent])
+    assert events == [] and len(cores) == 2
+    sio = Server()
+    sio._dispatcher.dispatch(events)

@@ -1,4 +1,4 @@
-"""anysio._wire: event arguments to and from JSON text with binary attachments, as socket.io-parser does."""
+"""anysio.codec.wire: event arguments to and from JSON text with binary attachments, as socket.io-parser does."""
 
 import dataclasses
 import json
@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from anysio._wire import BadAttachments, decode_args, encode_args
+from anysio.codec.wire import BadAttachments, decode_args, encode_args
 
 
 def ph(n: int) -> dict[str, Any]:

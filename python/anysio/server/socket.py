@@ -1,18 +1,28 @@
-"""A client's connection to one namespace (Node's ``Socket``), and the ack callable handlers may take."""
+"""A client's connection to one namespace (Node's ``Socket``), and the ack callable handlers may take.
+
+A socket sees its namespace through ``SocketNamespace`` (the namespace, in ``server.py``, stands above it)."""
 
 from __future__ import annotations
 
 import time
-from collections import deque
+from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from ._wire import encode_args
-from .engineio import Request
+import anyio
 
-if TYPE_CHECKING:
-    from ._dispatch import Handler
-    from .server import BroadcastOperator, Namespace
+from ..adapters.base import Adapter, AdapterNamespace
+from ..codec.wire import encode_args
+from ..engineio.http import Request
+from ..exceptions import AckTimeout, Disconnected, reply_value
+from .broadcast import BroadcastOperator
+
+
+class SocketNamespace(AdapterNamespace, Protocol):
+    """What a socket needs from its namespace: the adapter's view of it, and the adapter."""
+
+    @property
+    def adapter(self) -> Adapter: ...
 
 
 @dataclass(frozen=True)
@@ -49,7 +59,7 @@ class Handshake:
 class Socket:
     """One client in one namespace. ``id`` is per namespace; ``eio_sid`` names the underlying session."""
 
-    nsp: Namespace
+    nsp: SocketNamespace
     key: int
     id: str
     client: int
@@ -58,10 +68,6 @@ class Socket:
     request: Request
     data: dict[str, Any] = field(default_factory=dict)
     connected: bool = False
-    #: Handlers waiting for this socket's running one (see Dispatcher._drain); None when none runs.
-    _queue: deque[tuple[Handler, list[Any], int | None, Ack | None]] | None = field(
-        default=None, init=False, repr=False
-    )
 
     @property
     def namespace(self) -> str:
@@ -77,15 +83,42 @@ class Socket:
     def leave(self, room: str) -> None:
         self.nsp.adapter.delete(self, room)
 
+    def _send(self, args: list[Any], ack_id: int | None = None) -> None:
+        data, attachments = encode_args(args)
+        self.nsp.core.emit_to(self.key, data, attachments, ack_id)
+
     async def emit(self, event: str, *args: Any) -> None:
         """Send an event to this client only."""
-        self.nsp.server._emit_to(self, [event, *args])
+        self._send([event, *args])
 
     async def emit_with_ack(self, event: str, *args: Any, timeout: float | None = None) -> Any:
         """Send an event and wait for the client's acknowledgement; returns its first argument (or a tuple
         of them when there are several). Raises AckTimeout after ``timeout`` seconds, and Disconnected when the
         socket is gone (or goes) before the acknowledgement."""
-        return await self.nsp.server._emit_with_ack(self, [event, *args], timeout)
+        if self.nsp.socket(self.key) is not self:
+            raise Disconnected(f"{self.id} is disconnected; {event!r} was not sent")
+        acks = self.nsp.acks
+        ack_id = acks.next_id()
+        done = anyio.Event()
+        box: list[list[Any] | None] = []
+
+        def resolve(values: list[Any] | None) -> None:
+            box.append(values)
+            done.set()
+
+        acks.expect(self.key, ack_id, resolve)
+        try:
+            self._send([event, *args], ack_id)
+            with anyio.fail_after(timeout) if timeout is not None else nullcontext():
+                await done.wait()
+        except TimeoutError:
+            raise AckTimeout(f"no acknowledgement of {event!r} from {self.id} in {timeout} s") from None
+        finally:
+            acks.forget(self.key, ack_id)
+        values = box[0]
+        if values is None:
+            raise Disconnected(f"{self.id} disconnected before acknowledging {event!r}")
+        return reply_value(values)
 
     def send(self, *args: Any) -> Any:
         """``emit("message", ...)``, as Node's ``socket.send``."""
@@ -93,27 +126,27 @@ class Socket:
 
     def to(self, *rooms: str) -> BroadcastOperator:
         """Broadcast to the rooms' members except this socket."""
-        return self.nsp.to(*rooms).except_(self.id)
+        return BroadcastOperator(self.nsp.adapter).to(*rooms).except_(self.id)
 
     in_ = to
 
     def except_(self, *rooms: str) -> BroadcastOperator:
         """Broadcast to the whole namespace except this socket and the rooms' members."""
-        return self.nsp.except_(self.id, *rooms)
+        return BroadcastOperator(self.nsp.adapter).except_(self.id, *rooms)
 
     @property
     def volatile(self) -> BroadcastOperator:
         """This socket only, dropping the event if its transport is not ready to send it right now."""
-        return self.nsp.to(self.id).volatile
+        return BroadcastOperator(self.nsp.adapter).to(self.id).volatile
 
     @property
     def broadcast(self) -> BroadcastOperator:
         """Broadcast to the whole namespace except this socket."""
-        return self.nsp.except_(self.id)
+        return BroadcastOperator(self.nsp.adapter).except_(self.id)
 
     async def disconnect(self, close: bool = False) -> None:
         """Leave the namespace (the client gets DISCONNECT); with ``close``, close the whole connection."""
-        self.nsp.server._core.disconnect(self.key, close)
+        self.nsp.core.disconnect(self.key, close)
 
     def __repr__(self) -> str:
         return f"<Socket {self.id} in {self.namespace}>"
@@ -142,4 +175,4 @@ class Ack:
             return
         self.sent = True
         data, attachments = encode_args(list(args))
-        self._socket.nsp.server._core.emit_to(self._socket.key, data, attachments, self._id, True)
+        self._socket.nsp.core.emit_to(self._socket.key, data, attachments, self._id, True)

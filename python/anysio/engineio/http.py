@@ -1,14 +1,46 @@
-"""Static files for requests outside the Socket.IO path (the chat demo's page, a client bundle)."""
+"""HTTP as the application sees it: the request that opened a session, and static files for requests outside
+the Socket.IO path (the chat demo's page, a client bundle)."""
 
 from __future__ import annotations
 
 import mimetypes
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qs
 
 import anyio
 
+if TYPE_CHECKING:
+    from .._native import RequestTuple
+
 Response = tuple[int, list[tuple[str, str]], bytes]
+
+
+@dataclass(frozen=True)
+class Request:
+    """The HTTP request that opened a session (the seed's ``Request()``, Node's ``socket.request``)."""
+
+    method: str
+    path: str
+    query_string: str
+    headers: tuple[tuple[str, str], ...]
+    remote: tuple[str, int] | None
+    query: dict[str, str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        parsed = {k: v[0] for k, v in parse_qs(self.query_string, keep_blank_values=True).items()}
+        object.__setattr__(self, "query", parsed)
+
+    def header(self, name: str) -> str | None:
+        name = name.lower()
+        return next((v for k, v in self.headers if k == name), None)
+
+    @classmethod
+    def from_tuple(cls, t: RequestTuple) -> Request:
+        method, path, query, headers, remote = t
+        return cls(method, path, query, tuple(headers), remote)
 
 
 def _not_found() -> Response:

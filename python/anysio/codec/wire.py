@@ -11,7 +11,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from ._coerce import to_jsonable
+from .coerce import to_jsonable
 
 _encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 _BINARY = (bytes, bytearray, memoryview)

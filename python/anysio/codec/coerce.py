@@ -65,6 +65,13 @@ _MAX_MESSAGE = 200
 # Runtime-only constructors whose dynamic arguments mypy cannot check.
 _make_typed_dict: Any = typing_extensions.TypedDict
 _annotated: Any = Annotated
+_tuple: Any = tuple
+
+
+def _tuple_of(hints: list[Any]) -> Any:
+    return _tuple[tuple(hints)]
+
+
 _union: Any = Union
 _STRICT_TEXT: dict[type, Any] = {
     bytes: _annotated[bytes, Strict()],
@@ -89,15 +96,22 @@ class Plan:
 
     __slots__ = (
         "_checked",
+        "_json",
+        "_json_names",
         "_keyword",
+        "_lead",
         "_positional",
         "_required",
         "_var",
         "_var_checked",
+        "ack_to_json",
         "adapter",
         "arg_names",
+        "direct_marker",
         "is_async",
+        "json_argc",
         "returns_ack",
+        "validate_json",
     )
 
     def __init__(
@@ -110,6 +124,9 @@ class Plan:
         var: str | None,
         var_checked: bool,
         adapter: TypeAdapter[Any] | None,
+        json: TypeAdapter[Any] | None = None,
+        lead: int = 0,
+        ack_json: TypeAdapter[Any] | None = None,
     ) -> None:
         self.is_async = is_async
         self.returns_ack = returns_ack
@@ -123,6 +140,57 @@ class Plan:
         self._var_checked = var_checked
         self._required = sum(1 for p in positional if p.marker is None and p.default is _MISSING)
         self._checked = tuple((p.name, p.index) for p in positional if p.checked)
+        # The JSON path (`bind_json`): one adapter over the tuple of the event parameters after the first `lead`
+        # (which the caller supplies), validating straight from the argument text.
+        self._json = json
+        self._lead = lead
+        self._json_names = self.arg_names[lead:]
+        #: The argument count `bind_json` serves (one for every parameter, none over); -1 when it serves none.
+        self.json_argc = len(self._json_names) if json is not None else -1
+        #: pydantic-core's own call, without TypeAdapter's wrapper: the tuple of the event parameters' values.
+        self.validate_json = json.validator.validate_json if json is not None else None
+        #: When the handler's only parameters are one injected marker, then the event parameters: the marker.
+        #: The caller may then call it as handler(injected, *validate_json(text)).
+        self.direct_marker = (
+            positional[0].marker
+            if lead == 0
+            and not keyword
+            and positional
+            and positional[0].marker is not None
+            and [p.index for p in positional[1:]] == list(range(len(positional) - 1))
+            else None
+        )
+        #: The return annotation's serializer over a one-element tuple (the ack's JSON array in one call), or
+        #: None; see `ack_json`.
+        self.ack_to_json = ack_json.serializer.to_json if ack_json is not None else None
+
+    def describe(self, exc: ValidationError) -> str:
+        """The message for a ValidationError of `validate_json`."""
+        return _describe(exc, self._json_names)
+
+    def bind_json(
+        self, args_json: str | bytes, lead: list[Any], inject: Mapping[type, Any]
+    ) -> tuple[list[Any], dict[str, Any]]:
+        """`bind` for an event whose arguments are still JSON text (`takes_json` said so): parsed and validated
+        in one step by pydantic-core. `lead` fills the first parameters (the socket, python-socketio style).
+
+        Raises CoercionError.
+        """
+        assert self.validate_json is not None
+        try:
+            values = self.validate_json(args_json)
+        except ValidationError as exc:
+            raise CoercionError(_describe(exc, self._json_names)) from None
+        lead_count = self._lead
+        call: list[Any] = []
+        for p in self._positional:
+            if p.marker is not None:
+                call.append(_injected(p, inject))
+            elif p.index < lead_count:
+                call.append(lead[p.index])
+            else:
+                call.append(values[p.index - lead_count])
+        return call, {p.name: _injected(p, inject) for p in self._keyword} if self._keyword else {}
 
     def bind(self, args: list[Any], inject: Mapping[type, Any]) -> tuple[list[Any], dict[str, Any]]:
         """Turn the JSON-decoded event arguments into call arguments.
@@ -177,13 +245,15 @@ def _injected(p: _Param, inject: Mapping[type, Any]) -> Any:
     return value
 
 
-def _describe(exc: ValidationError) -> str:
-    """Name the argument and the reason from pydantic's first error, not the input."""
+def _describe(exc: ValidationError, names: Sequence[str] = ()) -> str:
+    """Name the argument and the reason from pydantic's first error, not the input. `names` name the positions
+    of a tuple adapter."""
     first = exc.errors(include_url=False, include_context=False, include_input=False)[0]
     loc = first["loc"]
-    path = str(loc[0] if loc else "?") + "".join(
-        f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc[1:]
-    )
+    head = loc[0] if loc else "?"
+    if isinstance(head, int) and 0 <= head < len(names):
+        head = names[head]
+    path = str(head) + "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc[1:])
     message = f"invalid argument '{path}': {first['msg']}"
     more = exc.error_count() - 1
     if more:
@@ -191,8 +261,9 @@ def _describe(exc: ValidationError) -> str:
     return message if len(message) <= _MAX_MESSAGE else message[: _MAX_MESSAGE - 3] + "..."
 
 
-def plan(handler: Callable[..., Any], injectable: Sequence[type]) -> Plan:
-    """Read `handler`'s signature once.
+def plan(handler: Callable[..., Any], injectable: Sequence[type], lead: int = 0) -> Plan:
+    """Read `handler`'s signature once. The first `lead` event parameters are filled by the caller (the socket,
+    for python-socketio's convention), never from JSON.
 
     Raises TypeError for a signature that no event could satisfy.
     """
@@ -235,6 +306,25 @@ def plan(handler: Callable[..., Any], injectable: Sequence[type]) -> Plan:
         positional.append(_Param(param.name, None, taken, checked, default, _MISSING))
         taken += 1
     adapter = _build_adapter(handler, fields) if fields else None
+    event_hints = [hints.get(p.name, Any) if p.checked else Any for p in positional if p.marker is None][lead:]
+    json = None
+    if adapter is not None and not any(_mentions_bytes(h) for h in event_hints):
+        # Binary never comes from JSON text: with a bytes parameter anywhere, events take the general path,
+        # where attachments are swapped in (and str -> bytes refused) before validation.
+        json = TypeAdapter(_tuple_of(event_hints)) if event_hints else None
+    returns = hints.get("return", _MISSING)
+    ack_json = None
+    if (
+        not takes_ack
+        and _needs_validation(returns)
+        and returns not in (None, type(None))
+        and not _mentions_bytes(returns)
+        and get_origin(_strip_annotated(returns)) is not tuple
+    ):
+        try:
+            ack_json = TypeAdapter(_tuple_of([returns]))
+        except Exception:
+            ack_json = None  # a return type pydantic cannot serialize: the general path judges the value
     return Plan(
         is_async=_is_async(handler),
         returns_ack=not takes_ack,
@@ -243,7 +333,27 @@ def plan(handler: Callable[..., Any], injectable: Sequence[type]) -> Plan:
         var=var,
         var_checked=var_checked,
         adapter=adapter,
+        json=json,
+        lead=lead,
+        ack_json=ack_json,
     )
+
+
+def _mentions_bytes(hint: Any, seen: frozenset[int] = frozenset()) -> bool:
+    """Whether a binary type appears in `hint`: in its type arguments, or the fields of a dataclass or TypedDict
+    (whose binary values travel as attachments). A pydantic model's own serializer turns bytes into text."""
+    if hint is bytes or hint is bytearray or hint is memoryview:
+        return True
+    if id(hint) in seen:
+        return False
+    seen = seen | {id(hint)}
+    if isinstance(hint, type) and (dataclasses.is_dataclass(hint) or typing_extensions.is_typeddict(hint)):
+        try:
+            fields = typing.get_type_hints(hint)
+        except Exception:
+            return True  # unknown fields: the general path
+        return any(_mentions_bytes(f, seen) for f in fields.values())
+    return any(_mentions_bytes(arg, seen) for arg in get_args(hint) if arg is not Ellipsis)
 
 
 def _label(handler: Callable[..., Any]) -> str:

@@ -1,0 +1,286 @@
+"""The runtime every server shares: the Rust core built from the Engine.IO options, the driver loop that waits on
+its file descriptor with anyio (so it runs unchanged on asyncio, uvloop and trio), the handshake decision, and the
+interface the Socket.IO layer calls on the core.
+
+Nothing here knows a server class: a server hands its core and its dispatch function over as a ``Runtime``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import math
+import socket
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, TypedDict, Unpack
+
+import anyio
+import anyio.abc
+import anyio.lowlevel
+
+from .._native import EngineCore
+from .eager import Suspended
+from .http import Request
+
+if TYPE_CHECKING:
+    from .._native import CoreEvent
+
+logger = logging.getLogger("anysio")
+
+
+@dataclass(frozen=True)
+class Cookie:
+    """The session cookie set on the handshake (off unless given, as in Node)."""
+
+    name: str = "io"
+    path: str = "/"
+    http_only: bool = True
+    same_site: str | None = "Lax"
+
+
+class RequestRefused(Exception):
+    """Raised (or returned as a message) by an allow-request hook to refuse a handshake with 403."""
+
+
+AllowRequest = Callable[[Request], bool | str | Awaitable[bool | str | None] | None]
+GenerateId = Callable[[Request], str | Awaitable[str]]
+
+
+async def _maybe_await(value: Any) -> Any:
+    return await value if inspect.isawaitable(value) else value
+
+
+class EngineOptions(TypedDict, total=False):
+    """The Engine.IO options every server takes: Node's engine.io options, in Python spelling, with Node's
+    defaults: ping_interval 25 s, ping_timeout 20 s, upgrade_timeout 10 s, max_payload 1e6 bytes, both
+    transports, upgrades allowed, no CORS, no cookie (True for Node's ``io``), no connection limit."""
+
+    ping_interval: float
+    ping_timeout: float
+    upgrade_timeout: float
+    max_payload: int
+    transports: Iterable[str]
+    allow_upgrades: bool
+    cors_allowed_origins: str | Iterable[str] | None
+    cors_credentials: bool
+    cookie: Cookie | bool | None
+    max_connections: int | None
+    #: Prepended to generated sids (workers use it to name a session's owner).
+    sid_prefix: str
+
+
+def native_core(
+    *,
+    path: str,
+    defer_handshakes: bool,
+    socketio: bool = False,
+    connect_timeout: float = 45.0,
+    serve_other_paths: bool = False,
+    **options: Unpack[EngineOptions],
+) -> EngineCore:
+    """The Rust core for the options every server shares."""
+    origins = options.get("cors_allowed_origins")
+    if isinstance(origins, str):
+        origins = [origins]
+    cookie = options.get("cookie")
+    c = Cookie() if cookie is True else cookie if isinstance(cookie, Cookie) else None
+    return EngineCore(
+        ping_interval=options.get("ping_interval", 25.0),
+        ping_timeout=options.get("ping_timeout", 20.0),
+        upgrade_timeout=options.get("upgrade_timeout", 10.0),
+        max_payload=options.get("max_payload", 1_000_000),
+        transports=list(options.get("transports", ("polling", "websocket"))),
+        allow_upgrades=options.get("allow_upgrades", True),
+        path=path,
+        cors_origins=None if origins is None else list(origins),
+        cors_credentials=options.get("cors_credentials", False),
+        cookie_name=c.name if c else None,
+        cookie_path=c.path if c else "/",
+        cookie_http_only=c.http_only if c else True,
+        cookie_same_site=c.same_site if c else None,
+        max_connections=options.get("max_connections"),
+        defer_handshakes=defer_handshakes,
+        sid_prefix=options.get("sid_prefix", ""),
+        socketio=socketio,
+        connect_timeout=connect_timeout,
+        serve_other_paths=serve_other_paths,
+    )
+
+
+class HandshakeCore(Protocol):
+    """The core's answers to a handshake it holds (``defer_handshakes=True``)."""
+
+    def accept_handshake(self, conn: int, sid: str | None = None) -> None: ...
+    def refuse_handshake(self, conn: int, code: int, message: str | None = None) -> None: ...
+
+
+class SioCore(HandshakeCore, Protocol):
+    """What the Socket.IO layer (dispatcher, sockets, adapters) calls on the core: ``EngineCore(socketio=True)``,
+    or a test's fake. Sockets are named by the keys of the core's "connect" events, sessions by their clients'."""
+
+    def add_namespace(self, nsp: str) -> None: ...
+    def accept(self, socket: int) -> bool: ...
+    def refuse(self, socket: int, data_json: str) -> None: ...
+    def disconnect(self, socket: int, close: bool = False) -> None: ...
+    def close(self, key: int) -> None: ...
+    def respond(self, conn: int, status: int, headers: list[tuple[str, str]], body: bytes) -> None: ...
+    def emit_to(
+        self,
+        socket: int,
+        data_json: str | bytes,
+        attachments: list[bytes] = ...,
+        id: int | None = None,
+        ack_reply: bool = False,
+    ) -> bool: ...
+    def broadcast_event(
+        self,
+        nsp: str,
+        data_json: str | bytes,
+        rooms: list[str] = ...,
+        except_rooms: list[str] = ...,
+        attachments: list[bytes] = ...,
+        id: int | None = None,
+        volatile: bool = False,
+    ) -> list[int]: ...
+    def targets(self, nsp: str, rooms: list[str] = ..., except_rooms: list[str] = ...) -> list[int]: ...
+    def join(self, socket: int, rooms: list[str]) -> None: ...
+    def leave(self, socket: int, room: str) -> None: ...
+    def rooms_of(self, socket: int) -> list[str]: ...
+    def socket_count(self, nsp: str) -> int: ...
+
+
+async def decide_handshake(
+    core: HandshakeCore,
+    conn: int,
+    request: Request,
+    allow_request: AllowRequest | None,
+    generate_id: GenerateId | None,
+) -> None:
+    """Run the allow-request hook and the id generator for a handshake the core holds, then answer it."""
+    try:
+        if allow_request is not None:
+            verdict = await _maybe_await(allow_request(request))
+            if verdict is False or isinstance(verdict, str):
+                core.refuse_handshake(conn, 4, verdict if isinstance(verdict, str) else None)
+                return
+        sid = None
+        if generate_id is not None:
+            sid = str(await _maybe_await(generate_id(request)))
+    except RequestRefused as e:
+        core.refuse_handshake(conn, 4, str(e) or None)
+        return
+    except Exception:
+        logger.exception("allow_request / generate_id failed; refusing the handshake")
+        core.refuse_handshake(conn, 4, None)
+        return
+    core.accept_handshake(conn, sid)
+
+
+#: Hands a batch of events to the application; a coroutine handler that suspends stops the batch (see eager.py).
+Dispatch = Callable[[list["CoreEvent"]], Suspended | None]
+
+
+class Runtime:
+    """A server as its driver (``run_core``, or the ASGI app) sees it: the native core, the functions its events
+    go to, and the task group its handlers run in while it is served.
+
+    ``dispatch`` may start coroutine handlers eagerly: its caller then finishes the one that suspended and leaves
+    the rest of the batch to a new task. ``dispatch_in_tasks`` (``dispatch`` when not given) never returns a
+    suspended handler: it is for drivers that dispatch from tasks they cannot keep (the ASGI app's requests)."""
+
+    def __init__(
+        self, core: EngineCore, dispatch: Dispatch, dispatch_in_tasks: Callable[[list[CoreEvent]], object] | None = None
+    ) -> None:
+        self.core = core
+        self.dispatch = dispatch
+        self.dispatch_in_tasks = dispatch_in_tasks if dispatch_in_tasks is not None else dispatch
+        self.task_group: anyio.abc.TaskGroup | None = None
+        self.address: tuple[str, int] | None = None
+
+    @contextmanager
+    def hosting(self, tg: anyio.abc.TaskGroup) -> Iterator[None]:
+        """Handlers run in ``tg`` for the duration."""
+        self.task_group = tg
+        try:
+            yield
+        finally:
+            self.task_group = None
+
+    def spawn(self, fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> bool:
+        """Start ``fn(*args)`` in the task group; False when the server is not being served."""
+        tg = self.task_group
+        if tg is None:
+            return False
+        tg.start_soon(fn, *args)
+        return True
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    # Bound here rather than in Rust for the backlog: mio listens with 128, and a burst of connects beyond that
+    # waits a whole SYN retry (1 s). Node listens with 511, uvicorn with 2048.
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, port), family=family, backlog=2048)
+    except OSError as e:
+        error = OSError(f"cannot listen on {host}:{port}: {e.strerror or e}")
+        error.errno = e.errno
+        raise error from None
+
+
+async def run_core(
+    runtime: Runtime,
+    host: str,
+    port: int,
+    task_status: anyio.abc.TaskStatus[tuple[str, int]],
+    sock: socket.socket | None = None,
+) -> None:
+    """Serve until cancelled: the driver loop (``_drive``) in a task of the server's task group."""
+    core = runtime.core
+    address = core.listen_fd((sock if sock is not None else _listen(host, port)).detach())
+    runtime.address = address
+    fd = core.fileno()
+    try:
+        async with anyio.create_task_group() as tg:
+            runtime.task_group = tg
+            logger.info("listening on %s:%d", *address)
+            task_status.started(address)
+            tg.start_soon(_drive, runtime, fd, tg, [])
+    finally:
+        runtime.task_group = None
+        core.shutdown()
+        # The "server shutting down" closes reach async handlers too; a handler gets 5 s to finish.
+        with anyio.move_on_after(5, shield=True):
+            async with anyio.create_task_group() as tg:
+                runtime.task_group = tg
+                tg.start_soon(_dispatch_batch, runtime.dispatch, tg, core.turn())
+        runtime.task_group = None
+
+
+async def _drive(runtime: Runtime, fd: int, tg: anyio.abc.TaskGroup, events: list[CoreEvent]) -> None:
+    """The driver loop: wait for the core's descriptor or its next timer, turn, dispatch. When a handler suspends
+    during a dispatch, this task stays with it and a new task takes the loop over (see eager.py)."""
+    core, dispatch = runtime.core, runtime.dispatch
+    while True:
+        if events:
+            suspended = dispatch(events)
+            if suspended is not None:
+                tg.start_soon(_drive, runtime, fd, tg, suspended.rest)
+                await suspended.finish()
+                return
+        timeout = core.next_timeout()
+        if timeout is None or timeout > 0:
+            with anyio.move_on_after(math.inf if timeout is None else timeout):
+                await anyio.wait_readable(fd)
+        else:
+            await anyio.lowlevel.checkpoint()
+        events = core.turn()
+
+
+async def _dispatch_batch(dispatch: Dispatch, tg: anyio.abc.TaskGroup, events: list[CoreEvent]) -> None:
+    """Dispatch one batch; this task finishes the first handler that suspends, a new one the rest."""
+    suspended = dispatch(events)
+    if suspended is not None:
+        tg.start_soon(_dispatch_batch, dispatch, tg, suspended.rest)
+        await suspended.finish()

@@ -1,0 +1,435 @@
+"""From the core's event tuples to the application's handlers: connections, events, acks, disconnects."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import os
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from functools import partial
+from types import CoroutineType
+from typing import TYPE_CHECKING, Any, Protocol
+
+import anyio
+from pydantic_core import PydanticSerializationError
+
+from ..adapters.base import Acks
+from ..codec.coerce import CoercionError, to_jsonable
+from ..codec.wire import BadAttachments, decode_args, encode_args
+from ..engineio.eager import Suspended, resume
+from ..engineio.http import Request, StaticFiles
+from ..engineio.runtime import AllowRequest, GenerateId, Runtime, SioCore, decide_handshake
+from ..exceptions import ConnectionRefused
+from .handler import Args, Handler, Middleware
+from .socket import Ack, Handshake, Socket, SocketNamespace
+
+if TYPE_CHECKING:
+    from .._native import CoreEvent
+
+logger = logging.getLogger("anysio")
+_NOT_STARTED: Any = object()
+Queued = tuple[Handler, Args, int | None, Ack | None]
+
+
+class DispatchNamespace(SocketNamespace, Protocol):
+    """What the dispatcher needs from a namespace: its handlers, and its table of connected sockets."""
+
+    @property
+    def handlers(self) -> Mapping[str, Handler]: ...
+    @property
+    def middlewares(self) -> Sequence[Middleware]: ...
+    @property
+    def sockets(self) -> dict[str, Socket]: ...
+
+
+class DispatchHost(Protocol):
+    """What the dispatcher needs from its server."""
+
+    @property
+    def core(self) -> SioCore: ...
+    @property
+    def runtime(self) -> Runtime: ...
+    @property
+    def static_files(self) -> StaticFiles | None: ...
+
+
+def _close_fd(fd: int, owner: int) -> None:
+    """A connection for another worker, with no workers: nothing to hand it to."""
+    del owner
+    os.close(fd)
+
+
+def refusal_json(message: str, data: Any) -> str:
+    """CONNECT_ERROR data as Node sends it: {"message": ..., "data": ...}. Data that JSON cannot carry is left
+    out (and logged) rather than leaving the client without an answer."""
+    body: dict[str, Any] = {"message": str(message)}
+    try:
+        if data is not None:
+            body["data"] = to_jsonable(data)
+        return json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as e:
+        logger.error("ConnectionRefused data cannot be sent as JSON: %s", e)
+        return json.dumps({"message": str(message)}, separators=(",", ":"), ensure_ascii=False)
+
+
+def _ack_args(result: Any) -> list[Any]:
+    """A handler's return value as ack arguments: None is no argument, a tuple is several."""
+    if result is None:
+        return []
+    return list(result) if isinstance(result, tuple) else [result]
+
+
+async def _guarded(fn: Callable[..., Any], *args: Any) -> None:
+    """Run a task for one client; whatever it raises is logged, never allowed to end the server's task group."""
+    try:
+        await fn(*args)
+    except Exception:
+        logger.exception("%s failed", getattr(fn, "__qualname__", fn))
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        host: DispatchHost,
+        namespaces: Mapping[str, DispatchNamespace],
+        allow_request: AllowRequest | None,
+        generate_id: GenerateId | None,
+    ) -> None:
+        self.host = host
+        self.namespaces = namespaces
+        self.allow_request = allow_request
+        self.generate_id = generate_id
+        #: Where a connection that belongs to another worker goes (set for workers).
+        self.hand_off: Callable[[int, int], None] = _close_fd
+        self.acks = Acks()
+        self.sockets: dict[int, Socket] = {}
+        # The keys of each Engine.IO session's sockets: a session's close finds its own without a scan.
+        self.by_client: dict[int, set[int]] = {}
+        # Handlers waiting for a socket's running one, by socket key; absent when none runs.
+        self.queues: dict[int, deque[Queued]] = {}
+        self.requests: dict[int, tuple[str, Request]] = {}
+        # Disconnect handlers of the server's last turn, when its task group is already gone (shutdown).
+        self.deferred: list[tuple[Handler, Socket, str]] = []
+
+    def _spawn(self, fn: Callable[..., Any], *args: Any) -> None:
+        self.host.runtime.spawn(_guarded, fn, *args)
+
+    def dispatch_in_tasks(self, events: list[CoreEvent]) -> None:
+        """``dispatch`` without eager handlers, for drivers that cannot stay with one that suspends (ASGI)."""
+        self.dispatch(events, eager=False)
+
+    def dispatch(self, events: list[CoreEvent], eager: bool = True) -> Suspended | None:
+        """Hand a batch of the core's events to the application.
+
+        With ``eager``, coroutine handlers start here; the first one that suspends stops the batch, and the
+        caller must finish it in its own task and leave the rest of the batch to a new one (see engineio/eager.py).
+        Without, they run in a task per socket burst."""
+        for i, ev in enumerate(events):
+            match ev:
+                case ("event", key, name, args, argc, ack_id, attachments):
+                    finish = self._on_event(key, name, args, argc, ack_id, attachments, eager)
+                    if finish is not None:
+                        return Suspended(finish, events[i + 1 :])
+                case ("ack", key, data, ack_id, attachments):
+                    self._on_ack(key, data, ack_id, attachments)
+                case ("connect", key, client, nsp, sid, auth):
+                    self._on_connect(key, client, nsp, sid, auth)
+                case ("disconnect", key, reason):
+                    self._on_disconnect(key, reason)
+                case ("open", client, eio_sid, _, req):
+                    self.requests[client] = (eio_sid, Request.from_tuple(req))
+                case ("close", client, _):
+                    self.requests.pop(client, None)
+                    self._close_client(client)
+                case ("handshake", conn, req):
+                    self._spawn(
+                        decide_handshake,
+                        self.host.core,
+                        conn,
+                        Request.from_tuple(req),
+                        self.allow_request,
+                        self.generate_id,
+                    )
+                case ("handoff", fd, owner):
+                    self.hand_off(fd, owner)
+                case ("request", conn, req, _):
+                    self._spawn(self._serve_file, conn, Request.from_tuple(req))
+                case ("error", message, remote):
+                    logger.info("bad input from %s: %s", remote, message)
+        return None
+
+    async def _serve_file(self, conn: int, request: Request) -> None:
+        static = self.host.static_files
+        status, headers, body = (
+            await static.respond(request.method, request.path)
+            if static is not None
+            else (404, [("Content-Type", "text/plain")], b"Not Found")
+        )
+        self.host.core.respond(conn, status, headers, body)
+
+    # ---- connections ----------------------------------------------------------------------------------------
+
+    def _on_connect(self, key: int, client: int, nsp_name: str, sid: str, auth_json: str | None) -> None:
+        nsp = self.namespaces.get(nsp_name)
+        eio_sid, request = self.requests.get(client, ("", None))
+        if nsp is None or request is None:
+            return
+        # Node's default when the client sends no auth payload.
+        auth = json.loads(auth_json) if auth_json else {}
+        socket = Socket(nsp, key, sid, client, eio_sid, Handshake.of(request, auth), request)
+        self.sockets[key] = socket
+        self.by_client.setdefault(client, set()).add(key)
+        self._spawn(self._connect, socket, auth)
+
+    async def _connect(self, socket: Socket, auth: Any) -> None:
+        nsp = self.namespaces[socket.namespace]
+        core = self.host.core
+        try:
+            for mw in nsp.middlewares:
+                result = mw(socket)
+                if inspect.isawaitable(result):
+                    await result
+            handler = nsp.handlers.get("connect")
+            if handler is not None and await handler.call(socket, [auth], None) is False:
+                raise ConnectionRefused()
+        except (ConnectionRefused, CoercionError) as e:
+            message, data = (e.message, e.data) if isinstance(e, ConnectionRefused) else (str(e), None)
+            core.refuse(socket.key, refusal_json(message, data))
+            self._drop(socket.key)
+            return
+        except Exception:
+            logger.exception("connect handler of %s failed; refusing %s", nsp.name, socket.id)
+            core.refuse(socket.key, refusal_json("Internal server error", None))
+            self._drop(socket.key)
+            return
+        if core.accept(socket.key):
+            socket.connected = True
+            nsp.sockets[socket.id] = socket
+        else:
+            self._drop(socket.key)
+
+    def _close_client(self, client: int) -> None:
+        """The session is gone: drop its sockets still connecting (the connected ones had their disconnect)."""
+        for key in list(self.by_client.get(client, ())):
+            socket = self.sockets.get(key)
+            if socket is not None and not socket.connected:
+                self._drop(key)
+
+    def _drop(self, key: int) -> Socket | None:
+        socket = self.sockets.pop(key, None)
+        if socket is not None:
+            keys = self.by_client.get(socket.client)
+            if keys is not None:
+                keys.discard(key)
+                if not keys:
+                    del self.by_client[socket.client]
+            nsp = self.namespaces.get(socket.namespace)
+            if nsp is not None:
+                nsp.sockets.pop(socket.id, None)
+        return socket
+
+    def _on_disconnect(self, key: int, reason: str) -> None:
+        socket = self._drop(key)
+        self.acks.cancel(key)
+        if socket is None:
+            return
+        socket.connected = False
+        handler = self.namespaces[socket.namespace].handlers.get("disconnect")
+        if handler is not None and self.host.runtime.task_group is None:
+            self.deferred.append((handler, socket, reason))
+        elif handler is not None:
+            self._spawn(handler.call, socket, [reason], None)
+
+    async def run_deferred(self, timeout: float) -> None:
+        """Run the disconnect handlers of a shutdown ("server shutting down"), as Node does, for at most
+        ``timeout`` seconds."""
+        deferred, self.deferred = self.deferred, []
+        with anyio.move_on_after(timeout):
+            async with anyio.create_task_group() as tg:
+                for handler, socket, reason in deferred:
+                    tg.start_soon(_guarded, handler.call, socket, [reason], None)
+
+    # ---- events and acks --------------------------------------------------------------------------------
+
+    def _on_event(
+        self,
+        key: int,
+        name: str | None,
+        args_json: str,
+        argc: int,
+        ack_id: int | None,
+        attachments: list[bytes] | None,
+        eager: bool,
+    ) -> Callable[[], Awaitable[None]] | None:
+        """``name`` is None when the event is named by a number (``args_json`` then holds it as its first value).
+        Returns what finishes a coroutine handler that suspended (eager only)."""
+        socket = self.sockets.get(key)
+        if socket is None:
+            return None
+        handlers = self.namespaces[socket.namespace].handlers
+        handler = handlers.get(name) if name is not None else None
+        args: Args
+        if handler is not None and attachments is None:
+            # Decoded by the handler's plan, validated straight from the text where it can be.
+            args = (args_json, argc)
+        else:
+            decoded = self._decode(socket, args_json, attachments)
+            if decoded is None:
+                return None
+            args = decoded
+            if handler is None:
+                handler = handlers.get("*")
+                if handler is None:
+                    return None
+                if name is not None:
+                    args = [name, *decoded]
+        # A handler that takes an Ack always gets one, callable whether or not the client asked (a no-op then);
+        # for the others the return value is the ack, sent without building one.
+        ack = None if handler.plan.returns_ack else Ack(socket, ack_id)
+        queue = self.queues.get(key)
+        if queue is not None:
+            queue.append((handler, args, ack_id, ack))
+            return None
+        if not handler.plan.is_async:
+            # A plain function with nothing queued before it runs to completion here, with no task to start.
+            self._handle(handler, socket, args, ack_id, ack)
+            return None
+        if not eager:
+            self.queues[key] = deque([(handler, args, ack_id, ack)])
+            self._spawn(self._drain, socket)
+            return None
+        coro = self._handle(handler, socket, args, ack_id, ack)
+        if coro is None:
+            return None
+        if type(coro) is not CoroutineType:  # an awaitable of another kind: awaited in a task
+            self.queues[key] = deque()
+            self._spawn(self._finish, socket, handler, ack_id, coro, _NOT_STARTED)
+            return None
+        try:
+            first = coro.send(None)
+        except StopIteration as done:
+            self._reply(handler, socket, ack_id, done.value)
+            return None
+        except Exception:
+            logger.exception("handler for %r failed (socket %s)", handler.name, socket.id)
+            return None
+        # Suspended: this socket's next events wait for it, in order.
+        self.queues[key] = deque()
+        return partial(self._finish, socket, handler, ack_id, coro, first)
+
+    def _handle(self, handler: Handler, socket: Socket, args: Args, ack_id: int | None, ack: Ack | None) -> Any:
+        """Coerce and call. A plain function is answered here; a coroutine function's coroutine is returned.
+        Errors are answered and logged here (None then)."""
+        try:
+            result = handler.invoke(socket, args, ack)
+        except CoercionError as e:
+            self._unfit(handler, socket, ack_id, e)
+            return None
+        except (ValueError, RecursionError) as e:
+            # Arguments JSON.parse would take but Python cannot (integers of thousands of digits, nesting
+            # deeper than the interpreter's stack): the packet is dropped, the connection kept.
+            logger.info("bad event arguments from %s: %s", socket.id, e)
+            return None
+        except Exception:
+            logger.exception("handler for %r failed (socket %s)", handler.name, socket.id)
+            return None
+        if handler.plan.is_async:
+            return result
+        self._reply(handler, socket, ack_id, result)
+        return None
+
+    async def _finish(self, socket: Socket, handler: Handler, ack_id: int | None, awaitable: Any, first: Any) -> None:
+        """Finish a handler that suspended (``first`` is what its coroutine yielded, which may be None;
+        _NOT_STARTED for an awaitable of another kind), then the handlers of the socket's events that arrived
+        meanwhile."""
+        try:
+            try:
+                result = await (awaitable if first is _NOT_STARTED else resume(awaitable, first))
+            except Exception:
+                logger.exception("handler for %r failed (socket %s)", handler.name, socket.id)
+            else:
+                self._reply(handler, socket, ack_id, result)
+            await self._run_queue(socket)
+        finally:
+            del self.queues[socket.key]
+
+    async def _drain(self, socket: Socket) -> None:
+        """Run a socket's queued handlers one after the other, in the order their events arrived.
+
+        One task per burst rather than per event: handlers that never really wait (most: emits and broadcasts
+        return at once) then run back to back, and what they send to each client leaves in one write."""
+        try:
+            await self._run_queue(socket)
+        finally:
+            del self.queues[socket.key]
+
+    async def _run_queue(self, socket: Socket) -> None:
+        queue = self.queues[socket.key]
+        while queue:
+            handler, args, ack_id, ack = queue.popleft()
+            pending = self._handle(handler, socket, args, ack_id, ack)
+            if pending is None:
+                continue
+            try:
+                result = await pending
+            except Exception:
+                logger.exception("handler for %r failed (socket %s)", handler.name, socket.id)
+                continue
+            self._reply(handler, socket, ack_id, result)
+
+    def _decode(self, socket: Socket, data: str, attachments: list[bytes] | None) -> list[Any] | None:
+        """An EVENT's or ACK's arguments, or None when its placeholders name no attachment: Node's decoder throws
+        then, and its Client closes the whole connection ("forced close" for every socket of it), sending no
+        DISCONNECT."""
+        try:
+            return decode_args(data, attachments)
+        except (BadAttachments, ValueError, RecursionError) as e:
+            logger.info("bad packet from %s: %s", socket.id, e)
+            self.host.core.close(socket.client)
+            return None
+
+    def _unfit(self, handler: Handler, socket: Socket, ack_id: int | None, error: CoercionError) -> None:
+        logger.warning("event %r from %s does not fit its handler: %s", handler.name, socket.id, error)
+        body = {"error": str(error)}
+        if ack_id is not None:
+            self._send_ack(handler, socket, ack_id, [body])
+        else:
+            data, attachments = encode_args(["error", {"event": handler.name, **body}])
+            self.host.core.emit_to(socket.key, data, attachments)
+
+    def _reply(self, handler: Handler, socket: Socket, ack_id: int | None, result: Any) -> None:
+        if ack_id is None or not handler.plan.returns_ack:
+            return
+        to_json = handler.plan.ack_to_json
+        # The serializer planned for the return annotation, unless the value asks for the general path: None is
+        # no argument, a tuple several, which the annotation does not describe.
+        if to_json is None or result is None or type(result) is tuple:
+            self._send_ack(handler, socket, ack_id, _ack_args(result))
+            return
+        try:
+            data = to_json((result,), warnings=False)
+        except PydanticSerializationError as e:
+            logger.error("handler for %r returned what cannot be sent (socket %s): %s", handler.name, socket.id, e)
+            return
+        self.host.core.emit_to(socket.key, data, [], ack_id, True)
+
+    def _send_ack(self, handler: Handler, socket: Socket, ack_id: int, args: list[Any]) -> None:
+        try:
+            data, attachments = encode_args(args)
+        except (TypeError, ValueError, RecursionError) as e:
+            logger.error("handler for %r returned what cannot be sent (socket %s): %s", handler.name, socket.id, e)
+            return
+        self.host.core.emit_to(socket.key, data, attachments, ack_id, True)
+
+    def _on_ack(self, key: int, data: str, ack_id: int, attachments: list[bytes] | None) -> None:
+        socket = self.sockets.get(key)
+        if socket is None:
+            return
+        # Decoded before the lookup: bad placeholders close the connection even when no ack is pending, as in
+        # Node, whose decoder reassembles every packet first.
+        args = self._decode(socket, data, attachments)
+        if args is None:
+            return
+        self.acks.resolve(key, ack_id, args)
