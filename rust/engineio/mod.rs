@@ -1,18 +1,25 @@
-//! Engine.IO v4, sans-IO: bytes from connections and the current time go in; bytes to write, connections to
-//! close and application events come out. `server::Engine` is the state machine; this file holds the words it
+//! Engine.IO v4, sans-IO: requests, WebSocket messages (or the bytes that carry them) and the current time go
+//! in; answers, connections to close and application events come out. `engine::Engine` is the state machine,
+//! in parts: `conn` (connections and HTTP timing), `requests` (routing and handshakes), `polling`, `websocket`
+//! and `session`; `output` is where an answer becomes bytes or a value. This file holds the words the engine
 //! shares with its users (configuration, events, the errors Node answers with).
+mod conn;
+pub mod engine;
 pub mod output;
 pub mod packet;
-pub mod server;
+mod polling;
+mod requests;
 pub mod session;
+mod websocket;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
+pub use crate::ids::{ConnId, SessionKey};
+pub use engine::Engine;
 pub use output::Output;
 pub use packet::{Data, Packet};
-pub use server::Engine;
-pub use session::{CloseReason, ConnId, SessionKey, Transport};
+pub use session::{CloseReason, Transport};
 
 /// Node's `Server.errors`: the JSON `code` of an error response, and its default `message`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,13 +9,17 @@
 //! state       Open ─close()─► Closing (polling only: waits for one more GET to carry the close packet) ─► gone
 //! ```
 //! Time is an argument everywhere; `next_deadline` reports when the session next needs `Engine::handle_timeout`.
+use std::cmp::Reverse;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::packet::Packet;
-use super::RequestInfo;
+use super::conn::Parked;
+use super::engine::Engine;
+use super::packet::{self, Packet};
+use super::{Event, RequestInfo};
+use crate::http::Response;
 
-pub use crate::ids::{ConnId, SessionKey};
+use crate::ids::{ConnId, SessionKey};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport {
@@ -152,5 +156,159 @@ impl Session {
             .into_iter()
             .flatten()
             .min()
+    }
+}
+
+impl Engine {
+    pub(super) fn send_packet(&mut self, key: SessionKey, packet: Packet) -> bool {
+        let Some(s) = self.sessions.get_mut(&key) else {
+            return false;
+        };
+        if !s.is_open() && packet != Packet::Close {
+            return false;
+        }
+        match (s.transport, s.ws_conn) {
+            (Transport::WebSocket, Some(conn)) => self.emit(conn, |out| out.packet(&packet)),
+            _ => {
+                s.queue.push(packet);
+                if s.poll_conn.is_some() {
+                    self.poll_ready.push(key);
+                }
+            }
+        }
+        true
+    }
+
+    /// A packet from the client on `conn` (a POST, or the session's WebSocket).
+    pub(super) fn on_packet(
+        &mut self,
+        conn: ConnId,
+        key: SessionKey,
+        packet: Packet,
+        now: Instant,
+    ) {
+        let Some(s) = self.sessions.get_mut(&key) else {
+            return;
+        };
+        if !s.is_open() {
+            return;
+        }
+        match packet {
+            Packet::Message(data) => self.events.push_back(Event::Message { key, data }),
+            // A pong nobody asked for changes nothing: it must not postpone the next ping.
+            Packet::Pong(_) if s.pong_deadline.is_some() => {
+                s.pong_deadline = None;
+                let at = now + self.config.ping_interval;
+                s.next_ping = Some(at);
+                self.timers.push(Reverse((at, key)));
+            }
+            Packet::Close => self.close_session(key, CloseReason::TransportClose, now),
+            Packet::Ping(_) => {
+                // In v4 only the server pings; Node fails the transport ("invalid heartbeat direction").
+                self.report_bad_input(conn, "ping from the client".into());
+                self.close_session(key, CloseReason::TransportError, now);
+            }
+            // Upgrade packets mean something only on a probe; Node ignores them here, and noops everywhere.
+            Packet::Pong(_) | Packet::Upgrade | Packet::Noop | Packet::Open(_) => {}
+        }
+    }
+
+    pub(super) fn session_timers(&mut self, key: SessionKey, now: Instant) {
+        let Some(s) = self.sessions.get_mut(&key) else {
+            return;
+        };
+        if let ReadyState::Closing { deadline } = s.state {
+            if deadline <= now {
+                return self.remove_session(key, Packet::Close, now);
+            }
+        }
+        if let Upgrade::Probing { conn, deadline } | Upgrade::Probed { conn, deadline } = s.upgrade
+        {
+            if deadline <= now {
+                self.drop_probe(key, conn);
+            }
+        }
+        let Some(s) = self.sessions.get_mut(&key) else {
+            return;
+        };
+        if s.pong_deadline.is_some_and(|d| d <= now) {
+            return self.close_session(key, CloseReason::PingTimeout, now);
+        }
+        if s.next_ping.is_some_and(|d| d <= now) {
+            s.next_ping = None;
+            let deadline = now + self.config.ping_timeout;
+            s.pong_deadline = Some(deadline);
+            self.timers.push(Reverse((deadline, key)));
+            self.send_packet(key, Packet::Ping(String::new()));
+        }
+    }
+
+    /// Close a session for `reason`. The application hears of it at once. A polling client hears of it on its
+    /// parked GET; when the server closed the session and no GET is parked, on its next GET (the session
+    /// lingers as Closing for one ping_timeout to answer it). Otherwise the sid is forgotten at once, as in Node.
+    pub(super) fn close_session(&mut self, key: SessionKey, reason: CloseReason, now: Instant) {
+        let Some(s) = self.sessions.get_mut(&key) else {
+            return;
+        };
+        if !s.is_open() {
+            return;
+        }
+        let deadline = now + self.config.ping_timeout;
+        s.state = ReadyState::Closing { deadline };
+        s.next_ping = None;
+        s.pong_deadline = None;
+        self.open_sessions -= 1;
+        if let Some(conn) = s.upgrade.conn() {
+            s.upgrade = Upgrade::None;
+            self.close_websocket(conn, None);
+        }
+        let Some(s) = self.sessions.get_mut(&key) else {
+            return;
+        };
+        self.events.push_back(Event::Close { key, reason });
+        match (s.transport, s.ws_conn) {
+            (Transport::WebSocket, Some(conn)) => {
+                let queued = std::mem::take(&mut s.queue);
+                self.emit(conn, |out| queued.iter().for_each(|p| out.packet(p)));
+                self.close_websocket(conn, None);
+                self.remove_session(key, Packet::Close, now);
+            }
+            (Transport::WebSocket, None) => self.remove_session(key, Packet::Close, now),
+            (Transport::Polling, _)
+                if reason == CloseReason::ForcedClose && s.poll_conn.is_none() =>
+            {
+                self.timers.push(Reverse((deadline, key)));
+            }
+            // Node answers the GET of a client that sent the close packet itself with a noop.
+            (Transport::Polling, _) if reason == CloseReason::TransportClose => {
+                self.remove_session(key, Packet::Noop, now)
+            }
+            (Transport::Polling, _) => self.remove_session(key, Packet::Close, now),
+        }
+    }
+
+    /// Forget a session. A parked GET is answered with what is queued and then `last`.
+    pub(super) fn remove_session(&mut self, key: SessionKey, last: Packet, now: Instant) {
+        let Some(mut s) = self.sessions.remove(&key) else {
+            return;
+        };
+        self.sids.remove(&s.sid);
+        if s.is_open() {
+            self.open_sessions -= 1;
+        }
+        let Some(conn) = s.poll_conn else {
+            return;
+        };
+        let Some(req) = self.unpark(conn, Parked::Poll) else {
+            return;
+        };
+        let mut body = Vec::new();
+        for p in s.queue.drain(..).chain([last]) {
+            packet::push_payload_segment(&p, &mut body);
+        }
+        let res = Response::new(200).with_body("text/plain; charset=UTF-8", body);
+        self.respond(conn, &req, res);
+        // A keep-alive connection may have pipelined its next request behind the poll.
+        self.process_http(conn, now);
     }
 }
