@@ -15,7 +15,7 @@ use std::time::Instant;
 use super::conn::{Conn, ConnState, Parked, Waiting};
 use super::output::{Out, Output, Shared};
 use super::packet::{Data, Packet};
-use super::session::{CloseReason, Session, Transport};
+use super::session::{Carrier, CloseReason, Session, Transport};
 use super::{Config, ErrorCode, Event, RequestInfo};
 use crate::http::Response;
 use crate::ids::{ConnId, SessionKey};
@@ -150,7 +150,7 @@ impl Engine {
     }
 
     pub fn transport_of(&self, key: SessionKey) -> Option<Transport> {
-        self.sessions.get(&key).map(|s| s.transport)
+        self.sessions.get(&key).map(Session::transport)
     }
 
     pub fn request_of(&self, key: SessionKey) -> Option<&Arc<RequestInfo>> {
@@ -167,13 +167,11 @@ impl Engine {
         if !s.is_open() {
             return false;
         }
-        match (s.transport, s.ws_conn, s.poll_conn) {
-            (Transport::WebSocket, Some(conn), _) => self
-                .conns
-                .get(&conn)
-                .is_some_and(|c| c.out.len() < BACKED_UP),
-            (Transport::Polling, _, Some(_)) => true,
-            _ => false,
+        match (s.carrier, s.poll_conn) {
+            (Carrier::WebSocket { conn }, _) => {
+                (self.conns.get(&conn)).is_some_and(|c| c.out.len() < BACKED_UP)
+            }
+            (Carrier::Polling { .. }, poll) => poll.is_some(),
         }
     }
 
@@ -192,11 +190,9 @@ impl Engine {
             if !s.is_open() {
                 continue;
             }
-            match (s.transport, s.ws_conn) {
-                (Transport::WebSocket, Some(conn)) => {
-                    self.emit(conn, |out| out.shared(&mut shared))
-                }
-                _ => {
+            match s.carrier {
+                Carrier::WebSocket { conn } => self.emit(conn, |out| out.shared(&mut shared)),
+                Carrier::Polling { .. } => {
                     s.queue.push(packet.clone());
                     if s.poll_conn.is_some() {
                         self.poll_ready.push(*key);

@@ -22,7 +22,7 @@ impl Engine {
         }
         let closing = matches!(s.state, ReadyState::Closing { .. });
         if s.queue.is_empty() && !closing {
-            if matches!(s.upgrade, Upgrade::Probed { .. }) {
+            if matches!(s.upgrade(), Upgrade::Probed { .. }) {
                 s.queue.push(Packet::Noop);
             } else {
                 s.poll_conn = Some(conn);

@@ -11,7 +11,7 @@ use std::time::Instant;
 use super::conn::{ConnState, Waiting};
 use super::engine::Engine;
 use super::packet::Packet;
-use super::session::{Session, Transport, Upgrade};
+use super::session::{Carrier, Session, Transport, Upgrade};
 use super::{ErrorCode, Event, RequestInfo};
 use crate::http::{Method, Request, Response};
 use crate::ids::{ConnId, SessionKey};
@@ -225,9 +225,15 @@ impl Engine {
         let key = self.next_key;
         self.next_key = key.next();
         let info = Arc::new(self.request_info(conn, req));
-        let mut session = Session::new(
+        let carrier = match transport {
+            Transport::Polling => Carrier::Polling {
+                upgrade: Upgrade::None,
+            },
+            Transport::WebSocket => Carrier::WebSocket { conn },
+        };
+        let session = Session::new(
             sid.clone(),
-            transport,
+            carrier,
             info.clone(),
             now + self.config.ping_interval,
         );
@@ -246,7 +252,6 @@ impl Engine {
                     return;
                 }
                 self.become_websocket(conn, key);
-                session.ws_conn = Some(conn);
                 self.emit(conn, |out| out.packet(&open));
             }
         }
@@ -281,7 +286,11 @@ impl Engine {
         if req.is_websocket_upgrade() {
             let why = if transport != Transport::WebSocket {
                 "it asked for the polling transport"
-            } else if s.transport != Transport::Polling || s.upgrade != Upgrade::None {
+            } else if s.carrier
+                != (Carrier::Polling {
+                    upgrade: Upgrade::None,
+                })
+            {
                 "the session has a WebSocket already"
             } else if !s.is_open() || !self.config.allow_upgrades {
                 "the session cannot upgrade"
@@ -290,7 +299,8 @@ impl Engine {
                     self.become_websocket(conn, key);
                     let deadline = now + self.config.upgrade_timeout;
                     if let Some(s) = self.sessions.get_mut(&key) {
-                        s.upgrade = Upgrade::Probing { conn, deadline };
+                        let upgrade = Upgrade::Probing { conn, deadline };
+                        s.carrier = Carrier::Polling { upgrade };
                     }
                     self.timers.push(Reverse((deadline, key)));
                     self.process_websocket(conn, now);
@@ -299,7 +309,7 @@ impl Engine {
             };
             return self.accept_and_close_websocket(conn, &req, why);
         }
-        if transport != s.transport {
+        if transport != s.transport() {
             return self.refuse(conn, &req, ErrorCode::BadRequest);
         }
         match req.method {

@@ -11,7 +11,7 @@ use std::time::Instant;
 use super::conn::ConnState;
 use super::engine::Engine;
 use super::packet::{Data, Packet};
-use super::session::{CloseReason, Transport, Upgrade};
+use super::session::{Carrier, CloseReason, Upgrade};
 use super::Event;
 use crate::http::{Request, Response};
 use crate::ids::{ConnId, SessionKey};
@@ -187,12 +187,14 @@ impl Engine {
     pub(super) fn is_probe(&self, key: SessionKey, conn: ConnId) -> bool {
         self.sessions
             .get(&key)
-            .is_some_and(|s| s.upgrade.conn() == Some(conn))
+            .is_some_and(|s| s.upgrade().conn() == Some(conn))
     }
 
     pub(super) fn drop_probe(&mut self, key: SessionKey, conn: ConnId) {
-        if let Some(s) = self.sessions.get_mut(&key) {
-            s.upgrade = Upgrade::None;
+        if let Some(Carrier::Polling { upgrade }) =
+            self.sessions.get_mut(&key).map(|s| &mut s.carrier)
+        {
+            *upgrade = Upgrade::None;
         }
         self.close_websocket(conn, None);
     }
@@ -201,9 +203,10 @@ impl Engine {
         let Some(s) = self.sessions.get_mut(&key) else {
             return;
         };
-        match (s.upgrade, packet) {
+        match (s.upgrade(), packet) {
             (Upgrade::Probing { deadline, .. }, Packet::Ping(p)) if p == "probe" => {
-                s.upgrade = Upgrade::Probed { conn, deadline };
+                let upgrade = Upgrade::Probed { conn, deadline };
+                s.carrier = Carrier::Polling { upgrade };
                 // Release the parked GET so the client can pause polling and send the upgrade packet.
                 if s.poll_conn.is_some() && s.queue.is_empty() {
                     s.queue.push(Packet::Noop);
@@ -212,9 +215,7 @@ impl Engine {
                 self.emit(conn, |out| out.packet(&Packet::Pong("probe".into())));
             }
             (Upgrade::Probed { .. }, Packet::Upgrade) => {
-                s.upgrade = Upgrade::None;
-                s.transport = Transport::WebSocket;
-                s.ws_conn = Some(conn);
+                s.carrier = Carrier::WebSocket { conn };
                 let queued = std::mem::take(&mut s.queue);
                 if s.poll_conn.is_some() {
                     s.queue.push(Packet::Noop);
@@ -240,10 +241,11 @@ impl Engine {
         let Some(s) = self.sessions.get_mut(&key) else {
             return;
         };
-        if s.upgrade.conn() == Some(conn) {
-            s.upgrade = Upgrade::None;
-        } else if s.ws_conn == Some(conn) {
-            s.ws_conn = None;
+        if s.upgrade().conn() == Some(conn) {
+            s.carrier = Carrier::Polling {
+                upgrade: Upgrade::None,
+            };
+        } else if s.websocket() == Some(conn) {
             self.close_session(key, reason, now);
         }
     }
