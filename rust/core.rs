@@ -10,11 +10,12 @@
 //! Engine.IO server), `Core<SocketIo>` puts the Socket.IO layer on top. What needs Socket.IO takes a
 //! `Core<SocketIo>`, so the mode is known where it matters instead of checked at each call.
 use std::collections::VecDeque;
-use std::net::SocketAddr;
 use std::time::Instant;
 
 use crate::engineio::{self, ConnId, Engine};
+use crate::http::Request;
 use crate::socketio::{self, SocketIo};
+use crate::websocket::Message;
 
 /// What sits on the engine's events.
 pub trait Layer {
@@ -93,19 +94,16 @@ impl<L: Layer> Core<L> {
         Core { engine, layer }
     }
 
-    // ---- input ----------------------------------------------------------------------------------------------
+    // ---- input (typed: a driver's connection layer, or the ASGI server, has read the bytes) ----------------
 
-    /// A new connection; `now` when the HTTP timeouts apply to it (a socket's: an ASGI server's requests
-    /// arrive whole).
-    pub fn connect(&mut self, conn: ConnId, remote: Option<SocketAddr>, now: Option<Instant>) {
-        match now {
-            Some(now) => self.engine.on_connect_at(conn, remote, now),
-            None => self.engine.on_connect(conn, remote),
-        }
+    /// A whole request on `conn` (opened with `Engine::on_connect` or `on_connect_typed`).
+    pub fn request(&mut self, conn: ConnId, req: Request, now: Instant) {
+        self.engine.on_request(conn, req, now);
     }
 
-    pub fn input(&mut self, conn: ConnId, bytes: &[u8], now: Instant) {
-        self.engine.on_bytes(conn, bytes, now);
+    /// A message from the peer of `conn`'s WebSocket.
+    pub fn message(&mut self, conn: ConnId, msg: Message, now: Instant) {
+        self.engine.on_message(conn, msg, now);
     }
 
     /// The peer closed the connection, or it failed.

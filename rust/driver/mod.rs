@@ -18,7 +18,9 @@ use crate::engineio::{ConnId, Engine};
 
 #[path = "virtual.rs"]
 pub mod virtual_conn;
+pub mod wire;
 pub mod workers;
+use wire::Wire;
 use workers::Peeked;
 
 const WAKER: Token = Token(0);
@@ -80,6 +82,8 @@ pub struct Driver {
     /// Connections to give to the worker owning their session: (descriptor, owner). The owner of the list
     /// (Python) sends and closes each descriptor.
     handoffs: Vec<(RawFd, u32)>,
+    /// The connections' bytes, read as requests and WebSocket messages for the engine.
+    wire: Wire,
 }
 
 impl Driver {
@@ -99,6 +103,7 @@ impl Driver {
             linger_queue: VecDeque::new(),
             worker: None,
             handoffs: Vec::new(),
+            wire: Wire::new(),
         })
     }
 
@@ -145,7 +150,8 @@ impl Driver {
                 lingering: None,
             },
         );
-        engine.on_connect_at(conn, remote, Instant::now());
+        self.wire
+            .connect(engine, conn, remote, Some(Instant::now()));
         Ok(())
     }
 
@@ -155,7 +161,7 @@ impl Driver {
 
     /// Before a connection's next request is read: keep it, wait for its request line, or hand it over.
     fn route(&mut self, engine: &Engine, conn: ConnId, me: u32) -> Peeked {
-        if !engine.is_idle_http(conn) {
+        if !self.wire.is_idle(engine, conn) {
             return Peeked::Local;
         }
         let Some(c) = self.conns.get_mut(&conn) else {
@@ -202,7 +208,7 @@ impl Driver {
     /// When `turn` next has a timer to run: the core's, or a lingering socket's.
     pub fn next_deadline(&self, core_deadline: Option<Instant>) -> Option<Instant> {
         let linger = self.linger_queue.front().map(|(at, _)| *at);
-        earliest(core_deadline, linger)
+        earliest(earliest(core_deadline, linger), self.wire.next_deadline())
     }
 
     /// Consume the wake-up the application's calls armed (`request_flush`), with nothing else to do: for a
@@ -237,6 +243,7 @@ impl Driver {
             // output left.
         }
         self.expire_lingering(&mut core.engine, now);
+        self.wire.handle_timeout(&mut core.engine, now);
         loop {
             core.settle(now);
             // Answers the layers wrote (CONNECT_ERROR, closes) go out in this turn.
@@ -275,7 +282,7 @@ impl Driver {
                             lingering: None,
                         },
                     );
-                    engine.on_connect_at(conn, Some(remote), now);
+                    self.wire.connect(engine, conn, Some(remote), Some(now));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -296,7 +303,7 @@ impl Driver {
                 Peeked::Local => {}
                 Peeked::Incomplete if !closed => return,
                 Peeked::Incomplete => return self.drop_conn(engine, conn, now),
-                Peeked::Owner(_) => return engine.forget(conn, now),
+                Peeked::Owner(_) => return self.wire.disconnect(engine, conn, now),
             }
         }
         loop {
@@ -311,7 +318,7 @@ impl Driver {
                 }
                 Ok(n) => {
                     if c.lingering.is_none() {
-                        engine.on_bytes(conn, &self.read_buf[..n], now);
+                        self.wire.input(engine, conn, &self.read_buf[..n], now);
                     }
                     if n < self.read_buf.len() && !closed {
                         // Edge-triggered readiness is re-armed by the next arrival; a short read means the
@@ -330,7 +337,7 @@ impl Driver {
         if let Some(mut c) = self.conns.remove(&conn) {
             let _ = self.poll.registry().deregister(&mut c.stream);
         }
-        engine.on_disconnect(conn, now);
+        self.wire.disconnect(engine, conn, now);
     }
 
     fn expire_lingering(&mut self, engine: &mut Engine, now: Instant) {
@@ -347,7 +354,14 @@ impl Driver {
     /// Write the output of every connection that has some; close those the engine is done with.
     fn flush(&mut self, engine: &mut Engine, now: Instant) {
         let mut dirty = std::mem::take(&mut self.dirty);
-        engine.take_dirty(now, &mut dirty);
+        loop {
+            // Requests pipelined behind answered ones; answering parked GETs (take_dirty) may resume more.
+            self.wire.resume(engine, now);
+            engine.take_dirty(&mut dirty);
+            if !engine.has_resumed() {
+                break;
+            }
+        }
         let mut retry = Vec::new();
         for conn in dirty.drain(..) {
             match self.write_out(engine, conn) {
@@ -398,7 +412,7 @@ impl Driver {
             self.linger_queue.push_back((now + LINGER, conn));
         }
         // The engine forgets the connection now; only the socket lingers.
-        engine.forget(conn, now);
+        self.wire.disconnect(engine, conn, now);
     }
 
     /// Close every session ("server shutting down") and write the goodbyes, then close every listener and

@@ -273,7 +273,7 @@ impl VirtualConns {
     /// settles and collects again.
     pub fn collect(&mut self, engine: &mut Engine, now: Instant) -> bool {
         let mut dirty = std::mem::take(&mut self.dirty);
-        engine.take_dirty(now, &mut dirty);
+        engine.take_dirty(&mut dirty);
         let mut released = false;
         for conn in dirty.drain(..) {
             let Some(vc) = self.conns.get_mut(&conn) else {

@@ -1,14 +1,14 @@
-//! Connections and HTTP timing: what the engine knows of each connection, and the HTTP/1.1 rules that hold
-//! whatever the request (keep-alive, pipelining, Node's headersTimeout and keepAliveTimeout, bounded input).
+//! Connections as the engine sees them: each carries one exchange at a time (a request and its answer, or a
+//! WebSocket), whatever reads its bytes (the mio driver's connection layer, `driver::wire`) or hands over its
+//! requests as values (the ASGI driver).
 //!
 //! ```text
 //! connection  Http ─(GET with Upgrade: websocket, answered 101)─► WebSocket ─► gone
 //!             Http parks (Waiting) while a long-polling GET waits for data, while the application decides a
-//!             handshake, or while it answers a request outside the Engine.IO path
-//! timing      a request must arrive whole within request_timeout of its first byte (408); an idle keep-alive
-//!             connection is closed after keep_alive_timeout; a parked request is never timed out
+//!             handshake, or while it answers a request outside the Engine.IO path; answering a parked request
+//!             names the connection in `take_resumed`, so requests pipelined behind it are read
+//!             Done: answered, or closed by the engine; its output is flushed, then the connection closed
 //! ```
-use std::cmp::Reverse;
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -16,9 +16,8 @@ use super::engine::Engine;
 use super::output::Out;
 use super::session::CloseReason;
 use super::CorsOrigin;
-use crate::http::{self, HttpError, Request, RequestParser, Response};
+use crate::http::{HttpError, Request, Response};
 use crate::ids::{ConnId, SessionKey};
-use crate::websocket;
 
 pub(super) enum Waiting {
     Nothing,
@@ -43,14 +42,25 @@ pub(super) enum Parked {
 
 pub(super) enum ConnState {
     Http {
-        parser: RequestParser,
         waiting: Waiting,
     },
     WebSocket {
-        decoder: websocket::Decoder,
         key: SessionKey,
     },
     /// Answered and waiting to be flushed and closed.
+    Done,
+}
+
+/// What a connection's reader may do next (see `Engine::phase`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// The engine takes the next request (unless `should_close`).
+    Reading,
+    /// A request is parked: the next one waits behind it.
+    Parked,
+    /// The connection carries WebSocket messages.
+    WebSocket,
+    /// Nothing more is read.
     Done,
 }
 
@@ -58,64 +68,40 @@ pub(super) struct Conn {
     pub(super) remote: Option<SocketAddr>,
     pub(super) state: ConnState,
     pub(super) out: Out,
+    /// Listed in `Engine::dirty`.
     pub(super) dirty: bool,
+    /// Close once the output is written: answered with `Connection: close`, finished, or too slow a reader.
     pub(super) close_after_flush: bool,
-    /// Bytes received while a request is parked: the parser only bounds what it parses, so this bounds the rest.
-    pub(super) parked_input: usize,
-    /// When this HTTP connection, neither parked nor answered, stops being waited for (see `conn_timers`).
-    pub(super) deadline: Option<Instant>,
-    /// The earliest entry this connection has in `conn_timers`. Later deadlines only move `deadline`: the entry,
-    /// when it fires, re-queues itself, so a busy keep-alive connection keeps one entry, not one per request.
-    pub(super) queued: Option<Instant>,
-    /// When the first byte of the request being received arrived.
-    pub(super) request_started: Option<Instant>,
-    /// Whether a request was answered on it: then waiting between requests is keep-alive idling.
-    pub(super) served: bool,
 }
 
 impl Engine {
     // ---- connections opening and closing ---------------------------------------------------------------------
 
+    /// A connection whose answers are bytes (`output`): the socket driver's, read by `driver::wire`.
     pub fn on_connect(&mut self, conn: ConnId, remote: Option<SocketAddr>) {
         self.insert_conn(conn, remote, Out::Wire(Vec::new()));
     }
 
-    /// A connection whose requests and WebSocket messages arrive parsed (`on_request`, `on_message`) and whose
-    /// answers are taken as values (`take_outputs`): the ASGI driver's.
+    /// A connection whose answers are taken as values (`take_outputs`): the ASGI driver's.
     pub fn on_connect_typed(&mut self, conn: ConnId, remote: Option<SocketAddr>) {
         self.insert_conn(conn, remote, Out::typed());
     }
 
-    pub(super) fn insert_conn(&mut self, conn: ConnId, remote: Option<SocketAddr>, out: Out) {
-        let parser = RequestParser::new(http::DEFAULT_MAX_HEADER_BYTES, self.config.max_payload);
-        self.conns.insert(
-            conn,
-            Conn {
-                remote,
-                state: ConnState::Http {
-                    parser,
-                    waiting: Waiting::Nothing,
-                },
-                out,
-                dirty: false,
-                close_after_flush: false,
-                parked_input: 0,
-                deadline: None,
-                queued: None,
-                request_started: None,
-                served: false,
-            },
-        );
+    fn insert_conn(&mut self, conn: ConnId, remote: Option<SocketAddr>, out: Out) {
+        let state = ConnState::Http {
+            waiting: Waiting::Nothing,
+        };
+        let c = Conn {
+            remote,
+            state,
+            out,
+            dirty: false,
+            close_after_flush: false,
+        };
+        self.conns.insert(conn, c);
     }
 
-    /// `on_connect` for a connection the HTTP timeouts apply to (the socket driver's; the ASGI driver's requests
-    /// arrive whole).
-    pub fn on_connect_at(&mut self, conn: ConnId, remote: Option<SocketAddr>, now: Instant) {
-        self.on_connect(conn, remote);
-        self.set_conn_deadline(conn, now + self.config.request_timeout);
-    }
-
-    /// The peer closed the TCP connection, or it failed.
+    /// The peer closed the connection, or it failed.
     pub fn on_disconnect(&mut self, conn: ConnId, now: Instant) {
         let Some(c) = self.conns.remove(&conn) else {
             return;
@@ -123,7 +109,6 @@ impl Engine {
         match c.state {
             ConnState::Http {
                 waiting: Waiting::Poll { key, .. },
-                ..
             } => {
                 // Node: "poll connection closed prematurely" is a transport error for the session.
                 if let Some(s) = self.sessions.get_mut(&key) {
@@ -131,14 +116,8 @@ impl Engine {
                 }
                 self.close_session(key, CloseReason::TransportError, now);
             }
-            ConnState::WebSocket { key, .. } => {
+            ConnState::WebSocket { key } => {
                 self.on_websocket_gone(key, conn, CloseReason::TransportClose, now)
-            }
-            ConnState::Http {
-                parser,
-                waiting: Waiting::Nothing,
-            } if !parser.is_idle() => {
-                self.report(conn, c.remote, "connection closed inside a request".into());
             }
             _ => {}
         }
@@ -156,14 +135,23 @@ impl Engine {
         }
     }
 
-    /// A parked connection misbehaved: close it, and the session whose GET it was holding.
-    pub(super) fn drop_parked(&mut self, conn: ConnId, now: Instant) {
+    /// A parked connection misbehaved (sent too much behind its pending request): close it, and the session
+    /// whose GET it was holding.
+    pub fn drop_parked(&mut self, conn: ConnId, now: Instant) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let remote = c.remote;
+        self.report(
+            conn,
+            remote,
+            "too much input behind a pending request".into(),
+        );
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
         if let ConnState::Http {
             waiting: Waiting::Poll { key, .. },
-            ..
         } = std::mem::replace(&mut c.state, ConnState::Done)
         {
             if let Some(s) = self.sessions.get_mut(&key) {
@@ -174,124 +162,82 @@ impl Engine {
         self.finish_conn(conn);
     }
 
-    // ---- input --------------------------------------------------------------------------------------------
-
-    pub fn on_bytes(&mut self, conn: ConnId, data: &[u8], now: Instant) {
-        let Some(c) = self.conns.get_mut(&conn) else {
-            return;
-        };
-        match &mut c.state {
-            ConnState::Http { parser, waiting } => {
-                if !matches!(waiting, Waiting::Nothing) {
-                    c.parked_input = c.parked_input.saturating_add(data.len());
-                    if c.parked_input > http::DEFAULT_MAX_HEADER_BYTES + self.config.max_payload {
-                        let remote = c.remote;
-                        self.report(
-                            conn,
-                            remote,
-                            "too much input behind a pending request".into(),
-                        );
-                        return self.drop_parked(conn, now);
-                    }
-                }
-                parser.feed(data);
-                self.process_http(conn, now);
-            }
-            ConnState::WebSocket { decoder, .. } => {
-                decoder.feed(data);
-                self.process_websocket(conn, now);
-            }
-            ConnState::Done => {}
-        }
-    }
-
-    /// A whole request on a typed connection (`on_connect_typed`), parsed by the caller.
-    pub fn on_request(&mut self, conn: ConnId, req: Request, now: Instant) {
-        let Some(c) = self.conns.get_mut(&conn) else {
-            return;
-        };
-        let idle = matches!(
-            c.state,
+    /// What `conn`'s reader may do next; None for a connection the engine does not know.
+    pub fn phase(&self, conn: ConnId) -> Option<Phase> {
+        Some(match &self.conns.get(&conn)?.state {
             ConnState::Http {
                 waiting: Waiting::Nothing,
-                ..
+            } => Phase::Reading,
+            ConnState::Http { .. } => Phase::Parked,
+            ConnState::WebSocket { .. } => Phase::WebSocket,
+            ConnState::Done => Phase::Done,
+        })
+    }
+
+    // ---- requests -----------------------------------------------------------------------------------------
+
+    /// A whole request on `conn`, parsed by the caller (the connection layer, or the ASGI server).
+    pub fn on_request(&mut self, conn: ConnId, req: Request, now: Instant) {
+        let Some(c) = self.conns.get(&conn) else {
+            return;
+        };
+        let reading = matches!(
+            c.state,
+            ConnState::Http {
+                waiting: Waiting::Nothing
             }
         );
-        if !idle || c.close_after_flush {
+        if !reading || c.close_after_flush {
             return;
         }
         if req.body.len() > self.config.max_payload {
             return self.http_error(conn, HttpError::PayloadTooLarge);
         }
-        c.served = true;
         self.handle_request(conn, req, now);
     }
 
-    pub(super) fn process_http(&mut self, conn: ConnId, now: Instant) {
-        loop {
-            let Some(c) = self.conns.get_mut(&conn) else {
-                return;
-            };
-            let ConnState::Http { parser, waiting } = &mut c.state else {
-                return;
-            };
-            // A typed connection's requests come whole through `on_request`: nothing to parse, no timers.
-            if !matches!(waiting, Waiting::Nothing) || c.close_after_flush || c.out.is_typed() {
-                return;
-            }
-            c.parked_input = 0;
-            match parser.next_request() {
-                Ok(None) => {
-                    // As Node does by default; curl otherwise waits a second before sending a large body.
-                    let expect_continue = parser.take_expect_continue();
-                    let deadline = if !parser.is_idle() {
-                        let started = *c.request_started.get_or_insert(now);
-                        Some(started + self.config.request_timeout)
-                    } else if c.served {
-                        Some(now + self.config.keep_alive_timeout)
-                    } else {
-                        None // a fresh connection: its connect-time deadline stands
-                    };
-                    if expect_continue {
-                        self.emit(conn, |out| out.wire_only(b"HTTP/1.1 100 Continue\r\n\r\n"));
-                    }
-                    if let Some(at) = deadline {
-                        self.set_conn_deadline(conn, at);
-                    }
-                    return;
-                }
-                Ok(Some(req)) => {
-                    c.request_started = None;
-                    c.served = true;
-                    self.handle_request(conn, req, now)
-                }
-                Err(err) => return self.http_error(conn, err),
-            }
-        }
-    }
-
     /// A request that cannot be served: its status, then close.
-    pub(super) fn http_error(&mut self, conn: ConnId, err: HttpError) {
-        let Some(c) = self.conns.get_mut(&conn) else {
-            return;
-        };
-        let remote = c.remote;
-        c.state = ConnState::Done;
+    pub fn http_error(&mut self, conn: ConnId, err: HttpError) {
         let msg = match err {
             HttpError::BadRequest(why) => format!("bad HTTP request: {why}"),
             HttpError::HeadersTooLarge => "HTTP headers too large".into(),
             HttpError::PayloadTooLarge => "HTTP body over max_payload".into(),
         };
-        self.report(conn, remote, msg);
-        let res = Response::new(err.status()).with_header("Connection", "close");
+        self.fail_request(conn, err.status(), msg);
+    }
+
+    /// Node's headersTimeout: a request did not arrive whole in time (408, then close).
+    pub fn request_timed_out(&mut self, conn: ConnId) {
+        self.fail_request(conn, 408, "HTTP request not received in time".into());
+    }
+
+    fn fail_request(&mut self, conn: ConnId, status: u16, why: String) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let remote = c.remote;
+        c.state = ConnState::Done;
+        self.report(conn, remote, why);
+        let res = Response::new(status).with_header("Connection", "close");
         self.emit(conn, |out| out.response(&res));
         self.finish_conn(conn);
+    }
+
+    /// A connection with nothing to answer is closed: keep-alive idling, or a client that said nothing.
+    pub fn close_idle(&mut self, conn: ConnId) {
+        self.finish_conn(conn);
+    }
+
+    /// "HTTP/1.1 100 Continue", for a request whose head asked for it (curl otherwise waits a second before
+    /// sending a large body).
+    pub fn continue_100(&mut self, conn: ConnId) {
+        self.emit(conn, |out| out.wire_only(b"HTTP/1.1 100 Continue\r\n\r\n"));
     }
 
     /// The request parked on `conn` as `kind`, taken back: the connection may read its next request again.
     pub(super) fn unpark(&mut self, conn: ConnId, kind: Parked) -> Option<Box<Request>> {
         let c = self.conns.get_mut(&conn)?;
-        let ConnState::Http { waiting, .. } = &mut c.state else {
+        let ConnState::Http { waiting } = &mut c.state else {
             return None;
         };
         let parked_as = match waiting {
@@ -303,7 +249,10 @@ impl Engine {
         if parked_as != kind {
             return None;
         }
-        c.parked_input = 0;
+        if !c.out.is_typed() {
+            // Its reader may hold requests pipelined behind this one.
+            self.resumed.push(conn);
+        }
         match std::mem::replace(waiting, Waiting::Nothing) {
             Waiting::Poll { req, .. } | Waiting::Handshake(req) | Waiting::App(req) => Some(req),
             Waiting::Nothing => None,
@@ -375,60 +324,5 @@ impl Engine {
             res = res.with_header("Access-Control-Allow-Credentials", "true");
         }
         res
-    }
-
-    // ---- HTTP timing --------------------------------------------------------------------------------------
-
-    pub(super) fn set_conn_deadline(&mut self, conn: ConnId, at: Instant) {
-        if let Some(c) = self.conns.get_mut(&conn) {
-            c.deadline = Some(at);
-            if c.queued.is_none_or(|q| at < q) {
-                c.queued = Some(at);
-                self.conn_timers.push(Reverse((at, conn)));
-            }
-        }
-    }
-
-    /// An HTTP connection's deadline passed: close it if it is still waited for (not parked, not answered).
-    pub(super) fn conn_timer(&mut self, conn: ConnId, at: Instant) {
-        let Some(c) = self.conns.get_mut(&conn) else {
-            return;
-        };
-        if c.queued != Some(at) {
-            return; // superseded by an earlier entry
-        }
-        c.queued = None;
-        match c.deadline {
-            Some(later) if later > at => {
-                // The deadline moved on since this entry was queued: wait for it instead.
-                c.queued = Some(later);
-                self.conn_timers.push(Reverse((later, conn)));
-                return;
-            }
-            Some(_) => {}
-            None => return,
-        }
-        let waited_for = matches!(
-            &c.state,
-            ConnState::Http {
-                waiting: Waiting::Nothing,
-                ..
-            }
-        );
-        if !waited_for || c.close_after_flush {
-            return;
-        }
-        c.deadline = None;
-        let idle = matches!(&c.state, ConnState::Http { parser, .. } if parser.is_idle());
-        if idle {
-            // Keep-alive idling, or a client that connected and said nothing: closed without an answer.
-            return self.finish_conn(conn);
-        }
-        let remote = c.remote;
-        c.state = ConnState::Done;
-        self.report(conn, remote, "HTTP request not received in time".into());
-        let res = Response::new(408).with_header("Connection", "close");
-        self.emit(conn, |out| out.response(&res));
-        self.finish_conn(conn);
     }
 }

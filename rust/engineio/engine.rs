@@ -29,12 +29,12 @@ pub struct Engine {
     /// Sessions not yet closed (`sids` also holds polling sessions waiting to deliver their close packet).
     pub(super) open_sessions: usize,
     pub(super) timers: BinaryHeap<Reverse<(Instant, SessionKey)>>,
-    /// HTTP connections' deadlines (`Conn::deadline`); entries whose deadline changed since are skipped.
-    pub(super) conn_timers: BinaryHeap<Reverse<(Instant, ConnId)>>,
     pub(super) events: VecDeque<Event>,
     pub(super) dirty: Vec<ConnId>,
     /// Polling sessions that got packets while a GET is parked: answered once per batch in `flush_polls`.
     pub(super) poll_ready: Vec<SessionKey>,
+    /// Connections whose parked request was answered: requests pipelined behind it can be read now.
+    pub(super) resumed: Vec<ConnId>,
 }
 
 impl Engine {
@@ -47,10 +47,10 @@ impl Engine {
             next_key: SessionKey(1),
             open_sessions: 0,
             timers: BinaryHeap::new(),
-            conn_timers: BinaryHeap::new(),
             events: VecDeque::new(),
             dirty: Vec::new(),
             poll_ready: Vec::new(),
+            resumed: Vec::new(),
         }
     }
 
@@ -64,22 +64,11 @@ impl Engine {
             self.timers.pop();
             self.session_timers(key, now);
         }
-        while let Some(Reverse((at, conn))) = self.conn_timers.peek().copied() {
-            if at > now {
-                break;
-            }
-            self.conn_timers.pop();
-            self.conn_timer(conn, at);
-        }
     }
 
+    /// When `handle_timeout` next has a session timer to run (HTTP timing is the connection layer's).
     pub fn next_timeout(&self) -> Option<Instant> {
-        let session = self.timers.peek().map(|Reverse((at, _))| *at);
-        let conn = self.conn_timers.peek().map(|Reverse((at, _))| *at);
-        match (session, conn) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        self.timers.peek().map(|Reverse((at, _))| *at)
     }
 
     // ---- outputs to the driver ----------------------------------------------------------------------------
@@ -93,8 +82,8 @@ impl Engine {
     }
 
     /// Answer parked GETs that have packets, then name the connections with output or a close pending.
-    pub fn take_dirty(&mut self, now: Instant, into: &mut Vec<ConnId>) {
-        self.flush_polls(now);
+    pub fn take_dirty(&mut self, into: &mut Vec<ConnId>) {
+        self.flush_polls();
         for conn in self.dirty.drain(..) {
             if let Some(c) = self.conns.get_mut(&conn) {
                 c.dirty = false;
@@ -103,12 +92,27 @@ impl Engine {
         }
     }
 
-    /// True when `conn` is an HTTP connection between requests: nothing buffered, nothing parked.
-    pub fn is_idle_http(&self, conn: ConnId) -> bool {
-        matches!(
-            self.conns.get(&conn).map(|c| (&c.state, c.close_after_flush)),
-            Some((ConnState::Http { parser, waiting: Waiting::Nothing }, false)) if parser.is_idle()
-        ) && self.conns.get(&conn).is_some_and(|c| c.out.is_empty())
+    /// True when `conn` waits for its next request with nothing parked, nothing to write and no close pending.
+    pub fn is_between_requests(&self, conn: ConnId) -> bool {
+        self.conns.get(&conn).is_some_and(|c| {
+            let reading = matches!(
+                c.state,
+                ConnState::Http {
+                    waiting: Waiting::Nothing
+                }
+            );
+            reading && !c.close_after_flush && c.out.is_empty()
+        })
+    }
+
+    /// Connections whose parked request was answered since the last call: their readers go on with the
+    /// requests pipelined behind it.
+    pub fn take_resumed(&mut self) -> Vec<ConnId> {
+        std::mem::take(&mut self.resumed)
+    }
+
+    pub fn has_resumed(&self) -> bool {
+        !self.resumed.is_empty()
     }
 
     /// The bytes waiting to be written to `conn`; the driver drains what it wrote.
@@ -212,7 +216,7 @@ impl Engine {
         let keys: Vec<SessionKey> = self.sessions.keys().copied().collect();
         for key in keys {
             self.close_session(key, CloseReason::ServerShuttingDown, now);
-            self.remove_session(key, Packet::Close, now);
+            self.remove_session(key, Packet::Close);
         }
         let conns: Vec<ConnId> = self.conns.keys().copied().collect();
         for conn in conns {
@@ -225,21 +229,13 @@ impl Engine {
             return;
         };
         self.finish_handshake(conn, &req, sid, now);
-        self.process_http(conn, now);
     }
 
-    pub fn refuse_handshake(
-        &mut self,
-        conn: ConnId,
-        code: ErrorCode,
-        message: Option<&str>,
-        now: Instant,
-    ) {
+    pub fn refuse_handshake(&mut self, conn: ConnId, code: ErrorCode, message: Option<&str>) {
         let Some(req) = self.unpark(conn, Parked::Handshake) else {
             return;
         };
         self.reject(conn, &req, code, code.status(), message);
-        self.process_http(conn, now);
     }
 
     /// Answer a request handed over as `Event::Request`.
@@ -249,7 +245,6 @@ impl Engine {
         status: u16,
         headers: &[(String, String)],
         body: Vec<u8>,
-        now: Instant,
     ) {
         let Some(req) = self.unpark(conn, Parked::App) else {
             return;
@@ -258,12 +253,11 @@ impl Engine {
         res.headers.extend_from_slice(headers);
         res.body = body;
         self.respond(conn, &req, res);
-        self.process_http(conn, now);
     }
 
     // ---- bad input ----------------------------------------------------------------------------------------
 
-    pub(super) fn report(&mut self, conn: ConnId, remote: Option<SocketAddr>, message: String) {
+    pub(crate) fn report(&mut self, conn: ConnId, remote: Option<SocketAddr>, message: String) {
         self.events.push_back(Event::ProtocolError {
             conn,
             remote,
@@ -272,7 +266,7 @@ impl Engine {
     }
 
     /// One `ProtocolError` per bad input, so the application logs each once.
-    pub(super) fn report_bad_input(&mut self, conn: ConnId, message: String) {
+    pub fn report_bad_input(&mut self, conn: ConnId, message: String) {
         let remote = self.conns.get(&conn).and_then(|c| c.remote);
         self.report(conn, remote, message);
     }

@@ -16,6 +16,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 pub use crate::ids::{ConnId, SessionKey};
+pub use conn::Phase;
 pub use engine::Engine;
 pub use output::Output;
 pub use packet::{Data, Packet};

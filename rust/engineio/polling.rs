@@ -37,7 +37,7 @@ impl Engine {
                 return;
             }
         }
-        self.answer_poll(conn, &req, key, now);
+        self.answer_poll(conn, &req, key);
     }
 
     pub(super) fn post(&mut self, conn: ConnId, req: Request, key: SessionKey, now: Instant) {
@@ -70,13 +70,7 @@ impl Engine {
         }
     }
 
-    pub(super) fn answer_poll(
-        &mut self,
-        conn: ConnId,
-        req: &Request,
-        key: SessionKey,
-        now: Instant,
-    ) {
+    pub(super) fn answer_poll(&mut self, conn: ConnId, req: &Request, key: SessionKey) {
         let Some(s) = self.sessions.get_mut(&key) else {
             return;
         };
@@ -93,12 +87,12 @@ impl Engine {
         let res = Response::new(200).with_body("text/plain; charset=UTF-8", body);
         self.respond(conn, req, res);
         if closing {
-            self.remove_session(key, Packet::Close, now);
+            self.remove_session(key, Packet::Close);
         }
     }
 
     /// Answer every parked GET whose session has packets: once per batch, so a burst of sends makes one payload.
-    pub(super) fn flush_polls(&mut self, now: Instant) {
+    pub(super) fn flush_polls(&mut self) {
         let ready = std::mem::take(&mut self.poll_ready);
         for key in ready {
             let Some(s) = self.sessions.get_mut(&key) else {
@@ -114,9 +108,7 @@ impl Engine {
             let Some(req) = self.unpark(conn, Parked::Poll) else {
                 continue;
             };
-            self.answer_poll(conn, &req, key, now);
-            // A keep-alive connection may have pipelined its next request behind the poll.
-            self.process_http(conn, now);
+            self.answer_poll(conn, &req, key);
         }
     }
 }

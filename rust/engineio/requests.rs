@@ -266,10 +266,6 @@ impl Engine {
             transport,
             request: info,
         });
-        if transport == Transport::WebSocket {
-            // Frames the client pipelined behind its handshake.
-            self.process_websocket(conn, now);
-        }
     }
 
     pub(super) fn session_request(
@@ -303,7 +299,6 @@ impl Engine {
                         s.carrier = Carrier::Polling { upgrade };
                     }
                     self.timers.push(Reverse((deadline, key)));
-                    self.process_websocket(conn, now);
                 }
                 return;
             };

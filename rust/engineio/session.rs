@@ -249,7 +249,7 @@ impl Engine {
         };
         if let ReadyState::Closing { deadline } = s.state {
             if deadline <= now {
-                return self.remove_session(key, Packet::Close, now);
+                return self.remove_session(key, Packet::Close);
             }
         }
         if let Upgrade::Probing { conn, deadline } | Upgrade::Probed { conn, deadline } =
@@ -306,7 +306,7 @@ impl Engine {
                 let queued = std::mem::take(&mut s.queue);
                 self.emit(conn, |out| queued.iter().for_each(|p| out.packet(p)));
                 self.close_websocket(conn, None);
-                self.remove_session(key, Packet::Close, now);
+                self.remove_session(key, Packet::Close);
             }
             Carrier::Polling { .. }
                 if reason == CloseReason::ForcedClose && s.poll_conn.is_none() =>
@@ -315,14 +315,14 @@ impl Engine {
             }
             // Node answers the GET of a client that sent the close packet itself with a noop.
             Carrier::Polling { .. } if reason == CloseReason::TransportClose => {
-                self.remove_session(key, Packet::Noop, now)
+                self.remove_session(key, Packet::Noop)
             }
-            Carrier::Polling { .. } => self.remove_session(key, Packet::Close, now),
+            Carrier::Polling { .. } => self.remove_session(key, Packet::Close),
         }
     }
 
     /// Forget a session. A parked GET is answered with what is queued and then `last`.
-    pub(super) fn remove_session(&mut self, key: SessionKey, last: Packet, now: Instant) {
+    pub(super) fn remove_session(&mut self, key: SessionKey, last: Packet) {
         let Some(mut s) = self.sessions.remove(&key) else {
             return;
         };
@@ -342,7 +342,5 @@ impl Engine {
         }
         let res = Response::new(200).with_body("text/plain; charset=UTF-8", body);
         self.respond(conn, &req, res);
-        // A keep-alive connection may have pipelined its next request behind the poll.
-        self.process_http(conn, now);
     }
 }

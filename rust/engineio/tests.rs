@@ -1,12 +1,14 @@
-//! The Engine driven the way the driver drives it, without sockets or sleeping: raw request bytes in, the
-//! bytes it writes out, and `Instant`s the tests construct. Wire examples come from
-//! tests/vectors/engineio_server.json, which the Python e2e tests replay over real sockets.
+//! The Engine driven the way the socket driver drives it (through its connection layer, `driver::wire`),
+//! without sockets or sleeping: raw request bytes in, the bytes it writes out, and `Instant`s the tests
+//! construct. Wire examples come from tests/vectors/engineio_server.json, which the Python e2e tests replay
+//! over real sockets.
 use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
 use super::*;
+use crate::driver::wire::Wire;
 use crate::websocket::{self, ClientDecoder, Message, Opcode};
 
 const VECTORS: &str = include_str!("../../tests/vectors/engineio_server.json");
@@ -127,9 +129,10 @@ fn ws_request(query: &str) -> String {
     )
 }
 
-/// An engine, a clock and connection ids.
+/// An engine with the socket driver's connection layer, a clock and connection ids.
 struct T {
     e: Engine,
+    wire: Wire,
     now: Instant,
     next: ConnId,
     /// Events `echo` saw but did not consume.
@@ -140,6 +143,7 @@ impl T {
     fn new(config: Config) -> T {
         T {
             e: Engine::new(config),
+            wire: Wire::new(),
             now: Instant::now(),
             next: ConnId(1),
             seen: Vec::new(),
@@ -148,18 +152,25 @@ impl T {
 
     fn connect(&mut self) -> ConnId {
         self.next = self.next.next();
-        self.e.on_connect(self.next, None);
+        self.wire.connect(&mut self.e, self.next, None, None);
         self.next
     }
 
     fn send(&mut self, conn: ConnId, bytes: impl AsRef<[u8]>) {
-        self.e.on_bytes(conn, bytes.as_ref(), self.now);
+        self.wire.input(&mut self.e, conn, bytes.as_ref(), self.now);
     }
 
-    /// What the engine has written to `conn` so far (after answering parked GETs, as the driver does).
+    /// What the engine has written to `conn` so far (after answering parked GETs and reading the requests
+    /// pipelined behind them, as the driver does).
     fn out(&mut self, conn: ConnId) -> Vec<u8> {
         let mut dirty = Vec::new();
-        self.e.take_dirty(self.now, &mut dirty);
+        loop {
+            self.wire.resume(&mut self.e, self.now);
+            self.e.take_dirty(&mut dirty);
+            if !self.e.has_resumed() {
+                break;
+            }
+        }
         self.e.output(conn).map(std::mem::take).unwrap_or_default()
     }
 
@@ -190,6 +201,7 @@ impl T {
     fn advance(&mut self, ms: u64) {
         self.now += Duration::from_millis(ms);
         self.e.handle_timeout(self.now);
+        self.wire.handle_timeout(&mut self.e, self.now);
     }
 
     /// A polling session: (sid, key).
@@ -647,7 +659,7 @@ fn client_close_on_polling() {
     let (sid, _) = t.polling();
     let c = t.connect();
     t.send(c, get(&format!("sid={sid}")));
-    t.e.on_disconnect(c, t.now);
+    t.wire.disconnect(&mut t.e, c, t.now);
     assert_eq!(t.closes(), [CloseReason::TransportError]);
     assert_eq!(t.e.key_of(&sid), None);
 }
@@ -667,7 +679,7 @@ fn client_close_on_websocket() {
     assert!(t.e.should_close(c));
     assert_eq!(t.closes(), [CloseReason::TransportClose]);
     let (c, _) = t.websocket();
-    t.e.on_disconnect(c, t.now);
+    t.wire.disconnect(&mut t.e, c, t.now);
     assert_eq!(t.closes(), [CloseReason::TransportClose]);
     assert_eq!(t.e.session_count(), 0);
 }
@@ -767,7 +779,7 @@ fn deferred_handshakes() {
         (conn, request.query.as_str()),
         (c, "EIO=4&transport=polling&")
     );
-    t.e.refuse_handshake(c, ErrorCode::Forbidden, Some("go away"), t.now);
+    t.e.refuse_handshake(c, ErrorCode::Forbidden, Some("go away"));
     let res = parse_response(&mut t.out(c));
     assert_eq!(res.status, 403);
     assert_eq!(res.json(), json!({"code": 4, "message": "go away"}));
@@ -789,7 +801,7 @@ fn deferred_handshakes() {
     // A refused WebSocket handshake gets Node's abortUpgrade answer.
     let c = t.connect();
     t.send(c, ws_request(""));
-    t.e.refuse_handshake(c, ErrorCode::Forbidden, None, t.now);
+    t.e.refuse_handshake(c, ErrorCode::Forbidden, None);
     let res = parse_response(&mut t.out(c));
     assert_eq!((res.status, res.text()), (400, "Forbidden"));
     assert!(t.e.should_close(c));
@@ -911,11 +923,11 @@ fn a_connection_closed_inside_a_request_is_reported() {
     let mut t = T::new(config());
     let c = t.connect();
     t.send(c, "GET /engine.io/?EIO=4&tra");
-    t.e.on_disconnect(c, t.now);
+    t.wire.disconnect(&mut t.e, c, t.now);
     assert_eq!(t.errors(), 1);
     // Between requests, closing is what keep-alive clients do.
     let (c, _) = t.request(&get(""));
-    t.e.on_disconnect(c, t.now);
+    t.wire.disconnect(&mut t.e, c, t.now);
     assert_eq!(t.errors(), 0);
 }
 
@@ -1035,7 +1047,7 @@ proptest! {
             t.out(c);
             t.advance(100);
         }
-        t.e.on_disconnect(c, t.now);
+        t.wire.disconnect(&mut t.e, c, t.now);
         t.events();
     }
 }
@@ -1051,7 +1063,7 @@ fn http_timeouts_close_connections_that_are_waited_on() {
     // A client that drips a request: 408 once request_timeout has passed since its first byte.
     t.next = t.next.next();
     let drip = t.next;
-    t.e.on_connect_at(drip, None, t.now);
+    t.wire.connect(&mut t.e, drip, None, Some(t.now));
     t.send(drip, "GET /engine.io/?EIO=4&transport=polling HTTP/1.1\r\n");
     t.advance(ms(request_timeout) - 1);
     t.send(drip, "Host: x\r\n");
@@ -1065,7 +1077,7 @@ fn http_timeouts_close_connections_that_are_waited_on() {
     // A client that connects and says nothing: closed without an answer after request_timeout.
     t.next = t.next.next();
     let silent = t.next;
-    t.e.on_connect_at(silent, None, t.now);
+    t.wire.connect(&mut t.e, silent, None, Some(t.now));
     t.advance(ms(request_timeout));
     assert!(t.out(silent).is_empty() && t.e.should_close(silent));
 
@@ -1078,7 +1090,7 @@ fn http_timeouts_close_connections_that_are_waited_on() {
     let (sid, key) = t.polling();
     t.next = t.next.next();
     let conn = t.next;
-    t.e.on_connect_at(conn, None, t.now);
+    t.wire.connect(&mut t.e, conn, None, Some(t.now));
     t.send(conn, get(&format!("&sid={sid}")));
     t.advance(ms(request_timeout) * 2);
     assert!(

@@ -18,7 +18,7 @@ use crate::ids::{ConnId, SessionKey};
 use crate::websocket::{self, close_code, Message, Opcode};
 
 impl Engine {
-    /// A message from the peer of a typed connection's WebSocket (after its `Output::Accept`).
+    /// A message from the peer of `conn`'s WebSocket (after its 101, or its `Output::Accept`).
     pub fn on_message(&mut self, conn: ConnId, msg: Message, now: Instant) {
         let Some(c) = self.conns.get(&conn) else {
             return;
@@ -37,7 +37,7 @@ impl Engine {
                 code: websocket::close_code::MESSAGE_TOO_BIG,
                 reason: "message over the size limit",
             };
-            return self.websocket_error(conn, key, err, now);
+            return self.websocket_error(conn, err, now);
         }
         self.on_websocket_message(conn, key, msg, now);
     }
@@ -76,20 +76,12 @@ impl Engine {
         true
     }
 
-    /// `conn` carries WebSocket frames for session `key` from now on; bytes that came after the handshake
-    /// are its first frames.
+    /// `conn` carries WebSocket messages for session `key` from now on (its reader sees `Phase::WebSocket`:
+    /// bytes that came after the handshake are its first frames).
     pub(super) fn become_websocket(&mut self, conn: ConnId, key: SessionKey) {
-        let max = self.config.max_payload;
-        let Some(c) = self.conns.get_mut(&conn) else {
-            return;
-        };
-        let leftover = match &mut c.state {
-            ConnState::Http { parser, .. } => parser.take_buffered(),
-            _ => Vec::new(),
-        };
-        let mut decoder = websocket::Decoder::new(max);
-        decoder.feed(&leftover);
-        c.state = ConnState::WebSocket { decoder, key };
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.state = ConnState::WebSocket { key };
+        }
     }
 
     pub(super) fn abort_upgrade(&mut self, conn: ConnId, status: u16, message: &str) {
@@ -114,31 +106,12 @@ impl Engine {
         self.finish_conn(conn);
     }
 
-    pub(super) fn process_websocket(&mut self, conn: ConnId, now: Instant) {
-        loop {
-            let Some(c) = self.conns.get_mut(&conn) else {
-                return;
-            };
-            let ConnState::WebSocket { decoder, key } = &mut c.state else {
-                return;
-            };
-            let key = *key;
-            match decoder.next_message() {
-                Ok(None) => return,
-                Ok(Some(msg)) => self.on_websocket_message(conn, key, msg, now),
-                Err(err) => return self.websocket_error(conn, key, err, now),
-            }
-        }
-    }
-
     /// The peer broke the WebSocket protocol: the code its close frame carries, and the session's transport failed.
-    pub(super) fn websocket_error(
-        &mut self,
-        conn: ConnId,
-        key: SessionKey,
-        err: websocket::ProtocolError,
-        now: Instant,
-    ) {
+    pub fn websocket_error(&mut self, conn: ConnId, err: websocket::ProtocolError, now: Instant) {
+        let Some(ConnState::WebSocket { key }) = self.conns.get(&conn).map(|c| &c.state) else {
+            return;
+        };
+        let key = *key;
         self.report_bad_input(conn, format!("WebSocket: {}", err.reason));
         self.close_websocket(conn, Some(err.code));
         self.on_websocket_gone(key, conn, CloseReason::TransportError, now);

@@ -181,8 +181,7 @@ impl EngineCore {
     fn refuse_handshake(&mut self, conn: ConnId, code: u8, message: Option<&str>) -> PyResult<()> {
         let code = ErrorCode::from_code(code)
             .ok_or_else(|| PyValueError::new_err(format!("unknown error code {code}")))?;
-        self.engine()
-            .refuse_handshake(conn, code, message, Instant::now());
+        self.engine().refuse_handshake(conn, code, message);
         self.driver.request_flush();
         Ok(())
     }
@@ -196,8 +195,7 @@ impl EngineCore {
         headers: Vec<(String, String)>,
         body: Vec<u8>,
     ) {
-        self.engine()
-            .respond_app(conn, status, &headers, body, Instant::now());
+        self.engine().respond_app(conn, status, &headers, body);
         self.driver.request_flush();
     }
 

@@ -4,6 +4,7 @@
 //! (tests/vectors/sio_reference.json) are replayed over polling and must get the same packets back.
 use super::*;
 use crate::core::Core;
+use crate::driver::wire::Wire;
 use crate::engineio::{Config, ConnId, Engine};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
@@ -25,6 +26,7 @@ fn text(s: &str) -> Rec {
 
 struct Harness {
     core: Core<SocketIo>,
+    wire: Wire,
     now: Instant,
     next_conn: ConnId,
     out: HashMap<ConnId, Vec<u8>>,
@@ -44,6 +46,7 @@ impl Harness {
         sio.add_namespace("/custom");
         Harness {
             core: Core::new(Engine::new(config), sio),
+            wire: Wire::new(),
             now: Instant::now(),
             next_conn: ConnId(1),
             out: HashMap::new(),
@@ -57,8 +60,8 @@ impl Harness {
     fn request(&mut self, raw: &[u8]) -> ConnId {
         let conn = self.next_conn;
         self.next_conn = conn.next();
-        self.core.connect(conn, None, None);
-        self.core.input(conn, raw, self.now);
+        self.wire.connect(&mut self.core.engine, conn, None, None);
+        self.wire.input(&mut self.core.engine, conn, raw, self.now);
         self.pump();
         conn
     }
@@ -73,7 +76,13 @@ impl Harness {
             self.events.push(ev);
         }
         let mut dirty = Vec::new();
-        self.core.engine.take_dirty(self.now, &mut dirty);
+        loop {
+            self.wire.resume(&mut self.core.engine, self.now);
+            self.core.engine.take_dirty(&mut dirty);
+            if !self.core.engine.has_resumed() {
+                break;
+            }
+        }
         for conn in dirty {
             if let Some(out) = self.core.engine.output(conn) {
                 let bytes = std::mem::take(out);
@@ -93,7 +102,7 @@ impl Harness {
             .map_or(0, |v| v.trim().parse().unwrap());
         let body = raw.get(end + 4..end + 4 + len)?.to_vec();
         self.out.remove(&conn);
-        self.core.disconnect(conn, self.now);
+        self.wire.disconnect(&mut self.core.engine, conn, self.now);
         Some(body)
     }
 
