@@ -193,35 +193,8 @@ impl Engine {
             return self.refuse(conn, req, ErrorCode::BadRequest);
         }
         let sid: Arc<str> = sid.into();
-        let upgrades = if transport == Transport::Polling
-            && self.config.allow_upgrades
-            && self.config.websocket
-        {
-            r#"["websocket"]"#
-        } else {
-            "[]"
-        };
-        // Written by hand to keep Node's key order, which some clients' tests compare as text.
-        let open = format!(
-            r#"{{"sid":{},"upgrades":{},"pingInterval":{},"pingTimeout":{},"maxPayload":{}}}"#,
-            serde_json::Value::from(&*sid),
-            upgrades,
-            self.config.ping_interval.as_millis(),
-            self.config.ping_timeout.as_millis(),
-            self.config.max_payload,
-        );
-        let open = Packet::Open(open);
-        let cookie = self.config.cookie.as_ref().map(|c| {
-            let mut v = format!("{}={}; Path={}", c.name, sid, c.path);
-            if c.http_only {
-                v.push_str("; HttpOnly");
-            }
-            if let Some(s) = &c.same_site {
-                v.push_str("; SameSite=");
-                v.push_str(s);
-            }
-            v
-        });
+        let open = self.open_packet(&sid, transport);
+        let cookie = self.session_cookie(&sid);
         let key = self.next_key;
         self.next_key = key.next();
         let info = Arc::new(self.request_info(conn, req));
@@ -266,6 +239,42 @@ impl Engine {
             transport,
             request: info,
         });
+    }
+
+    /// The handshake's OPEN packet.
+    fn open_packet(&self, sid: &str, transport: Transport) -> Packet {
+        let upgrades = if transport == Transport::Polling
+            && self.config.allow_upgrades
+            && self.config.websocket
+        {
+            r#"["websocket"]"#
+        } else {
+            "[]"
+        };
+        // Written by hand to keep Node's key order, which some clients' tests compare as text.
+        Packet::Open(format!(
+            r#"{{"sid":{},"upgrades":{},"pingInterval":{},"pingTimeout":{},"maxPayload":{}}}"#,
+            serde_json::Value::from(sid),
+            upgrades,
+            self.config.ping_interval.as_millis(),
+            self.config.ping_timeout.as_millis(),
+            self.config.max_payload,
+        ))
+    }
+
+    /// The Set-Cookie value naming the session, when the configuration asks for one (Node's `cookie`).
+    fn session_cookie(&self, sid: &str) -> Option<String> {
+        self.config.cookie.as_ref().map(|c| {
+            let mut v = format!("{}={}; Path={}", c.name, sid, c.path);
+            if c.http_only {
+                v.push_str("; HttpOnly");
+            }
+            if let Some(s) = &c.same_site {
+                v.push_str("; SameSite=");
+                v.push_str(s);
+            }
+            v
+        })
     }
 
     pub(super) fn session_request(
