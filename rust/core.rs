@@ -1,5 +1,7 @@
 //! The engine and the layer above it, wired once for every driver (the mio poller, the socket-less ASGI driver,
-//! the PyO3 classes and the tests).
+//! the PyO3 classes and the tests). A driver feeds `core.engine` typed input (`Engine::on_request`,
+//! `on_message`, `on_disconnect`: the socket driver through its connection layer, `driver::wire`), then calls
+//! `settle(now)`, takes the application's events (`poll_event`) and waits until `next_deadline()`.
 //!
 //! ```text
 //! driver ──input──► Engine ──engine events──► Layer ──the application's events──► poll_event
@@ -12,10 +14,8 @@
 use std::collections::VecDeque;
 use std::time::Instant;
 
-use crate::engineio::{self, ConnId, Engine};
-use crate::http::Request;
+use crate::engineio::{self, Engine};
 use crate::socketio::{self, SocketIo};
-use crate::websocket::Message;
 
 /// What sits on the engine's events.
 pub trait Layer {
@@ -92,23 +92,6 @@ pub fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
 impl<L: Layer> Core<L> {
     pub fn new(engine: Engine, layer: L) -> Self {
         Core { engine, layer }
-    }
-
-    // ---- input (typed: a driver's connection layer, or the ASGI server, has read the bytes) ----------------
-
-    /// A whole request on `conn` (opened with `Engine::on_connect` or `on_connect_typed`).
-    pub fn request(&mut self, conn: ConnId, req: Request, now: Instant) {
-        self.engine.on_request(conn, req, now);
-    }
-
-    /// A message from the peer of `conn`'s WebSocket.
-    pub fn message(&mut self, conn: ConnId, msg: Message, now: Instant) {
-        self.engine.on_message(conn, msg, now);
-    }
-
-    /// The peer closed the connection, or it failed.
-    pub fn disconnect(&mut self, conn: ConnId, now: Instant) {
-        self.engine.on_disconnect(conn, now);
     }
 
     // ---- running the layers ---------------------------------------------------------------------------------

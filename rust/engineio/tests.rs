@@ -1127,3 +1127,52 @@ fn unusual_methods_reach_the_application_by_name() {
     let (_, res) = t.request(&format!("{long} /files HTTP/1.1\r\nHost: x\r\n\r\n"));
     assert_eq!(res.status, 400);
 }
+
+/// A keep-alive client may send its next request behind a parked GET: it is read once the GET is answered,
+/// on the same connection, in order.
+#[test]
+fn requests_pipelined_behind_a_parked_get_wait_for_it() {
+    let mut t = T::new(config());
+    let (sid, key) = t.polling();
+    let c = t.connect();
+    t.send(
+        c,
+        format!("{}{}", get(&format!("sid={sid}")), post(&sid, "4later")),
+    );
+    assert!(t.out(c).is_empty(), "the GET is parked");
+    assert!(t.events().is_empty(), "the POST behind it is not read yet");
+    t.e.send(key, Data::Text("now".into()));
+    let mut out = t.out(c);
+    assert_eq!(parse_response(&mut out).text(), "4now");
+    assert_eq!(parse_response(&mut out).text(), "ok");
+    let msg = Event::Message {
+        key,
+        data: Data::Text("later".into()),
+    };
+    assert_eq!(t.events(), [msg]);
+}
+
+/// Frames pipelined behind a WebSocket handshake the application decides later are read once it accepts.
+#[test]
+fn frames_behind_a_deferred_websocket_handshake_are_read_after_it() {
+    let mut t = T::new(Config {
+        defer_handshakes: true,
+        ..config()
+    });
+    let c = t.connect();
+    let mut bytes = ws_request("").into_bytes();
+    bytes.extend(masked(Opcode::Text, b"4early"));
+    t.send(c, bytes);
+    let Some(Event::Handshake { conn, .. }) = t.e.poll_event() else {
+        panic!("no handshake event");
+    };
+    t.e.accept_handshake(conn, None, t.now);
+    let mut out = t.out(c);
+    assert_eq!(parse_response(&mut out).status, 101);
+    let events = t.events();
+    let [Event::Open { key, .. }, Event::Message { data, .. }] = events.as_slice() else {
+        panic!("{events:?}");
+    };
+    assert_eq!(data, &Data::Text("early".into()));
+    assert_eq!(t.e.transport_of(*key), Some(Transport::WebSocket));
+}
