@@ -4,8 +4,9 @@
 //! ```text
 //! GET    packets queued: answered now with all of them; a closing session's close packet rides alone on the
 //!        GET after them, so the client reads the last packets before the transport closes
-//!        nothing queued: parked (Waiting::Poll) until a send, an upgrade's noop or the close; a second GET while
-//!        one is parked closes the session (Node's "overlap from client")
+//!        nothing queued, session closing: answered now with the close packet
+//!        nothing queued, session open: parked (Waiting::Poll) until a send, an upgrade's noop or the close; a
+//!        second GET while one is parked closes the session (Node's "overlap from client")
 //! POST   answered "ok" at once; its packets are then handled in order; a binary body or a malformed payload
 //!        closes the session
 //! ```
