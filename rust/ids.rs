@@ -1,6 +1,6 @@
 //! The three kinds of key the layers hand each other. Each is its own type so that one cannot be passed where
 //! another is meant (a session key where a connection id belongs); they become plain integers only where they
-//! cross to Python (`python.rs`).
+//! cross to Python (`rust/python/`).
 
 macro_rules! id {
     ($(#[$doc:meta])* $name:ident) => {

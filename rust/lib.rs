@@ -10,13 +10,16 @@
 //! core        the engine and the layer above it, wired once for every driver
 //! driver      the mio poller that owns the sockets (its connection layer, wire, reads their bytes into
 //!             requests and messages); the socket-less driver behind the ASGI app
-//! python      the one PyO3 module (feature "python"): conversions and thin classes
+//! python      the PyO3 module (feature "python"): conversions and thin classes, and (pyjson) event
+//!             arguments to JSON
 //! ```
 pub mod core;
 pub mod driver;
 pub mod engineio;
 pub mod http;
 pub mod ids;
+#[cfg(feature = "python")]
+mod pyjson;
 #[cfg(feature = "python")]
 mod python;
 pub mod socketio;

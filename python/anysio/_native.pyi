@@ -1,8 +1,9 @@
-"""The Rust core (rust/python.rs). Events are tuples, see EngineCore.turn."""
+"""The Rust core (rust/python/). Events are tuples, see EngineCore.turn."""
 
-from typing import Final, Literal, TypeAlias, final
+from collections.abc import Callable
+from typing import Any, Final, Literal, TypeAlias, final
 
-__all__ = ["EngineCore", "VirtualCore", "__version__"]
+__all__ = ["EngineCore", "VirtualCore", "__version__", "encode_args"]
 
 __version__: Final[str]
 
@@ -135,6 +136,7 @@ class VirtualCore:
     @property
     def connection_count(self) -> int: ...
     def fileno(self) -> int: ...
+    def wake(self) -> None: ...
     def next_timeout(self) -> float | None: ...
     def request(
         self,
@@ -152,3 +154,5 @@ class VirtualCore:
     def take(self, conn: int) -> list[VirtualOutput]: ...
     def turn(self) -> Settled: ...
     def shutdown(self) -> Settled: ...
+
+def encode_args(args: list[Any] | tuple[Any, ...], fallback: Callable[[Any], Any]) -> tuple[str, list[bytes]]: ...

@@ -1,9 +1,10 @@
 //! The socket driver: a mio poller that owns the listening and client sockets and feeds a sans-IO `Core`.
 //!
-//! Nothing here blocks and no thread is started. The owner (Python, through `python.rs`) waits until the poller's
-//! file descriptor is readable or `next_timeout` passes, then calls `turn`, which reads every ready socket, runs
-//! due timers and writes what the engine produced. Calls made between turns (sends, broadcasts) only fill
-//! per-connection buffers and wake the poller once, so a burst of packets reaches each socket in one write.
+//! Nothing here blocks and no thread is started. The owner (Python, through `rust/python/`) waits until the
+//! poller's file descriptor is readable or `next_timeout` passes, then calls `turn`, which reads every ready
+//! socket (its bytes go through the connection layer, `wire`), runs due timers and writes what the engine
+//! produced. Calls made between turns (sends, broadcasts) only fill per-connection buffers and wake the poller
+//! once, so a burst of packets reaches each socket in one write.
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};

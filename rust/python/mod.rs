@@ -19,6 +19,7 @@ pub use virtual_core::VirtualCore;
 fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<EngineCore>()?;
     m.add_class::<VirtualCore>()?;
+    m.add_function(wrap_pyfunction!(crate::pyjson::encode_args, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -88,6 +88,12 @@ impl VirtualCore {
         Ok(self.core.bind(py).try_borrow()?.driver.fd())
     }
 
+    /// Make `fileno` readable, as the application's calls do: the driver has work of its own for its loop.
+    fn wake(&self, py: Python<'_>) -> PyResult<()> {
+        self.core.bind(py).try_borrow_mut()?.driver.request_flush();
+        Ok(())
+    }
+
     /// Seconds until the next timer (engine or Socket.IO), or None.
     fn next_timeout(&self, py: Python<'_>) -> PyResult<Option<f64>> {
         let core = self.core.bind(py).try_borrow()?;
