@@ -116,13 +116,17 @@ impl Wire {
                     decoder.feed(&parser.take_buffered());
                     c.reader = Reader::WebSocket(decoder);
                 }
-                (Reader::WebSocket(decoder), Some(Phase::WebSocket)) => {
+                (Reader::WebSocket(decoder), Some(Phase::WebSocket)) => loop {
                     match decoder.next_message() {
                         Ok(None) => return,
                         Ok(Some(msg)) => engine.on_message(conn, msg, now),
                         Err(err) => return engine.websocket_error(conn, err, now),
                     }
-                }
+                    // A message can end the WebSocket (a close frame, a session closed for bad input).
+                    if engine.phase(conn) != Some(Phase::WebSocket) {
+                        return;
+                    }
+                },
                 (Reader::Http(_), Some(Phase::Reading)) if !engine.should_close(conn) => {
                     if !self.next_request(engine, conn, now) {
                         return;
