@@ -35,3 +35,33 @@ id!(
     /// One Socket.IO socket: a client's connection to one namespace.
     SocketKey
 );
+
+/// A map keyed by one of these ids. The ids are the process's own counters, never a peer's input, so a
+/// multiplicative hash (rustc's FxHash) serves: SipHash's defence against chosen keys buys nothing here, and
+/// the hot path looks a connection up several times per message.
+pub type IdMap<K, V> = std::collections::HashMap<K, V, std::hash::BuildHasherDefault<IdHasher>>;
+
+#[derive(Default)]
+pub struct IdHasher(u64);
+
+impl IdHasher {
+    const K: u64 = 0xf135_7aea_2e62_a9c5;
+
+    fn add(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(Self::K);
+    }
+}
+
+impl std::hash::Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        bytes.iter().for_each(|&b| self.add(u64::from(b)));
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.add(n);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}

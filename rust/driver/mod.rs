@@ -5,7 +5,7 @@
 //! socket (its bytes go through the connection layer, `wire`), runs due timers and writes what the engine
 //! produced. Calls made between turns (sends, broadcasts) only fill per-connection buffers and wake the poller
 //! once, so a burst of packets reaches each socket in one write.
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
@@ -16,6 +16,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::core::{earliest, Core, Layer};
 use crate::engineio::{ConnId, Engine};
+use crate::ids::IdMap;
 
 #[path = "virtual.rs"]
 pub mod virtual_conn;
@@ -71,7 +72,7 @@ pub struct Driver {
     waker: Waker,
     wake_pending: bool,
     listeners: Vec<TcpListener>,
-    conns: HashMap<ConnId, Connection>,
+    conns: IdMap<ConnId, Connection>,
     next_conn: ConnId,
     read_buf: Vec<u8>,
     dirty: Vec<ConnId>,
@@ -97,7 +98,7 @@ impl Driver {
             waker,
             wake_pending: false,
             listeners: Vec::new(),
-            conns: HashMap::new(),
+            conns: IdMap::default(),
             next_conn: FIRST_CONN,
             read_buf: vec![0; READ_CHUNK],
             dirty: Vec::new(),
@@ -390,7 +391,7 @@ impl Driver {
         if c.lingering.is_some() {
             return Ok(true);
         }
-        let Some(out) = engine.output(conn) else {
+        let Some(out) = self.wire.output(engine, conn) else {
             return Ok(true);
         };
         let mut written = 0;
@@ -406,7 +407,7 @@ impl Driver {
                 Err(e) => break Err(e),
             }
         };
-        out.drain(..written);
+        self.wire.written(engine, conn, written);
         result
     }
 

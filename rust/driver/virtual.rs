@@ -18,11 +18,76 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use crate::core::{Core, Layer};
-use crate::engineio::{ConnId, Data, Engine};
-use crate::http::{Method, Request};
+use crate::engineio::answer::ws_message;
+use crate::engineio::{Answer, ConnId, Data, Engine};
+use crate::http::{sanitize_field, Method, Request, Response};
 use crate::websocket::{self, Message};
 
-pub use crate::engineio::Output;
+/// One answer on an ASGI connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// The answer to an HTTP request, or a refused WebSocket handshake. Framing is the server's: no
+    /// Connection, Keep-Alive or Transfer-Encoding fields.
+    Response {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    },
+    /// The WebSocket handshake was accepted; the fields to add to the server's 101 (Set-Cookie, CORS).
+    Accept {
+        headers: Vec<(String, String)>,
+    },
+    Message(Data),
+    /// The engine is done with the connection: a WebSocket close code, or None when it closed without a
+    /// close frame or, for HTTP, without an answer.
+    Close(Option<u16>),
+}
+
+/// Fields of a response the ASGI server writes itself.
+const HOP_BY_HOP: &[&str] = &["connection", "keep-alive", "transfer-encoding"];
+/// Fields of a 101 the ASGI server writes itself.
+const HANDSHAKE_FIELDS: &[&str] = &["upgrade", "connection", "sec-websocket-accept"];
+
+/// The fields `res` would be written with (Content-Length included), less those the server writes.
+fn fields(res: &Response, leave_out: &[&str]) -> Vec<(String, String)> {
+    let given = (res.headers.iter())
+        .filter(|(n, _)| !leave_out.iter().any(|d| n.eq_ignore_ascii_case(d)))
+        .map(|(n, v)| {
+            (
+                sanitize_field(n).into_owned(),
+                sanitize_field(v).into_owned(),
+            )
+        });
+    let length = res.added_content_length();
+    given
+        .chain(length.map(|len| ("Content-Length".to_owned(), len.to_string())))
+        .collect()
+}
+
+/// The engine's answer as what the ASGI server sends; None for what only a socket needs.
+fn output(answer: Answer) -> Option<Output> {
+    Some(match answer {
+        Answer::Response(res) => Output::Response {
+            status: res.status,
+            headers: fields(&res, HOP_BY_HOP),
+            body: if res.is_bodiless() {
+                Vec::new()
+            } else {
+                res.body
+            },
+        },
+        Answer::Accept(res) => Output::Accept {
+            headers: fields(&res, HANDSHAKE_FIELDS),
+        },
+        Answer::Packet(packet) => Output::Message(ws_message(&packet)),
+        Answer::Shared(packet) => Output::Message(ws_message(&packet)),
+        // An empty close frame reads as 1000 (RFC 6455 §7.1.5 says 1005, which may not be sent).
+        Answer::Close { code, .. } => Output::Close(Some(code.unwrap_or(1000))),
+        // The ASGI server sends 100 Continue and answers pings itself; a closed connection says so in
+        // `finish`.
+        Answer::Continue | Answer::Pong(_) | Answer::Abandon => return None,
+    })
+}
 
 /// Above the mio driver's ids (which start at 2^20 and count up), so both can share an engine.
 const FIRST_CONN: ConnId = ConnId(1 << 62);
@@ -146,8 +211,8 @@ fn make_request<H: AsRef<[u8]>>(
 impl VirtualConn {
     /// Answers the engine gave; returns true when the connection is over (an HTTP answer, a refused handshake
     /// or a close).
-    fn feed(&mut self, outputs: VecDeque<Output>) -> bool {
-        for output in outputs {
+    fn feed(&mut self, answers: VecDeque<Answer>) -> bool {
+        for output in answers.into_iter().filter_map(output) {
             if self.phase == Phase::Done {
                 break;
             }
@@ -280,7 +345,7 @@ impl VirtualConns {
                 continue;
             };
             let before = vc.outputs.len();
-            let mut done = vc.feed(engine.take_outputs(conn));
+            let mut done = vc.feed(engine.take_answers(conn));
             if engine.should_close(conn) {
                 vc.finish();
                 done = true;
@@ -333,7 +398,7 @@ impl VirtualConns {
 mod tests {
     use super::*;
     use crate::core::EngineOnly;
-    use crate::engineio::{Config, Event};
+    use crate::engineio::{Config, Event, Packet};
 
     const NO_HEADERS: &[(&[u8], &[u8])] = &[];
 
@@ -553,11 +618,15 @@ mod tests {
             outputs: VecDeque::new(),
             queued: false,
         };
-        let accept = Output::Accept { headers: vec![] };
-        let hello = Output::Message(Data::Text("4hi".into()));
-        assert!(!c.feed([accept.clone(), hello.clone()].into()));
+        let accept = Answer::Accept(Response::new(101));
+        let hello = Answer::Packet(Packet::Message(Data::Text("hi".into())));
+        let close = Answer::Close {
+            code: None,
+            reason: String::new(),
+        };
+        assert!(!c.feed([accept, hello.clone(), Answer::Continue].into()));
         assert_eq!(c.phase, Phase::WebSocket);
-        assert!(c.feed([Output::Close(Some(1000)), hello.clone()].into()));
+        assert!(c.feed([close, hello].into()));
         assert_eq!(c.outputs.len(), 3, "nothing after the close");
         c.finish();
         assert_eq!(c.outputs.back(), Some(&Output::Close(Some(1000))));
@@ -570,5 +639,39 @@ mod tests {
         c.finish();
         let code = Some(websocket::close_code::INTERNAL_ERROR);
         assert_eq!(c.outputs.pop_front(), Some(Output::Close(code)));
+    }
+
+    /// An ASGI answer carries what the encoded one would, less what the server frames itself.
+    #[test]
+    fn answers_become_what_the_asgi_server_sends() {
+        let res = Response::new(200)
+            .with_header("Connection", "close")
+            .with_header("X-Split", "a\r\nInjected: yes")
+            .with_body("text/plain", b"ok".to_vec());
+        let accept = Response::new(101)
+            .with_header("Upgrade", "websocket")
+            .with_header("Sec-WebSocket-Accept", "x")
+            .with_header("Set-Cookie", "io=1");
+        let field = |n: &str, v: &str| (n.to_owned(), v.to_owned());
+        let want = Output::Response {
+            status: 200,
+            headers: vec![
+                field("X-Split", "a  Injected: yes"),
+                field("Content-Type", "text/plain"),
+                field("Content-Length", "2"),
+            ],
+            body: b"ok".to_vec(),
+        };
+        assert_eq!(output(Answer::Response(res)), Some(want));
+        let headers = vec![field("Set-Cookie", "io=1")];
+        assert_eq!(
+            output(Answer::Accept(accept)),
+            Some(Output::Accept { headers })
+        );
+        let shared = std::sync::Arc::new(Packet::Message(Data::Binary(vec![1])));
+        let message = Output::Message(Data::Binary(vec![1]));
+        assert_eq!(output(Answer::Shared(shared)), Some(message));
+        assert_eq!(output(Answer::Pong(vec![])), None);
+        assert_eq!(output(Answer::Abandon), None);
     }
 }

@@ -1,7 +1,7 @@
 //! The connection layer of the socket driver: the bytes of each TCP connection read as HTTP/1.1 requests and,
-//! after a 101, as RFC 6455 messages, handed to the engine as values; and the HTTP/1.1 rules that depend on
-//! bytes and time rather than on Engine.IO (Node's headersTimeout and keepAliveTimeout, 100-continue, input
-//! bounded behind a parked request).
+//! after a 101, as RFC 6455 messages, handed to the engine as values, and the engine's answers written as bytes;
+//! and the HTTP/1.1 rules that depend on bytes and time rather than on Engine.IO (Node's headersTimeout and
+//! keepAliveTimeout, input bounded behind a parked request).
 //!
 //! ```text
 //! reader   Http(parser) ─(the engine answered 101: Phase::WebSocket)─► WebSocket(decoder; the bytes after the
@@ -12,13 +12,14 @@
 //!          KeptAlive: closed when idle for keep_alive_timeout; a parked request is never timed out
 //! ```
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use crate::engineio::{ConnId, Engine, Phase};
+use crate::engineio::{Answer, ConnId, Data, Engine, Packet, Phase};
 use crate::http::{self, RequestParser};
-use crate::websocket::Decoder;
+use crate::ids::IdMap;
+use crate::websocket::{self, Decoder, Opcode};
 
 enum Reader {
     Http(RequestParser),
@@ -38,6 +39,10 @@ enum Between {
 
 struct WireConn {
     reader: Reader,
+    /// Answers written as bytes, not yet written to the socket.
+    out: Vec<u8>,
+    /// What the engine was last told is left unwritten (`Engine::set_backlog`).
+    reported: usize,
     between: Between,
     /// Bytes received while a request is parked: the parser only bounds what it parses, so this bounds the rest.
     parked_input: usize,
@@ -50,7 +55,7 @@ struct WireConn {
 
 #[derive(Default)]
 pub struct Wire {
-    conns: HashMap<ConnId, WireConn>,
+    conns: IdMap<ConnId, WireConn>,
     timers: BinaryHeap<Reverse<(Instant, ConnId)>>,
 }
 
@@ -70,6 +75,8 @@ impl Wire {
         let parser = RequestParser::new(http::DEFAULT_MAX_HEADER_BYTES, engine.config.max_payload);
         let c = WireConn {
             reader: Reader::Http(parser),
+            out: Vec::new(),
+            reported: 0,
             between: Between::Fresh,
             parked_input: 0,
             deadline: None,
@@ -211,6 +218,26 @@ impl Wire {
         idle && engine.is_between_requests(conn)
     }
 
+    /// The bytes to write to `conn`: what was left unwritten, then the engine's new answers. The driver
+    /// then says how many it wrote (`written`).
+    pub fn output(&mut self, engine: &mut Engine, conn: ConnId) -> Option<&[u8]> {
+        let c = self.conns.get_mut(&conn)?;
+        engine.drain_answers(conn, |answer| encode(&answer, &mut c.out));
+        Some(&c.out)
+    }
+
+    /// `n` bytes of `output` were written; what is left still counts against a slow reader.
+    pub fn written(&mut self, engine: &mut Engine, conn: ConnId, n: usize) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        c.out.drain(..n.min(c.out.len()));
+        if c.out.len() != c.reported {
+            c.reported = c.out.len();
+            engine.set_backlog(conn, c.reported);
+        }
+    }
+
     // ---- HTTP timing --------------------------------------------------------------------------------------
 
     fn set_deadline(&mut self, conn: ConnId, at: Instant) {
@@ -268,6 +295,41 @@ impl Wire {
             engine.close_idle(conn);
         } else {
             engine.request_timed_out(conn);
+        }
+    }
+}
+
+/// An answer as the bytes a socket carries.
+pub fn encode(answer: &Answer, out: &mut Vec<u8>) {
+    match answer {
+        Answer::Response(res) | Answer::Accept(res) => res.encode(out),
+        Answer::Continue => out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n"),
+        Answer::Packet(packet) => ws_frame(packet, out),
+        Answer::Shared(packet) => ws_frame(packet, out),
+        Answer::Pong(payload) => websocket::encode_frame(Opcode::Pong, payload, out),
+        Answer::Close {
+            code: Some(code),
+            reason,
+        } => websocket::encode_close(*code, reason, out),
+        Answer::Close { code: None, .. } => websocket::encode_frame(Opcode::Close, &[], out),
+        Answer::Abandon => out.clear(),
+    }
+}
+
+/// A WebSocket frame for `packet`; a message's text is written behind its type digit without an
+/// intermediate copy.
+pub fn ws_frame(packet: &Packet, out: &mut Vec<u8>) {
+    match packet {
+        Packet::Message(Data::Binary(b)) => websocket::encode_frame(Opcode::Binary, b, out),
+        Packet::Message(Data::Text(s)) => {
+            websocket::encode_frame_header(Opcode::Text, 1 + s.len(), out);
+            out.push(b'4');
+            out.extend_from_slice(s.as_bytes());
+        }
+        other => {
+            let mut text = Vec::with_capacity(8);
+            other.encode_text(&mut text);
+            websocket::encode_frame(Opcode::Text, &text, out);
         }
     }
 }

@@ -12,8 +12,8 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
+use super::answer::Answers;
 use super::engine::Engine;
-use super::output::Out;
 use super::session::CloseReason;
 use super::CorsOrigin;
 use crate::http::{HttpError, Request, Response};
@@ -64,10 +64,20 @@ pub enum Phase {
     Done,
 }
 
+/// How a connection's requests arrive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Feed {
+    /// A connection layer reads them from bytes, and may hold some pipelined behind a parked one.
+    Bytes,
+    /// Whole, as values (an ASGI server's), one per connection.
+    Values,
+}
+
 pub(super) struct Conn {
     pub(super) remote: Option<SocketAddr>,
     pub(super) state: ConnState,
-    pub(super) out: Out,
+    pub(super) feed: Feed,
+    pub(super) out: Answers,
     /// Listed in `Engine::dirty`.
     pub(super) dirty: bool,
     /// Close once the output is written: answered with `Connection: close`, finished, or too slow a reader.
@@ -77,24 +87,25 @@ pub(super) struct Conn {
 impl Engine {
     // ---- connections opening and closing ---------------------------------------------------------------------
 
-    /// A connection whose answers are bytes (`output`): the socket driver's, read by `driver::wire`.
+    /// A connection whose bytes a connection layer reads (the socket driver's, `driver::wire`).
     pub fn on_connect(&mut self, conn: ConnId, remote: Option<SocketAddr>) {
-        self.insert_conn(conn, remote, Out::Wire(Vec::new()));
+        self.insert_conn(conn, remote, Feed::Bytes);
     }
 
-    /// A connection whose answers are taken as values (`take_outputs`): the ASGI driver's.
+    /// A connection whose requests arrive whole, as values: the ASGI driver's.
     pub fn on_connect_typed(&mut self, conn: ConnId, remote: Option<SocketAddr>) {
-        self.insert_conn(conn, remote, Out::typed());
+        self.insert_conn(conn, remote, Feed::Values);
     }
 
-    fn insert_conn(&mut self, conn: ConnId, remote: Option<SocketAddr>, out: Out) {
+    fn insert_conn(&mut self, conn: ConnId, remote: Option<SocketAddr>, feed: Feed) {
         let state = ConnState::Http {
             waiting: Waiting::Nothing,
         };
         let c = Conn {
             remote,
             state,
-            out,
+            feed,
+            out: Answers::default(),
             dirty: false,
             close_after_flush: false,
         };
@@ -219,7 +230,7 @@ impl Engine {
         c.state = ConnState::Done;
         self.report(conn, remote, why);
         let res = Response::new(status).with_header("Connection", "close");
-        self.emit(conn, |out| out.response(&res));
+        self.emit(conn, |out| out.response(res));
         self.finish_conn(conn);
     }
 
@@ -231,7 +242,7 @@ impl Engine {
     /// "HTTP/1.1 100 Continue", for a request whose head asked for it (curl otherwise waits a second before
     /// sending a large body).
     pub fn continue_100(&mut self, conn: ConnId) {
-        self.emit(conn, |out| out.wire_only(b"HTTP/1.1 100 Continue\r\n\r\n"));
+        self.emit(conn, Answers::continue_100);
     }
 
     /// The request parked on `conn` as `kind`, taken back: the connection may read its next request again.
@@ -249,7 +260,7 @@ impl Engine {
         if parked_as != kind {
             return None;
         }
-        if !c.out.is_typed() {
+        if c.feed == Feed::Bytes {
             // Its reader may hold requests pipelined behind this one.
             self.resumed.push(conn);
         }
@@ -263,7 +274,7 @@ impl Engine {
 
     /// Add an answer to `conn`'s output and name the connection to the driver. A peer that does not read is
     /// dropped rather than allowed to grow our memory without bound.
-    pub(super) fn emit(&mut self, conn: ConnId, write: impl FnOnce(&mut Out)) {
+    pub(super) fn emit(&mut self, conn: ConnId, write: impl FnOnce(&mut Answers)) {
         let max = self.config.max_buffered;
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
@@ -274,7 +285,7 @@ impl Engine {
             if c.out.len() > max {
                 overflow = true;
                 c.close_after_flush = true;
-                c.out.clear();
+                c.out.abandon();
             }
         }
         if !c.dirty {
@@ -293,7 +304,7 @@ impl Engine {
         if !keep {
             res = res.with_header("Connection", "close");
         }
-        self.emit(conn, |out| out.response(&res));
+        self.emit(conn, |out| out.response(res));
         if !keep {
             self.finish_conn(conn);
         }

@@ -12,18 +12,18 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::answer::Answer;
 use super::conn::{Conn, ConnState, Parked, Waiting};
-use super::output::{Out, Output, Shared};
 use super::packet::{Data, Packet};
 use super::session::{Carrier, CloseReason, Session, Transport};
 use super::{Config, ErrorCode, Event, RequestInfo};
 use crate::http::Response;
-use crate::ids::{ConnId, SessionKey};
+use crate::ids::{ConnId, IdMap, SessionKey};
 
 pub struct Engine {
     pub config: Config,
-    pub(super) conns: HashMap<ConnId, Conn>,
-    pub(super) sessions: HashMap<SessionKey, Session>,
+    pub(super) conns: IdMap<ConnId, Conn>,
+    pub(super) sessions: IdMap<SessionKey, Session>,
     pub(super) sids: HashMap<Arc<str>, SessionKey>,
     pub(super) next_key: SessionKey,
     /// Sessions not yet closed (`sids` also holds polling sessions waiting to deliver their close packet).
@@ -41,8 +41,8 @@ impl Engine {
     pub fn new(config: Config) -> Self {
         Engine {
             config,
-            conns: HashMap::new(),
-            sessions: HashMap::new(),
+            conns: IdMap::default(),
+            sessions: IdMap::default(),
             sids: HashMap::new(),
             next_key: SessionKey(1),
             open_sessions: 0,
@@ -115,17 +115,24 @@ impl Engine {
         !self.resumed.is_empty()
     }
 
-    /// The bytes waiting to be written to `conn`; the driver drains what it wrote.
-    pub fn output(&mut self, conn: ConnId) -> Option<&mut Vec<u8>> {
-        match &mut self.conns.get_mut(&conn)?.out {
-            Out::Wire(bytes) => Some(bytes),
-            Out::Typed { .. } => None,
+    /// The answers on `conn` since the last call, oldest first.
+    pub fn take_answers(&mut self, conn: ConnId) -> VecDeque<Answer> {
+        (self.conns.get_mut(&conn)).map_or_else(VecDeque::new, |c| c.out.take())
+    }
+
+    /// `take_answers` for a driver that handles each at once (the connection layer writes them as bytes).
+    pub fn drain_answers(&mut self, conn: ConnId, f: impl FnMut(Answer)) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.out.drain(f);
         }
     }
 
-    /// The answers waiting on typed connection `conn`, oldest first.
-    pub fn take_outputs(&mut self, conn: ConnId) -> std::collections::VecDeque<Output> {
-        (self.conns.get_mut(&conn)).map_or_else(Default::default, |c| c.out.take_outputs())
+    /// How many bytes of `conn`'s answers its driver has not written yet: they count against the peer
+    /// (`is_writable`, `Config::max_buffered`).
+    pub fn set_backlog(&mut self, conn: ConnId, unwritten: usize) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.out.unwritten = unwritten;
+        }
     }
 
     /// True when `conn` should be closed once its output is written.
@@ -183,10 +190,9 @@ impl Engine {
         self.send_packet(key, Packet::Message(data))
     }
 
-    /// Send one message to many sessions; the WebSocket frame is built once.
+    /// Send one message to many sessions; the packet is built once and shared.
     pub fn broadcast(&mut self, keys: &[SessionKey], data: Data) {
-        let packet = Packet::Message(data);
-        let mut shared = Shared::new(&packet);
+        let packet = Arc::new(Packet::Message(data));
         for key in keys {
             let Some(s) = self.sessions.get_mut(key) else {
                 continue;
@@ -195,9 +201,9 @@ impl Engine {
                 continue;
             }
             match s.carrier {
-                Carrier::WebSocket { conn } => self.emit(conn, |out| out.shared(&mut shared)),
+                Carrier::WebSocket { conn } => self.emit(conn, |out| out.shared(&packet)),
                 Carrier::Polling { .. } => {
-                    s.queue.push(packet.clone());
+                    s.queue.push(Packet::clone(&packet));
                     if s.poll_conn.is_some() {
                         self.poll_ready.push(*key);
                     }

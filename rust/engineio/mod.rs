@@ -1,11 +1,11 @@
 //! Engine.IO v4, sans-IO: requests, WebSocket messages (or the bytes that carry them) and the current time go
 //! in; answers, connections to close and application events come out. `engine::Engine` is the state machine,
 //! in parts: `conn` (connections and HTTP timing), `requests` (routing and handshakes), `polling`, `websocket`
-//! and `session`; `output` is where an answer becomes bytes or a value. This file holds the words the engine
+//! and `session`; `answer` holds what it answers, as values. This file holds the words the engine
 //! shares with its users (configuration, events, the errors Node answers with).
+pub mod answer;
 mod conn;
 pub mod engine;
-pub mod output;
 pub mod packet;
 mod polling;
 mod requests;
@@ -16,9 +16,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 pub use crate::ids::{ConnId, SessionKey};
+pub use answer::{Answer, Answers};
 pub use conn::Phase;
 pub use engine::Engine;
-pub use output::Output;
 pub use packet::{Data, Packet};
 pub use session::{CloseReason, Transport};
 

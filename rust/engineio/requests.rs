@@ -225,7 +225,7 @@ impl Engine {
                     return;
                 }
                 self.become_websocket(conn, key);
-                self.emit(conn, |out| out.packet(&open));
+                self.emit(conn, |out| out.packet(open));
             }
         }
         self.sids.insert(sid.clone(), key);

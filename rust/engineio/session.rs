@@ -199,7 +199,7 @@ impl Engine {
             return false;
         }
         match s.carrier {
-            Carrier::WebSocket { conn } => self.emit(conn, |out| out.packet(&packet)),
+            Carrier::WebSocket { conn } => self.emit(conn, |out| out.packet(packet)),
             Carrier::Polling { .. } => {
                 s.queue.push(packet);
                 if s.poll_conn.is_some() {
@@ -304,7 +304,7 @@ impl Engine {
                 // Nothing is written when the WebSocket is what failed or closed: its connection is gone or
                 // already finished.
                 let queued = std::mem::take(&mut s.queue);
-                self.emit(conn, |out| queued.iter().for_each(|p| out.packet(p)));
+                self.emit(conn, |out| queued.into_iter().for_each(|p| out.packet(p)));
                 self.close_websocket(conn, None);
                 self.remove_session(key, Packet::Close);
             }

@@ -171,7 +171,9 @@ impl T {
                 break;
             }
         }
-        self.e.output(conn).map(std::mem::take).unwrap_or_default()
+        let out = (self.wire.output(&mut self.e, conn)).map_or_else(Vec::new, <[u8]>::to_vec);
+        self.wire.written(&mut self.e, conn, out.len());
+        out
     }
 
     /// Send a request on a fresh connection; its one response.
@@ -1175,4 +1177,29 @@ fn frames_behind_a_deferred_websocket_handshake_are_read_after_it() {
     };
     assert_eq!(data, &Data::Text("early".into()));
     assert_eq!(t.e.transport_of(*key), Some(Transport::WebSocket));
+}
+
+/// A peer that does not read is dropped once max_buffered bytes wait for it, counting what its driver took but
+/// could not write; nothing more is written to it, and its session closes with the connection.
+#[test]
+fn a_peer_that_does_not_read_is_dropped() {
+    let mut t = T::new(Config {
+        max_buffered: 100,
+        ..config()
+    });
+    let (c, key) = t.websocket();
+    t.e.set_backlog(c, 60);
+    assert!(t.e.is_writable(key));
+    assert!(t.e.send(key, Data::Text("x".repeat(30))));
+    assert!(!t.e.should_close(c));
+    t.e.send(key, Data::Text("x".repeat(30)));
+    assert!(t.e.should_close(c), "over max_buffered");
+    assert_eq!(t.errors(), 1, "logged once");
+    let mut stale = b"unwritten".to_vec();
+    for answer in t.e.take_answers(c) {
+        crate::driver::wire::encode(&answer, &mut stale);
+    }
+    assert!(stale.is_empty(), "what was buffered is dropped too");
+    t.wire.disconnect(&mut t.e, c, t.now);
+    assert_eq!(t.closes(), [CloseReason::TransportClose]);
 }

@@ -15,10 +15,10 @@ use super::session::{Carrier, CloseReason, Upgrade};
 use super::Event;
 use crate::http::{Request, Response};
 use crate::ids::{ConnId, SessionKey};
-use crate::websocket::{self, close_code, Message, Opcode};
+use crate::websocket::{self, close_code, Message};
 
 impl Engine {
-    /// A message from the peer of `conn`'s WebSocket (after its 101, or its `Output::Accept`).
+    /// A message from the peer of `conn`'s WebSocket (after its `Answer::Accept`).
     pub fn on_message(&mut self, conn: ConnId, msg: Message, now: Instant) {
         let Some(c) = self.conns.get(&conn) else {
             return;
@@ -72,7 +72,7 @@ impl Engine {
         }
         // Node's 101 carries the CORS headers too.
         let res = self.cors_headers(req, res);
-        self.emit(conn, |out| out.accept(&res));
+        self.emit(conn, |out| out.accept(res));
         true
     }
 
@@ -88,7 +88,7 @@ impl Engine {
         let res = Response::new(status)
             .with_header("Connection", "close")
             .with_body("text/html", message.as_bytes().to_vec());
-        self.emit(conn, |out| out.response(&res));
+        self.emit(conn, |out| out.response(res));
         self.finish_conn(conn);
     }
 
@@ -126,9 +126,7 @@ impl Engine {
     ) {
         let packet = match msg {
             Message::Ping(payload) => {
-                let mut frame = Vec::new();
-                websocket::encode_frame(Opcode::Pong, &payload, &mut frame);
-                return self.emit(conn, |out| out.wire_only(&frame));
+                return self.emit(conn, |out| out.pong(payload));
             }
             Message::Pong(_) => return,
             Message::Close(code, reason) => {
@@ -185,7 +183,7 @@ impl Engine {
                     s.queue.push(Packet::Noop);
                     self.poll_ready.push(key);
                 }
-                self.emit(conn, |out| out.packet(&Packet::Pong("probe".into())));
+                self.emit(conn, |out| out.packet(Packet::Pong("probe".into())));
             }
             (Upgrade::Probed { .. }, Packet::Upgrade) => {
                 s.carrier = Carrier::WebSocket { conn };
@@ -195,7 +193,7 @@ impl Engine {
                     self.poll_ready.push(key);
                 }
                 if !queued.is_empty() {
-                    self.emit(conn, |out| queued.iter().for_each(|p| out.packet(p)));
+                    self.emit(conn, |out| queued.into_iter().for_each(|p| out.packet(p)));
                 }
                 self.events.push_back(Event::Upgrade { key });
             }

@@ -84,8 +84,9 @@ impl Harness {
             }
         }
         for conn in dirty {
-            if let Some(out) = self.core.engine.output(conn) {
-                let bytes = std::mem::take(out);
+            if let Some(out) = self.wire.output(&mut self.core.engine, conn) {
+                let bytes = out.to_vec();
+                self.wire.written(&mut self.core.engine, conn, bytes.len());
                 self.out.entry(conn).or_default().extend(bytes);
             }
         }
