@@ -1,10 +1,10 @@
 //! The Engine.IO server: its tables and timers, the calls its driver makes to run it, and the application's calls.
-//! The parts of the state machine are the sibling modules: `conn` (connections and HTTP timing), `requests`
-//! (routing and handshakes), `polling`, `websocket` and `session`.
+//! The parts of the state machine are the sibling modules: `conn` (connections), `requests` (routing and
+//! handshakes), `polling`, `websocket` and `session`; `answer` is what it answers.
 //!
-//! Every input (`on_bytes`, `on_request`, `on_message`, `on_disconnect`, `handle_timeout` and the application's
-//! calls) leaves its results in `events` and in per-connection outputs; `take_dirty` names the connections with
-//! something to write or to close. A broadcast encodes its packet once for all its targets, so each connection
+//! Every input (`on_request`, `on_message`, `on_disconnect`, `handle_timeout` and the application's calls) leaves
+//! its results in `events` and in per-connection answers; `take_dirty` names the connections with something to
+//! write or to close. A broadcast builds its packet once and shares it with all its targets, and each connection
 //! is written once per batch whatever the number of packets.
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
