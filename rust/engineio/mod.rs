@@ -1,6 +1,6 @@
 //! Engine.IO v4, sans-IO: requests, WebSocket messages (or the bytes that carry them) and the current time go
 //! in; answers, connections to close and application events come out. `engine::Engine` is the state machine,
-//! in parts: `conn` (connections and HTTP timing), `requests` (routing and handshakes), `polling`, `websocket`
+//! in parts: `conn` (connections), `requests` (routing and handshakes), `polling`, `websocket`
 //! and `session`; `answer` holds what it answers, as values. This file holds the words the engine
 //! shares with its users (configuration, events, the errors Node answers with).
 pub mod answer;
