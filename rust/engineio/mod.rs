@@ -1,8 +1,8 @@
-//! Engine.IO v4, sans-IO: requests, WebSocket messages (or the bytes that carry them) and the current time go
-//! in; answers, connections to close and application events come out. `engine::Engine` is the state machine,
-//! in parts: `conn` (connections), `requests` (routing and handshakes), `polling`, `websocket`
-//! and `session`; `answer` holds what it answers, as values. This file holds the words the engine
-//! shares with its users (configuration, events, the errors Node answers with).
+//! Engine.IO v4, sans-IO: requests, WebSocket messages and the current time go in; answers, connections to
+//! close and application events come out, all as values (a driver reads and writes the bytes). `engine::Engine`
+//! is the state machine, in parts: `conn` (connections), `requests` (routing and handshakes), `polling`,
+//! `websocket` and `session`; `answer` holds what it answers. This file holds the words the engine shares with
+//! its users (configuration, events, the errors Node answers with).
 pub mod answer;
 mod conn;
 pub mod engine;
