@@ -29,6 +29,7 @@ from types import FrameType
 import anyio
 
 from .adapters.bus import BusAdapter, attach
+from .exceptions import checked_options
 from .ipc import Bus
 from .server.server import Namespace, Server
 
@@ -98,6 +99,7 @@ def worker_main(argv: list[str] | None = None) -> None:
     run_backend(partial(_worker, server, a.index, a.workers, a.bus, a.host, a.port), a.backend)
 
 
+@checked_options()
 def run(target: str, *, workers: int = 2, host: str = "127.0.0.1", port: int = 5000, backend: str = "asyncio") -> int:
     """The master: start ``workers`` processes serving ``target`` on one port; restart any that dies; stop all
     on SIGTERM or SIGINT. Prints ``listening on http://host:port`` once every worker listens."""

@@ -15,6 +15,7 @@ import anyio
 import anyio.abc
 
 from .._native import EngineCore
+from ..exceptions import checked_options
 from .http import Request
 
 if TYPE_CHECKING:
@@ -53,6 +54,7 @@ class Session:
 class EngineServer:
     """An Engine.IO v4 server. Options and defaults are those of Node's engine.io (see ``EngineOptions``)."""
 
+    @checked_options(EngineOptions.__annotations__)
     def __init__(
         self,
         *,

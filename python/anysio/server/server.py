@@ -19,6 +19,7 @@ import anyio.abc
 from ..adapters.base import Acks, Adapter, FetchedSocket
 from ..engineio.http import StaticFiles
 from ..engineio.runtime import AllowRequest, EngineOptions, GenerateId, Runtime, SioCore, native_core, run_core
+from ..exceptions import checked_options
 from .broadcast import BroadcastOperator
 from .dispatcher import Dispatcher
 from .handler import Handler, Middleware
@@ -165,6 +166,7 @@ class Server:
     ``sio.of(name)`` reaches the others.
     """
 
+    @checked_options(EngineOptions.__annotations__)
     def __init__(
         self,
         *,
