@@ -42,6 +42,10 @@ def reply_value(values: list[Any]) -> Any:
     return values[0] if len(values) == 1 else tuple(values) if values else None
 
 
+class BackendUnavailable(AnysioError, LookupError):
+    """The event loop asked for is not installed. str(e) is one line naming the ``pip install`` that fixes it."""
+
+
 class Disconnected(AnysioError):
     """The socket disconnected before its acknowledgement arrived."""
 

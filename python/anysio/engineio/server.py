@@ -21,7 +21,16 @@ from .http import Request
 if TYPE_CHECKING:
     from .._native import CoreEvent
 
-from .runtime import AllowRequest, EngineOptions, GenerateId, Runtime, decide_handshake, native_core, run_core
+from .runtime import (
+    AllowRequest,
+    EngineOptions,
+    GenerateId,
+    Runtime,
+    decide_handshake,
+    native_core,
+    run_core,
+    run_until_signalled,
+)
 
 logger = logging.getLogger("anysio")
 
@@ -168,3 +177,7 @@ class EngineServer:
     ) -> None:
         """Listen and serve until cancelled; then close every session ("server shutting down")."""
         await run_core(self.runtime, host, port, task_status)
+
+    def run(self, host: str = "127.0.0.1", port: int = 5000, *, backend: str = "asyncio") -> None:
+        """Serve until Ctrl-C or SIGTERM, blocking; see ``Server.run``."""
+        run_until_signalled(self.serve, host, port, backend)
