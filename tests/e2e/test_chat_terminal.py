@@ -29,6 +29,7 @@ pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
 CHAT = ROOT / "examples" / "chat" / "chat.py"
+README = ROOT / "examples" / "chat" / "README.md"
 DEADLINE = 15.0
 URL = re.compile(r"chat server on (http://127\.0\.0\.1:\d+)/")
 # What a participant received: chat lines and others' notices (not its own "* you ..." lines, nor its typing).
@@ -423,4 +424,7 @@ def test_port_in_use(backend: str) -> None:
             timeout=DEADLINE,
         )
     assert done.returncode == 1
-    assert f"! cannot listen on 127.0.0.1:{port}" in done.stderr
+    # Exactly what examples/chat/README.md says, with this port.
+    documented = re.search(r"a host whose port is taken says\s+`(! cannot listen on [^`]+)`", README.read_text())
+    assert documented is not None
+    assert done.stderr.splitlines() == [documented[1].replace("127.0.0.1:5000", f"127.0.0.1:{port}")]
