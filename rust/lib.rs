@@ -7,11 +7,13 @@
 //! engineio    Engine.IO v4 packets, payloads, sessions, heartbeat, upgrade
 //! socketio    Socket.IO v5 packets, namespaces, rooms, acks
 //! driver      the mio poller that owns the sockets and feeds the layers above
-//! python      the one PyO3 file (feature "python")
+//! python      the PyO3 module (feature "python"): conversions, and (pyjson) event arguments to JSON
 //! ```
 pub mod driver;
 pub mod engineio;
 pub mod http;
+#[cfg(feature = "python")]
+mod pyjson;
 #[cfg(feature = "python")]
 mod python;
 pub mod socketio;

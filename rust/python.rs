@@ -612,6 +612,7 @@ impl EngineCore {
 fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<EngineCore>()?;
     m.add_class::<VirtualCore>()?;
+    m.add_function(wrap_pyfunction!(crate::pyjson::encode_args, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }
@@ -742,6 +743,12 @@ impl VirtualCore {
     /// Readable when the application's calls produced something for `turn` to collect.
     fn fileno(&self, py: Python<'_>) -> PyResult<i32> {
         Ok(self.core.bind(py).try_borrow()?.driver.fd())
+    }
+
+    /// Make `fileno` readable, as the application's calls do: the driver has work of its own for its loop.
+    fn wake(&self, py: Python<'_>) -> PyResult<()> {
+        self.core.bind(py).try_borrow_mut()?.driver.request_flush();
+        Ok(())
     }
 
     /// Seconds until the next timer (engine or Socket.IO), or None.

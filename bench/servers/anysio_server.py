@@ -1,8 +1,17 @@
 """The benchmark contract on anysio's standalone server.
 
-PORT from the environment; "echo" is acknowledged with its payload; every socket joins room "bench" on connect;
-"bcast" is broadcast to the room, sender included. Default options, as every peer.
-Usage: PORT=5000 python bench/servers/anysio_server.py --backend asyncio|uvloop|trio [--workers N]
+PORT from the environment; every socket joins room "bench" on connect; "echo" is acknowledged with its argument,
+an object {"id": int, "text": str, "ts": float}; "bcast" is broadcast to the room, sender included. Default
+options, as every peer. The handlers are the ones users write (``--handler``):
+
+- ``typed`` (default): ``async def echo(socket, msg: Echo) -> Echo`` with ``Echo`` a dataclass, the returned
+  value being the ack; ``async def bcast(socket, msg: Echo) -> None`` broadcasts it;
+- ``model``: the same with ``Echo`` a pydantic ``BaseModel``;
+- ``untyped``: ``def echo(socket, *args: Any)`` returning the arguments as they came (no coercion, no
+  coroutine), and an untyped ``async def bcast``.
+
+Usage: PORT=5000 python bench/servers/anysio_server.py [--backend asyncio|uvloop|trio] [--handler typed|model|untyped]
+[--workers N]
 
 With ``--workers N`` (N > 1) anysio's master process runs N workers on the port (``anysio.workers``); bench/run.py
 measures one process on one core and does not use it: the PID it watches would be the master's.
@@ -13,48 +22,97 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
+from pydantic import BaseModel
 
 from anysio import Server, Socket
 
+HANDLERS = ("typed", "model", "untyped")
 
-def make_server() -> Server:
+
+@dataclass
+class Echo:
+    """The load generator's echo and bcast argument (bench/loadgen/src/payload.rs)."""
+
+    id: int
+    text: str
+    ts: float
+
+
+class EchoModel(BaseModel):
+    """``Echo`` as a pydantic model."""
+
+    id: int
+    text: str
+    ts: float
+
+
+def make_server(handler: str | None = None) -> Server:
+    """The contract with the handlers of ``handler`` (else $BENCH_HANDLER, else typed)."""
+    handler = handler or os.environ.get("BENCH_HANDLER", "typed")
     sio = Server()
 
     @sio.on("connect")
     def connect(socket: Socket, auth: Any) -> None:
         socket.join("bench")
 
-    @sio.on("echo")
-    def echo(socket: Socket, *args: Any) -> tuple[Any, ...]:
-        return args  # the ack carries the same arguments
+    if handler == "typed":
 
-    @sio.on("bcast")
-    async def bcast(socket: Socket, *args: Any) -> None:
-        await sio.to("bench").emit("bcast", *args)
+        @sio.on("echo")
+        async def echo(socket: Socket, msg: Echo) -> Echo:
+            return msg  # the returned value is the ack
 
+        @sio.on("bcast")
+        async def bcast(socket: Socket, msg: Echo) -> None:
+            await sio.to("bench").emit("bcast", msg)
+
+    elif handler == "model":
+
+        @sio.on("echo")
+        async def echo_model(socket: Socket, msg: EchoModel) -> EchoModel:
+            return msg
+
+        @sio.on("bcast")
+        async def bcast_model(socket: Socket, msg: EchoModel) -> None:
+            await sio.to("bench").emit("bcast", msg)
+
+    elif handler == "untyped":
+
+        @sio.on("echo")
+        def echo_untyped(socket: Socket, *args: Any) -> tuple[Any, ...]:
+            return args  # the ack carries the same arguments
+
+        @sio.on("bcast")
+        async def bcast_untyped(socket: Socket, *args: Any) -> None:
+            await sio.to("bench").emit("bcast", *args)
+
+    else:
+        raise ValueError(f"handler: one of {', '.join(HANDLERS)}, not {handler!r}")
     return sio
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--backend", choices=["asyncio", "uvloop", "trio"], default="asyncio")
+    parser.add_argument("--handler", choices=HANDLERS, default="typed", help="the handlers' form (default typed)")
     parser.add_argument("--workers", type=int, default=1, help="worker processes sharing the port (default 1)")
     args = parser.parse_args()
     port = int(os.environ.get("PORT", "5000"))
     if args.workers > 1:
         from anysio import workers
 
-        # The workers import this file as a module, from its own directory.
+        # The workers import this file as a module, from its own directory; the handler form goes by environment.
         here = os.path.dirname(os.path.abspath(__file__))
         os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")]))
+        os.environ["BENCH_HANDLER"] = args.handler
         target = "anysio_server:make_server"
         raise SystemExit(workers.run(target, workers=args.workers, host="127.0.0.1", port=port, backend=args.backend))
     backend, options = ("asyncio", {"use_uvloop": True}) if args.backend == "uvloop" else (args.backend, {})
     with contextlib.suppress(KeyboardInterrupt):
-        anyio.run(make_server().serve, "127.0.0.1", port, backend=backend, backend_options=options)
+        anyio.run(make_server(args.handler).serve, "127.0.0.1", port, backend=backend, backend_options=options)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 // The benchmark contract on Node's socket.io 4.x with its default options (the reference peer).
-// PORT from the environment; "echo" is acknowledged with its payload; every socket joins room "bench" on
-// connect; "bcast" is broadcast to the room, sender included.
+// PORT from the environment; every socket joins room "bench" on connect; "echo" is acknowledged with its
+// argument (the load generator's object, {id, text, ts}) as it came, Node's idiomatic form; "bcast" is broadcast
+// to the room, sender included.
 import { createServer } from "node:http";
 import { Server } from "socket.io";
 

@@ -1,6 +1,7 @@
 """The benchmark contract on python-socketio (ASGI) under uvicorn with uvloop, default options.
 
-PORT from the environment; "echo" is acknowledged with its payload; every socket joins room "bench" on connect;
+PORT from the environment; every socket joins room "bench" on connect; "echo" is acknowledged with its argument
+(the load generator's object, {"id", "text", "ts"}), returned as it came, python-socketio's idiomatic form;
 "bcast" is broadcast to the room, sender included.
 """
 

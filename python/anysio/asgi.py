@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,6 +27,7 @@ import anyio.lowlevel
 
 from ._native import VirtualCore
 from .engineio.http import StaticFiles
+from .engineio.runtime import drive
 from .engineio.server import EngineServer
 from .exceptions import checked_options
 from .server.server import Server
@@ -96,9 +96,9 @@ class ASGIApp:
         self.prefix = f"/{trimmed}/" if trimmed else "/"
         self._runtime = sio.runtime
         self._core = VirtualCore(self._runtime.core)
-        # Not eager: events are dispatched from the tasks of the ASGI requests that carried them, which cannot
-        # stay with a handler that suspends. Coroutine handlers run in a task per socket burst instead.
-        self._dispatch = self._runtime.dispatch_in_tasks
+        # Events that the requests' tasks fed in, for the driver loop to dispatch (`_collect`): a request's task
+        # must go back to its client, so it cannot stay with a coroutine handler that suspends (see eager.py).
+        self._pending: list[CoreEvent] = []
         self._engine_path = self._core.path
         self._waiters: dict[int, anyio.Event] = {}
         self._running = False
@@ -137,7 +137,6 @@ class ASGIApp:
         if self._running:
             task_status.started()
             return
-        fd = self._core.fileno()
         try:
             async with anyio.create_task_group() as tg:
                 with self._runtime.hosting(tg):
@@ -145,17 +144,24 @@ class ASGIApp:
                     task_status.started()
                     if self._starting is not None:
                         self._starting.set()
-                    while True:
-                        timeout = self._core.next_timeout()
-                        if timeout is None or timeout > 0:
-                            with anyio.move_on_after(math.inf if timeout is None else timeout):
-                                await anyio.wait_readable(fd)
-                        else:
-                            await anyio.lowlevel.checkpoint()
-                        self._apply(*self._core.turn())
+                    # As run_core's: woken by the application's calls and by requests that fed events in.
+                    core = self._core
+                    tg.start_soon(
+                        drive, tg, core.fileno(), core.next_timeout, self._collect, self._runtime.dispatch, []
+                    )
+                    # Handlers are hosted until cancelled, whichever task runs the loop by then.
+                    await anyio.sleep_forever()
         finally:
             self._running = False
             self._starting = None
+
+    def _collect(self) -> list[CoreEvent]:
+        """The driver loop's next events: what the requests fed in, then the core's own (timers, the
+        application's calls); requests with output waiting are woken."""
+        turned, ready = self._core.turn()
+        self._wake(ready)
+        pending, self._pending = self._pending, []
+        return pending + turned if pending else turned
 
     async def _run_detached(self) -> None:
         starting = self._starting
@@ -194,12 +200,20 @@ class ASGIApp:
         return True
 
     def _apply(self, events: list[CoreEvent], ready: list[int]) -> None:
-        """Hand the core's events to the application, then wake the requests that have output."""
+        """Hand what a request fed in to the background task's next dispatch (at once, with handlers in tasks,
+        when there is none: at shutdown), then wake the requests that have output."""
         if events:
-            try:
-                self._dispatch(events)
-            except Exception:
-                logger.exception("dispatching events failed")
+            if self._running and not self._closed:
+                self._pending.extend(events)
+                self._core.wake()
+            else:
+                try:
+                    self._runtime.dispatch_in_tasks(events)
+                except Exception:
+                    logger.exception("dispatching events failed")
+        self._wake(ready)
+
+    def _wake(self, ready: list[int]) -> None:
         for conn in ready:
             waiter = self._waiters.pop(conn, None)
             if waiter is not None:

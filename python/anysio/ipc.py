@@ -24,6 +24,8 @@ import anyio.abc
 
 logger = logging.getLogger("anysio")
 Message = dict[str, Any]
+#: How long a bus message may wait for a worker to read it before that worker is cut off.
+SEND_TIMEOUT = 2.0
 
 
 def _parse(body: bytes) -> Message | None:
@@ -169,19 +171,33 @@ class Bus:
             logger.exception("bus message %r failed", msg.get("t"))
 
     async def send(self, peer: int, msg: Message) -> bool:
+        """Deliver to one worker; False when it cannot be reached. A stream to a worker that died (and may have
+        been restarted since) is replaced once. A worker that does not read within SEND_TIMEOUT (stopped, or
+        hung) is cut off rather than waited on: its stream is dropped, and the next message connects anew."""
         data = json.dumps(msg, separators=(",", ":")).encode()
         lock = self._out_lock.setdefault(peer, anyio.Lock())
         async with lock:
             for _ in range(2):
                 stream = self._out.get(peer)
                 try:
-                    if stream is None:
-                        stream = self._out[peer] = await anyio.connect_unix(self.dir / f"b{peer}.sock")
-                    await stream.send(struct.pack(">I", len(data)) + data)
+                    with anyio.fail_after(SEND_TIMEOUT):
+                        if stream is None:
+                            stream = self._out[peer] = await anyio.connect_unix(self.dir / f"b{peer}.sock")
+                        await stream.send(struct.pack(">I", len(data)) + data)
                     return True
-                except OSError:
-                    self._out.pop(peer, None)
+                except TimeoutError:
+                    logger.warning("worker %d does not read its bus messages; cut off", peer)
+                    await self._drop(peer)
+                    return False
+                except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
+                    await self._drop(peer)
             return False
+
+    async def _drop(self, peer: int) -> None:
+        stream = self._out.pop(peer, None)
+        if stream is not None:
+            with anyio.CancelScope(shield=True):
+                await stream.aclose()
 
     async def publish(self, msg: Message) -> list[int]:
         """Send to every other worker; returns those that took it."""

@@ -147,3 +147,12 @@ async def test_workers_behave_as_one_server(anyio_backend: str, workers: int) ->
             with anyio.fail_after(30):
                 await polling.send({"cmd": "emit_all", "name": "echo", "args": ["again"]})
                 assert (await polling.until("acks"))["args"] == ["again"] * 100
+            with anyio.fail_after(30):
+                # A worker that stayed up broadcasts over the bus again: its stream to the dead worker is replaced
+                # by one to the restarted worker, and every client hears the broadcast.
+                survivor_client = min(set(range(100)) - mine)
+                seen_before = len(polling.seen)
+                await polling.send({"cmd": "emit", "client": survivor_client, "name": "bcast", "args": ["y"]})
+                assert (await polling.until("ack"))["args"] == [1]
+                while len({m["client"] for m in polling.seen[seen_before:] if m.get("event") == "bcast"}) < 100:
+                    await polling.until("bcast")

@@ -57,3 +57,28 @@ async def test_a_malformed_message_is_logged_once_and_dropped(bus_dir: Path, cap
     assert heard == [1, 2]
     dropped = [r for r in caplog.records if "malformed bus message" in r.getMessage()]
     assert len(dropped) == len(bad), [r.getMessage() for r in caplog.records]
+
+
+@pytest.mark.anyio
+async def test_a_peer_that_stops_reading_is_cut_off_not_waited_on(
+    bus_dir: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("anysio.ipc.SEND_TIMEOUT", 0.2)
+    caplog.set_level(logging.WARNING, logger="anysio")
+    bus = Bus(str(bus_dir), 0, 2)
+    accepted: list[anyio.abc.SocketStream] = []
+    async with await anyio.create_unix_listener(bus_dir / "b1.sock") as listener, anyio.create_task_group() as tg:
+
+        async def accept_and_never_read() -> None:
+            accepted.append(await listener.accept())
+
+        tg.start_soon(accept_and_never_read)
+        big = {"t": "ping", "blob": "x" * 100_000}
+        with anyio.fail_after(10):
+            # Until the socket's buffers are full: then the send gives up after SEND_TIMEOUT.
+            while await bus.send(1, big):
+                pass
+        assert any("cut off" in r.getMessage() for r in caplog.records)
+        tg.cancel_scope.cancel()
+    for stream in accepted:
+        await stream.aclose()

@@ -1,10 +1,13 @@
 """anysio.codec.wire: event arguments to and from JSON text with binary attachments, as socket.io-parser does."""
 
 import dataclasses
+import enum
 import json
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from anysio.codec.wire import BadAttachments, decode_args, encode_args
 
@@ -81,3 +84,58 @@ def test_decode_wants_an_array() -> None:
         decode_args('{"a":1}', None)
     with pytest.raises(ValueError):
         decode_args("[", None)
+
+
+# --- the Rust encoder against Python's json ------------------------------------------------------------------
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.text(max_size=5) | st.integers(-5, 5) | st.booleans() | st.none(), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@given(st.lists(json_values, max_size=5))
+def test_encoded_json_reads_back_as_pythons_json_writes_it(args: list[Any]) -> None:
+    data, attachments = encode_args(args)
+    assert attachments == []
+    assert json.loads(data) == json.loads(json.dumps(args, allow_nan=False))
+
+
+def test_what_json_has_no_type_for_goes_through_to_jsonable() -> None:
+    class Color(enum.Enum):
+        RED = "red"
+
+    class Level(enum.IntEnum):
+        HIGH = 2
+
+    class Name(str):
+        pass
+
+    data, _ = encode_args([Color.RED, Level.HIGH, (1, 2), frozenset({3}), {Color.RED: 1}, Name("n")])
+    assert json.loads(data) == ["red", 2, [1, 2], [3], {"red": 1}, "n"]
+
+
+def test_refused_as_json_dumps_refuses() -> None:
+    cyclic: list[Any] = []
+    cyclic.append(cyclic)
+    for bad, error in [
+        (float("inf"), ValueError),
+        (cyclic, ValueError),
+        ({object(): 1}, TypeError),
+        ({1.5: float("nan")}, ValueError),
+    ]:
+        with pytest.raises(error):
+            encode_args(["x", bad])
+
+
+def test_lone_surrogates_go_out_escaped() -> None:
+    data, _ = encode_args(["a\ud800b", {"k\udc00": 1}])
+    assert data == '["a\\ud800b",{"k\\udc00":1}]'

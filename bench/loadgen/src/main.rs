@@ -3,15 +3,16 @@
 //! ```text
 //! loadgen connect --port P --clients 1000 [--window 256] [--sources 1] [--source-offset 0] [--rss-at 10000]
 //!                 [--hold 0] [--wait-stdin]
-//! loadgen echo    --port P --clients 100 --depth 8 [--duration 5] [--warmup 1] [--payload 32]
-//! loadgen bcast   --port P --clients 1000 [--window 16] [--duration 5] [--warmup 1]
-//! loadgen poll    --port P --clients 50 [--duration 5] [--warmup 1]
+//! loadgen echo    --port P --clients 100 --depth 8 [--duration 5] [--warmup 1] [--payload 100]
+//! loadgen bcast   --port P --clients 1000 [--window 16] [--duration 5] [--warmup 1] [--payload 100]
+//! loadgen poll    --port P --clients 50 [--duration 5] [--warmup 1] [--payload 100]
 //! loadgen reflect [--port P, else $PORT] [--timeout 120]   (a minimal native server, for calibration)
 //! ```
 //! Every run is bounded by `--timeout` seconds (and the measured part by `--duration`). With `--server-pid`, the
 //! server's CPU use and RSS are read from /proc around the measured window. The result is one JSON object on
 //! stdout; it includes this process's own CPU use (`loadgen_cpu`, fraction of one core) so a reader can tell
 //! whether the load generator or the server was the bottleneck.
+mod payload;
 mod polling;
 mod reflect;
 mod scenarios;
@@ -75,7 +76,7 @@ fn parse(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
         settle: Duration::from_millis(500),
         timeout: Duration::from_secs(120),
         handshake_timeout: Duration::from_secs(10),
-        payload: 32,
+        payload: 100,
         max_failures: 256,
         rss_at: Vec::new(),
         server_pid: None,

@@ -9,6 +9,7 @@ use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use serde_json::{json, Value};
 
+use crate::payload::{Check, Payload};
 use crate::stats::{CpuWindow, Latencies};
 use crate::tcp;
 use crate::Args;
@@ -87,8 +88,8 @@ struct Polling {
     host: String,
     clients: Vec<Client>,
     depth: usize,
-    data: String,
-    expect: String,
+    payload: Payload,
+    scratch: String,
     next_id: u64,
     sending: bool,
     window: (Instant, Instant),
@@ -97,6 +98,7 @@ struct Polling {
     acks: u64,
     acks_in_window: u64,
     bad: u64,
+    reencoded: u64,
     ready: usize,
     latencies: Latencies,
     failures: HashMap<String, u64>,
@@ -189,7 +191,8 @@ impl Polling {
     fn fire(&mut self, id: usize, now: Instant) {
         let ack_id = self.next_id;
         self.next_id += 1;
-        let packet = format!("42{ack_id}{}", self.data);
+        let mut packet = format!("42{ack_id}");
+        self.payload.event(&mut packet, "echo", ack_id, now);
         if let Some(c) = self.clients.get_mut(id) {
             c.inflight.push_back((ack_id, now));
         }
@@ -263,10 +266,15 @@ impl Polling {
             self.bad += 1;
             return;
         };
-        let sent_at = c.inflight.remove(pos).map_or(now, |(_, t)| t);
+        let Some((ack_id, sent_at)) = c.inflight.remove(pos) else {
+            return;
+        };
         self.acks += 1;
-        if rest.get(digits..) != Some(self.expect.as_bytes()) {
-            self.bad += 1;
+        let tail = rest.get(digits..).unwrap_or_default();
+        match self.payload.check(tail, ack_id, sent_at, &mut self.scratch) {
+            Check::Exact => {}
+            Check::Reencoded => self.reencoded += 1,
+            Check::Wrong => self.bad += 1,
         }
         if now >= self.window.0 && now < self.window.1 {
             self.acks_in_window += 1;
@@ -361,8 +369,8 @@ pub fn echo(a: &Args, addr: SocketAddr) -> io::Result<Value> {
         host: addr.to_string(),
         clients: (0..a.clients).map(|_| Client::default()).collect(),
         depth: a.depth,
-        data: format!("[\"echo\",\"{}\"]", "x".repeat(a.payload)),
-        expect: format!("[\"{}\"]", "x".repeat(a.payload)),
+        payload: Payload::new(a.payload),
+        scratch: String::new(),
         next_id: 0,
         sending: false,
         window: (far, far),
@@ -371,6 +379,7 @@ pub fn echo(a: &Args, addr: SocketAddr) -> io::Result<Value> {
         acks: 0,
         acks_in_window: 0,
         bad: 0,
+        reencoded: 0,
         ready: 0,
         latencies: Latencies::new(10_000_000),
         failures: HashMap::new(),
@@ -436,6 +445,7 @@ pub fn echo(a: &Args, addr: SocketAddr) -> io::Result<Value> {
         "acked": p.acks,
         "unanswered": unanswered,
         "bad_acks": p.bad,
+        "reencoded_acks": p.reencoded,
         "latency": p.latencies.summary(),
         "loadgen_cpu": loadgen_cpu,
         "server_cpu": server_cpu,

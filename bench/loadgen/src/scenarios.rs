@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use crate::payload::{Check, Payload};
 use crate::stats::{rss_kib, CpuWindow, Latencies};
 use crate::tcp::source_for;
 use crate::ws::{Net, Scenario};
@@ -223,12 +224,13 @@ impl ConnectRun {
     }
 }
 
-/// 8 (`depth`) acknowledged echoes in flight per client, each answered by sending the next one.
+/// 8 (`depth`) acknowledged echoes in flight per client, each answered by sending the next one. The argument is
+/// an object (`Payload`) whose `id` is the ack id; the ack must carry it back.
 struct Echo {
     depth: usize,
-    data: String,
-    expect: String,
+    payload: Payload,
     packet: String,
+    scratch: String,
     next_id: u64,
     inflight: Vec<VecDeque<(u64, Instant)>>,
     sending: bool,
@@ -237,6 +239,7 @@ struct Echo {
     acks: u64,
     sent: u64,
     bad: u64,
+    reencoded: u64,
     latencies: Latencies,
 }
 
@@ -246,7 +249,8 @@ impl Echo {
         let ack_id = self.next_id;
         self.next_id += 1;
         self.packet.clear();
-        let _ = write!(self.packet, "2{ack_id}{}", self.data);
+        let _ = write!(self.packet, "2{ack_id}");
+        self.payload.event(&mut self.packet, "echo", ack_id, now);
         net.send(id, &self.packet);
         if let Some(q) = self.inflight.get_mut(id) {
             q.push_back((ack_id, now));
@@ -276,12 +280,17 @@ impl Scenario for Echo {
             self.bad += 1;
             return;
         };
-        let Some((_, sent_at)) = q.remove(pos) else {
+        let Some((ack_id, sent_at)) = q.remove(pos) else {
             return;
         };
         self.acks += 1;
-        if tail != self.expect {
-            self.bad += 1;
+        match self
+            .payload
+            .check(tail.as_bytes(), ack_id, sent_at, &mut self.scratch)
+        {
+            Check::Exact => {}
+            Check::Reencoded => self.reencoded += 1,
+            Check::Wrong => self.bad += 1,
         }
         if now >= self.window.0 && now < self.window.1 {
             self.acks_in_window += 1;
@@ -302,13 +311,12 @@ impl Scenario for Echo {
 pub fn echo(a: &Args, addr: SocketAddr) -> io::Result<Value> {
     let deadline = Instant::now() + a.timeout;
     let mut net = Net::new(addr)?;
-    let text = "x".repeat(a.payload);
     let far = Instant::now() + Duration::from_secs(86_400);
     let mut sc = Echo {
         depth: a.depth,
-        data: format!("[\"echo\",\"{text}\"]"),
-        expect: format!("[\"{text}\"]"),
+        payload: Payload::new(a.payload),
         packet: String::new(),
+        scratch: String::new(),
         next_id: 0,
         inflight: Vec::new(),
         sending: false,
@@ -317,6 +325,7 @@ pub fn echo(a: &Args, addr: SocketAddr) -> io::Result<Value> {
         acks: 0,
         sent: 0,
         bad: 0,
+        reencoded: 0,
         latencies: Latencies::new(MAX_SAMPLES),
     };
     connect_all(&mut net, &mut sc, a, deadline)?;
@@ -356,6 +365,7 @@ pub fn echo(a: &Args, addr: SocketAddr) -> io::Result<Value> {
         "acked": sc.acks,
         "unanswered": unanswered,
         "bad_acks": sc.bad,
+        "reencoded_acks": sc.reencoded,
         "latency": sc.latencies.summary(),
         "loadgen_cpu": loadgen_cpu,
         "server_cpu": server_cpu,
@@ -369,7 +379,7 @@ struct Bcast {
     sender: usize,
     members: Vec<usize>,
     window: u64,
-    text: String,
+    payload: Payload,
     packet: String,
     /// Per client: the highest seq seen, and which seqs in flight it has (bit seq % RING).
     highest: Vec<Option<u64>>,
@@ -395,15 +405,11 @@ pub const MAX_BCAST_WINDOW: usize = (RING / 2) as usize;
 
 impl Bcast {
     fn pump(&mut self, net: &mut Net, now: Instant) {
-        use std::fmt::Write;
         while self.sending && self.sent - self.complete < self.window {
             let seq = self.sent;
             self.packet.clear();
-            let _ = write!(
-                self.packet,
-                "2[\"bcast\",{{\"seq\":{seq},\"text\":\"{}\"}}]",
-                self.text
-            );
+            self.packet.push('2');
+            self.payload.event(&mut self.packet, "bcast", seq, now);
             net.send(self.sender, &self.packet);
             if let Some(t) = self.sent_at.get_mut((seq % RING) as usize) {
                 *t = now;
@@ -436,9 +442,9 @@ impl Bcast {
     }
 }
 
-/// The `seq` of a `bcast` event, whatever the JSON spacing.
+/// The sequence number (the object's `id`) of a `bcast` event, whatever the JSON spacing.
 fn seq_of(packet: &str) -> Option<u64> {
-    let rest = packet.get(packet.find("\"seq\"")? + 5..)?;
+    let rest = packet.get(packet.find("\"id\"")? + 4..)?;
     let rest = rest.trim_start_matches([' ', ':']);
     let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
     rest.get(..digits)?.parse().ok()
@@ -496,7 +502,7 @@ pub fn bcast(a: &Args, addr: SocketAddr) -> io::Result<Value> {
         sender: 0,
         members: Vec::new(),
         window: a.window.min(MAX_BCAST_WINDOW) as u64,
-        text: "x".repeat(a.payload),
+        payload: Payload::new(a.payload),
         packet: String::new(),
         highest: Vec::new(),
         seen: Vec::new(),
@@ -575,9 +581,9 @@ mod tests {
 
     #[test]
     fn seq_is_found_in_any_spacing() {
-        assert_eq!(seq_of(r#"2["bcast",{"seq":42,"text":"x"}]"#), Some(42));
-        assert_eq!(seq_of(r#"2["bcast", {"seq": 7, "text": "x"}]"#), Some(7));
+        assert_eq!(seq_of(r#"2["bcast",{"id":42,"text":"x"}]"#), Some(42));
+        assert_eq!(seq_of(r#"2["bcast", {"id": 7, "text": "x"}]"#), Some(7));
         assert_eq!(seq_of(r#"2["bcast",{"text":"x"}]"#), None);
-        assert_eq!(seq_of(r#"2["bcast",{"seq":"#), None);
+        assert_eq!(seq_of(r#"2["bcast",{"id":"#), None);
     }
 }

@@ -1,8 +1,8 @@
 """Event arguments to and from Socket.IO's JSON-with-attachments form.
 
 Binary values anywhere in the arguments travel as attachments: the JSON holds ``{"_placeholder": true,
-"num": n}`` where attachment n was. Rust frames and reassembles the attachments; this module only swaps them in
-and out of the Python values.
+"num": n}`` where attachment n was. Rust frames and reassembles the attachments, and writes the JSON of what is
+emitted (``_native.encode_args``); this module swaps incoming attachments into the decoded values.
 """
 
 from __future__ import annotations
@@ -11,65 +11,23 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from .._native import encode_args as _encode_args
 from .coerce import to_jsonable
 
-_encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-_BINARY = (bytes, bytearray, memoryview)
-_PLAIN = frozenset({str, int, float, bool, type(None)})
-# The C encoder and scanner behind json.dumps / json.loads, called directly: the wrappers around them cost more
-# than the work for the small payloads of most events. (No circular-reference check: such a value raises
-# RecursionError, which the callers treat as unsendable.)
-_c_encoder: Callable[..., Callable[[Any, int], list[str]]] | None = getattr(json.encoder, "c_make_encoder", None)
-_dump_chunks = (
-    _c_encoder(None, _encoder.default, json.encoder.encode_basestring, None, ":", ",", False, False, False)
-    if _c_encoder is not None
-    else None
-)
+# The C scanner behind json.loads, called directly: the wrapper around it costs more than the work for the
+# small payloads of most events.
 _scan_once: Callable[[str, int], tuple[Any, int]] = getattr(json.JSONDecoder(), "scan_once")  # noqa: B009
-
-
-def _dumps(value: Any) -> str:
-    return "".join(_dump_chunks(value, 0)) if _dump_chunks is not None else _encoder.encode(value)
 
 
 class BadAttachments(ValueError):
     """A placeholder names an attachment that did not arrive."""
 
 
-def _extract(value: Any, out: list[bytes]) -> Any:
-    if isinstance(value, _BINARY):
-        out.append(bytes(value))
-        return {"_placeholder": True, "num": len(out) - 1}
-    if isinstance(value, list | tuple):
-        return [_extract(v, out) for v in value]
-    if isinstance(value, dict):
-        return {k: _extract(v, out) for k, v in value.items()}
-    return value
-
-
-def _has_binary(value: Any) -> bool:
-    if isinstance(value, _BINARY):
-        return True
-    if isinstance(value, list | tuple):
-        return any(_has_binary(v) for v in value)
-    if isinstance(value, dict):
-        return any(_has_binary(v) for v in value.values())
-    return False
-
-
 def encode_args(args: list[Any]) -> tuple[str, list[bytes]]:
-    """JSON text of ``args`` (an array) and the attachments pulled out of them."""
-    plain = _PLAIN
-    for a in args:
-        if type(a) not in plain:
-            break
-    else:
-        return _dumps(args), []
-    values = [to_jsonable(a) for a in args]
-    attachments: list[bytes] = []
-    if _has_binary(values):
-        values = _extract(values, attachments)
-    return _dumps(values), attachments
+    """JSON text of ``args`` (an array) and the attachments pulled out of them, in one pass in Rust; values JSON
+    has no type for go through ``to_jsonable``. Raises TypeError, ValueError (NaN, infinities, a value that
+    contains itself) as ``json.dumps`` would."""
+    return _encode_args(args, to_jsonable)
 
 
 def _insert(value: Any, attachments: list[bytes]) -> Any:

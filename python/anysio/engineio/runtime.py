@@ -298,7 +298,7 @@ async def run_core(
     task_status: anyio.abc.TaskStatus[tuple[str, int]],
     sock: socket.socket | None = None,
 ) -> None:
-    """Serve until cancelled: the driver loop (``_drive``) in a task of the server's task group."""
+    """Serve until cancelled: the driver loop (``drive``) in a task of the server's task group."""
     core = runtime.core
     address = core.listen_fd((sock if sock is not None else _listen(host, port)).detach())
     runtime.address = address
@@ -308,7 +308,7 @@ async def run_core(
             runtime.task_group = tg
             logger.info("listening on %s:%d", *address)
             task_status.started(address)
-            tg.start_soon(_drive, runtime, fd, tg, [])
+            tg.start_soon(drive, tg, fd, core.next_timeout, core.turn, runtime.dispatch, [])
     finally:
         runtime.task_group = None
         core.shutdown()
@@ -320,24 +320,31 @@ async def run_core(
         runtime.task_group = None
 
 
-async def _drive(runtime: Runtime, fd: int, tg: anyio.abc.TaskGroup, events: list[CoreEvent]) -> None:
-    """The driver loop: wait for the core's descriptor or its next timer, turn, dispatch. When a handler suspends
-    during a dispatch, this task stays with it and a new task takes the loop over (see eager.py)."""
-    core, dispatch = runtime.core, runtime.dispatch
+async def drive(
+    tg: anyio.abc.TaskGroup,
+    fd: int,
+    next_timeout: Callable[[], float | None],
+    collect: Callable[[], list[CoreEvent]],
+    dispatch: Dispatch,
+    events: list[CoreEvent],
+) -> None:
+    """A driver loop: dispatch, then wait for the core's descriptor or its next timer, and ``collect`` the next
+    events. When a handler suspends during a dispatch, this task stays with it and a new task takes the loop
+    over (see eager.py)."""
     while True:
         if events:
             suspended = dispatch(events)
             if suspended is not None:
-                tg.start_soon(_drive, runtime, fd, tg, suspended.rest)
+                tg.start_soon(drive, tg, fd, next_timeout, collect, dispatch, suspended.rest)
                 await suspended.finish()
                 return
-        timeout = core.next_timeout()
+        timeout = next_timeout()
         if timeout is None or timeout > 0:
             with anyio.move_on_after(math.inf if timeout is None else timeout):
                 await anyio.wait_readable(fd)
         else:
             await anyio.lowlevel.checkpoint()
-        events = core.turn()
+        events = collect()
 
 
 async def _dispatch_batch(dispatch: Dispatch, tg: anyio.abc.TaskGroup, events: list[CoreEvent]) -> None:
