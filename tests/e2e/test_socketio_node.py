@@ -265,7 +265,11 @@ async def test_handler_argument_of_the_wrong_type_is_answered_in_the_ack() -> No
         # Without an ack the client is told with an "error" event.
         await client.emit("add", 1)
         [[body]] = await client.receive("error")
-        assert body == {"event": "add", "error": "missing argument 'b'"}
+        assert body == {
+            "event": "add",
+            "error": "missing argument 'b'",
+            "errors": [{"loc": ["b"], "msg": "Field required", "type": "missing"}],
+        }
 
 
 async def test_socket_id_and_rooms_are_per_namespace() -> None:
