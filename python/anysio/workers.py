@@ -164,8 +164,9 @@ def worker_main(argv: list[str] | None = None) -> None:
         if ready:
             raise  # a crash: the master restarts this worker
         # Before it was ready: the master stops with this error, in one line.
-        errors = e.exceptions if isinstance(e, BaseExceptionGroup) else [e]
-        first = errors[0] if errors else e
+        first: BaseException = e
+        while isinstance(first, BaseExceptionGroup) and first.exceptions:
+            first = first.exceptions[0]  # the task group's: the error itself
         if not isinstance(first, TargetError | BackendUnavailable | OSError):
             logger.exception("worker %d failed", a.index)
         _tell_master(a.bus, f"failed {a.index} {one_line(first)}")
