@@ -25,6 +25,7 @@ from .sio_helpers import node_sio
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 PY = sys.executable
+ANYSIO = Path(sys.executable).parent / "anysio"  # the console script pip installed beside the interpreter
 DEADLINE = 30
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
 pytestmark = pytest.mark.anyio
@@ -108,10 +109,11 @@ async def test_server_run_prints_where_it_listens_and_ends_on_ctrl_c(anyio_backe
 
 
 async def test_the_current_folder_is_on_the_import_path(anyio_backend: str) -> None:
-    async with serving([PY, "-m", "anysio", "run", "echo:sio", "--port=0", f"--backend={anyio_backend}"], EXAMPLES) as (
-        address,
-        _,
-    ):
+    # The console script, which (unlike python -m) does not put the current folder on the path by itself.
+    cmd = [str(ANYSIO), "run", "echo:sio", "--port=0", f"--backend={anyio_backend}"]
+    async with serving(cmd, EXAMPLES) as (address, _):
+        await probe(address)
+    async with serving([*cmd, "--workers=2"], EXAMPLES) as (address, _):
         await probe(address)
 
 
