@@ -1,18 +1,24 @@
-//! anysio's core. Layers, bottom up; every layer below the driver is sans-IO (bytes and the time in,
-//! events and bytes out):
+//! anysio's core. Layers, bottom up; every layer below the drivers is sans-IO (input and the time in, events
+//! and answers out):
 //!
 //! ```text
 //! http        HTTP/1.1 requests and responses for the Engine.IO path
 //! websocket   RFC 6455 frames and the opening handshake
-//! engineio    Engine.IO v4 packets, payloads, sessions, heartbeat, upgrade
+//! ids         ConnId, SessionKey, SocketKey
+//! engineio    Engine.IO v4 packets, payloads, sessions, heartbeat, upgrade (typed requests and messages in)
 //! socketio    Socket.IO v5 packets, namespaces, rooms, acks
-//! driver      the mio poller that owns the sockets and feeds the layers above
-//! python      the PyO3 module (feature "python"): conversions, and (pyjson) event arguments to JSON
+//! core        the engine and the layer above it, wired once for every driver
+//! driver      the mio poller that owns the sockets (its connection layer, wire, reads their bytes into
+//!             requests and messages); the socket-less driver behind the ASGI app
+//! python      the PyO3 module (feature "python"): conversions and thin classes, and (pyjson) event
+//!             arguments to JSON
 //! ```
 pub mod adapter;
+pub mod core;
 pub mod driver;
 pub mod engineio;
 pub mod http;
+pub mod ids;
 #[cfg(feature = "python")]
 mod pyjson;
 #[cfg(feature = "python")]

@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """anysio's chat demo: a chat server with a terminal UI, terminal participants, and a browser page.
 
-  chat.py host [--bind 127.0.0.1] [--port 5000] [--backend asyncio|trio] [--name host] [--room R] [--headless]
+  chat.py host [--bind 127.0.0.1] [--port 5000] [--backend asyncio|uvloop|trio] [--name host] [--room R] [--headless]
   chat.py join --url http://127.0.0.1:5000 --name NAME [--room R]
+
+scripts/chat.sh runs it with no activated virtual environment (`scripts/chat.sh join --name NAME`).
 
 ``host`` embeds the Socket.IO server and serves the browser page at ``/``; its terminal user is a participant
 in the same process (no socket client). ``--headless`` runs the same server without a UI. ``join`` is a
@@ -14,8 +16,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import itertools
 import os
+import shlex
 import signal
 import stat
 import sys
@@ -403,7 +407,7 @@ async def host(args: argparse.Namespace) -> int:
             return 1
         url = f"http://{bound_host}:{port}"
         show(f"* chat server on {url}/ ({args.backend}): open it in a browser, or join from a terminal with")
-        show(f"*   {Path(sys.argv[0]).as_posix()} join --url {url} --name NAME")
+        show(f"*   {join_command(url)}")
         if args.headless:
             await anyio.sleep_forever()
         await terminal(HostParticipant(chat, args.name, show), args.room)
@@ -412,8 +416,24 @@ async def host(args: argparse.Namespace) -> int:
     return 0
 
 
+def join_command(url: str) -> str:
+    """The command that joins this host from another terminal, runnable as it is: scripts/chat.sh (which needs no
+    activated virtual environment) when it is there, else this interpreter and this file."""
+    script = Path(__file__).resolve().parents[2] / "scripts" / "chat.sh"
+    if script.is_file():
+        relative = os.path.relpath(script)
+        start = [relative if "/" in relative else f"./{relative}"]
+    else:
+        start = [sys.executable, str(Path(__file__).resolve())]
+    return shlex.join([*start, "join", "--url", url]) + " --name NAME"
+
+
 async def join(args: argparse.Namespace) -> int:
-    import socketio
+    try:
+        import socketio
+    except ModuleNotFoundError:
+        complain("chat.py join needs python-socketio and aiohttp: pip install -e '.[chat]' (or scripts/chat.sh join)")
+        return 1
 
     url = args.url if "://" in args.url else f"http://{args.url}"
     client = socketio.AsyncClient(reconnection_delay=0.5, reconnection_delay_max=3)
@@ -477,7 +497,7 @@ def main(argv: list[str] | None = None) -> int:
     h = sub.add_parser("host", help="run the chat server, with a terminal UI unless --headless")
     h.add_argument("--bind", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     h.add_argument("--port", type=int, default=5000, help="port (default 5000; 0 picks a free one)")
-    h.add_argument("--backend", choices=["asyncio", "trio"], default="asyncio")
+    h.add_argument("--backend", choices=["asyncio", "uvloop", "trio"], default="asyncio", help="event loop")
     h.add_argument("--name", default="host", help="your name in the chat (default host)")
     h.add_argument("--room", help="room to join at start")
     h.add_argument("--headless", action="store_true", help="serve only: no terminal UI")
@@ -492,6 +512,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(e))
     try:
         if args.command == "host":
+            if args.backend != "asyncio" and importlib.util.find_spec(args.backend) is None:
+                complain(
+                    f"the {args.backend} backend is not installed: scripts/chat.sh --backend {args.backend}"
+                    f" installs it (or pip install -e '.[chat,{args.backend}]')"
+                )
+                return 1
+            if args.backend == "uvloop":
+                return anyio.run(host, args, backend="asyncio", backend_options={"use_uvloop": True})
             return anyio.run(host, args, backend=args.backend)
         return anyio.run(join, args, backend="asyncio")
     except KeyboardInterrupt:  # before the signal handlers were in place

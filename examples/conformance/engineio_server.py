@@ -7,10 +7,7 @@ CORS for any origin, path /engine.io/. Usage: python examples/conformance/engine
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
-
-import anyio
 
 from anysio import EngineServer, Session
 
@@ -34,9 +31,7 @@ def main() -> None:
     parser.add_argument("--backend", choices=["asyncio", "uvloop", "trio"], default="asyncio")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    backend, options = ("asyncio", {"use_uvloop": True}) if args.backend == "uvloop" else (args.backend, {})
-    with contextlib.suppress(KeyboardInterrupt):
-        anyio.run(make_server().serve, args.host, args.port, backend=backend, backend_options=options)
+    make_server().run(args.host, args.port, backend=args.backend)
 
 
 if __name__ == "__main__":

@@ -9,12 +9,9 @@ Usage: python examples/conformance/socketio_server.py [--port 3000] [--backend a
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import os
 from typing import Any
-
-import anyio
 
 from anysio import Ack, Server, Socket, workers
 
@@ -51,7 +48,6 @@ def main() -> None:
     if args.workers > 1:
         # The workers import this file as a module, from its own directory.
         here = os.path.dirname(os.path.abspath(__file__))
-        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")]))
         raise SystemExit(
             workers.run(
                 "socketio_server:make_server",
@@ -59,11 +55,11 @@ def main() -> None:
                 host=args.host,
                 port=args.port,
                 backend=args.backend,
+                app_dir=here,
+                factory=True,
             )
         )
-    backend, options = ("asyncio", {"use_uvloop": True}) if args.backend == "uvloop" else (args.backend, {})
-    with contextlib.suppress(KeyboardInterrupt):
-        anyio.run(make_server().serve, args.host, args.port, backend=backend, backend_options=options)
+    make_server().run(args.host, args.port, backend=args.backend)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The Rust core (rust/python.rs). Events are tuples, see EngineCore.turn."""
+"""The Rust core (rust/python/). Events are tuples, see EngineCore.turn."""
 
 from collections.abc import Callable
 from typing import Any, Final, Literal, TypeAlias, final

@@ -29,6 +29,7 @@ from ._native import VirtualCore
 from .engineio.http import StaticFiles
 from .engineio.runtime import drive
 from .engineio.server import EngineServer
+from .exceptions import checked_options
 from .server.server import Server
 
 if TYPE_CHECKING:
@@ -80,6 +81,7 @@ class ASGIApp:
     (URL prefix -> directory or file), else get a 404. Lifespan events are forwarded to ``other_app``.
     """
 
+    @checked_options()
     def __init__(
         self,
         sio: Server | EngineServer,

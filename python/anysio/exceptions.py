@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+import difflib
+import functools
+import inspect
+from collections.abc import Callable, Iterable
+from typing import Any, ParamSpec, TypeVar
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 class AnysioError(Exception):
@@ -35,5 +42,37 @@ def reply_value(values: list[Any]) -> Any:
     return values[0] if len(values) == 1 else tuple(values) if values else None
 
 
+class BackendUnavailable(AnysioError, LookupError):
+    """The event loop asked for is not installed. str(e) is one line naming the ``pip install`` that fixes it."""
+
+
 class Disconnected(AnysioError):
     """The socket disconnected before its acknowledgement arrived."""
+
+
+def unknown_option(name: str, valid: Iterable[str]) -> TypeError:
+    """``TypeError: unknown option 'ping_intervall' (did you mean 'ping_interval'?)``."""
+    close = difflib.get_close_matches(name, sorted(valid), n=1)
+    return TypeError(f"unknown option {name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+
+
+def checked_options(extra: Iterable[str] = ()) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Decorate a function (or ``__init__``) whose keyword arguments are options: a misspelt one raises
+    ``unknown_option`` naming the closest valid one, instead of Python's plain "unexpected keyword argument"
+    or, behind ``**options``, nothing at all. ``extra`` names what ``**options`` accepts."""
+
+    def decorate(fn: Callable[P, R]) -> Callable[P, R]:
+        params = inspect.signature(fn).parameters.values()
+        valid = frozenset(p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)) | set(extra)
+        valid -= {"self"}
+
+        @functools.wraps(fn)
+        def call(*args: P.args, **kwargs: P.kwargs) -> R:
+            for name in kwargs:
+                if name not in valid:
+                    raise unknown_option(name, valid)
+            return fn(*args, **kwargs)
+
+        return call
+
+    return decorate

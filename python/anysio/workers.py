@@ -21,7 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from types import FrameType
@@ -29,21 +29,60 @@ from types import FrameType
 import anyio
 
 from .adapters.bus import BusAdapter, attach
+from .engineio.runtime import BACKENDS, check_backend, run_backend, url
+from .exceptions import BackendUnavailable, checked_options
 from .ipc import Bus
 from .server.server import Namespace, Server
 
 logger = logging.getLogger("anysio")
-BACKENDS = ("asyncio", "uvloop", "trio")
+#: A worker that dies is restarted after RESTART_DELAY, doubled for each further death in a row, up to
+#: RESTART_DELAY_MAX; a worker that has served for STABLE_AFTER seconds starts the series again.
+RESTART_DELAY = 0.1
+RESTART_DELAY_MAX = 10.0
+STABLE_AFTER = 30.0
 
 
-def load(target: str) -> Server:
-    """``module:attr`` names a Server, or a function that returns one."""
-    module, _, attr = target.partition(":")
-    obj = getattr(importlib.import_module(module), attr or "sio")
-    server = obj() if callable(obj) and not isinstance(obj, Server) else obj
-    if not isinstance(server, Server):
-        raise TypeError(f"{target} is not an anysio.Server")
-    return server
+class TargetError(Exception):
+    """``module:attr`` does not name a server (no such module, no such attribute, not a Server). One line."""
+
+
+def load(target: str, *, factory: bool = False, app_dir: str | None = None) -> Server:
+    """``module:attr`` names a Server, or a function that returns one (called when ``factory``, or when it is
+    not a Server itself). ``app_dir`` goes first on the import path (as uvicorn's ``--app-dir``).
+
+    Raises TargetError with a one-line message when the target is not found; an exception raised by the module
+    itself (a bug in the application) propagates as it is."""
+    if app_dir is not None:
+        path = os.path.abspath(app_dir)
+        if path not in sys.path:
+            sys.path.insert(0, path)
+    module_name, _, attr = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        if e.name is None or not (module_name == e.name or module_name.startswith(e.name + ".")):
+            raise  # the application's own import failed: its traceback says why
+        where = f" in {os.path.abspath(app_dir)}" if app_dir is not None else ""
+        raise TargetError(f"cannot import module {module_name!r}{where} (--app-dir says where to look)") from None
+    attr = attr or "sio"
+    try:
+        obj = getattr(module, attr)
+    except AttributeError:
+        raise TargetError(f"module {module_name!r} has no attribute {attr!r}") from None
+    if factory:
+        if not callable(obj):
+            raise TargetError(f"{module_name}:{attr} is not callable (--factory)")
+        obj = obj()
+    elif callable(obj) and not isinstance(obj, Server):
+        obj = obj()
+    if not isinstance(obj, Server):
+        raise TargetError(f"{module_name}:{attr} is {type(obj).__name__}, not an anysio.Server")
+    return obj
+
+
+def restart_delay(deaths: int) -> float:
+    """How long the master waits before restarting a worker that died ``deaths`` times in a row (1, 2, ...)."""
+    return float(min(RESTART_DELAY * 2 ** (deaths - 1), RESTART_DELAY_MAX))
 
 
 def listening_socket(host: str, port: int, listen: bool) -> socket.socket:
@@ -51,18 +90,21 @@ def listening_socket(host: str, port: int, listen: bool) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((host, port))
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        error = OSError(f"cannot listen on {host}:{port}: {os.strerror(e.errno) if e.errno else e}")
+        error.errno = e.errno
+        raise error from None
     if listen:
         sock.listen(1024)
     return sock
 
 
-def run_backend(main: Callable[[], Awaitable[None]], backend: str) -> None:
-    name, options = ("asyncio", {"use_uvloop": True}) if backend == "uvloop" else (backend, {})
-    anyio.run(main, backend=name, backend_options=options)
-
-
-async def _worker(server: Server, index: int, workers: int, bus_dir: str, host: str, port: int) -> None:
+async def _worker(
+    server: Server, index: int, workers: int, bus_dir: str, host: str, port: int, ready: Callable[[], None]
+) -> None:
     bus = Bus(bus_dir, index, workers)
 
     def adapter(nsp: Namespace) -> BusAdapter:
@@ -75,12 +117,16 @@ async def _worker(server: Server, index: int, workers: int, bus_dir: str, host: 
         await tg.start(bus.serve)
         tg.start_soon(bus.receive_handoffs, server.runtime.core.adopt)
         await tg.start(partial(server.serve, sock=sock))
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as ready:
-            ready.sendto(f"ready {index}".encode(), str(Path(bus_dir) / "master.sock"))
+        ready()
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async for _ in signals:
                 tg.cancel_scope.cancel()
                 return
+
+
+def _tell_master(bus_dir: str, message: str) -> None:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+        s.sendto(message.encode()[:4000], str(Path(bus_dir) / "master.sock"))
 
 
 def worker_main(argv: list[str] | None = None) -> None:
@@ -92,24 +138,78 @@ def worker_main(argv: list[str] | None = None) -> None:
     p.add_argument("--host", required=True)
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--backend", choices=BACKENDS, default="asyncio")
+    p.add_argument("--app-dir")
+    p.add_argument("--factory", action="store_true")
+    p.add_argument("--log-level", default="info")
     a = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s worker {a.index} %(name)s %(message)s")
-    server = load(a.target)
-    run_backend(partial(_worker, server, a.index, a.workers, a.bus, a.host, a.port), a.backend)
+    logging.basicConfig(
+        level=a.log_level.upper(), format=f"%(asctime)s worker {a.index} %(levelname)s %(name)s %(message)s"
+    )
+    ready = False
+
+    def say_ready() -> None:
+        nonlocal ready
+        ready = True
+        _tell_master(a.bus, f"ready {a.index}")
+
+    async def main() -> None:
+        server = load(a.target, factory=a.factory, app_dir=a.app_dir)
+        await _worker(server, a.index, a.workers, a.bus, a.host, a.port, say_ready)
+
+    try:
+        run_backend(main, a.backend)
+    except KeyboardInterrupt:
+        return
+    except BaseException as e:
+        if ready:
+            raise  # a crash: the master restarts this worker
+        # Before it was ready: the master stops with this error, in one line.
+        first: BaseException = e
+        while isinstance(first, BaseExceptionGroup) and first.exceptions:
+            first = first.exceptions[0]  # the task group's: the error itself
+        if not isinstance(first, TargetError | BackendUnavailable | OSError):
+            logger.exception("worker %d failed", a.index)
+        _tell_master(a.bus, f"failed {a.index} {one_line(first)}")
+        raise SystemExit(1) from None
 
 
-def run(target: str, *, workers: int = 2, host: str = "127.0.0.1", port: int = 5000, backend: str = "asyncio") -> int:
-    """The master: start ``workers`` processes serving ``target`` on one port; restart any that dies; stop all
-    on SIGTERM or SIGINT. Prints ``listening on http://host:port`` once every worker listens."""
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}")
-    load(target)  # fail here, not in N workers, when the target is wrong
+def one_line(e: BaseException) -> str:
+    """An error as one line: its message, prefixed by its type unless it is one of anysio's one-line errors."""
+    text = " ".join(str(e).split()) or type(e).__name__
+    return text if isinstance(e, TargetError | BackendUnavailable | OSError) else f"{type(e).__name__}: {text}"
+
+
+@checked_options()
+def run(
+    target: str,
+    *,
+    workers: int = 2,
+    host: str = "127.0.0.1",
+    port: int = 5000,
+    backend: str = "asyncio",
+    app_dir: str | None = None,
+    factory: bool = False,
+    log_level: str = "info",
+) -> int:
+    """The master: start ``workers`` processes serving ``target`` on one port; stop all on SIGTERM or SIGINT
+    (status 0). Prints ``anysio: N workers listening on http://host:port`` once every worker listens.
+
+    A worker that fails before every worker was ready stops them all: its error is printed on one line and the
+    status is 1 (the same error would only recur). A worker that dies later is restarted, after a delay that
+    doubles with each death in a row (``restart_delay``). Raises TargetError, BackendUnavailable or OSError
+    (cannot listen) before starting any worker."""
+    check_backend(backend)
+    load(target, factory=factory, app_dir=app_dir)  # fail here, not in N workers, when the target is wrong
     bus_dir = tempfile.mkdtemp(prefix="anysio-")
-    reserve = listening_socket(host, port, listen=False)
+    try:
+        reserve = listening_socket(host, port, listen=False)
+    except OSError:
+        shutil.rmtree(bus_dir, ignore_errors=True)
+        raise
     port = reserve.getsockname()[1]
     ready = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     ready.bind(str(Path(bus_dir) / "master.sock"))
-    ready.settimeout(0.2)
+    ready.settimeout(0.05)
     stopping = False
 
     def stop(signum: int, frame: FrameType | None) -> None:
@@ -118,36 +218,70 @@ def run(target: str, *, workers: int = 2, host: str = "127.0.0.1", port: int = 5
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    app_dir = os.path.abspath(app_dir) if app_dir is not None else None
 
     def spawn(i: int) -> subprocess.Popen[bytes]:
         args = [sys.executable, "-m", "anysio.workers", target, f"--index={i}", f"--workers={workers}"]
         args += [f"--bus={bus_dir}", f"--host={host}", f"--port={port}", f"--backend={backend}"]
-        return subprocess.Popen(args)
+        args += [f"--log-level={log_level}"] + (["--factory"] if factory else [])
+        args += [f"--app-dir={app_dir}"] if app_dir is not None else []
+        proc = subprocess.Popen(args)
+        logger.debug("worker %d started (pid %d)", i, proc.pid)
+        return proc
 
-    procs = {i: spawn(i) for i in range(workers)}
+    procs: dict[int, subprocess.Popen[bytes] | None] = {i: spawn(i) for i in range(workers)}
     waiting = set(procs)
     announced = False
+    deaths = dict.fromkeys(procs, 0)  # deaths in a row, per worker
+    since: dict[int, float] = {}  # when each worker last said it was ready
+    restart_at: dict[int, float] = {}
+    failure: str | None = None
     try:
-        while not stopping:
+        while not stopping and failure is None:
             with contextlib.suppress(TimeoutError):
-                index = int(ready.recv(64).decode().split()[1])
+                kind, index_text, *rest = ready.recv(4096).decode().split(" ", 2)
+                index = int(index_text)
+                if kind == "failed":
+                    if not announced:
+                        failure = f"worker {index} failed before it was ready: {rest[0] if rest else '?'}"
+                        break
+                    print(f"anysio: worker {index} failed to start again: {rest[0] if rest else '?'}", flush=True)
+                    continue
                 waiting.discard(index)
+                since[index] = time.monotonic()
                 if announced:
                     print(f"anysio: worker {index} listening again", flush=True)
                 elif not waiting:
-                    print(f"anysio: {workers} workers listening on http://{host}:{port}", flush=True)
+                    print(f"anysio: {workers} workers listening on {url((host, port))}", flush=True)
                     announced = True
+            now = time.monotonic()
             for i, proc in list(procs.items()):
-                if proc.poll() is not None and not stopping:
-                    logger.warning("worker %d exited with %s; restarting it", i, proc.returncode)
-                    print(f"anysio: worker {i} exited ({proc.returncode}); restarting", flush=True)
-                    procs[i] = spawn(i)
+                if proc is None:
+                    if now >= restart_at[i]:
+                        del restart_at[i]
+                        procs[i] = spawn(i)
+                    continue
+                if proc.poll() is None or stopping:
+                    continue
+                if not announced:
+                    failure = failure or f"worker {i} exited with status {proc.returncode} before it was ready"
+                    break
+                if now - since.get(i, now) >= STABLE_AFTER:
+                    deaths[i] = 0
+                deaths[i] += 1
+                delay = restart_delay(deaths[i])
+                logger.warning("worker %d exited with %s; restarting it in %.1f s", i, proc.returncode, delay)
+                print(f"anysio: worker {i} exited ({proc.returncode}); restarting in {delay:g} s", flush=True)
+                procs[i] = None
+                since.pop(i, None)
+                restart_at[i] = now + delay
     finally:
-        for proc in procs.values():
+        live = [proc for proc in procs.values() if proc is not None]
+        for proc in live:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + 10
-        for proc in procs.values():
+        for proc in live:
             try:
                 proc.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
@@ -156,6 +290,9 @@ def run(target: str, *, workers: int = 2, host: str = "127.0.0.1", port: int = 5
         ready.close()
         reserve.close()
         shutil.rmtree(bus_dir, ignore_errors=True)
+    if failure is not None:
+        print(f"anysio: {failure}", file=sys.stderr, flush=True)
+        return 1
     return 0
 
 

@@ -1,34 +1,102 @@
-//! The socket-less driver: connections whose bytes come from somewhere else (an ASGI server), fed to the same
-//! `Engine` the mio driver feeds.
+//! The socket-less driver: connections an ASGI server hands over, fed to the same `Engine` the mio driver feeds,
+//! as values. The ASGI server has parsed HTTP and WebSocket framing already, so requests and messages go in
+//! typed (`Engine::on_request`, `Engine::on_message`) and the answers come out typed (`Output`), with nothing
+//! encoded to be parsed again.
 //!
 //! ```text
-//! HTTP request       request() writes it to the engine as HTTP/1.1 (framing and hop-by-hop fields are ours);
-//!                    the engine's response is parsed back into Output::Response; then the connection is done
-//! WebSocket request  websocket() writes a GET with Upgrade; a 101 becomes Output::Accept and the connection
-//!                    turns into a WebSocket, any other answer is an Output::Response (the handshake is refused)
-//! WebSocket          message() re-frames each message as a client frame; the engine's frames come back as
-//!                    Output::Message, its close frame (or its closing the connection) as Output::Close
+//! HTTP request       request(): one Request; its Output::Response ends the connection
+//! WebSocket request  websocket(): a GET with Upgrade; Output::Accept turns the connection into a WebSocket,
+//!                    an Output::Response refuses the handshake
+//! WebSocket          message() hands each message over; the engine's come back as Output::Message, its close as
+//!                    Output::Close
 //! ```
-//! The ASGI server has already parsed HTTP and WebSocket framing; re-encoding costs a copy but keeps one state
-//! machine for both drivers, so sessions, upgrades and heartbeats behave the same under ASGI as standalone.
+//! The requests are normalised as the HTTP parser would leave them (lower-case names, trimmed Latin-1 values,
+//! one Host), so sessions, upgrades and heartbeats behave the same under ASGI as standalone.
 use std::collections::{HashMap, VecDeque};
-use std::io::Write as _;
+use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use crate::engineio::{ConnId, Data, Engine};
-use crate::websocket::{self, Message, Opcode};
+use crate::core::{Core, Layer};
+use crate::engineio::answer::ws_message;
+use crate::engineio::{Answer, ConnId, Data, Engine};
+use crate::http::{sanitize_field, Method, Request, Response};
+use crate::websocket::{self, Message};
+
+/// One answer on an ASGI connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// The answer to an HTTP request, or a refused WebSocket handshake. Framing is the server's: no
+    /// Connection, Keep-Alive or Transfer-Encoding fields.
+    Response {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    },
+    /// The WebSocket handshake was accepted; the fields to add to the server's 101 (Set-Cookie, CORS).
+    Accept {
+        headers: Vec<(String, String)>,
+    },
+    Message(Data),
+    /// The engine is done with the connection: a WebSocket close code, or None when it closed without a
+    /// close frame or, for HTTP, without an answer.
+    Close(Option<u16>),
+}
+
+/// Fields of a response the ASGI server writes itself.
+const HOP_BY_HOP: &[&str] = &["connection", "keep-alive", "transfer-encoding"];
+/// Fields of a 101 the ASGI server writes itself.
+const HANDSHAKE_FIELDS: &[&str] = &["upgrade", "connection", "sec-websocket-accept"];
+
+/// The fields `res` would be written with (Content-Length included), less those the server writes.
+fn fields(res: &Response, leave_out: &[&str]) -> Vec<(String, String)> {
+    let given = (res.headers.iter())
+        .filter(|(n, _)| !leave_out.iter().any(|d| n.eq_ignore_ascii_case(d)))
+        .map(|(n, v)| {
+            (
+                sanitize_field(n).into_owned(),
+                sanitize_field(v).into_owned(),
+            )
+        });
+    let length = res.added_content_length();
+    given
+        .chain(length.map(|len| ("Content-Length".to_owned(), len.to_string())))
+        .collect()
+}
+
+/// The engine's answer as what the ASGI server sends; None for what only a socket needs.
+fn output(answer: Answer) -> Option<Output> {
+    Some(match answer {
+        Answer::Response(res) => Output::Response {
+            status: res.status,
+            headers: fields(&res, HOP_BY_HOP),
+            body: if res.is_bodiless() {
+                Vec::new()
+            } else {
+                res.body
+            },
+        },
+        Answer::Accept(res) => Output::Accept {
+            headers: fields(&res, HANDSHAKE_FIELDS),
+        },
+        Answer::Packet(packet) => Output::Message(ws_message(&packet)),
+        Answer::Shared(packet) => Output::Message(ws_message(&packet)),
+        // An empty close frame reads as 1000 (RFC 6455 §7.1.5 says 1005, which may not be sent).
+        Answer::Close { code, .. } => Output::Close(Some(code.unwrap_or(1000))),
+        // The ASGI server sends 100 Continue and answers pings itself; a closed connection says so in
+        // `finish`.
+        Answer::Continue | Answer::Pong(_) | Answer::Abandon => return None,
+    })
+}
 
 /// Above the mio driver's ids (which start at 2^20 and count up), so both can share an engine.
-const FIRST_CONN: ConnId = 1 << 62;
+const FIRST_CONN: ConnId = ConnId(1 << 62);
 /// The ASGI server checked the client's key and computes Sec-WebSocket-Accept itself; the engine only needs
 /// a valid one (RFC 6455's example nonce).
 const WS_KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
-/// A client frame's mask key. All zeros leaves the payload as it is, which is legal and saves a pass over it;
-/// masking protects intermediaries, and there are none between the ASGI server and the engine.
-const ZERO_MASK: [u8; 4] = [0; 4];
 
-/// Fields the driver owns: framing, connection management, and the WebSocket handshake it writes itself.
+/// Fields the ASGI server owns: framing, connection management, and the WebSocket handshake (which the
+/// request carries in canonical form instead).
 const DROPPED_FIELDS: &[&str] = &[
     "content-length",
     "transfer-encoding",
@@ -43,35 +111,12 @@ const DROPPED_FIELDS: &[&str] = &[
     "sec-websocket-version",
     "sec-websocket-extensions",
 ];
-/// Fields of the engine's answers the ASGI server writes itself.
-const HOP_BY_HOP: &[&str] = &["connection", "keep-alive", "transfer-encoding"];
-const HANDSHAKE_FIELDS: &[&str] = &["upgrade", "connection", "sec-websocket-accept"];
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Output {
-    /// The answer to an HTTP request, or a refused WebSocket handshake.
-    Response {
-        status: u16,
-        headers: Vec<(String, String)>,
-        body: Vec<u8>,
-    },
-    /// The WebSocket handshake was accepted; the fields to add to the ASGI server's 101 (Set-Cookie).
-    Accept {
-        headers: Vec<(String, String)>,
-    },
-    Message(Data),
-    /// The engine is done with the connection: a WebSocket close code, or None when it closed without a
-    /// close frame or, for HTTP, without an answer.
-    Close(Option<u16>),
-}
-
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
-    /// Collecting the engine's HTTP response.
-    Http {
-        buf: Vec<u8>,
-        websocket: bool,
-    },
-    WebSocket(websocket::ClientDecoder),
+    /// Waiting for the answer to the request (a WebSocket handshake's: Accept or Response).
+    Http,
+    WebSocket,
     Done,
 }
 
@@ -81,7 +126,6 @@ struct VirtualConn {
     queued: bool,
 }
 
-#[derive(Default)]
 pub struct VirtualConns {
     conns: HashMap<ConnId, VirtualConn>,
     next_conn: ConnId,
@@ -93,38 +137,37 @@ fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
+fn latin1(bytes: &[u8]) -> String {
+    bytes.iter().map(|&b| char::from(b)).collect()
 }
 
-/// The HTTP/1.1 request the engine parses. Whatever the caller passes, the result is one well-formed request:
-/// bytes outside the request-target's alphabet are percent-encoded, fields with an invalid name or value are
-/// left out, and exactly one Host is sent (HTTP/2 requests may come without one).
-fn write_request<H: AsRef<[u8]>>(
+/// The request the HTTP parser would have made of these parts. Bytes outside the request-target's alphabet
+/// are percent-encoded, fields with an invalid name or value are left out, and exactly one Host is kept
+/// (HTTP/2 requests may come without one).
+fn make_request<H: AsRef<[u8]>>(
     method: &str,
     target: &str,
     headers: &[(H, H)],
     body: &[u8],
     websocket: bool,
-    out: &mut Vec<u8>,
-) {
-    let method = match method.bytes().all(is_tchar) && !method.is_empty() {
-        true => method,
-        false => "INVALID",
-    };
-    out.extend_from_slice(method.as_bytes());
-    out.push(b' ');
+) -> Request {
+    let valid = !method.is_empty()
+        && method.len() <= crate::http::MAX_METHOD_BYTES
+        && method.bytes().all(is_tchar);
+    let method = Method::from_token(if valid { method } else { "INVALID" }.as_bytes());
+    let mut encoded = String::with_capacity(target.len() + 1);
     if !target.starts_with('/') {
-        out.push(b'/');
+        encoded.push('/');
     }
     for b in target.bytes() {
         if (0x21..=0x7e).contains(&b) {
-            out.push(b);
+            encoded.push(char::from(b));
         } else {
-            let _ = write!(out, "%{b:02X}");
+            let _ = write!(encoded, "%{b:02X}");
         }
     }
-    out.extend_from_slice(b" HTTP/1.1\r\n");
+    let (path, query) = encoded.split_once('?').unwrap_or((&encoded, ""));
+    let mut fields = Vec::with_capacity(headers.len() + 4);
     let mut host = false;
     for (name, value) in headers {
         let (name, value) = (name.as_ref(), value.as_ref());
@@ -139,141 +182,55 @@ fn write_request<H: AsRef<[u8]>>(
                 .any(|f| f.as_bytes() == lower.as_slice())
             || (lower == b"host" && std::mem::replace(&mut host, true));
         if !skip {
-            out.extend_from_slice(name);
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(value);
-            out.extend_from_slice(b"\r\n");
+            let value = value.trim_ascii();
+            fields.push((latin1(&lower), latin1(value)));
         }
     }
+    let field = |n: &str, v: &str| (n.to_owned(), v.to_owned());
     if !host {
-        out.extend_from_slice(b"Host: localhost\r\n");
+        fields.push(field("host", "localhost"));
     }
     if websocket {
-        let _ = write!(
-            out,
-            "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {WS_KEY}\r\nSec-WebSocket-Version: 13\r\n"
-        );
+        fields.push(field("upgrade", "websocket"));
+        fields.push(field("connection", "Upgrade"));
+        fields.push(field("sec-websocket-key", WS_KEY));
+        fields.push(field("sec-websocket-version", "13"));
     } else {
-        let _ = write!(out, "Content-Length: {}\r\n", body.len());
+        fields.push(("content-length".to_owned(), body.len().to_string()));
     }
-    out.extend_from_slice(b"\r\n");
-    if !websocket {
-        out.extend_from_slice(body);
+    Request {
+        method,
+        path: path.to_owned(),
+        query: query.to_owned(),
+        minor_version: 1,
+        headers: fields,
+        body: if websocket { Vec::new() } else { body.to_vec() },
     }
-}
-
-struct ParsedHead {
-    status: u16,
-    headers: Vec<(String, String)>,
-    content_length: usize,
-    /// Bytes of the status line and fields, including the blank line.
-    len: usize,
-}
-
-/// A response head as `http::Response::encode` writes it. None: incomplete (or not HTTP, which the engine
-/// never writes; the connection then waits for the engine to close it).
-fn parse_head(buf: &[u8]) -> Option<ParsedHead> {
-    let end = find(buf, b"\r\n\r\n")?;
-    let head = String::from_utf8_lossy(buf.get(..end)?);
-    let mut lines = head.split("\r\n");
-    let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
-    let mut headers = Vec::new();
-    let mut content_length = 0;
-    for line in lines {
-        let (name, value) = line.split_once(':')?;
-        let value = value.trim();
-        if name.eq_ignore_ascii_case("content-length") {
-            content_length = value.parse().ok()?;
-        }
-        headers.push((name.to_owned(), value.to_owned()));
-    }
-    Some(ParsedHead {
-        status,
-        headers,
-        content_length,
-        len: end + 4,
-    })
-}
-
-fn without(headers: Vec<(String, String)>, names: &[&str]) -> Vec<(String, String)> {
-    headers
-        .into_iter()
-        .filter(|(n, _)| !names.iter().any(|d| n.eq_ignore_ascii_case(d)))
-        .collect()
 }
 
 impl VirtualConn {
-    /// Bytes the engine wrote; returns true when the engine is done with this connection (an HTTP answer is
-    /// complete, or the WebSocket sent its close frame).
-    fn feed(&mut self, bytes: &[u8]) -> bool {
-        match &mut self.phase {
-            Phase::Http { buf, websocket } => {
-                buf.extend_from_slice(bytes);
-                let Some(head) = parse_head(buf) else {
-                    return false;
-                };
-                if *websocket && head.status == 101 {
-                    let rest = buf.get(head.len..).unwrap_or_default().to_vec();
-                    self.outputs.push_back(Output::Accept {
-                        headers: without(head.headers, HANDSHAKE_FIELDS),
-                    });
-                    // The engine's frames are trusted: no message limit beyond what it wrote.
-                    self.phase = Phase::WebSocket(websocket::ClientDecoder::new(usize::MAX));
-                    return self.feed(&rest);
-                }
-                let bodiless = matches!(head.status, 100..=199 | 204 | 304);
-                let body_len = if bodiless { 0 } else { head.content_length };
-                let Some(body) = buf.get(head.len..head.len.saturating_add(body_len)) else {
-                    return false;
-                };
-                self.outputs.push_back(Output::Response {
-                    status: head.status,
-                    headers: without(head.headers, HOP_BY_HOP),
-                    body: body.to_vec(),
-                });
-                self.phase = Phase::Done;
-                true
+    /// Answers the engine gave; returns true when the connection is over (an HTTP answer, a refused handshake
+    /// or a close).
+    fn feed(&mut self, answers: VecDeque<Answer>) -> bool {
+        for output in answers.into_iter().filter_map(output) {
+            if self.phase == Phase::Done {
+                break;
             }
-            Phase::WebSocket(decoder) => {
-                decoder.feed(bytes);
-                loop {
-                    match decoder.next_message() {
-                        Ok(None) => return false,
-                        Ok(Some(Message::Text(t))) => {
-                            self.outputs.push_back(Output::Message(Data::Text(t)))
-                        }
-                        Ok(Some(Message::Binary(b))) => {
-                            self.outputs.push_back(Output::Message(Data::Binary(b)))
-                        }
-                        // The ASGI server answers the peer's pings itself; the engine sends none.
-                        Ok(Some(Message::Ping(_) | Message::Pong(_))) => {}
-                        Ok(Some(Message::Close(code, _))) => {
-                            self.outputs
-                                .push_back(Output::Close(Some(code.unwrap_or(1000))));
-                            self.phase = Phase::Done;
-                            return true;
-                        }
-                        Err(e) => {
-                            self.outputs.push_back(Output::Close(Some(e.code)));
-                            self.phase = Phase::Done;
-                            return true;
-                        }
-                    }
-                }
-            }
-            Phase::Done => true,
+            self.phase = match (&output, self.phase) {
+                (Output::Accept { .. }, Phase::Http) => Phase::WebSocket,
+                (Output::Response { .. } | Output::Close(_), _) => Phase::Done,
+                (_, phase) => phase,
+            };
+            self.outputs.push_back(output);
         }
+        self.phase == Phase::Done
     }
 
     /// The engine closed the connection; say so unless the last output already did.
     fn finish(&mut self) {
-        let said = matches!(
-            self.outputs.back(),
-            Some(Output::Close(_) | Output::Response { .. })
-        ) && matches!(self.phase, Phase::Done);
-        if !said {
+        if self.phase != Phase::Done {
             let code = match self.phase {
-                Phase::WebSocket(_) => Some(websocket::close_code::INTERNAL_ERROR),
+                Phase::WebSocket => Some(websocket::close_code::INTERNAL_ERROR),
                 _ => None,
             };
             self.outputs.push_back(Output::Close(code));
@@ -282,11 +239,19 @@ impl VirtualConn {
     }
 }
 
+impl Default for VirtualConns {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl VirtualConns {
     pub fn new() -> Self {
         VirtualConns {
+            conns: HashMap::new(),
             next_conn: FIRST_CONN,
-            ..Self::default()
+            ready: Vec::new(),
+            dirty: Vec::new(),
         }
     }
 
@@ -298,21 +263,18 @@ impl VirtualConns {
         self.conns.is_empty()
     }
 
-    fn open(&mut self, engine: &mut Engine, remote: Option<SocketAddr>, websocket: bool) -> ConnId {
+    fn open(&mut self, engine: &mut Engine, remote: Option<SocketAddr>) -> ConnId {
         let conn = self.next_conn;
-        self.next_conn += 1;
+        self.next_conn = conn.next();
         self.conns.insert(
             conn,
             VirtualConn {
-                phase: Phase::Http {
-                    buf: Vec::new(),
-                    websocket,
-                },
+                phase: Phase::Http,
                 outputs: VecDeque::new(),
                 queued: false,
             },
         );
-        engine.on_connect(conn, remote);
+        engine.on_connect_typed(conn, remote);
         conn
     }
 
@@ -329,10 +291,9 @@ impl VirtualConns {
         remote: Option<SocketAddr>,
         now: Instant,
     ) -> ConnId {
-        let conn = self.open(engine, remote, false);
-        let mut bytes = Vec::with_capacity(256 + body.len());
-        write_request(method, target, headers, body, false, &mut bytes);
-        engine.on_bytes(conn, &bytes, now);
+        let conn = self.open(engine, remote);
+        let request = make_request(method, target, headers, body, false);
+        engine.on_request(conn, request, now);
         conn
     }
 
@@ -345,32 +306,23 @@ impl VirtualConns {
         remote: Option<SocketAddr>,
         now: Instant,
     ) -> ConnId {
-        let conn = self.open(engine, remote, true);
-        let mut bytes = Vec::with_capacity(256);
-        write_request("GET", target, headers, &[], true, &mut bytes);
-        engine.on_bytes(conn, &bytes, now);
+        let conn = self.open(engine, remote);
+        let request = make_request("GET", target, headers, &[], true);
+        engine.on_request(conn, request, now);
         conn
     }
 
     /// A message from the peer of an accepted WebSocket. False when `conn` is no open WebSocket.
-    pub fn message(
-        &mut self,
-        engine: &mut Engine,
-        conn: ConnId,
-        data: &Data,
-        now: Instant,
-    ) -> bool {
-        let open = self.conns.get(&conn).map(|c| &c.phase);
-        if !matches!(open, Some(Phase::WebSocket(_))) {
+    pub fn message(&mut self, engine: &mut Engine, conn: ConnId, data: Data, now: Instant) -> bool {
+        let open = self.conns.get(&conn).map(|c| c.phase);
+        if open != Some(Phase::WebSocket) {
             return false;
         }
-        let (opcode, payload) = match data {
-            Data::Text(t) => (Opcode::Text, t.as_bytes()),
-            Data::Binary(b) => (Opcode::Binary, b.as_slice()),
+        let message = match data {
+            Data::Text(t) => Message::Text(t),
+            Data::Binary(b) => Message::Binary(b),
         };
-        let mut frame = Vec::with_capacity(payload.len() + 14);
-        websocket::encode_frame_masked(opcode, payload, ZERO_MASK, &mut frame);
-        engine.on_bytes(conn, &frame, now);
+        engine.on_message(conn, message, now);
         true
     }
 
@@ -381,20 +333,19 @@ impl VirtualConns {
         }
     }
 
-    /// Parse what the engine wrote to our connections into outputs, and let go of the connections the engine
-    /// is done with. True when one was let go: that may give the engine new events and output, so the caller
-    /// pumps events and collects again.
+    /// Take the engine's answers on our connections into outputs, and let go of the connections the engine is
+    /// done with. True when one was let go: that may give the engine new events and output, so the caller
+    /// settles and collects again.
     pub fn collect(&mut self, engine: &mut Engine, now: Instant) -> bool {
         let mut dirty = std::mem::take(&mut self.dirty);
-        engine.take_dirty(now, &mut dirty);
+        engine.take_dirty(&mut dirty);
         let mut released = false;
         for conn in dirty.drain(..) {
             let Some(vc) = self.conns.get_mut(&conn) else {
                 continue;
             };
             let before = vc.outputs.len();
-            let bytes = engine.output(conn).map(std::mem::take).unwrap_or_default();
-            let mut done = vc.feed(&bytes);
+            let mut done = vc.feed(engine.take_answers(conn));
             if engine.should_close(conn) {
                 vc.finish();
                 done = true;
@@ -410,6 +361,17 @@ impl VirtualConns {
         }
         self.dirty = dirty;
         released
+    }
+
+    /// Run the core until it is quiet: its timers due at `now`, its events through every layer, output into
+    /// the virtual connections (letting one go can close a session, which makes more events and output).
+    pub fn settle<L: Layer>(&mut self, core: &mut Core<L>, now: Instant) {
+        loop {
+            core.settle(now);
+            if !self.collect(&mut core.engine, now) && !core.engine.has_events() {
+                return;
+            }
+        }
     }
 
     /// Connections with outputs waiting since the last call.
@@ -435,13 +397,14 @@ impl VirtualConns {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engineio::{Config, Event};
+    use crate::core::EngineOnly;
+    use crate::engineio::{Config, Event, Packet};
 
     const NO_HEADERS: &[(&[u8], &[u8])] = &[];
 
     struct Harness {
         vc: VirtualConns,
-        engine: Engine,
+        core: Core<EngineOnly>,
         now: Instant,
     }
 
@@ -451,17 +414,17 @@ mod tests {
             config.set_path("/engine.io");
             Harness {
                 vc: VirtualConns::new(),
-                engine: Engine::new(config),
+                core: Core::new(Engine::new(config), EngineOnly::default()),
                 now: Instant::now(),
             }
         }
 
         fn settle(&mut self) {
-            while self.vc.collect(&mut self.engine, self.now) {}
+            self.vc.settle(&mut self.core, self.now);
         }
 
         fn request(&mut self, method: &str, query: &str, body: &[u8]) -> ConnId {
-            let (engine, target) = (&mut self.engine, format!("/engine.io/?EIO=4&{query}"));
+            let (engine, target) = (&mut self.core.engine, format!("/engine.io/?EIO=4&{query}"));
             let conn = (self.vc).request(engine, method, &target, NO_HEADERS, body, None, self.now);
             self.settle();
             conn
@@ -471,19 +434,19 @@ mod tests {
             let target = format!("/engine.io/?EIO=4&{query}");
             let conn = self
                 .vc
-                .websocket(&mut self.engine, &target, headers, None, self.now);
+                .websocket(&mut self.core.engine, &target, headers, None, self.now);
             self.settle();
             conn
         }
 
         fn message(&mut self, conn: ConnId, data: Data) -> bool {
-            let sent = self.vc.message(&mut self.engine, conn, &data, self.now);
+            let sent = self.vc.message(&mut self.core.engine, conn, data, self.now);
             self.settle();
             sent
         }
 
         fn saw(&mut self, what: impl Fn(&Event) -> bool) -> bool {
-            std::iter::from_fn(|| self.engine.poll_event()).any(|e| what(&e))
+            std::iter::from_fn(|| self.core.poll_event()).any(|e| what(&e))
         }
 
         /// A polling session; its sid.
@@ -512,8 +475,8 @@ mod tests {
         let sid = h.handshake();
         let get = h.request("GET", &format!("transport=polling&sid={sid}"), b"");
         assert!(h.vc.take(get).is_empty(), "the GET is parked");
-        let key = h.engine.key_of(&sid).unwrap();
-        h.engine.send(key, Data::Text("hi".into()));
+        let key = h.core.engine.key_of(&sid).unwrap();
+        h.core.engine.send(key, Data::Text("hi".into()));
         h.settle();
         assert_eq!(h.vc.take_ready(), vec![get]);
         assert_eq!(text(&h.vc.take(get)[0]), "4hi");
@@ -527,7 +490,8 @@ mod tests {
         let mut h = Harness::new();
         let sid = h.handshake();
         let get = h.request("GET", &format!("transport=polling&sid={sid}"), b"");
-        h.vc.disconnect(&mut h.engine, get, h.now);
+        h.vc.disconnect(&mut h.core.engine, get, h.now);
+        h.settle();
         assert!(h.saw(|e| matches!(e, Event::Close { .. })));
         assert!(h.vc.is_empty());
     }
@@ -542,14 +506,14 @@ mod tests {
         assert!(text(&out[1]).starts_with("0{"));
         assert!(h.message(ws, Data::Text("4hello".into())));
         assert!(h.message(ws, Data::Binary(vec![1, 2])));
-        let events: Vec<Event> = std::iter::from_fn(|| h.engine.poll_event()).collect();
+        let events: Vec<Event> = std::iter::from_fn(|| h.core.poll_event()).collect();
         let Some(Event::Open { key, .. }) = events.first() else {
             panic!("{events:?}")
         };
         assert!(matches!(&events[1], Event::Message { data: Data::Text(t), .. } if t == "hello"));
         assert!(matches!(&events[2], Event::Message { data: Data::Binary(b), .. } if b == &[1, 2]));
-        h.engine.send(*key, Data::Binary(vec![9]));
-        h.engine.close(*key, h.now);
+        h.core.engine.send(*key, Data::Binary(vec![9]));
+        h.core.engine.close(*key, h.now);
         h.settle();
         let out = h.vc.take(ws);
         assert_eq!(out[0], Output::Message(Data::Binary(vec![9])));
@@ -570,10 +534,34 @@ mod tests {
         assert_eq!(text(&h.vc.take(get)[0]), "6", "the parked GET is released");
         h.message(ws, Data::Text("5".into()));
         assert!(h.saw(|e| matches!(e, Event::Upgrade { .. })));
-        h.engine
-            .send(h.engine.key_of(&sid).unwrap(), Data::Text("x".into()));
+        h.core
+            .engine
+            .send(h.core.engine.key_of(&sid).unwrap(), Data::Text("x".into()));
         h.settle();
         assert_eq!(text(&h.vc.take(ws)[0]), "4x");
+    }
+
+    /// The engine's limits hold for values as for bytes: max_payload bounds a POST body and a message.
+    #[test]
+    fn max_payload_bounds_typed_bodies_and_messages() {
+        let mut h = Harness::new();
+        h.core.engine.config.max_payload = 8;
+        let sid = h.handshake();
+        let post = h.request(
+            "POST",
+            &format!("transport=polling&sid={sid}"),
+            b"4123456789",
+        );
+        assert!(matches!(
+            h.vc.take(post)[0],
+            Output::Response { status: 413, .. }
+        ));
+        let ws = h.websocket("transport=websocket", NO_HEADERS);
+        assert!(matches!(h.vc.take(ws)[0], Output::Accept { .. }));
+        assert!(h.message(ws, Data::Text("4123456789".into())));
+        let out = h.vc.take(ws);
+        assert_eq!(out.last(), Some(&Output::Close(Some(1009))), "{out:?}");
+        assert!(h.saw(|e| matches!(e, Event::Close { .. })));
     }
 
     #[test]
@@ -590,52 +578,100 @@ mod tests {
 
     #[test]
     fn hostile_request_parts_still_make_one_request() {
-        let mut out = Vec::new();
         let headers: &[(&[u8], &[u8])] = &[
-            (b"x-ok", b"1"),
+            (b"X-Ok", b" 1 "),
             (b"bad name", b"v"),
             (b"x-split", b"a\r\nInjected: yes"),
             (b"content-length", b"999"),
             (b"transfer-encoding", b"chunked"),
             (b"host", b"a"),
             (b"Host", b"b"),
+            (b"x-latin", b"caf\xe9"),
         ];
-        write_request(
-            "G ET",
-            "p ath\r\n?q=\u{e9}",
-            headers,
-            b"xy",
-            false,
-            &mut out,
-        );
-        let want = "INVALID /p%20ath%0D%0A?q=%C3%A9 HTTP/1.1\r\nx-ok: 1\r\nhost: a\r\n\
-                    Content-Length: 2\r\n\r\nxy";
-        assert_eq!(String::from_utf8(out).unwrap(), want);
+        let req = make_request("G ET", "p ath\r\n?q=\u{e9}", headers, b"xy", false);
+        let field = |n: &str, v: &str| (n.to_owned(), v.to_owned());
+        let want = Request {
+            method: Method::Other("INVALID".into()),
+            path: "/p%20ath%0D%0A".into(),
+            query: "q=%C3%A9".into(),
+            minor_version: 1,
+            headers: vec![
+                field("x-ok", "1"),
+                field("host", "a"),
+                field("x-latin", "caf\u{e9}"),
+                field("content-length", "2"),
+            ],
+            body: b"xy".to_vec(),
+        };
+        assert_eq!(req, want);
+        let long = "M".repeat(crate::http::MAX_METHOD_BYTES + 1);
+        let req = make_request(&long, "/", headers, b"", true);
+        assert_eq!(req.method, Method::Other("INVALID".into()));
+        let req = make_request("GET", "/x", &[] as &[(&[u8], &[u8])], b"", true);
+        assert!(req.is_websocket_upgrade() && req.header("host") == Some("localhost"));
     }
 
     #[test]
-    fn response_heads_parse_or_wait() {
-        let conn = || VirtualConn {
-            phase: Phase::Http {
-                buf: Vec::new(),
-                websocket: false,
-            },
+    fn outputs_end_the_connection_once() {
+        let mut c = VirtualConn {
+            phase: Phase::Http,
             outputs: VecDeque::new(),
             queued: false,
         };
-        let mut c = conn();
-        assert!(!c.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nConnection: close\r\n\r\nab"));
-        assert!(c.outputs.is_empty());
-        assert!(c.feed(b"cd"));
+        let accept = Answer::Accept(Response::new(101));
+        let hello = Answer::Packet(Packet::Message(Data::Text("hi".into())));
+        let close = Answer::Close {
+            code: None,
+            reason: String::new(),
+        };
+        assert!(!c.feed([accept, hello.clone(), Answer::Continue].into()));
+        assert_eq!(c.phase, Phase::WebSocket);
+        assert!(c.feed([close, hello].into()));
+        assert_eq!(c.outputs.len(), 3, "nothing after the close");
+        c.finish();
+        assert_eq!(c.outputs.back(), Some(&Output::Close(Some(1000))));
+
+        let mut c = VirtualConn {
+            phase: Phase::WebSocket,
+            outputs: VecDeque::new(),
+            queued: false,
+        };
+        c.finish();
+        let code = Some(websocket::close_code::INTERNAL_ERROR);
+        assert_eq!(c.outputs.pop_front(), Some(Output::Close(code)));
+    }
+
+    /// An ASGI answer carries what the encoded one would, less what the server frames itself.
+    #[test]
+    fn answers_become_what_the_asgi_server_sends() {
+        let res = Response::new(200)
+            .with_header("Connection", "close")
+            .with_header("X-Split", "a\r\nInjected: yes")
+            .with_body("text/plain", b"ok".to_vec());
+        let accept = Response::new(101)
+            .with_header("Upgrade", "websocket")
+            .with_header("Sec-WebSocket-Accept", "x")
+            .with_header("Set-Cookie", "io=1");
+        let field = |n: &str, v: &str| (n.to_owned(), v.to_owned());
         let want = Output::Response {
             status: 200,
-            headers: vec![("Content-Length".into(), "4".into())],
-            body: b"abcd".to_vec(),
+            headers: vec![
+                field("X-Split", "a  Injected: yes"),
+                field("Content-Type", "text/plain"),
+                field("Content-Length", "2"),
+            ],
+            body: b"ok".to_vec(),
         };
-        assert_eq!(c.outputs.pop_front(), Some(want));
-        let mut c = conn();
-        assert!(!c.feed(b"garbage\r\n\r\n"));
-        c.finish();
-        assert_eq!(c.outputs.pop_front(), Some(Output::Close(None)));
+        assert_eq!(output(Answer::Response(res)), Some(want));
+        let headers = vec![field("Set-Cookie", "io=1")];
+        assert_eq!(
+            output(Answer::Accept(accept)),
+            Some(Output::Accept { headers })
+        );
+        let shared = std::sync::Arc::new(Packet::Message(Data::Binary(vec![1])));
+        let message = Output::Message(Data::Binary(vec![1]));
+        assert_eq!(output(Answer::Shared(shared)), Some(message));
+        assert_eq!(output(Answer::Pong(vec![])), None);
+        assert_eq!(output(Answer::Abandon), None);
     }
 }

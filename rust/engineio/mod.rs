@@ -1,16 +1,26 @@
-//! Engine.IO v4, sans-IO: bytes from connections and the current time go in; bytes to write, connections to
-//! close and application events come out. `server::Engine` is the state machine; this file holds the words it
-//! shares with its users (configuration, events, the errors Node answers with).
+//! Engine.IO v4, sans-IO: requests, WebSocket messages and the current time go in; answers, connections to
+//! close and application events come out, all as values (a driver reads and writes the bytes). `engine::Engine`
+//! is the state machine, in parts: `conn` (connections), `requests` (routing and handshakes), `polling`,
+//! `websocket` and `session`; `answer` holds what it answers. This file holds the words the engine shares with
+//! its users (configuration, events, the errors Node answers with).
+pub mod answer;
+mod conn;
+pub mod engine;
 pub mod packet;
-pub mod server;
+mod polling;
+mod requests;
 pub mod session;
+mod websocket;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
+pub use crate::ids::{ConnId, SessionKey};
+pub use answer::{Answer, Answers};
+pub use conn::Phase;
+pub use engine::Engine;
 pub use packet::{Data, Packet};
-pub use server::Engine;
-pub use session::{CloseReason, ConnId, SessionKey, Transport};
+pub use session::{CloseReason, Transport};
 
 /// Node's `Server.errors`: the JSON `code` of an error response, and its default `message`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

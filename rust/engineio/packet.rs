@@ -74,6 +74,19 @@ pub enum DecodeError {
     InvalidUtf8,
 }
 
+impl std::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Empty => "empty packet",
+            Self::UnknownType => "unknown packet type",
+            Self::InvalidBase64 => "invalid base64 in a binary packet",
+            Self::InvalidUtf8 => "payload is not UTF-8",
+        })
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
 impl Packet {
     pub fn packet_type(&self) -> PacketType {
         match self {
@@ -195,6 +208,21 @@ mod tests {
 
     fn vectors() -> Value {
         serde_json::from_str(include_str!("../../tests/vectors/engineio_packets.json")).unwrap()
+    }
+
+    /// The engine logs these: text a reader understands, not a variant name.
+    #[test]
+    fn decode_errors_say_what_is_wrong() {
+        let e: Box<dyn std::error::Error> = Box::new(decode_payload(b"").unwrap_err());
+        assert_eq!(e.to_string(), "empty packet");
+        assert_eq!(
+            Packet::decode_text("9").unwrap_err().to_string(),
+            "unknown packet type"
+        );
+        assert_eq!(
+            decode_payload(b"bnot base64!").unwrap_err().to_string(),
+            "invalid base64 in a binary packet"
+        );
     }
 
     #[test]

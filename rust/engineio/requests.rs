@@ -1,136 +1,37 @@
-//! The half of `Engine` that answers HTTP requests: routing, CORS, Node's error responses, handshakes on
-//! either transport, long-polling GETs and POSTs, and WebSocket upgrades.
+//! Routing a request: the Engine.IO path or the application's, CORS preflight, Node's error answers, handshakes
+//! on either transport, and requests for an existing session.
+//!
+//! ```text
+//! requests    no sid: handshake (GET only, EIO=4, known transport); sid: a poll (GET), data (POST) or an upgrade
+//! ```
 use std::cmp::Reverse;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{error_response, generate_sid, ws_frame, ConnState, Engine, Waiting};
-use crate::engineio::packet::{self, Packet};
-use crate::engineio::session::{
-    CloseReason, ConnId, ReadyState, Session, SessionKey, Transport, Upgrade,
-};
-use crate::engineio::{CorsOrigin, ErrorCode, Event, RequestInfo};
-use crate::http::{HttpError, Method, Request, Response};
-use crate::websocket;
+use super::conn::{ConnState, Waiting};
+use super::engine::Engine;
+use super::packet::Packet;
+use super::session::{Carrier, Session, Transport, Upgrade};
+use super::{ErrorCode, Event, RequestInfo};
+use crate::http::{Method, Request, Response};
+use crate::ids::{ConnId, SessionKey};
+
+pub(super) fn error_response(code: ErrorCode, message: Option<&str>) -> Response {
+    let body =
+        serde_json::json!({"code": code as u8, "message": message.unwrap_or(code.message())});
+    Response::new(code.status()).with_body("application/json", body.to_string().into_bytes())
+}
+
+pub(super) fn generate_sid(prefix: &str) -> String {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
+    let mut bytes = [0u8; 15];
+    // Without the OS's randomness there is no safe sid; a clock-based one would be guessable, so fail loudly.
+    getrandom::getrandom(&mut bytes).expect("the operating system's random source failed");
+    format!("{prefix}{}", URL_SAFE_NO_PAD.encode(bytes))
+}
 
 impl Engine {
-    // ---- HTTP ----------------------------------------------------------------------------------------------
-
-    pub(super) fn process_http(&mut self, conn: ConnId, now: Instant) {
-        loop {
-            let Some(c) = self.conns.get_mut(&conn) else {
-                return;
-            };
-            let ConnState::Http { parser, waiting } = &mut c.state else {
-                return;
-            };
-            if !matches!(waiting, Waiting::Nothing) || c.close_after_flush {
-                return;
-            }
-            c.parked_input = 0;
-            match parser.next_request() {
-                Ok(None) => {
-                    // As Node does by default; curl otherwise waits a second before sending a large body.
-                    let expect_continue = parser.take_expect_continue();
-                    let deadline = if !parser.is_idle() {
-                        let started = *c.request_started.get_or_insert(now);
-                        Some(started + self.config.request_timeout)
-                    } else if c.served {
-                        Some(now + self.config.keep_alive_timeout)
-                    } else {
-                        None // a fresh connection: its connect-time deadline stands
-                    };
-                    if expect_continue {
-                        self.write(conn, b"HTTP/1.1 100 Continue\r\n\r\n");
-                    }
-                    if let Some(at) = deadline {
-                        self.set_conn_deadline(conn, at);
-                    }
-                    return;
-                }
-                Ok(Some(req)) => {
-                    c.request_started = None;
-                    c.served = true;
-                    self.handle_request(conn, req, now)
-                }
-                Err(err) => {
-                    let status = err.status();
-                    let remote = c.remote;
-                    c.state = ConnState::Done;
-                    let msg = match err {
-                        HttpError::BadRequest(why) => format!("bad HTTP request: {why}"),
-                        HttpError::HeadersTooLarge => "HTTP headers too large".into(),
-                        HttpError::PayloadTooLarge => "HTTP body over max_payload".into(),
-                    };
-                    self.report(conn, remote, msg);
-                    let mut out = Vec::new();
-                    Response::new(status)
-                        .with_header("Connection", "close")
-                        .encode(&mut out);
-                    self.write(conn, &out);
-                    self.finish_conn(conn);
-                    return;
-                }
-            }
-        }
-    }
-
-    pub(super) fn report(&mut self, conn: ConnId, remote: Option<SocketAddr>, message: String) {
-        self.events.push_back(Event::ProtocolError {
-            conn,
-            remote,
-            message,
-        });
-    }
-
-    /// One `ProtocolError` per bad input, so the application logs each once.
-    pub(super) fn report_bad_input(&mut self, conn: ConnId, message: String) {
-        let remote = self.conns.get(&conn).and_then(|c| c.remote);
-        self.report(conn, remote, message);
-    }
-
-    pub(super) fn cors_headers(&self, req: &Request, mut res: Response) -> Response {
-        let Some(cors) = &self.config.cors else {
-            return res;
-        };
-        let origin = req.header("origin");
-        match (&cors.origin, origin) {
-            (CorsOrigin::Any, _) if !cors.credentials => {
-                res = res.with_header("Access-Control-Allow-Origin", "*");
-            }
-            (CorsOrigin::Any, Some(o)) => {
-                res = res
-                    .with_header("Access-Control-Allow-Origin", o)
-                    .with_header("Vary", "Origin");
-            }
-            (CorsOrigin::List(list), Some(o)) if list.iter().any(|a| a == o) => {
-                res = res
-                    .with_header("Access-Control-Allow-Origin", o)
-                    .with_header("Vary", "Origin");
-            }
-            _ => res = res.with_header("Vary", "Origin"),
-        }
-        if cors.credentials {
-            res = res.with_header("Access-Control-Allow-Credentials", "true");
-        }
-        res
-    }
-
-    pub(super) fn respond(&mut self, conn: ConnId, req: &Request, res: Response) {
-        let mut res = self.cors_headers(req, res);
-        let keep = req.keep_alive();
-        if !keep {
-            res = res.with_header("Connection", "close");
-        }
-        let mut out = Vec::new();
-        res.encode(&mut out);
-        self.write(conn, &out);
-        if !keep {
-            self.finish_conn(conn);
-        }
-    }
-
     pub(super) fn handle_request(&mut self, conn: ConnId, req: Request, now: Instant) {
         if !req.path.starts_with(&self.config.path) {
             if self.config.serve_other_paths {
@@ -206,25 +107,6 @@ impl Engine {
         self.respond(conn, req, res);
     }
 
-    pub(super) fn abort_upgrade(&mut self, conn: ConnId, status: u16, message: &str) {
-        let mut out = Vec::new();
-        Response::new(status)
-            .with_header("Connection", "close")
-            .with_body("text/html", message.as_bytes().to_vec())
-            .encode(&mut out);
-        self.write(conn, &out);
-        self.finish_conn(conn);
-    }
-
-    /// Node accepts a WebSocket it cannot use, then closes it (the spec: "the server MUST close the WebSocket
-    /// connection").
-    pub(super) fn accept_and_close_websocket(&mut self, conn: ConnId, req: &Request, why: &str) {
-        if self.answer_websocket_handshake(conn, req, None) {
-            self.report_bad_input(conn, format!("WebSocket closed at once: {why}"));
-            self.close_websocket(conn, None);
-        }
-    }
-
     pub(super) fn handshake(
         &mut self,
         conn: ConnId,
@@ -285,7 +167,7 @@ impl Engine {
 
     pub(super) fn request_info(&self, conn: ConnId, req: &Request) -> RequestInfo {
         RequestInfo {
-            method: format!("{:?}", req.method).to_uppercase(),
+            method: req.method.as_str().to_owned(),
             path: req.path.clone(),
             query: req.query.clone(),
             headers: req.headers.clone(),
@@ -311,41 +193,20 @@ impl Engine {
             return self.refuse(conn, req, ErrorCode::BadRequest);
         }
         let sid: Arc<str> = sid.into();
-        let upgrades = if transport == Transport::Polling
-            && self.config.allow_upgrades
-            && self.config.websocket
-        {
-            r#"["websocket"]"#
-        } else {
-            "[]"
-        };
-        // Written by hand to keep Node's key order, which some clients' tests compare as text.
-        let open = format!(
-            r#"{{"sid":{},"upgrades":{},"pingInterval":{},"pingTimeout":{},"maxPayload":{}}}"#,
-            serde_json::Value::from(&*sid),
-            upgrades,
-            self.config.ping_interval.as_millis(),
-            self.config.ping_timeout.as_millis(),
-            self.config.max_payload,
-        );
-        let open = Packet::Open(open);
-        let cookie = self.config.cookie.as_ref().map(|c| {
-            let mut v = format!("{}={}; Path={}", c.name, sid, c.path);
-            if c.http_only {
-                v.push_str("; HttpOnly");
-            }
-            if let Some(s) = &c.same_site {
-                v.push_str("; SameSite=");
-                v.push_str(s);
-            }
-            v
-        });
+        let open = self.open_packet(&sid, transport);
+        let cookie = self.session_cookie(&sid);
         let key = self.next_key;
-        self.next_key += 1;
+        self.next_key = key.next();
         let info = Arc::new(self.request_info(conn, req));
-        let mut session = Session::new(
+        let carrier = match transport {
+            Transport::Polling => Carrier::Polling {
+                upgrade: Upgrade::None,
+            },
+            Transport::WebSocket => Carrier::WebSocket { conn },
+        };
+        let session = Session::new(
             sid.clone(),
-            transport,
+            carrier,
             info.clone(),
             now + self.config.ping_interval,
         );
@@ -364,10 +225,7 @@ impl Engine {
                     return;
                 }
                 self.become_websocket(conn, key);
-                session.ws_conn = Some(conn);
-                let mut frame = Vec::new();
-                ws_frame(&open, &mut frame);
-                self.write(conn, &frame);
+                self.emit(conn, |out| out.packet(open));
             }
         }
         self.sids.insert(sid.clone(), key);
@@ -381,61 +239,42 @@ impl Engine {
             transport,
             request: info,
         });
-        if transport == Transport::WebSocket {
-            // Frames the client pipelined behind its handshake.
-            self.process_websocket(conn, now);
-        }
     }
 
-    /// Answer a WebSocket opening handshake with 101; false (after ws's 400 and a close) when it is not a
-    /// valid one. Like Node's ws, versions 13 and 8 (same framing) are accepted.
-    pub(super) fn answer_websocket_handshake(
-        &mut self,
-        conn: ConnId,
-        req: &Request,
-        cookie: Option<&str>,
-    ) -> bool {
-        let client_key = req.header("sec-websocket-key").unwrap_or("");
-        let refusal = if !websocket::is_valid_key(client_key) {
-            "Missing or invalid Sec-WebSocket-Key header"
-        } else if !matches!(req.header("sec-websocket-version"), Some("13" | "8")) {
-            "Missing or invalid Sec-WebSocket-Version header"
+    /// The handshake's OPEN packet.
+    fn open_packet(&self, sid: &str, transport: Transport) -> Packet {
+        let upgrades = if transport == Transport::Polling
+            && self.config.allow_upgrades
+            && self.config.websocket
+        {
+            r#"["websocket"]"#
         } else {
-            ""
+            "[]"
         };
-        if !refusal.is_empty() {
-            self.report_bad_input(conn, format!("WebSocket handshake: {refusal}"));
-            self.abort_upgrade(conn, 400, refusal);
-            return false;
-        }
-        let mut res = Response::new(101)
-            .with_header("Upgrade", "websocket")
-            .with_header("Connection", "Upgrade")
-            .with_header("Sec-WebSocket-Accept", &websocket::accept_key(client_key));
-        if let Some(c) = cookie {
-            res = res.with_header("Set-Cookie", c);
-        }
-        // Node's 101 carries the CORS headers too.
-        let mut out = Vec::new();
-        self.cors_headers(req, res).encode(&mut out);
-        self.write(conn, &out);
-        true
+        // Written by hand to keep Node's key order, which some clients' tests compare as text.
+        Packet::Open(format!(
+            r#"{{"sid":{},"upgrades":{},"pingInterval":{},"pingTimeout":{},"maxPayload":{}}}"#,
+            serde_json::Value::from(sid),
+            upgrades,
+            self.config.ping_interval.as_millis(),
+            self.config.ping_timeout.as_millis(),
+            self.config.max_payload,
+        ))
     }
 
-    /// `conn` carries WebSocket frames for session `key` from now on; bytes that came after the handshake
-    /// are its first frames.
-    pub(super) fn become_websocket(&mut self, conn: ConnId, key: SessionKey) {
-        let max = self.config.max_payload;
-        let Some(c) = self.conns.get_mut(&conn) else {
-            return;
-        };
-        let leftover = match &mut c.state {
-            ConnState::Http { parser, .. } => parser.take_buffered(),
-            _ => Vec::new(),
-        };
-        let mut decoder = websocket::Decoder::new(max);
-        decoder.feed(&leftover);
-        c.state = ConnState::WebSocket { decoder, key };
+    /// The Set-Cookie value naming the session, when the configuration asks for one (Node's `cookie`).
+    fn session_cookie(&self, sid: &str) -> Option<String> {
+        self.config.cookie.as_ref().map(|c| {
+            let mut v = format!("{}={}; Path={}", c.name, sid, c.path);
+            if c.http_only {
+                v.push_str("; HttpOnly");
+            }
+            if let Some(s) = &c.same_site {
+                v.push_str("; SameSite=");
+                v.push_str(s);
+            }
+            v
+        })
     }
 
     pub(super) fn session_request(
@@ -452,7 +291,11 @@ impl Engine {
         if req.is_websocket_upgrade() {
             let why = if transport != Transport::WebSocket {
                 "it asked for the polling transport"
-            } else if s.transport != Transport::Polling || s.upgrade != Upgrade::None {
+            } else if s.carrier
+                != (Carrier::Polling {
+                    upgrade: Upgrade::None,
+                })
+            {
                 "the session has a WebSocket already"
             } else if !s.is_open() || !self.config.allow_upgrades {
                 "the session cannot upgrade"
@@ -461,16 +304,16 @@ impl Engine {
                     self.become_websocket(conn, key);
                     let deadline = now + self.config.upgrade_timeout;
                     if let Some(s) = self.sessions.get_mut(&key) {
-                        s.upgrade = Upgrade::Probing { conn, deadline };
+                        let upgrade = Upgrade::Probing { conn, deadline };
+                        s.carrier = Carrier::Polling { upgrade };
                     }
                     self.timers.push(Reverse((deadline, key)));
-                    self.process_websocket(conn, now);
                 }
                 return;
             };
             return self.accept_and_close_websocket(conn, &req, why);
         }
-        if transport != s.transport {
+        if transport != s.transport() {
             return self.refuse(conn, &req, ErrorCode::BadRequest);
         }
         match req.method {
@@ -478,96 +321,12 @@ impl Engine {
             Method::Post => self.post(conn, req, key, now),
             _ => {
                 // Node's answer: the transport has no handler for the method.
-                self.report_bad_input(conn, format!("{:?} request for a session", req.method));
+                self.report_bad_input(
+                    conn,
+                    format!("{} request for a session", req.method.as_str()),
+                );
                 self.respond(conn, &req, Response::new(500))
             }
-        }
-    }
-
-    pub(super) fn poll(&mut self, conn: ConnId, req: Request, key: SessionKey, now: Instant) {
-        let Some(s) = self.sessions.get_mut(&key) else {
-            return;
-        };
-        if s.poll_conn.is_some() {
-            // Node: "overlap from client" closes the session; the new GET gets a bare 400.
-            self.report_bad_input(conn, "a second GET while one is pending".into());
-            self.respond(conn, &req, Response::new(400));
-            return self.close_session(key, CloseReason::TransportError, now);
-        }
-        let closing = matches!(s.state, ReadyState::Closing { .. });
-        if s.queue.is_empty() && !closing {
-            if matches!(s.upgrade, Upgrade::Probed { .. }) {
-                s.queue.push(Packet::Noop);
-            } else {
-                s.poll_conn = Some(conn);
-                if let Some(ConnState::Http { waiting, .. }) =
-                    self.conns.get_mut(&conn).map(|c| &mut c.state)
-                {
-                    *waiting = Waiting::Poll {
-                        key,
-                        req: Box::new(req),
-                    };
-                }
-                return;
-            }
-        }
-        self.answer_poll(conn, &req, key, now);
-    }
-
-    pub(super) fn post(&mut self, conn: ConnId, req: Request, key: SessionKey, now: Instant) {
-        let content_type = req.header("content-type").unwrap_or("");
-        if content_type.eq_ignore_ascii_case("application/octet-stream") {
-            // v4 payloads are text; Node fails the transport ("invalid content").
-            self.report_bad_input(
-                conn,
-                "binary POST body (Engine.IO v4 payloads are text)".into(),
-            );
-            self.respond(conn, &req, Response::new(400));
-            return self.close_session(key, CloseReason::TransportError, now);
-        }
-        let packets = packet::decode_payload(&req.body);
-        self.respond(
-            conn,
-            &req,
-            Response::new(200).with_body("text/html", b"ok".to_vec()),
-        );
-        match packets {
-            Ok(packets) => {
-                for p in packets {
-                    self.on_packet(conn, key, p, now);
-                }
-            }
-            Err(e) => {
-                self.report_bad_input(conn, format!("malformed polling payload: {e:?}"));
-                self.close_session(key, CloseReason::ParseError, now);
-            }
-        }
-    }
-
-    pub(super) fn answer_poll(
-        &mut self,
-        conn: ConnId,
-        req: &Request,
-        key: SessionKey,
-        now: Instant,
-    ) {
-        let Some(s) = self.sessions.get_mut(&key) else {
-            return;
-        };
-        let mut body = Vec::new();
-        for p in s.queue.drain(..) {
-            packet::push_payload_segment(&p, &mut body);
-        }
-        // As Node: what was queued before the close goes out first; the close packet rides on the next GET,
-        // so a client reads the last packets (a Socket.IO DISCONNECT, say) before the transport closes.
-        let closing = matches!(s.state, ReadyState::Closing { .. }) && body.is_empty();
-        if closing {
-            packet::push_payload_segment(&Packet::Close, &mut body);
-        }
-        let res = Response::new(200).with_body("text/plain; charset=UTF-8", body);
-        self.respond(conn, req, res);
-        if closing {
-            self.remove_session(key, Packet::Close, now);
         }
     }
 }

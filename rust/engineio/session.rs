@@ -1,22 +1,28 @@
-//! One Engine.IO session: its transport, its heartbeat and its upgrade.
+//! One Engine.IO session: what carries it, its heartbeat and its upgrade; and the engine's handling of sessions
+//! (packets in and out, timers, closing).
 //!
 //! ```text
-//! transport   Polling ──(probe WebSocket: "2probe" → "3probe", then "5")──► WebSocket
+//! carrier     Polling { upgrade } ──(probe WebSocket: "2probe" → "3probe", then "5")──► WebSocket { conn }
 //!             WebSocket (from the handshake, or after the upgrade): never changes again
-//! upgrade     None → Probing(conn) ─"2probe"→ Probed(conn) ─"5"→ None (transport is now WebSocket)
+//! upgrade     None → Probing(conn) ─"2probe"→ Probed(conn) ─"5"→ (the carrier is now WebSocket)
 //!             a probe that sends anything else, closes, or outlives upgrade_timeout is dropped: back to None
-//! heartbeat   every ping_interval the server sends a ping; no pong within ping_timeout closes the session
-//! state       Open ─close()─► Closing (polling only: waits for one more GET to carry the close packet) ─► gone
+//! heartbeat   Open(PingAt(t)) ─t: ping sent─► Open(PongBy(t + ping_timeout)) ─pong─► Open(PingAt(+ping_interval))
+//!             no pong by the deadline closes the session ("ping timeout")
+//! state       Open(heartbeat) ─close()─► Closing (polling only: waits for one more GET to carry the close
+//!             packet) ─► gone
 //! ```
 //! Time is an argument everywhere; `next_deadline` reports when the session next needs `Engine::handle_timeout`.
+use std::cmp::Reverse;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::packet::Packet;
-use super::RequestInfo;
+use super::conn::Parked;
+use super::engine::Engine;
+use super::packet::{self, Packet};
+use super::{Event, RequestInfo};
+use crate::http::Response;
 
-pub type ConnId = u64;
-pub type SessionKey = u64;
+use crate::ids::{ConnId, SessionKey};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport {
@@ -89,9 +95,25 @@ impl CloseReason {
     }
 }
 
+/// What only the transport carrying a session has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Carrier {
+    /// Long-polling; a WebSocket may be probing to take over.
+    Polling { upgrade: Upgrade },
+    /// The WebSocket carrying the session, from the handshake or since the upgrade.
+    WebSocket { conn: ConnId },
+}
+
+/// An open session's heartbeat: the server's next ping, or the client's pong awaited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Heartbeat {
+    PingAt(Instant),
+    PongBy(Instant),
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReadyState {
-    Open,
+    Open(Heartbeat),
     /// Polling sessions closed by the server wait for one more GET to carry the close packet.
     Closing {
         deadline: Instant,
@@ -101,57 +123,224 @@ pub enum ReadyState {
 #[derive(Debug)]
 pub struct Session {
     pub sid: Arc<str>,
-    pub transport: Transport,
+    pub carrier: Carrier,
     pub state: ReadyState,
-    /// The pending long-polling GET, parked until there is something to send.
+    /// The pending long-polling GET, parked until there is something to send (after an upgrade, the last one,
+    /// released with a noop).
     pub poll_conn: Option<ConnId>,
-    /// Packets waiting for the next GET (polling transport only).
+    /// Packets waiting for the next GET.
     pub queue: Vec<Packet>,
-    /// The WebSocket carrying this session once the transport is WebSocket.
-    pub ws_conn: Option<ConnId>,
-    pub upgrade: Upgrade,
-    pub next_ping: Option<Instant>,
-    pub pong_deadline: Option<Instant>,
     pub request: Arc<RequestInfo>,
 }
 
 impl Session {
     pub fn new(
         sid: Arc<str>,
-        transport: Transport,
+        carrier: Carrier,
         request: Arc<RequestInfo>,
-        next_ping: Instant,
+        ping_at: Instant,
     ) -> Self {
         Session {
             sid,
-            transport,
-            state: ReadyState::Open,
+            carrier,
+            state: ReadyState::Open(Heartbeat::PingAt(ping_at)),
             poll_conn: None,
             queue: Vec::new(),
-            ws_conn: None,
-            upgrade: Upgrade::None,
-            next_ping: Some(next_ping),
-            pong_deadline: None,
             request,
         }
     }
 
     pub fn is_open(&self) -> bool {
-        self.state == ReadyState::Open
+        matches!(self.state, ReadyState::Open(_))
     }
 
+    pub fn transport(&self) -> Transport {
+        match self.carrier {
+            Carrier::Polling { .. } => Transport::Polling,
+            Carrier::WebSocket { .. } => Transport::WebSocket,
+        }
+    }
+
+    /// The WebSocket carrying the session, if that is its transport.
+    pub fn websocket(&self) -> Option<ConnId> {
+        match self.carrier {
+            Carrier::WebSocket { conn } => Some(conn),
+            Carrier::Polling { .. } => None,
+        }
+    }
+
+    pub fn upgrade(&self) -> Upgrade {
+        match self.carrier {
+            Carrier::Polling { upgrade } => upgrade,
+            Carrier::WebSocket { .. } => Upgrade::None,
+        }
+    }
+
+    /// When the session next needs `Engine::handle_timeout`.
     pub fn next_deadline(&self) -> Option<Instant> {
-        let upgrade = match self.upgrade {
+        let upgrade = match self.upgrade() {
             Upgrade::None => None,
             Upgrade::Probing { deadline, .. } | Upgrade::Probed { deadline, .. } => Some(deadline),
         };
-        let closing = match self.state {
-            ReadyState::Closing { deadline } => Some(deadline),
-            ReadyState::Open => None,
+        let state = match self.state {
+            ReadyState::Open(Heartbeat::PingAt(at) | Heartbeat::PongBy(at)) => at,
+            ReadyState::Closing { deadline } => deadline,
         };
-        [self.next_ping, self.pong_deadline, upgrade, closing]
-            .into_iter()
-            .flatten()
-            .min()
+        Some(upgrade.map_or(state, |u| u.min(state)))
+    }
+}
+
+impl Engine {
+    pub(super) fn send_packet(&mut self, key: SessionKey, packet: Packet) -> bool {
+        let Some(s) = self.sessions.get_mut(&key) else {
+            return false;
+        };
+        if !s.is_open() && packet != Packet::Close {
+            return false;
+        }
+        match s.carrier {
+            Carrier::WebSocket { conn } => self.emit(conn, |out| out.packet(packet)),
+            Carrier::Polling { .. } => {
+                s.queue.push(packet);
+                if s.poll_conn.is_some() {
+                    self.poll_ready.push(key);
+                }
+            }
+        }
+        true
+    }
+
+    /// A packet from the client on `conn` (a POST, or the session's WebSocket).
+    pub(super) fn on_packet(
+        &mut self,
+        conn: ConnId,
+        key: SessionKey,
+        packet: Packet,
+        now: Instant,
+    ) {
+        let Some(s) = self.sessions.get_mut(&key) else {
+            return;
+        };
+        if !s.is_open() {
+            return;
+        }
+        match packet {
+            Packet::Message(data) => self.events.push_back(Event::Message { key, data }),
+            // A pong nobody asked for changes nothing: it must not postpone the next ping.
+            Packet::Pong(_) if matches!(s.state, ReadyState::Open(Heartbeat::PongBy(_))) => {
+                let at = now + self.config.ping_interval;
+                s.state = ReadyState::Open(Heartbeat::PingAt(at));
+                self.timers.push(Reverse((at, key)));
+            }
+            Packet::Close => self.close_session(key, CloseReason::TransportClose, now),
+            Packet::Ping(_) => {
+                // In v4 only the server pings; Node fails the transport ("invalid heartbeat direction").
+                self.report_bad_input(conn, "ping from the client".into());
+                self.close_session(key, CloseReason::TransportError, now);
+            }
+            // Upgrade packets mean something only on a probe; Node ignores them here, and noops everywhere.
+            Packet::Pong(_) | Packet::Upgrade | Packet::Noop | Packet::Open(_) => {}
+        }
+    }
+
+    pub(super) fn session_timers(&mut self, key: SessionKey, now: Instant) {
+        let Some(s) = self.sessions.get_mut(&key) else {
+            return;
+        };
+        if let ReadyState::Closing { deadline } = s.state {
+            if deadline <= now {
+                return self.remove_session(key, Packet::Close);
+            }
+        }
+        if let Upgrade::Probing { conn, deadline } | Upgrade::Probed { conn, deadline } =
+            s.upgrade()
+        {
+            if deadline <= now {
+                self.drop_probe(key, conn);
+            }
+        }
+        let Some(s) = self.sessions.get_mut(&key) else {
+            return;
+        };
+        match s.state {
+            ReadyState::Open(Heartbeat::PongBy(by)) if by <= now => {
+                self.close_session(key, CloseReason::PingTimeout, now)
+            }
+            ReadyState::Open(Heartbeat::PingAt(at)) if at <= now => {
+                let by = now + self.config.ping_timeout;
+                s.state = ReadyState::Open(Heartbeat::PongBy(by));
+                self.timers.push(Reverse((by, key)));
+                self.send_packet(key, Packet::Ping(String::new()));
+            }
+            _ => {}
+        }
+    }
+
+    /// Close a session for `reason`. The application hears of it at once. A polling client hears of it on its
+    /// parked GET; when the server closed the session and no GET is parked, on its next GET (the session
+    /// lingers as Closing for one ping_timeout to answer it). Otherwise the sid is forgotten at once, as in Node.
+    pub(super) fn close_session(&mut self, key: SessionKey, reason: CloseReason, now: Instant) {
+        let Some(s) = self.sessions.get_mut(&key) else {
+            return;
+        };
+        if !s.is_open() {
+            return;
+        }
+        let deadline = now + self.config.ping_timeout;
+        s.state = ReadyState::Closing { deadline };
+        self.open_sessions -= 1;
+        if let Some(conn) = s.upgrade().conn() {
+            s.carrier = Carrier::Polling {
+                upgrade: Upgrade::None,
+            };
+            self.close_websocket(conn, None);
+        }
+        let Some(s) = self.sessions.get_mut(&key) else {
+            return;
+        };
+        self.events.push_back(Event::Close { key, reason });
+        match s.carrier {
+            Carrier::WebSocket { conn } => {
+                // Nothing is written when the WebSocket is what failed or closed: its connection is gone or
+                // already finished.
+                let queued = std::mem::take(&mut s.queue);
+                self.emit(conn, |out| queued.into_iter().for_each(|p| out.packet(p)));
+                self.close_websocket(conn, None);
+                self.remove_session(key, Packet::Close);
+            }
+            Carrier::Polling { .. }
+                if reason == CloseReason::ForcedClose && s.poll_conn.is_none() =>
+            {
+                self.timers.push(Reverse((deadline, key)));
+            }
+            // Node answers the GET of a client that sent the close packet itself with a noop.
+            Carrier::Polling { .. } if reason == CloseReason::TransportClose => {
+                self.remove_session(key, Packet::Noop)
+            }
+            Carrier::Polling { .. } => self.remove_session(key, Packet::Close),
+        }
+    }
+
+    /// Forget a session. A parked GET is answered with what is queued and then `last`.
+    pub(super) fn remove_session(&mut self, key: SessionKey, last: Packet) {
+        let Some(mut s) = self.sessions.remove(&key) else {
+            return;
+        };
+        self.sids.remove(&s.sid);
+        if s.is_open() {
+            self.open_sessions -= 1;
+        }
+        let Some(conn) = s.poll_conn else {
+            return;
+        };
+        let Some(req) = self.unpark(conn, Parked::Poll) else {
+            return;
+        };
+        let mut body = Vec::new();
+        for p in s.queue.drain(..).chain([last]) {
+            packet::push_payload_segment(&p, &mut body);
+        }
+        let res = Response::new(200).with_body("text/plain; charset=UTF-8", body);
+        self.respond(conn, &req, res);
     }
 }

@@ -1,12 +1,14 @@
-//! The Engine driven the way the driver drives it, without sockets or sleeping: raw request bytes in, the
-//! bytes it writes out, and `Instant`s the tests construct. Wire examples come from
-//! tests/vectors/engineio_server.json, which the Python e2e tests replay over real sockets.
+//! The Engine driven the way the socket driver drives it (through its connection layer, `driver::wire`),
+//! without sockets or sleeping: raw request bytes in, the bytes it writes out, and `Instant`s the tests
+//! construct. Wire examples come from tests/vectors/engineio_server.json, which the Python e2e tests replay
+//! over real sockets.
 use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
 use super::*;
+use crate::driver::wire::Wire;
 use crate::websocket::{self, ClientDecoder, Message, Opcode};
 
 const VECTORS: &str = include_str!("../../tests/vectors/engineio_server.json");
@@ -127,9 +129,10 @@ fn ws_request(query: &str) -> String {
     )
 }
 
-/// An engine, a clock and connection ids.
+/// An engine with the socket driver's connection layer, a clock and connection ids.
 struct T {
     e: Engine,
+    wire: Wire,
     now: Instant,
     next: ConnId,
     /// Events `echo` saw but did not consume.
@@ -140,27 +143,37 @@ impl T {
     fn new(config: Config) -> T {
         T {
             e: Engine::new(config),
+            wire: Wire::new(),
             now: Instant::now(),
-            next: 1,
+            next: ConnId(1),
             seen: Vec::new(),
         }
     }
 
     fn connect(&mut self) -> ConnId {
-        self.next += 1;
-        self.e.on_connect(self.next, None);
+        self.next = self.next.next();
+        self.wire.connect(&mut self.e, self.next, None, None);
         self.next
     }
 
     fn send(&mut self, conn: ConnId, bytes: impl AsRef<[u8]>) {
-        self.e.on_bytes(conn, bytes.as_ref(), self.now);
+        self.wire.input(&mut self.e, conn, bytes.as_ref(), self.now);
     }
 
-    /// What the engine has written to `conn` so far (after answering parked GETs, as the driver does).
+    /// What the engine has written to `conn` so far (after answering parked GETs and reading the requests
+    /// pipelined behind them, as the driver does).
     fn out(&mut self, conn: ConnId) -> Vec<u8> {
         let mut dirty = Vec::new();
-        self.e.take_dirty(self.now, &mut dirty);
-        self.e.output(conn).map(std::mem::take).unwrap_or_default()
+        loop {
+            self.wire.resume(&mut self.e, self.now);
+            self.e.take_dirty(&mut dirty);
+            if !self.e.has_resumed() {
+                break;
+            }
+        }
+        let out = (self.wire.output(&mut self.e, conn)).map_or_else(Vec::new, <[u8]>::to_vec);
+        self.wire.written(&mut self.e, conn, out.len());
+        out
     }
 
     /// Send a request on a fresh connection; its one response.
@@ -190,6 +203,7 @@ impl T {
     fn advance(&mut self, ms: u64) {
         self.now += Duration::from_millis(ms);
         self.e.handle_timeout(self.now);
+        self.wire.handle_timeout(&mut self.e, self.now);
     }
 
     /// A polling session: (sid, key).
@@ -647,7 +661,7 @@ fn client_close_on_polling() {
     let (sid, _) = t.polling();
     let c = t.connect();
     t.send(c, get(&format!("sid={sid}")));
-    t.e.on_disconnect(c, t.now);
+    t.wire.disconnect(&mut t.e, c, t.now);
     assert_eq!(t.closes(), [CloseReason::TransportError]);
     assert_eq!(t.e.key_of(&sid), None);
 }
@@ -667,7 +681,7 @@ fn client_close_on_websocket() {
     assert!(t.e.should_close(c));
     assert_eq!(t.closes(), [CloseReason::TransportClose]);
     let (c, _) = t.websocket();
-    t.e.on_disconnect(c, t.now);
+    t.wire.disconnect(&mut t.e, c, t.now);
     assert_eq!(t.closes(), [CloseReason::TransportClose]);
     assert_eq!(t.e.session_count(), 0);
 }
@@ -683,7 +697,7 @@ fn a_second_get_closes_the_session() {
     assert_eq!(parse_response(&mut t.out(first)).text(), "1");
     let events = t.events();
     assert!(events.contains(&Event::Close {
-        key: 1,
+        key: SessionKey(1),
         reason: CloseReason::TransportError
     }));
     assert_eq!(
@@ -767,7 +781,7 @@ fn deferred_handshakes() {
         (conn, request.query.as_str()),
         (c, "EIO=4&transport=polling&")
     );
-    t.e.refuse_handshake(c, ErrorCode::Forbidden, Some("go away"), t.now);
+    t.e.refuse_handshake(c, ErrorCode::Forbidden, Some("go away"));
     let res = parse_response(&mut t.out(c));
     assert_eq!(res.status, 403);
     assert_eq!(res.json(), json!({"code": 4, "message": "go away"}));
@@ -789,7 +803,7 @@ fn deferred_handshakes() {
     // A refused WebSocket handshake gets Node's abortUpgrade answer.
     let c = t.connect();
     t.send(c, ws_request(""));
-    t.e.refuse_handshake(c, ErrorCode::Forbidden, None, t.now);
+    t.e.refuse_handshake(c, ErrorCode::Forbidden, None);
     let res = parse_response(&mut t.out(c));
     assert_eq!((res.status, res.text()), (400, "Forbidden"));
     assert!(t.e.should_close(c));
@@ -855,7 +869,7 @@ fn cookie() {
     let c = t.connect();
     t.send(c, ws_request(""));
     let res = parse_response(&mut t.out(c));
-    let sid = t.e.sid_of(3).unwrap().to_string();
+    let sid = t.e.sid_of(SessionKey(3)).unwrap().to_string();
     assert_eq!(
         res.header("set-cookie"),
         Some(&*expected.replace("<sid>", &sid))
@@ -868,7 +882,10 @@ fn broadcast_reaches_both_transports() {
     let (sid, polling) = t.polling();
     let (ws, websocket) = t.websocket();
     t.out(ws);
-    t.e.broadcast(&[polling, websocket, 999], Data::Binary(vec![7]));
+    t.e.broadcast(
+        &[polling, websocket, SessionKey(999)],
+        Data::Binary(vec![7]),
+    );
     assert_eq!(frames(&t.out(ws)), [Message::Binary(vec![7])]);
     assert_eq!(t.request(&get(&format!("sid={sid}"))).1.text(), "bBw==");
 }
@@ -908,11 +925,11 @@ fn a_connection_closed_inside_a_request_is_reported() {
     let mut t = T::new(config());
     let c = t.connect();
     t.send(c, "GET /engine.io/?EIO=4&tra");
-    t.e.on_disconnect(c, t.now);
+    t.wire.disconnect(&mut t.e, c, t.now);
     assert_eq!(t.errors(), 1);
     // Between requests, closing is what keep-alive clients do.
     let (c, _) = t.request(&get(""));
-    t.e.on_disconnect(c, t.now);
+    t.wire.disconnect(&mut t.e, c, t.now);
     assert_eq!(t.errors(), 0);
 }
 
@@ -1032,7 +1049,7 @@ proptest! {
             t.out(c);
             t.advance(100);
         }
-        t.e.on_disconnect(c, t.now);
+        t.wire.disconnect(&mut t.e, c, t.now);
         t.events();
     }
 }
@@ -1046,9 +1063,9 @@ fn http_timeouts_close_connections_that_are_waited_on() {
     let ms = |d: Duration| d.as_millis() as u64;
 
     // A client that drips a request: 408 once request_timeout has passed since its first byte.
-    t.next += 1;
+    t.next = t.next.next();
     let drip = t.next;
-    t.e.on_connect_at(drip, None, t.now);
+    t.wire.connect(&mut t.e, drip, None, Some(t.now));
     t.send(drip, "GET /engine.io/?EIO=4&transport=polling HTTP/1.1\r\n");
     t.advance(ms(request_timeout) - 1);
     t.send(drip, "Host: x\r\n");
@@ -1060,9 +1077,9 @@ fn http_timeouts_close_connections_that_are_waited_on() {
     assert_eq!(t.errors(), 1, "logged once");
 
     // A client that connects and says nothing: closed without an answer after request_timeout.
-    t.next += 1;
+    t.next = t.next.next();
     let silent = t.next;
-    t.e.on_connect_at(silent, None, t.now);
+    t.wire.connect(&mut t.e, silent, None, Some(t.now));
     t.advance(ms(request_timeout));
     assert!(t.out(silent).is_empty() && t.e.should_close(silent));
 
@@ -1073,9 +1090,9 @@ fn http_timeouts_close_connections_that_are_waited_on() {
         ..config()
     });
     let (sid, key) = t.polling();
-    t.next += 1;
+    t.next = t.next.next();
     let conn = t.next;
-    t.e.on_connect_at(conn, None, t.now);
+    t.wire.connect(&mut t.e, conn, None, Some(t.now));
     t.send(conn, get(&format!("&sid={sid}")));
     t.advance(ms(request_timeout) * 2);
     assert!(
@@ -1090,4 +1107,99 @@ fn http_timeouts_close_connections_that_are_waited_on() {
     assert!(!t.e.should_close(conn));
     t.advance(1);
     assert!(t.e.should_close(conn), "idle keep-alive closed");
+}
+
+/// A method outside HTTP's usual ones reaches the application as sent (Node's `req.method`), not as a
+/// placeholder; one longer than any real method is refused.
+#[test]
+fn unusual_methods_reach_the_application_by_name() {
+    let mut t = T::new(Config {
+        serve_other_paths: true,
+        ..config()
+    });
+    let c = t.connect();
+    t.send(c, "PROPFIND /files HTTP/1.1\r\nHost: x\r\n\r\n");
+    let events = t.events();
+    let [Event::Request { conn, request, .. }] = events.as_slice() else {
+        panic!("{events:?}");
+    };
+    assert_eq!((*conn, request.method.as_str()), (c, "PROPFIND"));
+
+    let long = "M".repeat(crate::http::MAX_METHOD_BYTES + 1);
+    let (_, res) = t.request(&format!("{long} /files HTTP/1.1\r\nHost: x\r\n\r\n"));
+    assert_eq!(res.status, 400);
+}
+
+/// A keep-alive client may send its next request behind a parked GET: it is read once the GET is answered,
+/// on the same connection, in order.
+#[test]
+fn requests_pipelined_behind_a_parked_get_wait_for_it() {
+    let mut t = T::new(config());
+    let (sid, key) = t.polling();
+    let c = t.connect();
+    t.send(
+        c,
+        format!("{}{}", get(&format!("sid={sid}")), post(&sid, "4later")),
+    );
+    assert!(t.out(c).is_empty(), "the GET is parked");
+    assert!(t.events().is_empty(), "the POST behind it is not read yet");
+    t.e.send(key, Data::Text("now".into()));
+    let mut out = t.out(c);
+    assert_eq!(parse_response(&mut out).text(), "4now");
+    assert_eq!(parse_response(&mut out).text(), "ok");
+    let msg = Event::Message {
+        key,
+        data: Data::Text("later".into()),
+    };
+    assert_eq!(t.events(), [msg]);
+}
+
+/// Frames pipelined behind a WebSocket handshake the application decides later are read once it accepts.
+#[test]
+fn frames_behind_a_deferred_websocket_handshake_are_read_after_it() {
+    let mut t = T::new(Config {
+        defer_handshakes: true,
+        ..config()
+    });
+    let c = t.connect();
+    let mut bytes = ws_request("").into_bytes();
+    bytes.extend(masked(Opcode::Text, b"4early"));
+    t.send(c, bytes);
+    let Some(Event::Handshake { conn, .. }) = t.e.poll_event() else {
+        panic!("no handshake event");
+    };
+    t.e.accept_handshake(conn, None, t.now);
+    let mut out = t.out(c);
+    assert_eq!(parse_response(&mut out).status, 101);
+    let events = t.events();
+    let [Event::Open { key, .. }, Event::Message { data, .. }] = events.as_slice() else {
+        panic!("{events:?}");
+    };
+    assert_eq!(data, &Data::Text("early".into()));
+    assert_eq!(t.e.transport_of(*key), Some(Transport::WebSocket));
+}
+
+/// A peer that does not read is dropped once max_buffered bytes wait for it, counting what its driver took but
+/// could not write; nothing more is written to it, and its session closes with the connection.
+#[test]
+fn a_peer_that_does_not_read_is_dropped() {
+    let mut t = T::new(Config {
+        max_buffered: 100,
+        ..config()
+    });
+    let (c, key) = t.websocket();
+    t.e.set_backlog(c, 60);
+    assert!(t.e.is_writable(key));
+    assert!(t.e.send(key, Data::Text("x".repeat(30))));
+    assert!(!t.e.should_close(c));
+    t.e.send(key, Data::Text("x".repeat(30)));
+    assert!(t.e.should_close(c), "over max_buffered");
+    assert_eq!(t.errors(), 1, "logged once");
+    let mut stale = b"unwritten".to_vec();
+    for answer in t.e.take_answers(c) {
+        crate::driver::wire::encode(&answer, &mut stale);
+    }
+    assert!(stale.is_empty(), "what was buffered is dropped too");
+    t.wire.disconnect(&mut t.e, c, t.now);
+    assert_eq!(t.closes(), [CloseReason::TransportClose]);
 }

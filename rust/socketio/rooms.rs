@@ -3,7 +3,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-pub type SocketKey = u64;
+pub use crate::ids::SocketKey;
 pub type Room = Arc<str>;
 
 #[derive(Debug, Default)]
@@ -100,21 +100,26 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn sorted(mut v: Vec<SocketKey>) -> Vec<SocketKey> {
+    fn sorted(v: Vec<SocketKey>) -> Vec<u64> {
+        let mut v: Vec<u64> = v.into_iter().map(|k| k.0).collect();
         v.sort_unstable();
         v
     }
 
+    const S1: SocketKey = SocketKey(1);
+    const S2: SocketKey = SocketKey(2);
+    const S3: SocketKey = SocketKey(3);
+
     #[test]
     fn join_leave_and_targets() {
         let mut r = Rooms::default();
-        let all: HashSet<SocketKey> = [1, 2, 3].into();
-        r.join(1, "a");
-        r.join(2, "a");
-        r.join(2, "b");
-        r.join(2, "b");
-        r.join(3, "b");
-        assert_eq!(r.rooms_of(2).len(), 2);
+        let all: HashSet<SocketKey> = [S1, S2, S3].into();
+        r.join(S1, "a");
+        r.join(S2, "a");
+        r.join(S2, "b");
+        r.join(S2, "b");
+        r.join(S3, "b");
+        assert_eq!(r.rooms_of(S2).len(), 2);
         assert_eq!(sorted(r.targets(&all, &["a".into()], &[])), vec![1, 2]);
         assert_eq!(
             sorted(r.targets(&all, &["a".into(), "b".into()], &[])),
@@ -125,12 +130,12 @@ mod tests {
             vec![3]
         );
         assert_eq!(sorted(r.targets(&all, &[], &["b".into()])), vec![1]);
-        r.leave(2, "a");
+        r.leave(S2, "a");
         assert_eq!(sorted(r.targets(&all, &["a".into()], &[])), vec![1]);
-        r.leave_all(2);
-        assert!(r.rooms_of(2).is_empty());
+        r.leave_all(S2);
+        assert!(r.rooms_of(S2).is_empty());
         assert_eq!(sorted(r.targets(&all, &["b".into()], &[])), vec![3]);
-        r.leave(1, "a");
+        r.leave(S1, "a");
         assert!(r.members("a").is_none(), "empty rooms are deleted");
         assert!(r.targets(&all, &["nope".into()], &[]).is_empty());
     }
@@ -141,10 +146,11 @@ mod tests {
         fn both_maps_agree(ops in proptest::collection::vec((0u64..5, 0u8..4, 0u8..3), 0..60)) {
             let mut r = Rooms::default();
             for (socket, room, op) in ops {
+                let socket = SocketKey(socket);
                 let room = format!("r{room}");
                 match op { 0 | 1 => r.join(socket, &room), 2 => r.leave(socket, &room), _ => unreachable!() }
             }
-            for socket in 0..5 {
+            for socket in (0..5).map(SocketKey) {
                 for room in r.rooms_of(socket) {
                     prop_assert!(r.members(room).unwrap().contains(&socket));
                 }

@@ -3,7 +3,9 @@
 //! transport does not matter at this layer, so the WebSocket cases of Node's reference capture
 //! (tests/vectors/sio_reference.json) are replayed over polling and must get the same packets back.
 use super::*;
-use crate::engineio::{Config, Engine};
+use crate::core::Core;
+use crate::driver::wire::Wire;
+use crate::engineio::{Config, ConnId, Engine};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use serde_json::Value;
@@ -23,12 +25,12 @@ fn text(s: &str) -> Rec {
 }
 
 struct Harness {
-    engine: Engine,
-    sio: SocketIo,
+    core: Core<SocketIo>,
+    wire: Wire,
     now: Instant,
-    next_conn: u64,
-    out: HashMap<u64, Vec<u8>>,
-    parked: HashMap<String, u64>,
+    next_conn: ConnId,
+    out: HashMap<ConnId, Vec<u8>>,
+    parked: HashMap<String, ConnId>,
     events: Vec<Event>,
     /// Every event ever pumped, for checks at the end.
     log: Vec<Event>,
@@ -43,10 +45,10 @@ impl Harness {
         sio.add_namespace("/");
         sio.add_namespace("/custom");
         Harness {
-            engine: Engine::new(config),
-            sio,
+            core: Core::new(Engine::new(config), sio),
+            wire: Wire::new(),
             now: Instant::now(),
-            next_conn: 1,
+            next_conn: ConnId(1),
             out: HashMap::new(),
             parked: HashMap::new(),
             events: Vec::new(),
@@ -55,18 +57,18 @@ impl Harness {
         }
     }
 
-    fn request(&mut self, raw: &[u8]) -> u64 {
+    fn request(&mut self, raw: &[u8]) -> ConnId {
         let conn = self.next_conn;
-        self.next_conn += 1;
-        self.engine.on_connect(conn, None);
-        self.engine.on_bytes(conn, raw, self.now);
+        self.next_conn = conn.next();
+        self.wire.connect(&mut self.core.engine, conn, None, None);
+        self.wire.input(&mut self.core.engine, conn, raw, self.now);
         self.pump();
         conn
     }
 
     fn pump(&mut self) {
-        self.sio.pump(&mut self.engine, self.now);
-        while let Some(ev) = self.sio.poll_event() {
+        self.core.settle(self.now);
+        while let Some(ev) = self.core.poll_event() {
             if let Event::Connect { socket, nsp, .. } = &ev {
                 self.nsp_of.insert(*socket, nsp.clone());
             }
@@ -74,17 +76,24 @@ impl Harness {
             self.events.push(ev);
         }
         let mut dirty = Vec::new();
-        self.engine.take_dirty(self.now, &mut dirty);
+        loop {
+            self.wire.resume(&mut self.core.engine, self.now);
+            self.core.engine.take_dirty(&mut dirty);
+            if !self.core.engine.has_resumed() {
+                break;
+            }
+        }
         for conn in dirty {
-            if let Some(out) = self.engine.output(conn) {
-                let bytes = std::mem::take(out);
+            if let Some(out) = self.wire.output(&mut self.core.engine, conn) {
+                let bytes = out.to_vec();
+                self.wire.written(&mut self.core.engine, conn, bytes.len());
                 self.out.entry(conn).or_default().extend(bytes);
             }
         }
     }
 
     /// The body of the complete HTTP response written to `conn`, if there is one.
-    fn response(&mut self, conn: u64) -> Option<Vec<u8>> {
+    fn response(&mut self, conn: ConnId) -> Option<Vec<u8>> {
         let raw = self.out.get(&conn)?;
         let end = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
         let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
@@ -94,7 +103,7 @@ impl Harness {
             .map_or(0, |v| v.trim().parse().unwrap());
         let body = raw.get(end + 4..end + 4 + len)?.to_vec();
         self.out.remove(&conn);
-        self.engine.on_disconnect(conn, self.now);
+        self.wire.disconnect(&mut self.core.engine, conn, self.now);
         Some(body)
     }
 
@@ -105,7 +114,7 @@ impl Harness {
         let body = self.response(conn).expect("handshake answered");
         let open: Value = serde_json::from_slice(&body[1..]).unwrap();
         let sid = open["sid"].as_str().unwrap().to_owned();
-        let key = self.engine.key_of(&sid).unwrap();
+        let key = self.core.engine.key_of(&sid).unwrap();
         let events = self.take_events();
         assert!(
             matches!(events.as_slice(), [Event::Open { client, .. }] if *client == key),
@@ -172,7 +181,13 @@ impl Harness {
         self.pump();
         std::mem::take(&mut self.events)
             .into_iter()
-            .filter(|e| !matches!(e, Event::Engine(engineio::Event::ProtocolError { .. })))
+            .filter(|e| {
+                !matches!(
+                    e,
+                    Event::ProtocolError { .. }
+                        | Event::Engine(engineio::Event::ProtocolError { .. })
+                )
+            })
             .collect()
     }
 
@@ -185,8 +200,8 @@ impl Harness {
         };
         self.send(sid, &packet);
         let socket = self.connecting_socket();
-        assert!(self.sio.accept(socket, &mut self.engine));
-        let id = self.sio.sid_of(socket).unwrap().to_string();
+        assert!(self.core.layer.accept(socket, &mut self.core.engine));
+        let id = self.core.layer.sid_of(socket).unwrap().to_string();
         let prefix = if nsp == "/" {
             String::new()
         } else {
@@ -207,12 +222,13 @@ impl Harness {
     }
 
     fn emit(&mut self, socket: SocketKey, data: &str) -> bool {
-        self.sio
-            .emit_to(socket, data, Vec::new(), None, false, &mut self.engine)
+        self.core
+            .layer
+            .emit_to(socket, data, Vec::new(), None, false, &mut self.core.engine)
     }
 
     fn is_open(&self, sid: &str) -> bool {
-        self.engine.key_of(sid).is_some()
+        self.core.engine.key_of(sid).is_some()
     }
 }
 
@@ -258,12 +274,12 @@ fn connect_event_and_ack_both_ways() {
         (client, "/", Some(r#"{"token":"abc"}"#))
     );
     let socket = *socket;
-    assert!(h.sio.accept(socket, &mut h.engine));
+    assert!(h.core.layer.accept(socket, &mut h.core.engine));
     assert!(
-        !h.sio.accept(socket, &mut h.engine),
+        !h.core.layer.accept(socket, &mut h.core.engine),
         "a socket is accepted once"
     );
-    let id = h.sio.sid_of(socket).unwrap().to_string();
+    let id = h.core.layer.sid_of(socket).unwrap().to_string();
     assert_eq!(
         h.recv(&sid),
         vec![Rec::Text(format!("40{{\"sid\":\"{id}\"}}"))]
@@ -282,10 +298,22 @@ fn connect_event_and_ack_both_ways() {
             attachments: vec![]
         }]
     );
-    h.sio
-        .emit_to(socket, r#"["ok"]"#, vec![], Some(1), true, &mut h.engine);
-    h.sio
-        .emit_to(socket, r#"["ping"]"#, vec![], Some(7), false, &mut h.engine);
+    h.core.layer.emit_to(
+        socket,
+        r#"["ok"]"#,
+        vec![],
+        Some(1),
+        true,
+        &mut h.core.engine,
+    );
+    h.core.layer.emit_to(
+        socket,
+        r#"["ping"]"#,
+        vec![],
+        Some(7),
+        false,
+        &mut h.core.engine,
+    );
     assert_eq!(
         h.recv(&sid),
         vec![text(r#"431["ok"]"#), text(r#"427["ping"]"#)]
@@ -339,21 +367,21 @@ fn binary_packets_are_reassembled_and_framed() {
 
     // Outgoing: the header packet, then each attachment as a binary message.
     let ph = r#"{"_placeholder":true,"num":0}"#;
-    h.sio.emit_to(
+    h.core.layer.emit_to(
         socket,
         &format!(r#"["down",{ph}]"#),
         vec![vec![0xff, 0]],
         None,
         false,
-        &mut h.engine,
+        &mut h.core.engine,
     );
-    h.sio.emit_to(
+    h.core.layer.emit_to(
         socket,
         &format!("[{ph}]"),
         vec![vec![7]],
         Some(3),
         true,
-        &mut h.engine,
+        &mut h.core.engine,
     );
     assert_eq!(
         h.recv(&sid),
@@ -427,10 +455,10 @@ fn refused_socket_gets_connect_error_and_is_forgotten() {
         h.emit(socket, r#"["held"]"#),
         "emits to a connecting socket wait"
     );
-    h.sio.refuse(
+    h.core.layer.refuse(
         socket,
         r#"{"message":"not allowed","data":{"code":7}}"#,
-        &mut h.engine,
+        &mut h.core.engine,
     );
     assert_eq!(
         h.recv(&sid),
@@ -438,9 +466,9 @@ fn refused_socket_gets_connect_error_and_is_forgotten() {
             r#"44/custom,{"message":"not allowed","data":{"code":7}}"#
         )]
     );
-    assert!(!h.sio.accept(socket, &mut h.engine));
+    assert!(!h.core.layer.accept(socket, &mut h.core.engine));
     assert!(!h.emit(socket, r#"["late"]"#));
-    assert_eq!(h.sio.socket_count("/custom"), 0);
+    assert_eq!(h.core.layer.socket_count("/custom"), 0);
     // The namespace may be tried again; anything else for it is a violation, as in Node.
     let (again, _) = h.connect(&sid, "/custom");
     assert_ne!(again, socket);
@@ -455,8 +483,8 @@ fn emits_while_connecting_follow_the_connect_packet() {
     h.emit(socket, r#"["first"]"#);
     h.emit(socket, r#"["second"]"#);
     assert_eq!(h.recv(&sid), vec![]);
-    h.sio.accept(socket, &mut h.engine);
-    let id = h.sio.sid_of(socket).unwrap().to_string();
+    h.core.layer.accept(socket, &mut h.core.engine);
+    let id = h.core.layer.sid_of(socket).unwrap().to_string();
     assert_eq!(
         h.recv(&sid),
         vec![
@@ -479,11 +507,17 @@ fn rooms_broadcasts_and_exceptions() {
     let [(s0, k0, id0), (s1, k1, _), (s2, k2, _)] = clients.as_slice() else {
         unreachable!()
     };
-    h.sio.join(*k0, "red");
-    h.sio.join(*k1, "red");
-    h.sio.join(*k1, "blue");
-    h.sio.join(*k2, "blue");
-    let mut rooms: Vec<String> = h.sio.rooms_of(*k1).iter().map(|r| r.to_string()).collect();
+    h.core.layer.join(*k0, "red");
+    h.core.layer.join(*k1, "red");
+    h.core.layer.join(*k1, "blue");
+    h.core.layer.join(*k2, "blue");
+    let mut rooms: Vec<String> = h
+        .core
+        .layer
+        .rooms_of(*k1)
+        .iter()
+        .map(|r| r.to_string())
+        .collect();
     rooms.sort();
     assert_eq!(rooms.len(), 3, "its own id, red and blue: {rooms:?}");
 
@@ -493,39 +527,43 @@ fn rooms_broadcasts_and_exceptions() {
     };
     let s = |v: &[&str]| v.iter().map(|r| r.to_string()).collect::<Vec<_>>();
     assert_eq!(
-        sorted(h.sio.targets("/", &s(&["red"]), &[])),
+        sorted(h.core.layer.targets("/", &s(&["red"]), &[])),
         sorted(vec![*k0, *k1])
     );
     assert_eq!(
-        sorted(h.sio.targets("/", &s(&["red", "blue"]), &s(&["red"]))),
+        sorted(
+            h.core
+                .layer
+                .targets("/", &s(&["red", "blue"]), &s(&["red"]))
+        ),
         vec![*k2]
     );
     assert_eq!(
-        sorted(h.sio.targets("/", &[], &s(&[id0]))),
+        sorted(h.core.layer.targets("/", &[], &s(&[id0]))),
         sorted(vec![*k1, *k2])
     );
-    assert!(h.sio.targets("/custom", &[], &[]).is_empty());
-    assert!(h.sio.targets("/unknown", &[], &[]).is_empty());
+    assert!(h.core.layer.targets("/custom", &[], &[]).is_empty());
+    assert!(h.core.layer.targets("/unknown", &[], &[]).is_empty());
 
-    let reached = h.sio.broadcast(
+    let reached = h.core.layer.broadcast(
         "/",
         &s(&["blue"]),
         &s(&["red"]),
         r#"["b"]"#,
         vec![],
         None,
-        &mut h.engine,
+        &mut h.core.engine,
     );
     assert_eq!(reached, vec![*k2]);
     let ph = r#"{"_placeholder":true,"num":0}"#;
-    let reached = h.sio.broadcast(
+    let reached = h.core.layer.broadcast(
         "/",
         &[],
         &[],
         &format!("[\"all\",{ph}]"),
         vec![vec![5]],
         Some(9),
-        &mut h.engine,
+        &mut h.core.engine,
     );
     assert_eq!(sorted(reached), sorted(vec![*k0, *k1, *k2]));
     let all = [Rec::Text(format!("451-9[\"all\",{ph}]")), Rec::Bin(vec![5])];
@@ -536,17 +574,17 @@ fn rooms_broadcasts_and_exceptions() {
         [vec![text(r#"42["b"]"#)], all.to_vec()].concat()
     );
 
-    h.sio.leave(*k1, "red");
-    assert_eq!(h.sio.targets("/", &s(&["red"]), &[]), vec![*k0]);
+    h.core.layer.leave(*k1, "red");
+    assert_eq!(h.core.layer.targets("/", &s(&["red"]), &[]), vec![*k0]);
     // Leaving the namespace leaves every room.
     h.send(s0, "1");
     assert_eq!(
         disconnects(&h.take_events()),
         vec![(*k0, "client namespace disconnect")]
     );
-    assert!(h.sio.targets("/", &s(&["red"]), &[]).is_empty());
-    assert!(h.sio.rooms_of(*k0).is_empty());
-    assert_eq!(h.sio.socket_count("/"), 2);
+    assert!(h.core.layer.targets("/", &s(&["red"]), &[]).is_empty());
+    assert!(h.core.layer.rooms_of(*k0).is_empty());
+    assert_eq!(h.core.layer.socket_count("/"), 2);
     assert!(h.is_open(s0), "the session outlives its sockets");
 }
 
@@ -556,16 +594,20 @@ fn connecting_sockets_are_not_broadcast_targets() {
     let (_, sid) = h.open();
     h.send(&sid, "0");
     let socket = h.connecting_socket();
-    h.sio.join(socket, "room");
-    assert_eq!(h.sio.socket_count("/"), 0);
-    assert!(h.sio.targets("/", &[], &[]).is_empty());
-    assert!(h.sio.targets("/", &["room".into()], &[]).is_empty());
+    h.core.layer.join(socket, "room");
+    assert_eq!(h.core.layer.socket_count("/"), 0);
+    assert!(h.core.layer.targets("/", &[], &[]).is_empty());
+    assert!(h.core.layer.targets("/", &["room".into()], &[]).is_empty());
     assert!(h
-        .sio
-        .broadcast("/", &[], &[], r#"["x"]"#, vec![], None, &mut h.engine)
+        .core
+        .layer
+        .broadcast("/", &[], &[], r#"["x"]"#, vec![], None, &mut h.core.engine)
         .is_empty());
-    h.sio.accept(socket, &mut h.engine);
-    assert_eq!(h.sio.targets("/", &["room".into()], &[]), vec![socket]);
+    h.core.layer.accept(socket, &mut h.core.engine);
+    assert_eq!(
+        h.core.layer.targets("/", &["room".into()], &[]),
+        vec![socket]
+    );
     assert_eq!(
         h.recv(&sid).len(),
         1,
@@ -579,7 +621,9 @@ fn server_disconnect_with_and_without_close() {
     let (_, sid) = h.open();
     let (main, _) = h.connect(&sid, "/");
     let (custom, _) = h.connect(&sid, "/custom");
-    h.sio.disconnect(custom, false, &mut h.engine, h.now);
+    h.core
+        .layer
+        .disconnect(custom, false, &mut h.core.engine, h.now);
     assert_eq!(
         disconnects(&h.take_events()),
         vec![(custom, "server namespace disconnect")]
@@ -589,7 +633,9 @@ fn server_disconnect_with_and_without_close() {
 
     let (custom, _) = h.connect(&sid, "/custom");
     // Node's disconnect(true): every socket of the client gets DISCONNECT, then the session closes.
-    h.sio.disconnect(main, true, &mut h.engine, h.now);
+    h.core
+        .layer
+        .disconnect(main, true, &mut h.core.engine, h.now);
     let events = h.take_events();
     let mut gone = disconnects(&events);
     gone.sort_unstable();
@@ -613,9 +659,11 @@ fn disconnecting_a_connecting_socket_does_nothing() {
     let (_, sid) = h.open();
     h.send(&sid, "0");
     let socket = h.connecting_socket();
-    h.sio.disconnect(socket, true, &mut h.engine, h.now);
+    h.core
+        .layer
+        .disconnect(socket, true, &mut h.core.engine, h.now);
     assert!(h.is_open(&sid));
-    assert!(h.sio.accept(socket, &mut h.engine));
+    assert!(h.core.layer.accept(socket, &mut h.core.engine));
 }
 
 #[test]
@@ -632,7 +680,10 @@ fn session_close_disconnects_every_socket() {
     assert!(
         matches!(events.last(), Some(Event::Close { client: c, reason: CloseReason::ForcedClose }) if *c == client)
     );
-    assert_eq!(h.sio.socket_count("/") + h.sio.socket_count("/custom"), 0);
+    assert_eq!(
+        h.core.layer.socket_count("/") + h.core.layer.socket_count("/custom"),
+        0
+    );
     assert!(!h.emit(a, r#"["x"]"#));
 }
 
@@ -646,17 +697,25 @@ fn connect_timeout_closes_clients_without_a_connected_socket() {
     let (_, refused) = h.open();
     h.send(&refused, "0");
     let socket = h.connecting_socket();
-    h.sio.refuse(socket, r#"{"message":"no"}"#, &mut h.engine);
+    h.core
+        .layer
+        .refuse(socket, r#"{"message":"no"}"#, &mut h.core.engine);
     let (_, pending) = h.open();
     h.send(&pending, "0/custom,");
     let pending_socket = h.connecting_socket();
     h.take_events();
 
-    assert!(h.sio.next_timeout().is_some_and(|at| at <= h.now + timeout));
-    h.sio.handle_timeout(&mut h.engine, h.now + timeout / 2);
+    assert!(h
+        .core
+        .layer
+        .next_timeout()
+        .is_some_and(|at| at <= h.now + timeout));
+    h.core
+        .layer
+        .handle_timeout(&mut h.core.engine, h.now + timeout / 2);
     assert_eq!(h.take_events(), vec![]);
     h.now += timeout;
-    h.sio.handle_timeout(&mut h.engine, h.now);
+    h.core.layer.handle_timeout(&mut h.core.engine, h.now);
     let events = h.take_events();
     let closes = events.iter().filter(|e| {
         matches!(
@@ -674,10 +733,10 @@ fn connect_timeout_closes_clients_without_a_connected_socket() {
     }
     assert!(h.is_open(&joined));
     assert!(
-        !h.sio.accept(pending_socket, &mut h.engine),
+        !h.core.layer.accept(pending_socket, &mut h.core.engine),
         "its session is gone"
     );
-    assert_eq!(h.sio.next_timeout(), None);
+    assert_eq!(h.core.layer.next_timeout(), None);
 }
 
 #[test]
@@ -756,11 +815,13 @@ fn ack_ids_over_2_pow_53_are_echoed_as_node_does() {
     h.send(&sid, r#"21234567890123456789012345["a"]"#);
     let id = event_id(&mut h);
     assert!(h
-        .sio
-        .emit_to(socket, "[1]", vec![], Some(id), true, &mut h.engine));
+        .core
+        .layer
+        .emit_to(socket, "[1]", vec![], Some(id), true, &mut h.core.engine));
     assert!(
-        !h.sio
-            .emit_to(socket, "[2]", vec![], Some(id), true, &mut h.engine),
+        !h.core
+            .layer
+            .emit_to(socket, "[2]", vec![], Some(id), true, &mut h.core.engine),
         "answered once"
     );
     h.send(
@@ -770,8 +831,9 @@ fn ack_ids_over_2_pow_53_are_echoed_as_node_does() {
     h.post(&sid, &Rec::Bin(vec![1]));
     let id = event_id(&mut h);
     assert!(h
-        .sio
-        .emit_to(socket, "[3]", vec![], Some(id), true, &mut h.engine));
+        .core
+        .layer
+        .emit_to(socket, "[3]", vec![], Some(id), true, &mut h.core.engine));
     assert_eq!(
         h.recv(&sid),
         vec![
@@ -787,15 +849,16 @@ fn ack_ids_over_2_pow_53_are_echoed_as_node_does() {
         })
         .collect();
     assert!(!h
-        .sio
-        .emit_to(socket, "[]", vec![], Some(ids[0]), true, &mut h.engine));
-    assert!(h.sio.emit_to(
+        .core
+        .layer
+        .emit_to(socket, "[]", vec![], Some(ids[0]), true, &mut h.core.engine));
+    assert!(h.core.layer.emit_to(
         socket,
         "[]",
         vec![],
         Some(ids[ids.len() - 1]),
         true,
-        &mut h.engine
+        &mut h.core.engine
     ));
     assert!(h.is_open(&sid));
 }
@@ -805,7 +868,7 @@ fn reference_app(h: &mut Harness) {
     for ev in h.take_events() {
         match ev {
             Event::Connect { socket, auth, .. } => {
-                h.sio.accept(socket, &mut h.engine);
+                h.core.layer.accept(socket, &mut h.core.engine);
                 let auth = auth.unwrap_or_else(|| "{}".into());
                 h.emit(socket, &format!(r#"["auth",{auth}]"#));
             }
@@ -822,13 +885,25 @@ fn reference_app(h: &mut Harness) {
                     (Some("message"), _) => {
                         args.insert(0, "message-back".into());
                         let data = Value::from(args).to_string();
-                        h.sio
-                            .emit_to(socket, &data, attachments, None, false, &mut h.engine);
+                        h.core.layer.emit_to(
+                            socket,
+                            &data,
+                            attachments,
+                            None,
+                            false,
+                            &mut h.core.engine,
+                        );
                     }
                     (Some("message-with-ack"), Some(id)) => {
                         let data = Value::from(args).to_string();
-                        h.sio
-                            .emit_to(socket, &data, attachments, Some(id), true, &mut h.engine);
+                        h.core.layer.emit_to(
+                            socket,
+                            &data,
+                            attachments,
+                            Some(id),
+                            true,
+                            &mut h.core.engine,
+                        );
                     }
                     _ => {}
                 }
@@ -899,7 +974,7 @@ fn replays_nodes_reference_capture() {
             }
             if late {
                 h.now += Duration::from_millis(connect_timeout);
-                h.sio.handle_timeout(&mut h.engine, h.now);
+                h.core.layer.handle_timeout(&mut h.core.engine, h.now);
             }
             let mut got = if session_closed || (i == 1 && want.is_empty()) {
                 Vec::new()
@@ -962,17 +1037,24 @@ fn volatile_broadcasts_skip_sessions_not_ready_to_send() {
     let (k_idle, _) = h.connect(&idle, "/");
     // `parked` has a GET waiting (nothing to read yet, so it stays parked); `idle` has none.
     assert_eq!(h.recv(&parked), vec![]);
-    let reached = h
-        .sio
-        .broadcast_volatile("/", &[], &[], r#"["tick"]"#, vec![], &mut h.engine);
+    let reached =
+        h.core
+            .layer
+            .broadcast_volatile("/", &[], &[], r#"["tick"]"#, vec![], &mut h.core.engine);
     assert_eq!(reached, vec![k_parked]);
     assert_eq!(h.recv(&parked), vec![text(r#"42["tick"]"#)]);
     // The idle session never gets the volatile packet, even on its next GET (which parks: nothing queued).
     assert_eq!(h.recv(&idle), vec![]);
     // A regular broadcast is queued for both.
-    let reached = h
-        .sio
-        .broadcast("/", &[], &[], r#"["kept"]"#, vec![], None, &mut h.engine);
+    let reached = h.core.layer.broadcast(
+        "/",
+        &[],
+        &[],
+        r#"["kept"]"#,
+        vec![],
+        None,
+        &mut h.core.engine,
+    );
     assert_eq!(reached.len(), 2);
     assert!(reached.contains(&k_idle));
     assert_eq!(h.recv(&idle), vec![text(r#"42["kept"]"#)]);

@@ -11,6 +11,7 @@
 //   {"op": "screenshot", "path": ...}                        the page
 //   {"op": "beside", "path": ..., "image": ..., "title": ..., "terminal": ...}
 //        one picture: the page screenshot `image` beside `terminal` (text) drawn as a terminal
+//   {"op": "problems"}                                       console errors and HTTP answers >= 400 since open
 //   {"op": "close"}
 import { readFileSync } from "node:fs";
 import { createInterface } from "node:readline";
@@ -28,6 +29,7 @@ const ARGS = [
 ];
 let context = null;
 let page = null;
+const problems = [];
 
 const escape = (s) => s.replace(/[&<>]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;" })[c]);
 
@@ -41,7 +43,13 @@ const ops = {
       viewport: { width: 820, height: 560 },
     });
     page = context.pages()[0] || (await context.newPage());
-    page.on("console", (m) => process.stderr.write(`[page ${m.type()}] ${m.text()}\n`));
+    page.on("console", (m) => {
+      process.stderr.write(`[page ${m.type()}] ${m.text()}\n`);
+      if (m.type() === "error") problems.push(`console: ${m.text()}`);
+    });
+    context.on("response", (r) => {
+      if (r.status() >= 400) problems.push(`HTTP ${r.status()} ${new URL(r.url()).pathname}`);
+    });
     page.on("pageerror", (e) => process.stderr.write(`[page error] ${e.message}\n`));
     await page.goto(url);
     return page.url();
@@ -57,6 +65,7 @@ const ops = {
     );
   },
   text: ({ selector }) => page.innerText(selector),
+  problems: () => problems,
   async screenshot({ path }) {
     await page.screenshot({ path });
   },

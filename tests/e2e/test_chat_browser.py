@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -98,6 +99,11 @@ async def test_page_with_a_terminal_participant(
     await browser.say("/who")
     await browser.wait_text("members of lobby: alice, web")
 
+    # No console error and no failed request (a missing /favicon.ico is one in every browser).
+    assert await browser("problems") == []
+    with urllib.request.urlopen(url + "/favicon.ico", timeout=DEADLINE) as icon:
+        assert icon.headers["Content-Type"] == "image/vnd.microsoft.icon" and icon.read(4) == b"\0\0\1\0"
+
     log = await browser("text", selector="#log")
     assert log.count("hello from the browser") == 1  # shown once, by the page itself: the server skips the sender
     assert "alice joined" not in log  # alice was there first
@@ -107,7 +113,7 @@ async def test_page_with_a_terminal_participant(
     await browser("screenshot", path=str(page_png))
     picture = tmp_path / "chat.png"
     terminal = "\n".join(line for line in (await tmux.lines(alice)) if line)
-    title = "tmux: examples/chat/chat.py join --name alice --room lobby"
+    title = "tmux: scripts/chat.sh join --name alice --room lobby"
     await browser("beside", path=str(picture), image=str(page_png), title=title, terminal=terminal)
     assert picture.stat().st_size > 10_000
     target = os.environ.get("ANYSIO_CHAT_SCREENSHOT")

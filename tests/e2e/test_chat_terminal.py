@@ -29,6 +29,7 @@ pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
 CHAT = ROOT / "examples" / "chat" / "chat.py"
+README = ROOT / "examples" / "chat" / "README.md"
 DEADLINE = 15.0
 URL = re.compile(r"chat server on (http://127\.0\.0\.1:\d+)/")
 # What a participant received: chat lines and others' notices (not its own "* you ..." lines, nor its typing).
@@ -423,4 +424,33 @@ def test_port_in_use(backend: str) -> None:
             timeout=DEADLINE,
         )
     assert done.returncode == 1
-    assert f"! cannot listen on 127.0.0.1:{port}" in done.stderr
+    # Exactly what examples/chat/README.md says, with this port.
+    documented = re.search(r"a host whose port is taken says\s+`(! cannot listen on [^`]+)`", README.read_text())
+    assert documented is not None
+    assert done.stderr.splitlines() == [documented[1].replace("127.0.0.1:5000", f"127.0.0.1:{port}")]
+
+
+@pytest.mark.parametrize(
+    ("hidden", "args", "line"),
+    [
+        (
+            "trio",
+            ["host", "--headless", "--port", "0", "--backend", "trio"],
+            "! the trio backend is not installed: scripts/chat.sh --backend trio installs it"
+            " (or pip install -e '.[chat,trio]')",
+        ),
+        (
+            "socketio",
+            ["join", "--name", "x"],
+            "! chat.py join needs python-socketio and aiohttp: pip install -e '.[chat]' (or scripts/chat.sh join)",
+        ),
+    ],
+)
+def test_a_missing_package_is_one_line_naming_its_install(hidden: str, args: list[str], line: str) -> None:
+    code = f"import runpy, sys; sys.modules[{hidden!r}] = None; sys.argv[0] = {str(CHAT)!r};"
+    code += f" runpy.run_path({str(CHAT)!r}, run_name='__main__')"
+    done = subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=DEADLINE, stdin=subprocess.DEVNULL
+    )
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [line]

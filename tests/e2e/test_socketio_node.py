@@ -257,14 +257,19 @@ async def test_handler_argument_of_the_wrong_type_is_answered_in_the_ack() -> No
     sio, _ = demo_server()
     async with serving(sio) as address, node_sio(address) as client:
         [error] = await client.call("add", "three", 4)
-        assert set(error) == {"error"} and "'a'" in error["error"]
+        assert set(error) == {"error", "errors"} and "'a'" in error["error"]
+        assert [(e["loc"], e["type"]) for e in error["errors"]] == [(["a"], "int_parsing")]
         assert await client.call("add", "3", 4) == [7]
         [error] = await client.call("size", "text, not bytes")
         assert "'data'" in error["error"]
         # Without an ack the client is told with an "error" event.
         await client.emit("add", 1)
         [[body]] = await client.receive("error")
-        assert body == {"event": "add", "error": "missing argument 'b'"}
+        assert body == {
+            "event": "add",
+            "error": "missing argument 'b'",
+            "errors": [{"loc": ["b"], "msg": "Field required", "type": "missing"}],
+        }
 
 
 async def test_socket_id_and_rooms_are_per_namespace() -> None:

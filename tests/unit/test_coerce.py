@@ -4,6 +4,7 @@ import dataclasses
 import datetime
 import enum
 import functools
+import json
 import sys
 import types
 import typing
@@ -607,3 +608,82 @@ def test_ack_serializer_from_the_return_annotation() -> None:
     assert to_json is not None and to_json((Point(1, 2),)) == b'[{"x":1,"y":2}]'
     for h in (several, binary, takes_ack):
         assert plan(h, INJECTABLE).ack_to_json is None, h.__name__
+
+
+# --- structured errors --------------------------------------------------------------
+
+
+def test_every_problem_is_reported_in_pydantics_form() -> None:
+    def h(s: FakeSocket, n: int, point: Point) -> None: ...
+
+    with pytest.raises(CoercionError) as caught:
+        bind(h, ["x", {"x": "no", "y": "nor"}])
+    assert caught.value.errors == [
+        {
+            "loc": ["n"],
+            "msg": "Input should be a valid integer, unable to parse string as an integer",
+            "type": "int_parsing",
+        },
+        {
+            "loc": ["point", "x"],
+            "msg": "Input should be a valid integer, unable to parse string as an integer",
+            "type": "int_parsing",
+        },
+        {
+            "loc": ["point", "y"],
+            "msg": "Input should be a valid integer, unable to parse string as an integer",
+            "type": "int_parsing",
+        },
+    ]
+    # The short message names the first problem and counts the others, as before.
+    assert str(caught.value) == (
+        "invalid argument 'n': Input should be a valid integer, unable to parse string as an integer (+2 more)"
+    )
+    assert caught.value.body() == {"error": str(caught.value), "errors": caught.value.errors}
+
+
+def test_the_json_path_reports_the_same_errors_as_the_decoded_path() -> None:
+    def h(s: FakeSocket, n: int, point: Point, tags: list[str]) -> None: ...
+
+    p = plan(h, INJECTABLE)
+    args = ["x", {"y": "nor"}, ["a", 2, None]]
+    with pytest.raises(CoercionError) as decoded:
+        p.bind(args, INJECT)
+    with pytest.raises(CoercionError) as from_json:
+        p.bind_json(json.dumps(args), [], INJECT)
+    assert from_json.value.errors == decoded.value.errors
+    assert str(from_json.value) == str(decoded.value)
+    assert [e["loc"] for e in decoded.value.errors] == [["n"], ["point", "x"], ["point", "y"], ["tags", 1], ["tags", 2]]
+    assert [e["type"] for e in decoded.value.errors] == [
+        "int_parsing",
+        "missing",
+        "int_parsing",
+        "string_type",
+        "string_type",
+    ]
+
+
+def test_missing_arguments_are_structured_too() -> None:
+    def h(s: FakeSocket, a: int, b: int) -> None: ...
+
+    with pytest.raises(CoercionError) as caught:
+        bind(h, [1])
+    assert str(caught.value) == "missing argument 'b'"
+    assert caught.value.errors == [{"loc": ["b"], "msg": "Field required", "type": "missing"}]
+
+
+def test_var_positional_errors_are_located_in_it() -> None:
+    def h(s: FakeSocket, first: str, *rest: int) -> None: ...
+
+    with pytest.raises(CoercionError) as caught:
+        bind(h, ["a", 1, "x"])
+    assert [e["loc"] for e in caught.value.errors] == [["rest", 1]]
+
+
+def test_errors_are_capped() -> None:
+    def h(s: FakeSocket, v: list[int]) -> None: ...
+
+    with pytest.raises(CoercionError) as caught:
+        bind(h, [["x"] * (_coerce.MAX_ERRORS + 50)])
+    assert len(caught.value.errors) == _coerce.MAX_ERRORS
+    assert str(caught.value).endswith(f"(+{_coerce.MAX_ERRORS + 49} more)")

@@ -50,14 +50,39 @@ from typing import Annotated, Any, Union, get_args, get_origin
 import typing_extensions
 from pydantic import BaseModel, Strict, TypeAdapter, ValidationError
 
-__all__ = ["CoercionError", "Plan", "plan", "to_jsonable"]
+__all__ = ["MAX_ERRORS", "CoercionError", "ErrorDetail", "Plan", "plan", "to_jsonable"]
+
+
+#: One problem of a payload, in pydantic's form: where (parameter name first), what, and its pydantic type.
+class ErrorDetail(typing_extensions.TypedDict):
+    loc: list[str | int]
+    msg: str
+    type: str
 
 
 class CoercionError(Exception):
     """A payload that does not fit the handler's signature.
 
-    str(e) is a short message safe to send to the client.
+    str(e) is a short message safe to send to the client (the first problem, and how many more there are);
+    ``errors`` lists every problem in pydantic's structured form, without the input: ``{"loc": [...], "msg":
+    ..., "type": ...}``, where ``loc`` starts with the parameter's name (at most ``MAX_ERRORS`` of them).
     """
+
+    def __init__(self, message: str, errors: list[ErrorDetail]) -> None:
+        super().__init__(message)
+        self.errors = errors
+
+    @classmethod
+    def missing(cls, name: str) -> CoercionError:
+        return cls(f"missing argument '{name}'", [{"loc": [name], "msg": "Field required", "type": "missing"}])
+
+    def body(self) -> dict[str, Any]:
+        """What the client receives (in the ack, or the "error" event) and the log line shows."""
+        return {"error": str(self), "errors": self.errors}
+
+
+#: At most this many problems are reported (a large payload of bad items would otherwise make a larger answer).
+MAX_ERRORS = 100
 
 
 _MISSING: Any = object()
@@ -164,9 +189,9 @@ class Plan:
         #: None; see `ack_json`.
         self.ack_to_json = ack_json.serializer.to_json if ack_json is not None else None
 
-    def describe(self, exc: ValidationError) -> str:
-        """The message for a ValidationError of `validate_json`."""
-        return _describe(exc, self._json_names)
+    def error(self, exc: ValidationError) -> CoercionError:
+        """The CoercionError for a ValidationError of `validate_json`."""
+        return _coercion_error(exc, self._json_names)
 
     def bind_json(
         self, args_json: str | bytes, lead: list[Any], inject: Mapping[type, Any]
@@ -180,7 +205,7 @@ class Plan:
         try:
             values = self.validate_json(args_json)
         except ValidationError as exc:
-            raise CoercionError(_describe(exc, self._json_names)) from None
+            raise _coercion_error(exc, self._json_names) from None
         lead_count = self._lead
         call: list[Any] = []
         for p in self._positional:
@@ -199,7 +224,7 @@ class Plan:
         """
         count = len(args)
         if count < self._required:
-            raise CoercionError(f"missing argument '{self.arg_names[count]}'")
+            raise CoercionError.missing(self.arg_names[count])
         checked = self._validate(args, count) if self.adapter is not None else None
         call: list[Any] = []
         for p in self._positional:
@@ -231,7 +256,7 @@ class Plan:
         try:
             result: dict[str, Any] = self.adapter.validate_python(present)
         except ValidationError as exc:
-            raise CoercionError(_describe(exc)) from None
+            raise _coercion_error(exc) from None
         return result
 
 
@@ -241,24 +266,30 @@ def _injected(p: _Param, inject: Mapping[type, Any]) -> Any:
     if value is _MISSING:
         value = p.fallback
         if value is _MISSING:
-            raise CoercionError(f"missing argument '{p.name}'")
+            raise CoercionError.missing(p.name)
     return value
 
 
-def _describe(exc: ValidationError, names: Sequence[str] = ()) -> str:
-    """Name the argument and the reason from pydantic's first error, not the input. `names` name the positions
-    of a tuple adapter."""
-    first = exc.errors(include_url=False, include_context=False, include_input=False)[0]
+def _coercion_error(exc: ValidationError, names: Sequence[str] = ()) -> CoercionError:
+    """Every problem pydantic found, located from the parameter's name (`names` name the positions of a tuple
+    adapter), without the input; the message names the first."""
+    errors: list[ErrorDetail] = []
+    for error in exc.errors(include_url=False, include_context=False, include_input=False)[:MAX_ERRORS]:
+        loc = list(error["loc"])
+        if loc and isinstance(loc[0], int) and 0 <= loc[0] < len(names):
+            loc[0] = names[loc[0]]
+        errors.append({"loc": loc, "msg": error["msg"], "type": error["type"]})
+    first = errors[0]
     loc = first["loc"]
-    head = loc[0] if loc else "?"
-    if isinstance(head, int) and 0 <= head < len(names):
-        head = names[head]
-    path = str(head) + "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc[1:])
+    path = (str(loc[0]) if loc else "?") + "".join(
+        f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc[1:]
+    )
     message = f"invalid argument '{path}': {first['msg']}"
     more = exc.error_count() - 1
     if more:
         message += f" (+{more} more)"
-    return message if len(message) <= _MAX_MESSAGE else message[: _MAX_MESSAGE - 3] + "..."
+    message = message if len(message) <= _MAX_MESSAGE else message[: _MAX_MESSAGE - 3] + "..."
+    return CoercionError(message, errors)
 
 
 def plan(handler: Callable[..., Any], injectable: Sequence[type], lead: int = 0) -> Plan:

@@ -7,9 +7,13 @@ Nothing here knows a server class: a server hands its core and its dispatch func
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import inspect
 import logging
 import math
+import os
+import signal
 import socket
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator
 from contextlib import contextmanager
@@ -21,6 +25,7 @@ import anyio.abc
 import anyio.lowlevel
 
 from .._native import EngineCore
+from ..exceptions import BackendUnavailable
 from .eager import Suspended
 from .http import Request
 
@@ -28,6 +33,61 @@ if TYPE_CHECKING:
     from .._native import CoreEvent
 
 logger = logging.getLogger("anysio")
+#: The event loops a server runs on; uvloop is asyncio's loop replaced by uvloop's.
+BACKENDS = ("asyncio", "uvloop", "trio")
+#: What each backend needs installed beyond anyio: the requirement of the extra of the same name (pyproject.toml).
+BACKEND_REQUIREMENTS = {"uvloop": "uvloop>=0.19", "trio": "trio>=0.25"}
+
+
+def check_backend(backend: str) -> None:
+    """Raise ValueError for an unknown backend, BackendUnavailable (one line: the pip install that fixes it) for
+    one that is not installed."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+    requirement = BACKEND_REQUIREMENTS.get(backend)
+    if requirement is not None and importlib.util.find_spec(backend) is None:
+        raise BackendUnavailable(
+            f"the {backend} backend needs {backend}, which is not installed: pip install '{requirement}'"
+            f" (the extra anysio[{backend}])"
+        )
+
+
+def run_backend(main: Callable[[], Awaitable[None]], backend: str) -> None:
+    """``anyio.run(main)`` on ``backend`` (one of ``BACKENDS``), after ``check_backend``."""
+    check_backend(backend)
+    name, options = ("asyncio", {"use_uvloop": True}) if backend == "uvloop" else (backend, {})
+    anyio.run(main, backend=name, backend_options=options)
+
+
+def url(address: tuple[str, int]) -> str:
+    host, port = address[0], address[1]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def run_until_signalled(serve: Callable[..., Coroutine[Any, Any, None]], host: str, port: int, backend: str) -> None:
+    """A server's blocking ``run``: ``serve(host, port)`` on ``backend`` until SIGINT (Ctrl-C) or SIGTERM, then
+    the orderly shutdown of a cancelled ``serve`` (clients hear "server shutting down"), with no traceback.
+    Prints ``anysio: listening on http://host:port`` once it listens. OSError when it cannot listen."""
+
+    failed: list[OSError] = []
+
+    async def main() -> None:
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with anyio.create_task_group() as tg:
+                try:
+                    address = await tg.start(serve, host, port)
+                except OSError as e:  # raised alone, not in an exception group
+                    failed.append(e)
+                    return
+                print(f"anysio: listening on {url(address)}", flush=True)
+                async for _ in signals:
+                    break
+                tg.cancel_scope.cancel()
+
+    with contextlib.suppress(KeyboardInterrupt):  # a Ctrl-C before the signal receiver is in place
+        run_backend(main, backend)
+    if failed:
+        raise failed[0]
 
 
 @dataclass(frozen=True)
@@ -224,7 +284,9 @@ def _listen(host: str, port: int) -> socket.socket:
     try:
         return socket.create_server((host, port), family=family, backlog=2048)
     except OSError as e:
-        error = OSError(f"cannot listen on {host}:{port}: {e.strerror or e}")
+        # socket.create_server's strerror adds "(while attempting to bind on address ...)": the plain reason.
+        reason = os.strerror(e.errno) if e.errno else str(e)
+        error = OSError(f"cannot listen on {host}:{port}: {reason}")
         error.errno = e.errno
         raise error from None
 

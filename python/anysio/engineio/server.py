@@ -15,12 +15,22 @@ import anyio
 import anyio.abc
 
 from .._native import EngineCore
+from ..exceptions import checked_options
 from .http import Request
 
 if TYPE_CHECKING:
     from .._native import CoreEvent
 
-from .runtime import AllowRequest, EngineOptions, GenerateId, Runtime, decide_handshake, native_core, run_core
+from .runtime import (
+    AllowRequest,
+    EngineOptions,
+    GenerateId,
+    Runtime,
+    decide_handshake,
+    native_core,
+    run_core,
+    run_until_signalled,
+)
 
 logger = logging.getLogger("anysio")
 
@@ -53,6 +63,7 @@ class Session:
 class EngineServer:
     """An Engine.IO v4 server. Options and defaults are those of Node's engine.io (see ``EngineOptions``)."""
 
+    @checked_options(EngineOptions.__annotations__)
     def __init__(
         self,
         *,
@@ -166,3 +177,7 @@ class EngineServer:
     ) -> None:
         """Listen and serve until cancelled; then close every session ("server shutting down")."""
         await run_core(self.runtime, host, port, task_status)
+
+    def run(self, host: str = "127.0.0.1", port: int = 5000, *, backend: str = "asyncio") -> None:
+        """Serve until Ctrl-C or SIGTERM, blocking; see ``Server.run``."""
+        run_until_signalled(self.serve, host, port, backend)

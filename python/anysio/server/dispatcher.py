@@ -195,7 +195,8 @@ class Dispatcher:
             if handler is not None and await handler.call(socket, [auth], None) is False:
                 raise ConnectionRefused()
         except (ConnectionRefused, CoercionError) as e:
-            message, data = (e.message, e.data) if isinstance(e, ConnectionRefused) else (str(e), None)
+            # Auth that does not fit the connect handler: connect_error's data lists the problems.
+            message, data = (e.message, e.data) if isinstance(e, ConnectionRefused) else (str(e), {"errors": e.errors})
             core.refuse(socket.key, refusal_json(message, data))
             self._drop(socket.key)
             return
@@ -391,8 +392,8 @@ class Dispatcher:
             return None
 
     def _unfit(self, handler: Handler, socket: Socket, ack_id: int | None, error: CoercionError) -> None:
-        logger.warning("event %r from %s does not fit its handler: %s", handler.name, socket.id, error)
-        body = {"error": str(error)}
+        body = error.body()
+        logger.warning("event %r from %s does not fit its handler: %s", handler.name, socket.id, json.dumps(body))
         if ack_id is not None:
             self._send_ack(handler, socket, ack_id, [body])
         else:

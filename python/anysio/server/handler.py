@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ..codec.coerce import CoercionError, Plan, plan
+from ..codec.coerce import Plan, plan
 from ..codec.wire import decode_args
 from .socket import Ack, Socket
 
@@ -53,7 +53,7 @@ class Handler:
                     try:
                         values = plan.validate_json(args_json)
                     except ValidationError as exc:
-                        raise CoercionError(plan.describe(exc)) from None
+                        raise plan.error(exc) from None
                     return self.fn(socket, *values)
                 pos, kw = plan.bind_json(args_json, [socket], {Socket: socket, Ack: ack})
                 return self.fn(*pos, **kw)

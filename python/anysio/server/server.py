@@ -18,7 +18,17 @@ import anyio.abc
 
 from ..adapters.base import Acks, Adapter, FetchedSocket
 from ..engineio.http import StaticFiles
-from ..engineio.runtime import AllowRequest, EngineOptions, GenerateId, Runtime, SioCore, native_core, run_core
+from ..engineio.runtime import (
+    AllowRequest,
+    EngineOptions,
+    GenerateId,
+    Runtime,
+    SioCore,
+    native_core,
+    run_core,
+    run_until_signalled,
+)
+from ..exceptions import checked_options
 from .broadcast import BroadcastOperator
 from .dispatcher import Dispatcher
 from .handler import Handler, Middleware
@@ -178,6 +188,7 @@ class Server:
     ``sio.of(name)`` reaches the others.
     """
 
+    @checked_options(EngineOptions.__annotations__)
     def __init__(
         self,
         *,
@@ -250,6 +261,13 @@ class Server:
         finally:
             with anyio.CancelScope(shield=True):
                 await self._dispatcher.run_deferred(timeout=5.0)
+
+    def run(self, host: str = "127.0.0.1", port: int = 5000, *, backend: str = "asyncio") -> None:
+        """Serve until Ctrl-C or SIGTERM, blocking (``anyio.run(sio.serve, ...)`` for a script): prints
+        ``anysio: listening on http://host:port`` once it listens; a signal shuts down as a cancelled ``serve``
+        does, with no traceback. ``backend``: "asyncio", "uvloop" or "trio" (BackendUnavailable, naming the
+        ``pip install`` that fixes it, when not installed). OSError when it cannot listen."""
+        run_until_signalled(self.serve, host, port, backend)
 
     def become_worker(self, index: int, adapter: AdapterFactory, hand_off: Callable[[int, int], None]) -> None:
         """Serve as worker ``index`` of ``anysio.workers``: own the sessions whose sid carries it, give every

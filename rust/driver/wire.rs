@@ -1,0 +1,335 @@
+//! The connection layer of the socket driver: the bytes of each TCP connection read as HTTP/1.1 requests and,
+//! after a 101, as RFC 6455 messages, handed to the engine as values, and the engine's answers written as bytes;
+//! and the HTTP/1.1 rules that depend on bytes and time rather than on Engine.IO (Node's headersTimeout and
+//! keepAliveTimeout, input bounded behind a parked request).
+//!
+//! ```text
+//! reader   Http(parser) ─(the engine answered 101: Phase::WebSocket)─► WebSocket(decoder; the bytes after the
+//!          handshake are its first frames)
+//!          a request is read only while the engine is Reading; while it is Parked, input is only counted
+//! clock    Fresh ─first byte─► Receiving(since) ─request read─► KeptAlive ─first byte─► Receiving ...
+//!          Fresh and Receiving: the request must be whole within request_timeout (408);
+//!          KeptAlive: closed when idle for keep_alive_timeout; a parked request is never timed out
+//! ```
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use crate::engineio::{Answer, ConnId, Data, Engine, Packet, Phase};
+use crate::http::{self, RequestParser};
+use crate::ids::IdMap;
+use crate::websocket::{self, Decoder, Opcode};
+
+enum Reader {
+    Http(RequestParser),
+    WebSocket(Decoder),
+}
+
+/// Where a connection is between requests, for HTTP timing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Between {
+    /// Connected, nothing received yet: the connect-time deadline stands.
+    Fresh,
+    /// A request is arriving; it started at `since`.
+    Receiving { since: Instant },
+    /// A request was answered: waiting for the next is keep-alive idling.
+    KeptAlive,
+}
+
+struct WireConn {
+    reader: Reader,
+    /// Answers written as bytes, not yet written to the socket.
+    out: Vec<u8>,
+    /// What the engine was last told is left unwritten (`Engine::set_backlog`).
+    reported: usize,
+    between: Between,
+    /// Bytes received while a request is parked: the parser only bounds what it parses, so this bounds the rest.
+    parked_input: usize,
+    /// When this connection, neither parked nor answered, stops being waited for.
+    deadline: Option<Instant>,
+    /// The earliest entry this connection has in `timers`. Later deadlines only move `deadline`: the entry,
+    /// when it fires, re-queues itself, so a busy keep-alive connection keeps one entry, not one per request.
+    queued: Option<Instant>,
+}
+
+#[derive(Default)]
+pub struct Wire {
+    conns: IdMap<ConnId, WireConn>,
+    timers: BinaryHeap<Reverse<(Instant, ConnId)>>,
+}
+
+impl Wire {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A new connection; with `now`, the HTTP timeouts apply from now (a socket's).
+    pub fn connect(
+        &mut self,
+        engine: &mut Engine,
+        conn: ConnId,
+        remote: Option<SocketAddr>,
+        now: Option<Instant>,
+    ) {
+        let parser = RequestParser::new(http::DEFAULT_MAX_HEADER_BYTES, engine.config.max_payload);
+        let c = WireConn {
+            reader: Reader::Http(parser),
+            out: Vec::new(),
+            reported: 0,
+            between: Between::Fresh,
+            parked_input: 0,
+            deadline: None,
+            queued: None,
+        };
+        self.conns.insert(conn, c);
+        engine.on_connect(conn, remote);
+        if let Some(now) = now {
+            self.set_deadline(conn, now + engine.config.request_timeout);
+        }
+    }
+
+    /// Bytes from the peer.
+    pub fn input(&mut self, engine: &mut Engine, conn: ConnId, data: &[u8], now: Instant) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        match (&mut c.reader, engine.phase(conn)) {
+            (_, None | Some(Phase::Done)) => return,
+            (Reader::Http(parser), phase) => {
+                if phase == Some(Phase::Parked) {
+                    c.parked_input = c.parked_input.saturating_add(data.len());
+                    if c.parked_input > http::DEFAULT_MAX_HEADER_BYTES + engine.config.max_payload {
+                        return engine.drop_parked(conn, now);
+                    }
+                }
+                parser.feed(data);
+            }
+            (Reader::WebSocket(decoder), _) => decoder.feed(data),
+        }
+        self.read(engine, conn, now);
+    }
+
+    /// Hand the engine what `conn`'s buffered bytes hold, as far as it takes them now.
+    fn read(&mut self, engine: &mut Engine, conn: ConnId, now: Instant) {
+        loop {
+            let Some(c) = self.conns.get_mut(&conn) else {
+                return;
+            };
+            match (&mut c.reader, engine.phase(conn)) {
+                (Reader::Http(parser), Some(Phase::WebSocket)) => {
+                    // The 101 is written: what followed the handshake are its first frames.
+                    let mut decoder = Decoder::new(engine.config.max_payload);
+                    decoder.feed(&parser.take_buffered());
+                    c.reader = Reader::WebSocket(decoder);
+                }
+                (Reader::WebSocket(decoder), Some(Phase::WebSocket)) => loop {
+                    match decoder.next_message() {
+                        Ok(None) => return,
+                        Ok(Some(msg)) => engine.on_message(conn, msg, now),
+                        Err(err) => return engine.websocket_error(conn, err, now),
+                    }
+                    // A message can end the WebSocket (a close frame, a session closed for bad input).
+                    if engine.phase(conn) != Some(Phase::WebSocket) {
+                        return;
+                    }
+                },
+                (Reader::Http(_), Some(Phase::Reading)) if !engine.should_close(conn) => {
+                    if !self.next_request(engine, conn, now) {
+                        return;
+                    }
+                }
+                _ => return,
+            }
+        }
+    }
+
+    /// Read one request and hand it over; false when there is none (yet, or after an error).
+    fn next_request(&mut self, engine: &mut Engine, conn: ConnId, now: Instant) -> bool {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return false;
+        };
+        let Reader::Http(parser) = &mut c.reader else {
+            return false;
+        };
+        c.parked_input = 0;
+        match parser.next_request() {
+            Ok(Some(req)) => {
+                c.between = Between::KeptAlive;
+                engine.on_request(conn, req, now);
+                true
+            }
+            Ok(None) => {
+                // As Node does by default; curl otherwise waits a second before sending a large body.
+                if parser.take_expect_continue() {
+                    engine.continue_100(conn);
+                }
+                let deadline = match (parser.is_idle(), c.between) {
+                    (false, Between::Receiving { since }) => {
+                        Some(since + engine.config.request_timeout)
+                    }
+                    (false, _) => {
+                        c.between = Between::Receiving { since: now };
+                        Some(now + engine.config.request_timeout)
+                    }
+                    (true, Between::KeptAlive) => Some(now + engine.config.keep_alive_timeout),
+                    (true, _) => None, // a fresh connection: its connect-time deadline stands
+                };
+                if let Some(at) = deadline {
+                    self.set_deadline(conn, at);
+                }
+                false
+            }
+            Err(err) => {
+                engine.http_error(conn, err);
+                false
+            }
+        }
+    }
+
+    /// Go on reading the connections whose parked request the engine answered (requests pipelined behind
+    /// it); true when there were some.
+    pub fn resume(&mut self, engine: &mut Engine, now: Instant) -> bool {
+        let resumed = engine.take_resumed();
+        for &conn in &resumed {
+            self.read(engine, conn, now);
+        }
+        !resumed.is_empty()
+    }
+
+    /// The peer closed the connection, or it failed; or the driver closed it.
+    pub fn disconnect(&mut self, engine: &mut Engine, conn: ConnId, now: Instant) {
+        if let Some(c) = self.conns.remove(&conn) {
+            let inside = matches!(&c.reader, Reader::Http(parser) if !parser.is_idle());
+            if inside && engine.phase(conn) == Some(Phase::Reading) {
+                engine.report_bad_input(conn, "connection closed inside a request".into());
+            }
+        }
+        engine.on_disconnect(conn, now);
+    }
+
+    /// True when `conn` is an HTTP connection between requests: nothing buffered, nothing parked, nothing to
+    /// write.
+    pub fn is_idle(&self, engine: &Engine, conn: ConnId) -> bool {
+        let idle = matches!(
+            self.conns.get(&conn).map(|c| &c.reader),
+            Some(Reader::Http(parser)) if parser.is_idle()
+        );
+        idle && engine.is_between_requests(conn)
+    }
+
+    /// The bytes to write to `conn`: what was left unwritten, then the engine's new answers. The driver
+    /// then says how many it wrote (`written`).
+    pub fn output(&mut self, engine: &mut Engine, conn: ConnId) -> Option<&[u8]> {
+        let c = self.conns.get_mut(&conn)?;
+        engine.drain_answers(conn, |answer| encode(&answer, &mut c.out));
+        Some(&c.out)
+    }
+
+    /// `n` bytes of `output` were written; what is left still counts against a slow reader.
+    pub fn written(&mut self, engine: &mut Engine, conn: ConnId, n: usize) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        c.out.drain(..n.min(c.out.len()));
+        if c.out.len() != c.reported {
+            c.reported = c.out.len();
+            engine.set_backlog(conn, c.reported);
+        }
+    }
+
+    // ---- HTTP timing --------------------------------------------------------------------------------------
+
+    fn set_deadline(&mut self, conn: ConnId, at: Instant) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.deadline = Some(at);
+            if c.queued.is_none_or(|q| at < q) {
+                c.queued = Some(at);
+                self.timers.push(Reverse((at, conn)));
+            }
+        }
+    }
+
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.timers.peek().map(|Reverse((at, _))| *at)
+    }
+
+    pub fn handle_timeout(&mut self, engine: &mut Engine, now: Instant) {
+        while let Some(Reverse((at, conn))) = self.timers.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            self.timer(engine, conn, at);
+        }
+    }
+
+    /// A connection's deadline passed: close it if it is still waited for (not parked, not answered).
+    fn timer(&mut self, engine: &mut Engine, conn: ConnId, at: Instant) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        if c.queued != Some(at) {
+            return; // superseded by an earlier entry
+        }
+        c.queued = None;
+        match c.deadline {
+            Some(later) if later > at => {
+                // The deadline moved on since this entry was queued: wait for it instead.
+                c.queued = Some(later);
+                self.timers.push(Reverse((later, conn)));
+                return;
+            }
+            Some(_) => {}
+            None => return,
+        }
+        let Reader::Http(parser) = &c.reader else {
+            return;
+        };
+        if engine.phase(conn) != Some(Phase::Reading) || engine.should_close(conn) {
+            return;
+        }
+        c.deadline = None;
+        if parser.is_idle() {
+            // Keep-alive idling, or a client that connected and said nothing: closed without an answer.
+            engine.close_idle(conn);
+        } else {
+            engine.request_timed_out(conn);
+        }
+    }
+}
+
+/// An answer as the bytes a socket carries.
+pub fn encode(answer: &Answer, out: &mut Vec<u8>) {
+    match answer {
+        Answer::Response(res) | Answer::Accept(res) => res.encode(out),
+        Answer::Continue => out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n"),
+        Answer::Packet(packet) => ws_frame(packet, out),
+        Answer::Shared(packet) => ws_frame(packet, out),
+        Answer::Pong(payload) => websocket::encode_frame(Opcode::Pong, payload, out),
+        Answer::Close {
+            code: Some(code),
+            reason,
+        } => websocket::encode_close(*code, reason, out),
+        Answer::Close { code: None, .. } => websocket::encode_frame(Opcode::Close, &[], out),
+        Answer::Abandon => out.clear(),
+    }
+}
+
+/// A WebSocket frame for `packet`; a message's text is written behind its type digit without an
+/// intermediate copy.
+pub fn ws_frame(packet: &Packet, out: &mut Vec<u8>) {
+    match packet {
+        Packet::Message(Data::Binary(b)) => websocket::encode_frame(Opcode::Binary, b, out),
+        Packet::Message(Data::Text(s)) => {
+            websocket::encode_frame_header(Opcode::Text, 1 + s.len(), out);
+            out.push(b'4');
+            out.extend_from_slice(s.as_bytes());
+        }
+        other => {
+            let mut text = Vec::with_capacity(8);
+            other.encode_text(&mut text);
+            websocket::encode_frame(Opcode::Text, &text, out);
+        }
+    }
+}

@@ -1,0 +1,279 @@
+//! The Engine.IO server: its tables and timers, the calls its driver makes to run it, and the application's calls.
+//! The parts of the state machine are the sibling modules: `conn` (connections), `requests` (routing and
+//! handshakes), `polling`, `websocket` and `session`; `answer` is what it answers.
+//!
+//! Every input (`on_request`, `on_message`, `on_disconnect`, `handle_timeout` and the application's calls) leaves
+//! its results in `events` and in per-connection answers; `take_dirty` names the connections with something to
+//! write or to close. A broadcast builds its packet once and shares it with all its targets, and each connection
+//! is written once per batch whatever the number of packets.
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::answer::Answer;
+use super::conn::{Conn, ConnState, Parked, Waiting};
+use super::packet::{Data, Packet};
+use super::session::{Carrier, CloseReason, Session, Transport};
+use super::{Config, ErrorCode, Event, RequestInfo};
+use crate::http::Response;
+use crate::ids::{ConnId, IdMap, SessionKey};
+
+pub struct Engine {
+    pub config: Config,
+    pub(super) conns: IdMap<ConnId, Conn>,
+    pub(super) sessions: IdMap<SessionKey, Session>,
+    pub(super) sids: HashMap<Arc<str>, SessionKey>,
+    pub(super) next_key: SessionKey,
+    /// Sessions not yet closed (`sids` also holds polling sessions waiting to deliver their close packet).
+    pub(super) open_sessions: usize,
+    pub(super) timers: BinaryHeap<Reverse<(Instant, SessionKey)>>,
+    pub(super) events: VecDeque<Event>,
+    pub(super) dirty: Vec<ConnId>,
+    /// Polling sessions that got packets while a GET is parked: answered once per batch in `flush_polls`.
+    pub(super) poll_ready: Vec<SessionKey>,
+    /// Connections whose parked request was answered: requests pipelined behind it can be read now.
+    pub(super) resumed: Vec<ConnId>,
+}
+
+impl Engine {
+    pub fn new(config: Config) -> Self {
+        Engine {
+            config,
+            conns: IdMap::default(),
+            sessions: IdMap::default(),
+            sids: HashMap::new(),
+            next_key: SessionKey(1),
+            open_sessions: 0,
+            timers: BinaryHeap::new(),
+            events: VecDeque::new(),
+            dirty: Vec::new(),
+            poll_ready: Vec::new(),
+            resumed: Vec::new(),
+        }
+    }
+
+    // ---- time ------------------------------------------------------------------------------------------------
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(Reverse((at, key))) = self.timers.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            self.session_timers(key, now);
+        }
+    }
+
+    /// When `handle_timeout` next has a session timer to run (HTTP timing is the connection layer's).
+    pub fn next_timeout(&self) -> Option<Instant> {
+        self.timers.peek().map(|Reverse((at, _))| *at)
+    }
+
+    // ---- outputs to the driver ----------------------------------------------------------------------------
+
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    pub fn has_events(&self) -> bool {
+        !self.events.is_empty()
+    }
+
+    /// Answer parked GETs that have packets, then name the connections with output or a close pending.
+    pub fn take_dirty(&mut self, into: &mut Vec<ConnId>) {
+        self.flush_polls();
+        for conn in self.dirty.drain(..) {
+            if let Some(c) = self.conns.get_mut(&conn) {
+                c.dirty = false;
+                into.push(conn);
+            }
+        }
+    }
+
+    /// True when `conn` waits for its next request with nothing parked, nothing to write and no close pending.
+    pub fn is_between_requests(&self, conn: ConnId) -> bool {
+        self.conns.get(&conn).is_some_and(|c| {
+            let reading = matches!(
+                c.state,
+                ConnState::Http {
+                    waiting: Waiting::Nothing
+                }
+            );
+            reading && !c.close_after_flush && c.out.is_empty()
+        })
+    }
+
+    /// Connections whose parked request was answered since the last call: their readers go on with the
+    /// requests pipelined behind it.
+    pub fn take_resumed(&mut self) -> Vec<ConnId> {
+        std::mem::take(&mut self.resumed)
+    }
+
+    pub fn has_resumed(&self) -> bool {
+        !self.resumed.is_empty()
+    }
+
+    /// The answers on `conn` since the last call, oldest first.
+    pub fn take_answers(&mut self, conn: ConnId) -> VecDeque<Answer> {
+        (self.conns.get_mut(&conn)).map_or_else(VecDeque::new, |c| c.out.take())
+    }
+
+    /// `take_answers` for a driver that handles each at once (the connection layer writes them as bytes).
+    pub fn drain_answers(&mut self, conn: ConnId, f: impl FnMut(Answer)) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.out.drain(f);
+        }
+    }
+
+    /// How many bytes of `conn`'s answers its driver has not written yet: they count against the peer
+    /// (`is_writable`, `Config::max_buffered`).
+    pub fn set_backlog(&mut self, conn: ConnId, unwritten: usize) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.out.unwritten = unwritten;
+        }
+    }
+
+    /// True when `conn` should be closed once its output is written.
+    pub fn should_close(&self, conn: ConnId) -> bool {
+        self.conns.get(&conn).is_none_or(|c| c.close_after_flush)
+    }
+
+    /// The driver closed `conn` itself (after `should_close`, or because writing failed).
+    pub fn forget(&mut self, conn: ConnId, now: Instant) {
+        self.on_disconnect(conn, now);
+    }
+
+    // ---- the application's calls ------------------------------------------------------------------------
+
+    /// Open sessions: closed ones still waiting to hand their close packet to a GET are not counted.
+    pub fn session_count(&self) -> usize {
+        self.open_sessions
+    }
+
+    pub fn key_of(&self, sid: &str) -> Option<SessionKey> {
+        self.sids.get(sid).copied()
+    }
+
+    pub fn sid_of(&self, key: SessionKey) -> Option<&Arc<str>> {
+        self.sessions.get(&key).map(|s| &s.sid)
+    }
+
+    pub fn transport_of(&self, key: SessionKey) -> Option<Transport> {
+        self.sessions.get(&key).map(Session::transport)
+    }
+
+    pub fn request_of(&self, key: SessionKey) -> Option<&Arc<RequestInfo>> {
+        self.sessions.get(&key).map(|s| &s.request)
+    }
+
+    /// Whether a packet sent now would go out at once (Node's `transport.writable`): a WebSocket whose output is
+    /// not backed up, or a long-polling session with a GET parked. Volatile packets skip sessions that are not.
+    pub fn is_writable(&self, key: SessionKey) -> bool {
+        const BACKED_UP: usize = 64 * 1024;
+        let Some(s) = self.sessions.get(&key) else {
+            return false;
+        };
+        if !s.is_open() {
+            return false;
+        }
+        match (s.carrier, s.poll_conn) {
+            (Carrier::WebSocket { conn }, _) => {
+                (self.conns.get(&conn)).is_some_and(|c| c.out.len() < BACKED_UP)
+            }
+            (Carrier::Polling { .. }, poll) => poll.is_some(),
+        }
+    }
+
+    pub fn send(&mut self, key: SessionKey, data: Data) -> bool {
+        self.send_packet(key, Packet::Message(data))
+    }
+
+    /// Send one message to many sessions; the packet is built once and shared.
+    pub fn broadcast(&mut self, keys: &[SessionKey], data: Data) {
+        let packet = Arc::new(Packet::Message(data));
+        for key in keys {
+            let Some(s) = self.sessions.get_mut(key) else {
+                continue;
+            };
+            if !s.is_open() {
+                continue;
+            }
+            match s.carrier {
+                Carrier::WebSocket { conn } => self.emit(conn, |out| out.shared(&packet)),
+                Carrier::Polling { .. } => {
+                    s.queue.push(Packet::clone(&packet));
+                    if s.poll_conn.is_some() {
+                        self.poll_ready.push(*key);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Server-side close of a session (Node's `socket.close()`): queued packets are delivered first.
+    pub fn close(&mut self, key: SessionKey, now: Instant) {
+        self.close_session(key, CloseReason::ForcedClose, now);
+    }
+
+    /// Close every session and connection, telling clients the server is going away.
+    pub fn shutdown(&mut self, now: Instant) {
+        let keys: Vec<SessionKey> = self.sessions.keys().copied().collect();
+        for key in keys {
+            self.close_session(key, CloseReason::ServerShuttingDown, now);
+            self.remove_session(key, Packet::Close);
+        }
+        let conns: Vec<ConnId> = self.conns.keys().copied().collect();
+        for conn in conns {
+            self.finish_conn(conn);
+        }
+    }
+
+    pub fn accept_handshake(&mut self, conn: ConnId, sid: Option<String>, now: Instant) {
+        let Some(req) = self.unpark(conn, Parked::Handshake) else {
+            return;
+        };
+        self.finish_handshake(conn, &req, sid, now);
+    }
+
+    pub fn refuse_handshake(&mut self, conn: ConnId, code: ErrorCode, message: Option<&str>) {
+        let Some(req) = self.unpark(conn, Parked::Handshake) else {
+            return;
+        };
+        self.reject(conn, &req, code, code.status(), message);
+    }
+
+    /// Answer a request handed over as `Event::Request`.
+    pub fn respond_app(
+        &mut self,
+        conn: ConnId,
+        status: u16,
+        headers: &[(String, String)],
+        body: Vec<u8>,
+    ) {
+        let Some(req) = self.unpark(conn, Parked::App) else {
+            return;
+        };
+        let mut res = Response::new(status);
+        res.headers.extend_from_slice(headers);
+        res.body = body;
+        self.respond(conn, &req, res);
+    }
+
+    // ---- bad input ----------------------------------------------------------------------------------------
+
+    pub(crate) fn report(&mut self, conn: ConnId, remote: Option<SocketAddr>, message: String) {
+        self.events.push_back(Event::ProtocolError {
+            conn,
+            remote,
+            message,
+        });
+    }
+
+    /// One `ProtocolError` per bad input, so the application logs each once.
+    pub fn report_bad_input(&mut self, conn: ConnId, message: String) {
+        let remote = self.conns.get(&conn).and_then(|c| c.remote);
+        self.report(conn, remote, message);
+    }
+}

@@ -1,0 +1,124 @@
+//! The long-polling transport: a GET is parked until its session has packets (answered once per batch), a POST
+//! carries the client's packets.
+//!
+//! ```text
+//! GET    packets queued: answered now with all of them; a closing session's close packet rides alone on the
+//!        GET after them, so the client reads the last packets before the transport closes
+//!        nothing queued, session closing: answered now with the close packet
+//!        nothing queued, session open: parked (Waiting::Poll) until a send, an upgrade's noop or the close; a
+//!        second GET while one is parked closes the session (Node's "overlap from client")
+//! POST   answered "ok" at once; its packets are then handled in order; a binary body or a malformed payload
+//!        closes the session
+//! ```
+use std::time::Instant;
+
+use super::conn::{ConnState, Parked, Waiting};
+use super::engine::Engine;
+use super::packet::{self, Packet};
+use super::session::{CloseReason, ReadyState, Upgrade};
+use crate::http::{Request, Response};
+use crate::ids::{ConnId, SessionKey};
+
+impl Engine {
+    pub(super) fn poll(&mut self, conn: ConnId, req: Request, key: SessionKey, now: Instant) {
+        let Some(s) = self.sessions.get_mut(&key) else {
+            return;
+        };
+        if s.poll_conn.is_some() {
+            // Node: "overlap from client" closes the session; the new GET gets a bare 400.
+            self.report_bad_input(conn, "a second GET while one is pending".into());
+            self.respond(conn, &req, Response::new(400));
+            return self.close_session(key, CloseReason::TransportError, now);
+        }
+        let closing = matches!(s.state, ReadyState::Closing { .. });
+        if s.queue.is_empty() && !closing {
+            if matches!(s.upgrade(), Upgrade::Probed { .. }) {
+                s.queue.push(Packet::Noop);
+            } else {
+                s.poll_conn = Some(conn);
+                if let Some(ConnState::Http { waiting, .. }) =
+                    self.conns.get_mut(&conn).map(|c| &mut c.state)
+                {
+                    *waiting = Waiting::Poll {
+                        key,
+                        req: Box::new(req),
+                    };
+                }
+                return;
+            }
+        }
+        self.answer_poll(conn, &req, key);
+    }
+
+    pub(super) fn post(&mut self, conn: ConnId, req: Request, key: SessionKey, now: Instant) {
+        let content_type = req.header("content-type").unwrap_or("");
+        if content_type.eq_ignore_ascii_case("application/octet-stream") {
+            // v4 payloads are text; Node fails the transport ("invalid content").
+            self.report_bad_input(
+                conn,
+                "binary POST body (Engine.IO v4 payloads are text)".into(),
+            );
+            self.respond(conn, &req, Response::new(400));
+            return self.close_session(key, CloseReason::TransportError, now);
+        }
+        let packets = packet::decode_payload(&req.body);
+        self.respond(
+            conn,
+            &req,
+            Response::new(200).with_body("text/html", b"ok".to_vec()),
+        );
+        match packets {
+            Ok(packets) => {
+                for p in packets {
+                    self.on_packet(conn, key, p, now);
+                }
+            }
+            Err(e) => {
+                self.report_bad_input(conn, format!("malformed polling payload: {e}"));
+                self.close_session(key, CloseReason::ParseError, now);
+            }
+        }
+    }
+
+    pub(super) fn answer_poll(&mut self, conn: ConnId, req: &Request, key: SessionKey) {
+        let Some(s) = self.sessions.get_mut(&key) else {
+            return;
+        };
+        let mut body = Vec::new();
+        for p in s.queue.drain(..) {
+            packet::push_payload_segment(&p, &mut body);
+        }
+        // As Node: what was queued before the close goes out first; the close packet rides on the next GET,
+        // so a client reads the last packets (a Socket.IO DISCONNECT, say) before the transport closes.
+        let closing = matches!(s.state, ReadyState::Closing { .. }) && body.is_empty();
+        if closing {
+            packet::push_payload_segment(&Packet::Close, &mut body);
+        }
+        let res = Response::new(200).with_body("text/plain; charset=UTF-8", body);
+        self.respond(conn, req, res);
+        if closing {
+            self.remove_session(key, Packet::Close);
+        }
+    }
+
+    /// Answer every parked GET whose session has packets: once per batch, so a burst of sends makes one payload.
+    pub(super) fn flush_polls(&mut self) {
+        let ready = std::mem::take(&mut self.poll_ready);
+        for key in ready {
+            let Some(s) = self.sessions.get_mut(&key) else {
+                continue;
+            };
+            let Some(conn) = s.poll_conn else {
+                continue;
+            };
+            if s.queue.is_empty() && s.is_open() {
+                continue;
+            }
+            s.poll_conn = None;
+            let Some(req) = self.unpark(conn, Parked::Poll) else {
+                continue;
+            };
+            self.answer_poll(conn, &req, key);
+        }
+    }
+}

@@ -1,0 +1,244 @@
+//! The application's calls on the Socket.IO layer: deciding connections, emitting to one socket or many,
+//! rooms, and what it may ask about sockets.
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::packet::{self, PacketType};
+use super::{messages, send_control, DisconnectReason, SocketIo, SocketKey, SocketState};
+use crate::engineio::{Data, Engine, SessionKey};
+
+impl SocketIo {
+    /// Let a socket in: the client gets CONNECT with the socket's id, then whatever was emitted meanwhile.
+    pub fn accept(&mut self, socket: SocketKey, engine: &mut Engine) -> bool {
+        let Some(s) = self.sockets.get_mut(&socket) else {
+            return false;
+        };
+        let SocketState::Connecting { held } =
+            std::mem::replace(&mut s.state, SocketState::Connected)
+        else {
+            return false;
+        };
+        // Node's Socket._onconnect: the socket joins its own room and the namespace only now.
+        if let Some(ns) = self.namespaces.get_mut(&s.nsp) {
+            ns.sockets.insert(socket);
+            ns.rooms.join(socket, &s.sid);
+        }
+        if let Some(c) = self.clients.get_mut(&s.client) {
+            c.connect_deadline = None;
+        }
+        send_control(
+            engine,
+            s.client,
+            PacketType::Connect,
+            &s.nsp,
+            Some(format!(r#"{{"sid":{}}}"#, serde_json::Value::from(&*s.sid))),
+        );
+        for d in held {
+            engine.send(s.client, d);
+        }
+        true
+    }
+
+    /// Refuse a connecting socket: the client gets CONNECT_ERROR with `data_json` (an object, or a string).
+    pub fn refuse(&mut self, socket: SocketKey, data_json: &str, engine: &mut Engine) {
+        let Some(s) = self.sockets.get(&socket) else {
+            return;
+        };
+        send_control(
+            engine,
+            s.client,
+            PacketType::ConnectError,
+            &s.nsp,
+            Some(data_json.to_owned()),
+        );
+        self.remove_socket(socket, None);
+    }
+
+    /// Disconnect a socket from its namespace (DISCONNECT packet). With `close`, as Node's `disconnect(true)`:
+    /// every socket of its client is disconnected that way, then the session is closed. A socket still
+    /// connecting is left alone, as Node ignores `disconnect()` before the connection.
+    pub fn disconnect(
+        &mut self,
+        socket: SocketKey,
+        close: bool,
+        engine: &mut Engine,
+        now: Instant,
+    ) {
+        let Some(s) = self.sockets.get(&socket) else {
+            return;
+        };
+        if s.state != SocketState::Connected {
+            return;
+        }
+        let client = s.client;
+        let all = match (close, self.clients.get(&client)) {
+            (true, Some(c)) => c.sockets.clone(),
+            _ => vec![socket],
+        };
+        for key in all {
+            let Some(s) = self.sockets.get(&key) else {
+                continue;
+            };
+            if s.state != SocketState::Connected {
+                continue;
+            }
+            send_control(engine, client, PacketType::Disconnect, &s.nsp, None);
+            self.remove_socket(key, Some(DisconnectReason::ServerNamespaceDisconnect));
+        }
+        if close {
+            engine.close(client, now);
+        }
+    }
+
+    fn deliver(&mut self, socket: SocketKey, msgs: &[Data], engine: &mut Engine) {
+        let Some(s) = self.sockets.get_mut(&socket) else {
+            return;
+        };
+        match &mut s.state {
+            SocketState::Connecting { held } => held.extend(msgs.iter().cloned()),
+            SocketState::Connected => {
+                for m in msgs {
+                    engine.send(s.client, m.clone());
+                }
+            }
+        }
+    }
+
+    /// Emit an event (or, with `ack_reply`, an ACK) to one socket. False when the socket is gone, or when `id`
+    /// is a stand-in for a client's id over MAX_ID that was already answered or forgotten.
+    pub fn emit_to(
+        &mut self,
+        socket: SocketKey,
+        data_json: &str,
+        attachments: Vec<Vec<u8>>,
+        id: Option<u64>,
+        ack_reply: bool,
+        engine: &mut Engine,
+    ) -> bool {
+        let Some(s) = self.sockets.get_mut(&socket) else {
+            return false;
+        };
+        let mut text = String::with_capacity(data_json.len() + s.nsp.len() + 8);
+        match (ack_reply, id) {
+            (true, Some(id)) if id > packet::MAX_ID => {
+                let Some(at) = s.js_ids.iter().position(|(k, _)| *k == id) else {
+                    return false;
+                };
+                let Some((_, js)) = s.js_ids.remove(at) else {
+                    return false;
+                };
+                packet::encode_ack(&s.nsp, &js, attachments.len(), data_json, &mut text)
+            }
+            (true, Some(id)) => {
+                packet::encode_ack(&s.nsp, &id, attachments.len(), data_json, &mut text)
+            }
+            _ => packet::encode_event(&s.nsp, id, attachments.len(), data_json, &mut text),
+        }
+        let msgs = messages(text, attachments);
+        self.deliver(socket, &msgs, engine);
+        true
+    }
+
+    /// The sockets of `nsp` in any of `rooms` (all when empty) and in none of `except`.
+    pub fn targets(&self, nsp: &str, rooms: &[String], except: &[String]) -> Vec<SocketKey> {
+        let Some(ns) = self.namespaces.get(nsp) else {
+            return Vec::new();
+        };
+        let mut targets = ns.rooms.targets(&ns.sockets, rooms, except);
+        // A socket still in the middlewares may have joined rooms, but Node's broadcasts skip it.
+        targets.retain(|k| ns.sockets.contains(k));
+        targets
+    }
+
+    /// Broadcast an event: encoded once, one frame for every target session. Returns the sockets reached.
+    #[allow(clippy::too_many_arguments)]
+    pub fn broadcast(
+        &mut self,
+        nsp: &str,
+        rooms: &[String],
+        except: &[String],
+        data_json: &str,
+        attachments: Vec<Vec<u8>>,
+        id: Option<u64>,
+        engine: &mut Engine,
+    ) -> Vec<SocketKey> {
+        let targets = self.targets(nsp, rooms, except);
+        let mut text = String::with_capacity(data_json.len() + nsp.len() + 8);
+        packet::encode_event(nsp, id, attachments.len(), data_json, &mut text);
+        let msgs = messages(text, attachments);
+        let sessions: Vec<SessionKey> = targets
+            .iter()
+            .filter_map(|t| self.sockets.get(t).map(|s| s.client))
+            .collect();
+        for m in msgs {
+            engine.broadcast(&sessions, m);
+        }
+        targets
+    }
+
+    /// A volatile broadcast (Node's `volatile` flag): sockets whose transport is not ready to send right now
+    /// miss it, instead of having it queued. Returns the sockets reached.
+    #[allow(clippy::too_many_arguments)]
+    pub fn broadcast_volatile(
+        &mut self,
+        nsp: &str,
+        rooms: &[String],
+        except: &[String],
+        data_json: &str,
+        attachments: Vec<Vec<u8>>,
+        engine: &mut Engine,
+    ) -> Vec<SocketKey> {
+        let mut targets = self.targets(nsp, rooms, except);
+        targets.retain(|t| {
+            self.sockets
+                .get(t)
+                .is_some_and(|s| engine.is_writable(s.client))
+        });
+        let mut text = String::with_capacity(data_json.len() + nsp.len() + 8);
+        packet::encode_event(nsp, None, attachments.len(), data_json, &mut text);
+        let sessions: Vec<SessionKey> = targets
+            .iter()
+            .filter_map(|t| self.sockets.get(t).map(|s| s.client))
+            .collect();
+        for m in messages(text, attachments) {
+            engine.broadcast(&sessions, m);
+        }
+        targets
+    }
+
+    pub fn join(&mut self, socket: SocketKey, room: &str) {
+        if let Some(s) = self.sockets.get(&socket) {
+            if let Some(ns) = self.namespaces.get_mut(&s.nsp) {
+                ns.rooms.join(socket, room);
+            }
+        }
+    }
+
+    pub fn leave(&mut self, socket: SocketKey, room: &str) {
+        if let Some(s) = self.sockets.get(&socket) {
+            if let Some(ns) = self.namespaces.get_mut(&s.nsp) {
+                ns.rooms.leave(socket, room);
+            }
+        }
+    }
+
+    pub fn rooms_of(&self, socket: SocketKey) -> Vec<Arc<str>> {
+        self.sockets
+            .get(&socket)
+            .and_then(|s| self.namespaces.get(&s.nsp))
+            .map(|ns| ns.rooms.rooms_of(socket).to_vec())
+            .unwrap_or_default()
+    }
+
+    pub fn sid_of(&self, socket: SocketKey) -> Option<&Arc<str>> {
+        self.sockets.get(&socket).map(|s| &s.sid)
+    }
+
+    pub fn client_of(&self, socket: SocketKey) -> Option<SessionKey> {
+        self.sockets.get(&socket).map(|s| s.client)
+    }
+
+    pub fn socket_count(&self, nsp: &str) -> usize {
+        self.namespaces.get(nsp).map_or(0, |ns| ns.sockets.len())
+    }
+}
