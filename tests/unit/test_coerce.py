@@ -687,3 +687,21 @@ def test_errors_are_capped() -> None:
         bind(h, [["x"] * (_coerce.MAX_ERRORS + 50)])
     assert len(caught.value.errors) == _coerce.MAX_ERRORS
     assert str(caught.value).endswith(f"(+{_coerce.MAX_ERRORS + 49} more)")
+
+
+def test_direct_counts_when_nothing_is_validated() -> None:
+    def var(s: FakeSocket, *args):  # type: ignore[no-untyped-def]
+        ...
+
+    def defaults(s: FakeSocket, a, b=1):  # type: ignore[no-untyped-def]
+        ...
+
+    def typed(s: FakeSocket, a: int) -> None: ...
+
+    def no_marker(a, b):  # type: ignore[no-untyped-def]
+        ...
+
+    assert plan(var, INJECTABLE).direct_counts == (0, None)
+    assert plan(defaults, INJECTABLE).direct_counts == (1, 2)
+    assert plan(typed, INJECTABLE).direct_counts is None
+    assert plan(no_marker, INJECTABLE).direct_counts is None

@@ -132,6 +132,7 @@ class Plan:
         "ack_to_json",
         "adapter",
         "arg_names",
+        "direct_counts",
         "direct_marker",
         "is_async",
         "json_argc",
@@ -183,6 +184,14 @@ class Plan:
             and positional
             and positional[0].marker is not None
             and [p.index for p in positional[1:]] == list(range(len(positional) - 1))
+            else None
+        )
+        #: With `direct_marker` and nothing to validate: the argument counts (least, most; None for no limit)
+        #: with which the caller may call handler(injected, *decoded arguments), as `bind` would.
+        event_params = len(positional) - 1
+        self.direct_counts: tuple[int, int | None] | None = (
+            (self._required, None if var is not None else event_params)
+            if self.direct_marker is not None and adapter is None
             else None
         )
         #: The return annotation's serializer over a one-element tuple (the ack's JSON array in one call), or

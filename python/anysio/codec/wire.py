@@ -11,6 +11,8 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from pydantic_core import from_json as _from_json
+
 from .._native import encode_args as _encode_args
 from .coerce import to_jsonable
 
@@ -47,13 +49,24 @@ def _insert(value: Any, attachments: list[bytes]) -> Any:
 
 
 def decode_args(data_json: str, attachments: list[bytes] | None) -> list[Any]:
-    """The arguments of an EVENT or ACK (Rust has checked that the JSON is an array)."""
+    """The arguments of an EVENT or ACK (Rust has checked that the JSON is an array).
+
+    pydantic-core's parser first (twice as fast as Python's for an event's arguments); what it refuses and
+    JSON.parse accepts (a lone surrogate, nesting past 200 levels) goes to Python's, which decides."""
+    try:
+        values = _from_json(data_json)
+    except ValueError:
+        values = _python_json(data_json)
+    if not isinstance(values, list):
+        raise ValueError("event data is not an array")
+    return _insert(values, attachments) if attachments else values
+
+
+def _python_json(data_json: str) -> Any:
     try:
         values, end = _scan_once(data_json, 0)
     except StopIteration:  # leading white space: the general path
         values, end = json.loads(data_json), len(data_json)
     if end != len(data_json) and data_json[end:].strip():
         raise ValueError("trailing data after the event's arguments")
-    if not isinstance(values, list):
-        raise ValueError("event data is not an array")
-    return _insert(values, attachments) if attachments else values
+    return values
