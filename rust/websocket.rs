@@ -175,6 +175,12 @@ impl FrameDecoder {
             return Err(err.clone());
         }
         let result = self.advance();
+        if matches!(result, Ok(None)) && self.pos >= self.buf.len() {
+            // Everything fed is decoded: an idle connection keeps no buffer (the largest read it ever had, up to
+            // a whole message otherwise). The next read allocates one of its own size.
+            self.buf = Vec::new();
+            self.pos = 0;
+        }
         if let Err(err) = &result {
             self.error = Some(err.clone());
             // Nothing more is decoded, so free what the peer made us hold.

@@ -21,9 +21,25 @@ use crate::http::{self, RequestParser};
 use crate::ids::IdMap;
 use crate::websocket::{self, Decoder, Opcode};
 
+/// A connection's reader. An HTTP reader is boxed: a WebSocket connection, most of them and idle for long, then
+/// holds neither the parser nor its timing inline in the table (`size_of` tests below).
 enum Reader {
-    Http(RequestParser),
+    Http(Box<HttpReader>),
     WebSocket(Decoder),
+}
+
+/// What only an HTTP connection needs: its parser and its timing.
+struct HttpReader {
+    parser: RequestParser,
+    between: Between,
+    /// Bytes received while a request is parked: the parser only bounds what it parses, so this bounds the rest.
+    parked_input: usize,
+    /// When this connection, neither parked nor answered, stops being waited for.
+    deadline: Option<Instant>,
+    /// The earliest entry this connection has in `timers`. Later deadlines only move `deadline`: the entry,
+    /// when it fires, re-queues itself, so a busy keep-alive connection keeps one entry, not one per request.
+    /// A connection that became a WebSocket has none: its entries, when they fire, find no HTTP reader.
+    queued: Option<Instant>,
 }
 
 /// Where a connection is between requests, for HTTP timing.
@@ -39,24 +55,41 @@ enum Between {
 
 struct WireConn {
     reader: Reader,
-    /// Answers written as bytes, not yet written to the socket.
+    /// Bytes the socket did not take when they were written: allocated only while a peer is behind.
     out: Vec<u8>,
     /// What the engine was last told is left unwritten (`Engine::set_backlog`).
     reported: usize,
-    between: Between,
-    /// Bytes received while a request is parked: the parser only bounds what it parses, so this bounds the rest.
-    parked_input: usize,
-    /// When this connection, neither parked nor answered, stops being waited for.
-    deadline: Option<Instant>,
-    /// The earliest entry this connection has in `timers`. Later deadlines only move `deadline`: the entry,
-    /// when it fires, re-queues itself, so a busy keep-alive connection keeps one entry, not one per request.
-    queued: Option<Instant>,
 }
 
-#[derive(Default)]
+/// A connection's output, from `output` to `written`: encoded into the shared scratch buffer (no backlog,
+/// the usual case), or appended to the connection's own backlog.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Pending {
+    Nothing,
+    Scratch(ConnId),
+}
+
+/// The scratch buffer is kept up to this capacity; a larger one (a big message went out) is given back.
+const SCRATCH_KEPT: usize = 1 << 20;
+
 pub struct Wire {
     conns: IdMap<ConnId, WireConn>,
     timers: BinaryHeap<Reverse<(Instant, ConnId)>>,
+    /// Every connection's answers are encoded here and written from here: only what a socket does not take
+    /// is copied into its own buffer, so a connection holds no output memory between writes.
+    scratch: Vec<u8>,
+    pending: Pending,
+}
+
+impl Default for Wire {
+    fn default() -> Self {
+        Wire {
+            conns: IdMap::default(),
+            timers: BinaryHeap::new(),
+            scratch: Vec::new(),
+            pending: Pending::Nothing,
+        }
+    }
 }
 
 impl Wire {
@@ -74,13 +107,15 @@ impl Wire {
     ) {
         let parser = RequestParser::new(http::DEFAULT_MAX_HEADER_BYTES, engine.config.max_payload);
         let c = WireConn {
-            reader: Reader::Http(parser),
+            reader: Reader::Http(Box::new(HttpReader {
+                parser,
+                between: Between::Fresh,
+                parked_input: 0,
+                deadline: None,
+                queued: None,
+            })),
             out: Vec::new(),
             reported: 0,
-            between: Between::Fresh,
-            parked_input: 0,
-            deadline: None,
-            queued: None,
         };
         self.conns.insert(conn, c);
         engine.on_connect(conn, remote);
@@ -96,14 +131,16 @@ impl Wire {
         };
         match (&mut c.reader, engine.phase(conn)) {
             (_, None | Some(Phase::Done)) => return,
-            (Reader::Http(parser), phase) => {
+            (Reader::Http(http), phase) => {
                 if phase == Some(Phase::Parked) {
-                    c.parked_input = c.parked_input.saturating_add(data.len());
-                    if c.parked_input > http::DEFAULT_MAX_HEADER_BYTES + engine.config.max_payload {
+                    http.parked_input = http.parked_input.saturating_add(data.len());
+                    if http.parked_input
+                        > http::DEFAULT_MAX_HEADER_BYTES + engine.config.max_payload
+                    {
                         return engine.drop_parked(conn, now);
                     }
                 }
-                parser.feed(data);
+                http.parser.feed(data);
             }
             (Reader::WebSocket(decoder), _) => decoder.feed(data),
         }
@@ -117,10 +154,10 @@ impl Wire {
                 return;
             };
             match (&mut c.reader, engine.phase(conn)) {
-                (Reader::Http(parser), Some(Phase::WebSocket)) => {
+                (Reader::Http(http), Some(Phase::WebSocket)) => {
                     // The 101 is written: what followed the handshake are its first frames.
                     let mut decoder = Decoder::new(engine.config.max_payload);
-                    decoder.feed(&parser.take_buffered());
+                    decoder.feed(&http.parser.take_buffered());
                     c.reader = Reader::WebSocket(decoder);
                 }
                 (Reader::WebSocket(decoder), Some(Phase::WebSocket)) => loop {
@@ -149,13 +186,14 @@ impl Wire {
         let Some(c) = self.conns.get_mut(&conn) else {
             return false;
         };
-        let Reader::Http(parser) = &mut c.reader else {
+        let Reader::Http(http) = &mut c.reader else {
             return false;
         };
-        c.parked_input = 0;
+        http.parked_input = 0;
+        let parser = &mut http.parser;
         match parser.next_request() {
             Ok(Some(req)) => {
-                c.between = Between::KeptAlive;
+                http.between = Between::KeptAlive;
                 engine.on_request(conn, req, now);
                 true
             }
@@ -164,12 +202,12 @@ impl Wire {
                 if parser.take_expect_continue() {
                     engine.continue_100(conn);
                 }
-                let deadline = match (parser.is_idle(), c.between) {
+                let deadline = match (parser.is_idle(), http.between) {
                     (false, Between::Receiving { since }) => {
                         Some(since + engine.config.request_timeout)
                     }
                     (false, _) => {
-                        c.between = Between::Receiving { since: now };
+                        http.between = Between::Receiving { since: now };
                         Some(now + engine.config.request_timeout)
                     }
                     (true, Between::KeptAlive) => Some(now + engine.config.keep_alive_timeout),
@@ -200,7 +238,7 @@ impl Wire {
     /// The peer closed the connection, or it failed; or the driver closed it.
     pub fn disconnect(&mut self, engine: &mut Engine, conn: ConnId, now: Instant) {
         if let Some(c) = self.conns.remove(&conn) {
-            let inside = matches!(&c.reader, Reader::Http(parser) if !parser.is_idle());
+            let inside = matches!(&c.reader, Reader::Http(http) if !http.parser.is_idle());
             if inside && engine.phase(conn) == Some(Phase::Reading) {
                 engine.report_bad_input(conn, "connection closed inside a request".into());
             }
@@ -213,25 +251,49 @@ impl Wire {
     pub fn is_idle(&self, engine: &Engine, conn: ConnId) -> bool {
         let idle = matches!(
             self.conns.get(&conn).map(|c| &c.reader),
-            Some(Reader::Http(parser)) if parser.is_idle()
+            Some(Reader::Http(http)) if http.parser.is_idle()
         );
         idle && engine.is_between_requests(conn)
     }
 
     /// The bytes to write to `conn`: what was left unwritten, then the engine's new answers. The driver
-    /// then says how many it wrote (`written`).
+    /// then says how many it wrote (`written`), before asking for another connection's.
     pub fn output(&mut self, engine: &mut Engine, conn: ConnId) -> Option<&[u8]> {
         let c = self.conns.get_mut(&conn)?;
-        engine.drain_answers(conn, |answer| encode(&answer, &mut c.out));
-        Some(&c.out)
+        if !c.out.is_empty() {
+            self.pending = Pending::Nothing;
+            engine.drain_answers(conn, |answer| encode(&answer, &mut c.out));
+            return Some(&c.out);
+        }
+        self.scratch.clear();
+        self.pending = Pending::Scratch(conn);
+        let scratch = &mut self.scratch;
+        engine.drain_answers(conn, |answer| encode(&answer, scratch));
+        Some(&self.scratch)
     }
 
     /// `n` bytes of `output` were written; what is left still counts against a slow reader.
     pub fn written(&mut self, engine: &mut Engine, conn: ConnId, n: usize) {
+        let pending = std::mem::replace(&mut self.pending, Pending::Nothing);
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
-        c.out.drain(..n.min(c.out.len()));
+        if pending == Pending::Scratch(conn) {
+            // Only the part the socket did not take is kept, in a buffer of its own size.
+            if let Some(rest) = self.scratch.get(n..).filter(|rest| !rest.is_empty()) {
+                c.out = rest.to_vec();
+            }
+            self.scratch.clear();
+            if self.scratch.capacity() > SCRATCH_KEPT {
+                self.scratch = Vec::new();
+            }
+        } else {
+            c.out.drain(..n.min(c.out.len()));
+            if c.out.is_empty() {
+                // The peer caught up: its backlog's memory goes back.
+                c.out = Vec::new();
+            }
+        }
         if c.out.len() != c.reported {
             c.reported = c.out.len();
             engine.set_backlog(conn, c.reported);
@@ -241,10 +303,10 @@ impl Wire {
     // ---- HTTP timing --------------------------------------------------------------------------------------
 
     fn set_deadline(&mut self, conn: ConnId, at: Instant) {
-        if let Some(c) = self.conns.get_mut(&conn) {
-            c.deadline = Some(at);
-            if c.queued.is_none_or(|q| at < q) {
-                c.queued = Some(at);
+        if let Some(Reader::Http(http)) = self.conns.get_mut(&conn).map(|c| &mut c.reader) {
+            http.deadline = Some(at);
+            if http.queued.is_none_or(|q| at < q) {
+                http.queued = Some(at);
                 self.timers.push(Reverse((at, conn)));
             }
         }
@@ -266,31 +328,28 @@ impl Wire {
 
     /// A connection's deadline passed: close it if it is still waited for (not parked, not answered).
     fn timer(&mut self, engine: &mut Engine, conn: ConnId, at: Instant) {
-        let Some(c) = self.conns.get_mut(&conn) else {
-            return;
+        let Some(Reader::Http(http)) = self.conns.get_mut(&conn).map(|c| &mut c.reader) else {
+            return; // gone, or a WebSocket now: no HTTP timing
         };
-        if c.queued != Some(at) {
+        if http.queued != Some(at) {
             return; // superseded by an earlier entry
         }
-        c.queued = None;
-        match c.deadline {
+        http.queued = None;
+        match http.deadline {
             Some(later) if later > at => {
                 // The deadline moved on since this entry was queued: wait for it instead.
-                c.queued = Some(later);
+                http.queued = Some(later);
                 self.timers.push(Reverse((later, conn)));
                 return;
             }
             Some(_) => {}
             None => return,
         }
-        let Reader::Http(parser) = &c.reader else {
-            return;
-        };
         if engine.phase(conn) != Some(Phase::Reading) || engine.should_close(conn) {
             return;
         }
-        c.deadline = None;
-        if parser.is_idle() {
+        http.deadline = None;
+        if http.parser.is_idle() {
             // Keep-alive idling, or a client that connected and said nothing: closed without an answer.
             engine.close_idle(conn);
         } else {
@@ -331,5 +390,19 @@ pub fn ws_frame(packet: &Packet, out: &mut Vec<u8>) {
             other.encode_text(&mut text);
             websocket::encode_frame(Opcode::Text, &text, out);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every connection has one of these in the table, and most are idle WebSocket connections: the HTTP
+    /// parser and its timing (about 260 bytes) are boxed so that those do not carry them.
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn a_websocket_connection_holds_no_http_state() {
+        assert!(std::mem::size_of::<Reader>() <= std::mem::size_of::<Decoder>());
+        assert!(std::mem::size_of::<WireConn>() <= 184);
     }
 }

@@ -337,3 +337,15 @@ impl Engine {
         res
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// One per connection in the engine's table: a parked request and the answers' queue stay behind
+    /// pointers, allocated only while there are some.
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn a_connection_is_small() {
+        assert!(std::mem::size_of::<super::Conn>() <= 112);
+        assert!(std::mem::size_of::<super::ConnState>() <= 24);
+    }
+}

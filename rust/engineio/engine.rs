@@ -16,7 +16,7 @@ use super::answer::Answer;
 use super::conn::{Conn, ConnState, Parked, Waiting};
 use super::packet::{Data, Packet};
 use super::session::{Carrier, CloseReason, Session, Transport};
-use super::{Config, ErrorCode, Event, RequestInfo};
+use super::{Config, ErrorCode, Event};
 use crate::http::Response;
 use crate::ids::{ConnId, IdMap, SessionKey};
 
@@ -164,8 +164,9 @@ impl Engine {
         self.sessions.get(&key).map(Session::transport)
     }
 
-    pub fn request_of(&self, key: SessionKey) -> Option<&Arc<RequestInfo>> {
-        self.sessions.get(&key).map(|s| &s.request)
+    /// The peer's address, as the session's handshake came from it.
+    pub fn remote_of(&self, key: SessionKey) -> Option<SocketAddr> {
+        self.sessions.get(&key).and_then(|s| s.remote)
     }
 
     /// Whether a packet sent now would go out at once (Node's `transport.writable`): a WebSocket whose output is

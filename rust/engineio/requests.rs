@@ -207,7 +207,7 @@ impl Engine {
         let session = Session::new(
             sid.clone(),
             carrier,
-            info.clone(),
+            info.remote,
             now + self.config.ping_interval,
         );
         match transport {

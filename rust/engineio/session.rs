@@ -13,13 +13,14 @@
 //! ```
 //! Time is an argument everywhere; `next_deadline` reports when the session next needs `Engine::handle_timeout`.
 use std::cmp::Reverse;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use super::conn::Parked;
 use super::engine::Engine;
 use super::packet::{self, Packet};
-use super::{Event, RequestInfo};
+use super::Event;
 use crate::http::Response;
 
 use crate::ids::{ConnId, SessionKey};
@@ -130,14 +131,16 @@ pub struct Session {
     pub poll_conn: Option<ConnId>,
     /// Packets waiting for the next GET.
     pub queue: Vec<Packet>,
-    pub request: Arc<RequestInfo>,
+    /// The peer's address, for reports of its bad input. The handshake's request itself went to the
+    /// application with `Event::Open` and is not kept: a session lives long, and its headers are a kilobyte.
+    pub remote: Option<SocketAddr>,
 }
 
 impl Session {
     pub fn new(
         sid: Arc<str>,
         carrier: Carrier,
-        request: Arc<RequestInfo>,
+        remote: Option<SocketAddr>,
         ping_at: Instant,
     ) -> Self {
         Session {
@@ -146,7 +149,7 @@ impl Session {
             state: ReadyState::Open(Heartbeat::PingAt(ping_at)),
             poll_conn: None,
             queue: Vec::new(),
-            request,
+            remote,
         }
     }
 

@@ -116,7 +116,8 @@ const MAX_JS_IDS: usize = 16;
 struct Client {
     sockets: Vec<SocketKey>,
     /// A binary packet waiting for its attachments, and its id when over MAX_ID.
-    partial: Option<(BinaryReassembly, Option<f64>)>,
+    /// Boxed: rare, and a hundred bytes that every client would otherwise carry in the table.
+    partial: Option<Box<(BinaryReassembly, Option<f64>)>>,
     connect_deadline: Option<Instant>,
 }
 
@@ -271,7 +272,7 @@ impl SocketIo {
     fn violation(&mut self, client: SessionKey, why: String, engine: &mut Engine, now: Instant) {
         self.events.push_back(Event::ProtocolError {
             client,
-            remote: engine.request_of(client).and_then(|r| r.remote),
+            remote: engine.remote_of(client),
             message: why,
         });
         engine.close(client, now);
@@ -283,7 +284,7 @@ impl SocketIo {
         };
         match data {
             Data::Binary(bytes) => {
-                let Some((partial, js_id)) = client.partial.as_mut() else {
+                let Some((partial, js_id)) = client.partial.as_deref_mut() else {
                     return self.violation(key, "unexpected binary attachment".into(), engine, now);
                 };
                 let js_id = *js_id;
@@ -304,7 +305,7 @@ impl SocketIo {
                 match packet::decode_lenient(&text) {
                     Err(e) => self.violation(key, format!("malformed packet: {e}"), engine, now),
                     Ok((p, js_id)) if p.kind.is_binary() => {
-                        client.partial = Some((BinaryReassembly::new(p), js_id));
+                        client.partial = Some(Box::new((BinaryReassembly::new(p), js_id)));
                     }
                     Ok((p, js_id)) => self.on_packet(key, p, js_id, Vec::new(), engine, now),
                 }
@@ -453,3 +454,14 @@ impl SocketIo {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod size_tests {
+    /// One of each per connected client in the layer's tables; a binary packet being reassembled is boxed.
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn per_client_state_is_small() {
+        assert!(std::mem::size_of::<super::Client>() <= 48);
+        assert!(std::mem::size_of::<super::Socket>() <= 96);
+    }
+}
