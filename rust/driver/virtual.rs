@@ -12,7 +12,7 @@
 //! ```
 //! The requests are normalised as the HTTP parser would leave them (lower-case names, trimmed Latin-1 values,
 //! one Host), so sessions, upgrades and heartbeats behave the same under ASGI as standalone.
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -20,6 +20,7 @@ use std::time::Instant;
 use crate::core::{Core, Layer};
 use crate::engineio::answer::ws_message;
 use crate::engineio::{Answer, ConnId, Data, Engine};
+use crate::ids::IdMap;
 use crate::http::{sanitize_field, Method, Request, Response};
 use crate::websocket::{self, Message};
 
@@ -127,7 +128,7 @@ struct VirtualConn {
 }
 
 pub struct VirtualConns {
-    conns: HashMap<ConnId, VirtualConn>,
+    conns: IdMap<ConnId, VirtualConn>,
     next_conn: ConnId,
     ready: Vec<ConnId>,
     dirty: Vec<ConnId>,
@@ -248,7 +249,7 @@ impl Default for VirtualConns {
 impl VirtualConns {
     pub fn new() -> Self {
         VirtualConns {
-            conns: HashMap::new(),
+            conns: IdMap::default(),
             next_conn: FIRST_CONN,
             ready: Vec::new(),
             dirty: Vec::new(),

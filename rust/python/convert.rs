@@ -139,7 +139,15 @@ pub(super) fn os_error(e: std::io::Error) -> PyErr {
     PyOSError::new_err(e.to_string())
 }
 
-pub(super) fn attachments_from_py(list: Vec<Bound<'_, PyAny>>) -> PyResult<Vec<Vec<u8>>> {
+/// Binary attachments from a list of bytes; None and an empty list (an ack's usual case) cost no extraction.
+pub(super) fn attachments_from_py(list: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<Vec<u8>>> {
+    let Some(list) = list else {
+        return Ok(Vec::new());
+    };
+    if list.downcast::<PyList>().is_ok_and(|l| l.is_empty()) {
+        return Ok(Vec::new());
+    }
+    let list: Vec<Bound<'_, PyAny>> = list.extract()?;
     list.iter()
         .map(|b| match data_from_py(b)? {
             Data::Binary(b) => Ok(b),
