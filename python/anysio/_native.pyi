@@ -104,7 +104,7 @@ class EngineCore:
         self,
         socket: int,
         data_json: str | bytes,
-        attachments: list[bytes] = ...,
+        attachments: list[bytes] | None = None,
         id: int | None = None,
         ack_reply: bool = False,
     ) -> bool: ...
@@ -114,7 +114,7 @@ class EngineCore:
         data_json: str | bytes,
         rooms: list[str] = ...,
         except_rooms: list[str] = ...,
-        attachments: list[bytes] = ...,
+        attachments: list[bytes] | None = None,
         id: int | None = None,
         volatile: bool = False,
     ) -> list[int]: ...
