@@ -104,7 +104,7 @@ class EngineCore:
         self,
         socket: int,
         data_json: str | bytes,
-        attachments: list[bytes] = ...,
+        attachments: list[bytes] | None = None,
         id: int | None = None,
         ack_reply: bool = False,
     ) -> bool: ...
@@ -114,7 +114,7 @@ class EngineCore:
         data_json: str | bytes,
         rooms: list[str] = ...,
         except_rooms: list[str] = ...,
-        attachments: list[bytes] = ...,
+        attachments: list[bytes] | None = None,
         id: int | None = None,
         volatile: bool = False,
     ) -> list[int]: ...
@@ -128,7 +128,8 @@ class EngineCore:
 VirtualOutput: TypeAlias = (
     tuple[Literal["response"], int, list[tuple[str, str]], bytes]  # status, headers, body
     | tuple[Literal["accept"], list[tuple[str, str]]]  # WebSocket accepted; headers to add to the 101
-    | tuple[Literal["message"], str | bytes]
+    # A WebSocket message as the ASGI event that sends it: {"type": "websocket.send", "text" | "bytes": data}
+    | dict[str, str | bytes]
     | tuple[Literal["close"], int | None]  # WebSocket close code; None: closed without one (or an answer)
 )
 # The application's events (as from EngineCore.turn) and the virtual connections with outputs waiting.
@@ -159,7 +160,7 @@ class VirtualCore:
     def websocket(
         self, target: str, headers: list[tuple[bytes, bytes]], remote: tuple[str, int] | None = None
     ) -> tuple[int, list[CoreEvent], list[int]]: ...
-    def message(self, conn: int, data: str | bytes | bytearray) -> Settled: ...
+    def message(self, conn: int, data: str | bytes | bytearray) -> None: ...
     def disconnect(self, conn: int) -> Settled: ...
     def take(self, conn: int) -> list[VirtualOutput]: ...
     def turn(self) -> Settled: ...

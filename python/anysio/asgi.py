@@ -5,8 +5,9 @@ connection* of the same Rust core the standalone server drives (``_native.Virtua
 heartbeats, rooms and acks behave as they do standalone, and events reach the same dispatcher and handlers.
 
 One background task (started at lifespan startup, or on the first request when the ASGI server sends no lifespan
-events) runs the core's timers, collects what the application's calls produced, and wakes the requests waiting
-for it: a parked long-polling GET, or a WebSocket's writer.
+events) runs the core's timers, settles what the requests fed in (a WebSocket's messages are settled there, one
+batch per turn), dispatches the events, collects what the application's calls produced, and wakes the requests
+waiting for it: a parked long-polling GET, or a WebSocket's writer.
 
 Use it instead of ``Server.serve``, not beside it, and wrap a server in one ASGIApp only: the core serves one
 driver at a time. Under uvicorn a parked long-polling GET delays a graceful shutdown until it is answered (the
@@ -17,9 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, Generator, Mapping, MutableMapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 import anyio.abc
@@ -35,6 +36,7 @@ from .server.server import Server
 if TYPE_CHECKING:
     from ._native import CoreEvent
     from ._native import VirtualOutput as Output
+    from .engineio.eager import Suspended
 
 logger = logging.getLogger("anysio")
 
@@ -65,6 +67,40 @@ def _route_path(scope: Scope) -> str:
     if root and path.startswith(root) and (len(path) == len(root) or path[len(root)] == "/"):
         return path[len(root) :] or "/"
     return path
+
+
+class _Waiter(Protocol):
+    """What a request waits on for its connection's output: an asyncio future, or an ``_EventWaiter``."""
+
+    def done(self) -> bool: ...
+    def set_result(self, result: None, /) -> None: ...
+    def __await__(self) -> Generator[Any, None, Any]: ...
+
+
+class _EventWaiter:
+    """A waiter on an event loop other than asyncio's (trio): an anyio Event, with a future's interface."""
+
+    __slots__ = ("_event",)
+
+    def __init__(self) -> None:
+        self._event = anyio.Event()
+
+    def done(self) -> bool:
+        return self._event.is_set()
+
+    def set_result(self, result: None, /) -> None:
+        self._event.set()
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return self._event.wait().__await__()
+
+
+def _waiter_factory() -> Callable[[], _Waiter]:
+    """New waiters for the running event loop: on asyncio a bare future, cheaper than an Event per wait."""
+    try:
+        return asyncio.get_running_loop().create_future
+    except RuntimeError:
+        return _EventWaiter
 
 
 async def _plain(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None) -> None:
@@ -100,7 +136,7 @@ class ASGIApp:
         # must go back to its client, so it cannot stay with a coroutine handler that suspends (see eager.py).
         self._pending: list[CoreEvent] = []
         self._engine_path = self._core.path
-        self._waiters: dict[int, anyio.Event] = {}
+        self._waiters: dict[int, _Waiter] = {}
         self._running = False
         # After the lifespan shutdown: requests are refused instead of starting the background task again.
         self._closed = False
@@ -146,9 +182,7 @@ class ASGIApp:
                         self._starting.set()
                     # As run_core's: woken by the application's calls and by requests that fed events in.
                     core = self._core
-                    tg.start_soon(
-                        drive, tg, core.fileno(), core.next_timeout, self._collect, self._runtime.dispatch, []
-                    )
+                    tg.start_soon(drive, tg, core.fileno(), core.next_timeout, self._collect, self._dispatch, [])
                     # Handlers are hosted until cancelled, whichever task runs the loop by then.
                     await anyio.sleep_forever()
         finally:
@@ -162,6 +196,18 @@ class ASGIApp:
         self._wake(ready)
         pending, self._pending = self._pending, []
         return pending + turned if pending else turned
+
+    def _dispatch(self, events: list[CoreEvent]) -> Suspended | None:
+        """Dispatch a batch, then settle at once: what its handlers sent goes to the writers now, not after
+        another wait of the driver loop. Events that settling made wait for the loop's next turn."""
+        suspended = self._runtime.dispatch(events)
+        if suspended is None:
+            turned, ready = self._core.turn()
+            self._wake(ready)
+            if turned:
+                self._pending.extend(turned)
+                self._core.wake()
+        return suspended
 
     async def _run_detached(self) -> None:
         starting = self._starting
@@ -214,19 +260,22 @@ class ASGIApp:
         self._wake(ready)
 
     def _wake(self, ready: list[int]) -> None:
+        waiters = self._waiters
         for conn in ready:
-            waiter = self._waiters.pop(conn, None)
-            if waiter is not None:
-                waiter.set()
+            waiter = waiters.pop(conn, None)
+            # Done already when its request was cancelled while waiting.
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
 
-    async def _next(self, conn: int) -> list[Output]:
+    async def _next(self, conn: int, new_waiter: Callable[[], _Waiter]) -> list[Output]:
         """The outputs of `conn`, waiting until there are some."""
+        take = self._core.take
         while True:
-            outputs: list[Output] = self._core.take(conn)
+            outputs: list[Output] = take(conn)
             if outputs:
                 return outputs
-            waiter = self._waiters[conn] = anyio.Event()
-            await waiter.wait()
+            waiter = self._waiters[conn] = new_waiter()
+            await waiter
 
     def _release(self, conn: int) -> None:
         """The request is over; a connection the engine still holds is dropped as if its peer went away."""
@@ -294,8 +343,9 @@ class ASGIApp:
             self._apply(events, ready)
             outputs = self._core.take(conn) or await self._wait_or_disconnect(conn, receive)
             for output in outputs:
-                if output[0] == "response":
-                    return await _plain(send, output[1], output[3], _encode_headers(output[2]))
+                match output:
+                    case ("response", status, headers, body):
+                        return await _plain(send, status, body, _encode_headers(headers))
             if outputs:
                 # The engine dropped the connection without an answer (it never does for a valid request).
                 await _plain(send, 500, b"")
@@ -313,7 +363,7 @@ class ASGIApp:
                 tg.cancel_scope.cancel()
 
             tg.start_soon(watch)
-            outputs = await self._next(conn)
+            outputs = await self._next(conn, _waiter_factory())
             tg.cancel_scope.cancel()
         return outputs
 
@@ -330,15 +380,21 @@ class ASGIApp:
             async with anyio.create_task_group() as tg:
 
                 async def read() -> None:
+                    feed = self._core.message
                     while True:
                         message = await receive()
-                        if message["type"] == "websocket.disconnect":
-                            break
-                        if message["type"] == "websocket.receive":
+                        kind = message["type"]
+                        if kind == "websocket.receive":
                             text = message.get("text")
                             data = text if text is not None else message.get("bytes")
                             if data is not None:
-                                self._apply(*self._core.message(conn, data))
+                                # Settled by the driver loop's next turn, with the other messages of the batch.
+                                feed(conn, data)
+                                if self._closed or not self._running:
+                                    # No loop to turn: settled now, its events dispatched in tasks.
+                                    self._apply(*self._core.turn())
+                        elif kind == "websocket.disconnect":
+                            break
                     tg.cancel_scope.cancel()
 
                 tg.start_soon(read)
@@ -356,13 +412,13 @@ class ASGIApp:
 
     async def _write_websocket_outputs(self, scope: Scope, send: Send, conn: int) -> None:
         accepted = False
+        new_waiter = _waiter_factory()
         while True:
-            for output in await self._next(conn):
+            for output in await self._next(conn, new_waiter):
+                if type(output) is dict:  # a message, as its "websocket.send" event
+                    await send(output)
+                    continue
                 match output:
-                    case ("message", str() as text):
-                        await send({"type": "websocket.send", "text": text})
-                    case ("message", data):
-                        await send({"type": "websocket.send", "bytes": data})
                     case ("accept", headers):
                         await send({"type": "websocket.accept", "headers": _encode_headers(headers)})
                         accepted = True

@@ -12,7 +12,7 @@
 //! ```
 //! The requests are normalised as the HTTP parser would leave them (lower-case names, trimmed Latin-1 values,
 //! one Host), so sessions, upgrades and heartbeats behave the same under ASGI as standalone.
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -21,6 +21,7 @@ use crate::core::{Core, Layer};
 use crate::engineio::answer::ws_message;
 use crate::engineio::{Answer, ConnId, Data, Engine};
 use crate::http::{sanitize_field, Method, Request, Response};
+use crate::ids::IdMap;
 use crate::websocket::{self, Message};
 
 /// One answer on an ASGI connection.
@@ -127,7 +128,7 @@ struct VirtualConn {
 }
 
 pub struct VirtualConns {
-    conns: HashMap<ConnId, VirtualConn>,
+    conns: IdMap<ConnId, VirtualConn>,
     next_conn: ConnId,
     ready: Vec<ConnId>,
     dirty: Vec<ConnId>,
@@ -211,19 +212,26 @@ fn make_request<H: AsRef<[u8]>>(
 impl VirtualConn {
     /// Answers the engine gave; returns true when the connection is over (an HTTP answer, a refused handshake
     /// or a close).
+    #[cfg(test)]
     fn feed(&mut self, answers: VecDeque<Answer>) -> bool {
-        for output in answers.into_iter().filter_map(output) {
-            if self.phase == Phase::Done {
-                break;
-            }
-            self.phase = match (&output, self.phase) {
-                (Output::Accept { .. }, Phase::Http) => Phase::WebSocket,
-                (Output::Response { .. } | Output::Close(_), _) => Phase::Done,
-                (_, phase) => phase,
-            };
-            self.outputs.push_back(output);
-        }
+        answers.into_iter().for_each(|a| self.feed_one(a));
         self.phase == Phase::Done
+    }
+
+    /// One answer of the engine as an output; nothing after the connection is done.
+    fn feed_one(&mut self, answer: Answer) {
+        if self.phase == Phase::Done {
+            return;
+        }
+        let Some(output) = output(answer) else {
+            return;
+        };
+        self.phase = match (&output, self.phase) {
+            (Output::Accept { .. }, Phase::Http) => Phase::WebSocket,
+            (Output::Response { .. } | Output::Close(_), _) => Phase::Done,
+            (_, phase) => phase,
+        };
+        self.outputs.push_back(output);
     }
 
     /// The engine closed the connection; say so unless the last output already did.
@@ -248,7 +256,7 @@ impl Default for VirtualConns {
 impl VirtualConns {
     pub fn new() -> Self {
         VirtualConns {
-            conns: HashMap::new(),
+            conns: IdMap::default(),
             next_conn: FIRST_CONN,
             ready: Vec::new(),
             dirty: Vec::new(),
@@ -345,7 +353,9 @@ impl VirtualConns {
                 continue;
             };
             let before = vc.outputs.len();
-            let mut done = vc.feed(engine.take_answers(conn));
+            // Drained rather than taken: the engine's queue keeps its memory for the connection's next answers.
+            engine.drain_answers(conn, |a| vc.feed_one(a));
+            let mut done = vc.phase == Phase::Done;
             if engine.should_close(conn) {
                 vc.finish();
                 done = true;

@@ -4,8 +4,9 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use pyo3::exceptions::{PyOSError, PyValueError};
+use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyByteArray, PyBytes, PyInt, PyList, PyString, PyTuple};
+use pyo3::types::{PyByteArray, PyBytes, PyDict, PyInt, PyList, PyString, PyTuple};
 
 use crate::core::{AnyCore, Core, Layer};
 use crate::driver::virtual_conn::Output;
@@ -138,7 +139,15 @@ pub(super) fn os_error(e: std::io::Error) -> PyErr {
     PyOSError::new_err(e.to_string())
 }
 
-pub(super) fn attachments_from_py(list: Vec<Bound<'_, PyAny>>) -> PyResult<Vec<Vec<u8>>> {
+/// Binary attachments from a list of bytes; None and an empty list (an ack's usual case) cost no extraction.
+pub(super) fn attachments_from_py(list: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<Vec<u8>>> {
+    let Some(list) = list else {
+        return Ok(Vec::new());
+    };
+    if list.downcast::<PyList>().is_ok_and(|l| l.is_empty()) {
+        return Ok(Vec::new());
+    }
+    let list: Vec<Bound<'_, PyAny>> = list.extract()?;
     list.iter()
         .map(|b| match data_from_py(b)? {
             Data::Binary(b) => Ok(b),
@@ -349,9 +358,18 @@ pub(super) fn output_to_py(py: Python<'_>, output: Output) -> PyResult<Bound<'_,
             .into_pyobject(py)?
             .into_any(),
         Output::Accept { headers } => ("accept", headers).into_pyobject(py)?.into_any(),
-        Output::Message(data) => ("message", data_to_py(py, &data))
-            .into_pyobject(py)?
-            .into_any(),
+        Output::Message(data) => {
+            // The ASGI event as the writer sends it: a dict built here costs less than a tuple taken apart in
+            // Python and a dict built there, once per message.
+            let event = PyDict::new(py);
+            event.set_item(intern!(py, "type"), intern!(py, "websocket.send"))?;
+            let key = match data {
+                Data::Text(_) => intern!(py, "text"),
+                Data::Binary(_) => intern!(py, "bytes"),
+            };
+            event.set_item(key, data_to_py(py, &data))?;
+            event.into_any()
+        }
         Output::Close(code) => ("close", code).into_pyobject(py)?.into_any(),
     })
 }

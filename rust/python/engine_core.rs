@@ -259,12 +259,12 @@ impl EngineCore {
     }
 
     /// One socket: an EVENT (with an ack id when `id` is given), or with `ack_reply` the ACK for `id`.
-    #[pyo3(signature = (socket, data_json, attachments=vec![], id=None, ack_reply=false))]
+    #[pyo3(signature = (socket, data_json, attachments=None, id=None, ack_reply=false))]
     fn emit_to(
         &mut self,
         socket: SocketKey,
         data_json: &Bound<'_, PyAny>,
-        attachments: Vec<Bound<'_, PyAny>>,
+        attachments: Option<&Bound<'_, PyAny>>,
         id: Option<u64>,
         ack_reply: bool,
     ) -> PyResult<bool> {
@@ -285,7 +285,7 @@ impl EngineCore {
 
     /// A broadcast, encoded once; returns the keys of the sockets it reached.
     /// With `volatile`, sockets not ready to send right now miss the event (no ack id then).
-    #[pyo3(signature = (nsp, data_json, rooms=vec![], except_rooms=vec![], attachments=vec![], id=None, volatile=false))]
+    #[pyo3(signature = (nsp, data_json, rooms=vec![], except_rooms=vec![], attachments=None, id=None, volatile=false))]
     #[allow(clippy::too_many_arguments)]
     fn broadcast_event(
         &mut self,
@@ -293,7 +293,7 @@ impl EngineCore {
         data_json: &Bound<'_, PyAny>,
         rooms: Vec<String>,
         except_rooms: Vec<String>,
-        attachments: Vec<Bound<'_, PyAny>>,
+        attachments: Option<&Bound<'_, PyAny>>,
         id: Option<u64>,
         volatile: bool,
     ) -> PyResult<Vec<SocketKey>> {

@@ -137,18 +137,16 @@ impl VirtualCore {
         })?
     }
 
-    /// A message from the peer of an accepted WebSocket (ignored once the connection is closed).
-    fn message<'py>(
-        &mut self,
-        py: Python<'py>,
-        conn: ConnId,
-        data: &Bound<'py, PyAny>,
-    ) -> PyResult<Settled<'py>> {
+    /// A message from the peer of an accepted WebSocket (ignored once the connection is closed). Only fed in:
+    /// the next `turn` settles it with everything else that arrived since (one pass through the layers per
+    /// batch, not per message), and this wakes `fileno` for it.
+    fn message(&mut self, py: Python<'_>, conn: ConnId, data: &Bound<'_, PyAny>) -> PyResult<()> {
         let data = data_from_py(data)?;
         self.with_core(py, |conns, core, now| {
-            conns.message(core.core.engine_mut(), conn, data, now);
-            settle(py, conns, &mut core.core, now)
-        })?
+            if conns.message(core.core.engine_mut(), conn, data, now) {
+                core.driver.request_flush();
+            }
+        })
     }
 
     /// The peer went away or the request ended without an answer; the engine hears a dropped connection.
@@ -160,7 +158,8 @@ impl VirtualCore {
     }
 
     /// The outputs waiting for `conn`, oldest first: ("response", status, headers, body), ("accept", headers),
-    /// ("message", str | bytes), ("close", code | None). After "response" or "close" nothing follows.
+    /// a WebSocket message as the ASGI event that sends it ({"type": "websocket.send", "text" | "bytes": ...}),
+    /// ("close", code | None). After "response" or "close" nothing follows.
     fn take<'py>(&mut self, py: Python<'py>, conn: ConnId) -> PyResult<Bound<'py, PyList>> {
         let out = PyList::empty(py);
         for o in self.conns.take(conn) {

@@ -90,15 +90,15 @@ impl SocketIo {
         }
     }
 
-    fn deliver(&mut self, socket: SocketKey, msgs: &[Data], engine: &mut Engine) {
+    fn deliver(&mut self, socket: SocketKey, msgs: Vec<Data>, engine: &mut Engine) {
         let Some(s) = self.sockets.get_mut(&socket) else {
             return;
         };
         match &mut s.state {
-            SocketState::Connecting { held } => held.extend(msgs.iter().cloned()),
+            SocketState::Connecting { held } => held.extend(msgs),
             SocketState::Connected => {
                 for m in msgs {
-                    engine.send(s.client, m.clone());
+                    engine.send(s.client, m);
                 }
             }
         }
@@ -135,7 +135,7 @@ impl SocketIo {
             _ => packet::encode_event(&s.nsp, id, attachments.len(), data_json, &mut text),
         }
         let msgs = messages(text, attachments);
-        self.deliver(socket, &msgs, engine);
+        self.deliver(socket, msgs, engine);
         true
     }
 

@@ -23,6 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::engineio::{self, CloseReason, Data, Engine, RequestInfo, SessionKey};
+use crate::ids::IdMap;
 use packet::{BinaryReassembly, Packet, PacketType};
 pub use rooms::{Rooms, SocketKey};
 
@@ -131,8 +132,8 @@ pub struct Namespace {
 pub struct SocketIo {
     pub connect_timeout: Duration,
     namespaces: HashMap<Arc<str>, Namespace>,
-    clients: HashMap<SessionKey, Client>,
-    sockets: HashMap<SocketKey, Socket>,
+    clients: IdMap<SessionKey, Client>,
+    sockets: IdMap<SocketKey, Socket>,
     next_socket: SocketKey,
     /// Stand-in ack ids start above MAX_ID, so they never meet a real one.
     next_js_id: u64,
@@ -181,8 +182,8 @@ impl SocketIo {
         SocketIo {
             connect_timeout,
             namespaces: HashMap::new(),
-            clients: HashMap::new(),
-            sockets: HashMap::new(),
+            clients: IdMap::default(),
+            sockets: IdMap::default(),
             next_socket: SocketKey(1),
             next_js_id: packet::MAX_ID + 1,
             timers: BinaryHeap::new(),
