@@ -1,7 +1,9 @@
 """anysio and Node servers on one Redis are one cluster (issue 11): a real redis-server, a Node socket.io server
 on ``@socket.io/redis-adapter`` 8 and an anysio server on ``RedisCluster`` (examples/cluster/server.py, on the
 test's backend), driven by the official socket.io-client. Every contract operation is done from each server as
-origin, and must reach the clients and sockets of both."""
+origin, and must reach the clients and sockets of both. The anysio server is also a machine of 2 workers (worker
+0 holds the Redis link): then "p1" is a client of the worker that holds it and "p2" of the other one, and each
+is an origin."""
 
 from __future__ import annotations
 
@@ -39,13 +41,27 @@ class Cluster:
 
 
 @asynccontextmanager
-async def mixed_cluster(backend: str, first: str = "node", mode: str = "classic") -> AsyncIterator[Cluster]:
-    """A Node server "N" (or, with ``first="anysio"``, a second anysio server) and an anysio server "P", on the
-    classic adapter or the sharded one (``mode``)."""
+async def placed_client(server: ServerProc, name: str, rooms: list[str], holds_link: bool) -> AsyncIterator[Client]:
+    """A client of a machine with workers, on the worker that holds the Redis link or on another one (the kernel
+    spreads connections: a client that lands on the wrong kind of worker is replaced)."""
+    for _ in range(40):
+        async with client(server, name, rooms) as c:
+            if (await c.call("whoami"))["holds_link"] == holds_link:
+                yield c
+                return
+    raise AssertionError(f"no client of {name} landed on a worker with holds_link={holds_link}")
+
+
+@asynccontextmanager
+async def mixed_cluster(
+    backend: str, first: str = "node", mode: str = "classic", workers: int = 1
+) -> AsyncIterator[Cluster]:
+    """A Node server "N" (or, with ``first="anysio"``, a second anysio server) and an anysio server "P" (of
+    ``workers`` processes), on the classic adapter or the sharded one (``mode``)."""
     async with AsyncExitStack() as stack:
         redis = await stack.enter_async_context(redis_server())
         node = await stack.enter_async_context(cluster_server(first, "N", redis.url, backend, mode))
-        py = await stack.enter_async_context(cluster_server("anysio", "P", redis.url, backend, mode))
+        py = await stack.enter_async_context(cluster_server("anysio", "P", redis.url, backend, mode, workers))
         clients: dict[str, Client] = {}
         for name, server, rooms, nsp in [
             ("n1", node, ["r1"], "/"),
@@ -55,8 +71,20 @@ async def mixed_cluster(backend: str, first: str = "node", mode: str = "classic"
             ("nc", node, ["r1"], "/chat"),
             ("pc", py, ["r1"], "/chat"),
         ]:
-            clients[name] = await stack.enter_async_context(client(server, name, rooms, nsp))
+            if workers > 1 and name in ("p1", "p2"):
+                placed = placed_client(server, name, rooms, holds_link=name == "p1")
+                clients[name] = await stack.enter_async_context(placed)
+            else:
+                clients[name] = await stack.enter_async_context(client(server, name, rooms, nsp))
         yield Cluster(redis, node, py, clients)
+
+
+#: (mode, origin, workers of the anysio server): every origin in both modes with one process each, and every
+#: origin of a classic cluster whose anysio machine runs 2 workers (p1 on the worker holding the Redis link).
+ORIGINS = [
+    *[(mode, origin, 1) for mode in ("classic", "sharded") for origin in ("n1", "p1")],
+    *[("classic", origin, 2) for origin in ("n1", "p1", "p2")],
+]
 
 
 async def sync_all(c: Cluster, origin: Client, tag: str) -> None:
@@ -68,10 +96,11 @@ async def sync_all(c: Cluster, origin: Client, tag: str) -> None:
             pass
 
 
-@pytest.mark.parametrize("mode", ["classic", "sharded"])
-@pytest.mark.parametrize("origin", ["n1", "p1"])
-async def test_broadcasts_cross_between_node_and_anysio(anyio_backend: str, origin: str, mode: str) -> None:
-    async with mixed_cluster(anyio_backend, mode=mode) as c:
+@pytest.mark.parametrize(("mode", "origin", "workers"), ORIGINS)
+async def test_broadcasts_cross_between_node_and_anysio(
+    anyio_backend: str, origin: str, mode: str, workers: int
+) -> None:
+    async with mixed_cluster(anyio_backend, mode=mode, workers=workers) as c:
         cl, o = c.clients, c.clients[origin]
 
         # One room (the room's own channel), with binary.
@@ -92,18 +121,17 @@ async def test_broadcasts_cross_between_node_and_anysio(anyio_backend: str, orig
         assert cl["nc"].got("all") == [] and cl["pc"].got("all") == [], "another namespace hears nothing"
 
         # Another namespace.
-        chat = cl["nc"] if origin == "n1" else cl["pc"]
+        chat = cl["nc"] if origin.startswith("n") else cl["pc"]
         await chat.call("to", {"rooms": ["r1"], "event": "chat", "args": ["hi"]})
         for name in ("nc", "pc"):
             assert await cl[name].received("chat") == ["hi"]
 
 
-@pytest.mark.parametrize("mode", ["classic", "sharded"])
-@pytest.mark.parametrize("origin", ["n1", "p1"])
-async def test_requests_are_answered_by_every_server(anyio_backend: str, origin: str, mode: str) -> None:
-    async with mixed_cluster(anyio_backend, mode=mode) as c:
+@pytest.mark.parametrize(("mode", "origin", "workers"), ORIGINS)
+async def test_requests_are_answered_by_every_server(anyio_backend: str, origin: str, mode: str, workers: int) -> None:
+    async with mixed_cluster(anyio_backend, mode=mode, workers=workers) as c:
         cl, o = c.clients, c.clients[origin]
-        other = "P" if origin == "n1" else "N"
+        other = "P" if origin.startswith("n") else "N"
 
         # A broadcast with acks gathers every client's reply, on both servers.
         assert await o.call("ask", {"rooms": [], "timeout_ms": 4000}) == ["n1", "n2", "p1", "p2"]
@@ -131,14 +159,14 @@ async def test_requests_are_answered_by_every_server(anyio_backend: str, origin:
 
         # Server-side events, with and without ack.
         assert await o.call("sse", {"event": "note", "args": [1, {"x": "y"}]}) is True
-        hearer = cl["p2"] if origin == "n1" else cl["n2"]
+        hearer = cl["p2"] if origin.startswith("n") else cl["n2"]
         while ["note", [1, {"x": "y"}]] not in await hearer.call("seen"):
             pass
         assert ["note", [1, {"x": "y"}]] not in await o.call("seen"), "a server does not hear itself"
         assert await o.call("sse_ack", {"timeout_ms": 4000}) == [other]
 
         # disconnect_sockets reaches the other server's sockets (p1 is the only socket in r3).
-        target = "p1" if origin == "n1" else "n1"
+        target = "p1" if origin.startswith("n") else "n1"
         await cl[target].call("join_all", {"rooms": [cl[target].id], "room": "kickme"})
         assert await o.call("kick", {"rooms": ["kickme"]}) is True
         assert await cl[target].disconnected() == "io server disconnect"
