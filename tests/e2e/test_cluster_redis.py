@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -268,3 +269,102 @@ async def test_redis_restart(anyio_backend: str) -> None:
                             await target.received(event)
                             break
         assert c.py.lines.proc.returncode is None and c.node.lines.proc.returncode is None
+
+
+class Recorder:
+    """Every message published on the adapter's channels (``socket.io*``), as (channel, bytes), in Redis's order."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, bytes]] = []
+        self.arrived = anyio.Event()
+
+    async def read(self, conn: RespConnection) -> None:
+        while True:
+            push = await conn.read()
+            if push[0] == b"pmessage":
+                self.seen.append((push[2].decode(), push[3]))
+                self.arrived.set()
+                self.arrived = anyio.Event()
+
+    async def flushed(self, redis_url: str, tag: str) -> None:
+        """Returns once the recorder has what was published before now: Redis delivers in publishing order."""
+        conn = await RespConnection.open(RedisAddress.parse(redis_url), 5.0)
+        try:
+            await conn.command("PUBLISH", "socket.io-marker", tag)
+        finally:
+            await conn.aclose()
+        with anyio.fail_after(5):
+            while ("socket.io-marker", tag.encode()) not in self.seen:
+                await self.arrived.wait()
+
+
+@asynccontextmanager
+async def recorder(redis_url: str) -> AsyncIterator[Recorder]:
+    conn = await RespConnection.open(RedisAddress.parse(redis_url), 5.0)
+    rec = Recorder()
+    try:
+        await conn.send("PSUBSCRIBE", "socket.io*")
+        assert (await conn.read())[0] == b"psubscribe"
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(rec.read, conn)
+            yield rec
+            tg.cancel_scope.cancel()
+    finally:
+        await conn.aclose()
+
+
+async def test_workers_cross_redis_once_per_machine(anyio_backend: str) -> None:
+    """With 2 workers, the machine is one server to the cluster: one subscriber (NUMSUB counts Node and the
+    machine), each broadcast published once whichever worker sends it, relayed to both workers once received, and
+    one request per cluster operation."""
+    from anysio.adapters.redis import decode
+
+    async with mixed_cluster(anyio_backend, workers=2) as c, recorder(c.redis.url) as rec:
+        cl = c.clients
+        conn = await RespConnection.open(RedisAddress.parse(c.redis.url), 5.0)
+        try:
+            assert (await conn.command("PUBSUB", "NUMSUB", "socket.io-request#/#"))[1] == 2
+        finally:
+            await conn.aclose()
+
+        for origin, event, hearers in (("p1", "from-p1", ["n1"]), ("p2", "from-p2", ["n1", "p1"])):
+            await cl[origin].call("to", {"rooms": ["r1"], "event": event, "args": [origin]})
+            for name in hearers:
+                assert await cl[name].received(event) == [origin]
+        await cl["n1"].call("to", {"event": "from-n1", "args": []})
+        for name in ("p1", "p2", "n2"):
+            assert await cl[name].received("from-n1") == []
+        assert await cl["p2"].call("join_all", {"rooms": ["r3"], "room": "r8"}) is True
+        while {r["name"] for r in await cl["n1"].call("fetch", {"rooms": ["r8"]})} != {"p1"}:
+            pass
+        await rec.flushed(c.redis.url, "end")
+        seen = rec.seen
+
+        broadcasts = [decode("broadcast", data)[1]["data"][0] for ch, data in seen if ch.startswith("socket.io#/#")]
+        assert sorted(e for e in broadcasts if e.startswith("from-")) == ["from-n1", "from-p1", "from-p2"]
+        requests = [decode("request", data) for ch, data in seen if ch == "socket.io-request#/#"]
+        assert [r["rooms"] for r in requests if r.get("type") == 2] == [["r8"]], "one REMOTE_JOIN"
+        # Each fetch from n1 is one request, answered once by the machine (both workers' sockets in one answer).
+        fetches = {r["requestId"] for r in requests if r.get("type") == 5}
+        answers = [decode("response", d) for ch, d in seen if ch == "socket.io-response#/#"]
+        assert len([a for a in answers if a.get("requestId") in fetches]) == len(fetches)
+
+
+async def test_workers_survive_the_restart_of_the_link_holder(anyio_backend: str) -> None:
+    """Worker 0 (which holds the Redis link) killed: the master restarts it, it links the machine again, and
+    broadcasts cross between Node and the other worker's clients again, both ways."""
+    async with mixed_cluster(anyio_backend, workers=2) as c:
+        cl = c.clients
+        os.kill((await cl["p1"].call("whoami"))["pid"], signal.SIGKILL)
+        assert await cl["p1"].disconnected() == "transport close"
+        with anyio.fail_after(15):
+            # What is published before the new worker 0 has subscribed is lost (pub/sub keeps nothing): retry,
+            # awaiting each try's delivery for a quarter of a second.
+            for sender, target, event in ((cl["n1"], cl["p2"], "back"), (cl["p2"], cl["n2"], "back2")):
+                while True:
+                    await sender.call("to", {"rooms": ["r2"], "event": event, "args": []})
+                    with anyio.move_on_after(0.25):
+                        await target.received(event)
+                        break
+        assert await cl["n1"].call("ask", {"rooms": ["r2"], "timeout_ms": 4000}) == ["n2", "p2"]
+        assert c.py.lines.proc.returncode is None

@@ -217,6 +217,7 @@ class HolderLink:
         self.nsp = nsp
         self.holder = holder
         self.timeout = timeout
+        self._unreachable = False
 
     def _msg(self, op: str, opts: BroadcastOptions | None = None, **extra: Any) -> Message:
         msg: Message = {"t": "up", "op": op, "nsp": self.nsp, **extra}
@@ -226,7 +227,10 @@ class HolderLink:
         return msg
 
     async def _tell(self, msg: Message) -> None:
-        if not await self.bus.send(self.holder, msg):
+        if await self.bus.send(self.holder, msg):
+            self._unreachable = False
+        elif not self._unreachable:  # one line per outage (the holder restarting, say)
+            self._unreachable = True
             logger.warning("worker %d, which links this machine to the others, is unreachable: dropped", self.holder)
 
     async def _ask(self, msg: Message, timeout: float) -> Message:
