@@ -59,6 +59,8 @@ logger = logging.getLogger("anysio")
 
 DEFAULT_KEY = "socket.io"
 EMITTER_UID = "emitter"
+#: Fire-and-forget publishes queued at most (while Redis is slow); past that they are dropped, with a log line.
+MAX_OUTBOX = 100_000
 _ID_ALPHABET = string.ascii_letters + string.digits + "_-"
 
 # RequestType of @socket.io/redis-adapter.
@@ -144,6 +146,13 @@ class RespConnection:
                 return reply
             self._reader.feed(await self._stream.receive())
 
+    async def pipeline(self, commands: list[tuple[str | bytes, ...]]) -> None:
+        """Send commands in one write, then read (and drop) their replies."""
+        packed: list[Any] = list(commands)  # hiredis's stub types a command as one element
+        await self._stream.send(b"".join(hiredis.pack_command(c) for c in packed))
+        for _ in commands:
+            await self.read()
+
     async def command(self, *args: str | bytes) -> Any:
         await self.send(*args)
         reply = await self.read()
@@ -225,6 +234,10 @@ class RedisCluster:
         self._sub: RespConnection | None = None
         self._sub_lock = anyio.Lock()
         self._down_since_logged = False
+        # Fire-and-forget publishes, in order: written in batches by one task (Node's client pipelines too), so
+        # an emit does not wait for Redis's reply and a burst of them is one write.
+        self._outbox: list[tuple[str | bytes, ...]] = []
+        self._outbox_ready = anyio.Event()
         #: Set while the listening connection is subscribed to every adapter's channels.
         self.subscribed = anyio.Event()
 
@@ -280,6 +293,7 @@ class RedisCluster:
         await self._tg.__aenter__()
         try:
             await self._tg.start(self._listen)
+            self._tg.start_soon(self._flush)
         except BaseException:
             self._tg.cancel_scope.cancel()
             await self._tg.__aexit__(None, None, None)
@@ -305,6 +319,7 @@ class RedisCluster:
 
     async def _command(self, *args: str | bytes) -> Any:
         async with self._pub_lock:
+            await self._send_outbox()  # what was published before goes first
             for attempt in range(2):
                 try:
                     if self._pub is None:
@@ -325,8 +340,49 @@ class RedisCluster:
     async def publish(self, channel: str, data: bytes) -> None:
         await self._command("SPUBLISH" if self.sharded else "PUBLISH", channel, data)
 
+    def _enqueue(self, channel: str, data: bytes) -> bool:
+        if self._tg is None:
+            return False
+        if len(self._outbox) >= MAX_OUTBOX:
+            self._log_down("Redis does not keep up")
+            return True
+        self._outbox.append(("SPUBLISH" if self.sharded else "PUBLISH", channel, data))
+        self._outbox_ready.set()
+        return True
+
+    def _log_down(self, why: str) -> None:
+        if not self._down_since_logged:
+            self._down_since_logged = True
+            logger.warning("%s; cluster messages are dropped until it is back", why)
+
+    async def _flush(self) -> None:
+        while True:
+            await self._outbox_ready.wait()
+            self._outbox_ready = anyio.Event()
+            async with self._pub_lock:
+                await self._send_outbox()
+
+    async def _send_outbox(self) -> None:
+        """Write the queued publishes (under ``_pub_lock``); dropped, with one log line, when Redis is away."""
+        while self._outbox:
+            batch, self._outbox = self._outbox, []
+            try:
+                if self._pub is None:
+                    self._pub = await RespConnection.open(self.address, self.connect_timeout)
+                with anyio.fail_after(self.requests_timeout):
+                    await self._pub.pipeline(batch)
+            except _CONNECTION_ERRORS as e:
+                if self._pub is not None:
+                    with anyio.CancelScope(shield=True):
+                        await self._pub.aclose()
+                self._pub = None
+                self._log_down(f"Redis at {self.address.host}:{self.address.port} is unreachable: {e}")
+
     async def publish_quietly(self, channel: str, data: bytes) -> None:
-        """Publish, or log once per outage when Redis is unreachable (fire-and-forget messages, as Node)."""
+        """Publish without waiting for Redis (queued in order while the cluster runs), or log once per outage when
+        Redis is unreachable (fire-and-forget messages, as Node)."""
+        if self._enqueue(channel, data):
+            return
         try:
             await self.publish(channel, data)
         except ClusterError as e:
@@ -335,9 +391,8 @@ class RedisCluster:
                 logger.warning("%s; cluster messages are dropped until it is back", e)
 
     def publish_soon(self, channel: str, data: bytes) -> None:
-        """Publish from synchronous code (an ack's callback)."""
-        if self._tg is not None:
-            self._tg.start_soon(self.publish_quietly, channel, data)
+        """Publish from synchronous code (an ack's callback), in order."""
+        self._enqueue(channel, data)
 
     async def numsub(self, channel: str) -> int:
         """PUBSUB NUMSUB (SHARDNUMSUB): the connections listening on ``channel`` (one per server)."""
