@@ -125,17 +125,17 @@ async def _worker(
     server.become_worker(index, adapter, bus.hand_off)
     attach(server, bus)
     sock = listening_socket(host, port, listen=True)
-    async with contextlib.AsyncExitStack() as stack, anyio.create_task_group() as tg:
+    async with anyio.create_task_group() as tg:
         await tg.start(bus.serve)
-        if holds is not None:
-            await stack.enter_async_context(holds)  # connected and subscribed before this worker serves
-        tg.start_soon(bus.receive_handoffs, server.runtime.core.adopt)
-        await tg.start(partial(server.serve, sock=sock))
-        ready()
-        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-            async for _ in signals:
-                tg.cancel_scope.cancel()
-                return
+        # Connected and subscribed before this worker serves; closed (inside the task group) when it stops.
+        async with holds if holds is not None else contextlib.nullcontext():
+            tg.start_soon(bus.receive_handoffs, server.runtime.core.adopt)
+            await tg.start(partial(server.serve, sock=sock))
+            ready()
+            with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                async for _ in signals:
+                    tg.cancel_scope.cancel()
+                    return
 
 
 async def serve_alone(
