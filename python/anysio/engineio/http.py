@@ -3,6 +3,7 @@ the Socket.IO path (the chat demo's page, a client bundle)."""
 
 from __future__ import annotations
 
+import logging
 import mimetypes
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -14,6 +15,8 @@ import anyio
 
 if TYPE_CHECKING:
     from .._native import RequestTuple
+
+logger = logging.getLogger("anysio")
 
 Response = tuple[int, list[tuple[str, str]], bytes]
 
@@ -68,12 +71,19 @@ class StaticFiles:
         return None
 
     async def respond(self, method: str, url_path: str) -> Response:
+        """The answer to a request; never raises, so every request is answered."""
         if method not in ("GET", "HEAD"):
             return 405, [("Allow", "GET, HEAD")], b""
-        target = self.resolve(url_path)
-        if target is None:
+        try:
+            target = self.resolve(url_path)
+            if target is None:
+                return _not_found()
+            body = await anyio.Path(target).read_bytes()
+        except (OSError, ValueError) as e:
+            # What the file system refuses (a name over 255 bytes, a NUL byte, a file gone or unreadable) is
+            # as absent as a file that does not exist.
+            logger.info("static file %.100r not served: %s", url_path, e)
             return _not_found()
-        body = await anyio.Path(target).read_bytes()
         ctype = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
         if ctype.startswith("text/") or ctype in ("application/javascript", "application/json"):
             ctype += "; charset=utf-8"
