@@ -28,9 +28,10 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -285,12 +286,14 @@ def anysio_has_asgi() -> bool:
 
 
 class ServerProcess:
-    def __init__(self, spec: ServerSpec, pin: bool, log_path: Path, loadgen: Path) -> None:
+    def __init__(
+        self, spec: ServerSpec, pin: bool, log_path: Path, loadgen: Path, env: dict[str, str] | None = None
+    ) -> None:
         self.spec = spec
         self.port = free_port()
         self.log_path = log_path
         prefix = ["taskset", "-c", SERVER_CPU] if pin else []
-        env = {**os.environ, "PORT": str(self.port), "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, **(env or {}), "PORT": str(self.port), "PYTHONUNBUFFERED": "1"}
         self.log_file = log_path.open("ab")
         self.proc = subprocess.Popen(
             prefix + [str(loadgen) if a == "{loadgen}" else a for a in spec.argv],
@@ -904,9 +907,100 @@ def reprint(path: Path) -> int:
     return 0
 
 
+# ---- cluster_bcast: a room spread over two servers on one Redis ------------------------------------------------
+
+#: The pairs compared: two anysio servers (asyncio, the typed handlers) on anysio.RedisCluster, and two Node
+#: servers on @socket.io/redis-adapter, each pair on its own fresh redis-server.
+CLUSTER_PAIRS = [
+    ServerSpec("anysio-asyncio", _anysio("anysio-asyncio", "asyncio", "typed").argv, anysio=True),
+    ServerSpec("node", ["node", str(SERVERS_DIR / "node_server.mjs")], cwd=BENCH),
+]
+
+
+@contextlib.contextmanager
+def redis_server(log_path: Path) -> Iterator[str]:
+    """A private redis-server (Debian's) on a free port, no persistence; yields its URL."""
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="anysio-bench-redis-") as tmp, log_path.open("ab") as log_file:
+        argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        proc = subprocess.Popen([*argv, "--dir", tmp], stdout=log_file, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 10
+            while not port_open(port):
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"redis-server did not start (see {log_path})")
+                time.sleep(0.05)
+            yield f"redis://127.0.0.1:{port}"
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+
+
+def cluster_bcast(args: argparse.Namespace, loadgen: Path, logs: Path) -> dict[str, Any]:
+    """The load generator's bcast with its clients alternating between two servers of one cluster: the sender's
+    broadcasts reach its own server's half of the room directly and the other half through Redis. Servers pinned
+    to one core, the load generator to the other (redis-server unpinned), pairs interleaved per repetition."""
+    clients = "20" if args.smoke else "1000"
+    timing = ["--duration", "0.5", "--warmup", "0.2"] if args.smoke else ["--duration", "5", "--warmup", "1"]
+    runs: dict[str, list[dict[str, Any]]] = {spec.name: [] for spec in CLUSTER_PAIRS}
+    for rep in range(args.reps):
+        for spec in CLUSTER_PAIRS:
+            with redis_server(logs / f"cluster_bcast-redis-{spec.name}-{rep + 1}.log") as url:
+                env = {"REDIS_URL": url}
+                pair = [
+                    ServerProcess(spec, args.pin, logs / f"cluster_bcast-{spec.name}-{i}.log", loadgen, env)
+                    for i in (1, 2)
+                ]
+                try:
+                    why = next((w for w in (s.wait_ready() for s in pair) if w is not None), None)
+                    if why is not None:
+                        runs[spec.name].append({"ok": False, "error": why})
+                        continue
+                    cmd = [str(loadgen), "bcast", "--port", str(pair[0].port), "--port2", str(pair[1].port)]
+                    cmd += ["--clients", clients, "--window", "16", *timing, "--timeout", str(args.timeout)]
+                    prefix = ["taskset", "-c", LOADGEN_CPU] if args.pin else []
+                    done = run_quiet(prefix + cmd, timeout=args.timeout + 30)
+                    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+                    result = json.loads(lines[-1]) if lines else {"ok": False, "error": done.stderr[-500:]}
+                    if not all(s.alive() for s in pair):
+                        result = {**result, "ok": False, "error": "a server died"}
+                    runs[spec.name].append(result)
+                    rate = result.get("deliveries_per_s", 0)
+                    log(f"    cluster_bcast {spec.name} rep {rep + 1}: {rate:,.0f} deliveries/s")
+                finally:
+                    for s in pair:
+                        s.stop()
+    summary: dict[str, Any] = {}
+    for name, results in runs.items():
+        ok = [r for r in results if r.get("ok")]
+        summary[name] = {
+            "deliveries_per_s": median([float(r["deliveries_per_s"]) for r in ok]),
+            "lost": sum(int(r.get("lost", 0)) for r in results),
+            "failed": len(results) - len(ok),
+        }
+    a, n = summary["anysio-asyncio"]["deliveries_per_s"], summary["node"]["deliveries_per_s"]
+    return {"runs": runs, "summary": summary, "ratio": ratio(a, n), "clients": int(clients)}
+
+
+def cluster_report(doc: dict[str, Any]) -> str:
+    s, r = doc["summary"], doc["ratio"]
+
+    def fmt(v: Any) -> str:
+        return f"{v:,.0f}" if isinstance(v, int | float) else "n/a"
+
+    a, n = s["anysio-asyncio"], s["node"]
+    verdict = "n/a" if r is None else ("met" if r >= 3.0 else "MISSED")
+    return (
+        f"cluster_bcast: broadcast to a room of {doc['clients']} over two servers on one Redis, deliveries/s: "
+        f"anysio pair {fmt(a['deliveries_per_s'])}, Node pair {fmt(n['deliveries_per_s'])}, "
+        f"ratio {'n/a' if r is None else f'{r:.2f}x'} (target >= 3x: {verdict}); "
+        f"lost {a['lost']} / {n['lost']}, failed runs {a['failed']} / {n['failed']}"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     names = [s.name for s in SERVERS]
-    all_scenarios = ["connect_1k", "connect_10k", "echo", "bcast", "poll", "idle"]
+    all_scenarios = ["connect_1k", "connect_10k", "echo", "bcast", "poll", "idle", "cluster_bcast"]
     p = argparse.ArgumentParser(description="anysio's benchmarks (see bench/README.md)")
     p.add_argument("--smoke", action="store_true", help="tiny loads, one repetition: checks the harness (< 2 min)")
     p.add_argument("--reps", type=int, default=None, help="repetitions (default 3; 1 with --smoke)")
@@ -951,6 +1045,16 @@ def main(argv: list[str] | None = None) -> int:
     logs = out.with_suffix(".logs")
     logs.mkdir(parents=True, exist_ok=True)
     doc: dict[str, Any] = {"meta": meta(args, loadgen)}
+    cluster = "cluster_bcast" in args.scenarios
+    args.scenarios = [s for s in args.scenarios if s != "cluster_bcast"]
+    if cluster:
+        log(f"==> cluster_bcast: the anysio pair and the Node pair on Redis x {args.reps} reps")
+        doc["cluster_bcast"] = cluster_bcast(args, loadgen, logs)
+        if not args.scenarios:
+            out.write_text(json.dumps(doc, default=_jsonable, indent=1))
+            print(cluster_report(doc["cluster_bcast"]))
+            failed_pairs = sum(v["failed"] for v in doc["cluster_bcast"]["summary"].values())
+            return 1 if failed_pairs and args.strict else 0
     log(f"==> measuring {len(args.servers)} servers x {len(args.scenarios)} scenarios x {args.reps} reps")
     measured = measure(args, loadgen, logs)
     doc["summary"] = summarize(measured)
@@ -963,6 +1067,8 @@ def main(argv: list[str] | None = None) -> int:
     doc["meta"]["seconds"] = round(time.monotonic() - t0, 1)
     out.write_text(json.dumps(doc, default=_jsonable, indent=1))
     print(report(doc, measured["scenarios"]))
+    if cluster:
+        print(cluster_report(doc["cluster_bcast"]))
     failed = [r for r in measured["runs"] if not r.ok]
     print(f"\nraw results: {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}  ({doc['meta']['seconds']} s)")
     for r in failed:

@@ -13,6 +13,9 @@ options, as every peer. The handlers are the ones users write (``--handler``):
 Usage: PORT=5000 python bench/servers/anysio_server.py [--backend asyncio|uvloop|trio] [--handler typed|model|untyped]
 [--workers N]
 
+With ``REDIS_URL`` in the environment the server is one of a cluster on Redis (``anysio.RedisCluster``, the
+cluster_bcast scenario).
+
 With ``--workers N`` (N > 1) anysio's master process runs N workers on the port (``anysio.workers``); bench/run.py
 measures one process on one core and does not use it: the PID it watches would be the master's.
 """
@@ -28,7 +31,9 @@ from typing import Any
 import anyio
 from pydantic import BaseModel
 
+import anysio
 from anysio import Server, Socket
+from anysio.workers import serve_alone
 
 HANDLERS = ("typed", "model", "untyped")
 
@@ -51,9 +56,11 @@ class EchoModel(BaseModel):
 
 
 def make_server(handler: str | None = None) -> Server:
-    """The contract with the handlers of ``handler`` (else $BENCH_HANDLER, else typed)."""
+    """The contract with the handlers of ``handler`` (else $BENCH_HANDLER, else typed); on the Redis cluster of
+    $REDIS_URL when set."""
     handler = handler or os.environ.get("BENCH_HANDLER", "typed")
-    sio = Server()
+    redis_url = os.environ.get("REDIS_URL")
+    sio = Server(adapter=anysio.RedisCluster(redis_url).adapter) if redis_url else Server()
 
     @sio.on("connect")
     def connect(socket: Socket, auth: Any) -> None:
@@ -112,7 +119,8 @@ def main() -> None:
         raise SystemExit(workers.run(target, workers=args.workers, host="127.0.0.1", port=port, backend=args.backend))
     backend, options = ("asyncio", {"use_uvloop": True}) if args.backend == "uvloop" else (args.backend, {})
     with contextlib.suppress(KeyboardInterrupt):
-        anyio.run(make_server(args.handler).serve, "127.0.0.1", port, backend=backend, backend_options=options)
+        sio = make_server(args.handler)
+        anyio.run(serve_alone, sio, "127.0.0.1", port, backend=backend, backend_options=options)
 
 
 if __name__ == "__main__":

@@ -2,8 +2,11 @@
 ``@socket.io/redis-adapter`` (tests/cluster/node_server.mjs is the same contract on Node).
 
     PORT=5001 REDIS_URL=redis://127.0.0.1:6379 NAME=a python examples/cluster/server.py [--backend trio] [--sharded]
+    PORT=5001 REDIS_URL=redis://127.0.0.1:6379 NAME=a python examples/cluster/server.py --workers 2
 
-(``--sharded`` or ``ADAPTER=sharded``: the sharded adapter, Redis 7 sharded pub/sub.)
+(``--sharded`` or ``ADAPTER=sharded``: the sharded adapter, Redis 7 sharded pub/sub. ``--workers N``: N worker
+processes on the port, ``anysio run server:app --factory --workers N``, of which worker 0 holds the Redis link
+for the machine: one server of the cluster.)
 
 Namespaces "/" and "/chat" each answer:
 
@@ -17,9 +20,12 @@ Namespaces "/" and "/chat" each answer:
 - ``sse`` {event, args}: ``nsp.server_side_emit(event, *args)``; ack ``true``;
 - ``seen`` {}: ack the list of ``[event, args]`` this server heard server-side, in order;
 - ``sse_ack`` {timeout_ms}: ack the sorted replies of ``server_side_emit_with_ack("who")``; each server answers
-  ``who`` with NAME.
+  ``who`` with NAME;
+- ``whoami`` {}: ack ``{"pid", "holds_link"}``: the process that serves the socket, and whether it holds the
+  machine's Redis link (with workers, the tests tell the workers apart by it).
 
-It prints ``{"event": "listening", "port": N, "uids": {...}}`` once it serves.
+It prints ``{"event": "listening", "port": N, "uids": {...}}`` once it serves (with workers, the master prints
+``anysio: N workers listening on http://HOST:PORT``).
 """
 
 from __future__ import annotations
@@ -33,7 +39,9 @@ from typing import Any
 import anyio
 
 import anysio
+from anysio.adapters.bus import BusAdapter
 from anysio.adapters.redis import RedisAdapter, RedisCluster, ShardedRedisAdapter
+from anysio.workers import run as run_workers
 
 
 def _sorted(values: list[Any]) -> list[Any]:
@@ -114,12 +122,27 @@ def contract(nsp: anysio.Namespace, name: str) -> None:
         except anysio.AckTimeout as e:
             return {"error": str(e), "replies": _sorted(e.replies)}
 
+    @nsp.on("whoami")
+    def whoami(socket: anysio.Socket, msg: Any = None) -> dict[str, Any]:
+        adapter = nsp.adapter
+        holds = isinstance(adapter, RedisAdapter | ShardedRedisAdapter) or (
+            isinstance(adapter, BusAdapter) and isinstance(adapter.uplink, RedisAdapter)
+        )
+        return {"pid": os.getpid(), "holds_link": holds}
+
 
 def build(name: str, cluster: RedisCluster) -> anysio.Server:
     sio = anysio.Server(cors_allowed_origins="*", adapter=cluster.adapter)
     for path in ("/", "/chat"):
         contract(sio.of(path), name)
     return sio
+
+
+def app() -> anysio.Server:
+    """The server of one worker (``anysio run server:app --factory``), configured from the environment."""
+    env = os.environ
+    cluster = RedisCluster(env.get("REDIS_URL", "redis://127.0.0.1:6379"), sharded=env.get("ADAPTER") == "sharded")
+    return build(env.get("NAME", "anysio"), cluster)
 
 
 async def main(host: str, port: int, redis_url: str, name: str, sharded: bool) -> None:
@@ -137,9 +160,23 @@ def cli() -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--sharded", action="store_true", help="Redis 7 sharded pub/sub (createShardedAdapter)")
     args = parser.parse_args()
-    if args.workers != 1:
-        sys.exit("--workers N: not yet (the Redis adapter runs in single-process servers for now)")
     env = os.environ
+    if args.sharded:
+        os.environ["ADAPTER"] = "sharded"
+    if args.workers != 1:
+        here = os.path.dirname(os.path.abspath(__file__))
+        host, port = env.get("HOST", "127.0.0.1"), int(env.get("PORT", "5000"))
+        sys.exit(
+            run_workers(
+                "server:app",
+                factory=True,
+                app_dir=here,
+                workers=args.workers,
+                host=host,
+                port=port,
+                backend=args.backend,
+            )
+        )
     host = env.get("HOST", "127.0.0.1")
     anyio.run(
         main,

@@ -11,18 +11,18 @@ from .asgi import ASGIApp
 from .engineio.http import Request
 from .engineio.runtime import Cookie, EngineOptions, RequestRefused
 from .engineio.server import EngineServer, Session
-from .exceptions import AckTimeout, AnysioError, ConnectionRefused, Disconnected
+from .exceptions import AckTimeout, AnysioError, ClusterError, ConnectionRefused, Disconnected
 from .server.broadcast import BroadcastOperator
 from .server.server import Namespace, Server
 from .server.socket import Ack, Handshake, Socket
 
 if TYPE_CHECKING:
-    from .adapters.redis import ClusterError, Emitter, RedisCluster
+    from .adapters.redis import Emitter, RedisCluster
 
 
 def __getattr__(name: str) -> object:
     # The Redis adapter needs hiredis (the "redis" extra): imported on first use.
-    if name in ("RedisCluster", "Emitter", "ClusterError"):
+    if name in ("RedisCluster", "Emitter"):
         from .adapters import redis
 
         return getattr(redis, name)

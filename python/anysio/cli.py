@@ -10,10 +10,11 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from functools import partial
 
 from .engineio.runtime import BACKENDS, run_until_signalled
 from .exceptions import BackendUnavailable
-from .workers import TargetError, load, run
+from .workers import TargetError, load, run, serve_alone
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 
@@ -61,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
                 log_level=args.log_level,
             )
         server = load(args.target, factory=args.factory, app_dir=args.app_dir)
-        run_until_signalled(server.serve, args.host, args.port, args.backend)
+        run_until_signalled(partial(serve_alone, server), args.host, args.port, args.backend)
     except (TargetError, BackendUnavailable, OSError) as e:
         print(f"anysio: {e}", file=sys.stderr, flush=True)
         return 1

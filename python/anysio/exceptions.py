@@ -46,6 +46,10 @@ class BackendUnavailable(AnysioError, LookupError):
     """The event loop asked for is not installed. str(e) is one line naming the ``pip install`` that fixes it."""
 
 
+class ClusterError(AnysioError):
+    """A cluster operation could not be done: Redis is unreachable, or the other servers did not answer."""
+
+
 class Disconnected(AnysioError):
     """The socket disconnected before its acknowledgement arrived."""
 

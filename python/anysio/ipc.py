@@ -15,7 +15,7 @@ import logging
 import os
 import socket
 import struct
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +62,7 @@ class Bus:
         self._handoff_out: dict[int, socket.socket] = {}
         self._next_request = 0
         self._replies: dict[int, Callable[[Message], None]] = {}
+        self._tg: anyio.abc.TaskGroup | None = None
 
     def on(self, kind: str, handler: Callable[[Message], Awaitable[None] | None]) -> None:
         self._handlers[kind] = handler
@@ -130,6 +131,7 @@ class Bus:
         path.unlink(missing_ok=True)
         listener = await anyio.create_unix_listener(path)
         async with listener, anyio.create_task_group() as tg:
+            self._tg = tg
             task_status.started()
             while True:
                 stream = await listener.accept()
@@ -224,6 +226,31 @@ class Bus:
         finally:
             del self._replies[req]
         return replies
+
+    async def ask(self, peer: int, msg: Message, timeout: float) -> Message | None:
+        """Ask one worker and return its reply, or None when it cannot be reached or does not answer in time."""
+        req = self._next_request = self._next_request + 1
+        answer: list[Message] = []
+        done = anyio.Event()
+
+        def resolve(reply: Message) -> None:
+            answer.append(reply)
+            done.set()
+
+        self._replies[req] = resolve
+        try:
+            if not await self.send(peer, {**msg, "req": req, "from": self.index}):
+                return None
+            with anyio.move_on_after(timeout):
+                await done.wait()
+        finally:
+            del self._replies[req]
+        return answer[0] if answer else None
+
+    def spawn(self, fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> None:
+        """Run ``fn(*args)`` in the bus's task group (a handler that must not hold up the messages after it)."""
+        if self._tg is not None:
+            self._tg.start_soon(fn, *args)
 
     async def reply(self, request: Message, body: Message) -> None:
         await self.send(request["from"], {**body, "t": "reply", "req": request["req"]})

@@ -27,8 +27,10 @@ from pathlib import Path
 from types import FrameType
 
 import anyio
+import anyio.abc
 
-from .adapters.bus import BusAdapter, attach
+from .adapters.base import ClusterLink, cluster_link
+from .adapters.bus import HOLDER, BusAdapter, HolderLink, attach
 from .engineio.runtime import BACKENDS, check_backend, run_backend, url
 from .exceptions import BackendUnavailable, checked_options
 from .ipc import Bus
@@ -106,22 +108,47 @@ async def _worker(
     server: Server, index: int, workers: int, bus_dir: str, host: str, port: int, ready: Callable[[], None]
 ) -> None:
     bus = Bus(bus_dir, index, workers)
+    # A server linked to other machines (Redis): worker HOLDER holds the link for the whole machine, and the
+    # others reach it over the bus, so each message crosses Redis once per machine.
+    link = cluster_link(server.adapter_factory)
+    holds = link if link is not None and index == HOLDER else None
 
     def adapter(nsp: Namespace) -> BusAdapter:
-        return BusAdapter(nsp, bus)
+        if link is None:
+            return BusAdapter(nsp, bus)
+        if holds is None:
+            return BusAdapter(nsp, bus, HolderLink(bus, nsp.name))
+        machine = BusAdapter(nsp, bus)
+        machine.uplink = holds.uplink(nsp, machine)
+        return machine
 
     server.become_worker(index, adapter, bus.hand_off)
     attach(server, bus)
     sock = listening_socket(host, port, listen=True)
     async with anyio.create_task_group() as tg:
         await tg.start(bus.serve)
-        tg.start_soon(bus.receive_handoffs, server.runtime.core.adopt)
-        await tg.start(partial(server.serve, sock=sock))
-        ready()
-        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-            async for _ in signals:
-                tg.cancel_scope.cancel()
-                return
+        # Connected and subscribed before this worker serves; closed (inside the task group) when it stops.
+        async with holds if holds is not None else contextlib.nullcontext():
+            tg.start_soon(bus.receive_handoffs, server.runtime.core.adopt)
+            await tg.start(partial(server.serve, sock=sock))
+            ready()
+            with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                async for _ in signals:
+                    tg.cancel_scope.cancel()
+                    return
+
+
+async def serve_alone(
+    server: Server,
+    host: str,
+    port: int,
+    *,
+    task_status: anyio.abc.TaskStatus[tuple[str, int]] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """``server.serve`` in one process, inside its link to other machines (``RedisCluster``) if it has one."""
+    link: ClusterLink | None = cluster_link(server.adapter_factory)
+    async with link if link is not None else contextlib.nullcontext():
+        await server.serve(host, port, task_status=task_status)
 
 
 def _tell_master(bus_dir: str, message: str) -> None:

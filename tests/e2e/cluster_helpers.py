@@ -135,15 +135,22 @@ class ServerProc:
 
 @asynccontextmanager
 async def cluster_server(
-    kind: str, name: str, redis_url: str, backend: str = "asyncio", mode: str = "classic"
+    kind: str, name: str, redis_url: str, backend: str = "asyncio", mode: str = "classic", workers: int = 1
 ) -> AsyncIterator[ServerProc]:
-    """A server of the cluster contract: ``kind`` "node" or "anysio", ``mode`` "classic" or "sharded"."""
+    """A server of the cluster contract: ``kind`` "node" or "anysio", ``mode`` "classic" or "sharded"; an anysio
+    server with ``workers`` > 1 is one machine of that many worker processes (its master prints its address)."""
     env = {**os.environ, "PORT": "0", "REDIS_URL": redis_url, "NAME": name, "PYTHONPATH": str(ROOT), "ADAPTER": mode}
     node = ["node", str(NODE_SERVER)]
-    cmd = node if kind == "node" else [sys.executable, str(PY_SERVER), "--backend", backend]
+    cmd = node if kind == "node" else [sys.executable, str(PY_SERVER), "--backend", backend, f"--workers={workers}"]
     async with await anyio.open_process(cmd, env=env, stderr=None) as proc:
         try:
             lines = Lines(proc, name)
+            if workers > 1:
+                with anyio.fail_after(STEP * 2):
+                    while "workers listening on" not in (line := await lines.next_line()):
+                        pass
+                yield ServerProc(kind, name, int(line.rsplit(":", 1)[1]), {}, lines)
+                return
             ready = await lines.until(lambda m: m.get("event") == "listening")
             yield ServerProc(kind, name, int(ready["port"]), ready["uids"], lines)
         finally:

@@ -1,12 +1,15 @@
 """anysio and Node servers on one Redis are one cluster (issue 11): a real redis-server, a Node socket.io server
 on ``@socket.io/redis-adapter`` 8 and an anysio server on ``RedisCluster`` (examples/cluster/server.py, on the
 test's backend), driven by the official socket.io-client. Every contract operation is done from each server as
-origin, and must reach the clients and sockets of both."""
+origin, and must reach the clients and sockets of both. The anysio server is also a machine of 2 workers (worker
+0 holds the Redis link): then "p1" is a client of the worker that holds it and "p2" of the other one, and each
+is an origin."""
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -39,13 +42,27 @@ class Cluster:
 
 
 @asynccontextmanager
-async def mixed_cluster(backend: str, first: str = "node", mode: str = "classic") -> AsyncIterator[Cluster]:
-    """A Node server "N" (or, with ``first="anysio"``, a second anysio server) and an anysio server "P", on the
-    classic adapter or the sharded one (``mode``)."""
+async def placed_client(server: ServerProc, name: str, rooms: list[str], holds_link: bool) -> AsyncIterator[Client]:
+    """A client of a machine with workers, on the worker that holds the Redis link or on another one (the kernel
+    spreads connections: a client that lands on the wrong kind of worker is replaced)."""
+    for _ in range(40):
+        async with client(server, name, rooms) as c:
+            if (await c.call("whoami"))["holds_link"] == holds_link:
+                yield c
+                return
+    raise AssertionError(f"no client of {name} landed on a worker with holds_link={holds_link}")
+
+
+@asynccontextmanager
+async def mixed_cluster(
+    backend: str, first: str = "node", mode: str = "classic", workers: int = 1
+) -> AsyncIterator[Cluster]:
+    """A Node server "N" (or, with ``first="anysio"``, a second anysio server) and an anysio server "P" (of
+    ``workers`` processes), on the classic adapter or the sharded one (``mode``)."""
     async with AsyncExitStack() as stack:
         redis = await stack.enter_async_context(redis_server())
         node = await stack.enter_async_context(cluster_server(first, "N", redis.url, backend, mode))
-        py = await stack.enter_async_context(cluster_server("anysio", "P", redis.url, backend, mode))
+        py = await stack.enter_async_context(cluster_server("anysio", "P", redis.url, backend, mode, workers))
         clients: dict[str, Client] = {}
         for name, server, rooms, nsp in [
             ("n1", node, ["r1"], "/"),
@@ -55,8 +72,20 @@ async def mixed_cluster(backend: str, first: str = "node", mode: str = "classic"
             ("nc", node, ["r1"], "/chat"),
             ("pc", py, ["r1"], "/chat"),
         ]:
-            clients[name] = await stack.enter_async_context(client(server, name, rooms, nsp))
+            if workers > 1 and name in ("p1", "p2"):
+                placed = placed_client(server, name, rooms, holds_link=name == "p1")
+                clients[name] = await stack.enter_async_context(placed)
+            else:
+                clients[name] = await stack.enter_async_context(client(server, name, rooms, nsp))
         yield Cluster(redis, node, py, clients)
+
+
+#: (mode, origin, workers of the anysio server): every origin in both modes with one process each, and every
+#: origin of a classic cluster whose anysio machine runs 2 workers (p1 on the worker holding the Redis link).
+ORIGINS = [
+    *[(mode, origin, 1) for mode in ("classic", "sharded") for origin in ("n1", "p1")],
+    *[("classic", origin, 2) for origin in ("n1", "p1", "p2")],
+]
 
 
 async def sync_all(c: Cluster, origin: Client, tag: str) -> None:
@@ -68,10 +97,11 @@ async def sync_all(c: Cluster, origin: Client, tag: str) -> None:
             pass
 
 
-@pytest.mark.parametrize("mode", ["classic", "sharded"])
-@pytest.mark.parametrize("origin", ["n1", "p1"])
-async def test_broadcasts_cross_between_node_and_anysio(anyio_backend: str, origin: str, mode: str) -> None:
-    async with mixed_cluster(anyio_backend, mode=mode) as c:
+@pytest.mark.parametrize(("mode", "origin", "workers"), ORIGINS)
+async def test_broadcasts_cross_between_node_and_anysio(
+    anyio_backend: str, origin: str, mode: str, workers: int
+) -> None:
+    async with mixed_cluster(anyio_backend, mode=mode, workers=workers) as c:
         cl, o = c.clients, c.clients[origin]
 
         # One room (the room's own channel), with binary.
@@ -92,18 +122,17 @@ async def test_broadcasts_cross_between_node_and_anysio(anyio_backend: str, orig
         assert cl["nc"].got("all") == [] and cl["pc"].got("all") == [], "another namespace hears nothing"
 
         # Another namespace.
-        chat = cl["nc"] if origin == "n1" else cl["pc"]
+        chat = cl["nc"] if origin.startswith("n") else cl["pc"]
         await chat.call("to", {"rooms": ["r1"], "event": "chat", "args": ["hi"]})
         for name in ("nc", "pc"):
             assert await cl[name].received("chat") == ["hi"]
 
 
-@pytest.mark.parametrize("mode", ["classic", "sharded"])
-@pytest.mark.parametrize("origin", ["n1", "p1"])
-async def test_requests_are_answered_by_every_server(anyio_backend: str, origin: str, mode: str) -> None:
-    async with mixed_cluster(anyio_backend, mode=mode) as c:
+@pytest.mark.parametrize(("mode", "origin", "workers"), ORIGINS)
+async def test_requests_are_answered_by_every_server(anyio_backend: str, origin: str, mode: str, workers: int) -> None:
+    async with mixed_cluster(anyio_backend, mode=mode, workers=workers) as c:
         cl, o = c.clients, c.clients[origin]
-        other = "P" if origin == "n1" else "N"
+        other = "P" if origin.startswith("n") else "N"
 
         # A broadcast with acks gathers every client's reply, on both servers.
         assert await o.call("ask", {"rooms": [], "timeout_ms": 4000}) == ["n1", "n2", "p1", "p2"]
@@ -131,14 +160,14 @@ async def test_requests_are_answered_by_every_server(anyio_backend: str, origin:
 
         # Server-side events, with and without ack.
         assert await o.call("sse", {"event": "note", "args": [1, {"x": "y"}]}) is True
-        hearer = cl["p2"] if origin == "n1" else cl["n2"]
+        hearer = cl["p2"] if origin.startswith("n") else cl["n2"]
         while ["note", [1, {"x": "y"}]] not in await hearer.call("seen"):
             pass
         assert ["note", [1, {"x": "y"}]] not in await o.call("seen"), "a server does not hear itself"
         assert await o.call("sse_ack", {"timeout_ms": 4000}) == [other]
 
         # disconnect_sockets reaches the other server's sockets (p1 is the only socket in r3).
-        target = "p1" if origin == "n1" else "n1"
+        target = "p1" if origin.startswith("n") else "n1"
         await cl[target].call("join_all", {"rooms": [cl[target].id], "room": "kickme"})
         assert await o.call("kick", {"rooms": ["kickme"]}) is True
         assert await cl[target].disconnected() == "io server disconnect"
@@ -240,3 +269,102 @@ async def test_redis_restart(anyio_backend: str) -> None:
                             await target.received(event)
                             break
         assert c.py.lines.proc.returncode is None and c.node.lines.proc.returncode is None
+
+
+class Recorder:
+    """Every message published on the adapter's channels (``socket.io*``), as (channel, bytes), in Redis's order."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, bytes]] = []
+        self.arrived = anyio.Event()
+
+    async def read(self, conn: RespConnection) -> None:
+        while True:
+            push = await conn.read()
+            if push[0] == b"pmessage":
+                self.seen.append((push[2].decode(), push[3]))
+                self.arrived.set()
+                self.arrived = anyio.Event()
+
+    async def flushed(self, redis_url: str, tag: str) -> None:
+        """Returns once the recorder has what was published before now: Redis delivers in publishing order."""
+        conn = await RespConnection.open(RedisAddress.parse(redis_url), 5.0)
+        try:
+            await conn.command("PUBLISH", "socket.io-marker", tag)
+        finally:
+            await conn.aclose()
+        with anyio.fail_after(5):
+            while ("socket.io-marker", tag.encode()) not in self.seen:
+                await self.arrived.wait()
+
+
+@asynccontextmanager
+async def recorder(redis_url: str) -> AsyncIterator[Recorder]:
+    conn = await RespConnection.open(RedisAddress.parse(redis_url), 5.0)
+    rec = Recorder()
+    try:
+        await conn.send("PSUBSCRIBE", "socket.io*")
+        assert (await conn.read())[0] == b"psubscribe"
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(rec.read, conn)
+            yield rec
+            tg.cancel_scope.cancel()
+    finally:
+        await conn.aclose()
+
+
+async def test_workers_cross_redis_once_per_machine(anyio_backend: str) -> None:
+    """With 2 workers, the machine is one server to the cluster: one subscriber (NUMSUB counts Node and the
+    machine), each broadcast published once whichever worker sends it, relayed to both workers once received, and
+    one request per cluster operation."""
+    from anysio.adapters.redis import decode
+
+    async with mixed_cluster(anyio_backend, workers=2) as c, recorder(c.redis.url) as rec:
+        cl = c.clients
+        conn = await RespConnection.open(RedisAddress.parse(c.redis.url), 5.0)
+        try:
+            assert (await conn.command("PUBSUB", "NUMSUB", "socket.io-request#/#"))[1] == 2
+        finally:
+            await conn.aclose()
+
+        for origin, event, hearers in (("p1", "from-p1", ["n1"]), ("p2", "from-p2", ["n1", "p1"])):
+            await cl[origin].call("to", {"rooms": ["r1"], "event": event, "args": [origin]})
+            for name in hearers:
+                assert await cl[name].received(event) == [origin]
+        await cl["n1"].call("to", {"event": "from-n1", "args": []})
+        for name in ("p1", "p2", "n2"):
+            assert await cl[name].received("from-n1") == []
+        assert await cl["p2"].call("join_all", {"rooms": ["r3"], "room": "r8"}) is True
+        while {r["name"] for r in await cl["n1"].call("fetch", {"rooms": ["r8"]})} != {"p1"}:
+            pass
+        await rec.flushed(c.redis.url, "end")
+        seen = rec.seen
+
+        broadcasts = [decode("broadcast", data)[1]["data"][0] for ch, data in seen if ch.startswith("socket.io#/#")]
+        assert sorted(e for e in broadcasts if e.startswith("from-")) == ["from-n1", "from-p1", "from-p2"]
+        requests = [decode("request", data) for ch, data in seen if ch == "socket.io-request#/#"]
+        assert [r["rooms"] for r in requests if r.get("type") == 2] == [["r8"]], "one REMOTE_JOIN"
+        # Each fetch from n1 is one request, answered once by the machine (both workers' sockets in one answer).
+        fetches = {r["requestId"] for r in requests if r.get("type") == 5}
+        answers = [decode("response", d) for ch, d in seen if ch == "socket.io-response#/#"]
+        assert len([a for a in answers if a.get("requestId") in fetches]) == len(fetches)
+
+
+async def test_workers_survive_the_restart_of_the_link_holder(anyio_backend: str) -> None:
+    """Worker 0 (which holds the Redis link) killed: the master restarts it, it links the machine again, and
+    broadcasts cross between Node and the other worker's clients again, both ways."""
+    async with mixed_cluster(anyio_backend, workers=2) as c:
+        cl = c.clients
+        os.kill((await cl["p1"].call("whoami"))["pid"], signal.SIGKILL)
+        assert await cl["p1"].disconnected() == "transport close"
+        with anyio.fail_after(15):
+            # What is published before the new worker 0 has subscribed is lost (pub/sub keeps nothing): retry,
+            # awaiting each try's delivery for a quarter of a second.
+            for sender, target, event in ((cl["n1"], cl["p2"], "back"), (cl["p2"], cl["n2"], "back2")):
+                while True:
+                    await sender.call("to", {"rooms": ["r2"], "event": event, "args": []})
+                    with anyio.move_on_after(0.25):
+                        await target.received(event)
+                        break
+        assert await cl["n1"].call("ask", {"rooms": ["r2"], "timeout_ms": 4000}) == ["n2", "p2"]
+        assert c.py.lines.proc.returncode is None

@@ -253,6 +253,40 @@ def screenshot(command: str) -> None:
     assert target.stat().st_size > 10_000
 
 
+REDIS = "redis-server --port 6379 --bind 127.0.0.1 --save '' --appendonly no"
+MACHINE = "env REDIS_URL=redis://127.0.0.1:6379 .venv/bin/anysio run app:sio --app-dir examples/cluster --workers 2"
+MACHINE_A, MACHINE_B = f"{MACHINE} --port 5001", f"{MACHINE} --port 5002"
+
+
+def two_machines(command: str) -> None:
+    """The worked two-machine example, its three commands together: Redis, then machine A and machine B (2
+    workers each); a client of each in room "lobby" hears what the other says, and the cluster has 2 servers."""
+    import socketio
+
+    async def scenario() -> None:
+        heard: dict[str, asyncio.Queue[str]] = {}
+        clients: dict[str, socketio.AsyncClient] = {}
+        for name, port in (("a", 5001), ("b", 5002)):
+            client = clients[name] = socketio.AsyncClient(reconnection=False)
+            queue_ = heard[name] = asyncio.Queue()
+            client.on("said", queue_.put)
+            await client.connect(f"http://127.0.0.1:{port}", auth={"room": "lobby"}, wait_timeout=DEADLINE)
+        for speaker, text in (("a", "hello from A"), ("b", "hello from B")):
+            assert await clients[speaker].call("say", ("lobby", text), timeout=DEADLINE) == 2
+            for name in ("a", "b"):
+                assert await asyncio.wait_for(heard[name].get(), DEADLINE) == text
+        for client in clients.values():
+            await client.disconnect()
+
+    assert command in (REDIS, MACHINE_A, MACHINE_B)
+    with (
+        server(REDIS, r"Ready to accept connections", 6379),
+        server(MACHINE_A, r"^anysio: 2 workers listening on http://", 5001),
+        server(MACHINE_B, r"^anysio: 2 workers listening on http://", 5002),
+    ):
+        asyncio.run(scenario())
+
+
 @dataclass(frozen=True)
 class Check:
     run: Callable[[str], None] | None
@@ -273,6 +307,9 @@ COMMANDS: dict[str, Check] = {
         echo_server(r"^anysio: 2 workers listening on http://")
     ),
     ".venv/bin/anysio run --help": Check(finishes("--app-dir", "(default: 5000)", "--factory", "--log-level")),
+    REDIS: Check(two_machines),
+    MACHINE_A: Check(None, "run with machine B by the redis-server command's check (two_machines)"),
+    MACHINE_B: Check(None, "run with machine A by the redis-server command's check (two_machines)"),
     "scripts/chat.sh --port 8000 --backend trio": Check(chat_host("trio", 8000)),
     "scripts/chat.sh join --url http://127.0.0.1:5000 --name alice": Check(chat_join),
     "ANYSIO_CHAT_SCREENSHOT=docs/chat.png .venv/bin/python -m pytest tests/e2e/test_chat_browser.py -k asyncio": Check(

@@ -4,7 +4,8 @@
 //! loadgen connect --port P --clients 1000 [--window 256] [--sources 1] [--source-offset 0] [--rss-at 10000]
 //!                 [--hold 0] [--wait-stdin]
 //! loadgen echo    --port P --clients 100 --depth 8 [--duration 5] [--warmup 1] [--payload 100]
-//! loadgen bcast   --port P --clients 1000 [--window 16] [--duration 5] [--warmup 1] [--payload 100]
+//! loadgen bcast   --port P [--port2 P2] --clients 1000 [--window 16] [--duration 5] [--warmup 1] [--payload 100]
+//!                 (--port2: the clients alternate between two servers of one cluster)
 //! loadgen poll    --port P --clients 50 [--duration 5] [--warmup 1] [--payload 100]
 //! loadgen reflect [--port P, else $PORT] [--timeout 120]   (a minimal native server, for calibration)
 //! ```
@@ -28,6 +29,8 @@ pub struct Args {
     pub scenario: String,
     pub host: String,
     pub port: u16,
+    /// bcast: a second server of the same cluster; clients alternate between the two ports.
+    pub port2: Option<u16>,
     pub clients: usize,
     pub depth: usize,
     pub window: usize,
@@ -47,7 +50,7 @@ pub struct Args {
 }
 
 const USAGE: &str = "usage: loadgen connect|echo|bcast|poll|reflect --port P [--host 127.0.0.1] [--clients N] \
-[--depth N] [--window N] [--sources N] [--source-offset N] [--wait-stdin] [--duration S] [--warmup S] [--hold S] [--settle S] [--timeout S] \
+[--port2 P (bcast: clients alternate between two servers)] [--depth N] [--window N] [--sources N] [--source-offset N] [--wait-stdin] [--duration S] [--warmup S] [--hold S] [--settle S] [--timeout S] \
 [--handshake-timeout S] [--payload BYTES] [--max-failures N] [--rss-at N,N] [--server-pid PID]";
 
 fn parse(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
@@ -64,6 +67,7 @@ fn parse(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
         scenario,
         host: "127.0.0.1".into(),
         port: 0,
+        port2: None,
         clients: defaults.0,
         depth: defaults.1,
         window: defaults.2,
@@ -103,6 +107,7 @@ fn parse(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
         match flag.as_str() {
             "--host" => a.host = value.clone(),
             "--port" => a.port = value.parse().map_err(|_| format!("bad port {value}"))?,
+            "--port2" => a.port2 = Some(value.parse().map_err(|_| format!("bad port {value}"))?),
             "--clients" => a.clients = num()?,
             "--depth" => a.depth = num()?.max(1),
             "--window" => a.window = num()?.max(1),

@@ -497,6 +497,9 @@ impl Scenario for Bcast {
 pub fn bcast(a: &Args, addr: SocketAddr) -> io::Result<Value> {
     let deadline = Instant::now() + a.timeout;
     let mut net = Net::new(addr)?;
+    if let Some(port2) = a.port2 {
+        net.also(crate::tcp::loopback(&a.host, port2)?);
+    }
     let far = Instant::now() + Duration::from_secs(86_400);
     let mut sc = Bcast {
         sender: 0,

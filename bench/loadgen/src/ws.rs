@@ -62,8 +62,9 @@ enum Incoming {
 pub struct Net {
     poll: Poll,
     events: Events,
-    addr: SocketAddr,
-    host_header: String,
+    /// The servers' addresses (with their Host headers): clients are opened on each in turn.
+    addrs: Vec<(SocketAddr, String)>,
+    next_addr: usize,
     clients: Vec<Option<Client>>,
     free: Vec<usize>,
     /// Ids freed this turn; reused only from the next one, so a late event cannot reach a new client.
@@ -86,8 +87,8 @@ impl Net {
         Ok(Net {
             poll: Poll::new()?,
             events: Events::with_capacity(4096),
-            addr,
-            host_header: addr.to_string(),
+            addrs: vec![(addr, addr.to_string())],
+            next_addr: 0,
             clients: Vec::new(),
             free: Vec::new(),
             freed: Vec::new(),
@@ -101,6 +102,11 @@ impl Net {
             opened: 0,
             failures: HashMap::new(),
         })
+    }
+
+    /// Open every other client on `addr` (another server of the same cluster).
+    pub fn also(&mut self, addr: SocketAddr) {
+        self.addrs.push((addr, addr.to_string()));
     }
 
     pub fn handshaking(&self) -> usize {
@@ -136,7 +142,9 @@ impl Net {
         source: Option<std::net::Ipv4Addr>,
         now: Instant,
     ) -> io::Result<()> {
-        let mut stream = tcp::connect(self.addr, source)?;
+        let (addr, host_header) = self.addrs[self.next_addr % self.addrs.len()].clone();
+        self.next_addr += 1;
+        let mut stream = tcp::connect(addr, source)?;
         self.poll.registry().register(
             &mut stream,
             Token(id),
@@ -145,7 +153,7 @@ impl Net {
         let request = format!(
             "GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\n\
              Connection: Upgrade\r\nSec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n",
-            self.host_header
+            host_header
         );
         let client = Client {
             stream,

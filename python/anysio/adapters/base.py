@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import anyio
 
@@ -224,6 +224,80 @@ class Adapter:
 
     def socket_count(self) -> int:
         return self.nsp.core.socket_count(self.nsp.name)
+
+
+class MachineScope(Protocol):
+    """What a link to other machines (the Redis adapter) does on this machine when they ask: every worker's
+    sockets, not only this process's (``BusAdapter``, held by the worker that holds the link)."""
+
+    async def machine_deliver(self, data: str, attachments: list[bytes], opts: BroadcastOptions) -> None:
+        """Write an encoded event to the targets of every worker."""
+        ...
+
+    async def machine_fetch(self, opts: BroadcastOptions) -> list[FetchedSocket]: ...
+    async def machine_join(self, opts: BroadcastOptions, rooms: list[str]) -> None: ...
+    async def machine_leave(self, opts: BroadcastOptions, rooms: list[str]) -> None: ...
+    async def machine_disconnect(self, opts: BroadcastOptions, close: bool) -> None: ...
+    async def machine_server_side(self, args: list[Any]) -> None:
+        """Tell the other workers of a server-side event (this process runs its own handler)."""
+        ...
+
+    async def machine_ack_peers(
+        self,
+        rid: str,
+        data: str,
+        attachments: list[bytes],
+        opts: BroadcastOptions,
+        timeout: float,
+        on_reply: Callable[[list[Any]], None],
+    ) -> int:
+        """Deliver an event with acks to the other workers' targets; returns how many they reached, then passes
+        each client's reply (its arguments) to ``on_reply`` until ``machine_ack_done(rid)``."""
+        ...
+
+    def machine_ack_done(self, rid: str) -> None: ...
+
+
+class Uplink(Protocol):
+    """The other machines of a cluster, for one namespace: what a Redis adapter does beyond this machine (its
+    remote half). Workers share one: the worker that holds the link, the others reach it over the bus."""
+
+    async def remote_broadcast(self, data: str, attachments: list[bytes], opts: BroadcastOptions) -> None: ...
+    async def remote_broadcast_with_ack(
+        self, args: list[Any], opts: BroadcastOptions, timeout: float | None
+    ) -> tuple[list[Any], bool]:
+        """The other machines' replies, and whether some are missing."""
+        ...
+
+    async def remote_fetch(self, opts: BroadcastOptions) -> list[dict[str, Any]]:
+        """The other machines' sockets, as ``RemoteSocket`` descriptions."""
+        ...
+
+    async def remote_join(self, opts: BroadcastOptions, rooms: list[str]) -> None: ...
+    async def remote_leave(self, opts: BroadcastOptions, rooms: list[str]) -> None: ...
+    async def remote_disconnect(self, opts: BroadcastOptions, close: bool) -> None: ...
+    async def remote_server_side_emit(self, args: list[Any]) -> None: ...
+    async def remote_server_side_emit_with_ack(self, args: list[Any], timeout: float | None) -> list[Any]: ...
+    async def server_count(self) -> int: ...
+
+
+@runtime_checkable
+class ClusterLink(Protocol):
+    """A link from a machine to the others (``anysio.RedisCluster``), given to ``Server(adapter=link.adapter)``.
+    With workers one worker holds it (enters it, and builds each namespace's ``uplink`` over its whole machine);
+    the others reach it over the bus."""
+
+    def uplink(self, nsp: AdapterNamespace, machine: MachineScope) -> Uplink: ...
+    async def __aenter__(self) -> Any: ...
+    async def __aexit__(self, *exc: Any) -> bool | None: ...
+
+
+def cluster_link(factory: Callable[..., Any]) -> ClusterLink | None:
+    """The link behind an adapter factory (``RedisCluster.adapter``, or the cluster itself), if any."""
+    for candidate in (factory, getattr(factory, "__self__", None)):
+        if isinstance(candidate, ClusterLink):
+            return candidate
+    return None
 
 
 @dataclass(frozen=True)

@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import anyio
 
 from ..codec.wire import decode_args, encode_args
-from ..exceptions import AckTimeout
+from ..exceptions import AckTimeout, ClusterError
 from ..ipc import Bus, Message
-from .base import Adapter, AdapterNamespace, BroadcastOptions, FetchedSocket, RemoteSocket
+from .base import Adapter, AdapterNamespace, BroadcastOptions, FetchedSocket, RemoteSocket, Uplink
+
+logger = logging.getLogger("anysio")
 
 
 def _b64(items: list[bytes]) -> list[str]:
@@ -27,28 +31,51 @@ def _unb64(items: list[str]) -> list[bytes]:
     return [base64.b64decode(s) for s in items]
 
 
+def _pack(values: list[Any]) -> Message:
+    """Values (binary included) as a bus message's fields."""
+    data, attachments = encode_args(values)
+    return {"data": data, "att": _b64(attachments)}
+
+
+def _unpack(msg: Message) -> list[Any]:
+    values: list[Any] = decode_args(msg["data"], _unb64(msg["att"]) or None)
+    return values
+
+
+#: The worker that holds the link to other machines (Redis), when there is one.
+HOLDER = 0
+
+
 class BusAdapter(Adapter):
-    """The in-process adapter, extended over the bus to every worker on this machine."""
+    """The in-process adapter, extended over the bus to every worker on this machine, and through ``uplink`` (a
+    Redis adapter's remote half, held by one worker and reached by the others over the bus) to other machines."""
 
     timeout = 5.0
 
-    def __init__(self, nsp: AdapterNamespace, bus: Bus) -> None:
+    def __init__(self, nsp: AdapterNamespace, bus: Bus, uplink: Uplink | None = None) -> None:
         super().__init__(nsp)
         self.bus = bus
+        self.uplink = uplink
+        self._ack_forwards: dict[str, Callable[[list[Any]], None]] = {}
 
     def _opts_msg(self, opts: BroadcastOptions) -> Message:
         return {"nsp": self.nsp.name, "rooms": sorted(opts.rooms), "except": sorted(opts.except_rooms)}
 
     async def broadcast(self, args: list[Any], opts: BroadcastOptions, ack_id: int | None = None) -> list[int]:
-        keys = await super().broadcast(args, opts, ack_id)
+        data, attachments = encode_args(args)  # once, for the local sockets, the bus and the uplink
+        keys = self.broadcast_packet(data, attachments, opts, ack_id)
         if not opts.local:
-            data, attachments = encode_args(args)
-            msg = {"t": "broadcast", **self._opts_msg(opts), "data": data, "att": _b64(attachments)}
-            await self.bus.publish({**msg, "volatile": opts.volatile})
+            await self._publish_broadcast(data, attachments, opts)
+            if self.uplink is not None:
+                await self.uplink.remote_broadcast(data, attachments, opts)
         return keys
 
+    async def _publish_broadcast(self, data: str, attachments: list[bytes], opts: BroadcastOptions) -> None:
+        msg = {"t": "broadcast", **self._opts_msg(opts), "data": data, "att": _b64(attachments)}
+        await self.bus.publish({**msg, "volatile": opts.volatile})
+
     async def broadcast_with_ack(self, args: list[Any], opts: BroadcastOptions, timeout: float | None) -> list[Any]:
-        """Local replies as the in-process adapter gathers them, plus every other worker's."""
+        """Local replies as the in-process adapter gathers them, plus every other worker's (and machine's)."""
         if opts.local:
             return await super().broadcast_with_ack(args, opts, timeout)
         data, attachments = encode_args(args)
@@ -65,46 +92,193 @@ class BusAdapter(Adapter):
                 replies.extend(e.replies)
                 missing += 1
 
-        async def remote() -> None:
+        async def workers() -> None:
             nonlocal missing
             wait = (timeout if timeout is not None else self.timeout) + 1.0
             for reply in await self.bus.request(msg, wait):
-                replies.extend(reply["replies"])
+                replies.extend(_unpack(reply))
                 missing += int(reply["missing"])
+
+        async def machines(uplink: Uplink) -> None:
+            nonlocal missing
+            found, incomplete = await uplink.remote_broadcast_with_ack(args, opts, timeout)
+            replies.extend(found)
+            missing += int(incomplete)
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(local)
-            tg.start_soon(remote)
+            tg.start_soon(workers)
+            if self.uplink is not None:
+                tg.start_soon(machines, self.uplink)
         if missing:
             raise AckTimeout(f"some sockets did not acknowledge {args[0]!r} in {timeout} s", replies)
         return replies
 
     async def fetch_sockets(self, opts: BroadcastOptions) -> list[FetchedSocket]:
-        found = await super().fetch_sockets(opts)
         if opts.local:
-            return found
+            return await super().fetch_sockets(opts)
+        found = await self.machine_fetch(opts)
+        if self.uplink is not None:
+            found.extend(RemoteSocket(self, desc) for desc in await self.uplink.remote_fetch(opts))
+        return found
+
+    async def add_sockets(self, opts: BroadcastOptions, rooms: list[str]) -> None:
+        if opts.local:
+            return await super().add_sockets(opts, rooms)
+        await self.machine_join(opts, rooms)
+        if self.uplink is not None:
+            await self.uplink.remote_join(opts, rooms)
+
+    async def del_sockets(self, opts: BroadcastOptions, rooms: list[str]) -> None:
+        if opts.local:
+            return await super().del_sockets(opts, rooms)
+        await self.machine_leave(opts, rooms)
+        if self.uplink is not None:
+            await self.uplink.remote_leave(opts, rooms)
+
+    async def disconnect_sockets(self, opts: BroadcastOptions, close: bool) -> None:
+        if opts.local:
+            return await super().disconnect_sockets(opts, close)
+        await self.machine_disconnect(opts, close)
+        if self.uplink is not None:
+            await self.uplink.remote_disconnect(opts, close)
+
+    async def server_side_emit(self, args: list[Any]) -> None:
+        await self.machine_server_side(args)
+        if self.uplink is not None:
+            await self.uplink.remote_server_side_emit(args)
+
+    async def server_side_emit_with_ack(self, args: list[Any], timeout: float | None) -> list[Any]:
+        """One reply per other machine: the workers of one machine are one server to the cluster."""
+        if self.uplink is None:
+            return await super().server_side_emit_with_ack(args, timeout)
+        return await self.uplink.remote_server_side_emit_with_ack(args, timeout)
+
+    async def server_count(self) -> int:
+        return await self.uplink.server_count() if self.uplink is not None else await super().server_count()
+
+    # ---- the whole machine (MachineScope: what the uplink does here when other machines ask) ------------------
+
+    async def machine_deliver(self, data: str, attachments: list[bytes], opts: BroadcastOptions) -> None:
+        self.broadcast_packet(data, attachments, opts)
+        await self._publish_broadcast(data, attachments, opts)
+
+    async def machine_fetch(self, opts: BroadcastOptions) -> list[FetchedSocket]:
+        found = await super().fetch_sockets(opts)
         for reply in await self.bus.request({"t": "fetch", **self._opts_msg(opts)}, self.timeout):
             found.extend(RemoteSocket(self, s) for s in reply["sockets"])
         return found
 
-    async def add_sockets(self, opts: BroadcastOptions, rooms: list[str]) -> None:
+    async def machine_join(self, opts: BroadcastOptions, rooms: list[str]) -> None:
         await super().add_sockets(opts, rooms)
-        if not opts.local:
-            await self.bus.publish({"t": "join", **self._opts_msg(opts), "to": rooms})
+        await self.bus.publish({"t": "join", **self._opts_msg(opts), "to": rooms})
 
-    async def del_sockets(self, opts: BroadcastOptions, rooms: list[str]) -> None:
+    async def machine_leave(self, opts: BroadcastOptions, rooms: list[str]) -> None:
         await super().del_sockets(opts, rooms)
-        if not opts.local:
-            await self.bus.publish({"t": "leave", **self._opts_msg(opts), "to": rooms})
+        await self.bus.publish({"t": "leave", **self._opts_msg(opts), "to": rooms})
 
-    async def disconnect_sockets(self, opts: BroadcastOptions, close: bool) -> None:
+    async def machine_disconnect(self, opts: BroadcastOptions, close: bool) -> None:
         await super().disconnect_sockets(opts, close)
-        if not opts.local:
-            await self.bus.publish({"t": "disconnect", **self._opts_msg(opts), "close": close})
+        await self.bus.publish({"t": "disconnect", **self._opts_msg(opts), "close": close})
 
-    async def server_side_emit(self, args: list[Any]) -> None:
-        data, attachments = encode_args(args)
-        await self.bus.publish({"t": "server_side", "nsp": self.nsp.name, "data": data, "att": _b64(attachments)})
+    async def machine_server_side(self, args: list[Any]) -> None:
+        await self.bus.publish({"t": "server_side", "nsp": self.nsp.name, **_pack(args)})
+
+    async def machine_ack_peers(
+        self,
+        rid: str,
+        data: str,
+        attachments: list[bytes],
+        opts: BroadcastOptions,
+        timeout: float,
+        on_reply: Callable[[list[Any]], None],
+    ) -> int:
+        self._ack_forwards[rid] = on_reply
+        msg = {"t": "acks", **self._opts_msg(opts), "data": data, "att": _b64(attachments), "rid": rid}
+        msg.update(volatile=opts.volatile, timeout=timeout)
+        return sum(int(reply["count"]) for reply in await self.bus.request(msg, min(timeout, self.timeout)))
+
+    def machine_ack_done(self, rid: str) -> None:
+        self._ack_forwards.pop(rid, None)
+
+    def ack_reply(self, rid: str, values: list[Any]) -> None:
+        """A client of another worker answered a broadcast from another machine (``machine_ack_peers``)."""
+        forward = self._ack_forwards.get(rid)
+        if forward is not None:
+            forward(values)
+
+
+class HolderLink:
+    """The uplink of a worker that does not hold the link to other machines: each operation is asked of the
+    worker that does (``HOLDER``), over the bus, and done there by its uplink."""
+
+    def __init__(self, bus: Bus, nsp: str, holder: int = HOLDER, timeout: float = 5.0) -> None:
+        self.bus = bus
+        self.nsp = nsp
+        self.holder = holder
+        self.timeout = timeout
+        self._unreachable = False
+
+    def _msg(self, op: str, opts: BroadcastOptions | None = None, **extra: Any) -> Message:
+        msg: Message = {"t": "up", "op": op, "nsp": self.nsp, **extra}
+        if opts is not None:
+            msg.update(rooms=sorted(opts.rooms), volatile=opts.volatile)
+            msg["except"] = sorted(opts.except_rooms)
+        return msg
+
+    async def _tell(self, msg: Message) -> None:
+        if await self.bus.send(self.holder, msg):
+            self._unreachable = False
+        elif not self._unreachable:  # one line per outage (the holder restarting, say)
+            self._unreachable = True
+            logger.warning("worker %d, which links this machine to the others, is unreachable: dropped", self.holder)
+
+    async def _ask(self, msg: Message, timeout: float) -> Message:
+        reply = await self.bus.ask(self.holder, msg, timeout)
+        if reply is None:
+            raise ClusterError(f"worker {self.holder}, which links this machine to the others, did not answer")
+        if "error" in reply:
+            raise ClusterError(reply["error"])
+        return reply
+
+    async def remote_broadcast(self, data: str, attachments: list[bytes], opts: BroadcastOptions) -> None:
+        await self._tell(self._msg("broadcast", opts, data=data, att=_b64(attachments)))
+
+    async def remote_broadcast_with_ack(
+        self, args: list[Any], opts: BroadcastOptions, timeout: float | None
+    ) -> tuple[list[Any], bool]:
+        wait = timeout if timeout is not None else self.timeout
+        try:
+            reply = await self._ask(self._msg("acks", opts, timeout=timeout, **_pack(args)), wait + 1.0)
+        except ClusterError:
+            return [], True
+        return _unpack(reply), bool(reply["missing"])
+
+    async def remote_fetch(self, opts: BroadcastOptions) -> list[dict[str, Any]]:
+        sockets: list[dict[str, Any]] = (await self._ask(self._msg("fetch", opts), self.timeout + 1.0))["sockets"]
+        return sockets
+
+    async def remote_join(self, opts: BroadcastOptions, rooms: list[str]) -> None:
+        await self._tell(self._msg("join", opts, to=rooms))
+
+    async def remote_leave(self, opts: BroadcastOptions, rooms: list[str]) -> None:
+        await self._tell(self._msg("leave", opts, to=rooms))
+
+    async def remote_disconnect(self, opts: BroadcastOptions, close: bool) -> None:
+        await self._tell(self._msg("disconnect", opts, close=close))
+
+    async def remote_server_side_emit(self, args: list[Any]) -> None:
+        await self._tell(self._msg("server_side", **_pack(args)))
+
+    async def remote_server_side_emit_with_ack(self, args: list[Any], timeout: float | None) -> list[Any]:
+        wait = timeout if timeout is not None else self.timeout
+        reply = await self._ask(self._msg("server_side_ack", timeout=timeout, **_pack(args)), wait + 1.0)
+        if reply.get("timeout"):
+            raise AckTimeout(reply["timeout"], _unpack(reply))
+        return _unpack(reply)
+
+    async def server_count(self) -> int:
+        return int((await self._ask(self._msg("count"), self.timeout + 1.0))["count"])
 
 
 class ClusterNamespace(AdapterNamespace, Protocol):
@@ -142,7 +316,82 @@ def attach(server: ClusterServer, bus: Bus) -> None:
             replies, missing = await n.adapter.broadcast_with_ack(args, opts(msg), msg["timeout"]), 0
         except AckTimeout as e:
             replies, missing = e.replies, 1
-        await bus.reply(msg, {"replies": replies, "missing": missing})
+        await bus.reply(msg, {**_pack(replies), "missing": missing})
+
+    def on_acks(msg: Message) -> None:
+        """A broadcast with acks from another machine, which the holder of the link relays: deliver, say how
+        many sockets it reached, then pass each reply back as it comes."""
+        n = nsp(msg)
+        local = BroadcastOptions(frozenset(msg["rooms"]), frozenset(msg["except"]), True, msg["volatile"])
+        ack_id = n.acks.next_id()
+        keys = n.adapter.broadcast_packet(msg["data"], _unb64(msg["att"]), local, ack_id)
+
+        def forward(values: list[Any] | None) -> None:
+            if values is not None:
+                reply = {"t": "ack_reply", "nsp": msg["nsp"], "rid": msg["rid"], **_pack(values)}
+                bus.spawn(bus.send, msg["from"], reply)
+
+        for key in keys:
+            n.acks.expect(key, ack_id, forward)
+        bus.spawn(bus.reply, msg, {"count": len(keys)})
+        if keys:
+            bus.spawn(forget_acks, n, keys, ack_id, float(msg["timeout"]))
+
+    async def forget_acks(n: ClusterNamespace, keys: list[int], ack_id: int, wait: float) -> None:
+        await anyio.sleep(wait)  # the origin's timeout: later replies are dropped, as Node's
+        for key in keys:
+            n.acks.forget(key, ack_id)
+
+    def on_ack_reply(msg: Message) -> None:
+        adapter = nsp(msg).adapter
+        if isinstance(adapter, BusAdapter):
+            adapter.ack_reply(msg["rid"], _unpack(msg))
+
+    async def on_up(msg: Message) -> None:
+        """Another worker asks the link to other machines, which this worker holds, to do its part."""
+        adapter = nsp(msg).adapter
+        uplink = adapter.uplink if isinstance(adapter, BusAdapter) else None
+        if uplink is None:
+            if "req" in msg:
+                await bus.reply(msg, {"error": f"worker {bus.index} holds no link to other machines"})
+            return
+        op = msg["op"]
+        o = BroadcastOptions(frozenset(msg.get("rooms", ())), frozenset(msg.get("except", ())))
+        o = BroadcastOptions(o.rooms, o.except_rooms, volatile=bool(msg.get("volatile")))
+        # What needs no answer is done in order, here; what waits for other machines, in a task of its own.
+        if op == "broadcast":
+            await uplink.remote_broadcast(msg["data"], _unb64(msg["att"]), o)
+        elif op == "join":
+            await uplink.remote_join(o, msg["to"])
+        elif op == "leave":
+            await uplink.remote_leave(o, msg["to"])
+        elif op == "disconnect":
+            await uplink.remote_disconnect(o, bool(msg["close"]))
+        elif op == "server_side":
+            await uplink.remote_server_side_emit(_unpack(msg))
+        else:
+            bus.spawn(answer_up, uplink, op, o, msg)
+
+    async def answer_up(uplink: Uplink, op: str, o: BroadcastOptions, msg: Message) -> None:
+        body: Message
+        try:
+            if op == "fetch":
+                body = {"sockets": [_jsonable(desc) for desc in await uplink.remote_fetch(o)]}
+            elif op == "acks":
+                replies, missing = await uplink.remote_broadcast_with_ack(_unpack(msg), o, msg["timeout"])
+                body = {**_pack(replies), "missing": missing}
+            elif op == "server_side_ack":
+                try:
+                    body = _pack(await uplink.remote_server_side_emit_with_ack(_unpack(msg), msg["timeout"]))
+                except AckTimeout as e:
+                    body = {**_pack(e.replies), "timeout": str(e)}
+            elif op == "count":
+                body = {"count": await uplink.server_count()}
+            else:
+                body = {"error": f"unknown operation {op!r}"}
+        except ClusterError as e:
+            body = {"error": str(e)}
+        await bus.reply(msg, body)
 
     async def on_fetch(msg: Message) -> None:
         sockets = await nsp(msg).adapter.fetch_sockets(opts(msg))
@@ -162,7 +411,7 @@ def attach(server: ClusterServer, bus: Bus) -> None:
         await nsp(msg).adapter.disconnect_sockets(opts(msg), msg["close"])
 
     async def on_server_side(msg: Message) -> None:
-        await nsp(msg).receive_server_side(decode_args(msg["data"], _unb64(msg["att"]) or None))
+        await nsp(msg).receive_server_side(_unpack(msg))
 
     for kind, handler in {
         "broadcast": on_broadcast,
@@ -172,6 +421,9 @@ def attach(server: ClusterServer, bus: Bus) -> None:
         "leave": on_leave,
         "disconnect": on_disconnect,
         "server_side": on_server_side,
+        "acks": on_acks,
+        "ack_reply": on_ack_reply,
+        "up": on_up,
     }.items():
         bus.on(kind, handler)
 

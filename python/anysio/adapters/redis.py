@@ -39,8 +39,16 @@ from .._native import (
     redis_encode_broadcast,
 )
 from ..codec.wire import decode_args, encode_args
-from ..exceptions import AckTimeout, AnysioError
-from .base import Adapter, AdapterNamespace, BroadcastOptions, FetchedSocket, LocalSocket, RemoteSocket
+from ..exceptions import AckTimeout, ClusterError
+from .base import (
+    Adapter,
+    AdapterNamespace,
+    BroadcastOptions,
+    FetchedSocket,
+    LocalSocket,
+    MachineScope,
+    RemoteSocket,
+)
 
 try:
     import hiredis
@@ -51,15 +59,13 @@ logger = logging.getLogger("anysio")
 
 DEFAULT_KEY = "socket.io"
 EMITTER_UID = "emitter"
+#: Fire-and-forget publishes queued at most (while Redis is slow); past that they are dropped, with a log line.
+MAX_OUTBOX = 100_000
 _ID_ALPHABET = string.ascii_letters + string.digits + "_-"
 
 # RequestType of @socket.io/redis-adapter.
 SOCKETS, ALL_ROOMS, REMOTE_JOIN, REMOTE_LEAVE, REMOTE_DISCONNECT, REMOTE_FETCH, SERVER_SIDE_EMIT = range(7)
 BROADCAST, BROADCAST_CLIENT_COUNT, BROADCAST_ACK = 7, 8, 9
-
-
-class ClusterError(AnysioError):
-    """A cluster operation could not be done: Redis is unreachable, or the other servers did not answer."""
 
 
 def new_id() -> str:
@@ -139,6 +145,13 @@ class RespConnection:
             if reply is not False:
                 return reply
             self._reader.feed(await self._stream.receive())
+
+    async def pipeline(self, commands: list[tuple[str | bytes, ...]]) -> None:
+        """Send commands in one write, then read (and drop) their replies."""
+        packed: list[Any] = list(commands)  # hiredis's stub types a command as one element
+        await self._stream.send(b"".join(hiredis.pack_command(c) for c in packed))
+        for _ in commands:
+            await self.read()
 
     async def command(self, *args: str | bytes) -> Any:
         await self.send(*args)
@@ -221,12 +234,29 @@ class RedisCluster:
         self._sub: RespConnection | None = None
         self._sub_lock = anyio.Lock()
         self._down_since_logged = False
+        # Fire-and-forget publishes, in order: written in batches by one task (Node's client pipelines too), so
+        # an emit does not wait for Redis's reply and a burst of them is one write.
+        self._outbox: list[tuple[str | bytes, ...]] = []
+        self._outbox_ready = anyio.Event()
         #: Set while the listening connection is subscribed to every adapter's channels.
         self.subscribed = anyio.Event()
 
     def adapter(self, nsp: AdapterNamespace) -> Adapter:
         """The adapter of one namespace (give this method to ``anysio.Server(adapter=...)``)."""
         adapter: Adapter = ShardedRedisAdapter(nsp, self) if self.sharded else RedisAdapter(nsp, self)
+        self.adapters[nsp.name] = adapter
+        return adapter
+
+    def uplink(self, nsp: AdapterNamespace, machine: MachineScope) -> RedisAdapter:
+        """The namespace's Redis adapter in the worker that holds the link of a machine with workers: what other
+        machines ask is done on ``machine`` (every worker), and the other workers' cluster operations come to it
+        over the bus (``adapters.bus.HolderLink``). The machine is one server of the cluster: one uid."""
+        if self.sharded:
+            raise ClusterError("the sharded Redis adapter does not run with workers yet: use the classic one")
+        old = self.adapters.get(nsp.name)
+        if isinstance(old, RedisAdapter):
+            self.unlisten(old.own_response_channel)
+        adapter = RedisAdapter(nsp, self, machine=machine)
         self.adapters[nsp.name] = adapter
         return adapter
 
@@ -263,6 +293,7 @@ class RedisCluster:
         await self._tg.__aenter__()
         try:
             await self._tg.start(self._listen)
+            self._tg.start_soon(self._flush)
         except BaseException:
             self._tg.cancel_scope.cancel()
             await self._tg.__aexit__(None, None, None)
@@ -288,6 +319,7 @@ class RedisCluster:
 
     async def _command(self, *args: str | bytes) -> Any:
         async with self._pub_lock:
+            await self._send_outbox()  # what was published before goes first
             for attempt in range(2):
                 try:
                     if self._pub is None:
@@ -308,8 +340,49 @@ class RedisCluster:
     async def publish(self, channel: str, data: bytes) -> None:
         await self._command("SPUBLISH" if self.sharded else "PUBLISH", channel, data)
 
+    def _enqueue(self, channel: str, data: bytes) -> bool:
+        if self._tg is None:
+            return False
+        if len(self._outbox) >= MAX_OUTBOX:
+            self._log_down("Redis does not keep up")
+            return True
+        self._outbox.append(("SPUBLISH" if self.sharded else "PUBLISH", channel, data))
+        self._outbox_ready.set()
+        return True
+
+    def _log_down(self, why: str) -> None:
+        if not self._down_since_logged:
+            self._down_since_logged = True
+            logger.warning("%s; cluster messages are dropped until it is back", why)
+
+    async def _flush(self) -> None:
+        while True:
+            await self._outbox_ready.wait()
+            self._outbox_ready = anyio.Event()
+            async with self._pub_lock:
+                await self._send_outbox()
+
+    async def _send_outbox(self) -> None:
+        """Write the queued publishes (under ``_pub_lock``); dropped, with one log line, when Redis is away."""
+        while self._outbox:
+            batch, self._outbox = self._outbox, []
+            try:
+                if self._pub is None:
+                    self._pub = await RespConnection.open(self.address, self.connect_timeout)
+                with anyio.fail_after(self.requests_timeout):
+                    await self._pub.pipeline(batch)
+            except _CONNECTION_ERRORS as e:
+                if self._pub is not None:
+                    with anyio.CancelScope(shield=True):
+                        await self._pub.aclose()
+                self._pub = None
+                self._log_down(f"Redis at {self.address.host}:{self.address.port} is unreachable: {e}")
+
     async def publish_quietly(self, channel: str, data: bytes) -> None:
-        """Publish, or log once per outage when Redis is unreachable (fire-and-forget messages, as Node)."""
+        """Publish without waiting for Redis (queued in order while the cluster runs), or log once per outage when
+        Redis is unreachable (fire-and-forget messages, as Node)."""
+        if self._enqueue(channel, data):
+            return
         try:
             await self.publish(channel, data)
         except ClusterError as e:
@@ -318,9 +391,8 @@ class RedisCluster:
                 logger.warning("%s; cluster messages are dropped until it is back", e)
 
     def publish_soon(self, channel: str, data: bytes) -> None:
-        """Publish from synchronous code (an ack's callback)."""
-        if self._tg is not None:
-            self._tg.start_soon(self.publish_quietly, channel, data)
+        """Publish from synchronous code (an ack's callback), in order."""
+        self._enqueue(channel, data)
 
     async def numsub(self, channel: str) -> int:
         """PUBSUB NUMSUB (SHARDNUMSUB): the connections listening on ``channel`` (one per server)."""
@@ -447,9 +519,11 @@ class RedisAdapter(Adapter):
     """One namespace's adapter on a ``RedisCluster``: Node's ``RedisAdapter``. Each call does the local part
     (``super()``) and publishes the rest, unless ``opts.local``."""
 
-    def __init__(self, nsp: AdapterNamespace, cluster: RedisCluster) -> None:
+    def __init__(self, nsp: AdapterNamespace, cluster: RedisCluster, machine: MachineScope | None = None) -> None:
         super().__init__(nsp)
         self.cluster = cluster
+        #: With workers, every worker of this machine (what other machines ask is done there); else this process.
+        self.machine = machine
         self.uid = new_id()
         key, name = cluster.key, nsp.name
         self.broadcast_prefix = f"{key}#{name}#"
@@ -461,7 +535,8 @@ class RedisAdapter(Adapter):
         cluster.listen("PSUBSCRIBE", self.pattern, self.on_broadcast)
         cluster.listen("SUBSCRIBE", self.request_channel, self.on_request)
         cluster.listen("SUBSCRIBE", self.response_channel, self.on_response)
-        cluster.listen("SUBSCRIBE", f"{self.response_channel}{self.uid}#", self.on_response)
+        self.own_response_channel = f"{self.response_channel}{self.uid}#"
+        cluster.listen("SUBSCRIBE", self.own_response_channel, self.on_response)
 
     def _wire_opts(self, opts: BroadcastOptions) -> dict[str, Any]:
         return {"rooms": sorted(opts.rooms), "except": sorted(opts.except_rooms)}
@@ -493,16 +568,45 @@ class RedisAdapter(Adapter):
         data, attachments = encode_args(args)
         keys = self.broadcast_packet(data, attachments, opts, ack_id)
         if not opts.local:
-            rooms, except_rooms = sorted(opts.rooms), sorted(opts.except_rooms)
-            message = redis_encode_broadcast(
-                self.uid, self.nsp.name, data, attachments, rooms, except_rooms, opts.volatile
-            )
-            await self.cluster.publish_quietly(self._channel_for(opts), message)
+            await self.remote_broadcast(data, attachments, opts)
         return keys
+
+    async def remote_broadcast(self, data: str, attachments: list[bytes], opts: BroadcastOptions) -> None:
+        rooms, except_rooms = sorted(opts.rooms), sorted(opts.except_rooms)
+        message = redis_encode_broadcast(self.uid, self.nsp.name, data, attachments, rooms, except_rooms, opts.volatile)
+        await self.cluster.publish_quietly(self._channel_for(opts), message)
 
     async def broadcast_with_ack(self, args: list[Any], opts: BroadcastOptions, timeout: float | None) -> list[Any]:
         if opts.local:
             return await super().broadcast_with_ack(args, opts, timeout)
+        wait = timeout if timeout is not None else self.cluster.requests_timeout
+        replies: list[Any] = []
+        missing = False
+
+        async def local() -> None:
+            nonlocal missing
+            try:
+                replies.extend(await Adapter.broadcast_with_ack(self, args, replace(opts, local=True), timeout))
+            except AckTimeout as e:
+                replies.extend(e.replies)
+                missing = True
+
+        async def remote() -> None:
+            nonlocal missing
+            found, incomplete = await self.remote_broadcast_with_ack(args, opts, timeout)
+            replies.extend(found)
+            missing = missing or incomplete
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(remote)  # first: it publishes the request before the local delivery
+            tg.start_soon(local)
+        if missing:
+            raise AckTimeout(f"some clients did not acknowledge {args[0]!r} in {wait} s", replies)
+        return replies
+
+    async def remote_broadcast_with_ack(
+        self, args: list[Any], opts: BroadcastOptions, timeout: float | None
+    ) -> tuple[list[Any], bool]:
         wait = timeout if timeout is not None else self.cluster.requests_timeout
         rid = new_id()
         gather = self._ack_requests[rid] = _AckGather()
@@ -516,79 +620,80 @@ class RedisAdapter(Adapter):
             "packet": {"type": 2, "data": args, "nsp": self.nsp.name},
             "opts": {**self._wire_opts(opts), "flags": flags},
         }
-        replies: list[Any] = []
         missing = False
         try:
             await self.cluster.publish_quietly(self.request_channel, encode("request", request))
-
-            async def local() -> None:
-                nonlocal missing
+            with anyio.move_on_after(wait):
                 try:
-                    replies.extend(await Adapter.broadcast_with_ack(self, args, replace(opts, local=True), timeout))
-                except AckTimeout as e:
-                    replies.extend(e.replies)
+                    gather.servers = max(0, await self.cluster.numsub(self.request_channel) - 1)
+                except ClusterError:
+                    gather.servers = 0
                     missing = True
-
-            async def remote() -> None:
-                nonlocal missing
-                with anyio.move_on_after(wait):
-                    try:
-                        gather.servers = max(0, await self.cluster.numsub(self.request_channel) - 1)
-                    except ClusterError:
-                        gather.servers = 0
-                        missing = True
-                    gather.check()
-                    await gather.done.wait()
-                if not gather.done.is_set():
-                    missing = True
-
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(local)
-                tg.start_soon(remote)
+                gather.check()
+                await gather.done.wait()
+            if not gather.done.is_set():
+                missing = True
         finally:
             del self._ack_requests[rid]
-        replies.extend(gather.replies)
-        if missing:
-            raise AckTimeout(f"some clients did not acknowledge {args[0]!r} in {wait} s", replies)
-        return replies
+        return gather.replies, missing
 
     async def fetch_sockets(self, opts: BroadcastOptions) -> list[FetchedSocket]:
         found = await super().fetch_sockets(opts)
         if opts.local:
             return found
+        found.extend(RemoteSocket(self, desc) for desc in await self.remote_fetch(opts))
+        return found
+
+    async def remote_fetch(self, opts: BroadcastOptions) -> list[dict[str, Any]]:
         servers = await self.server_count()
         if servers <= 1:
-            return found
+            return []
         request = {"uid": self.uid, "requestId": new_id(), "type": REMOTE_FETCH, "opts": self._wire_opts(opts)}
+        found: list[dict[str, Any]] = []
         for reply in await self._request(request, servers - 1, "fetchSockets"):
             for desc in reply.get("sockets") or ():
                 if isinstance(desc, dict) and "id" in desc:
-                    found.append(RemoteSocket(self, _remote_desc(desc)))
+                    found.append(_remote_desc(desc))
         return found
 
     async def add_sockets(self, opts: BroadcastOptions, rooms: list[str]) -> None:
         await super().add_sockets(opts, rooms)
         if not opts.local:
-            request = {"uid": self.uid, "type": REMOTE_JOIN, "opts": self._wire_opts(opts), "rooms": rooms}
-            await self.cluster.publish_quietly(self.request_channel, encode("request", request))
+            await self.remote_join(opts, rooms)
+
+    async def remote_join(self, opts: BroadcastOptions, rooms: list[str]) -> None:
+        request = {"uid": self.uid, "type": REMOTE_JOIN, "opts": self._wire_opts(opts), "rooms": rooms}
+        await self.cluster.publish_quietly(self.request_channel, encode("request", request))
 
     async def del_sockets(self, opts: BroadcastOptions, rooms: list[str]) -> None:
         await super().del_sockets(opts, rooms)
         if not opts.local:
-            request = {"uid": self.uid, "type": REMOTE_LEAVE, "opts": self._wire_opts(opts), "rooms": rooms}
-            await self.cluster.publish_quietly(self.request_channel, encode("request", request))
+            await self.remote_leave(opts, rooms)
+
+    async def remote_leave(self, opts: BroadcastOptions, rooms: list[str]) -> None:
+        request = {"uid": self.uid, "type": REMOTE_LEAVE, "opts": self._wire_opts(opts), "rooms": rooms}
+        await self.cluster.publish_quietly(self.request_channel, encode("request", request))
 
     async def disconnect_sockets(self, opts: BroadcastOptions, close: bool) -> None:
         if not opts.local:
-            request = {"uid": self.uid, "type": REMOTE_DISCONNECT, "opts": self._wire_opts(opts), "close": close}
-            await self.cluster.publish_quietly(self.request_channel, encode("request", request))
+            await self.remote_disconnect(opts, close)
         await super().disconnect_sockets(opts, close)
 
+    async def remote_disconnect(self, opts: BroadcastOptions, close: bool) -> None:
+        request = {"uid": self.uid, "type": REMOTE_DISCONNECT, "opts": self._wire_opts(opts), "close": close}
+        await self.cluster.publish_quietly(self.request_channel, encode("request", request))
+
     async def server_side_emit(self, args: list[Any]) -> None:
+        await self.remote_server_side_emit(args)
+
+    async def remote_server_side_emit(self, args: list[Any]) -> None:
         request = {"uid": self.uid, "type": SERVER_SIDE_EMIT, "data": args}
         await self.cluster.publish_quietly(self.request_channel, encode("request", request))
 
     async def server_side_emit_with_ack(self, args: list[Any], timeout: float | None) -> list[Any]:
+        return await self.remote_server_side_emit_with_ack(args, timeout)
+
+    async def remote_server_side_emit_with_ack(self, args: list[Any], timeout: float | None) -> list[Any]:
         others = await self.server_count() - 1
         if others <= 0:
             return []
@@ -627,12 +732,23 @@ class RedisAdapter(Adapter):
 
     # ---- what the others ask (receiver) ----------------------------------------------------------------------
 
-    def on_broadcast(self, channel: bytes, data: bytes) -> None:
-        """A broadcast from another server or an emitter: decoded in Rust, written to local targets."""
+    def on_broadcast(self, channel: bytes, data: bytes) -> Awaitable[None] | None:
+        """A broadcast from another server or an emitter: decoded in Rust, written to local targets (and relayed
+        to the other workers of this machine, with workers)."""
         uid, nsp, rooms, except_rooms, volatile, data_json, attachments = redis_broadcast(data)
         if uid == self.uid or nsp != self.nsp.name:
-            return
+            return None
+        if self.machine is not None:
+            opts = BroadcastOptions(frozenset(rooms), frozenset(except_rooms), local=True, volatile=volatile)
+            return self.machine.machine_deliver(data_json, attachments, opts)
         self.nsp.core.broadcast_event(nsp, data_json, rooms, except_rooms, attachments, None, volatile)
+        return None
+
+    async def _here_fetch(self, opts: BroadcastOptions) -> list[FetchedSocket]:
+        """This server's sockets: this process's, or every worker's of this machine."""
+        if self.machine is not None:
+            return await self.machine.machine_fetch(opts)
+        return await Adapter.fetch_sockets(self, opts)
 
     async def on_request(self, channel: bytes, data: bytes) -> None:
         request = decode("request", data)
@@ -643,24 +759,35 @@ class RedisAdapter(Adapter):
         if kind == BROADCAST:
             self._answer_broadcast(request)
         elif kind == REMOTE_FETCH:
-            sockets = await Adapter.fetch_sockets(self, _opts_of(request))
+            sockets = await self._here_fetch(_opts_of(request))
             described = [
                 {"id": s.id, "handshake": _node_handshake(s), "rooms": sorted(s.rooms), "data": s.data} for s in sockets
             ]
             await self._respond({"requestId": rid, "sockets": described})
         elif kind == REMOTE_JOIN and "opts" in request:
-            await Adapter.add_sockets(self, _opts_of(request), [str(r) for r in request.get("rooms") or ()])
+            rooms = [str(r) for r in request.get("rooms") or ()]
+            if self.machine is not None:
+                await self.machine.machine_join(_opts_of(request), rooms)
+            else:
+                await Adapter.add_sockets(self, _opts_of(request), rooms)
         elif kind == REMOTE_LEAVE and "opts" in request:
-            await Adapter.del_sockets(self, _opts_of(request), [str(r) for r in request.get("rooms") or ()])
+            rooms = [str(r) for r in request.get("rooms") or ()]
+            if self.machine is not None:
+                await self.machine.machine_leave(_opts_of(request), rooms)
+            else:
+                await Adapter.del_sockets(self, _opts_of(request), rooms)
         elif kind == REMOTE_DISCONNECT and "opts" in request:
-            await Adapter.disconnect_sockets(self, _opts_of(request), bool(request.get("close")))
+            if self.machine is not None:
+                await self.machine.machine_disconnect(_opts_of(request), bool(request.get("close")))
+            else:
+                await Adapter.disconnect_sockets(self, _opts_of(request), bool(request.get("close")))
         elif kind == SERVER_SIDE_EMIT:
             self.cluster.spawn(self._server_side, request)
         elif kind == ALL_ROOMS:
             await self._respond({"requestId": rid, "rooms": sorted(self._local_rooms())})
         elif kind == SOCKETS:
             opts = BroadcastOptions(frozenset(str(r) for r in request.get("rooms") or ()), local=True)
-            ids = [s.id for s in await Adapter.fetch_sockets(self, opts)]
+            ids = [s.id for s in await self._here_fetch(opts)]
             await self._respond({"requestId": rid, "sockets": ids})
 
     async def _respond(self, response: dict[str, Any]) -> None:
@@ -668,6 +795,8 @@ class RedisAdapter(Adapter):
 
     async def _server_side(self, request: dict[str, Any]) -> None:
         args = request.get("data") or []
+        if self.machine is not None:
+            await self.machine.machine_server_side(args)  # every worker hears it; this one answers for all
         receive: Callable[[list[Any]], Awaitable[Any]] | None = getattr(self.nsp, "receive_server_side", None)
         if receive is None:
             return
@@ -691,11 +820,12 @@ class RedisAdapter(Adapter):
         data, attachments = encode_args(packet.get("data") or [])
         acks = self.nsp.acks
         ack_id = acks.next_id()
-        keys = self.broadcast_packet(data, attachments, _opts_of(request, volatile=bool(flags.get("volatile"))), ack_id)
-        self.cluster.publish_soon(
-            self.response_channel,
-            encode("response", {"type": BROADCAST_CLIENT_COUNT, "requestId": rid, "clientCount": len(keys)}),
-        )
+        opts = _opts_of(request, volatile=bool(flags.get("volatile")))
+        keys = self.broadcast_packet(data, attachments, opts, ack_id)
+
+        def count(n: int) -> None:
+            response = {"type": BROADCAST_CLIENT_COUNT, "requestId": rid, "clientCount": n}
+            self.cluster.publish_soon(self.response_channel, encode("response", response))
 
         def forward(values: list[Any] | None) -> None:
             if values is None:
@@ -707,10 +837,33 @@ class RedisAdapter(Adapter):
 
         for key in keys:
             acks.expect(key, ack_id, forward)
+        timeout = flags.get("timeout")
+        wait = timeout / 1000 if isinstance(timeout, int | float) else self.cluster.requests_timeout
+        if self.machine is not None:
+            # One count for the whole machine: this process's sockets and the other workers'.
+            self.cluster.spawn(self._answer_for_machine, rid, data, attachments, opts, wait, len(keys), count, forward)
+        else:
+            count(len(keys))
         if keys:
-            timeout = flags.get("timeout")
-            wait = timeout / 1000 if isinstance(timeout, int | float) else self.cluster.requests_timeout
             self.cluster.spawn(self._forget_acks, keys, ack_id, wait)
+
+    async def _answer_for_machine(
+        self,
+        rid: str,
+        data: str,
+        attachments: list[bytes],
+        opts: BroadcastOptions,
+        wait: float,
+        here: int,
+        count: Callable[[int], None],
+        forward: Callable[[list[Any] | None], None],
+    ) -> None:
+        assert self.machine is not None
+        try:
+            count(here + await self.machine.machine_ack_peers(rid, data, attachments, opts, wait, forward))
+            await anyio.sleep(wait)  # Node's cleanup timer: replies after the origin's timeout are dropped
+        finally:
+            self.machine.machine_ack_done(rid)
 
     async def _forget_acks(self, keys: list[int], ack_id: int, wait: float) -> None:
         await anyio.sleep(wait)  # Node's cleanup timer: replies after the origin's timeout are dropped

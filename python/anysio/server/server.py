@@ -269,6 +269,11 @@ class Server:
         ``pip install`` that fixes it, when not installed). OSError when it cannot listen."""
         run_until_signalled(self.serve, host, port, backend)
 
+    @property
+    def adapter_factory(self) -> AdapterFactory:
+        """What gives each namespace its adapter (``adapter=``, or the workers' once ``become_worker``)."""
+        return self._adapter
+
     def become_worker(self, index: int, adapter: AdapterFactory, hand_off: Callable[[int, int], None]) -> None:
         """Serve as worker ``index`` of ``anysio.workers``: own the sessions whose sid carries it, give every
         namespace ``adapter`` (which shares rooms and broadcasts with the other workers), and pass connections
