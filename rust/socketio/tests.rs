@@ -496,6 +496,7 @@ fn emits_while_connecting_follow_the_connect_packet() {
 }
 
 #[test]
+#[allow(clippy::too_many_lines)] // one scenario, read top to bottom: splitting it would hide the order it checks
 fn rooms_broadcasts_and_exceptions() {
     let mut h = harness();
     let mut clients = Vec::new();
@@ -922,6 +923,7 @@ fn hex(s: &str) -> Vec<u8> {
 
 /// Replays every WebSocket case of Node's capture over polling: same packets back, same disconnect reasons.
 #[test]
+#[allow(clippy::too_many_lines)] // one loop over Node's capture; its steps share the harness state
 fn replays_nodes_reference_capture() {
     let reference: Value = serde_json::from_str(REFERENCE).unwrap();
     let mut replayed = 0;
