@@ -16,6 +16,7 @@ import anyio.abc
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 from anysio import Ack, ConnectionRefused, Server, Socket
+from tests.e2e.eio_helpers import WsConn, ws_session
 from tests.notifier import Notifier
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -255,6 +256,16 @@ def demo_server(**options: Any) -> tuple[Server, Record]:
         return [socket.namespace, socket.id]
 
     return sio, rec
+
+
+async def silent_client(address: Address) -> tuple[WsConn, str]:
+    """A Socket.IO client by hand that connects to "/" and then never acknowledges anything: the connection, and
+    the socket's id."""
+    ws, _ = await ws_session(address, path="/socket.io/")
+    await ws.send("40")
+    connect = await ws.receive()
+    assert isinstance(connect, str) and connect.startswith('40{"sid":"'), connect
+    return ws, connect[10:-2]
 
 
 class RunningServer:

@@ -17,7 +17,7 @@ from pydantic_core import PydanticSerializationError
 
 from ..adapters.base import Acks
 from ..codec.coerce import CoercionError, to_jsonable
-from ..codec.wire import BadAttachments, decode_args, encode_args
+from ..codec.wire import BadAttachments, Undecodable, decode_args, encode_args
 from ..engineio.eager import Suspended, resume
 from ..engineio.http import Request, StaticFiles
 from ..engineio.runtime import AllowRequest, GenerateId, Runtime, SioCore, decide_handshake
@@ -328,10 +328,11 @@ class Dispatcher:
         except CoercionError as e:
             self._unfit(handler, socket, ack_id, e)
             return None
-        except (ValueError, RecursionError) as e:
-            # Arguments JSON.parse would take but Python cannot (integers of thousands of digits, nesting
-            # deeper than the interpreter's stack): the packet is dropped, the connection kept.
-            logger.info("bad event arguments from %s: %s", socket.id, e)
+        except Undecodable as e:
+            # Nesting JSON.parse takes and Python's reader cannot: the connection is closed, as Node's is for a
+            # packet it cannot decode (and as it is here for a placeholder that names no attachment).
+            logger.info("bad packet from %s: %s", socket.id, e)
+            self.host.core.close(socket.client)
             return None
         except Exception:
             logger.exception("handler for %r failed (socket %s)", handler.name, socket.id)
@@ -386,7 +387,7 @@ class Dispatcher:
         DISCONNECT."""
         try:
             return decode_args(data, attachments)
-        except (BadAttachments, ValueError, RecursionError) as e:
+        except (BadAttachments, Undecodable) as e:
             logger.info("bad packet from %s: %s", socket.id, e)
             self.host.core.close(socket.client)
             return None
