@@ -89,7 +89,12 @@ async def client(port: int, server_pid: int, seconds: float) -> dict[str, Any]:
             closed_after = time.monotonic() - started
             break
         await anyio.sleep(0.5)
-    return {"rss_start_kib": start, "rss_peak_kib": peak, "rss_end_kib": rss_kib(server_pid), "closed_after_s": closed_after}
+    return {
+        "rss_start_kib": start,
+        "rss_peak_kib": peak,
+        "rss_end_kib": rss_kib(server_pid),
+        "closed_after_s": closed_after,
+    }
 
 
 def main() -> None:

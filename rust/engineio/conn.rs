@@ -294,7 +294,11 @@ impl Engine {
         }
         if overflow {
             let remote = c.remote;
-            self.report(Some(conn), remote, "output buffer full: peer too slow".into());
+            self.report(
+                Some(conn),
+                remote,
+                "output buffer full: peer too slow".into(),
+            );
         }
     }
 

@@ -260,7 +260,12 @@ impl Engine {
     // ---- bad input ----------------------------------------------------------------------------------------
 
     /// `conn` is None for a session's fault that no connection carries (a polling queue over its bound).
-    pub(crate) fn report(&mut self, conn: Option<ConnId>, remote: Option<SocketAddr>, message: String) {
+    pub(crate) fn report(
+        &mut self,
+        conn: Option<ConnId>,
+        remote: Option<SocketAddr>,
+        message: String,
+    ) {
         self.events.push_back(Event::ProtocolError {
             conn,
             remote,

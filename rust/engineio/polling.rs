@@ -41,8 +41,7 @@ impl Outbox {
 
     pub fn push(&mut self, packet: Packet) {
         let separator = usize::from(!self.packets.is_empty());
-        self.bytes = (self.bytes)
-            .saturating_add(separator + packet::segment_len(&packet));
+        self.bytes = (self.bytes).saturating_add(separator + packet::segment_len(&packet));
         self.packets.push(packet);
     }
 
@@ -155,7 +154,9 @@ impl Engine {
         }
         let dropped = s.queue.take().len();
         let remote = s.remote;
-        let why = format!("polling output over max_buffered ({max} bytes, {dropped} packets): client not polling");
+        let why = format!(
+            "polling output over max_buffered ({max} bytes, {dropped} packets): client not polling"
+        );
         self.report(None, remote, why);
         self.end_session(key, CloseReason::TransportError);
         false

@@ -282,9 +282,8 @@ impl Engine {
         let Some(s) = self.sessions.get_mut(&key) else {
             return;
         };
-        let lingers = reason == CloseReason::ForcedClose
-            && s.poll_conn.is_none()
-            && s.websocket().is_none();
+        let lingers =
+            reason == CloseReason::ForcedClose && s.poll_conn.is_none() && s.websocket().is_none();
         if !lingers || !s.is_open() {
             return self.end_session(key, reason);
         }

@@ -25,7 +25,9 @@ def anysio_log(caplog: pytest.LogCaptureFixture, fragment: str) -> list[str]:
 # ---- payload and buffered output ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("transports", "client_reason"), [("websocket", "transport close"), ("polling", "transport error")])
+@pytest.mark.parametrize(
+    ("transports", "client_reason"), [("websocket", "transport close"), ("polling", "transport error")]
+)
 async def test_a_payload_over_max_payload_ends_the_connection(transports: str, client_reason: str) -> None:
     sio, rec = demo_server(max_payload=1000)
     async with serving(sio) as address, node_sio(address, transports=transports, reconnection=False) as client:
@@ -82,16 +84,22 @@ async def test_more_than_10_attachments_end_the_connection() -> None:
         await client.emit("echo", *[bytes([n]) for n in range(11)], ack=True)
         await client.expect("disconnect")
         [(_, _, reason)] = await rec.wait("disconnect")
-        assert reason == "parse error"
+        assert reason == "forced close"
 
 
 async def test_nesting_json_parse_accepts_is_echoed() -> None:
     sio, _ = demo_server()
     deep: Any = []
-    for _ in range(500):
+    for _ in range(300):  # past serde_json's 128 levels and pydantic's 200
         deep = [deep]
     async with serving(sio) as address, node_sio(address) as client:
         assert await client.call("echo", deep) == [deep]
+        # Deeper than this test's own JSON helpers go: by hand.
+        ws, _ = await silent_client(address)
+        nested = "[" * 800 + "]" * 800
+        await ws.send(f'421["echo",{nested}]')
+        with anyio.fail_after(WAIT):
+            assert await ws.receive() == f"431[{nested}]"
 
 
 async def test_nesting_past_what_python_parses_ends_the_connection(caplog: pytest.LogCaptureFixture) -> None:
@@ -103,7 +111,7 @@ async def test_nesting_past_what_python_parses_ends_the_connection(caplog: pytes
         with anyio.fail_after(WAIT):
             assert await ws.expect_close() is None
         [(_, gone, reason)] = await rec.wait("disconnect")
-        assert (gone, reason) == (sid, "parse error")
+        assert (gone, reason) == (sid, "forced close")
 
 
 # ---- numbers, as JSON.parse reads them -----------------------------------------------------------------------
@@ -250,3 +258,33 @@ async def test_a_client_that_never_connects_to_a_namespace_is_closed() -> None:
         with anyio.fail_after(WAIT):
             assert await ws.expect_close() is None
         assert rec.values("connect") == []
+
+
+async def test_events_waiting_behind_a_handler_are_bounded(caplog: pytest.LogCaptureFixture) -> None:
+    """A socket's events wait, in order, for its handler that suspended; past max_buffered bytes of their
+    arguments the client is closed rather than allowed to grow the server's memory."""
+    caplog.set_level(logging.INFO, logger="anysio")
+    sio, rec = demo_server(max_buffered=64 * 1024)
+    release = anyio.Event()
+
+    @sio.on("stall")
+    async def stall(socket: Socket) -> None:
+        await release.wait()
+
+    async with serving(sio) as address, closing_connections():
+        ws, sid = await silent_client(address)
+        await ws.send('42["stall"]')
+        for _ in range(10):  # 60 KB waits: within the bound
+            await ws.send('42["echo","' + "x" * 6000 + '"]')
+        await ws.send('421["echo","last"]')
+        release.set()
+        with anyio.fail_after(WAIT):
+            assert await ws.receive() == '431["last"]'
+            release = anyio.Event()
+            await ws.send('42["stall"]')
+            for _ in range(12):  # 72 KB: over it
+                await ws.send('42["echo","' + "x" * 6000 + '"]')
+            assert await ws.expect_close() is None
+        [(_, gone, _)] = await rec.wait("disconnect")
+        assert gone == sid
+        assert len(anysio_log(caplog, "waiting for its handlers")) == 1

@@ -274,7 +274,7 @@ class Plan:
 
 def parser_refused(exc: ValidationError) -> bool:
     """Whether pydantic's JSON parser refused the text itself rather than a value in it: text JSON.parse accepts
-    and pydantic does not (a number past a float's range, a lone surrogate, nesting past 200 levels)."""
+    and pydantic does not (an integer over 4300 digits, a lone surrogate, nesting past 200 levels)."""
     return exc.error_count() == 1 and exc.errors(include_url=False)[0]["type"] == "json_invalid"
 
 

@@ -17,7 +17,6 @@ from .._native import encode_args as _encode_args
 from .coerce import to_jsonable
 
 
-
 def _json_parse_int(digits: str) -> int | float:
     """An integer as JSON.parse reads it where Python cannot: past Python's int/str digit limit (4300 digits by
     default) it is a float, as every number is to JSON.parse (Infinity past 309 digits)."""
