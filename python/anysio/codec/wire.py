@@ -39,7 +39,7 @@ class BadAttachments(ValueError):
 
 class Undecodable(ValueError):
     """Arguments Python cannot read: in practice JSON nested deeper than Python's recursion limit lets its reader
-    go (about 900 levels), which JSON.parse reads (Rust has checked that the text is a JSON array)."""
+    go (about 980 levels), which JSON.parse reads (Rust has checked that the text is a JSON array)."""
 
 
 def encode_args(args: list[Any]) -> tuple[str, list[bytes]]:
