@@ -162,10 +162,11 @@ async def node_sio(
     auth: Any = None,
     reconnection: bool | None = None,
     connected: bool = True,
+    node_flags: tuple[str, ...] = (),
 ) -> AsyncIterator[NodeSio]:
     """A Node socket.io-client for the body of the ``async with``; with ``connected`` (the default) it has
-    connected before the body runs."""
-    argv = ["node", str(SIO_CLIENT), f"http://{address[0]}:{address[1]}", "--nsp", nsp]
+    connected before the body runs. ``node_flags`` go to node itself."""
+    argv = ["node", *node_flags, str(SIO_CLIENT), f"http://{address[0]}:{address[1]}", "--nsp", nsp]
     if transports is not None:
         argv += ["--transports", transports]
     if auth is not None:

@@ -165,6 +165,20 @@ async def test_numbers_past_a_double_are_infinity_as_json_parse_reads_them() -> 
         assert len(seen) == 6
 
 
+async def test_numbers_from_the_official_client() -> None:
+    """The same from socket.io-client, whose JSON.stringify writes the number's text as given (JSON.rawJSON)."""
+    sio, seen = number_server()
+    raw = ("--harmony-json-parse-with-source",)
+    async with serving(sio) as address, node_sio(address, node_flags=raw) as client:
+        assert await client.call("untyped", {"raw_json": "1e400"}) == [None]
+        assert await client.call("real", {"raw_json": "9" * 5000}) == [None]
+        [error] = await client.call("whole", {"raw_json": "-1e400"})
+        assert error["errors"] == [
+            {"loc": ["value"], "msg": "Input should be a finite number", "type": "finite_number"}
+        ]
+        assert seen == [math.inf, math.inf]
+
+
 async def test_infinity_and_nan_go_out_as_null() -> None:
     sio, _ = demo_server()
 
