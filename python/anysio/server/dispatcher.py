@@ -16,7 +16,7 @@ import anyio
 from pydantic_core import PydanticSerializationError
 
 from ..adapters.base import Acks
-from ..codec.coerce import CoercionError, to_jsonable
+from ..codec.coerce import CoercionError
 from ..codec.wire import BadAttachments, Undecodable, decode_args, encode_args
 from ..engineio.eager import Suspended, resume
 from ..engineio.http import Request, StaticFiles
@@ -66,11 +66,15 @@ def refusal_json(message: str, data: Any) -> str:
     """CONNECT_ERROR data as Node sends it: {"message": ..., "data": ...}. Data that JSON cannot carry is left
     out (and logged) rather than leaving the client without an answer."""
     body: dict[str, Any] = {"message": str(message)}
+    if data is not None:
+        body["data"] = data
     try:
-        if data is not None:
-            body["data"] = to_jsonable(data)
-        return json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    except (TypeError, ValueError) as e:
+        # Written as every emitted value is (NaN and infinities as null, as JSON.stringify writes them).
+        text, attachments = encode_args([body])
+        if attachments:
+            raise TypeError("binary data cannot go in a CONNECT_ERROR packet")
+        return text[1:-1]
+    except (TypeError, ValueError, RecursionError) as e:
         logger.error("ConnectionRefused data cannot be sent as JSON: %s", e)
         return json.dumps({"message": str(message)}, separators=(",", ":"), ensure_ascii=False)
 
