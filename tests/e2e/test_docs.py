@@ -12,7 +12,8 @@ block says how (the site does not show it):
   lines the program prints: it runs against the page's last ``serve`` block above it, served anew, with the
   server's address in place of http://127.0.0.1:5000;
 - a block that only includes an example file (``--8<-- "examples/echo.py"``) is tested where that file is tested
-  (``INCLUDED``); a ```json block must be JSON.
+  (``INCLUDED``); it stands between ``<!-- fmt: off -->`` and ``<!-- fmt: on -->``, since ``ruff format`` checks
+  the pages' Python blocks and an include is not Python; a ```json block must be JSON.
 
 Tracebacks name the page and its line. The pages' shell commands (```sh) are run by test_readme_commands.py.
 """
