@@ -22,7 +22,7 @@ step "system packages"
 scripts/setup-system-deps.sh
 
 step "Python environment (.venv) and the extension, built by maturin when Rust or the build files changed"
-anysio_venv test
+anysio_venv test,docs
 
 step "Node packages for the official clients"
 scripts/setup-node-deps.sh
@@ -31,7 +31,7 @@ if [ "$quick" = 0 ]; then
     step "Rust: fmt, clippy, tests (no Python needed)"
     cargo fmt --check
     cargo clippy --workspace --all-targets -- -D warnings
-    cargo clippy --all-targets --features python -- -D warnings
+    cargo clippy --all-targets --features abi3 -- -D warnings   # the Python binding, as the wheel builds it
     cargo test --workspace --quiet
 
     step "Python: ruff, mypy --strict, import layers (import-linter), stubtest"
@@ -40,6 +40,9 @@ if [ "$quick" = 0 ]; then
     mypy
     lint-imports
     python -m mypy.stubtest anysio._native --allowlist tests/stubtest-allowlist.txt
+
+    step "documentation site: mkdocs build --strict (warnings are errors)"
+    NO_MKDOCS_2_WARNING=1 mkdocs build --strict --quiet   # into site/ (ignored by git)
 
     step "benchmark harness, smoke run (tiny loads: checks that the harness works; no figures are judged)"
     python bench/run.py --smoke

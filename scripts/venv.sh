@@ -28,6 +28,9 @@ anysio_venv() {
         fi
         echo "==> pip install -e '.[$extras]' (maturin builds the Rust extension; the first time takes minutes)" >&2
         pip install -q --upgrade pip maturin
+        # An extension built for one interpreter (_native.cpython-311-*.so, as before abi3, or by `maturin develop
+        # --features python`) would be imported before the abi3 one this build writes: start from none.
+        rm -f python/anysio/_native.*.so
         pip install -q -e ".[$extras]"
         echo "$want" >"$stamp"
     else

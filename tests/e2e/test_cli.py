@@ -55,10 +55,12 @@ class Output:
 
 
 @asynccontextmanager
-async def serving(cmd: list[str], cwd: Path = ROOT) -> AsyncIterator[tuple[tuple[str, int], Output]]:
+async def serving(
+    cmd: list[str], cwd: Path = ROOT, env: dict[str, str] = ENV
+) -> AsyncIterator[tuple[tuple[str, int], Output]]:
     """Start a server command; yield its address (from ``... listening on http://host:port``) once it listens.
     On exit: SIGINT (Ctrl-C), then it must end with status 0 and no traceback."""
-    async with await anyio.open_process(cmd, cwd=cwd, env=ENV) as proc:
+    async with await anyio.open_process(cmd, cwd=cwd, env=env) as proc:
         out = Output(proc)
         try:
             url = (await out.until("listening on http://")).rsplit(" ", 1)[1]

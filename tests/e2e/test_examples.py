@@ -13,7 +13,7 @@ import pytest
 
 from anysio import Server
 
-from .sio_helpers import node_sio, serving
+from .sio_helpers import Address, node_sio, serving
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.anyio
@@ -32,21 +32,27 @@ def load_example(relative: str) -> ModuleType:
 
 async def check_echo_example(sio: Server) -> None:
     async with serving(sio) as address:
-        async with node_sio(address, auth={"token": "wrong"}, connected=False) as refused:
-            err = await refused.expect("connect_error")
-            assert err["message"] == "login first" and err["data"] == {"hint": "send a token"}
-        async with node_sio(address) as alice, node_sio(address, transports="websocket") as bob:
-            assert await alice.call("join", "lobby") == [sorted(["lobby", alice.all("connect")[0]["id"]])]
-            await bob.call("join", "lobby")
-            # A dict is coerced into the Message dataclass; the room but not the sender gets it back as JSON.
-            assert await alice.call("chat", {"room": "lobby", "text": "hi"}) == ["delivered"]
-            assert await bob.receive("chat") == [[{"room": "lobby", "text": "hi"}]]
-            assert alice.received("chat") == []
-            # A payload that does not fit the dataclass is answered in the ack, and the server goes on.
-            (error,) = await alice.call("chat", {"room": "lobby"})
-            assert "text" in error["error"]
-            payload = ["x", b"\x00\x01", {"nested": [b"\xff"]}]
-            assert await bob.call("echo", *payload) == payload
+        await check_echo_clients(address)
+
+
+async def check_echo_clients(address: Address) -> None:
+    """examples/echo.py, served at ``address``, as the official client meets it: a refusal, joins, a chat that
+    reaches the room, a payload that does not fit, binary echoed in an ack."""
+    async with node_sio(address, auth={"token": "wrong"}, connected=False) as refused:
+        err = await refused.expect("connect_error")
+        assert err["message"] == "login first" and err["data"] == {"hint": "send a token"}
+    async with node_sio(address) as alice, node_sio(address, transports="websocket") as bob:
+        assert await alice.call("join", "lobby") == [sorted(["lobby", alice.all("connect")[0]["id"]])]
+        await bob.call("join", "lobby")
+        # A dict is coerced into the Message dataclass; the room but not the sender gets it back as JSON.
+        assert await alice.call("chat", {"room": "lobby", "text": "hi"}) == ["delivered"]
+        assert await bob.receive("chat") == [[{"room": "lobby", "text": "hi"}]]
+        assert alice.received("chat") == []
+        # A payload that does not fit the dataclass is answered in the ack, and the server goes on.
+        (error,) = await alice.call("chat", {"room": "lobby"})
+        assert "text" in error["error"]
+        payload = ["x", b"\x00\x01", {"nested": [b"\xff"]}]
+        assert await bob.call("echo", *payload) == payload
 
 
 async def test_echo_example(anyio_backend: str) -> None:

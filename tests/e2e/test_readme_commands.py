@@ -1,15 +1,17 @@
-"""Every shell command of README.md and examples/*/README.md, run exactly as written, from the repository's root,
-without an activated virtual environment (as on a fresh clone, after the quick start made `.venv`).
+"""Every shell command of README.md, examples/*/README.md and the documentation site's pages (docs/*.md), run
+exactly as written, from the repository's root, without an activated virtual environment (as on a fresh clone,
+after the quick start made `.venv`).
 
-The commands are read out of the READMEs' fenced ``sh`` blocks, so the two cannot drift apart: a command with no
+The commands are read out of the pages' fenced ``sh`` blocks, so the two cannot drift apart: a command with no
 entry in ``COMMANDS`` fails ``test_every_readme_command_is_checked``, and so does an entry whose command left the
-READMEs. Servers are started, probed with a real client, stopped with SIGINT (Ctrl-C), and must end with status 0
+pages. Servers are started, probed with a real client, stopped with SIGINT (Ctrl-C), and must end with status 0
 and no traceback; the others must end with status 0. Every wait is bounded.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import queue
 import re
@@ -29,7 +31,7 @@ import pytest
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
-READMES = [ROOT / "README.md", *sorted(ROOT.glob("examples/*/README.md"))]
+READMES = [ROOT / "README.md", *sorted(ROOT.glob("examples/*/README.md")), *sorted(ROOT.glob("docs/*.md"))]
 DEADLINE = 60.0  # per wait; generous: chat.sh may (re)install the chat and backend extras first
 
 
@@ -184,6 +186,21 @@ def echo_probe(url: str) -> None:
     asyncio.run(scenario())
 
 
+def asgi_probe(url: str) -> None:
+    """examples/asgi_app.py under an ASGI server: Socket.IO (python-socketio's client) and Starlette's route."""
+    import socketio
+
+    async def scenario() -> None:
+        client = socketio.AsyncClient(reconnection=False)
+        await client.connect(url, wait_timeout=DEADLINE)
+        assert await client.call("echo", "hi", timeout=DEADLINE) == "hi"
+        with urllib.request.urlopen(url + "/hello", timeout=DEADLINE) as answer:
+            assert json.load(answer) == {"hello": "world", "sessions": 1}
+        await client.disconnect()
+
+    asyncio.run(scenario())
+
+
 # ---- what each command must do -------------------------------------------------------------------------------------
 
 CHAT_HOST = r"\* chat server on (http://127\.0\.0\.1:\d+)/ \((\w+)\)"
@@ -253,6 +270,11 @@ def screenshot(command: str) -> None:
     assert target.stat().st_size > 10_000
 
 
+def asgi_server(command: str) -> None:
+    with server(command, r"Uvicorn running on http://127\.0\.0\.1:8000", 8000):
+        asgi_probe("http://127.0.0.1:8000")
+
+
 REDIS = "redis-server --port 6379 --bind 127.0.0.1 --save '' --appendonly no"
 MACHINE = "env REDIS_URL=redis://127.0.0.1:6379 .venv/bin/anysio run app:sio --app-dir examples/cluster --workers 2"
 MACHINE_A, MACHINE_B = f"{MACHINE} --port 5001", f"{MACHINE} --port 5002"
@@ -298,8 +320,14 @@ COMMANDS: dict[str, Check] = {
     # The whole suite, this test included: what .ci/run runs; running it from here would recurse.
     "scripts/test.sh": Check(None, "it is .ci/run itself"),
     "scripts/test.sh --quick tests/unit": Check(
-        finishes("==> pytest", " passed", absent=("==> Rust", "==> Python: ruff", "==> benchmark", "maturin builds"))
+        finishes(
+            "==> pytest",
+            " passed",
+            absent=("==> Rust", "==> Python: ruff", "==> documentation", "==> benchmark", "maturin builds"),
+        )
     ),
+    ".venv/bin/mkdocs build --strict": Check(finishes("Documentation built")),
+    "scripts/build-wheel.sh": Check(None, "tests/e2e/test_wheel.py runs it and installs what it builds"),
     "scripts/chat.sh join --name NAME": Check(chat_join),
     "scripts/chat.sh --backend trio": Check(chat_host("trio")),
     ".venv/bin/python examples/echo.py": Check(echo_server(r"^anysio: listening on http://")),
@@ -314,6 +342,10 @@ COMMANDS: dict[str, Check] = {
     "scripts/chat.sh join --url http://127.0.0.1:5000 --name alice": Check(chat_join),
     "ANYSIO_CHAT_SCREENSHOT=docs/chat.png .venv/bin/python -m pytest tests/e2e/test_chat_browser.py -k asyncio": Check(
         screenshot
+    ),
+    ".venv/bin/uvicorn asgi_app:app --app-dir examples --port 8000": Check(asgi_server),
+    "pip install dist/anysio-*.whl": Check(
+        None, "tests/e2e/test_wheel.py does it, in a fresh virtual environment with no Rust on PATH"
     ),
 }
 

@@ -39,7 +39,7 @@ def scratch(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     bin_dir.mkdir(parents=True)
     (bin_dir / "activate").write_text(f'PATH="{bin_dir}:$PATH"\n')
     (bin_dir / "python").write_text(FAKE_PYTHON)
-    for tool in ("pip", "cargo", "ruff", "mypy", "lint-imports"):
+    for tool in ("pip", "cargo", "ruff", "mypy", "lint-imports", "mkdocs"):
         (bin_dir / tool).write_text(LOGGER)
     for path in bin_dir.iterdir():
         path.chmod(0o755)
@@ -84,11 +84,18 @@ def test_quick_runs_pytest_alone(tmp_path: Path) -> None:
     run(repo, env, "scripts/test.sh")  # the first build
     full = run(repo, env, "scripts/test.sh -k x")
     assert not builds(full)
-    for tool in ("cargo fmt --check", "ruff check .", "mypy", "lint-imports", "python bench/run.py --smoke"):
+    for tool in (
+        "cargo fmt --check",
+        "ruff check .",
+        "mypy",
+        "lint-imports",
+        "mkdocs build --strict --quiet",
+        "python bench/run.py --smoke",
+    ):
         assert tool in full, full
     assert full[-1] == "python -m pytest -q -k x"
     quick = run(repo, env, "scripts/test.sh --quick -k x")
     assert not builds(quick)
-    assert [c for c in quick if c.split()[0] in ("cargo", "ruff", "mypy", "lint-imports")] == []
+    assert [c for c in quick if c.split()[0] in ("cargo", "ruff", "mypy", "lint-imports", "mkdocs")] == []
     assert not [c for c in quick if "bench" in c or "stubtest" in c]
     assert quick[-1] == "python -m pytest -q -k x"
