@@ -161,6 +161,7 @@ async def node_sio(
     auth: Any = None,
     reconnection: bool | None = None,
     connected: bool = True,
+    with_credentials: bool = False,
 ) -> AsyncIterator[NodeSio]:
     """A Node socket.io-client for the body of the ``async with``; with ``connected`` (the default) it has
     connected before the body runs."""
@@ -171,6 +172,8 @@ async def node_sio(
         argv += ["--auth", json.dumps(to_wire(auth))]
     if reconnection is not None:
         argv += ["--reconnection", "true" if reconnection else "false"]
+    if with_credentials:
+        argv += ["--withCredentials", "true"]
     async with await anyio.open_process(argv) as process, anyio.create_task_group() as tg:
         client = NodeSio(process)
         tg.start_soon(client._read)
