@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 
 from anysio import ConnectionErrorInfo, ProtocolError, Request, RequestRefused, Server, Socket
+from tests.e2e.conftest import EchoServer
+from tests.e2e.conftest import serving as serving_engine
 from tests.e2e.eio_helpers import HttpConn, Polling, eio_target, ws_session
 from tests.e2e.sio_helpers import Record, node_sio, serving
 
@@ -167,4 +169,32 @@ async def test_headers_events_set_a_cookie_the_client_sends_back() -> None:
         assert p.handshake.header("x-anysio") == "yes"
         cookies = [v for k, v in p.handshake.headers if k.lower() == "set-cookie"]
         assert len(cookies) == 2 and cookies[1] == "tag=xyz; Path=/", cookies
+        await p.aclose()
+
+
+async def test_the_engineio_server_has_the_same_engine_events() -> None:
+    echo = EchoServer()
+    server = echo.eio
+    rec = Record()
+
+    @server.engine.on("connection_error")
+    def connection_error(err: ConnectionErrorInfo) -> None:
+        rec.add("err", (err.code, err.message, err.req.path))
+
+    @server.engine.on("headers")
+    def headers(headers: dict[str, Any], request: Request) -> None:
+        headers["X-Session"] = "initial" if "sid" not in request.query else "later"
+
+    async with serving_engine(echo):
+        address = echo.address
+        p = await Polling.connect(address)
+        assert p.handshake.header("x-session") == "initial"
+        await p.send("hello")
+        res = await p.get()
+        assert (res.text, res.header("x-session")) == ("4hello", "later")
+        conn = await HttpConn.open(address)
+        res = await conn.request("GET", eio_target(transport="carrier-pigeon"))
+        assert res.status == 400
+        assert await rec.wait("err") == [(0, "Transport unknown", "/engine.io/")]
+        await conn.aclose()
         await p.aclose()
