@@ -10,8 +10,7 @@ import anyio
 import pytest
 
 from anysio import Ack, AckTimeout, Server, Socket
-from tests.e2e.sio_helpers import Record, node_sio, serving
-from tests.e2e.test_socketio_node import silent_client
+from tests.e2e.sio_helpers import Record, node_sio, serving, silent_client
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
 

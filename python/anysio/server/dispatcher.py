@@ -16,14 +16,22 @@ import anyio
 from pydantic_core import PydanticSerializationError
 
 from ..adapters.base import Acks
-from ..codec.coerce import CoercionError, to_jsonable
-from ..codec.wire import BadAttachments, decode_args, encode_args
+from ..codec.coerce import CoercionError
+from ..codec.wire import BadAttachments, Undecodable, decode_args, encode_args
 from ..engineio.eager import Suspended, resume
 from ..engineio.http import Request, StaticFiles
-from ..engineio.runtime import AllowRequest, EngineEvents, GenerateId, Runtime, SioCore, decide_handshake
+from ..engineio.runtime import (
+    MAX_BUFFERED,
+    AllowRequest,
+    EngineEvents,
+    GenerateId,
+    Runtime,
+    SioCore,
+    decide_handshake,
+)
 from ..exceptions import ConnectionRefused, ProtocolError
 from .handler import Args, Handler, Middleware
-from .pipeline import FAILED, Pipeline, ack_args, invoke
+from .pipeline import FAILED, ErrorHandler, Pipeline, Reporting, ack_args, invoke
 from .socket import Ack, Handshake, Socket, SocketNamespace
 
 if TYPE_CHECKING:
@@ -31,10 +39,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("anysio")
 _NOT_STARTED: Any = object()
-#: An ``error`` handler: called with the socket (None for bad input no socket is known for) and the exception.
-ErrorHandler = Callable[[Socket | None, BaseException], Any]
 _INVALID_NAMESPACE = json.dumps({"message": "Invalid namespace"})
-Queued = tuple[Handler, Args, int | None, Ack | None]
+#: A handler waiting for its socket's running one: its arguments, ack id, Ack, and the bytes they hold.
+Queued = tuple[Handler, Args, int | None, Ack | None, int]
 
 
 class DispatchNamespace(SocketNamespace, Protocol):
@@ -82,17 +89,17 @@ def refusal_json(message: str, data: Any) -> str:
     """CONNECT_ERROR data as Node sends it: {"message": ..., "data": ...}. Data that JSON cannot carry is left
     out (and logged) rather than leaving the client without an answer."""
     body: dict[str, Any] = {"message": str(message)}
+    if data is not None:
+        body["data"] = data
     try:
-        if data is not None:
-            body["data"] = to_jsonable(data)
-        return json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    except (TypeError, ValueError) as e:
+        # Written as every emitted value is (NaN and infinities as null, as JSON.stringify writes them).
+        text, attachments = encode_args([body])
+        if attachments:
+            raise TypeError("binary data cannot go in a CONNECT_ERROR packet")
+        return text[1:-1]
+    except (TypeError, ValueError, RecursionError) as e:
         logger.error("ConnectionRefused data cannot be sent as JSON: %s", e)
         return json.dumps({"message": str(message)}, separators=(",", ":"), ensure_ascii=False)
-
-
-async def _awaited(awaitable: Awaitable[Any]) -> None:
-    await awaitable
 
 
 async def _guarded(fn: Callable[..., Any], *args: Any) -> None:
@@ -103,13 +110,14 @@ async def _guarded(fn: Callable[..., Any], *args: Any) -> None:
         logger.exception("%s failed", getattr(fn, "__qualname__", fn))
 
 
-class Dispatcher:
+class Dispatcher(Reporting):
     def __init__(
         self,
         host: DispatchHost,
         namespaces: Mapping[str, DispatchNamespace],
         allow_request: AllowRequest | None,
         generate_id: GenerateId | None,
+        max_waiting: int = MAX_BUFFERED,
     ) -> None:
         self.host = host
         self.namespaces = namespaces
@@ -123,6 +131,11 @@ class Dispatcher:
         self.by_client: dict[int, set[int]] = {}
         # Handlers waiting for a socket's running one, by socket key; absent when none runs.
         self.queues: dict[int, deque[Queued]] = {}
+        # The bytes of the arguments in each socket's queue, bounded by max_waiting (max_buffered): a client that
+        # sends faster than its handlers finish cannot grow the server's memory without end.
+        self.waiting: dict[int, int] = {}
+        self.max_waiting = max_waiting
+        self.cut_off: set[int] = set()
         self.requests: dict[int, tuple[str, Request]] = {}
         # Disconnect handlers of the server's last turn, when its task group is already gone (shutdown).
         self.deferred: list[tuple[Handler, Socket, str]] = []
@@ -259,6 +272,7 @@ class Dispatcher:
                 self._drop(key)
 
     def _drop(self, key: int) -> Socket | None:
+        self.cut_off.discard(key)
         socket = self.sockets.pop(key, None)
         if socket is None:
             return None
@@ -311,42 +325,21 @@ class Dispatcher:
 
     # ---- errors: logged once, then the error handlers -----------------------------------------------------
 
-    def report(self, socket: Socket | None, error: BaseException) -> None:
-        """Hand ``error`` to the ``error`` handlers of the socket's namespace, or, when it has none (or there is
-        no socket), to those of the main namespace "/" (``@sio.on("error")``)."""
+    def error_handlers(self, socket: Socket | None) -> Sequence[ErrorHandler]:
         nsp = self.namespaces.get(socket.namespace) if socket is not None else None
-        handlers = nsp.error_handlers if nsp is not None else ()
-        if not handlers:
-            main = self.namespaces.get("/")
-            handlers = main.error_handlers if main is not None else ()
-        for fn in list(handlers):
-            try:
-                result = fn(socket, error)
-            except Exception:
-                logger.exception("error handler %s failed", getattr(fn, "__qualname__", fn))
-                continue
-            if inspect.isawaitable(result) and not self.host.runtime.spawn(_guarded, _awaited, result):
-                getattr(result, "close", lambda: None)()
-
-    def failed(self, name: str, socket: Socket | None, error: Exception, more: str = "") -> None:
-        """A handler (or listener) raised: one log line with the traceback, then the error handlers."""
-        where = f"socket {socket.id}" if socket is not None else "no socket"
-        logger.error("handler for %r failed (%s)%s", name, where, more, exc_info=error)
-        self.report(socket, error)
-
-    def rejected(self, socket: Socket, error: Exception) -> None:
-        """A packet middleware stopped a packet: the error handlers; logged only when there are none (Node's
-        "Missing error handler on `socket`")."""
-        nsp = self.namespaces.get(socket.namespace)
+        if nsp is not None and nsp.error_handlers:
+            return nsp.error_handlers
         main = self.namespaces.get("/")
-        if not (nsp is not None and nsp.error_handlers) and not (main is not None and main.error_handlers):
-            logger.warning("packet from %s stopped by a middleware, and no error handler: %r", socket.id, error)
-        self.report(socket, error)
+        return main.error_handlers if main is not None else ()
 
-    def bad_arguments(self, socket: Socket, error: Exception) -> None:
-        # Arguments JSON.parse would take but Python cannot (integers of thousands of digits, nesting deeper than
-        # the interpreter's stack): the packet is dropped, the connection kept.
-        logger.info("bad event arguments from %s: %s", socket.id, error)
+    def start(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> bool:
+        return self.host.runtime.spawn(_guarded, fn, *args)
+
+    def undecodable(self, socket: Socket, error: Exception) -> None:
+        """A packet Python cannot read (nesting JSON.parse takes, a placeholder that names no attachment): the
+        connection is closed, as Node's is for a packet it cannot decode."""
+        logger.info("bad packet from %s: %s", socket.id, error)
+        self.host.core.close(socket.client)
         self.report(socket, error)
 
     # ---- events and acks --------------------------------------------------------------------------------
@@ -388,7 +381,7 @@ class Dispatcher:
         # A handler that takes an Ack always gets one, callable whether or not the client asked (a no-op then);
         # for the others the return value is the ack, sent without building one.
         ack = None if handler.plan.returns_ack else Ack(socket, ack_id)
-        return self._start(handler, socket, args, ack_id, ack, eager)
+        return self._start(handler, socket, args, ack_id, ack, eager, args_json, attachments)
 
     def _intercept(
         self,
@@ -406,7 +399,7 @@ class Dispatcher:
             return None
         packet = [name, *decoded] if name is not None else decoded
         ack = Ack(socket, ack_id)
-        self._notify_any(socket, packet, ack)
+        self.notify_any(socket, packet, ack)
         handlers = self.namespaces[socket.namespace].handlers
         handler = handlers.get(name) if name is not None else None
         args: Args = decoded
@@ -415,39 +408,34 @@ class Dispatcher:
             args = packet
         if handler is None and not socket.packet_middlewares:
             return None
-        return self._start(Pipeline(handler, packet, self), socket, args, ack_id, ack, eager)
-
-    def _notify_any(self, socket: Socket, packet: list[Any], ack: Ack) -> None:
-        extra = (ack,) if ack.requested else ()
-        for listener in list(socket.any_listeners):
-            try:
-                result = listener(*packet, *extra)
-            except Exception as e:
-                self.failed("catch-all listener", socket, e)
-                continue
-            if inspect.isawaitable(result) and not self.host.runtime.spawn(self._listened, socket, result):
-                getattr(result, "close", lambda: None)()
-
-    async def _listened(self, socket: Socket, awaitable: Awaitable[Any]) -> None:
-        try:
-            await awaitable
-        except Exception as e:
-            self.failed("catch-all listener", socket, e)
+        return self._start(Pipeline(handler, packet, self), socket, args, ack_id, ack, eager, args_json, attachments)
 
     def _start(
-        self, handler: Handler, socket: Socket, args: Args, ack_id: int | None, ack: Ack | None, eager: bool
+        self,
+        handler: Handler,
+        socket: Socket,
+        args: Args,
+        ack_id: int | None,
+        ack: Ack | None,
+        eager: bool,
+        args_json: str,
+        attachments: list[bytes] | None,
     ) -> Callable[[], Awaitable[None]] | None:
+        """Run the handler now (eagerly when ``eager``), or queue it behind the socket's running one (the
+        packet's text and attachments are what it holds there)."""
         key = socket.key
         queue = self.queues.get(key)
         if queue is not None:
-            queue.append((handler, args, ack_id, ack))
+            size = len(args_json) + (sum(map(len, attachments)) if attachments else 0)
+            if self._wait(socket, size):
+                queue.append((handler, args, ack_id, ack, size))
             return None
         if not handler.plan.is_async:
             # A plain function with nothing queued before it runs to completion here, with no task to start.
             self._handle(handler, socket, args, ack_id, ack)
             return None
         if not eager:
-            self.queues[key] = deque([(handler, args, ack_id, ack)])
+            self.queues[key] = deque([(handler, args, ack_id, ack, 0)])
             self._spawn(self._drain, socket)
             return None
         coro = self._handle(handler, socket, args, ack_id, ack)
@@ -494,6 +482,7 @@ class Dispatcher:
             await self._run_queue(socket)
         finally:
             del self.queues[socket.key]
+            self.waiting.pop(socket.key, None)
 
     async def _drain(self, socket: Socket) -> None:
         """Run a socket's queued handlers one after the other, in the order their events arrived.
@@ -504,11 +493,14 @@ class Dispatcher:
             await self._run_queue(socket)
         finally:
             del self.queues[socket.key]
+            self.waiting.pop(socket.key, None)
 
     async def _run_queue(self, socket: Socket) -> None:
         queue = self.queues[socket.key]
         while queue:
-            handler, args, ack_id, ack = queue.popleft()
+            handler, args, ack_id, ack, size = queue.popleft()
+            if size:
+                self.waiting[socket.key] -= size
             pending = self._handle(handler, socket, args, ack_id, ack)
             if pending is None:
                 continue
@@ -519,16 +511,27 @@ class Dispatcher:
                 continue
             self._reply(handler, socket, ack_id, result)
 
+    def _wait(self, socket: Socket, size: int) -> bool:
+        """Count an event queued behind the socket's running handler; past max_waiting bytes the client's
+        connection is closed instead (logged once), as a client that does not read its output is dropped."""
+        waiting = self.waiting.get(socket.key, 0) + size
+        if waiting <= self.max_waiting:
+            self.waiting[socket.key] = waiting
+            return True
+        if socket.key not in self.cut_off:
+            self.cut_off.add(socket.key)
+            logger.info("events from %s waiting for its handlers over %d bytes: closing", socket.id, self.max_waiting)
+            self.host.core.close(socket.client)
+        return False
+
     def _decode(self, socket: Socket, data: str, attachments: list[bytes] | None) -> list[Any] | None:
         """An EVENT's or ACK's arguments, or None when its placeholders name no attachment: Node's decoder throws
         then, and its Client closes the whole connection ("forced close" for every socket of it), sending no
         DISCONNECT."""
         try:
             return decode_args(data, attachments)
-        except (BadAttachments, ValueError, RecursionError) as e:
-            logger.info("bad packet from %s: %s", socket.id, e)
-            self.host.core.close(socket.client)
-            self.report(socket, e)
+        except (BadAttachments, Undecodable) as e:
+            self.undecodable(socket, e)
             return None
 
     def unfit(

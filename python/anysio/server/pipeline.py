@@ -11,11 +11,78 @@ the order they were registered, each after the previous one finished.
 from __future__ import annotations
 
 import inspect
+import logging
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 from ..codec.coerce import CoercionError, plan
+from ..codec.wire import Undecodable
 from .handler import Args, Handler
 from .socket import Ack, Socket
+
+logger = logging.getLogger("anysio")
+#: An ``error`` handler: called with the socket (None for bad input no socket is known for) and the exception.
+ErrorHandler = Callable[[Socket | None, BaseException], Any]
+
+
+async def _awaited(awaitable: Awaitable[Any]) -> None:
+    await awaitable
+
+
+class Reporting:
+    """Failures, each logged once and then handed to the ``error`` handlers (the dispatcher's part that Chain and
+    Pipeline reach), and the catch-all listeners, whose failures go the same way."""
+
+    def error_handlers(self, socket: Socket | None) -> Sequence[ErrorHandler]:
+        """The socket's namespace's ``error`` handlers, or, when it has none (or there is no socket), those of
+        the main namespace "/" (``@sio.on("error")``)."""
+        raise NotImplementedError
+
+    def start(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> bool:
+        """Run ``fn(*args)`` in a task of the server; False when it is not being served."""
+        raise NotImplementedError
+
+    def report(self, socket: Socket | None, error: BaseException) -> None:
+        for fn in list(self.error_handlers(socket)):
+            try:
+                result = fn(socket, error)
+            except Exception:
+                logger.exception("error handler %s failed", getattr(fn, "__qualname__", fn))
+                continue
+            if inspect.isawaitable(result) and not self.start(_awaited, result):
+                getattr(result, "close", lambda: None)()
+
+    def failed(self, name: str, socket: Socket | None, error: Exception, more: str = "") -> None:
+        """A handler (or listener) raised: one log line with the traceback, then the error handlers."""
+        where = f"socket {socket.id}" if socket is not None else "no socket"
+        logger.error("handler for %r failed (%s)%s", name, where, more, exc_info=error)
+        self.report(socket, error)
+
+    def rejected(self, socket: Socket, error: Exception) -> None:
+        """A packet middleware stopped a packet: the error handlers; logged only when there are none (Node's
+        "Missing error handler on `socket`")."""
+        if not self.error_handlers(socket):
+            logger.warning("packet from %s stopped by a middleware, and no error handler: %r", socket.id, error)
+        self.report(socket, error)
+
+    def notify_any(self, socket: Socket, packet: list[Any], ack: Ack) -> None:
+        """The socket's catch-all listeners, with the event's Ack last when the client asked for one; a
+        coroutine listener runs in a task of its own."""
+        extra = (ack,) if ack.requested else ()
+        for listener in list(socket.any_listeners):
+            try:
+                result = listener(*packet, *extra)
+            except Exception as e:
+                self.failed("catch-all listener", socket, e)
+                continue
+            if inspect.isawaitable(result) and not self.start(self._listened, socket, result):
+                getattr(result, "close", lambda: None)()
+
+    async def _listened(self, socket: Socket, awaitable: Awaitable[Any]) -> None:
+        try:
+            await awaitable
+        except Exception as e:
+            self.failed("catch-all listener", socket, e)
 
 
 class Reporter(Protocol):
@@ -26,8 +93,8 @@ class Reporter(Protocol):
     ) -> None:
         """Arguments that do not fit the handler: answered with the problems."""
 
-    def bad_arguments(self, socket: Socket, error: Exception) -> None:
-        """Arguments JSON.parse takes but Python cannot: the packet is dropped."""
+    def undecodable(self, socket: Socket, error: Exception) -> None:
+        """A packet Python cannot read: the connection is closed."""
 
     def failed(self, name: str, socket: Socket, error: Exception) -> None:
         """A handler raised."""
@@ -63,8 +130,8 @@ def invoke(
         return handler.invoke(socket, args, ack)
     except CoercionError as e:
         reporter.unfit(handler, socket, ack_id, e, ack)
-    except (ValueError, RecursionError) as e:
-        reporter.bad_arguments(socket, e)
+    except Undecodable as e:
+        reporter.undecodable(socket, e)
     except Exception as e:
         reporter.failed(handler.name, socket, e)
     return FAILED

@@ -21,6 +21,7 @@ from ..adapters.base import Acks, Adapter, BroadcastOptions, FetchedSocket
 from ..codec.wire import decode_args
 from ..engineio.http import StaticFiles
 from ..engineio.runtime import (
+    MAX_BUFFERED,
     AllowRequest,
     EngineEvents,
     EngineOptions,
@@ -33,9 +34,9 @@ from ..engineio.runtime import (
 )
 from ..exceptions import checked_options
 from .broadcast import BroadcastOperator
-from .dispatcher import Dispatcher, DispatchNamespace, ErrorHandler
+from .dispatcher import Dispatcher, DispatchNamespace
 from .handler import Handler, Middleware
-from .pipeline import Chain
+from .pipeline import Chain, ErrorHandler
 from .socket import Socket
 
 logger = logging.getLogger("anysio")
@@ -314,7 +315,8 @@ class Server:
         self.static_files = StaticFiles(static_files) if static_files is not None else None
         self._adapter: AdapterFactory = adapter
         self._namespaces: dict[str, Namespace] = {}
-        self._dispatcher = Dispatcher(self, self._namespaces, allow_request, generate_id)
+        max_waiting = options.get("max_buffered", MAX_BUFFERED)
+        self._dispatcher = Dispatcher(self, self._namespaces, allow_request, generate_id, max_waiting)
         #: What a driver (``serve``, ``anysio.ASGIApp``, a worker) needs: the core and where its events go.
         self.runtime = Runtime(engine, self._dispatcher.dispatch, self._dispatcher.dispatch_in_tasks)
         #: Node's ``io.engine`` events: ``@sio.engine.on("connection_error")``, ``"initial_headers"``, ``"headers"``.
