@@ -9,12 +9,12 @@ from ._native import __version__
 from .adapters.base import Adapter, BroadcastOptions
 from .asgi import ASGIApp
 from .engineio.http import Request
-from .engineio.runtime import Cookie, EngineOptions, RequestRefused
+from .engineio.runtime import ConnectionErrorInfo, Cookie, EngineEvents, EngineOptions, RequestRefused
 from .engineio.server import EngineServer, Session
-from .exceptions import AckTimeout, AnysioError, ClusterError, ConnectionRefused, Disconnected
+from .exceptions import AckTimeout, AnysioError, ClusterError, ConnectionRefused, Disconnected, ProtocolError
 from .server.broadcast import BroadcastOperator
-from .server.server import Namespace, Server
-from .server.socket import Ack, Handshake, Socket
+from .server.server import Namespace, ParentNamespace, Server
+from .server.socket import Ack, Handshake, Socket, TimedSocket
 
 if TYPE_CHECKING:
     from .adapters.redis import Emitter, RedisCluster
@@ -38,19 +38,24 @@ __all__ = [
     "BroadcastOperator",
     "BroadcastOptions",
     "ClusterError",
+    "ConnectionErrorInfo",
     "ConnectionRefused",
     "Cookie",
     "Disconnected",
     "Emitter",
+    "EngineEvents",
     "EngineOptions",
     "EngineServer",
     "Handshake",
     "Namespace",
+    "ParentNamespace",
+    "ProtocolError",
     "RedisCluster",
     "Request",
     "RequestRefused",
     "Server",
     "Session",
     "Socket",
+    "TimedSocket",
     "__version__",
 ]

@@ -23,6 +23,8 @@ RequestTuple: TypeAlias = tuple[str, str, str, list[tuple[str, str]], Remote]
 # Every event a core gives: a connection handed to the worker that owns its session (workers only; Python sends
 # the descriptor on and closes it), then the engine's events.
 HandoffTuple: TypeAlias = tuple[Literal["handoff"], int, int]  # fd, owner worker
+# A request refused with one of Node's errors: code, the refusal's own message (Forbidden), the request.
+ConnectionErrorTuple: TypeAlias = tuple[Literal["connection_error"], int, str | None, RequestTuple]
 EventTuple: TypeAlias = (
     tuple[Literal["open"], int, str, str, RequestTuple]
     | tuple[Literal["message"], int, str | bytes]
@@ -30,6 +32,7 @@ EventTuple: TypeAlias = (
     | tuple[Literal["close"], int, str]
     | tuple[Literal["handshake"], int, RequestTuple]
     | tuple[Literal["request"], int, RequestTuple, bytes]  # only with serve_other_paths=True
+    | ConnectionErrorTuple
     | tuple[Literal["error"], str, Remote]
     | HandoffTuple
 )
@@ -44,6 +47,7 @@ SioEventTuple: TypeAlias = (
     | tuple[Literal["close"], int, str]
     | tuple[Literal["handshake"], int, RequestTuple]
     | tuple[Literal["request"], int, RequestTuple, bytes]  # only with serve_other_paths=True
+    | ConnectionErrorTuple
     | tuple[Literal["error"], str, Remote]
     | HandoffTuple
 )
@@ -90,6 +94,10 @@ class EngineCore:
     def accept_handshake(self, conn: int, sid: str | None = None) -> None: ...
     def refuse_handshake(self, conn: int, code: int, message: str | None = None) -> None: ...
     def respond(self, conn: int, status: int, headers: list[tuple[str, str]], body: bytes) -> None: ...
+    # hook(initial, request, headers) -> the headers to send, for every response that carries a session.
+    def set_headers_hook(
+        self, hook: Callable[[bool, RequestTuple, list[tuple[str, str]]], list[tuple[str, str]]] | None
+    ) -> None: ...
     def sid_of(self, key: int) -> str | None: ...
     def transport_of(self, key: int) -> str | None: ...
     @property
@@ -99,6 +107,8 @@ class EngineCore:
     def shutdown(self) -> None: ...
     # The Socket.IO layer (socketio=True); sockets are named by the keys of the "connect" event.
     def add_namespace(self, nsp: str) -> None: ...
+    def remove_namespace(self, nsp: str) -> bool: ...
+    def set_dynamic_namespaces(self, on: bool) -> None: ...
     def accept(self, socket: int) -> bool: ...
     def refuse(self, socket: int, data_json: str) -> None: ...
     def disconnect(self, socket: int, close: bool = False) -> None: ...

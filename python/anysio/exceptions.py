@@ -50,6 +50,15 @@ class ClusterError(AnysioError):
     """A cluster operation could not be done: Redis is unreachable, or the other servers did not answer."""
 
 
+class ProtocolError(AnysioError):
+    """Bad input from a client (a malformed request, frame or packet), as the ``error`` handler receives it with
+    no socket. ``remote`` is the peer's (host, port) when known."""
+
+    def __init__(self, message: str, remote: tuple[str, int] | None = None) -> None:
+        super().__init__(message)
+        self.remote = remote
+
+
 class Disconnected(AnysioError):
     """The socket disconnected before its acknowledgement arrived."""
 

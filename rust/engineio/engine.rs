@@ -16,8 +16,8 @@ use super::answer::Answer;
 use super::conn::{Conn, ConnState, Parked, Waiting};
 use super::packet::{Data, Packet};
 use super::session::{Carrier, CloseReason, Session, Transport};
-use super::{Config, ErrorCode, Event};
-use crate::http::Response;
+use super::{Config, ErrorCode, Event, HeadersHook};
+use crate::http::{Request, Response};
 use crate::ids::{ConnId, IdMap, SessionKey};
 
 pub struct Engine {
@@ -35,6 +35,7 @@ pub struct Engine {
     pub(super) poll_ready: Vec<SessionKey>,
     /// Connections whose parked request was answered: requests pipelined behind it can be read now.
     pub(super) resumed: Vec<ConnId>,
+    headers_hook: Option<HeadersHook>,
 }
 
 impl Engine {
@@ -51,6 +52,7 @@ impl Engine {
             dirty: Vec::new(),
             poll_ready: Vec::new(),
             resumed: Vec::new(),
+            headers_hook: None,
         }
     }
 
@@ -237,7 +239,33 @@ impl Engine {
         let Some(req) = self.unpark(conn, Parked::Handshake) else {
             return;
         };
+        self.connection_error(conn, &req, code, message);
         self.reject(conn, &req, code, code.status(), message);
+    }
+
+    /// Let the application add or change the headers of the responses that carry a session (`HeadersHook`).
+    pub fn set_headers_hook(&mut self, hook: Option<HeadersHook>) {
+        self.headers_hook = hook;
+    }
+
+    /// The application's headers on `res`, a response that carries a session: the hook is offered the session
+    /// cookie, and the headers it leaves replace those of the same names.
+    pub(super) fn app_headers(&mut self, conn: ConnId, req: &Request, res: &mut Response) {
+        if self.headers_hook.is_none() {
+            return;
+        }
+        let info = self.request_info(conn, req);
+        // Node's test: a request without a sid opens a session.
+        let initial = req.query_param("sid").is_none();
+        let (mut offered, mut kept): (Vec<_>, Vec<_>) = std::mem::take(&mut res.headers)
+            .into_iter()
+            .partition(|(name, _)| name.eq_ignore_ascii_case("set-cookie"));
+        if let Some(hook) = &self.headers_hook {
+            hook(initial, &info, &mut offered);
+        }
+        kept.retain(|(k, _)| !offered.iter().any(|(n, _)| n.eq_ignore_ascii_case(k)));
+        kept.extend(offered);
+        res.headers = kept;
     }
 
     /// Answer a request handed over as `Event::Request`.
@@ -270,6 +298,23 @@ impl Engine {
             conn,
             remote,
             message,
+        });
+    }
+
+    /// A request refused with one of Node's errors: one `ConnectionError` (Node's `connection_error`).
+    pub(super) fn connection_error(
+        &mut self,
+        conn: ConnId,
+        req: &Request,
+        code: ErrorCode,
+        detail: Option<&str>,
+    ) {
+        let request = Arc::new(self.request_info(conn, req));
+        self.events.push_back(Event::ConnectionError {
+            conn,
+            code,
+            detail: detail.map(str::to_owned),
+            request,
         });
     }
 

@@ -178,6 +178,12 @@ pub struct RequestInfo {
     pub remote: Option<SocketAddr>,
 }
 
+/// Node's `initial_headers` and `headers` events: called with whether the request opens a session (it has no
+/// sid), the request, and the headers the application may add to or change (the session cookie, if any), for
+/// every response that carries a session: handshakes, polls, POSTs and WebSocket upgrades; error answers are not
+/// offered. Set with `Engine::set_headers_hook`; without one nothing is built.
+pub type HeadersHook = Box<dyn Fn(bool, &RequestInfo, &mut Vec<(String, String)>) + Send + Sync>;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     /// A handshake waiting for `Engine::accept_handshake` or `Engine::refuse_handshake`
@@ -209,6 +215,14 @@ pub enum Event {
         conn: ConnId,
         request: std::sync::Arc<RequestInfo>,
         body: Vec<u8>,
+    },
+    /// A request refused with one of Node's errors (Node's `connection_error`): reported once, so the
+    /// application can log it, with the request and, for `Forbidden`, the refusal's own message.
+    ConnectionError {
+        conn: ConnId,
+        code: ErrorCode,
+        detail: Option<String>,
+        request: std::sync::Arc<RequestInfo>,
     },
     /// Bad input from a peer, reported once per occurrence so the application can log it.
     ProtocolError {

@@ -103,11 +103,9 @@ impl Engine {
             return self.close_session(key, CloseReason::TransportError, now);
         }
         let packets = packet::decode_payload(&req.body);
-        self.respond(
-            conn,
-            &req,
-            Response::new(200).with_body("text/html", b"ok".to_vec()),
-        );
+        let mut res = Response::new(200).with_body("text/html", b"ok".to_vec());
+        self.app_headers(conn, &req, &mut res);
+        self.respond(conn, &req, res);
         match packets {
             Ok(packets) => {
                 for p in packets {
@@ -129,7 +127,8 @@ impl Engine {
         // so a client reads the last packets (a Socket.IO DISCONNECT, say) before the transport closes.
         let closing = matches!(s.state, ReadyState::Closing { .. }) && s.queue.is_empty();
         let body = s.queue.payload(closing.then_some(Packet::Close));
-        let res = Response::new(200).with_body("text/plain; charset=UTF-8", body);
+        let mut res = Response::new(200).with_body("text/plain; charset=UTF-8", body);
+        self.app_headers(conn, req, &mut res);
         self.respond(conn, req, res);
         if closing {
             self.remove_session(key, Packet::Close);

@@ -83,7 +83,7 @@ impl Engine {
     }
 
     pub(super) fn refuse(&mut self, conn: ConnId, req: &Request, code: ErrorCode) {
-        self.report_bad_input(conn, format!("refused: {}", code.message()));
+        self.connection_error(conn, req, code, None);
         self.reject(conn, req, code, code.status(), None);
     }
 
@@ -130,8 +130,8 @@ impl Engine {
         }
         if let Some(max) = self.config.max_connections {
             if self.open_sessions >= max {
-                self.report_bad_input(conn, "refused: connection limit reached".into());
                 let message = Some("Connection limit reached");
+                self.connection_error(conn, &req, ErrorCode::Forbidden, message);
                 return self.reject(conn, &req, ErrorCode::Forbidden, 503, message);
             }
         }
@@ -218,6 +218,7 @@ impl Engine {
                 if let Some(c) = cookie {
                     res = res.with_header("Set-Cookie", &c);
                 }
+                self.app_headers(conn, req, &mut res);
                 self.respond(conn, req, res);
             }
             Transport::WebSocket => {

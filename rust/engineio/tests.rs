@@ -192,11 +192,17 @@ impl T {
         events
     }
 
+    /// Reports of bad input: refusals with Node's errors and the rest.
     fn errors(&mut self) -> usize {
         let events = self.events();
         events
             .iter()
-            .filter(|e| matches!(e, Event::ProtocolError { .. }))
+            .filter(|e| {
+                matches!(
+                    e,
+                    Event::ProtocolError { .. } | Event::ConnectionError { .. }
+                )
+            })
             .count()
     }
 
@@ -1202,6 +1208,80 @@ fn a_peer_that_does_not_read_is_dropped() {
     assert!(stale.is_empty(), "what was buffered is dropped too");
     t.wire.disconnect(&mut t.e, c, t.now);
     assert_eq!(t.closes(), [CloseReason::TransportClose]);
+}
+
+#[test]
+fn refusals_are_connection_errors_with_nodes_code_and_the_request() {
+    let mut t = T::new(Config {
+        defer_handshakes: true,
+        ..config()
+    });
+    t.request(&get("sid=nope"));
+    let events = t.events();
+    let [Event::ConnectionError {
+        code,
+        detail,
+        request,
+        ..
+    }] = events.as_slice()
+    else {
+        panic!("{events:?}")
+    };
+    assert_eq!((*code, detail.as_deref()), (ErrorCode::UnknownSid, None));
+    assert!(request.query.contains("sid=nope"), "{request:?}");
+    // The application's refusal (allowRequest) is one too, with its message.
+    let c = t.connect();
+    t.send(c, get(""));
+    t.events();
+    t.e.refuse_handshake(c, ErrorCode::Forbidden, Some("go away"));
+    assert!(matches!(
+        t.events().as_slice(),
+        [Event::ConnectionError { code: ErrorCode::Forbidden, detail: Some(d), .. }] if d == "go away"
+    ));
+}
+
+#[test]
+fn headers_hook_changes_the_responses_that_carry_a_session() {
+    let mut t = T::new(Config {
+        cookie: Some(Cookie::default()),
+        ..config()
+    });
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    t.e.set_headers_hook(Some(Box::new(move |initial, request, headers| {
+        log.lock()
+            .unwrap()
+            .push((initial, request.method.clone(), headers.clone()));
+        headers.retain(|(n, _)| n != "Set-Cookie");
+        headers.push(("Set-Cookie".into(), "mine=1".into()));
+        headers.push(("X-Initial".into(), initial.to_string()));
+    })));
+    let (_, res) = t.request(&get(""));
+    assert_eq!(
+        (res.header("set-cookie"), res.header("x-initial")),
+        (Some("mine=1"), Some("true"))
+    );
+    let open: Value = serde_json::from_str(&res.text()[1..]).unwrap();
+    let sid = open["sid"].as_str().unwrap().to_owned();
+    let (_, res) = t.request(&post(&sid, "4hi"));
+    assert_eq!(res.header("x-initial"), Some("false"));
+    let key = t.e.key_of(&sid).unwrap();
+    t.e.send(key, Data::Text("x".into()));
+    let (_, res) = t.request(&get(&format!("sid={sid}")));
+    assert_eq!((res.text(), res.header("x-initial")), ("4x", Some("false")));
+    // The WebSocket upgrade's 101 gets them too; an error answer does not.
+    let c = t.connect();
+    t.send(c, ws_request(&format!("&sid={sid}")));
+    assert_eq!(
+        parse_response(&mut t.out(c)).header("x-initial"),
+        Some("false")
+    );
+    let (_, res) = t.request(&get("sid=unknown"));
+    assert_eq!((res.status, res.header("x-initial")), (400, None));
+    let seen = seen.lock().unwrap();
+    let cookie = seen[0].2.clone();
+    assert!(cookie[0].1.starts_with(&format!("io={sid}")), "{cookie:?}");
+    assert_eq!(seen.len(), 4, "{seen:?}");
 }
 
 /// A polling client that does not GET: what waits for it is bounded by max_buffered bytes of payload, counted

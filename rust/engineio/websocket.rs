@@ -70,6 +70,7 @@ impl Engine {
         if let Some(c) = cookie {
             res = res.with_header("Set-Cookie", c);
         }
+        self.app_headers(conn, req, &mut res);
         // Node's 101 carries the CORS headers too.
         let res = self.cors_headers(req, res);
         self.emit(conn, |out| out.accept(res));

@@ -68,6 +68,21 @@ pub(super) fn request_to_py(py: Python<'_>, r: &engineio::RequestInfo) -> PyResu
     Ok(t.into_any().unbind())
 }
 
+/// Run the application's headers hook (see `EngineCore.set_headers_hook`): `hook(initial, request, headers)`
+/// returns the headers to send in their place.
+pub(super) fn call_headers_hook(
+    py: Python<'_>,
+    hook: &PyObject,
+    initial: bool,
+    request: &engineio::RequestInfo,
+    headers: &mut Vec<(String, String)>,
+) -> PyResult<()> {
+    let request = request_to_py(py, request)?;
+    let out = hook.bind(py).call1((initial, request, headers.clone()))?;
+    *headers = out.extract()?;
+    Ok(())
+}
+
 /// JSON text from Python. A string that came in through a JSON escape may hold a lone surrogate (JSON.parse
 /// accepts them, and so does the decoder): not UTF-8, so it goes out as the escape it came in as, which is what
 /// JSON.stringify writes for one.
@@ -203,6 +218,15 @@ impl ToPy for Event {
             } => {
                 let request = request_to_py(py, &request)?;
                 tuple(py, ("request", conn, request, PyBytes::new(py, &body)))
+            }
+            Event::ConnectionError {
+                code,
+                detail,
+                request,
+                ..
+            } => {
+                let request = request_to_py(py, &request)?;
+                tuple(py, ("connection_error", code as u8, detail, request))
             }
             Event::ProtocolError {
                 remote, message, ..

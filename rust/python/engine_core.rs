@@ -191,6 +191,24 @@ impl EngineCore {
         Ok(())
     }
 
+    /// Node's `initial_headers` / `headers`: `hook(initial, request, headers)` is called, while the core runs,
+    /// for every response that carries a session and returns the headers to send in place of `headers` (the
+    /// session cookie, if any). None removes it. An error it raises is Python's "unraisable" one; the response
+    /// then goes out with the headers it had.
+    #[pyo3(signature = (hook))]
+    fn set_headers_hook(&mut self, hook: Option<PyObject>) {
+        let hook = hook.map(|f| -> engineio::HeadersHook {
+            Box::new(move |initial, request, headers| {
+                Python::with_gil(|py| {
+                    if let Err(e) = call_headers_hook(py, &f, initial, request, headers) {
+                        e.write_unraisable(py, Some(f.bind(py)));
+                    }
+                });
+            })
+        });
+        self.engine().set_headers_hook(hook);
+    }
+
     /// Answer a "request" event (a path outside Engine.IO's).
     #[pyo3(signature = (conn, status, headers, body))]
     fn respond(
@@ -235,6 +253,18 @@ impl EngineCore {
 
     fn add_namespace(&mut self, nsp: &str) -> PyResult<()> {
         self.sio()?.layer.add_namespace(nsp);
+        Ok(())
+    }
+
+    /// Forget a namespace that has no connected socket (a child namespace left empty); false if it has one.
+    fn remove_namespace(&mut self, nsp: &str) -> PyResult<bool> {
+        Ok(self.sio()?.layer.remove_namespace(nsp))
+    }
+
+    /// With parent namespaces, a CONNECT to a namespace the core does not know goes to the application as a
+    /// "connect" event (it creates the child or refuses) instead of being answered "Invalid namespace".
+    fn set_dynamic_namespaces(&mut self, on: bool) -> PyResult<()> {
+        self.sio()?.layer.dynamic_namespaces = on;
         Ok(())
     }
 

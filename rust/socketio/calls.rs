@@ -18,11 +18,11 @@ impl SocketIo {
         else {
             return false;
         };
-        // Node's Socket._onconnect: the socket joins its own room and the namespace only now.
-        if let Some(ns) = self.namespaces.get_mut(&s.nsp) {
-            ns.sockets.insert(socket);
-            ns.rooms.join(socket, &s.sid);
-        }
+        // Node's Socket._onconnect: the socket joins its own room and the namespace only now. A child namespace
+        // created, or emptied and removed, while the socket was connecting is (re)made here.
+        let ns = self.namespaces.entry(s.nsp.clone()).or_default();
+        ns.sockets.insert(socket);
+        ns.rooms.join(socket, &s.sid);
         if let Some(c) = self.clients.get_mut(&s.client) {
             c.connect_deadline = None;
         }

@@ -131,6 +131,9 @@ pub struct Namespace {
 
 pub struct SocketIo {
     pub connect_timeout: Duration,
+    /// CONNECTs to unknown namespaces go to the application (Node's parent namespaces decide) instead of being
+    /// answered "Invalid namespace".
+    pub dynamic_namespaces: bool,
     namespaces: HashMap<Arc<str>, Namespace>,
     clients: IdMap<SessionKey, Client>,
     sockets: IdMap<SocketKey, Socket>,
@@ -181,6 +184,7 @@ impl SocketIo {
     pub fn new(connect_timeout: Duration) -> Self {
         SocketIo {
             connect_timeout,
+            dynamic_namespaces: false,
             namespaces: HashMap::new(),
             clients: IdMap::default(),
             sockets: IdMap::default(),
@@ -193,6 +197,20 @@ impl SocketIo {
 
     pub fn add_namespace(&mut self, nsp: &str) {
         self.namespaces.entry(nsp.into()).or_default();
+    }
+
+    /// Forget a namespace with no connected socket (Node's `cleanupEmptyChildNamespaces`); false if it has one.
+    /// A socket still connecting to it brings it back when accepted.
+    pub fn remove_namespace(&mut self, nsp: &str) -> bool {
+        if self
+            .namespaces
+            .get(nsp)
+            .is_some_and(|ns| ns.sockets.is_empty())
+        {
+            self.namespaces.remove(nsp);
+            return true;
+        }
+        false
     }
 
     pub fn namespace(&self, nsp: &str) -> Option<&Namespace> {
@@ -396,10 +414,8 @@ impl SocketIo {
     }
 
     fn on_connect(&mut self, client: SessionKey, p: Packet, engine: &mut Engine) {
-        let Some(nsp) = self
-            .namespaces
-            .get_key_value(p.nsp.as_str())
-            .map(|(k, _)| k.clone())
+        let known = (self.namespaces.get_key_value(p.nsp.as_str())).map(|(k, _)| k.clone());
+        let Some(nsp) = known.or_else(|| self.dynamic_namespaces.then(|| p.nsp.as_str().into()))
         else {
             send_control(
                 engine,

@@ -1061,3 +1061,44 @@ fn volatile_broadcasts_skip_sessions_not_ready_to_send() {
     assert!(reached.contains(&k_idle));
     assert_eq!(h.recv(&idle), vec![text(r#"42["kept"]"#)]);
 }
+
+#[test]
+fn dynamic_namespaces_go_to_the_application_and_are_made_on_accept() {
+    let mut h = harness();
+    h.core.layer.dynamic_namespaces = true;
+    let (_, sid) = h.open();
+    h.send(&sid, "0/dyn-1,");
+    let socket = h.connecting_socket();
+    assert!(h.core.layer.namespace("/dyn-1").is_none());
+    assert!(h.core.layer.accept(socket, &mut h.core.engine));
+    let id = h.core.layer.sid_of(socket).unwrap().to_string();
+    assert_eq!(
+        h.recv(&sid),
+        vec![Rec::Text(format!("40/dyn-1,{{\"sid\":\"{id}\"}}"))]
+    );
+    assert_eq!(h.core.layer.socket_count("/dyn-1"), 1);
+    h.send(&sid, r#"2/dyn-1,["hi"]"#);
+    let events = h.take_events();
+    assert!(
+        matches!(events.as_slice(), [Event::Event { socket: s, .. }] if *s == socket),
+        "{events:?}"
+    );
+    assert!(!h.core.layer.remove_namespace("/dyn-1"), "it has a socket");
+    // The application refuses what no parent namespace matches, as Rust would have.
+    h.send(&sid, "0/other,");
+    let other = h.connecting_socket();
+    h.core.layer.refuse(
+        other,
+        r#"{"message":"Invalid namespace"}"#,
+        &mut h.core.engine,
+    );
+    assert_eq!(
+        h.recv(&sid),
+        vec![text(r#"44/other,{"message":"Invalid namespace"}"#)]
+    );
+    h.send(&sid, "1/dyn-1,");
+    h.take_events();
+    assert!(h.core.layer.remove_namespace("/dyn-1"));
+    assert!(h.core.layer.namespace("/dyn-1").is_none());
+    assert!(h.is_open(&sid));
+}

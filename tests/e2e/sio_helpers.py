@@ -163,6 +163,7 @@ async def node_sio(
     reconnection: bool | None = None,
     connected: bool = True,
     node_flags: tuple[str, ...] = (),
+    with_credentials: bool = False,
 ) -> AsyncIterator[NodeSio]:
     """A Node socket.io-client for the body of the ``async with``; with ``connected`` (the default) it has
     connected before the body runs. ``node_flags`` go to node itself."""
@@ -173,6 +174,8 @@ async def node_sio(
         argv += ["--auth", json.dumps(to_wire(auth))]
     if reconnection is not None:
         argv += ["--reconnection", "true" if reconnection else "false"]
+    if with_credentials:
+        argv += ["--withCredentials", "true"]
     async with await anyio.open_process(argv) as process, anyio.create_task_group() as tg:
         client = NodeSio(process)
         tg.start_soon(client._read)

@@ -1,6 +1,6 @@
 // Socket.IO test client. Usage:
 //   node sio_client.mjs <url> [--nsp /x] [--transports polling,websocket] [--auth <json>]
-//                       [--reconnection true|false] [--timeout ms]
+//                       [--reconnection true|false] [--timeout ms] [--withCredentials true|false]
 // Out (stdout, JSON lines):
 //   {"event":"connect","id":..,"transport":..}   {"event":"connect_error","message":..,"data":..}
 //   {"event":"disconnect","reason":..,"description":..}
@@ -23,6 +23,8 @@ if (options.transports) opts.transports = options.transports.split(",");
 if (options.auth) opts.auth = fromJson(JSON.parse(options.auth));
 if (options.reconnection) opts.reconnection = parseBool(options.reconnection, "reconnection");
 if (options.timeout) opts.timeout = Number(options.timeout);
+// In Node.js, engine.io-client keeps the server's cookies (a cookie jar) and sends them back only with this.
+if (options.withCredentials) opts.withCredentials = parseBool(options.withCredentials, "withCredentials");
 const nsp = options.nsp ?? "/";
 
 const socket = io(url.replace(/\/+$/, "") + nsp, opts);

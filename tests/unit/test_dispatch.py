@@ -68,6 +68,13 @@ class FakeCore(Notifier):
     def add_namespace(self, nsp: str) -> None:
         self._record("add_namespace", nsp)
 
+    def remove_namespace(self, nsp: str) -> bool:
+        self._record("remove_namespace", nsp)
+        return True
+
+    def set_dynamic_namespaces(self, on: bool) -> None:
+        self._record("set_dynamic_namespaces", on)
+
     def accept(self, socket: int) -> bool:
         self._record("accept", socket)
         return self.accepting

@@ -118,6 +118,15 @@ class AdapterNamespace(Protocol):
         """The namespace's socket with this key (connected or still connecting), if any."""
         ...
 
+    #: How many of its connected sockets have outgoing catch-all listeners: while none has, a broadcast does
+    #: nothing more than write.
+    outgoing_watchers: int
+
+    def notify_outgoing(self, keys: list[int], data: str, attachments: list[bytes]) -> None:
+        """Tell the outgoing catch-all listeners of the sockets ``keys`` of an event written to them (``data``:
+        the JSON text of its name and arguments)."""
+        ...
+
 
 class Adapter:
     def __init__(self, nsp: AdapterNamespace) -> None:
@@ -140,9 +149,12 @@ class Adapter:
     ) -> list[int]:
         """Write an encoded event (JSON text of its arguments, and their attachments) to every local target;
         returns the keys of the sockets reached."""
-        return self.nsp.core.broadcast_event(
+        keys = self.nsp.core.broadcast_event(
             self.nsp.name, data, sorted(opts.rooms), sorted(opts.except_rooms), attachments, ack_id, opts.volatile
         )
+        if self.nsp.outgoing_watchers:
+            self.nsp.notify_outgoing(keys, data, attachments)
+        return keys
 
     async def broadcast(self, args: list[Any], opts: BroadcastOptions, ack_id: int | None = None) -> list[int]:
         """Send an event (``args[0]`` is its name) to every target; returns the keys of the sockets reached."""

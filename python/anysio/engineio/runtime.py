@@ -18,7 +18,7 @@ import socket
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, TypedDict, Unpack
+from typing import TYPE_CHECKING, Any, Protocol, TypedDict, TypeVar, Unpack, overload
 
 import anyio
 import anyio.abc
@@ -30,9 +30,10 @@ from .eager import Suspended
 from .http import Request
 
 if TYPE_CHECKING:
-    from .._native import CoreEvent
+    from .._native import CoreEvent, RequestTuple
 
 logger = logging.getLogger("anysio")
+F = TypeVar("F", bound=Callable[..., Any])
 #: The event loops a server runs on; uvloop is asyncio's loop replaced by uvloop's.
 BACKENDS = ("asyncio", "uvloop", "trio")
 #: What each backend needs installed beyond anyio: the requirement of the extra of the same name (pyproject.toml).
@@ -192,11 +193,137 @@ class HandshakeCore(Protocol):
     def refuse_handshake(self, conn: int, code: int, message: str | None = None) -> None: ...
 
 
+#: Node's engine.io error messages, by code (``Server.errorMessages``).
+ERROR_MESSAGES = {
+    0: "Transport unknown",
+    1: "Session ID unknown",
+    2: "Bad handshake method",
+    3: "Bad request",
+    4: "Forbidden",
+    5: "Unsupported protocol version",
+}
+#: Response headers as a headers listener changes them: a name's value, or its values (several Set-Cookie).
+Headers = dict[str, str | list[str]]
+HeadersListener = Callable[[Headers, Request], None]
+ENGINE_EVENTS = ("connection_error", "initial_headers", "headers")
+
+
+@dataclass(frozen=True)
+class ConnectionErrorInfo:
+    """What a ``connection_error`` listener receives (Node's ``err``): the refused request, Node's code and
+    message (``ERROR_MESSAGES``), and Node's context: ``{"transport": ...}`` (0), ``{"sid": ...}`` (1),
+    ``{"method": ...}`` (2), ``{"name": ...}`` (3), ``{"message": ...}`` (4, the refusal's own message, as from
+    ``allow_request``), ``{"protocol": ...}`` (5)."""
+
+    req: Request
+    code: int
+    message: str
+    context: dict[str, Any]
+
+    @classmethod
+    def of(cls, code: int, detail: str | None, req: Request) -> ConnectionErrorInfo:
+        q = req.query
+        eio = q.get("EIO", "")
+        contexts: dict[int, dict[str, Any]] = {
+            0: {"transport": q.get("transport")},
+            1: {"sid": q.get("sid")},
+            2: {"method": req.method},
+            3: {"name": "TRANSPORT_MISMATCH" if "sid" in q else "TRANSPORT_HANDSHAKE_ERROR"},
+            4: {"message": detail} if detail else {},
+            5: {"protocol": int(eio) if eio.isdigit() else eio},
+        }
+        return cls(req, code, ERROR_MESSAGES.get(code, "Bad request"), contexts.get(code, {}))
+
+
+class EngineEvents:
+    """Node's ``io.engine`` events: ``sio.engine.on("connection_error")`` (a ``ConnectionErrorInfo``), and
+    ``on("initial_headers")`` / ``on("headers")``, called with the response headers (a dict to change: the
+    session cookie is in it when ``cookie=`` is set) and the ``Request``, for each response that carries a
+    session (``initial_headers`` for the handshake's only). Headers listeners run while the response is built:
+    plain functions, no coroutines. A ``connection_error`` listener may be a coroutine function (it runs in a
+    task)."""
+
+    def __init__(self, core: EngineCore, runtime: Runtime) -> None:
+        self._core = core
+        self._runtime = runtime
+        self.listeners: dict[str, list[Callable[..., Any]]] = {name: [] for name in ENGINE_EVENTS}
+
+    @overload
+    def on(self, event: str) -> Callable[[F], F]: ...
+    @overload
+    def on(self, event: str, listener: F) -> F: ...
+    def on(self, event: str, listener: F | None = None) -> Any:
+        """Add a listener, as ``engine.on("headers", fn)`` or as the decorator ``@engine.on("headers")``."""
+        if event not in self.listeners:
+            raise ValueError(f"unknown engine event {event!r}: one of {', '.join(ENGINE_EVENTS)}")
+
+        def register(fn: F) -> F:
+            self.listeners[event].append(fn)
+            if event != "connection_error":
+                self._core.set_headers_hook(self._headers)
+            return fn
+
+        return register(listener) if listener is not None else register
+
+    def connection_error(self, code: int, detail: str | None, req: RequestTuple) -> None:
+        """A refused request (the core's "connection_error" event): logged once, then the listeners."""
+        request = Request.from_tuple(req)
+        logger.info("bad input from %s: refused: %s", request.remote, detail or ERROR_MESSAGES.get(code))
+        listeners = self.listeners["connection_error"]
+        if not listeners:
+            return
+        info = ConnectionErrorInfo.of(code, detail, request)
+        for fn in list(listeners):
+            try:
+                result = fn(info)
+            except Exception:
+                logger.exception("connection_error listener %s failed", getattr(fn, "__qualname__", fn))
+                continue
+            if inspect.isawaitable(result) and not self._runtime.spawn(_await_logged, result):
+                _discard(result)
+
+    def _headers(self, initial: bool, req: RequestTuple, pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """The core's headers hook: the listeners change the headers; what they leave is sent."""
+        headers: Headers = {}
+        for name, value in pairs:
+            old = headers.get(name)
+            headers[name] = value if old is None else [*([old] if isinstance(old, str) else old), value]
+        request = Request.from_tuple(req)
+        listeners = self.listeners["headers"]
+        if initial:
+            listeners = self.listeners["initial_headers"] + listeners
+        for fn in listeners:
+            try:
+                result = fn(headers, request)
+            except Exception:
+                logger.exception("headers listener %s failed", getattr(fn, "__qualname__", fn))
+                continue
+            if inspect.isawaitable(result):
+                _discard(result)
+                logger.error("headers listener %s is a coroutine function: headers listeners must be plain", fn)
+        return [(str(k), str(v)) for k, vs in headers.items() for v in ([vs] if isinstance(vs, str) else vs)]
+
+
+async def _await_logged(awaitable: Awaitable[Any]) -> None:
+    try:
+        await awaitable
+    except Exception:
+        logger.exception("listener failed")
+
+
+def _discard(awaitable: Awaitable[Any]) -> None:
+    close = getattr(awaitable, "close", None)
+    if close is not None:
+        close()
+
+
 class SioCore(HandshakeCore, Protocol):
     """What the Socket.IO layer (dispatcher, sockets, adapters) calls on the core: ``EngineCore(socketio=True)``,
     or a test's fake. Sockets are named by the keys of the core's "connect" events, sessions by their clients'."""
 
     def add_namespace(self, nsp: str) -> None: ...
+    def remove_namespace(self, nsp: str) -> bool: ...
+    def set_dynamic_namespaces(self, on: bool) -> None: ...
     def accept(self, socket: int) -> bool: ...
     def refuse(self, socket: int, data_json: str) -> None: ...
     def disconnect(self, socket: int, close: bool = False) -> None: ...

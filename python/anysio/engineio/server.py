@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 from .runtime import (
     AllowRequest,
+    EngineEvents,
     EngineOptions,
     GenerateId,
     Runtime,
@@ -78,6 +79,8 @@ class EngineServer:
         self._core = native_core(path=path, defer_handshakes=defer, **options)
         #: What a driver (``serve``, or ``anysio.ASGIApp``) needs: the core and where its events go.
         self.runtime = Runtime(self._core, self._dispatch)
+        #: Node's engine events: ``@server.engine.on("connection_error")``, ``"initial_headers"``, ``"headers"``.
+        self.engine = EngineEvents(self._core, self.runtime)
         self.sessions: dict[str, Session] = {}
         self._by_key: dict[int, Session] = {}
         self._on_open: Callable[[Session], Any] | None = None
@@ -165,6 +168,8 @@ class EngineServer:
                         self._call(self._on_close, session, reason)
                 case ("handshake", conn, req):
                     self.runtime.spawn(self._decide_handshake, conn, Request.from_tuple(req))
+                case ("connection_error", code, detail, req):
+                    self.engine.connection_error(code, detail, req)
                 case ("error", message, remote):
                     logger.info("bad input from %s: %s", remote, message)
 

@@ -20,9 +20,18 @@ from ..codec.coerce import CoercionError
 from ..codec.wire import BadAttachments, Undecodable, decode_args, encode_args
 from ..engineio.eager import Suspended, resume
 from ..engineio.http import Request, StaticFiles
-from ..engineio.runtime import MAX_BUFFERED, AllowRequest, GenerateId, Runtime, SioCore, decide_handshake
-from ..exceptions import ConnectionRefused
+from ..engineio.runtime import (
+    MAX_BUFFERED,
+    AllowRequest,
+    EngineEvents,
+    GenerateId,
+    Runtime,
+    SioCore,
+    decide_handshake,
+)
+from ..exceptions import ConnectionRefused, ProtocolError
 from .handler import Args, Handler, Middleware
+from .pipeline import FAILED, ErrorHandler, Pipeline, Reporting, ack_args, invoke
 from .socket import Ack, Handshake, Socket, SocketNamespace
 
 if TYPE_CHECKING:
@@ -30,6 +39,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("anysio")
 _NOT_STARTED: Any = object()
+_INVALID_NAMESPACE = json.dumps({"message": "Invalid namespace"})
 #: A handler waiting for its socket's running one: its arguments, ack id, Ack, and the bytes they hold.
 Queued = tuple[Handler, Args, int | None, Ack | None, int]
 
@@ -41,6 +51,8 @@ class DispatchNamespace(SocketNamespace, Protocol):
     def handlers(self) -> Mapping[str, Handler]: ...
     @property
     def middlewares(self) -> Sequence[Middleware]: ...
+    @property
+    def error_handlers(self) -> Sequence[ErrorHandler]: ...
     @property
     def sockets(self) -> dict[str, Socket]: ...
 
@@ -54,6 +66,17 @@ class DispatchHost(Protocol):
     def runtime(self) -> Runtime: ...
     @property
     def static_files(self) -> StaticFiles | None: ...
+    @property
+    def engine(self) -> EngineEvents: ...
+    @property
+    def cleanup_empty_child_namespaces(self) -> bool: ...
+
+    async def dynamic_namespace(self, name: str, auth: Any) -> DispatchNamespace | None:
+        """The child namespace ``name`` of the first parent namespace that takes it (made if new), or None."""
+        ...
+
+    def namespace_emptied(self, nsp: DispatchNamespace) -> None:
+        """The last socket of ``nsp``, connected or connecting, is gone (a child namespace may go too)."""
 
 
 def _close_fd(fd: int, owner: int) -> None:
@@ -79,13 +102,6 @@ def refusal_json(message: str, data: Any) -> str:
         return json.dumps({"message": str(message)}, separators=(",", ":"), ensure_ascii=False)
 
 
-def _ack_args(result: Any) -> list[Any]:
-    """A handler's return value as ack arguments: None is no argument, a tuple is several."""
-    if result is None:
-        return []
-    return list(result) if isinstance(result, tuple) else [result]
-
-
 async def _guarded(fn: Callable[..., Any], *args: Any) -> None:
     """Run a task for one client; whatever it raises is logged, never allowed to end the server's task group."""
     try:
@@ -94,7 +110,7 @@ async def _guarded(fn: Callable[..., Any], *args: Any) -> None:
         logger.exception("%s failed", getattr(fn, "__qualname__", fn))
 
 
-class Dispatcher:
+class Dispatcher(Reporting):
     def __init__(
         self,
         host: DispatchHost,
@@ -167,8 +183,11 @@ class Dispatcher:
                     self.hand_off(fd, owner)
                 case ("request", conn, req, _):
                     self._spawn(self._serve_file, conn, Request.from_tuple(req))
+                case ("connection_error", code, detail, req):
+                    self.host.engine.connection_error(code, detail, req)
                 case ("error", message, remote):
                     logger.info("bad input from %s: %s", remote, message)
+                    self.report(None, ProtocolError(message, remote))
         return None
 
     async def _serve_file(self, conn: int, request: Request) -> None:
@@ -183,19 +202,40 @@ class Dispatcher:
     # ---- connections ----------------------------------------------------------------------------------------
 
     def _on_connect(self, key: int, client: int, nsp_name: str, sid: str, auth_json: str | None) -> None:
-        nsp = self.namespaces.get(nsp_name)
         eio_sid, request = self.requests.get(client, ("", None))
-        if nsp is None or request is None:
+        if request is None:
             return
         # Node's default when the client sends no auth payload.
         auth = json.loads(auth_json) if auth_json else {}
+        nsp = self.namespaces.get(nsp_name)
+        if nsp is None:
+            # A namespace the core hands over unknown: the parent namespaces decide (Node's _checkNamespace).
+            self._spawn(self._connect_dynamic, key, client, nsp_name, sid, auth, eio_sid, request)
+            return
         socket = Socket(nsp, key, sid, client, eio_sid, Handshake.of(request, auth), request)
-        self.sockets[key] = socket
-        self.by_client.setdefault(client, set()).add(key)
-        self._spawn(self._connect, socket, auth)
+        self._add(socket)
+        self._spawn(self._connect, socket, nsp, auth)
 
-    async def _connect(self, socket: Socket, auth: Any) -> None:
-        nsp = self.namespaces[socket.namespace]
+    def _add(self, socket: Socket) -> None:
+        self.sockets[socket.key] = socket
+        self.by_client.setdefault(socket.client, set()).add(socket.key)
+
+    async def _connect_dynamic(
+        self, key: int, client: int, name: str, sid: str, auth: Any, eio_sid: str, request: Request
+    ) -> None:
+        try:
+            nsp = await self.host.dynamic_namespace(name, auth)
+        except Exception as e:
+            self.failed(f"parent namespace check of {name!r}", None, e)
+            nsp = None
+        if nsp is None:
+            self.host.core.refuse(key, _INVALID_NAMESPACE)
+            return
+        socket = Socket(nsp, key, sid, client, eio_sid, Handshake.of(request, auth), request)
+        self._add(socket)
+        await self._connect(socket, nsp, auth)
+
+    async def _connect(self, socket: Socket, nsp: DispatchNamespace, auth: Any) -> None:
         core = self.host.core
         try:
             for mw in nsp.middlewares:
@@ -211,14 +251,16 @@ class Dispatcher:
             core.refuse(socket.key, refusal_json(message, data))
             self._drop(socket.key)
             return
-        except Exception:
-            logger.exception("connect handler of %s failed; refusing %s", nsp.name, socket.id)
+        except Exception as e:
+            self.failed(f"connect handler of {nsp.name}", socket, e, f"; refusing {socket.id}")
             core.refuse(socket.key, refusal_json("Internal server error", None))
             self._drop(socket.key)
             return
         if core.accept(socket.key):
             socket.connected = True
             nsp.sockets[socket.id] = socket
+            if socket.any_outgoing_listeners:
+                nsp.outgoing_watchers += 1
         else:
             self._drop(socket.key)
 
@@ -232,28 +274,45 @@ class Dispatcher:
     def _drop(self, key: int) -> Socket | None:
         self.cut_off.discard(key)
         socket = self.sockets.pop(key, None)
-        if socket is not None:
-            keys = self.by_client.get(socket.client)
-            if keys is not None:
-                keys.discard(key)
-                if not keys:
-                    del self.by_client[socket.client]
-            nsp = self.namespaces.get(socket.namespace)
-            if nsp is not None:
-                nsp.sockets.pop(socket.id, None)
+        if socket is None:
+            return None
+        keys = self.by_client.get(socket.client)
+        if keys is not None:
+            keys.discard(key)
+            if not keys:
+                del self.by_client[socket.client]
+        nsp = self.namespaces.get(socket.namespace)
+        if nsp is not None and nsp.sockets.pop(socket.id, None) is socket and socket.any_outgoing_listeners:
+            nsp.outgoing_watchers -= 1
+        if (
+            self.host.cleanup_empty_child_namespaces
+            and nsp is not None
+            and not nsp.sockets
+            and not any(s.nsp is nsp for s in self.sockets.values())
+        ):
+            self.host.namespace_emptied(nsp)
         return socket
 
     def _on_disconnect(self, key: int, reason: str) -> None:
-        socket = self._drop(key)
+        socket = self.sockets.get(key)
+        # Looked up first: the last socket of a child namespace takes the namespace with it (cleanup).
+        nsp = self.namespaces.get(socket.namespace) if socket is not None else None
+        self._drop(key)
         self.acks.cancel(key)
-        if socket is None:
+        if socket is None or nsp is None:
             return
         socket.connected = False
-        handler = self.namespaces[socket.namespace].handlers.get("disconnect")
+        handler = nsp.handlers.get("disconnect")
         if handler is not None and self.host.runtime.task_group is None:
             self.deferred.append((handler, socket, reason))
         elif handler is not None:
-            self._spawn(handler.call, socket, [reason], None)
+            self._spawn(self._disconnected, handler, socket, reason)
+
+    async def _disconnected(self, handler: Handler, socket: Socket, reason: str) -> None:
+        try:
+            await handler.call(socket, [reason], None)
+        except Exception as e:
+            self.failed(handler.name, socket, e)
 
     async def run_deferred(self, timeout: float) -> None:
         """Run the disconnect handlers of a shutdown ("server shutting down"), as Node does, for at most
@@ -262,7 +321,26 @@ class Dispatcher:
         with anyio.move_on_after(timeout):
             async with anyio.create_task_group() as tg:
                 for handler, socket, reason in deferred:
-                    tg.start_soon(_guarded, handler.call, socket, [reason], None)
+                    tg.start_soon(self._disconnected, handler, socket, reason)
+
+    # ---- errors: logged once, then the error handlers -----------------------------------------------------
+
+    def error_handlers(self, socket: Socket | None) -> Sequence[ErrorHandler]:
+        nsp = self.namespaces.get(socket.namespace) if socket is not None else None
+        if nsp is not None and nsp.error_handlers:
+            return nsp.error_handlers
+        main = self.namespaces.get("/")
+        return main.error_handlers if main is not None else ()
+
+    def start(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> bool:
+        return self.host.runtime.spawn(_guarded, fn, *args)
+
+    def undecodable(self, socket: Socket, error: Exception) -> None:
+        """A packet Python cannot read (nesting JSON.parse takes, a placeholder that names no attachment): the
+        connection is closed, as Node's is for a packet it cannot decode."""
+        logger.info("bad packet from %s: %s", socket.id, error)
+        self.host.core.close(socket.client)
+        self.report(socket, error)
 
     # ---- events and acks --------------------------------------------------------------------------------
 
@@ -281,6 +359,8 @@ class Dispatcher:
         socket = self.sockets.get(key)
         if socket is None:
             return None
+        if socket.intercepting:
+            return self._intercept(socket, name, args_json, ack_id, attachments, eager)
         handlers = self.namespaces[socket.namespace].handlers
         handler = handlers.get(name) if name is not None else None
         args: Args
@@ -301,6 +381,49 @@ class Dispatcher:
         # A handler that takes an Ack always gets one, callable whether or not the client asked (a no-op then);
         # for the others the return value is the ack, sent without building one.
         ack = None if handler.plan.returns_ack else Ack(socket, ack_id)
+        return self._start(handler, socket, args, ack_id, ack, eager, args_json, attachments)
+
+    def _intercept(
+        self,
+        socket: Socket,
+        name: str | None,
+        args_json: str,
+        ack_id: int | None,
+        attachments: list[bytes] | None,
+        eager: bool,
+    ) -> Callable[[], Awaitable[None]] | None:
+        """An event of a socket with catch-all listeners or packet middlewares: the listeners now, then the
+        middlewares and the handler in turn, as the socket's other events (``Pipeline``)."""
+        decoded = self._decode(socket, args_json, attachments)
+        if decoded is None:
+            return None
+        packet = [name, *decoded] if name is not None else decoded
+        ack = Ack(socket, ack_id)
+        self.notify_any(socket, packet, ack)
+        handlers = self.namespaces[socket.namespace].handlers
+        handler = handlers.get(name) if name is not None else None
+        args: Args = decoded
+        if handler is None:
+            handler = handlers.get("*")
+            args = packet
+        if handler is None and not socket.packet_middlewares:
+            return None
+        return self._start(Pipeline(handler, packet, self), socket, args, ack_id, ack, eager, args_json, attachments)
+
+    def _start(
+        self,
+        handler: Handler,
+        socket: Socket,
+        args: Args,
+        ack_id: int | None,
+        ack: Ack | None,
+        eager: bool,
+        args_json: str,
+        attachments: list[bytes] | None,
+    ) -> Callable[[], Awaitable[None]] | None:
+        """Run the handler now (eagerly when ``eager``), or queue it behind the socket's running one (the
+        packet's text and attachments are what it holds there)."""
+        key = socket.key
         queue = self.queues.get(key)
         if queue is not None:
             size = len(args_json) + (sum(map(len, attachments)) if attachments else 0)
@@ -327,8 +450,8 @@ class Dispatcher:
         except StopIteration as done:
             self._reply(handler, socket, ack_id, done.value)
             return None
-        except Exception:
-            logger.exception("handler for %r failed (socket %s)", handler.name, socket.id)
+        except Exception as e:
+            self.failed(handler.name, socket, e)
             return None
         # Suspended: this socket's next events wait for it, in order.
         self.queues[key] = deque()
@@ -336,20 +459,9 @@ class Dispatcher:
 
     def _handle(self, handler: Handler, socket: Socket, args: Args, ack_id: int | None, ack: Ack | None) -> Any:
         """Coerce and call. A plain function is answered here; a coroutine function's coroutine is returned.
-        Errors are answered and logged here (None then)."""
-        try:
-            result = handler.invoke(socket, args, ack)
-        except CoercionError as e:
-            self._unfit(handler, socket, ack_id, e)
-            return None
-        except Undecodable as e:
-            # Nesting JSON.parse takes and Python's reader cannot: the connection is closed, as Node's is for a
-            # packet it cannot decode (and as it is here for a placeholder that names no attachment).
-            logger.info("bad packet from %s: %s", socket.id, e)
-            self.host.core.close(socket.client)
-            return None
-        except Exception:
-            logger.exception("handler for %r failed (socket %s)", handler.name, socket.id)
+        Errors are answered and reported here (None then)."""
+        result = invoke(handler, socket, args, ack, ack_id, self)
+        if result is FAILED:
             return None
         if handler.plan.is_async:
             return result
@@ -363,8 +475,8 @@ class Dispatcher:
         try:
             try:
                 result = await (awaitable if first is _NOT_STARTED else resume(awaitable, first))
-            except Exception:
-                logger.exception("handler for %r failed (socket %s)", handler.name, socket.id)
+            except Exception as e:
+                self.failed(handler.name, socket, e)
             else:
                 self._reply(handler, socket, ack_id, result)
             await self._run_queue(socket)
@@ -394,8 +506,8 @@ class Dispatcher:
                 continue
             try:
                 result = await pending
-            except Exception:
-                logger.exception("handler for %r failed (socket %s)", handler.name, socket.id)
+            except Exception as e:
+                self.failed(handler.name, socket, e)
                 continue
             self._reply(handler, socket, ack_id, result)
 
@@ -419,18 +531,23 @@ class Dispatcher:
         try:
             return decode_args(data, attachments)
         except (BadAttachments, Undecodable) as e:
-            logger.info("bad packet from %s: %s", socket.id, e)
-            self.host.core.close(socket.client)
+            self.undecodable(socket, e)
             return None
 
-    def _unfit(self, handler: Handler, socket: Socket, ack_id: int | None, error: CoercionError) -> None:
+    def unfit(
+        self, handler: Handler, socket: Socket, ack_id: int | None, error: CoercionError, ack: Ack | None = None
+    ) -> None:
+        """Arguments that do not fit ``handler``: the problems go back in the ack, or as an ``error`` event."""
         body = error.body()
         logger.warning("event %r from %s does not fit its handler: %s", handler.name, socket.id, json.dumps(body))
-        if ack_id is not None:
+        if ack is not None and ack.requested:
+            ack(body)  # a no-op when an earlier handler of the event replied
+        elif ack_id is not None:
             self._send_ack(handler, socket, ack_id, [body])
         else:
             data, attachments = encode_args(["error", {"event": handler.name, **body}])
             self.host.core.emit_to(socket.key, data, attachments)
+        self.report(socket, error)
 
     def _reply(self, handler: Handler, socket: Socket, ack_id: int | None, result: Any) -> None:
         if ack_id is None or not handler.plan.returns_ack:
@@ -439,7 +556,7 @@ class Dispatcher:
         # The serializer planned for the return annotation, unless the value asks for the general path: None is
         # no argument, a tuple several, which the annotation does not describe.
         if to_json is None or result is None or type(result) is tuple:
-            self._send_ack(handler, socket, ack_id, _ack_args(result))
+            self._send_ack(handler, socket, ack_id, ack_args(result))
             return
         try:
             data = to_json((result,), warnings=False)

@@ -8,19 +8,22 @@ from __future__ import annotations
 
 import inspect
 import logging
+import re
 import socket
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar, Unpack, overload
 
 import anyio
 import anyio.abc
 
-from ..adapters.base import Acks, Adapter, FetchedSocket
+from ..adapters.base import Acks, Adapter, BroadcastOptions, FetchedSocket
+from ..codec.wire import decode_args
 from ..engineio.http import StaticFiles
 from ..engineio.runtime import (
     MAX_BUFFERED,
     AllowRequest,
+    EngineEvents,
     EngineOptions,
     GenerateId,
     Runtime,
@@ -31,26 +34,36 @@ from ..engineio.runtime import (
 )
 from ..exceptions import checked_options
 from .broadcast import BroadcastOperator
-from .dispatcher import Dispatcher
+from .dispatcher import Dispatcher, DispatchNamespace
 from .handler import Handler, Middleware
+from .pipeline import Chain, ErrorHandler
 from .socket import Socket
 
 logger = logging.getLogger("anysio")
 F = TypeVar("F", bound=Callable[..., Any])
 #: How a namespace gets its adapter: an ``Adapter`` subclass, or any callable taking the namespace.
 AdapterFactory = Callable[["Namespace"], Adapter]
+#: What decides the children of a parent namespace (Node's ``ParentNspNameMatchFn``): called with the name a client
+#: connects to and its auth; true (or an awaitable of true) creates the child namespace.
+NamespaceMatcher = Callable[[str, Any], bool | Awaitable[bool]]
 
 
 class Namespace:
     """A namespace: its handlers, middlewares, sockets and adapter (Node's ``io.of(name)``)."""
 
-    def __init__(self, server: Server, name: str, adapter: AdapterFactory) -> None:
+    def __init__(
+        self, server: Server, name: str, adapter: AdapterFactory, parent: ParentNamespace | None = None
+    ) -> None:
         self.server = server
         self.name = name
-        self.handlers: dict[str, Handler] = {}
-        self.middlewares: list[Middleware] = []
+        #: The parent namespace this one is a child of (created when a client first connected to it).
+        self.parent = parent
+        self.handlers: dict[str, Handler] = dict(parent.handlers) if parent is not None else {}
+        self.middlewares: list[Middleware] = list(parent.middlewares) if parent is not None else []
+        self.error_handlers: list[ErrorHandler] = list(parent.error_handlers) if parent is not None else []
         self.server_side_handlers: dict[str, Callable[..., Any]] = {}
         self.sockets: dict[str, Socket] = {}
+        self.outgoing_watchers = 0
         self.adapter = adapter(self)
 
     # ---- what the adapter and the sockets see of their namespace (AdapterNamespace) ------------------------
@@ -68,6 +81,14 @@ class Namespace:
         socket = self.server._dispatcher.sockets.get(key)
         return socket if socket is not None and socket.nsp is self else None
 
+    def notify_outgoing(self, keys: list[int], data: str, attachments: list[bytes]) -> None:
+        """Tell the outgoing catch-all listeners of the sockets ``keys`` of the event a broadcast wrote to them."""
+        packet = decode_args(data, attachments or None)
+        for key in keys:
+            socket = self.socket(key)
+            if socket is not None and socket.any_outgoing_listeners:
+                socket.notify_outgoing(packet)
+
     # ---- handlers -----------------------------------------------------------------------------------------
 
     @overload
@@ -81,14 +102,37 @@ class Namespace:
         ``disconnect`` receives (socket, reason); any other event receives (socket, *args) with the arguments
         coerced to the parameters' annotations. A parameter annotated ``Socket`` or ``Ack`` is injected
         wherever it stands; an unannotated first parameter receives the socket, as in python-socketio.
+
+        Several handlers of one event run in registration order, each after the previous one finished, with
+        the same ``Ack``: the first reply (an Ack call, or a return value; None counts only when no handler
+        replied) answers the client, later ones are ignored. ``error`` receives (socket, exception): a handler
+        or listener of this namespace that raised, a packet a ``socket.use`` middleware stopped, arguments that
+        do not fit; on "/" (``@sio.on("error")``) it also receives those of namespaces without an ``error``
+        handler, and bad input no socket is known for (socket None, an ``anysio.ProtocolError``). Each error is
+        logged once whether or not a handler exists.
         """
 
         def register(fn: F) -> F:
             name = "connect" if event == "connection" else event
-            self.handlers[name] = Handler.of(fn, name)
+            if name == "error":
+                self._add_error_handler(fn)
+            else:
+                self._add_handler(name, Handler.of(fn, name))
             return fn
 
         return register(handler) if handler is not None else register
+
+    def _add_handler(self, name: str, handler: Handler) -> None:
+        old = self.handlers.get(name)
+        if old is None:
+            self.handlers[name] = handler
+        else:
+            # A new chain each time: a child namespace shares its parent's until it adds its own.
+            earlier = old.handlers if isinstance(old, Chain) else [old]
+            self.handlers[name] = Chain([*earlier, handler], self.server._dispatcher)
+
+    def _add_error_handler(self, fn: ErrorHandler) -> None:
+        self.error_handlers.append(fn)
 
     def event(self, fn: F) -> F:
         """Register ``fn`` for the event named like it."""
@@ -96,8 +140,11 @@ class Namespace:
 
     def use(self, middleware: Middleware) -> Middleware:
         """Connection middleware: called with the socket before ``connect``; raise ConnectionRefused to refuse."""
-        self.middlewares.append(middleware)
+        self._add_middleware(middleware)
         return middleware
+
+    def _add_middleware(self, middleware: Middleware) -> None:
+        self.middlewares.append(middleware)
 
     # ---- broadcasts ---------------------------------------------------------------------------------------
 
@@ -182,6 +229,60 @@ class Namespace:
         return self.adapter.socket_count()
 
 
+class ParentNamespace(Namespace):
+    """Node's parent namespace (``sio.of(re.compile(...))`` or ``sio.of(predicate)``): the namespaces it matches
+    are its children, each created when a client first connects to it (or by ``sio.of(name)`` for a name a
+    pattern matches). A child starts with the parent's handlers, middlewares and ``error`` handlers, and gets
+    those registered on the parent later; what is registered on a child stays its own. ``emit``, ``to(...)``
+    and ``except_(...)`` reach every child; ``fetch_sockets`` is not supported, as in Node."""
+
+    _count = 0
+
+    def __init__(self, server: Server, pattern: re.Pattern[str] | NamespaceMatcher) -> None:
+        super().__init__(server, f"/_{ParentNamespace._count}", ParentBroadcastAdapter)
+        ParentNamespace._count += 1
+        self.pattern = pattern
+        self.children: dict[str, Namespace] = {}
+
+    def matches(self, name: str, auth: Any) -> bool | Awaitable[bool]:
+        if isinstance(self.pattern, re.Pattern):
+            return self.pattern.search(name) is not None
+        return self.pattern(name, auth)
+
+    def _add_handler(self, name: str, handler: Handler) -> None:
+        super()._add_handler(name, handler)
+        for child in self.children.values():
+            child._add_handler(name, handler)
+
+    def _add_error_handler(self, fn: ErrorHandler) -> None:
+        super()._add_error_handler(fn)
+        for child in self.children.values():
+            child._add_error_handler(fn)
+
+    def _add_middleware(self, middleware: Middleware) -> None:
+        super()._add_middleware(middleware)
+        for child in self.children.values():
+            child._add_middleware(middleware)
+
+    async def fetch_sockets(self) -> list[FetchedSocket]:
+        raise NotImplementedError("fetch_sockets() is not supported on parent namespaces")
+
+
+class ParentBroadcastAdapter(Adapter):
+    """A parent namespace's broadcasts: each child's adapter does its own (Node's ``ParentBroadcastAdapter``)."""
+
+    def __init__(self, nsp: Namespace) -> None:
+        super().__init__(nsp)
+        assert isinstance(nsp, ParentNamespace)
+        self.parent = nsp
+
+    async def broadcast(self, args: list[Any], opts: BroadcastOptions, ack_id: int | None = None) -> list[int]:
+        keys: list[int] = []
+        for child in list(self.parent.children.values()):
+            keys += await child.adapter.broadcast(args, opts, ack_id)
+        return keys
+
+
 class Server:
     """A Socket.IO v5 server. Options and defaults are Node's socket.io 4.x, in Python spelling.
 
@@ -199,6 +300,7 @@ class Server:
         generate_id: GenerateId | None = None,
         adapter: AdapterFactory = Adapter,
         static_files: Mapping[str, str | Path] | None = None,
+        cleanup_empty_child_namespaces: bool = False,
         **options: Unpack[EngineOptions],
     ) -> None:
         engine = native_core(
@@ -217,6 +319,11 @@ class Server:
         self._dispatcher = Dispatcher(self, self._namespaces, allow_request, generate_id, max_waiting)
         #: What a driver (``serve``, ``anysio.ASGIApp``, a worker) needs: the core and where its events go.
         self.runtime = Runtime(engine, self._dispatcher.dispatch, self._dispatcher.dispatch_in_tasks)
+        #: Node's ``io.engine`` events: ``@sio.engine.on("connection_error")``, ``"initial_headers"``, ``"headers"``.
+        self.engine = EngineEvents(engine, self.runtime)
+        #: Node's option: a child namespace goes when its last socket leaves (and is made again on a connect).
+        self.cleanup_empty_child_namespaces = cleanup_empty_child_namespaces
+        self._parents: list[ParentNamespace] = []
         self._main = self.of("/")
 
     @property
@@ -229,14 +336,58 @@ class Server:
         """The address served on, once ``serve`` listens."""
         return self.runtime.address
 
-    def of(self, name: str) -> Namespace:
+    @overload
+    def of(self, name: str) -> Namespace: ...
+    @overload
+    def of(self, name: re.Pattern[str] | NamespaceMatcher) -> ParentNamespace: ...
+    def of(self, name: str | re.Pattern[str] | NamespaceMatcher) -> Namespace:
+        """The namespace ``name``, made if new; or, for a compiled pattern (matched with ``search``, as Node's
+        ``test``) or a function ``(name, auth) -> bool`` (or an awaitable of it), a new parent namespace."""
+        if not isinstance(name, str):
+            return self._parent(name)
         if not name.startswith("/"):
             name = "/" + name
         nsp = self._namespaces.get(name)
         if nsp is None:
+            for parent in self._parents:
+                if isinstance(parent.pattern, re.Pattern) and parent.pattern.search(name):
+                    return self._add_child(parent, name)
             nsp = self._namespaces[name] = Namespace(self, name, self._adapter)
             self._core.add_namespace(name)
         return nsp
+
+    def _parent(self, pattern: re.Pattern[str] | NamespaceMatcher) -> ParentNamespace:
+        parent = ParentNamespace(self, pattern)
+        self._parents.append(parent)
+        self._core.set_dynamic_namespaces(True)
+        return parent
+
+    def _add_child(self, parent: ParentNamespace, name: str) -> Namespace:
+        child = self._namespaces[name] = Namespace(self, name, self._adapter, parent)
+        parent.children[name] = child
+        self._core.add_namespace(name)
+        return child
+
+    async def dynamic_namespace(self, name: str, auth: Any) -> Namespace | None:
+        """The child ``name`` of the first parent namespace whose matcher takes it (Node's ``_checkNamespace``)."""
+        for parent in list(self._parents):
+            verdict = parent.matches(name, auth)
+            if inspect.isawaitable(verdict):
+                verdict = await verdict
+            if verdict:
+                # Made meanwhile by another client's connect, or by ``of``: that one.
+                return self._namespaces.get(name) or self._add_child(parent, name)
+        return None
+
+    def namespace_emptied(self, nsp: DispatchNamespace) -> None:
+        """With ``cleanup_empty_child_namespaces``, an emptied child namespace goes (Node's option)."""
+        if not self.cleanup_empty_child_namespaces or not isinstance(nsp, Namespace):
+            return
+        parent = nsp.parent
+        if parent is not None and self._namespaces.get(nsp.name) is nsp:
+            del self._namespaces[nsp.name]
+            parent.children.pop(nsp.name, None)
+            self._core.remove_namespace(nsp.name)
 
     @property
     def namespaces(self) -> dict[str, Namespace]:

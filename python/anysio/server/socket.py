@@ -4,7 +4,9 @@ A socket sees its namespace through ``SocketNamespace`` (the namespace, in ``ser
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -16,6 +18,14 @@ from ..codec.wire import encode_args
 from ..engineio.http import Request
 from ..exceptions import AckTimeout, Disconnected, reply_value
 from .broadcast import BroadcastOperator
+
+logger = logging.getLogger("anysio")
+
+
+#: A catch-all listener: called with the event's name and arguments (Node's ``socket.onAny``).
+AnyListener = Callable[..., Any]
+#: A per-packet middleware: called with ``[event, *args]``; raising stops the packet (Node's ``socket.use``).
+PacketMiddleware = Callable[[list[Any]], Any]
 
 
 class SocketNamespace(AdapterNamespace, Protocol):
@@ -68,6 +78,28 @@ class Socket:
     request: Request
     data: dict[str, Any] = field(default_factory=dict)
     connected: bool = False
+    #: True while a catch-all listener or a packet middleware is set: the dispatcher's one check per event.
+    intercepting: bool = field(default=False, repr=False)
+    #: Made on the first listener or middleware: most sockets never have one, and carry no lists for them.
+    hooks: SocketHooks | None = field(default=None, repr=False)
+
+    @property
+    def any_listeners(self) -> list[AnyListener]:
+        return self.hooks.incoming if self.hooks is not None else []
+
+    @property
+    def any_outgoing_listeners(self) -> list[AnyListener]:
+        return self.hooks.outgoing if self.hooks is not None else []
+
+    @property
+    def packet_middlewares(self) -> list[PacketMiddleware]:
+        return self.hooks.middlewares if self.hooks is not None else []
+
+    @property
+    def _hooks(self) -> SocketHooks:
+        if self.hooks is None:
+            self.hooks = SocketHooks()
+        return self.hooks
 
     @property
     def namespace(self) -> str:
@@ -89,6 +121,8 @@ class Socket:
 
     async def emit(self, event: str, *args: Any) -> None:
         """Send an event to this client only."""
+        if self.hooks is not None and self.hooks.outgoing:
+            self.notify_outgoing([event, *args])
         self._send([event, *args])
 
     async def emit_with_ack(self, event: str, *args: Any, timeout: float | None = None) -> Any:
@@ -108,6 +142,8 @@ class Socket:
 
         acks.expect(self.key, ack_id, resolve)
         try:
+            if self.hooks is not None and self.hooks.outgoing:
+                self.notify_outgoing([event, *args])
             self._send([event, *args], ack_id)
             with anyio.fail_after(timeout) if timeout is not None else nullcontext():
                 await done.wait()
@@ -119,6 +155,79 @@ class Socket:
         if values is None:
             raise Disconnected(f"{self.id} disconnected before acknowledging {event!r}")
         return reply_value(values)
+
+    def timeout(self, seconds: float) -> TimedSocket:
+        """Node's ``socket.timeout(ms)``: ``await socket.timeout(5).emit_with_ack(...)`` raises AckTimeout when no
+        acknowledgement came within ``seconds``."""
+        return TimedSocket(self, seconds)
+
+    # ---- catch-all listeners and packet middlewares (Node's onAny, onAnyOutgoing, use) ----------------------
+
+    def on_any(self, listener: AnyListener) -> AnyListener:
+        """Call ``listener(event, *args)`` for every event the client sends, before the packet middlewares and
+        the event's handlers, in the order the listeners were added; an ``anysio.Ack`` is the last argument
+        when the client asked for an acknowledgement (the one the handlers get: the first reply wins). A
+        coroutine listener runs in a task of its own. Usable as a decorator."""
+        self._hooks.incoming.append(listener)
+        self.intercepting = True
+        return listener
+
+    def prepend_any(self, listener: AnyListener) -> AnyListener:
+        """``on_any``, called before the listeners already added."""
+        self._hooks.incoming.insert(0, listener)
+        self.intercepting = True
+        return listener
+
+    def off_any(self, listener: AnyListener | None = None) -> None:
+        """Remove one catch-all listener, or all of them."""
+        _remove(self._hooks.incoming, listener)
+        self._recheck()
+
+    def listeners_any(self) -> list[AnyListener]:
+        return list(self.any_listeners)
+
+    def on_any_outgoing(self, listener: AnyListener) -> AnyListener:
+        """Call ``listener(event, *args)`` for every event sent to this client: its emits and the broadcasts
+        that reach it (their arguments as the client receives them), before they are written."""
+        self._watch_outgoing(lambda: self._hooks.outgoing.append(listener))
+        return listener
+
+    def prepend_any_outgoing(self, listener: AnyListener) -> AnyListener:
+        self._watch_outgoing(lambda: self._hooks.outgoing.insert(0, listener))
+        return listener
+
+    def off_any_outgoing(self, listener: AnyListener | None = None) -> None:
+        self._watch_outgoing(lambda: _remove(self._hooks.outgoing, listener))
+
+    def listeners_any_outgoing(self) -> list[AnyListener]:
+        return list(self.any_outgoing_listeners)
+
+    def use(self, middleware: PacketMiddleware) -> PacketMiddleware:
+        """Node's ``socket.use``: ``middleware([event, *args])`` runs for every event the client sends, before
+        its handlers, in the order added (a coroutine is awaited). Raising stops the packet: its handlers are
+        not called, and the exception goes to the namespace's ``error`` handler. Usable as a decorator."""
+        self._hooks.middlewares.append(middleware)
+        self.intercepting = True
+        return middleware
+
+    def _recheck(self) -> None:
+        self.intercepting = bool(self.any_listeners or self.packet_middlewares)
+
+    def _watch_outgoing(self, change: Callable[[], object]) -> None:
+        before = bool(self.any_outgoing_listeners)
+        change()
+        after = bool(self.any_outgoing_listeners)
+        if self.connected and before != after:
+            self.nsp.outgoing_watchers += 1 if after else -1
+
+    def notify_outgoing(self, packet: list[Any]) -> None:
+        """Tell the outgoing catch-all listeners of an event sent to this client (``packet``: name, arguments).
+        What a listener raises is logged and does not stop the event."""
+        for listener in list(self.any_outgoing_listeners):
+            try:
+                listener(*packet)
+            except Exception:
+                logger.exception("outgoing catch-all listener of %s failed", self.id)
 
     def send(self, *args: Any) -> Any:
         """``emit("message", ...)``, as Node's ``socket.send``."""
@@ -166,6 +275,10 @@ class Ack:
         self.sent = False
 
     @property
+    def ack_id(self) -> int | None:
+        return self._id
+
+    @property
     def requested(self) -> bool:
         """Whether the client asked for an acknowledgement (calls are no-ops when it did not)."""
         return self._id is not None
@@ -176,3 +289,31 @@ class Ack:
         self.sent = True
         data, attachments = encode_args(list(args))
         self._socket.nsp.core.emit_to(self._socket.key, data, attachments, self._id, True)
+
+
+@dataclass
+class SocketHooks:
+    """A socket's catch-all listeners, incoming and outgoing, and its packet middlewares."""
+
+    incoming: list[AnyListener] = field(default_factory=list)
+    outgoing: list[AnyListener] = field(default_factory=list)
+    middlewares: list[PacketMiddleware] = field(default_factory=list)
+
+
+def _remove(listeners: list[AnyListener], listener: AnyListener | None) -> None:
+    if listener is None:
+        listeners.clear()
+    elif listener in listeners:
+        listeners.remove(listener)
+
+
+@dataclass(frozen=True)
+class TimedSocket:
+    """A socket with an acknowledgement timeout (Node's ``socket.timeout(ms)``)."""
+
+    socket: Socket
+    seconds: float
+
+    async def emit_with_ack(self, event: str, *args: Any) -> Any:
+        """``socket.emit_with_ack(event, *args, timeout=seconds)``."""
+        return await self.socket.emit_with_ack(event, *args, timeout=self.seconds)
