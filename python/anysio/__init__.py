@@ -13,6 +13,7 @@ from .engineio.runtime import Cookie, EngineOptions, RequestRefused
 from .engineio.server import EngineServer, Session
 from .exceptions import AckTimeout, AnysioError, ClusterError, ConnectionRefused, Disconnected
 from .server.broadcast import BroadcastOperator
+from .server.recovery import ConnectionStateRecovery
 from .server.server import Namespace, Server
 from .server.socket import Ack, Handshake, Socket
 
@@ -39,6 +40,7 @@ __all__ = [
     "BroadcastOptions",
     "ClusterError",
     "ConnectionRefused",
+    "ConnectionStateRecovery",
     "Cookie",
     "Disconnected",
     "Emitter",

@@ -48,7 +48,8 @@ impl EngineCore {
         transports=vec!["polling".to_owned(), "websocket".to_owned()], allow_upgrades=true, path="/engine.io",
         cors_origins=None, cors_credentials=false, cookie_name=None, cookie_path="/", cookie_http_only=true,
         cookie_same_site=Some("Lax".to_owned()), max_connections=None, defer_handshakes=false, sid_prefix="",
-        max_buffered=16*1024*1024, socketio=false, connect_timeout=45.0, serve_other_paths=false))]
+        max_buffered=16*1024*1024, socketio=false, connect_timeout=45.0, serve_other_paths=false,
+        recovery=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         ping_interval: f64,
@@ -71,6 +72,7 @@ impl EngineCore {
         socketio: bool,
         connect_timeout: f64,
         serve_other_paths: bool,
+        recovery: Option<f64>,
     ) -> PyResult<Self> {
         let cookie = cookie_name.map(|name| Cookie {
             name,
@@ -96,8 +98,12 @@ impl EngineCore {
             serve_other_paths,
         )?;
         let engine = engineio::Engine::new(config);
+        let mut sio = SocketIo::new(secs(connect_timeout)?);
+        if let Some(max) = recovery {
+            sio.enable_recovery(secs(max)?);
+        }
         let core = match socketio {
-            true => AnyCore::SocketIo(Core::new(engine, SocketIo::new(secs(connect_timeout)?))),
+            true => AnyCore::SocketIo(Core::new(engine, sio)),
             false => AnyCore::EngineIo(Core::new(engine, EngineOnly::default())),
         };
         let driver = Driver::new().map_err(os_error)?;
@@ -348,5 +354,55 @@ impl EngineCore {
 
     fn socket_count(&self, nsp: &str) -> PyResult<usize> {
         Ok(self.sio_ref()?.layer.socket_count(nsp))
+    }
+
+    // ---- connection state recovery (recovery=seconds) ----
+
+    /// The private session id of a socket (its CONNECT reply's `pid`), when recovery is on.
+    fn pid_of(&self, socket: SocketKey) -> PyResult<Option<String>> {
+        Ok(self.sio_ref()?.layer.pid_of(socket).map(|p| p.to_string()))
+    }
+
+    /// Recover the disconnected socket `pid` kept here into the connecting `socket`; its id, or None.
+    fn restore(&mut self, socket: SocketKey, pid: &str, offset: &str) -> PyResult<Option<String>> {
+        let c = self.sio()?;
+        let sid = c
+            .layer
+            .restore(socket, pid, offset, &mut c.engine, Instant::now());
+        self.driver.request_flush();
+        Ok(sid.map(|s| s.to_string()))
+    }
+
+    /// Take the state of the disconnected socket `pid` of `nsp` away, for another worker to recover it.
+    fn take_session(
+        &mut self,
+        py: Python<'_>,
+        nsp: &str,
+        pid: &str,
+        offset: &str,
+    ) -> PyResult<Option<SessionTuple>> {
+        let c = self.sio()?;
+        let taken = c.layer.take_session(nsp, pid, offset, Instant::now());
+        Ok(taken.map(|s| session_to_py(py, s)))
+    }
+
+    /// Recover a state another worker took (`take_session`) into the connecting `socket`; its id, or None.
+    fn adopt_session(
+        &mut self,
+        py: Python<'_>,
+        socket: SocketKey,
+        session: SessionTuple,
+    ) -> PyResult<Option<String>> {
+        let session = session_from_py(py, session)?;
+        let c = self.sio()?;
+        let sid = c.layer.adopt_session(socket, session, &mut c.engine);
+        self.driver.request_flush();
+        Ok(sid.map(|s| s.to_string()))
+    }
+
+    /// Disconnected sockets kept for recovery.
+    #[getter]
+    fn disconnected_count(&self) -> PyResult<usize> {
+        Ok(self.sio_ref()?.layer.disconnected_count())
     }
 }

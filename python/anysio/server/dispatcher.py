@@ -23,6 +23,7 @@ from ..engineio.http import Request, StaticFiles
 from ..engineio.runtime import AllowRequest, GenerateId, Runtime, SioCore, decide_handshake
 from ..exceptions import ConnectionRefused
 from .handler import Args, Handler, Middleware
+from .recovery import Recovery
 from .socket import Ack, Handshake, Socket, SocketNamespace
 
 if TYPE_CHECKING:
@@ -96,8 +97,10 @@ class Dispatcher:
         namespaces: Mapping[str, DispatchNamespace],
         allow_request: AllowRequest | None,
         generate_id: GenerateId | None,
+        recovery: Recovery | None = None,
     ) -> None:
         self.host = host
+        self.recovery = recovery
         self.namespaces = namespaces
         self.allow_request = allow_request
         self.generate_id = generate_id
@@ -138,6 +141,8 @@ class Dispatcher:
                     self._on_connect(key, client, nsp, sid, auth)
                 case ("disconnect", key, reason):
                     self._on_disconnect(key, reason)
+                case ("expired", pid) if self.recovery is not None:
+                    self.recovery.expired(pid)
                 case ("open", client, eio_sid, _, req):
                     self.requests[client] = (eio_sid, Request.from_tuple(req))
                 case ("close", client, _):
@@ -181,13 +186,19 @@ class Dispatcher:
         socket = Socket(nsp, key, sid, client, eio_sid, Handshake.of(request, auth), request)
         self.sockets[key] = socket
         self.by_client.setdefault(client, set()).add(key)
+        if self.recovery is not None:
+            self.recovery.opened(socket)
         self._spawn(self._connect, socket, auth)
 
     async def _connect(self, socket: Socket, auth: Any) -> None:
         nsp = self.namespaces[socket.namespace]
         core = self.host.core
+        recovery = self.recovery
         try:
-            for mw in nsp.middlewares:
+            recovered = recovery is not None and await recovery.restore(socket, auth, nsp.adapter)
+            # Node skips the middlewares of a recovered socket unless told not to (skipMiddlewares).
+            skip = recovered and recovery is not None and recovery.options.skip_middlewares
+            for mw in () if skip else nsp.middlewares:
                 result = mw(socket)
                 if inspect.isawaitable(result):
                     await result
@@ -237,6 +248,8 @@ class Dispatcher:
         if socket is None:
             return
         socket.connected = False
+        if self.recovery is not None:
+            self.recovery.disconnected(socket, reason)
         handler = self.namespaces[socket.namespace].handlers.get("disconnect")
         if handler is not None and self.host.runtime.task_group is None:
             self.deferred.append((handler, socket, reason))
