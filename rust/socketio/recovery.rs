@@ -73,7 +73,29 @@ struct Ghost {
 #[derive(Debug, Default)]
 struct Ghosts {
     all: HashSet<SocketKey>,
+    /// Rooms other than each socket's own, which is found by its id instead: that room would cost a name, a member
+    /// set and two table entries per socket, a third of what a disconnected socket holds.
     rooms: Rooms,
+    by_sid: HashMap<Arc<str>, SocketKey>,
+}
+
+impl Ghosts {
+    /// The disconnected sockets a broadcast to `rooms` (all when empty) except `except` would have reached.
+    fn targets(&self, rooms: &[String], except: &[String]) -> Vec<SocketKey> {
+        let mut targets = self.rooms.targets(&self.all, rooms, except);
+        for key in rooms.iter().filter_map(|r| self.by_sid.get(r.as_str())) {
+            if !targets.contains(key) {
+                targets.push(*key);
+            }
+        }
+        let excluded = |k: &SocketKey| {
+            except
+                .iter()
+                .any(|e| self.by_sid.get(e.as_str()) == Some(k))
+        };
+        targets.retain(|k| !excluded(k));
+        targets
+    }
 }
 
 #[derive(Debug)]
@@ -184,7 +206,8 @@ impl Recovery {
         let deadline = now + self.max_disconnection;
         let ns = self.namespaces.entry(nsp.clone()).or_default();
         ns.all.insert(socket);
-        for room in rooms {
+        ns.by_sid.insert(sid.clone(), socket);
+        for room in rooms.iter().filter(|r| *r != sid) {
             ns.rooms.join(socket, room);
         }
         self.by_pid.insert(live.pid.clone(), socket);
@@ -214,7 +237,7 @@ impl Recovery {
         let Some(ns) = self.namespaces.get(nsp) else {
             return;
         };
-        let targets = ns.rooms.targets(&ns.all, rooms, except);
+        let targets = ns.targets(rooms, except);
         if targets.is_empty() {
             return;
         }
@@ -264,7 +287,9 @@ impl Recovery {
         let mut rooms = Vec::new();
         if let Some(ns) = self.namespaces.get_mut(&g.nsp) {
             ns.all.remove(&key);
+            ns.by_sid.remove(&g.sid);
             rooms = ns.rooms.rooms_of(key).to_vec();
+            rooms.push(g.sid.clone());
             ns.rooms.leave_all(key);
             if ns.all.is_empty() {
                 self.namespaces.remove(&g.nsp);
