@@ -150,8 +150,8 @@ pub struct SocketIo {
     next_js_id: u64,
     timers: BinaryHeap<Reverse<(Instant, SessionKey)>>,
     events: VecDeque<Event>,
-    /// Connection state recovery, when the application enables it.
-    recovery: Option<Recovery>,
+    /// Connection state recovery, when the application enables it (boxed: off, it costs one pointer).
+    recovery: Option<Box<Recovery>>,
 }
 
 fn new_sid() -> Arc<str> {
@@ -207,7 +207,7 @@ impl SocketIo {
 
     /// Keep the state of sockets whose transport goes for `max_disconnection` (Node's connectionStateRecovery).
     pub fn enable_recovery(&mut self, max_disconnection: Duration) {
-        self.recovery = Some(Recovery::new(max_disconnection));
+        self.recovery = Some(Box::new(Recovery::new(max_disconnection)));
     }
 
     pub fn add_namespace(&mut self, nsp: &str) {
@@ -224,7 +224,7 @@ impl SocketIo {
 
     pub fn next_timeout(&self) -> Option<Instant> {
         let connect = self.timers.peek().map(|Reverse((at, _))| *at);
-        let recovery = self.recovery.as_ref().and_then(Recovery::next_deadline);
+        let recovery = self.recovery.as_ref().and_then(|r| r.next_deadline());
         crate::core::earliest(connect, recovery)
     }
 

@@ -1211,3 +1211,24 @@ fn only_a_broken_transport_keeps_a_socket() {
     assert!(sio.emit_to(socket, r#"["q"]"#, vec![], Some(3), false, engine));
     assert_eq!(h.recv(&sid), vec![text(r#"423["q"]"#)]);
 }
+
+#[test]
+fn recovery_off_changes_nothing_on_the_wire() {
+    let mut h = harness();
+    let (sid, socket) = {
+        let (_, sid) = h.open();
+        let (socket, _) = h.connect(&sid, "/"); // asserts the CONNECT reply has no pid
+        (sid, socket)
+    };
+    h.core.layer.join(socket, "room");
+    assert!(h.emit(socket, r#"["a",1]"#));
+    broadcast(&mut h, &["room"], &[], r#"["b"]"#, vec![]);
+    assert_eq!(h.recv(&sid), vec![text(r#"42["a",1]"#), text(r#"42["b"]"#)]);
+    assert_eq!(h.core.layer.pid_of(socket), None);
+    h.post(&sid, &text("1"));
+    assert_eq!(
+        disconnects(&h.take_events()),
+        vec![(socket, "transport close")]
+    );
+    assert_eq!(h.core.layer.disconnected_count(), 0, "nothing kept");
+}
