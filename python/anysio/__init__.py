@@ -13,6 +13,7 @@ from .engineio.runtime import ConnectionErrorInfo, Cookie, EngineEvents, EngineO
 from .engineio.server import EngineServer, Session
 from .exceptions import AckTimeout, AnysioError, ClusterError, ConnectionRefused, Disconnected, ProtocolError
 from .server.broadcast import BroadcastOperator
+from .server.recovery import ConnectionStateRecovery
 from .server.server import Namespace, ParentNamespace, Server
 from .server.socket import Ack, Handshake, Socket, TimedSocket
 
@@ -40,6 +41,7 @@ __all__ = [
     "ClusterError",
     "ConnectionErrorInfo",
     "ConnectionRefused",
+    "ConnectionStateRecovery",
     "Cookie",
     "Disconnected",
     "Emitter",

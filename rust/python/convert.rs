@@ -33,6 +33,63 @@ pub(super) fn data_from_py(obj: &Bound<'_, PyAny>) -> PyResult<Data> {
     ))
 }
 
+/// A recovered session as Python hands it between workers:
+/// (sid, pid, rooms, last offset, missed packets as [(offset, [text, attachment, ...])]).
+pub(super) type SessionTuple = (
+    String,
+    String,
+    Vec<String>,
+    String,
+    Vec<(String, Vec<PyObject>)>,
+);
+
+pub(super) fn session_to_py(py: Python<'_>, s: socketio::recovery::Session) -> SessionTuple {
+    use socketio::recovery::offset_text;
+    let missed = s.missed.iter().map(|k| {
+        let msgs = k
+            .messages
+            .iter()
+            .map(|m| data_to_py(py, m).unbind())
+            .collect();
+        (offset_text(k.offset), msgs)
+    });
+    (
+        s.sid.to_string(),
+        s.pid.to_string(),
+        s.rooms.iter().map(|r| r.to_string()).collect(),
+        offset_text(s.last),
+        missed.collect(),
+    )
+}
+
+pub(super) fn session_from_py(
+    py: Python<'_>,
+    (sid, pid, rooms, last, missed): SessionTuple,
+) -> PyResult<socketio::recovery::Session> {
+    use socketio::recovery::{parse_offset, Kept, Session};
+    let offset = |text: &str| {
+        parse_offset(text).ok_or_else(|| PyValueError::new_err(format!("not an offset: {text:?}")))
+    };
+    let mut kept = Vec::with_capacity(missed.len());
+    for (off, msgs) in missed {
+        let messages = msgs
+            .iter()
+            .map(|m| data_from_py(m.bind(py)))
+            .collect::<PyResult<Box<[Data]>>>()?;
+        kept.push(std::sync::Arc::new(Kept {
+            offset: offset(&off)?,
+            messages,
+        }));
+    }
+    Ok(Session {
+        sid: sid.into(),
+        pid: pid.into(),
+        rooms: rooms.into_iter().map(Into::into).collect(),
+        last: offset(&last)?,
+        missed: kept,
+    })
+}
+
 pub(super) fn data_to_py<'py>(py: Python<'py>, data: &Data) -> Bound<'py, PyAny> {
     match data {
         Data::Text(s) => PyString::new(py, s).into_any(),
@@ -279,6 +336,7 @@ impl ToPy for socketio::Event {
             E::ProtocolError {
                 remote, message, ..
             } => tuple(py, ("error", message, remote_to_py(py, remote)?)),
+            E::Expired { pid } => tuple(py, ("expired", &*pid)),
             E::Engine(ev) => ev.to_py(py),
         }
     }

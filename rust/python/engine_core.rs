@@ -49,7 +49,7 @@ impl EngineCore {
         cors_origins=None, cors_credentials=false, cookie_name=None, cookie_path="/", cookie_http_only=true,
         cookie_same_site=Some("Lax".to_owned()), max_connections=None, defer_handshakes=false, sid_prefix="",
         max_buffered=16*1024*1024, socketio=false, connect_timeout=45.0, serve_other_paths=false,
-        request_timeout=60.0, keep_alive_timeout=5.0))]
+        request_timeout=60.0, keep_alive_timeout=5.0, recovery=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         ping_interval: f64,
@@ -74,6 +74,7 @@ impl EngineCore {
         serve_other_paths: bool,
         request_timeout: f64,
         keep_alive_timeout: f64,
+        recovery: Option<f64>,
     ) -> PyResult<Self> {
         let cookie = cookie_name.map(|name| Cookie {
             name,
@@ -101,8 +102,12 @@ impl EngineCore {
         config.request_timeout = secs(request_timeout)?;
         config.keep_alive_timeout = secs(keep_alive_timeout)?;
         let engine = engineio::Engine::new(config);
+        let mut sio = SocketIo::new(secs(connect_timeout)?);
+        if let Some(max) = recovery {
+            sio.enable_recovery(secs(max)?);
+        }
         let core = match socketio {
-            true => AnyCore::SocketIo(Core::new(engine, SocketIo::new(secs(connect_timeout)?))),
+            true => AnyCore::SocketIo(Core::new(engine, sio)),
             false => AnyCore::EngineIo(Core::new(engine, EngineOnly::default())),
         };
         let driver = Driver::new().map_err(os_error)?;
@@ -383,5 +388,55 @@ impl EngineCore {
 
     fn socket_count(&self, nsp: &str) -> PyResult<usize> {
         Ok(self.sio_ref()?.layer.socket_count(nsp))
+    }
+
+    // ---- connection state recovery (recovery=seconds) ----
+
+    /// The private session id of a socket (its CONNECT reply's `pid`), when recovery is on.
+    fn pid_of(&self, socket: SocketKey) -> PyResult<Option<String>> {
+        Ok(self.sio_ref()?.layer.pid_of(socket).map(|p| p.to_string()))
+    }
+
+    /// Recover the disconnected socket `pid` kept here into the connecting `socket`; its id, or None.
+    fn restore(&mut self, socket: SocketKey, pid: &str, offset: &str) -> PyResult<Option<String>> {
+        let c = self.sio()?;
+        let sid = c
+            .layer
+            .restore(socket, pid, offset, &mut c.engine, Instant::now());
+        self.driver.request_flush();
+        Ok(sid.map(|s| s.to_string()))
+    }
+
+    /// Take the state of the disconnected socket `pid` of `nsp` away, for another worker to recover it.
+    fn take_session(
+        &mut self,
+        py: Python<'_>,
+        nsp: &str,
+        pid: &str,
+        offset: &str,
+    ) -> PyResult<Option<SessionTuple>> {
+        let c = self.sio()?;
+        let taken = c.layer.take_session(nsp, pid, offset, Instant::now());
+        Ok(taken.map(|s| session_to_py(py, s)))
+    }
+
+    /// Recover a state another worker took (`take_session`) into the connecting `socket`; its id, or None.
+    fn adopt_session(
+        &mut self,
+        py: Python<'_>,
+        socket: SocketKey,
+        session: SessionTuple,
+    ) -> PyResult<Option<String>> {
+        let session = session_from_py(py, session)?;
+        let c = self.sio()?;
+        let sid = c.layer.adopt_session(socket, session, &mut c.engine);
+        self.driver.request_flush();
+        Ok(sid.map(|s| s.to_string()))
+    }
+
+    /// Disconnected sockets kept for recovery.
+    #[getter]
+    fn disconnected_count(&self) -> PyResult<usize> {
+        Ok(self.sio_ref()?.layer.disconnected_count())
     }
 }

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::packet::{self, PacketType};
+use super::recovery::Session;
 use super::{messages, send_control, DisconnectReason, SocketIo, SocketKey, SocketState};
 use crate::engineio::{Data, Engine, SessionKey};
 
@@ -26,13 +27,16 @@ impl SocketIo {
         if let Some(c) = self.clients.get_mut(&s.client) {
             c.connect_deadline = None;
         }
-        send_control(
-            engine,
-            s.client,
-            PacketType::Connect,
-            &s.nsp,
-            Some(format!(r#"{{"sid":{}}}"#, serde_json::Value::from(&*s.sid))),
-        );
+        let sid = serde_json::Value::from(&*s.sid);
+        // With recovery the reply carries the private session id the client sends back to recover (Node's).
+        let reply = match self.recovery.as_ref().and_then(|r| r.pid_of(socket)) {
+            Some(pid) => format!(
+                r#"{{"sid":{sid},"pid":{}}}"#,
+                serde_json::Value::from(&**pid)
+            ),
+            None => format!(r#"{{"sid":{sid}}}"#),
+        };
+        send_control(engine, s.client, PacketType::Connect, &s.nsp, Some(reply));
         for d in held {
             engine.send(s.client, d);
         }
@@ -134,6 +138,11 @@ impl SocketIo {
             }
             _ => packet::encode_event(&s.nsp, id, attachments.len(), data_json, &mut text),
         }
+        // Node stores a packet to one socket as a broadcast to its room: it carries an offset too.
+        if let (Some(r), false, None) = (&mut self.recovery, ack_reply, id) {
+            let offset = r.stamp(&mut text);
+            r.written(socket, offset);
+        }
         let msgs = messages(text, attachments);
         self.deliver(socket, msgs, engine);
         true
@@ -165,7 +174,18 @@ impl SocketIo {
         let targets = self.targets(nsp, rooms, except);
         let mut text = String::with_capacity(data_json.len() + nsp.len() + 8);
         packet::encode_event(nsp, id, attachments.len(), data_json, &mut text);
+        // Packets with an ack id are not kept, as in Node: the ack could not be restored with them.
+        let offset = match (&mut self.recovery, id) {
+            (Some(r), None) => Some(r.stamp(&mut text)),
+            _ => None,
+        };
         let msgs = messages(text, attachments);
+        if let (Some(r), Some(offset)) = (&mut self.recovery, offset) {
+            for t in &targets {
+                r.written(*t, offset);
+            }
+            r.keep(nsp, rooms, except, &msgs, offset);
+        }
         let sessions: Vec<SessionKey> = targets
             .iter()
             .filter_map(|t| self.sockets.get(t).map(|s| s.client))
@@ -236,6 +256,71 @@ impl SocketIo {
 
     pub fn client_of(&self, socket: SocketKey) -> Option<SessionKey> {
         self.sockets.get(&socket).map(|s| s.client)
+    }
+
+    /// The private session id of a socket, when recovery is on.
+    pub fn pid_of(&self, socket: SocketKey) -> Option<&Arc<str>> {
+        self.recovery.as_ref()?.pid_of(socket)
+    }
+
+    /// Recover the state of the disconnected socket `pid` into the connecting `socket` (the client's CONNECT
+    /// carried `pid` and `offset`): returns its id, or None when there is no such state here (unknown, expired,
+    /// or the offset is not the last packet written to it).
+    pub fn restore(
+        &mut self,
+        socket: SocketKey,
+        pid: &str,
+        offset: &str,
+        engine: &mut Engine,
+        now: Instant,
+    ) -> Option<Arc<str>> {
+        let nsp = self.sockets.get(&socket)?.nsp.clone();
+        let session = self.take_session(&nsp, pid, offset, now)?;
+        self.adopt_session(socket, session, engine)
+    }
+
+    /// Hand over the state of a disconnected socket, to recover it here or in another worker.
+    pub fn take_session(
+        &mut self,
+        nsp: &str,
+        pid: &str,
+        offset: &str,
+        now: Instant,
+    ) -> Option<Session> {
+        self.recovery.as_mut()?.take(nsp, pid, offset, now)
+    }
+
+    /// Give a connecting socket a recovered state: its old id and rooms, and the packets it missed, sent now, before
+    /// the CONNECT reply, in the order Node sends them.
+    pub fn adopt_session(
+        &mut self,
+        socket: SocketKey,
+        session: Session,
+        engine: &mut Engine,
+    ) -> Option<Arc<str>> {
+        let r = self.recovery.as_mut()?;
+        let s = self.sockets.get_mut(&socket)?;
+        if !matches!(s.state, SocketState::Connecting { .. }) {
+            return None;
+        }
+        r.restored(socket, &session);
+        s.sid = session.sid.clone();
+        if let Some(ns) = self.namespaces.get_mut(&s.nsp) {
+            for room in &session.rooms {
+                ns.rooms.join(socket, room);
+            }
+        }
+        for kept in &session.missed {
+            for m in kept.messages.iter() {
+                engine.send(s.client, m.clone());
+            }
+        }
+        Some(session.sid)
+    }
+
+    /// Disconnected sockets kept for recovery.
+    pub fn disconnected_count(&self) -> usize {
+        self.recovery.as_ref().map_or(0, |r| r.disconnected())
     }
 
     pub fn socket_count(&self, nsp: &str) -> usize {

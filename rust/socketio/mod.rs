@@ -5,6 +5,8 @@
 //!                                 connect_timeout closes the session (Node's Client.connectTimeout)
 //! socket                          Connecting ─accept─► Connected ─DISCONNECT (either side) or session close─► gone
 //!                                 Connecting ─refuse─► gone (CONNECT_ERROR sent)
+//!                                 with recovery (recovery.rs): a Connected socket whose transport goes is kept
+//!                                 disconnected until its deadline; `restore` gives a Connecting socket its state
 //!                                 packets emitted while Connecting wait until the CONNECT is sent; broadcasts,
 //!                                 room targets and counts see Connected sockets only, as in Node
 //! packets from the client         a packet for a namespace the client is not connected to, or that cannot be
@@ -15,6 +17,7 @@
 //! A broadcast encodes its packet once and hands one frame to the engine for every target session.
 mod calls;
 pub mod packet;
+pub mod recovery;
 pub mod rooms;
 
 use std::cmp::Reverse;
@@ -25,6 +28,7 @@ use std::time::{Duration, Instant};
 use crate::engineio::{self, CloseReason, Data, Engine, RequestInfo, SessionKey};
 use crate::ids::IdMap;
 use packet::{BinaryReassembly, Packet, PacketType};
+use recovery::Recovery;
 pub use rooms::{Rooms, SocketKey};
 
 /// Why a socket left its namespace, in Node's words.
@@ -43,6 +47,11 @@ impl DisconnectReason {
             Self::Transport(r) => r.as_str(),
         }
     }
+}
+
+/// Node's RECOVERABLE_DISCONNECT_REASONS: the transport went, not the client or the server's application.
+fn recoverable(reason: CloseReason) -> bool {
+    !matches!(reason, CloseReason::ParseError)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,6 +98,8 @@ pub enum Event {
         remote: Option<std::net::SocketAddr>,
         message: String,
     },
+    /// A disconnected socket kept for recovery passed its deadline: its state is gone.
+    Expired { pid: Arc<str> },
     /// Passed through from the engine.
     Engine(engineio::Event),
 }
@@ -142,6 +153,8 @@ pub struct SocketIo {
     next_js_id: u64,
     timers: BinaryHeap<Reverse<(Instant, SessionKey)>>,
     events: VecDeque<Event>,
+    /// Connection state recovery, when the application enables it (boxed: off, it costs one pointer).
+    recovery: Option<Box<Recovery>>,
 }
 
 fn new_sid() -> Arc<str> {
@@ -192,7 +205,13 @@ impl SocketIo {
             next_js_id: packet::MAX_ID + 1,
             timers: BinaryHeap::new(),
             events: VecDeque::new(),
+            recovery: None,
         }
+    }
+
+    /// Keep the state of sockets whose transport goes for `max_disconnection` (Node's connectionStateRecovery).
+    pub fn enable_recovery(&mut self, max_disconnection: Duration) {
+        self.recovery = Some(Box::new(Recovery::new(max_disconnection)));
     }
 
     pub fn add_namespace(&mut self, nsp: &str) {
@@ -222,7 +241,9 @@ impl SocketIo {
     }
 
     pub fn next_timeout(&self) -> Option<Instant> {
-        self.timers.peek().map(|Reverse((at, _))| *at)
+        let connect = self.timers.peek().map(|Reverse((at, _))| *at);
+        let recovery = self.recovery.as_ref().and_then(|r| r.next_deadline());
+        crate::core::earliest(connect, recovery)
     }
 
     pub fn handle_timeout(&mut self, engine: &mut Engine, now: Instant) {
@@ -239,6 +260,11 @@ impl SocketIo {
             if expired {
                 // Node: a client that joins no namespace within connectTimeout is closed.
                 engine.close(client, now);
+            }
+        }
+        if let Some(r) = &mut self.recovery {
+            for pid in r.expire(now) {
+                self.events.push_back(Event::Expired { pid });
             }
         }
     }
@@ -275,6 +301,11 @@ impl SocketIo {
                 let Some(client) = self.clients.remove(&key) else {
                     return;
                 };
+                if recoverable(reason) {
+                    for socket in &client.sockets {
+                        self.persist(*socket, now);
+                    }
+                }
                 for socket in client.sockets {
                     self.remove_socket(socket, Some(DisconnectReason::Transport(reason)));
                 }
@@ -442,6 +473,9 @@ impl SocketIo {
         if let Some(c) = self.clients.get_mut(&client) {
             c.sockets.push(key);
         }
+        if let Some(r) = &mut self.recovery {
+            r.open(key);
+        }
         self.events.push_back(Event::Connect {
             client,
             socket: key,
@@ -451,11 +485,29 @@ impl SocketIo {
         });
     }
 
+    /// A connected socket's transport went: keep its state for recovery (before `remove_socket` forgets it).
+    fn persist(&mut self, socket: SocketKey, now: Instant) {
+        let (Some(r), Some(s)) = (&mut self.recovery, self.sockets.get(&socket)) else {
+            return;
+        };
+        if s.state != SocketState::Connected {
+            return;
+        }
+        let rooms = self
+            .namespaces
+            .get(&s.nsp)
+            .map_or(&[][..], |ns| ns.rooms.rooms_of(socket));
+        r.persist(socket, &s.nsp, &s.sid, rooms, now);
+    }
+
     /// Drop a socket from every table; with a reason, tell the application.
     fn remove_socket(&mut self, socket: SocketKey, reason: Option<DisconnectReason>) {
         let Some(s) = self.sockets.remove(&socket) else {
             return;
         };
+        if let Some(r) = &mut self.recovery {
+            r.forget(socket);
+        }
         if let Some(ns) = self.namespaces.get_mut(&s.nsp) {
             ns.sockets.remove(&socket);
             ns.rooms.leave_all(socket);

@@ -1102,3 +1102,174 @@ fn dynamic_namespaces_go_to_the_application_and_are_made_on_accept() {
     assert!(h.core.layer.namespace("/dyn-1").is_none());
     assert!(h.is_open(&sid));
 }
+
+/// The offset a stamped event carries: its last argument.
+fn offset_of(rec: &Rec) -> String {
+    let Rec::Text(t) = rec else {
+        panic!("not a text packet: {rec:?}")
+    };
+    let args = &t[t.find('[').unwrap()..];
+    let v: Vec<Value> = serde_json::from_str(args).unwrap();
+    v.last().unwrap().as_str().unwrap().to_owned()
+}
+
+/// A socket connected to "/" with recovery on, in room "room": its session's sid, key, id and pid.
+fn recoverable_socket(h: &mut Harness) -> (String, SocketKey, String, String) {
+    let (_, sid) = h.open();
+    h.send(&sid, "0");
+    let socket = h.connecting_socket();
+    assert!(h.core.layer.accept(socket, &mut h.core.engine));
+    let id = h.core.layer.sid_of(socket).unwrap().to_string();
+    let pid = h.core.layer.pid_of(socket).unwrap().to_string();
+    let reply = format!(r#"40{{"sid":"{id}","pid":"{pid}"}}"#);
+    assert_eq!(
+        h.recv(&sid),
+        vec![Rec::Text(reply)],
+        "Node's reply: sid and pid"
+    );
+    h.core.layer.join(socket, "room");
+    (sid, socket, id, pid)
+}
+
+/// A recovery harness whose socket got one event, then lost its transport: its key, id, pid and that offset.
+fn broken_socket() -> (Harness, SocketKey, String, String, String) {
+    let mut h = harness();
+    h.core.layer.enable_recovery(Duration::from_secs(60));
+    let (sid, socket, id, pid) = recoverable_socket(&mut h);
+    assert!(h.emit(socket, r#"["a"]"#));
+    let got = h.recv(&sid);
+    let offset = offset_of(&got[0]);
+    assert_eq!(got, vec![text(&format!(r#"42["a","{offset}"]"#))]);
+    h.post(&sid, &text("1"));
+    assert_eq!(
+        disconnects(&h.take_events()),
+        vec![(socket, "transport close")]
+    );
+    assert_eq!(h.core.layer.disconnected_count(), 1);
+    (h, socket, id, pid, offset)
+}
+
+fn broadcast(h: &mut Harness, rooms: &[&str], except: &[&str], data: &str, att: Vec<Vec<u8>>) {
+    let rooms: Vec<String> = rooms.iter().map(|r| r.to_string()).collect();
+    let except: Vec<String> = except.iter().map(|r| r.to_string()).collect();
+    let (sio, engine) = (&mut h.core.layer, &mut h.core.engine);
+    sio.broadcast("/", &rooms, &except, data, att, None, engine);
+}
+
+#[test]
+fn a_socket_recovers_its_id_rooms_and_the_packets_it_missed() {
+    let (mut h, _, id, pid, offset) = broken_socket();
+    // Meanwhile: to its room, to everyone but its room, to it alone (binary), and one with an ack id.
+    broadcast(&mut h, &["room"], &[], r#"["b",1]"#, vec![]);
+    broadcast(&mut h, &[], &["room"], r#"["c"]"#, vec![]);
+    let placeholder = r#"["d",{"_placeholder":true,"num":0}]"#;
+    broadcast(&mut h, &[&id], &[], placeholder, vec![vec![1, 2]]);
+    let (sio, engine) = (&mut h.core.layer, &mut h.core.engine);
+    sio.broadcast("/", &[], &[], r#"["e"]"#, vec![], Some(7), engine);
+    // It comes back on a new session.
+    let (_, sid2) = h.open();
+    h.send(&sid2, &format!(r#"0{{"pid":"{pid}","offset":"{offset}"}}"#));
+    let s2 = h.connecting_socket();
+    let (sio, engine) = (&mut h.core.layer, &mut h.core.engine);
+    assert_eq!(
+        sio.restore(s2, &pid, &offset, engine, h.now).as_deref(),
+        Some(&*id)
+    );
+    assert!(h.core.layer.accept(s2, &mut h.core.engine));
+    let got = h.recv(&sid2);
+    let (b, d) = (offset_of(&got[0]), offset_of(&got[1]));
+    // The missed packets, then the CONNECT reply: Node's order.
+    let want = vec![
+        text(&format!(r#"42["b",1,"{b}"]"#)),
+        text(&format!(
+            r#"451-["d",{{"_placeholder":true,"num":0}},"{d}"]"#
+        )),
+        Rec::Bin(vec![1, 2]),
+        text(&format!(r#"40{{"sid":"{id}","pid":"{pid}"}}"#)),
+    ];
+    assert_eq!(got, want);
+    let mut rooms: Vec<String> = h
+        .core
+        .layer
+        .rooms_of(s2)
+        .iter()
+        .map(|r| r.to_string())
+        .collect();
+    rooms.sort();
+    let mut want = vec![id.clone(), "room".to_owned()];
+    want.sort();
+    assert_eq!(rooms, want);
+    assert_eq!(h.core.layer.disconnected_count(), 0);
+    // Taken once; and the next break is recovered from the offset of the last packet replayed.
+    assert!(h.core.layer.take_session("/", &pid, &d, h.now).is_none());
+    h.post(&sid2, &text("1"));
+    h.take_events();
+    assert!(
+        h.core.layer.take_session("/", &pid, &b, h.now).is_none(),
+        "not the last offset"
+    );
+    assert!(h.core.layer.take_session("/", &pid, &d, h.now).is_some());
+}
+
+#[test]
+fn a_disconnected_socket_expires_at_its_deadline() {
+    let (mut h, _, _, pid, offset) = broken_socket();
+    h.now += Duration::from_secs(59);
+    assert!(h
+        .take_events()
+        .iter()
+        .all(|e| !matches!(e, Event::Expired { .. })));
+    h.now += Duration::from_secs(1);
+    let events = h.take_events();
+    assert!(
+        events.contains(&Event::Expired {
+            pid: pid.clone().into()
+        }),
+        "{events:?}"
+    );
+    assert_eq!(h.core.layer.disconnected_count(), 0);
+    assert!(h
+        .core
+        .layer
+        .take_session("/", &pid, &offset, h.now)
+        .is_none());
+}
+
+#[test]
+fn only_a_broken_transport_keeps_a_socket() {
+    let mut h = harness();
+    h.core.layer.enable_recovery(Duration::from_secs(60));
+    let (sid, socket, _, _) = recoverable_socket(&mut h);
+    h.send(&sid, "1"); // the client leaves the namespace: nothing to recover, as in Node
+    assert_eq!(
+        disconnects(&h.take_events()),
+        vec![(socket, "client namespace disconnect")]
+    );
+    assert_eq!(h.core.layer.disconnected_count(), 0);
+    // With an ack id an event carries no offset (Node keeps no such packet).
+    let (sid, socket, _, _) = recoverable_socket(&mut h);
+    let (sio, engine) = (&mut h.core.layer, &mut h.core.engine);
+    assert!(sio.emit_to(socket, r#"["q"]"#, vec![], Some(3), false, engine));
+    assert_eq!(h.recv(&sid), vec![text(r#"423["q"]"#)]);
+}
+
+#[test]
+fn recovery_off_changes_nothing_on_the_wire() {
+    let mut h = harness();
+    let (sid, socket) = {
+        let (_, sid) = h.open();
+        let (socket, _) = h.connect(&sid, "/"); // asserts the CONNECT reply has no pid
+        (sid, socket)
+    };
+    h.core.layer.join(socket, "room");
+    assert!(h.emit(socket, r#"["a",1]"#));
+    broadcast(&mut h, &["room"], &[], r#"["b"]"#, vec![]);
+    assert_eq!(h.recv(&sid), vec![text(r#"42["a",1]"#), text(r#"42["b"]"#)]);
+    assert_eq!(h.core.layer.pid_of(socket), None);
+    h.post(&sid, &text("1"));
+    assert_eq!(
+        disconnects(&h.take_events()),
+        vec![(socket, "transport close")]
+    );
+    assert_eq!(h.core.layer.disconnected_count(), 0, "nothing kept");
+}

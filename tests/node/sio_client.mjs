@@ -2,8 +2,8 @@
 //   node sio_client.mjs <url> [--nsp /x] [--transports polling,websocket] [--auth <json>]
 //                       [--reconnection true|false] [--timeout ms] [--withCredentials true|false]
 // Out (stdout, JSON lines):
-//   {"event":"connect","id":..,"transport":..}   {"event":"connect_error","message":..,"data":..}
-//   {"event":"disconnect","reason":..,"description":..}
+//   {"event":"connect","id":..,"transport":..,"recovered":bool}   {"event":"connect_error","message":..,"data":..}
+//   {"event":"disconnect","reason":..,"description":..}   {"event":"upgrade","transport":"websocket"}
 //   {"event":"recv","name":..,"args":[..],"ack":bool}  (an ack request is answered at once, see ack_reply)
 //   {"event":"ack","id":..,"args":[..]}   {"event":"ack_timeout","id":..}   {"event":"bad_command",..}
 // In (stdin, JSON lines):
@@ -12,6 +12,9 @@
 //                                               confirmed with {"event":"ack_reply_set","name":..};
 //                                               default ["ok"])
 //   {"cmd":"connect"} | {"cmd":"disconnect"} | {"cmd":"exit"}.  EOF on stdin exits too.
+//   {"cmd":"break","reconnect":true|false,"url":..?}: a network break: the engine's transport closes under the
+//     socket, and the client reconnects as after any (with "reconnect": false it waits for {"cmd":"connect"}; to
+//     "url" when given), sending its pid and offset so that the server can recover its state.
 // Bytes are {"binary":"<hex>"} anywhere in args, both ways; {"raw_json":"1e400"} in args is sent as that JSON
 // text (run node with --harmony-json-parse-with-source).
 import { io } from "socket.io-client";
@@ -31,7 +34,11 @@ const socket = io(url.replace(/\/+$/, "") + nsp, opts);
 const ackReplies = new Map();
 
 socket.on("connect", () =>
-  out({ event: "connect", id: socket.id, transport: socket.io.engine.transport.name }),
+  out({ event: "connect", id: socket.id, transport: socket.io.engine.transport.name, recovered: socket.recovered }),
+);
+// Each engine the manager opens (one per reconnection) reports its upgrade to WebSocket.
+socket.io.on("open", () =>
+  socket.io.engine.on("upgrade", (transport) => out({ event: "upgrade", transport: transport.name })),
 );
 socket.on("connect_error", (err) =>
   out({ event: "connect_error", message: err.message, data: toJson(err.data ?? null) }),
@@ -81,6 +88,11 @@ readCommands((cmd) => {
       break;
     case "disconnect":
       socket.disconnect();
+      break;
+    case "break":
+      if (cmd.url) socket.io.uri = cmd.url; // reconnect elsewhere: another worker of the same server
+      socket.io.reconnection(cmd.reconnect !== false);
+      socket.io.engine.transport.close();
       break;
     case "exit":
       exit();

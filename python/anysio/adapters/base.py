@@ -14,13 +14,17 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import anyio
 
 from ..codec.wire import encode_args
 from ..engineio.runtime import SioCore
 from ..exceptions import AckTimeout, reply_value
+
+if TYPE_CHECKING:
+    # A disconnected socket's state as the core hands it between workers (``EngineCore.take_session``).
+    from .._native import SessionTuple
 
 AckResolver = Callable[[list[Any] | None], None]
 
@@ -236,6 +240,12 @@ class Adapter:
 
     def socket_count(self) -> int:
         return self.nsp.core.socket_count(self.nsp.name)
+
+    async def restore_session(self, pid: str, offset: str) -> tuple[SessionTuple, dict[str, Any]] | None:
+        """Node's ``restoreSession``, for a disconnected socket this process does not keep (its own are the
+        core's): the state and ``data`` another server gives up, or None. With one process there is none."""
+        del pid, offset
+        return None
 
 
 class MachineScope(Protocol):

@@ -11,7 +11,7 @@ import base64
 import json
 import logging
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 
@@ -19,6 +19,9 @@ from ..codec.wire import decode_args, encode_args
 from ..exceptions import AckTimeout, ClusterError
 from ..ipc import Bus, Message
 from .base import Adapter, AdapterNamespace, BroadcastOptions, FetchedSocket, RemoteSocket, Uplink
+
+if TYPE_CHECKING:
+    from .._native import SessionTuple
 
 logger = logging.getLogger("anysio")
 
@@ -157,6 +160,15 @@ class BusAdapter(Adapter):
     async def server_count(self) -> int:
         return await self.uplink.server_count() if self.uplink is not None else await super().server_count()
 
+    async def restore_session(self, pid: str, offset: str) -> tuple[SessionTuple, dict[str, Any]] | None:
+        """A disconnected socket another worker keeps, whose client came back to this one: that worker gives
+        it up (``restore``)."""
+        msg = {"t": "restore", "nsp": self.nsp.name, "pid": pid, "offset": offset}
+        for reply in await self.bus.request(msg, self.timeout):
+            if reply.get("session") is not None:
+                return _session_of(reply["session"]), reply["data"]
+        return None
+
     # ---- the whole machine (MachineScope: what the uplink does here when other machines ask) ------------------
 
     async def machine_deliver(self, data: str, attachments: list[bytes], opts: BroadcastOptions) -> None:
@@ -291,6 +303,10 @@ class ClusterNamespace(AdapterNamespace, Protocol):
         result."""
         ...
 
+    def take_session(self, pid: str, offset: str) -> tuple[SessionTuple, dict[str, Any]] | None:
+        """Give up a disconnected socket's state and data to the worker its client came back to."""
+        ...
+
 
 class ClusterServer(Protocol):
     def of(self, name: str) -> ClusterNamespace: ...
@@ -413,6 +429,11 @@ def attach(server: ClusterServer, bus: Bus) -> None:
     async def on_server_side(msg: Message) -> None:
         await nsp(msg).receive_server_side(_unpack(msg))
 
+    async def on_restore(msg: Message) -> None:
+        taken = nsp(msg).take_session(msg["pid"], msg["offset"])
+        body = {"session": None} if taken is None else {"session": _session_msg(taken[0]), "data": _jsonable(taken[1])}
+        await bus.reply(msg, body)
+
     for kind, handler in {
         "broadcast": on_broadcast,
         "broadcast_ack": on_broadcast_ack,
@@ -424,6 +445,7 @@ def attach(server: ClusterServer, bus: Bus) -> None:
         "acks": on_acks,
         "ack_reply": on_ack_reply,
         "up": on_up,
+        "restore": on_restore,
     }.items():
         bus.on(kind, handler)
 
@@ -439,3 +461,16 @@ def _jsonable(value: Any) -> Any:
 def _handshake(s: FetchedSocket) -> dict[str, Any]:
     h = s.handshake
     return {"headers": h.headers, "query": h.query, "address": h.address, "issued": h.issued, "auth": _jsonable(h.auth)}
+
+
+def _session_msg(session: SessionTuple) -> list[Any]:
+    """A recovered state as JSON: binary messages (attachments) as {"b": base64}."""
+    sid, pid, rooms, last, missed = session
+    packets = [[off, [m if isinstance(m, str) else {"b": _b64([m])[0]} for m in msgs]] for off, msgs in missed]
+    return [sid, pid, rooms, last, packets]
+
+
+def _session_of(msg: list[Any]) -> SessionTuple:
+    sid, pid, rooms, last, packets = msg
+    missed = [(off, [m if isinstance(m, str) else _unb64([m["b"]])[0] for m in msgs]) for off, msgs in packets]
+    return (sid, pid, list(rooms), last, missed)

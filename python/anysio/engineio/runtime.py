@@ -152,9 +152,11 @@ def native_core(
     socketio: bool = False,
     connect_timeout: float = 45.0,
     serve_other_paths: bool = False,
+    recovery: float | None = None,
     **options: Unpack[EngineOptions],
 ) -> EngineCore:
-    """The Rust core for the options every server shares."""
+    """The Rust core for the options every server shares (``recovery``: connection state recovery's maximum
+    disconnection, in seconds; None is off)."""
     origins = options.get("cors_allowed_origins")
     if isinstance(origins, str):
         origins = [origins]
@@ -183,6 +185,7 @@ def native_core(
         socketio=socketio,
         connect_timeout=connect_timeout,
         serve_other_paths=serve_other_paths,
+        recovery=recovery,
     )
 
 

@@ -32,6 +32,7 @@ from ..engineio.runtime import (
 from ..exceptions import ConnectionRefused, ProtocolError
 from .handler import Args, Handler, Middleware
 from .pipeline import FAILED, ErrorHandler, Pipeline, Reporting, ack_args, invoke
+from .recovery import Recovery
 from .socket import Ack, Handshake, Socket, SocketNamespace
 
 if TYPE_CHECKING:
@@ -118,8 +119,10 @@ class Dispatcher(Reporting):
         allow_request: AllowRequest | None,
         generate_id: GenerateId | None,
         max_waiting: int = MAX_BUFFERED,
+        recovery: Recovery | None = None,
     ) -> None:
         self.host = host
+        self.recovery = recovery
         self.namespaces = namespaces
         self.allow_request = allow_request
         self.generate_id = generate_id
@@ -165,6 +168,8 @@ class Dispatcher(Reporting):
                     self._on_connect(key, client, nsp, sid, auth)
                 case ("disconnect", key, reason):
                     self._on_disconnect(key, reason)
+                case ("expired", pid) if self.recovery is not None:
+                    self.recovery.expired(pid)
                 case ("open", client, eio_sid, _, req):
                     self.requests[client] = (eio_sid, Request.from_tuple(req))
                 case ("close", client, _):
@@ -219,6 +224,8 @@ class Dispatcher(Reporting):
     def _add(self, socket: Socket) -> None:
         self.sockets[socket.key] = socket
         self.by_client.setdefault(socket.client, set()).add(socket.key)
+        if self.recovery is not None:
+            self.recovery.opened(socket)
 
     async def _connect_dynamic(
         self, key: int, client: int, name: str, sid: str, auth: Any, eio_sid: str, request: Request
@@ -237,8 +244,12 @@ class Dispatcher(Reporting):
 
     async def _connect(self, socket: Socket, nsp: DispatchNamespace, auth: Any) -> None:
         core = self.host.core
+        recovery = self.recovery
         try:
-            for mw in nsp.middlewares:
+            recovered = recovery is not None and await recovery.restore(socket, auth, nsp.adapter)
+            # Node skips the middlewares of a recovered socket unless told not to (skipMiddlewares).
+            skip = recovered and recovery is not None and recovery.options.skip_middlewares
+            for mw in () if skip else nsp.middlewares:
                 result = mw(socket)
                 if inspect.isawaitable(result):
                     await result
@@ -302,6 +313,8 @@ class Dispatcher(Reporting):
         if socket is None or nsp is None:
             return
         socket.connected = False
+        if self.recovery is not None:
+            self.recovery.disconnected(socket, reason)
         handler = nsp.handlers.get("disconnect")
         if handler is not None and self.host.runtime.task_group is None:
             self.deferred.append((handler, socket, reason))

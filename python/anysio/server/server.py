@@ -12,7 +12,7 @@ import re
 import socket
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar, Unpack, overload
+from typing import TYPE_CHECKING, Any, TypeVar, Unpack, overload
 
 import anyio
 import anyio.abc
@@ -37,7 +37,11 @@ from .broadcast import BroadcastOperator
 from .dispatcher import Dispatcher, DispatchNamespace
 from .handler import Handler, Middleware
 from .pipeline import Chain, ErrorHandler
+from .recovery import ConnectionStateRecovery, Recovery
 from .socket import Socket
+
+if TYPE_CHECKING:
+    from .._native import SessionTuple
 
 logger = logging.getLogger("anysio")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -228,6 +232,12 @@ class Namespace:
         """Sockets connected to this namespace (in this process)."""
         return self.adapter.socket_count()
 
+    def take_session(self, pid: str, offset: str) -> tuple[SessionTuple, dict[str, Any]] | None:
+        """Give up the state and data of a disconnected socket of this namespace kept here, to another worker that
+        recovers it (the bus asks); None when it is not kept here, expired, or ``offset`` is not its last."""
+        recovery = self.server._dispatcher.recovery
+        return recovery.take(self.name, pid, offset) if recovery is not None else None
+
 
 class ParentNamespace(Namespace):
     """Node's parent namespace (``sio.of(re.compile(...))`` or ``sio.of(predicate)``): the namespaces it matches
@@ -288,6 +298,11 @@ class Server:
 
     ``sio.on``, ``sio.emit``, ``sio.to`` and the rest act on the main namespace "/" (``sio.of("/")``);
     ``sio.of(name)`` reaches the others.
+
+    ``connection_state_recovery`` (Node's ``connectionStateRecovery``, off by default): True, a dict or a
+    ``ConnectionStateRecovery``; a client whose connection drops gets its socket back (id, rooms, data) and the
+    events it missed when it reconnects within ``max_disconnection_duration`` (README, "Connection state
+    recovery").
     """
 
     @checked_options(EngineOptions.__annotations__)
@@ -301,14 +316,17 @@ class Server:
         adapter: AdapterFactory = Adapter,
         static_files: Mapping[str, str | Path] | None = None,
         cleanup_empty_child_namespaces: bool = False,
+        connection_state_recovery: ConnectionStateRecovery | Mapping[str, Any] | bool | None = None,
         **options: Unpack[EngineOptions],
     ) -> None:
+        recovery = ConnectionStateRecovery.of(connection_state_recovery)
         engine = native_core(
             path=path,
             defer_handshakes=allow_request is not None or generate_id is not None,
             socketio=True,
             connect_timeout=connect_timeout,
             serve_other_paths=static_files is not None,
+            recovery=recovery.max_disconnection_duration if recovery is not None else None,
             **options,
         )
         self._core: SioCore = engine
@@ -316,7 +334,14 @@ class Server:
         self._adapter: AdapterFactory = adapter
         self._namespaces: dict[str, Namespace] = {}
         max_waiting = options.get("max_buffered", MAX_BUFFERED)
-        self._dispatcher = Dispatcher(self, self._namespaces, allow_request, generate_id, max_waiting)
+        self._dispatcher = Dispatcher(
+            self,
+            self._namespaces,
+            allow_request,
+            generate_id,
+            max_waiting,
+            Recovery(recovery, engine) if recovery is not None else None,
+        )
         #: What a driver (``serve``, ``anysio.ASGIApp``, a worker) needs: the core and where its events go.
         self.runtime = Runtime(engine, self._dispatcher.dispatch, self._dispatcher.dispatch_in_tasks)
         #: Node's ``io.engine`` events: ``@sio.engine.on("connection_error")``, ``"initial_headers"``, ``"headers"``.

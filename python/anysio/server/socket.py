@@ -78,6 +78,11 @@ class Socket:
     request: Request
     data: dict[str, Any] = field(default_factory=dict)
     connected: bool = False
+    #: Whether this socket recovered the state of a disconnected one: its id, rooms, data and missed packets
+    #: (Node's ``socket.recovered``; connection state recovery).
+    recovered: bool = False
+    #: The private session id the client sends back to recover (with recovery on): never share it, unlike ``id``.
+    pid: str | None = None
     #: True while a catch-all listener or a packet middleware is set: the dispatcher's one check per event.
     intercepting: bool = field(default=False, repr=False)
     #: Made on the first listener or middleware: most sockets never have one, and carry no lists for them.

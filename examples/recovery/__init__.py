@@ -1,0 +1,1 @@
+"""The connection state recovery contract (issue 12): ``server.py``."""
