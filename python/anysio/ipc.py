@@ -67,6 +67,7 @@ class _Outbox:
         self.queued = 0
         self.cut_off = False
         self._queued_event = anyio.Event()
+        self._waiting: anyio.CancelScope | None = None  # while ``flush`` waits on the socket
 
     def connect(self) -> bool:
         """A new stream to the worker, without waiting; False when nobody listens there (dead, restarting) or
@@ -87,8 +88,13 @@ class _Outbox:
         sock, self.sock = self.sock, None
         self.pending.clear()
         self.queued = 0
-        if sock is not None:
-            anyio.notify_closing(sock)  # wakes ``flush`` if it waits on this socket
+        if sock is None:
+            return
+        if self._waiting is not None:
+            # ``flush`` waits on this socket: it closes it once it stops waiting (closing a descriptor that an
+            # event loop watches is not safe on every backend).
+            self._waiting.cancel()
+        else:
             sock.close()
 
     def post(self, frame: bytes, probe: bool = False) -> bool:
@@ -132,10 +138,14 @@ class _Outbox:
         while self.pending and self.sock is not None:
             sock = self.sock
             with anyio.move_on_after(timeout) as waited:
+                self._waiting = waited
                 try:
                     await anyio.wait_writable(sock)
-                except anyio.ClosedResourceError:
-                    return True
+                finally:
+                    self._waiting = None
+            if sock is not self.sock:  # closed meanwhile (cut off, or replaced): ours to close
+                sock.close()
+                return True
             if waited.cancelled_caught:
                 return False
             try:
@@ -267,14 +277,19 @@ class Bus:
         path = self.dir / f"b{self.index}.sock"
         path.unlink(missing_ok=True)
         listener = await anyio.create_unix_listener(path)
-        async with listener, anyio.create_task_group() as tg:
-            self._tg = tg
-            for box in self._outboxes.values():  # messages sent before the bus served
-                tg.start_soon(self._drain, box)
-            task_status.started()
-            while True:
-                stream = await listener.accept()
-                tg.start_soon(self._read, stream)
+        try:
+            async with listener, anyio.create_task_group() as tg:
+                self._tg = tg
+                for box in self._outboxes.values():  # messages sent before the bus served
+                    tg.start_soon(self._drain, box)
+                task_status.started()
+                while True:
+                    stream = await listener.accept()
+                    tg.start_soon(self._read, stream)
+        finally:
+            self._tg = None
+            for box in self._outboxes.values():
+                box.close()
 
     async def _read(self, stream: anyio.abc.ByteStream) -> None:
         buf = b""

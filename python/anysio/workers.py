@@ -268,7 +268,7 @@ def run(
     args += [f"--app-dir={os.path.abspath(app_dir)}"] if app_dir is not None else []
     try:
         master = _Master(workers, bus_dir, args, url((host, reserve.getsockname()[1])))
-        master.ping_interval, master.ping_timeout = worker_ping_interval, worker_ping_timeout
+        master.ping_every(worker_ping_interval, worker_ping_timeout)
         try:
             failure = master.run()
         finally:
@@ -308,6 +308,9 @@ class _Master:
         self.late: set[int] = set()  # reported as not answering
         self.pingers: dict[int, socket.socket] = {}
         self.next_ping = 0.0
+
+    def ping_every(self, interval: float, timeout: float) -> None:
+        self.ping_interval, self.ping_timeout = interval, timeout
 
     def spawn(self, i: int) -> subprocess.Popen[bytes]:
         proc = subprocess.Popen([sys.executable, "-m", "anysio.workers", f"--index={i}", *self.args])
