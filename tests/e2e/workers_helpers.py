@@ -39,6 +39,7 @@ class Lines(Notifier):
         self.taken: set[int] = set()
         self.taken_text: set[int] = set()
         self.asked = 0
+        self.sending = anyio.Lock()
 
     async def pump(self) -> None:
         buf = b""
@@ -91,7 +92,8 @@ class Lines(Notifier):
 
     async def send(self, cmd: dict[str, Any]) -> None:
         assert self.proc.stdin is not None
-        await self.proc.stdin.send((json.dumps(cmd) + "\n").encode())
+        async with self.sending:  # tasks of one test send concurrently; a pipe takes one writer at a time
+            await self.proc.stdin.send((json.dumps(cmd) + "\n").encode())
 
 
 @asynccontextmanager
