@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import os
 import signal
+from functools import partial
 
-import anyio
 import pytest
 
 from .workers_helpers import Lines, clients, cluster
@@ -19,8 +19,9 @@ from .workers_helpers import Lines, clients, cluster
 pytestmark = pytest.mark.anyio
 
 
-def got_bcast(group: Lines, value: str) -> set[int]:
-    return {m["client"] for m in group.events("bcast") if m.get("value") == value}
+def all_got(group: Lines, value: str, n: int) -> bool:
+    """Whether ``n`` different clients of ``group`` got the broadcast of ``value``."""
+    return len({m["client"] for m in group.events("bcast") if m.get("value") == value}) == n
 
 
 @pytest.mark.parametrize("workers", [2, 4])
@@ -48,7 +49,7 @@ async def test_workers_behave_as_one_server(anyio_backend: str, workers: int) ->
             await polling.ask({"cmd": "emit", "client": 3, "name": "bcast", "args": ["x"]}, "ack")
             for group, n in ((polling, 100), (default, 20)):
                 # Every client of every worker gets it (other workers hear of it over the bus, later).
-                await group.wait_for(lambda g=group, n=n: len(got_bcast(g, "x")) == n, 30)
+                await group.wait_for(partial(all_got, group, "x", n), 30)
                 # A duplicate would have to arrive before this round trip of every client's.
                 echo = await group.ask({"cmd": "emit_all", "name": "echo", "args": ["sync"]}, "acks")
                 assert echo["args"] == ["sync"] * n
@@ -75,4 +76,4 @@ async def test_workers_behave_as_one_server(anyio_backend: str, workers: int) ->
         survivor_client = min(set(range(100)) - mine)
         answer = await polling.ask({"cmd": "emit", "client": survivor_client, "name": "bcast", "args": ["y"]}, "ack")
         assert answer["args"] == [1]
-        await polling.wait_for(lambda: len(got_bcast(polling, "y")) == 100, 30)
+        await polling.wait_for(partial(all_got, polling, "y", 100), 30)

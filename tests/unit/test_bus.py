@@ -114,7 +114,10 @@ class Heard:
 async def deaf_peer(bus_dir: Path, index: int) -> AsyncIterator[None]:
     """A worker's bus socket that accepts streams and never reads them (a worker stopped, or hung)."""
     accepted: list[anyio.abc.SocketStream] = []
-    async with await anyio.create_unix_listener(bus_dir / f"b{index}.sock") as listener, anyio.create_task_group() as tg:
+    async with (
+        await anyio.create_unix_listener(bus_dir / f"b{index}.sock") as listener,
+        anyio.create_task_group() as tg,
+    ):
 
         async def accept() -> None:
             while True:
