@@ -14,7 +14,7 @@ from functools import partial
 
 from .engineio.runtime import BACKENDS, run_until_signalled
 from .exceptions import BackendUnavailable
-from .workers import TargetError, load, run, serve_alone
+from .workers import PING_INTERVAL, PING_TIMEOUT, TargetError, load, ping_error, run, serve_alone
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 
@@ -43,12 +43,28 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--app-dir", default=".", help="look for the module in this folder (put first on sys.path)")
     r.add_argument("--factory", action="store_true", help="module:attr is a function returning the server")
     r.add_argument("--log-level", choices=LOG_LEVELS, default="info", help="level of the anysio logger")
+    r.add_argument(
+        "--worker-ping-interval",
+        type=float,
+        default=PING_INTERVAL,
+        help="seconds between the master's pings of each worker (with --workers)",
+    )
+    r.add_argument(
+        "--worker-ping-timeout",
+        type=float,
+        default=PING_TIMEOUT,
+        help="a worker that answers no ping for this many seconds (stopped, hung) is killed and restarted",
+    )
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    wrong = ping_error(args.worker_ping_interval, args.worker_ping_timeout)
+    if wrong is not None:
+        print(f"anysio: {wrong}", file=sys.stderr, flush=True)
+        return 1
     try:
         if args.workers > 1:
             return run(
@@ -60,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
                 app_dir=args.app_dir,
                 factory=args.factory,
                 log_level=args.log_level,
+                worker_ping_interval=args.worker_ping_interval,
+                worker_ping_timeout=args.worker_ping_timeout,
             )
         server = load(args.target, factory=args.factory, app_dir=args.app_dir)
         run_until_signalled(partial(serve_alone, server), args.host, args.port, args.backend)

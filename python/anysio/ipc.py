@@ -5,6 +5,11 @@ over by other workers (their file descriptors, SCM_RIGHTS), and ``b<i>.sock`` (a
 message is a 4-byte length and a JSON object whose ``t`` names its kind; ``Bus.on(kind, handler)`` routes them, and
 ``request``/``reply`` gather answers from every other worker. What the messages say is the bus adapter's business
 (``anysio.adapters.bus``).
+
+Nothing here waits on another worker: a message is written at once or queued (bounded) for a task that writes it
+as that worker reads. A worker that stops reading (stopped, hung in a handler) is cut off, its messages dropped,
+until a probe shows it answers again; one that died is reconnected to when it is back. So a faulty worker never
+holds up the others' clients.
 """
 
 from __future__ import annotations
@@ -15,17 +20,25 @@ import logging
 import os
 import socket
 import struct
+from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 
 logger = logging.getLogger("anysio")
 Message = dict[str, Any]
-#: How long a bus message may wait for a worker to read it before that worker is cut off.
+Handler = Callable[[Message], Awaitable[None] | None]
+#: A worker that reads nothing of what waits for it this long (stopped, or hung) is cut off.
 SEND_TIMEOUT = 2.0
+#: The most bytes that may wait for one worker; past that it is cut off at once.
+MAX_QUEUED = 16 * 1024 * 1024
+#: How often a cut-off worker is asked whether it reads again (and how long it may take to answer).
+PROBE_INTERVAL = 1.0
 
 
 def _parse(body: bytes) -> Message | None:
@@ -41,6 +54,126 @@ def _parse(body: bytes) -> Message | None:
     return msg
 
 
+class _Outbox:
+    """The stream to one other worker, written without waiting: what the socket does not take at once waits in
+    ``pending`` (at most MAX_QUEUED bytes) for ``Bus._drain``. A worker that leaves it unread is cut off: what
+    waits for it is dropped, and so is every message after, until a probe shows it answers again."""
+
+    def __init__(self, index: int, path: Path) -> None:
+        self.index = index
+        self.path = path
+        self.sock: socket.socket | None = None
+        self.pending: deque[memoryview] = deque()
+        self.queued = 0
+        self.cut_off = False
+        self._queued_event = anyio.Event()
+        self._waiting: anyio.CancelScope | None = None  # while ``flush`` waits on the socket
+
+    def connect(self) -> bool:
+        """A new stream to the worker, without waiting; False when nobody listens there (dead, restarting) or
+        its backlog is full (it accepts nothing)."""
+        self.close()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        try:
+            sock.connect(str(self.path))
+        except OSError:
+            sock.close()
+            return False
+        self.sock = sock
+        return True
+
+    def close(self) -> None:
+        """Drop the stream and what waits for it (a frame cut in two cannot go on another stream)."""
+        sock, self.sock = self.sock, None
+        self.pending.clear()
+        self.queued = 0
+        if sock is None:
+            return
+        if self._waiting is not None:
+            # ``flush`` waits on this socket: it closes it once it stops waiting (closing a descriptor that an
+            # event loop watches is not safe on every backend).
+            self._waiting.cancel()
+        else:
+            sock.close()
+
+    def post(self, frame: bytes, probe: bool = False) -> bool:
+        if self.cut_off and not probe:
+            return False
+        if self.pending:  # behind what waits already, to keep the order
+            if self.queued + len(frame) > MAX_QUEUED:
+                self.cut(f"{self.queued} bytes unread")
+                return False
+            self._queue(memoryview(frame))
+            return True
+        for _ in range(2):
+            if self.sock is None and not self.connect():
+                return False
+            assert self.sock is not None
+            try:
+                sent = self.sock.send(frame, socket.MSG_NOSIGNAL)
+            except BlockingIOError:
+                sent = 0
+            except OSError:
+                # EPIPE, ECONNRESET: the worker died, and may have restarted since: a new stream, once.
+                self.close()
+                continue
+            if sent < len(frame):
+                self._queue(memoryview(frame)[sent:])
+            return True
+        return False
+
+    def _queue(self, data: memoryview) -> None:
+        self.pending.append(data)
+        self.queued += len(data)
+        self._queued_event.set()
+
+    async def wait_queued(self) -> None:
+        await self._queued_event.wait()
+        self._queued_event = anyio.Event()
+
+    async def flush(self, timeout: float) -> bool:
+        """Write what waits as the worker reads it. False when it read nothing for ``timeout``; True when all is
+        written, or the stream broke or was closed (what waited is dropped: the next message connects anew)."""
+        while self.pending and self.sock is not None:
+            sock = self.sock
+            with anyio.move_on_after(timeout) as waited:
+                self._waiting = waited
+                try:
+                    await anyio.wait_writable(sock)
+                finally:
+                    self._waiting = None
+            if sock is not self.sock:  # closed meanwhile (cut off, or replaced): ours to close
+                sock.close()
+                return True
+            if waited.cancelled_caught:
+                return False
+            try:
+                sent = sock.send(self.pending[0], socket.MSG_NOSIGNAL)
+            except BlockingIOError:
+                continue
+            except OSError:
+                self.close()
+                return True
+            self.queued -= sent
+            if sent == len(self.pending[0]):
+                self.pending.popleft()
+            else:
+                self.pending[0] = self.pending[0][sent:]
+        return True
+
+    def cut(self, why: str) -> None:
+        """Stop writing to a worker that does not read: its messages are dropped, not awaited."""
+        self.close()
+        self.cut_off = True
+        self._queued_event.set()  # ``Bus._drain`` starts probing
+        logger.warning("worker %d does not read its bus (%s): cut off, its messages dropped", self.index, why)
+
+    def restore(self) -> None:
+        self.cut_off = False
+        logger.warning("worker %d reads its bus again: its messages are delivered again", self.index)
+
+
 class Bus:
     """One worker's end of the bus."""
 
@@ -49,9 +182,8 @@ class Bus:
         self.index = index
         self.workers = workers
         self.peers = [i for i in range(workers) if i != index]
-        self._out: dict[int, anyio.abc.ByteStream] = {}
-        self._out_lock: dict[int, anyio.Lock] = {}
-        self._handlers: dict[str, Callable[[Message], Awaitable[None] | None]] = {}
+        self._outboxes: dict[int, _Outbox] = {}
+        self._handlers: dict[str, Handler] = {"probe": self._answer_probe}
         # SOCK_SEQPACKET keeps one message per descriptor and, unlike datagrams, has no 10-message queue limit.
         self._handoff = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         path = self.dir / f"h{index}.sock"
@@ -60,39 +192,54 @@ class Bus:
         self._handoff.listen(64)
         self._handoff.setblocking(False)
         self._handoff_out: dict[int, socket.socket] = {}
+        self._handoff_failing: set[int] = set()
         self._next_request = 0
         self._replies: dict[int, Callable[[Message], None]] = {}
         self._tg: anyio.abc.TaskGroup | None = None
 
-    def on(self, kind: str, handler: Callable[[Message], Awaitable[None] | None]) -> None:
+    def on(self, kind: str, handler: Handler) -> None:
         self._handlers[kind] = handler
 
     # ---- connections handed over ---------------------------------------------------------------------------
 
     def hand_off(self, fd: int, owner: int) -> None:
-        """Give a client connection to the worker that owns its session; our copy is closed either way."""
+        """Give a client connection to the worker that owns its session; our copy is closed either way. Never
+        waits: when the owner takes nothing (stopped, hung), the client's request fails and the client retries,
+        as after any network error."""
         rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]))]
+        error: OSError | None = None
         try:
-            for attempt in range(2):
-                out = self._handoff_out.get(owner)
+            for _ in range(2):
                 try:
-                    if out is None:
-                        out = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-                        out.connect(str(self.dir / f"h{owner}.sock"))
-                        out.setblocking(False)
-                        self._handoff_out[owner] = out
-                    out.sendmsg([b"c"], rights)
+                    self._handoff_socket(owner).sendmsg([b"c"], rights)
+                    self._handoff_failing.discard(owner)
                     return
-                except OSError as e:
-                    # The owner may have restarted: reconnect once. Past that the client's request fails and
-                    # the client retries, as after any network error.
-                    self._handoff_out.pop(owner, None)
+                except BlockingIOError as e:
+                    error = e
+                    break
+                except OSError as e:  # the owner may have restarted: reconnect once
+                    error = e
+                    out = self._handoff_out.pop(owner, None)
                     if out is not None:
                         out.close()
-                    if attempt:
-                        logger.warning("handing a connection to worker %d failed: %s", owner, e)
+            if owner not in self._handoff_failing:  # once per outage
+                self._handoff_failing.add(owner)
+                logger.warning("handing connections to worker %d fails (%s): their clients retry", owner, error)
         finally:
             os.close(fd)
+
+    def _handoff_socket(self, owner: int) -> socket.socket:
+        out = self._handoff_out.get(owner)
+        if out is None:
+            out = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            out.setblocking(False)  # before connect: a stopped owner's full backlog must not block this worker
+            try:
+                out.connect(str(self.dir / f"h{owner}.sock"))
+            except OSError:
+                out.close()
+                raise
+            self._handoff_out[owner] = out
+        return out
 
     async def receive_handoffs(self, adopt: Callable[[int], None]) -> None:
         async with anyio.create_task_group() as tg:
@@ -130,12 +277,19 @@ class Bus:
         path = self.dir / f"b{self.index}.sock"
         path.unlink(missing_ok=True)
         listener = await anyio.create_unix_listener(path)
-        async with listener, anyio.create_task_group() as tg:
-            self._tg = tg
-            task_status.started()
-            while True:
-                stream = await listener.accept()
-                tg.start_soon(self._read, stream)
+        try:
+            async with listener, anyio.create_task_group() as tg:
+                self._tg = tg
+                for box in self._outboxes.values():  # messages sent before the bus served
+                    tg.start_soon(self._drain, box)
+                task_status.started()
+                while True:
+                    stream = await listener.accept()
+                    tg.start_soon(self._read, stream)
+        finally:
+            self._tg = None
+            for box in self._outboxes.values():
+                box.close()
 
     async def _read(self, stream: anyio.abc.ByteStream) -> None:
         buf = b""
@@ -173,33 +327,58 @@ class Bus:
             logger.exception("bus message %r failed", msg.get("t"))
 
     async def send(self, peer: int, msg: Message) -> bool:
-        """Deliver to one worker; False when it cannot be reached. A stream to a worker that died (and may have
-        been restarted since) is replaced once. A worker that does not read within SEND_TIMEOUT (stopped, or
-        hung) is cut off rather than waited on: its stream is dropped, and the next message connects anew."""
-        data = json.dumps(msg, separators=(",", ":")).encode()
-        lock = self._out_lock.setdefault(peer, anyio.Lock())
-        async with lock:
-            for _ in range(2):
-                stream = self._out.get(peer)
-                try:
-                    with anyio.fail_after(SEND_TIMEOUT):
-                        if stream is None:
-                            stream = self._out[peer] = await anyio.connect_unix(self.dir / f"b{peer}.sock")
-                        await stream.send(struct.pack(">I", len(data)) + data)
-                    return True
-                except TimeoutError:
-                    logger.warning("worker %d does not read its bus messages; cut off", peer)
-                    await self._drop(peer)
-                    return False
-                except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
-                    await self._drop(peer)
-            return False
+        """Deliver to one worker without waiting: written now, or queued behind what it has not read yet. False
+        when it cannot be reached (dead, restarting) or is cut off: the message is dropped either way."""
+        box = self._outbox(peer)
+        if box.pending:
+            # Behind already: let this worker's other tasks (the one writing to that worker among them) run.
+            await anyio.lowlevel.checkpoint()
+        return box.post(self._frame(msg))
 
-    async def _drop(self, peer: int) -> None:
-        stream = self._out.pop(peer, None)
-        if stream is not None:
-            with anyio.CancelScope(shield=True):
-                await stream.aclose()
+    @staticmethod
+    def _frame(msg: Message) -> bytes:
+        data = json.dumps(msg, separators=(",", ":")).encode()
+        return struct.pack(">I", len(data)) + data
+
+    def _outbox(self, peer: int) -> _Outbox:
+        box = self._outboxes.get(peer)
+        if box is None:
+            box = self._outboxes[peer] = _Outbox(peer, self.dir / f"b{peer}.sock")
+            if self._tg is not None:
+                self._tg.start_soon(self._drain, box)
+        return box
+
+    async def _drain(self, box: _Outbox) -> None:
+        """Write what ``box`` queued as its worker reads it; cut the worker off when it reads nothing for
+        SEND_TIMEOUT, then probe it until it answers again. The only task that waits on that worker."""
+        while True:
+            await box.wait_queued()
+            if not await box.flush(SEND_TIMEOUT) and not box.cut_off:
+                box.cut(f"read nothing for {SEND_TIMEOUT:g} s")
+            while box.cut_off:
+                await anyio.sleep(PROBE_INTERVAL)
+                await self._probe(box)
+
+    async def _probe(self, box: _Outbox) -> None:
+        """Ask a cut-off worker, on a new stream, whether it reads again; if it answers, that stream is its."""
+        if not box.connect():
+            return
+        req = self._next_request = self._next_request + 1
+        answered = anyio.Event()
+        self._replies[req] = lambda reply: answered.set()
+        try:
+            if box.post(self._frame({"t": "probe", "req": req, "from": self.index}), probe=True):
+                with anyio.move_on_after(PROBE_INTERVAL):
+                    await answered.wait()
+        finally:
+            del self._replies[req]
+        if answered.is_set():
+            box.restore()
+        else:
+            box.close()
+
+    async def _answer_probe(self, msg: Message) -> None:
+        await self.reply(msg, {})
 
     async def publish(self, msg: Message) -> list[int]:
         """Send to every other worker; returns those that took it."""
@@ -251,6 +430,12 @@ class Bus:
         """Run ``fn(*args)`` in the bus's task group (a handler that must not hold up the messages after it)."""
         if self._tg is not None:
             self._tg.start_soon(fn, *args)
+
+    async def start(self, fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> None:
+        """Run ``fn(*args, task_status=...)`` in the bus's task group, and return once it says it started: a
+        handler that does its part in order and then waits, without holding up the messages after it."""
+        if self._tg is not None:
+            await self._tg.start(partial(fn, *args))
 
     async def reply(self, request: Message, body: Message) -> None:
         await self.send(request["from"], {**body, "t": "reply", "req": request["req"]})

@@ -12,11 +12,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import json
 import logging
 import os
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -33,7 +35,7 @@ from .adapters.base import ClusterLink, cluster_link
 from .adapters.bus import HOLDER, BusAdapter, HolderLink, attach
 from .engineio.runtime import BACKENDS, check_backend, run_backend, url
 from .exceptions import BackendUnavailable, checked_options
-from .ipc import Bus
+from .ipc import Bus, Message
 from .server.server import Namespace, Server
 
 logger = logging.getLogger("anysio")
@@ -42,6 +44,10 @@ logger = logging.getLogger("anysio")
 RESTART_DELAY = 0.1
 RESTART_DELAY_MAX = 10.0
 STABLE_AFTER = 30.0
+#: The master pings each worker every PING_INTERVAL seconds; one that does not answer for PING_TIMEOUT (stopped, or
+#: hung in a handler) is killed and restarted.
+PING_INTERVAL = 1.0
+PING_TIMEOUT = 10.0
 
 
 class TargetError(Exception):
@@ -80,6 +86,13 @@ def load(target: str, *, factory: bool = False, app_dir: str | None = None) -> S
     if not isinstance(obj, Server):
         raise TargetError(f"{module_name}:{attr} is {type(obj).__name__}, not an anysio.Server")
     return obj
+
+
+def ping_error(interval: float, timeout: float) -> str | None:
+    """What is wrong with the master's heartbeat settings, or None."""
+    if 0 < interval < timeout:
+        return None
+    return f"the worker ping interval ({interval:g} s) must be positive and shorter than the timeout ({timeout:g} s)"
 
 
 def restart_delay(deaths: int) -> float:
@@ -124,6 +137,7 @@ async def _worker(
 
     server.become_worker(index, adapter, bus.hand_off)
     attach(server, bus)
+    bus.on("heartbeat", partial(_answer_heartbeat, bus_dir, index))
     sock = listening_socket(host, port, listen=True)
     async with anyio.create_task_group() as tg:
         await tg.start(bus.serve)
@@ -151,9 +165,16 @@ async def serve_alone(
         await server.serve(host, port, task_status=task_status)
 
 
-def _tell_master(bus_dir: str, message: str) -> None:
+def _tell_master(bus_dir: str, message: str, flags: int = 0) -> None:
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
-        s.sendto(message.encode()[:4000], str(Path(bus_dir) / "master.sock"))
+        s.sendto(message.encode()[:4000], flags, str(Path(bus_dir) / "master.sock"))
+
+
+def _answer_heartbeat(bus_dir: str, index: int, msg: Message) -> None:
+    """The master's ping, read on the bus: this worker's event loop runs. Never waits on the master: an answer
+    its full queue does not take is dropped (the next ping gets one)."""
+    with contextlib.suppress(OSError):
+        _tell_master(bus_dir, f"pong {index}", socket.MSG_DONTWAIT)
 
 
 def worker_main(argv: list[str] | None = None) -> None:
@@ -217,14 +238,22 @@ def run(
     app_dir: str | None = None,
     factory: bool = False,
     log_level: str = "info",
+    worker_ping_interval: float = PING_INTERVAL,
+    worker_ping_timeout: float = PING_TIMEOUT,
 ) -> int:
     """The master: start ``workers`` processes serving ``target`` on one port; stop all on SIGTERM or SIGINT
     (status 0). Prints ``anysio: N workers listening on http://host:port`` once every worker listens.
 
     A worker that fails before every worker was ready stops them all: its error is printed on one line and the
     status is 1 (the same error would only recur). A worker that dies later is restarted, after a delay that
-    doubles with each death in a row (``restart_delay``). Raises TargetError, BackendUnavailable or OSError
-    (cannot listen) before starting any worker."""
+    doubles with each death in a row (``restart_delay``). The master pings each worker over its bus every
+    ``worker_ping_interval`` seconds; one that does not answer for half ``worker_ping_timeout`` is reported, and
+    one that does not answer for ``worker_ping_timeout`` (stopped, or hung in a handler) is killed (SIGKILL) and
+    restarted. Raises TargetError, BackendUnavailable or OSError (cannot listen) before starting any worker, and
+    ValueError for a ping interval that is not positive and shorter than the timeout."""
+    wrong = ping_error(worker_ping_interval, worker_ping_timeout)
+    if wrong is not None:
+        raise ValueError(wrong)
     check_backend(backend)
     load(target, factory=factory, app_dir=app_dir)  # fail here, not in N workers, when the target is wrong
     bus_dir = tempfile.mkdtemp(prefix="anysio-")
@@ -233,80 +262,179 @@ def run(
     except OSError:
         shutil.rmtree(bus_dir, ignore_errors=True)
         raise
-    port = reserve.getsockname()[1]
-    ready = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    ready.bind(str(Path(bus_dir) / "master.sock"))
-    ready.settimeout(0.05)
-    stopping = False
+    args = [target, f"--workers={workers}", f"--bus={bus_dir}", f"--host={host}"]
+    args += [f"--port={reserve.getsockname()[1]}", f"--backend={backend}", f"--log-level={log_level}"]
+    args += ["--factory"] if factory else []
+    args += [f"--app-dir={os.path.abspath(app_dir)}"] if app_dir is not None else []
+    try:
+        master = _Master(workers, bus_dir, args, url((host, reserve.getsockname()[1])))
+        master.ping_every(worker_ping_interval, worker_ping_timeout)
+        try:
+            failure = master.run()
+        finally:
+            master.close()
+    finally:
+        reserve.close()
+        shutil.rmtree(bus_dir, ignore_errors=True)
+    if failure is not None:
+        print(f"anysio: {failure}", file=sys.stderr, flush=True)
+        return 1
+    return 0
 
-    def stop(signum: int, frame: FrameType | None) -> None:
-        nonlocal stopping
-        stopping = True
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    app_dir = os.path.abspath(app_dir) if app_dir is not None else None
+class _Master:
+    """The master's state: the worker processes, their deaths in a row and restarts, and their heartbeats.
+    Workers speak to it in datagrams on ``master.sock`` (``ready i``, ``failed i why``, ``pong i``); it pings
+    each ready worker over the worker's own bus socket, so an answer shows that the worker's event loop runs."""
 
-    def spawn(i: int) -> subprocess.Popen[bytes]:
-        args = [sys.executable, "-m", "anysio.workers", target, f"--index={i}", f"--workers={workers}"]
-        args += [f"--bus={bus_dir}", f"--host={host}", f"--port={port}", f"--backend={backend}"]
-        args += [f"--log-level={log_level}"] + (["--factory"] if factory else [])
-        args += [f"--app-dir={app_dir}"] if app_dir is not None else []
-        proc = subprocess.Popen(args)
+    def __init__(self, workers: int, bus_dir: str, args: list[str], address: str) -> None:
+        self.workers = workers
+        self.bus_dir = Path(bus_dir)
+        self.args = args
+        self.address = address
+        self.ping_interval = PING_INTERVAL
+        self.ping_timeout = PING_TIMEOUT
+        self.inbox = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.inbox.bind(str(self.bus_dir / "master.sock"))
+        self.inbox.settimeout(0.05)
+        self.stopping = False
+        self.procs: dict[int, subprocess.Popen[bytes] | None] = {}
+        self.waiting = set(range(workers))  # not ready yet, the first time
+        self.announced = False
+        self.deaths = dict.fromkeys(range(workers), 0)  # deaths in a row, per worker
+        self.since: dict[int, float] = {}  # when each worker last said it was ready
+        self.restart_at: dict[int, float] = {}
+        self.answered: dict[int, float] = {}  # when each ready worker last answered a ping
+        self.late: set[int] = set()  # reported as not answering
+        self.pingers: dict[int, socket.socket] = {}
+        self.next_ping = 0.0
+
+    def ping_every(self, interval: float, timeout: float) -> None:
+        self.ping_interval, self.ping_timeout = interval, timeout
+
+    def spawn(self, i: int) -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen([sys.executable, "-m", "anysio.workers", f"--index={i}", *self.args])
         logger.debug("worker %d started (pid %d)", i, proc.pid)
         return proc
 
-    procs: dict[int, subprocess.Popen[bytes] | None] = {i: spawn(i) for i in range(workers)}
-    waiting = set(procs)
-    announced = False
-    deaths = dict.fromkeys(procs, 0)  # deaths in a row, per worker
-    since: dict[int, float] = {}  # when each worker last said it was ready
-    restart_at: dict[int, float] = {}
-    failure: str | None = None
-    try:
-        while not stopping and failure is None:
-            with contextlib.suppress(TimeoutError):
-                kind, index_text, *rest = ready.recv(4096).decode().split(" ", 2)
-                index = int(index_text)
-                if kind == "failed":
-                    if not announced:
-                        failure = f"worker {index} failed before it was ready: {rest[0] if rest else '?'}"
-                        break
-                    print(f"anysio: worker {index} failed to start again: {rest[0] if rest else '?'}", flush=True)
-                    continue
-                waiting.discard(index)
-                since[index] = time.monotonic()
-                if announced:
-                    print(f"anysio: worker {index} listening again", flush=True)
-                elif not waiting:
-                    print(f"anysio: {workers} workers listening on {url((host, port))}", flush=True)
-                    announced = True
+    def run(self) -> str | None:
+        """Until SIGTERM or SIGINT; the failure that stops the master before every worker was ready, or None."""
+
+        def stop(signum: int, frame: FrameType | None) -> None:
+            self.stopping = True
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        self.procs = {i: self.spawn(i) for i in range(self.workers)}
+        while not self.stopping:
+            failure = self.receive()
             now = time.monotonic()
-            for i, proc in list(procs.items()):
-                if proc is None:
-                    if now >= restart_at[i]:
-                        del restart_at[i]
-                        procs[i] = spawn(i)
-                    continue
-                if proc.poll() is None or stopping:
-                    continue
-                if not announced:
-                    failure = failure or f"worker {i} exited with status {proc.returncode} before it was ready"
-                    break
-                if now - since.get(i, now) >= STABLE_AFTER:
-                    deaths[i] = 0
-                deaths[i] += 1
-                delay = restart_delay(deaths[i])
-                logger.warning("worker %d exited with %s; restarting it in %.1f s", i, proc.returncode, delay)
-                print(f"anysio: worker {i} exited ({proc.returncode}); restarting in {delay:g} s", flush=True)
-                procs[i] = None
-                since.pop(i, None)
-                restart_at[i] = now + delay
-    finally:
-        live = [proc for proc in procs.values() if proc is not None]
+            failure = failure or self.reap(now)
+            if failure is not None:
+                return failure
+            if now >= self.next_ping:
+                self.next_ping = now + self.ping_interval
+                self.heartbeat(now)
+        return None
+
+    def receive(self) -> str | None:
+        try:
+            kind, index_text, *rest = self.inbox.recv(4096).decode().split(" ", 2)
+        except TimeoutError:
+            return None
+        index = int(index_text)
+        if kind == "pong":
+            self.answered[index] = time.monotonic()
+            if index in self.late:
+                self.late.discard(index)
+                print(f"anysio: worker {index} answers again", flush=True)
+        elif kind == "failed":
+            if not self.announced:
+                return f"worker {index} failed before it was ready: {rest[0] if rest else '?'}"
+            print(f"anysio: worker {index} failed to start again: {rest[0] if rest else '?'}", flush=True)
+        else:
+            self.waiting.discard(index)
+            self.since[index] = self.answered[index] = time.monotonic()
+            self.late.discard(index)
+            old = self.pingers.pop(index, None)  # a stream to the worker this one replaces
+            if old is not None:
+                old.close()
+            if self.announced:
+                print(f"anysio: worker {index} listening again", flush=True)
+            elif not self.waiting:
+                print(f"anysio: {self.workers} workers listening on {self.address}", flush=True)
+                self.announced = True
+        return None
+
+    def reap(self, now: float) -> str | None:
+        """Restart the workers that died, after their delay; the failure when one died before all were ready."""
+        for i, proc in list(self.procs.items()):
+            if proc is None:
+                if now >= self.restart_at[i]:
+                    del self.restart_at[i]
+                    self.procs[i] = self.spawn(i)
+                continue
+            if proc.poll() is None or self.stopping:
+                continue
+            if not self.announced:
+                return f"worker {i} exited with status {proc.returncode} before it was ready"
+            if now - self.since.get(i, now) >= STABLE_AFTER:
+                self.deaths[i] = 0
+            self.deaths[i] += 1
+            delay = restart_delay(self.deaths[i])
+            logger.warning("worker %d exited with %s; restarting it in %.1f s", i, proc.returncode, delay)
+            print(f"anysio: worker {i} exited ({proc.returncode}); restarting in {delay:g} s", flush=True)
+            self.procs[i] = None
+            self.since.pop(i, None)
+            self.answered.pop(i, None)
+            self.restart_at[i] = now + delay
+        return None
+
+    def heartbeat(self, now: float) -> None:
+        """Ping every ready worker; report one that has not answered for half the timeout, kill one that has not
+        answered for the whole timeout (the restart follows in ``reap``)."""
+        for i, answered in list(self.answered.items()):
+            proc = self.procs.get(i)
+            if proc is None or proc.poll() is not None:
+                continue
+            silent = now - answered
+            if silent >= self.ping_timeout:
+                print(f"anysio: worker {i} did not answer for {silent:.1f} s: killed", flush=True)
+                proc.kill()
+                del self.answered[i]
+                self.late.discard(i)
+                continue
+            if silent >= self.ping_timeout / 2 and i not in self.late:
+                self.late.add(i)
+                print(f"anysio: worker {i} has not answered for {silent:.1f} s", flush=True)
+            self.ping(i)
+
+    def ping(self, i: int) -> None:
+        """A heartbeat message on worker ``i``'s bus socket, never waiting: a worker that reads nothing has its
+        socket fill up, and the ping is simply not sent."""
+        body = json.dumps({"t": "heartbeat"}).encode()
+        frame = struct.pack(">I", len(body)) + body
+        sock = self.pingers.pop(i, None)
+        try:
+            if sock is None:
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                sock.setblocking(False)
+                sock.connect(str(self.bus_dir / f"b{i}.sock"))
+            if sock.send(frame, socket.MSG_NOSIGNAL) == len(frame):
+                self.pingers[i] = sock
+                return
+        except OSError:  # a full socket or backlog, or a worker that died: a new stream next time
+            pass
+        if sock is not None:
+            sock.close()
+
+    def close(self) -> None:
+        """Stop every worker (SIGTERM, then SIGKILL after 10 s), and close the master's sockets."""
+        live = [proc for proc in self.procs.values() if proc is not None]
         for proc in live:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
+                proc.send_signal(signal.SIGCONT)  # a stopped worker would not act on SIGTERM
         deadline = time.monotonic() + 10
         for proc in live:
             try:
@@ -314,13 +442,9 @@ def run(
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-        ready.close()
-        reserve.close()
-        shutil.rmtree(bus_dir, ignore_errors=True)
-    if failure is not None:
-        print(f"anysio: {failure}", file=sys.stderr, flush=True)
-        return 1
-    return 0
+        for sock in self.pingers.values():
+            sock.close()
+        self.inbox.close()
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import anyio.abc
 import pytest
 
 from anysio.workers import RESTART_DELAY, RESTART_DELAY_MAX, restart_delay
+from anysio.workers import run as run_workers
 
 from .sio_helpers import node_sio
 
@@ -134,9 +135,11 @@ async def test_factory(anyio_backend: str) -> None:
 
 def test_help_shows_the_defaults() -> None:
     done = subprocess.run([PY, "-m", "anysio", "run", "--help"], env=ENV, capture_output=True, text=True, check=True)
-    for default in ("127.0.0.1", "5000", "asyncio", "info"):
-        assert f"(default: {default})" in done.stdout
+    text = " ".join(done.stdout.split())  # as argparse wraps it or not
+    for default in ("127.0.0.1", "5000", "asyncio", "info", "1.0", "10.0"):
+        assert f"(default: {default})" in text
     assert "--app-dir" in done.stdout and "--factory" in done.stdout
+    assert "--worker-ping-interval" in done.stdout and "--worker-ping-timeout" in done.stdout
 
 
 # ---- errors a user can fix: one line, status 1 -------------------------------------------------------------------
@@ -172,6 +175,20 @@ def test_a_port_in_use_is_one_line(workers: str) -> None:
         assert fails(["run", "echo:sio", "--app-dir=examples", f"--port={port}", f"--workers={workers}"]) == (
             f"anysio: cannot listen on 127.0.0.1:{port}: Address already in use"
         )
+
+
+@pytest.mark.parametrize(("interval", "timeout"), [("5", "2"), ("0", "10"), ("1", "1")])
+def test_a_heartbeat_that_cannot_work_is_one_line(interval: str, timeout: str) -> None:
+    heartbeat = [f"--worker-ping-interval={interval}", f"--worker-ping-timeout={timeout}"]
+    assert fails(["run", "echo:sio", "--app-dir=examples", "--workers=2", "--port=0", *heartbeat]) == (
+        f"anysio: the worker ping interval ({float(interval):g} s) must be positive and shorter than the timeout "
+        f"({float(timeout):g} s)"
+    )
+
+
+def test_workers_run_refuses_a_heartbeat_that_cannot_work() -> None:
+    with pytest.raises(ValueError, match="must be positive and shorter than the timeout"):
+        run_workers("echo:sio", app_dir="examples", worker_ping_interval=5.0, worker_ping_timeout=1.0)
 
 
 @contextmanager

@@ -3,12 +3,16 @@
 // Each client connects, then sends R acked "echo" events one after the other. Prints JSON lines:
 //   {"event":"connected","count":N}   when all are connected (ids and transports in "clients")
 //   {"event":"done","acks":A,"errors":[..],"connect_errors":E,"reconnects":K}
-// then obeys commands on stdin: {"cmd":"emit","client":i,"name":..,"args":[..]} -> {"event":"ack","args":[..]},
+// then obeys commands on stdin: {"cmd":"emit","client":i,"name":..,"args":[..]} -> {"event":"ack","args":[..]}
+//   (or {"event":"ack_error","message":..}),
 //   {"cmd":"emit_all","name":..} -> {"event":"acks","args":[per-client ack, null on error]},
 //   {"cmd":"counts"} -> {"event":"counts","bcast":[per-client counts of "bcast" events],"connected":C},
-//   and reports {"event":"upgraded","client":i} when a client's transport upgrades, {"event":"bcast","client":i}
-//   for each "bcast" event a client receives,
-//   {"cmd":"exit"}. Every client answers "question" acks with its index.
+//   {"cmd":"engines"} -> {"event":"engines","ids":[per-client Engine.IO session id, null when disconnected]},
+//   and reports {"event":"upgraded","client":i} when a client's transport upgrades,
+//   {"event":"bcast","client":i,"value":v} for each "bcast" event a client receives,
+//   {"cmd":"exit"}. Every client answers "question" acks with its index. "emit" and "emit_all" take an optional
+//   "timeout" (ms, default 10000); "emit_all" an optional "clients" (the indexes that emit, in that order); every
+//   command's "id", if it has one, is copied into its answer.
 import { io } from "socket.io-client";
 import { out, parseArgs, readCommands } from "./lib.mjs";
 
@@ -45,7 +49,7 @@ for (let i = 0; i < n; i++) {
     }
   });
   s.on("connect_error", (e) => { connectErrors++; if (connectErrors < 5) errors.push(String(e.message)); });
-  s.on("bcast", () => { bcast[i]++; out({ event: "bcast", client: i }); });
+  s.on("bcast", (value) => { bcast[i]++; out({ event: "bcast", client: i, value }); });
   s.io.on("open", () => s.io.engine.on("upgrade", (t) => out({ event: "upgraded", client: i, transport: t.name })));
   s.on("question", (ack) => ack(i));
   s.on("disconnect", (reason) => out({ event: "disconnect", client: i, reason }));
@@ -67,19 +71,24 @@ async function run() {
 }
 
 readCommands(async (cmd) => {
+  const answer = (obj) => out(cmd.id === undefined ? obj : { ...obj, id: cmd.id });
+  const timeout = cmd.timeout ?? 10000;
   if (cmd.cmd === "emit") {
     try {
-      const args = await clients[cmd.client].timeout(10000).emitWithAck(cmd.name, ...(cmd.args ?? []));
-      out({ event: "ack", args: [args] });
+      const args = await clients[cmd.client].timeout(timeout).emitWithAck(cmd.name, ...(cmd.args ?? []));
+      answer({ event: "ack", args: [args] });
     } catch (e) {
-      out({ event: "ack_error", message: e.message });
+      answer({ event: "ack_error", message: e.message });
     }
   } else if (cmd.cmd === "emit_all") {
-    // Every client emits; the acks come back in client order.
-    const acks = await Promise.all(clients.map((c) => c.timeout(10000).emitWithAck(cmd.name, ...(cmd.args ?? [])).catch((e) => null)));
-    out({ event: "acks", args: acks });
+    // Every client (or those listed) emits; the acks come back in that order.
+    const which = cmd.clients ? cmd.clients.map((i) => clients[i]) : clients;
+    const acks = await Promise.all(which.map((c) => c.timeout(timeout).emitWithAck(cmd.name, ...(cmd.args ?? [])).catch((e) => null)));
+    answer({ event: "acks", args: acks });
   } else if (cmd.cmd === "counts") {
-    out({ event: "counts", bcast, connected: clients.filter((c) => c.connected).length });
+    answer({ event: "counts", bcast, connected: clients.filter((c) => c.connected).length });
+  } else if (cmd.cmd === "engines") {
+    answer({ event: "engines", ids: clients.map((c) => (c.connected ? c.io.engine.id : null)) });
   } else if (cmd.cmd === "exit") {
     clients.forEach((c) => c.disconnect());
     process.exit(0);

@@ -14,10 +14,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
+import anyio.abc
 
 from ..codec.wire import decode_args, encode_args
 from ..exceptions import AckTimeout, ClusterError
-from ..ipc import Bus, Message
+from ..ipc import Bus, Handler, Message
 from .base import Adapter, AdapterNamespace, BroadcastOptions, FetchedSocket, RemoteSocket, Uplink
 
 if TYPE_CHECKING:
@@ -312,35 +313,60 @@ class ClusterServer(Protocol):
     def of(self, name: str) -> ClusterNamespace: ...
 
 
-def attach(server: ClusterServer, bus: Bus) -> None:
-    """Serve the bus's messages with ``server``'s namespaces (only their local part: ``opts.local``)."""
+def _local_opts(msg: Message) -> BroadcastOptions:
+    return BroadcastOptions(frozenset(msg["rooms"]), frozenset(msg["except"]), True, bool(msg.get("volatile")))
 
-    def nsp(msg: Message) -> ClusterNamespace:
-        return server.of(msg["nsp"])
 
-    def opts(msg: Message) -> BroadcastOptions:
-        return BroadcastOptions(frozenset(msg["rooms"]), frozenset(msg["except"]), local=True)
+class _Local:
+    """Serves what other workers ask of this worker's own sockets (the local part of an operation:
+    ``opts.local``). What needs no answer is done in order; what waits (for clients' acks, say) in a task of its
+    own, so that the bus stream it came on is read on meanwhile."""
 
-    def on_broadcast(msg: Message) -> None:
-        local = BroadcastOptions(frozenset(msg["rooms"]), frozenset(msg["except"]), True, msg["volatile"])
-        nsp(msg).adapter.broadcast_packet(msg["data"], _unb64(msg["att"]), local)
+    def __init__(self, server: ClusterServer, bus: Bus) -> None:
+        self.server = server
+        self.bus = bus
 
-    async def on_broadcast_ack(msg: Message) -> None:
+    def nsp(self, msg: Message) -> ClusterNamespace:
+        return self.server.of(msg["nsp"])
+
+    def handlers(self) -> dict[str, Handler]:
+        return {
+            "broadcast": self.on_broadcast,
+            "broadcast_ack": self.on_broadcast_ack,
+            "fetch": self.on_fetch,
+            "join": self.on_join,
+            "leave": self.on_leave,
+            "disconnect": self.on_disconnect,
+            "server_side": self.on_server_side,
+            "acks": self.on_acks,
+            "ack_reply": self.on_ack_reply,
+            "restore": self.on_restore,
+        }
+
+    def on_broadcast(self, msg: Message) -> None:
+        self.nsp(msg).adapter.broadcast_packet(msg["data"], _unb64(msg["att"]), _local_opts(msg))
+
+    async def on_broadcast_ack(self, msg: Message) -> None:
+        await self.bus.start(self._answer_broadcast_ack, msg)
+
+    async def _answer_broadcast_ack(self, msg: Message, *, task_status: anyio.abc.TaskStatus[None]) -> None:
         args = decode_args(msg["data"], _unb64(msg["att"]) or None)
-        n = nsp(msg)
+        adapter = self.nsp(msg).adapter
+        # The broadcast itself does not suspend: it is written before the messages after this one are read.
+        task_status.started()
         try:
-            replies, missing = await n.adapter.broadcast_with_ack(args, opts(msg), msg["timeout"]), 0
+            replies, missing = await adapter.broadcast_with_ack(args, _local_opts(msg), msg["timeout"]), 0
         except AckTimeout as e:
             replies, missing = e.replies, 1
-        await bus.reply(msg, {**_pack(replies), "missing": missing})
+        await self.bus.reply(msg, {**_pack(replies), "missing": missing})
 
-    def on_acks(msg: Message) -> None:
+    def on_acks(self, msg: Message) -> None:
         """A broadcast with acks from another machine, which the holder of the link relays: deliver, say how
         many sockets it reached, then pass each reply back as it comes."""
-        n = nsp(msg)
-        local = BroadcastOptions(frozenset(msg["rooms"]), frozenset(msg["except"]), True, msg["volatile"])
+        n = self.nsp(msg)
         ack_id = n.acks.next_id()
-        keys = n.adapter.broadcast_packet(msg["data"], _unb64(msg["att"]), local, ack_id)
+        keys = n.adapter.broadcast_packet(msg["data"], _unb64(msg["att"]), _local_opts(msg), ack_id)
+        bus = self.bus
 
         def forward(values: list[Any] | None) -> None:
             if values is not None:
@@ -351,25 +377,58 @@ def attach(server: ClusterServer, bus: Bus) -> None:
             n.acks.expect(key, ack_id, forward)
         bus.spawn(bus.reply, msg, {"count": len(keys)})
         if keys:
-            bus.spawn(forget_acks, n, keys, ack_id, float(msg["timeout"]))
+            bus.spawn(self._forget_acks, n, keys, ack_id, float(msg["timeout"]))
 
-    async def forget_acks(n: ClusterNamespace, keys: list[int], ack_id: int, wait: float) -> None:
+    @staticmethod
+    async def _forget_acks(n: ClusterNamespace, keys: list[int], ack_id: int, wait: float) -> None:
         await anyio.sleep(wait)  # the origin's timeout: later replies are dropped, as Node's
         for key in keys:
             n.acks.forget(key, ack_id)
 
-    def on_ack_reply(msg: Message) -> None:
-        adapter = nsp(msg).adapter
+    def on_ack_reply(self, msg: Message) -> None:
+        adapter = self.nsp(msg).adapter
         if isinstance(adapter, BusAdapter):
             adapter.ack_reply(msg["rid"], _unpack(msg))
 
-    async def on_up(msg: Message) -> None:
-        """Another worker asks the link to other machines, which this worker holds, to do its part."""
-        adapter = nsp(msg).adapter
+    async def on_fetch(self, msg: Message) -> None:
+        sockets = await self.nsp(msg).adapter.fetch_sockets(_local_opts(msg))
+        described = [
+            {"id": s.id, "rooms": sorted(s.rooms), "data": _jsonable(s.data), "handshake": _handshake(s)}
+            for s in sockets
+        ]
+        await self.bus.reply(msg, {"sockets": described})
+
+    async def on_join(self, msg: Message) -> None:
+        await self.nsp(msg).adapter.add_sockets(_local_opts(msg), msg["to"])
+
+    async def on_leave(self, msg: Message) -> None:
+        await self.nsp(msg).adapter.del_sockets(_local_opts(msg), msg["to"])
+
+    async def on_disconnect(self, msg: Message) -> None:
+        await self.nsp(msg).adapter.disconnect_sockets(_local_opts(msg), msg["close"])
+
+    async def on_server_side(self, msg: Message) -> None:
+        await self.nsp(msg).receive_server_side(_unpack(msg))
+
+    async def on_restore(self, msg: Message) -> None:
+        taken = self.nsp(msg).take_session(msg["pid"], msg["offset"])
+        body = {"session": None} if taken is None else {"session": _session_msg(taken[0]), "data": _jsonable(taken[1])}
+        await self.bus.reply(msg, body)
+
+
+class _Relay:
+    """Serves what other workers ask of the link to other machines, which this worker holds (``HOLDER``)."""
+
+    def __init__(self, local: _Local) -> None:
+        self.local = local
+        self.bus = local.bus
+
+    async def on_up(self, msg: Message) -> None:
+        adapter = self.local.nsp(msg).adapter
         uplink = adapter.uplink if isinstance(adapter, BusAdapter) else None
         if uplink is None:
             if "req" in msg:
-                await bus.reply(msg, {"error": f"worker {bus.index} holds no link to other machines"})
+                await self.bus.reply(msg, {"error": f"worker {self.bus.index} holds no link to other machines"})
             return
         op = msg["op"]
         o = BroadcastOptions(frozenset(msg.get("rooms", ())), frozenset(msg.get("except", ())))
@@ -386,9 +445,9 @@ def attach(server: ClusterServer, bus: Bus) -> None:
         elif op == "server_side":
             await uplink.remote_server_side_emit(_unpack(msg))
         else:
-            bus.spawn(answer_up, uplink, op, o, msg)
+            self.bus.spawn(self._answer, uplink, op, o, msg)
 
-    async def answer_up(uplink: Uplink, op: str, o: BroadcastOptions, msg: Message) -> None:
+    async def _answer(self, uplink: Uplink, op: str, o: BroadcastOptions, msg: Message) -> None:
         body: Message
         try:
             if op == "fetch":
@@ -407,46 +466,14 @@ def attach(server: ClusterServer, bus: Bus) -> None:
                 body = {"error": f"unknown operation {op!r}"}
         except ClusterError as e:
             body = {"error": str(e)}
-        await bus.reply(msg, body)
+        await self.bus.reply(msg, body)
 
-    async def on_fetch(msg: Message) -> None:
-        sockets = await nsp(msg).adapter.fetch_sockets(opts(msg))
-        described = [
-            {"id": s.id, "rooms": sorted(s.rooms), "data": _jsonable(s.data), "handshake": _handshake(s)}
-            for s in sockets
-        ]
-        await bus.reply(msg, {"sockets": described})
 
-    async def on_join(msg: Message) -> None:
-        await nsp(msg).adapter.add_sockets(opts(msg), msg["to"])
-
-    async def on_leave(msg: Message) -> None:
-        await nsp(msg).adapter.del_sockets(opts(msg), msg["to"])
-
-    async def on_disconnect(msg: Message) -> None:
-        await nsp(msg).adapter.disconnect_sockets(opts(msg), msg["close"])
-
-    async def on_server_side(msg: Message) -> None:
-        await nsp(msg).receive_server_side(_unpack(msg))
-
-    async def on_restore(msg: Message) -> None:
-        taken = nsp(msg).take_session(msg["pid"], msg["offset"])
-        body = {"session": None} if taken is None else {"session": _session_msg(taken[0]), "data": _jsonable(taken[1])}
-        await bus.reply(msg, body)
-
-    for kind, handler in {
-        "broadcast": on_broadcast,
-        "broadcast_ack": on_broadcast_ack,
-        "fetch": on_fetch,
-        "join": on_join,
-        "leave": on_leave,
-        "disconnect": on_disconnect,
-        "server_side": on_server_side,
-        "acks": on_acks,
-        "ack_reply": on_ack_reply,
-        "up": on_up,
-        "restore": on_restore,
-    }.items():
+def attach(server: ClusterServer, bus: Bus) -> None:
+    """Serve the bus's messages with ``server``'s namespaces (only their local part: ``opts.local``), and, in the
+    worker that holds it, with the link to other machines."""
+    local = _Local(server, bus)
+    for kind, handler in {**local.handlers(), "up": _Relay(local).on_up}.items():
         bus.on(kind, handler)
 
 
