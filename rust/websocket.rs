@@ -444,17 +444,6 @@ impl Decoder {
     pub fn next_message(&mut self) -> Result<Option<Message>, ProtocolError> {
         self.inner.next_message()
     }
-
-    /// Feeds `pieces` in turn, taking every message after each; the messages, and the error that ended them
-    /// (which must be sticky). For the tests and the fuzz targets.
-    #[cfg(any(test, feature = "fuzzing"))]
-    #[doc(hidden)]
-    pub fn decode_all<'a>(
-        self,
-        pieces: impl IntoIterator<Item = &'a [u8]>,
-    ) -> (Vec<Message>, Option<ProtocolError>) {
-        self.inner.decode_all(pieces)
-    }
 }
 
 /// Client side decoding of server (unmasked) frames, for test clients and the load generator.
@@ -477,16 +466,19 @@ impl ClientDecoder {
     pub fn next_message(&mut self) -> Result<Option<Message>, ProtocolError> {
         self.inner.next_message()
     }
+}
 
-    /// As `Decoder::decode_all`.
-    #[cfg(any(test, feature = "fuzzing"))]
-    #[doc(hidden)]
-    pub fn decode_all<'a>(
-        self,
-        pieces: impl IntoIterator<Item = &'a [u8]>,
-    ) -> (Vec<Message>, Option<ProtocolError>) {
-        self.inner.decode_all(pieces)
-    }
+/// Feeds `pieces` in turn to a decoder of the server's side (`masked`: it reads client frames) or of the
+/// client's, taking every message after each: the messages, and the error that ended them (which must be
+/// sticky). For the tests and the fuzz targets.
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub fn decode_all<'a>(
+    masked: bool,
+    max_message_size: usize,
+    pieces: impl IntoIterator<Item = &'a [u8]>,
+) -> (Vec<Message>, Option<ProtocolError>) {
+    FrameDecoder::new(masked, max_message_size).decode_all(pieces)
 }
 
 fn encode_header(opcode: Opcode, payload_len: usize, mask_bit: u8, out: &mut Vec<u8>) {
@@ -605,12 +597,12 @@ mod tests {
     }
 
     fn server(max: usize, pieces: &[&[u8]]) -> (Vec<Message>, Option<u16>) {
-        let (messages, err) = Decoder::new(max).decode_all(pieces.iter().copied());
+        let (messages, err) = decode_all(true, max, pieces.iter().copied());
         (messages, err.map(|e| e.code))
     }
 
     fn client(max: usize, pieces: &[&[u8]]) -> (Vec<Message>, Option<u16>) {
-        let (messages, err) = ClientDecoder::new(max).decode_all(pieces.iter().copied());
+        let (messages, err) = decode_all(false, max, pieces.iter().copied());
         (messages, err.map(|e| e.code))
     }
 

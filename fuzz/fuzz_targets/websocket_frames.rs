@@ -3,7 +3,7 @@
 //! limit and where the bytes are split.
 #![no_main]
 
-use anysio::websocket::{encode_message, ClientDecoder, Decoder, Message, ProtocolError};
+use anysio::websocket::{decode_all, encode_message, Message, ProtocolError};
 use libfuzzer_sys::fuzz_target;
 
 const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
@@ -35,6 +35,6 @@ fuzz_target!(|data: &[u8]| {
     };
     let max = if knobs & 1 == 0 { 1 << 16 } else { 64 };
     let cut = frames.len() * usize::from(knobs >> 1) / 127;
-    check(|p| Decoder::new(max).decode_all(p), frames, cut, Some(MASK));
-    check(|p| ClientDecoder::new(max).decode_all(p), frames, cut, None);
+    check(|p| decode_all(true, max, p), frames, cut, Some(MASK));
+    check(|p| decode_all(false, max, p), frames, cut, None);
 });
