@@ -103,7 +103,7 @@ pub fn compare(wire: &[u8]) -> Result<Verdict, String> {
             }
         }
         (Ours::Refused(err), Ok(_)) => explain_refusal(&err, wire, head_len, &theirs),
-        (ours, theirs) => Err(format!("we: {ours:?}; httparse: {theirs:?}")),
+        (ours, status) => Err(format!("we: {ours:?}; httparse: {status:?}")),
     }
 }
 
@@ -114,7 +114,7 @@ fn explain_refusal(
     head_len: Option<usize>,
     theirs: &httparse::Request,
 ) -> Result<Verdict, String> {
-    let leading = wire.chunks(2).take_while(|pair| *pair == b"\r\n").count() * 2;
+    let leading = wire.chunks(2).take_while(|pair| *pair == &b"\r\n"[..]).count() * 2;
     let read = head_len.unwrap_or(wire.len()) - leading;
     let explained = match (err, head_len) {
         (HttpError::BadRequest("line not ended by CRLF"), _) if has_bare_lf(wire) => {

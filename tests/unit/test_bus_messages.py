@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.abc
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -75,8 +76,8 @@ def frame(msg: dict[str, Any]) -> bytes:
 
 
 @asynccontextmanager
-async def serving_bus() -> AsyncIterator[tuple[Bus, Path]]:
-    """A bus (worker 0 of 2) serving a real server's namespaces, as anysio.workers wires one."""
+async def serving_bus() -> AsyncIterator[tuple[anyio.abc.SocketStream, Probe]]:
+    """A bus (worker 0 of 2) serving a real server's namespaces, as anysio.workers wires one, and a stream to it."""
     directory = Path(tempfile.mkdtemp(prefix="anysio-"))  # short: a unix socket's path fits in 108 bytes
     try:
         bus = Bus(str(directory), 0, 2)
@@ -85,46 +86,55 @@ async def serving_bus() -> AsyncIterator[tuple[Bus, Path]]:
         attach(server, bus)
         async with anyio.create_task_group() as tg:
             await tg.start(bus.serve)
-            yield bus, directory
+            async with await anyio.connect_unix(directory / "b0.sock") as stream:
+                probe = Probe(stream)
+                bus.on("probe", probe.heard)
+                yield stream, probe
             tg.cancel_scope.cancel()
     finally:
         shutil.rmtree(directory, ignore_errors=True)
+
+
+class Probe:
+    """Proof that the bus still reads: a message of its own, sent after the others and handled in order."""
+
+    def __init__(self, stream: anyio.abc.SocketStream) -> None:
+        self.stream = stream
+        self.events: list[anyio.Event] = []
+
+    def heard(self, msg: dict[str, Any]) -> None:
+        self.events[msg["n"]].set()
+
+    async def answered(self) -> None:
+        """A probe handled after everything sent before it, and after what their handlers started has run (a
+        task that fails ends the bus's task group, and with it this wait)."""
+        for _ in range(2):
+            self.events.append(anyio.Event())
+            await self.stream.send(frame({"t": "probe", "n": len(self.events) - 1}))
+            with anyio.fail_after(5):
+                await self.events[-1].wait()
+            await anyio.wait_all_tasks_blocked()
 
 
 @pytest.mark.anyio
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(messages, min_size=1, max_size=8))
 async def test_malformed_messages_leave_the_bus_serving(anyio_backend: str, batch: list[dict[str, Any]]) -> None:
-    async with serving_bus() as (bus, directory):
-        heard = anyio.Event()
-        bus.on("probe", lambda msg: heard.set())
-        async with await anyio.connect_unix(directory / "b0.sock") as stream:
-            for msg in batch:
-                await stream.send(frame(msg))
-            # Tasks a handler spawned run meanwhile; let them fail, if they do, before the probe.
-            await anyio.wait_all_tasks_blocked()
-            await stream.send(frame({"t": "probe"}))
-            with anyio.fail_after(5):
-                await heard.wait()
+    async with serving_bus() as (stream, probe):
+        for msg in batch:
+            await stream.send(frame(msg))
+        await probe.answered()
 
 
 @pytest.mark.anyio
-async def test_a_deeply_nested_message_and_a_failing_task_are_logged_once(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
+async def test_a_deeply_nested_message_and_a_failing_task_are_logged_once(caplog: pytest.LogCaptureFixture) -> None:
     """The two ways a peer's message ended the bus, as regressions: json.loads's RecursionError, and an exception
     in a task a handler spawned (an "acks" message without "from" made the reply fail in its own task)."""
-    async with serving_bus() as (bus, directory):
-        heard = anyio.Event()
-        bus.on("probe", lambda msg: heard.set())
-        acks = {"t": "acks", "nsp": "/", "rooms": [], "except": [], "data": '["x"]', "att": [], "volatile": False}
-        async with await anyio.connect_unix(directory / "b0.sock") as stream:
-            await stream.send(struct.pack(">I", 200_000) + b"[" * 100_000 + b"]" * 100_000)
-            await stream.send(frame({**acks, "timeout": 1, "rid": "r"}))
-            await anyio.wait_all_tasks_blocked()
-            await stream.send(frame({"t": "probe"}))
-            with anyio.fail_after(5):
-                await heard.wait()
+    acks = {"t": "acks", "nsp": "/", "rooms": [], "except": [], "data": '["x"]', "att": [], "volatile": False}
+    async with serving_bus() as (stream, probe):
+        await stream.send(struct.pack(">I", 200_000) + b"[" * 100_000 + b"]" * 100_000)
+        await stream.send(frame({**acks, "timeout": 1, "rid": "r"}))
+        await probe.answered()
     logged = [r.getMessage() for r in caplog.records]
     assert len([m for m in logged if m.startswith("malformed bus message dropped")]) == 1, logged
     assert len([m for m in logged if m.startswith("bus task reply failed")]) == 1, logged
