@@ -1,46 +1,52 @@
-//! A sequence of client messages through the Socket.IO session state machine over WebSocket, read by the
-//! connection layer (`Wire`) as a socket's bytes are, with an application that accepts, refuses, acks, echoes,
-//! joins rooms and broadcasts, and a clock that moves. Every frame the server writes must decode as a client
-//! decodes it: an Engine.IO packet, and for a message a Socket.IO packet.
+//! A sequence of client messages through the Socket.IO session state machine over WebSocket, with an
+//! application that accepts, refuses, acks, echoes, joins rooms and broadcasts, and a clock that moves. The
+//! engine is fed values, as the ASGI driver feeds it (frames and HTTP have targets of their own), and every
+//! packet it answers must decode as a client decodes it: an Engine.IO packet and, for a message, a Socket.IO
+//! packet.
 //!
 //! The input is records separated by 0x1e. A record is a text message, unless its first byte says otherwise:
 //! 0x01 a binary message (the rest), 0x02 the clock moves by the next byte's seconds, 0x03 the client drops the
-//! connection (the next record opens another). Events named "join", "leave", "broadcast" and "disconnect" make
-//! the application do so.
+//! connection, 0x04 it sends a close frame (the next record opens another connection). Events named "join",
+//! "leave", "broadcast" and "disconnect" make the application do so.
 #![no_main]
 
+use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 use anysio::core::Core;
-use anysio::driver::wire::Wire;
-use anysio::engineio::{Config, ConnId, Data, Engine, Packet as EioPacket};
+use anysio::engineio::{Answer, Config, ConnId, Data, Engine, Packet as EioPacket};
+use anysio::http::{Request, RequestParser, DEFAULT_MAX_HEADER_BYTES};
 use anysio::socketio::packet::decode_lenient;
 use anysio::socketio::{Event, SocketIo, SocketKey};
-use anysio::websocket::{encode_frame_masked, ClientDecoder, Message, Opcode};
+use anysio::websocket::{close_code, Message};
 use libfuzzer_sys::fuzz_target;
 
 const RECORD_SEPARATOR: u8 = 0x1e;
 const BINARY: u8 = 0x01;
 const CLOCK: u8 = 0x02;
 const DROP: u8 = 0x03;
-const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
-const UPGRADE: &[u8] = b"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: x\r\n\
-    Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
-    Sec-WebSocket-Version: 13\r\n\r\n";
+const CLOSE: u8 = 0x04;
 
-/// The client's end of the connection: the server's bytes, read as the HTTP answer and then as frames.
-struct Client {
-    conn: ConnId,
-    head: Option<Vec<u8>>,
-    frames: ClientDecoder,
-}
+/// The WebSocket handshake every connection opens with, parsed once.
+static UPGRADE: LazyLock<Request> = LazyLock::new(|| {
+    let mut parser = RequestParser::new(DEFAULT_MAX_HEADER_BYTES, 0);
+    parser.feed(
+        b"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\
+          Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    );
+    parser
+        .next_request()
+        .ok()
+        .flatten()
+        .expect("a valid handshake")
+});
 
 struct Harness {
     core: Core<SocketIo>,
-    wire: Wire,
     now: Instant,
     next_conn: ConnId,
-    client: Option<Client>,
+    /// The client's open connection.
+    conn: Option<ConnId>,
 }
 
 impl Harness {
@@ -53,10 +59,9 @@ impl Harness {
         }
         Harness {
             core: Core::new(Engine::new(config), sio),
-            wire: Wire::new(),
             now: Instant::now(),
             next_conn: ConnId(1),
-            client: None,
+            conn: None,
         }
     }
 
@@ -67,48 +72,37 @@ impl Harness {
                 self.now += Duration::from_secs(seconds.into());
             }
             Some((&DROP, _)) => {
-                if let Some(client) = self.client.take() {
-                    self.wire
-                        .disconnect(&mut self.core.engine, client.conn, self.now);
+                if let Some(conn) = self.conn.take() {
+                    self.core.engine.on_disconnect(conn, self.now);
                 }
             }
-            Some((&BINARY, rest)) => self.send(Opcode::Binary, rest),
-            _ => self.send(Opcode::Text, record),
+            Some((&CLOSE, _)) => self.send(Message::Close(Some(close_code::NORMAL), String::new())),
+            Some((&BINARY, rest)) => self.send(Message::Binary(rest.to_vec())),
+            _ => self.send(Message::Text(String::from_utf8_lossy(record).into_owned())),
         }
         self.settle();
     }
 
-    /// A frame from the client, on a new connection when the last one is gone.
-    fn send(&mut self, opcode: Opcode, payload: &[u8]) {
-        let conn = match &self.client {
-            Some(client) => client.conn,
+    /// A message from the client, on a new connection when the last one is gone.
+    fn send(&mut self, message: Message) {
+        let conn = match self.conn {
+            Some(conn) => conn,
             None => {
                 let conn = self.next_conn;
                 self.next_conn = conn.next();
-                self.wire
-                    .connect(&mut self.core.engine, conn, None, Some(self.now));
-                self.wire
-                    .input(&mut self.core.engine, conn, UPGRADE, self.now);
-                let frames = ClientDecoder::new(usize::MAX);
-                self.client = Some(Client {
-                    conn,
-                    head: Some(Vec::new()),
-                    frames,
-                });
+                self.conn = Some(conn);
+                self.core.engine.on_connect(conn, None);
+                self.core.engine.on_request(conn, UPGRADE.clone(), self.now);
                 self.settle();
                 conn
             }
         };
-        let mut frame = Vec::new();
-        encode_frame_masked(opcode, payload, MASK, &mut frame);
-        self.wire
-            .input(&mut self.core.engine, conn, &frame, self.now);
+        self.core.engine.on_message(conn, message, self.now);
     }
 
     /// Timers, the layers, the application's answers, then every connection's output, until quiet.
     fn settle(&mut self) {
-        for _ in 0..16 {
-            self.wire.handle_timeout(&mut self.core.engine, self.now);
+        loop {
             self.core.settle(self.now);
             let mut acted = false;
             while let Some(event) = self.core.poll_event() {
@@ -178,66 +172,36 @@ impl Harness {
 
     fn flush(&mut self) {
         let mut dirty = Vec::new();
-        self.wire
-            .take_dirty(&mut self.core.engine, self.now, &mut dirty);
+        self.core.engine.take_dirty(&mut dirty);
         for conn in dirty {
-            let Some(out) = self.wire.output(&mut self.core.engine, conn) else {
-                continue;
-            };
-            let bytes = out.to_vec();
-            self.wire.written(&mut self.core.engine, conn, bytes.len());
-            let ours = self.client.as_ref().is_some_and(|c| c.conn == conn);
-            if ours {
-                self.read(&bytes);
-            }
+            self.core
+                .engine
+                .drain_answers(conn, |answer| check(&answer));
             if self.core.engine.should_close(conn) {
-                self.wire.disconnect(&mut self.core.engine, conn, self.now);
-                if ours {
-                    self.client = None;
+                self.core.engine.on_disconnect(conn, self.now);
+                if self.conn == Some(conn) {
+                    self.conn = None;
                 }
-            }
-        }
-    }
-
-    /// What the client reads: the handshake's answer, then frames, each of which must decode.
-    fn read(&mut self, mut bytes: &[u8]) {
-        let Some(client) = &mut self.client else {
-            return;
-        };
-        if let Some(head) = &mut client.head {
-            head.extend_from_slice(bytes);
-            let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") else {
-                return;
-            };
-            assert!(
-                head.starts_with(b"HTTP/1.1 101 "),
-                "{:?}",
-                String::from_utf8_lossy(head)
-            );
-            let rest = head.split_off(end + 4);
-            client.head = None;
-            client.frames.feed(&rest);
-            bytes = &[];
-        }
-        client.frames.feed(bytes);
-        loop {
-            match client.frames.next_message() {
-                Ok(Some(Message::Text(text))) => check_text(&text),
-                Ok(Some(_)) => {}
-                Ok(None) => return,
-                Err(err) => panic!("the server wrote a bad frame: {err}"),
             }
         }
     }
 }
 
-/// A text frame from the server: an Engine.IO packet, and for a message a Socket.IO packet a client reads.
-fn check_text(text: &str) {
-    let packet = EioPacket::decode_text(text).expect("an Engine.IO packet");
-    let EioPacket::Message(Data::Text(sio)) = packet else {
-        return;
-    };
-    if let Err(err) = decode_lenient(&sio) {
+/// What the server answers: the handshake's 101, then packets a client must read.
+fn check(answer: &Answer) {
+    match answer {
+        Answer::Accept(response) => assert_eq!(response.status, 101),
+        Answer::Response(response) => panic!("the handshake was refused: {response:?}"),
+        _ => {}
+    }
+    if let Some(EioPacket::Message(Data::Text(text))) = answer.packet() {
+        check_text(text);
+    }
+}
+
+/// An Engine.IO message's text from the server: a Socket.IO packet a client reads.
+fn check_text(sio: &str) {
+    if let Err(err) = decode_lenient(sio) {
         // An ack id past 1e21 is written as JavaScript writes the number ("1e+21", "Infinity"), as Node echoes
         // it: no parser reads that back, in Node either.
         let js_ack =

@@ -239,7 +239,7 @@ mod tests {
         );
         explained(&big, Explained::HeadTooLarge);
         explained(
-            &big[..DEFAULT_MAX_HEADER_BYTES + 100],
+            &big[..DEFAULT_MAX_HEADER_BYTES + 10],
             Explained::HeadTooLarge,
         );
         explained(
