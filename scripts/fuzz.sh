@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Run the fuzz targets (fuzz/fuzz_targets; docs/fuzzing.md) one after the other with cargo-fuzz (libFuzzer), each
-# for SECONDS (60 by default), or for FUZZ_RUNS executions when that is set. Installs cargo-fuzz when it is missing
-# and writes the seed corpora from the test vectors first (scripts/fuzz_seeds.py).
+# for SECONDS (60 by default), or for FUZZ_RUNS executions when that is set (with SECONDS too: whichever comes
+# first). Installs cargo-fuzz when it is missing and writes the seed corpora from the test vectors first
+# (scripts/fuzz_seeds.py).
 #   scripts/fuzz.sh [SECONDS] [TARGET...]
 #   FUZZ_RUNS=10000000 scripts/fuzz.sh http_request
 # Each target's corpus grows in fuzz/corpus/TARGET and its log is fuzz/logs/TARGET.log; a crash stops the script
@@ -11,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 
-seconds=60
+seconds=
 if [[ "${1:-}" =~ ^[0-9]+$ ]]; then
     seconds=$1
     shift
@@ -31,12 +32,15 @@ fi
 python3 scripts/fuzz_seeds.py fuzz/seeds
 cargo fuzz build "${flags[@]}"
 
+limit=()
+each=
 if [ -n "${FUZZ_RUNS:-}" ]; then
-    limit=(-runs="$FUZZ_RUNS")
+    limit+=(-runs="$FUZZ_RUNS")
     each="$FUZZ_RUNS runs"
-else
-    limit=(-max_total_time="$seconds")
-    each="$seconds s"
+fi
+if [ -n "$seconds" ] || [ -z "${FUZZ_RUNS:-}" ]; then
+    limit+=(-max_total_time="${seconds:-60}")
+    each="${each:+$each or }${seconds:-60} s"
 fi
 mkdir -p fuzz/logs
 for target in "${targets[@]}"; do

@@ -35,8 +35,10 @@ fuzz_target!(|data: &[u8]| {
 
 /// The bytes on one connection of an Engine.IO server, then the clock past every HTTP deadline.
 fn through_the_engine(wire: &[u8], max_payload: usize) {
-    let mut config = Config::default();
-    config.max_payload = max_payload;
+    let config = Config {
+        max_payload,
+        ..Config::default()
+    };
     let mut core = Core::new(Engine::new(config), EngineOnly::default());
     let mut wire_layer = Wire::new();
     let start = Instant::now();

@@ -157,7 +157,9 @@ impl Harness {
                     sio.broadcast(nsp, &rooms, &[], r#"["news"]"#, Vec::new(), None, engine);
                 }
             }
-            Some("disconnect") => sio.disconnect(socket, args.len() % 2 == 0, engine, self.now),
+            Some("disconnect") => {
+                sio.disconnect(socket, args.len().is_multiple_of(2), engine, self.now)
+            }
             _ => {}
         }
         if let Some(id) = id {
