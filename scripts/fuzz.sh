@@ -5,7 +5,8 @@
 # (scripts/fuzz_seeds.py).
 #   scripts/fuzz.sh [SECONDS] [TARGET...]
 #   FUZZ_RUNS=10000000 scripts/fuzz.sh http_request
-# Each target's corpus grows in fuzz/corpus/TARGET and its log is fuzz/logs/TARGET.log; a crash stops the script
+# Each target's corpus grows in fuzz/corpus/TARGET and its log is fuzz/logs/TARGET.log (TARGET.runs.log with
+# FUZZ_RUNS, so that a long run and a short one can go at once); a crash stops the script
 # with libFuzzer's report, and the input is in fuzz/artifacts/TARGET/ (`cargo fuzz run --sanitizer none TARGET
 # FILE` replays it). The last line of each run: executions, time, executions per second, coverage.
 set -euo pipefail
@@ -45,7 +46,7 @@ fi
 mkdir -p fuzz/logs
 for target in "${targets[@]}"; do
     mkdir -p "fuzz/corpus/$target"
-    log="fuzz/logs/$target.log"
+    log="fuzz/logs/$target${FUZZ_RUNS:+.runs}.log"
     echo "==> $target: $each" >&2
     start=$SECONDS
     status=0
