@@ -114,7 +114,11 @@ fn explain_refusal(
     head_len: Option<usize>,
     theirs: &httparse::Request,
 ) -> Result<Verdict, String> {
-    let leading = wire.chunks(2).take_while(|pair| *pair == &b"\r\n"[..]).count() * 2;
+    let leading = wire
+        .chunks(2)
+        .take_while(|pair| *pair == &b"\r\n"[..])
+        .count()
+        * 2;
     let read = head_len.unwrap_or(wire.len()) - leading;
     let explained = match (err, head_len) {
         (HttpError::BadRequest("line not ended by CRLF"), _) if has_bare_lf(wire) => {
