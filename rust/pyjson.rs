@@ -6,7 +6,8 @@
 //! `dict`, `list`, `tuple`, `str`, `int`, `float`, `bool`, `None`), binary values (`bytes`, `bytearray`,
 //! `memoryview`) become `{"_placeholder":true,"num":N}` with the bytes pulled out as attachments, and anything
 //! else (dataclasses, models, enums, sets, subclasses) goes to the caller's `fallback`, whose JSON-like result
-//! is written in its place. What `json.dumps(allow_nan=False)` refuses is refused the same way.
+//! is written in its place. Infinities and NaN are written as JSON.stringify writes them: `null` (as a key,
+//! `"Infinity"`, `"-Infinity"`, `"NaN"`); the rest of what `json.dumps` refuses is refused the same way.
 use std::io::Write as _;
 
 use pyo3::exceptions::{PyTypeError, PyValueError};
@@ -15,8 +16,9 @@ use pyo3::types::{
     PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyInt, PyList, PyMemoryView, PyString, PyTuple,
 };
 
-/// Deeper than any event needs; a self-containing value stops here instead of overflowing the stack.
-const MAX_DEPTH: usize = 512;
+/// Python's default recursion limit: whatever Python's JSON reader could read (an argument echoed back) can be
+/// written; a self-containing value stops here instead of overflowing the stack.
+const MAX_DEPTH: usize = 1000;
 
 struct Encoder<'py, 'f> {
     /// UTF-8: only `&str` and ASCII are written into it.
@@ -138,9 +140,9 @@ impl<'py> Encoder<'py, '_> {
 
     fn float(&mut self, f: f64) -> PyResult<()> {
         if !f.is_finite() {
-            return Err(PyValueError::new_err(
-                "Out of range float values are not JSON compliant",
-            ));
+            // JSON has no infinities: JSON.stringify writes null, and a client of Node reads that.
+            self.out.extend_from_slice(b"null");
+            return Ok(());
         }
         serde_json::to_writer(&mut self.out, &f).map_err(|e| PyValueError::new_err(e.to_string()))
     }
@@ -172,12 +174,12 @@ impl<'py> Encoder<'py, '_> {
         } else if key.is_exact_instance_of::<PyInt>() {
             key.str()?.to_str()?.to_owned()
         } else if let Ok(f) = key.downcast_exact::<PyFloat>() {
-            if !f.value().is_finite() {
-                return Err(PyValueError::new_err(
-                    "Out of range float values are not JSON compliant",
-                ));
+            match f.value() {
+                // A JavaScript object's keys are strings: String(Infinity) and String(NaN).
+                v if v.is_nan() => "NaN".to_owned(),
+                v if v.is_infinite() => (if v > 0.0 { "Infinity" } else { "-Infinity" }).to_owned(),
+                _ => key.repr()?.to_str()?.to_owned(),
             }
-            key.repr()?.to_str()?.to_owned()
         } else if !converted {
             let simpler = self.fallback.call1((key,))?;
             if !simpler.is(key) {

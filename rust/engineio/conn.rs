@@ -154,7 +154,7 @@ impl Engine {
         };
         let remote = c.remote;
         self.report(
-            conn,
+            Some(conn),
             remote,
             "too much input behind a pending request".into(),
         );
@@ -228,7 +228,7 @@ impl Engine {
         };
         let remote = c.remote;
         c.state = ConnState::Done;
-        self.report(conn, remote, why);
+        self.report(Some(conn), remote, why);
         let res = Response::new(status).with_header("Connection", "close");
         self.emit(conn, |out| out.response(res));
         self.finish_conn(conn);
@@ -294,7 +294,11 @@ impl Engine {
         }
         if overflow {
             let remote = c.remote;
-            self.report(conn, remote, "output buffer full: peer too slow".into());
+            self.report(
+                Some(conn),
+                remote,
+                "output buffer full: peer too slow".into(),
+            );
         }
     }
 

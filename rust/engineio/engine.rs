@@ -195,7 +195,7 @@ impl Engine {
     pub fn broadcast(&mut self, keys: &[SessionKey], data: Data) {
         let packet = Arc::new(Packet::Message(data));
         for key in keys {
-            let Some(s) = self.sessions.get_mut(key) else {
+            let Some(s) = self.sessions.get(key) else {
                 continue;
             };
             if !s.is_open() {
@@ -203,12 +203,7 @@ impl Engine {
             }
             match s.carrier {
                 Carrier::WebSocket { conn } => self.emit(conn, |out| out.shared(&packet)),
-                Carrier::Polling { .. } => {
-                    s.queue.push(Packet::clone(&packet));
-                    if s.poll_conn.is_some() {
-                        self.poll_ready.push(*key);
-                    }
-                }
+                Carrier::Polling { .. } => _ = self.queue_for_poll(*key, Packet::clone(&packet)),
             }
         }
     }
@@ -264,7 +259,13 @@ impl Engine {
 
     // ---- bad input ----------------------------------------------------------------------------------------
 
-    pub(crate) fn report(&mut self, conn: ConnId, remote: Option<SocketAddr>, message: String) {
+    /// `conn` is None for a session's fault that no connection carries (a polling queue over its bound).
+    pub(crate) fn report(
+        &mut self,
+        conn: Option<ConnId>,
+        remote: Option<SocketAddr>,
+        message: String,
+    ) {
         self.events.push_back(Event::ProtocolError {
             conn,
             remote,
@@ -275,6 +276,6 @@ impl Engine {
     /// One `ProtocolError` per bad input, so the application logs each once.
     pub fn report_bad_input(&mut self, conn: ConnId, message: String) {
         let remote = self.conns.get(&conn).and_then(|c| c.remote);
-        self.report(conn, remote, message);
+        self.report(Some(conn), remote, message);
     }
 }

@@ -115,7 +115,8 @@ pub struct Config {
     pub max_connections: Option<usize>,
     /// When true, a handshake waits for the application (`Event::Handshake`) to accept or refuse it.
     pub defer_handshakes: bool,
-    /// Bytes a connection may have waiting to be written before it is dropped as too slow.
+    /// Bytes a peer may have waiting before it is dropped as too slow: a connection's output not yet written
+    /// (a WebSocket's), and a long-polling session's packets waiting for a GET (their payload's size).
     pub max_buffered: usize,
     /// Prepended to every generated sid; workers use it to say who owns a session.
     pub sid_prefix: String,
@@ -211,7 +212,8 @@ pub enum Event {
     },
     /// Bad input from a peer, reported once per occurrence so the application can log it.
     ProtocolError {
-        conn: ConnId,
+        /// None for a session's fault that no connection carries.
+        conn: Option<ConnId>,
         remote: Option<SocketAddr>,
         message: String,
     },

@@ -153,6 +153,20 @@ pub fn encode_binary_segment(bytes: &[u8], out: &mut Vec<u8>) {
     out.truncate(start + written);
 }
 
+/// How many bytes `push_payload_segment` writes for `packet`, separator aside: what a long-polling session's
+/// queue counts against `Config::max_buffered`.
+pub fn segment_len(packet: &Packet) -> usize {
+    match packet {
+        Packet::Message(Data::Binary(b)) => {
+            1 + base64::encoded_len(b.len(), true).unwrap_or(usize::MAX - 1)
+        }
+        Packet::Open(s) | Packet::Ping(s) | Packet::Pong(s) | Packet::Message(Data::Text(s)) => {
+            1 + s.len()
+        }
+        Packet::Close | Packet::Upgrade | Packet::Noop => 1,
+    }
+}
+
 /// Append one packet to a polling payload that may already hold packets.
 pub fn push_payload_segment(packet: &Packet, out: &mut Vec<u8>) {
     if !out.is_empty() {
@@ -278,6 +292,9 @@ mod tests {
             ], 1..8)) {
             let mut out = Vec::new();
             for p in &msgs { push_payload_segment(p, &mut out); }
+            // What a polling queue counts is what the payload holds.
+            let counted: usize = msgs.iter().map(segment_len).sum::<usize>() + msgs.len() - 1;
+            prop_assert_eq!(counted, out.len());
             prop_assert_eq!(decode_payload(&out).unwrap(), msgs);
         }
 

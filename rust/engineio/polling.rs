@@ -9,6 +9,8 @@
 //!        second GET while one is parked closes the session (Node's "overlap from client")
 //! POST   answered "ok" at once; its packets are then handled in order; a binary body or a malformed payload
 //!        closes the session
+//! queue  bounded by max_buffered bytes of payload: past it the queue is dropped and the session closes
+//!        ("transport error"), as a WebSocket that is not read is dropped
 //! ```
 use std::time::Instant;
 
@@ -18,6 +20,45 @@ use super::packet::{self, Packet};
 use super::session::{CloseReason, ReadyState, Upgrade};
 use crate::http::{Request, Response};
 use crate::ids::{ConnId, SessionKey};
+
+/// The packets waiting for a polling session's next GET, and the size of the payload they make.
+#[derive(Debug, Default)]
+pub struct Outbox {
+    packets: Vec<Packet>,
+    /// Bytes of the payload: every packet's segment and the separators between them.
+    bytes: usize,
+}
+
+impl Outbox {
+    pub fn is_empty(&self) -> bool {
+        self.packets.is_empty()
+    }
+
+    /// The bytes the payload would have.
+    pub fn len(&self) -> usize {
+        self.bytes
+    }
+
+    pub fn push(&mut self, packet: Packet) {
+        let separator = usize::from(!self.packets.is_empty());
+        self.bytes = (self.bytes).saturating_add(separator + packet::segment_len(&packet));
+        self.packets.push(packet);
+    }
+
+    pub fn take(&mut self) -> Vec<Packet> {
+        self.bytes = 0;
+        std::mem::take(&mut self.packets)
+    }
+
+    /// The payload of every packet, then `last`; the outbox is left empty.
+    pub fn payload(&mut self, last: Option<Packet>) -> Vec<u8> {
+        let mut body = Vec::with_capacity(self.bytes + 2);
+        for p in self.take().iter().chain(last.as_ref()) {
+            packet::push_payload_segment(p, &mut body);
+        }
+        body
+    }
+}
 
 impl Engine {
     pub(super) fn poll(&mut self, conn: ConnId, req: Request, key: SessionKey, now: Instant) {
@@ -84,21 +125,41 @@ impl Engine {
         let Some(s) = self.sessions.get_mut(&key) else {
             return;
         };
-        let mut body = Vec::new();
-        for p in s.queue.drain(..) {
-            packet::push_payload_segment(&p, &mut body);
-        }
         // As Node: what was queued before the close goes out first; the close packet rides on the next GET,
         // so a client reads the last packets (a Socket.IO DISCONNECT, say) before the transport closes.
-        let closing = matches!(s.state, ReadyState::Closing { .. }) && body.is_empty();
-        if closing {
-            packet::push_payload_segment(&Packet::Close, &mut body);
-        }
+        let closing = matches!(s.state, ReadyState::Closing { .. }) && s.queue.is_empty();
+        let body = s.queue.payload(closing.then_some(Packet::Close));
         let res = Response::new(200).with_body("text/plain; charset=UTF-8", body);
         self.respond(conn, req, res);
         if closing {
             self.remove_session(key, Packet::Close);
         }
+    }
+
+    /// Queue `packet` for a polling session's next GET. Past `max_buffered` bytes of payload the client is not
+    /// polling (or polls slower than it is sent to): the queue is dropped and the session closed as a transport
+    /// error, as a WebSocket that is not read is dropped. Node has no such bound: without it, a client that
+    /// answers pings but never polls grows the server's memory without end. False when the packet is dropped.
+    pub(super) fn queue_for_poll(&mut self, key: SessionKey, packet: Packet) -> bool {
+        let max = self.config.max_buffered;
+        let Some(s) = self.sessions.get_mut(&key) else {
+            return false;
+        };
+        s.queue.push(packet);
+        if s.queue.len() <= max {
+            if s.poll_conn.is_some() {
+                self.poll_ready.push(key);
+            }
+            return true;
+        }
+        let dropped = s.queue.take().len();
+        let remote = s.remote;
+        let why = format!(
+            "polling output over max_buffered ({max} bytes, {dropped} packets): client not polling"
+        );
+        self.report(None, remote, why);
+        self.end_session(key, CloseReason::TransportError);
+        false
     }
 
     /// Answer every parked GET whose session has packets: once per batch, so a burst of sends makes one payload.

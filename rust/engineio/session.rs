@@ -19,7 +19,8 @@ use std::time::Instant;
 
 use super::conn::Parked;
 use super::engine::Engine;
-use super::packet::{self, Packet};
+use super::packet::Packet;
+use super::polling::Outbox;
 use super::Event;
 use crate::http::Response;
 
@@ -130,7 +131,7 @@ pub struct Session {
     /// released with a noop).
     pub poll_conn: Option<ConnId>,
     /// Packets waiting for the next GET.
-    pub queue: Vec<Packet>,
+    pub queue: Outbox,
     /// The peer's address, for reports of its bad input. The handshake's request itself went to the
     /// application with `Event::Open` and is not kept: a session lives long, and its headers are a kilobyte.
     pub remote: Option<SocketAddr>,
@@ -148,7 +149,7 @@ impl Session {
             carrier,
             state: ReadyState::Open(Heartbeat::PingAt(ping_at)),
             poll_conn: None,
-            queue: Vec::new(),
+            queue: Outbox::default(),
             remote,
         }
     }
@@ -203,12 +204,7 @@ impl Engine {
         }
         match s.carrier {
             Carrier::WebSocket { conn } => self.emit(conn, |out| out.packet(packet)),
-            Carrier::Polling { .. } => {
-                s.queue.push(packet);
-                if s.poll_conn.is_some() {
-                    self.poll_ready.push(key);
-                }
-            }
+            Carrier::Polling { .. } => return self.queue_for_poll(key, packet),
         }
         true
     }
@@ -286,35 +282,36 @@ impl Engine {
         let Some(s) = self.sessions.get_mut(&key) else {
             return;
         };
-        if !s.is_open() {
-            return;
+        let lingers =
+            reason == CloseReason::ForcedClose && s.poll_conn.is_none() && s.websocket().is_none();
+        if !lingers || !s.is_open() {
+            return self.end_session(key, reason);
         }
         let deadline = now + self.config.ping_timeout;
         s.state = ReadyState::Closing { deadline };
         self.open_sessions -= 1;
-        if let Some(conn) = s.upgrade().conn() {
-            s.carrier = Carrier::Polling {
-                upgrade: Upgrade::None,
-            };
-            self.close_websocket(conn, None);
+        self.timers.push(Reverse((deadline, key)));
+        self.closed(key, reason);
+    }
+
+    /// Close a session that does not linger: the sid is forgotten at once (so no time is needed: the overflow of
+    /// a polling queue closes its session from a send).
+    pub(super) fn end_session(&mut self, key: SessionKey, reason: CloseReason) {
+        if !self.sessions.get(&key).is_some_and(Session::is_open) {
+            return;
         }
+        self.closed(key, reason);
         let Some(s) = self.sessions.get_mut(&key) else {
             return;
         };
-        self.events.push_back(Event::Close { key, reason });
         match s.carrier {
             Carrier::WebSocket { conn } => {
                 // Nothing is written when the WebSocket is what failed or closed: its connection is gone or
                 // already finished.
-                let queued = std::mem::take(&mut s.queue);
+                let queued = s.queue.take();
                 self.emit(conn, |out| queued.into_iter().for_each(|p| out.packet(p)));
                 self.close_websocket(conn, None);
                 self.remove_session(key, Packet::Close);
-            }
-            Carrier::Polling { .. }
-                if reason == CloseReason::ForcedClose && s.poll_conn.is_none() =>
-            {
-                self.timers.push(Reverse((deadline, key)));
             }
             // Node answers the GET of a client that sent the close packet itself with a noop.
             Carrier::Polling { .. } if reason == CloseReason::TransportClose => {
@@ -322,6 +319,21 @@ impl Engine {
             }
             Carrier::Polling { .. } => self.remove_session(key, Packet::Close),
         }
+    }
+
+    /// What every close does first: a WebSocket probing to take the session over is closed, and the
+    /// application hears of the close.
+    fn closed(&mut self, key: SessionKey, reason: CloseReason) {
+        let Some(s) = self.sessions.get_mut(&key) else {
+            return;
+        };
+        if let Some(conn) = s.upgrade().conn() {
+            s.carrier = Carrier::Polling {
+                upgrade: Upgrade::None,
+            };
+            self.close_websocket(conn, None);
+        }
+        self.events.push_back(Event::Close { key, reason });
     }
 
     /// Forget a session. A parked GET is answered with what is queued and then `last`.
@@ -339,10 +351,7 @@ impl Engine {
         let Some(req) = self.unpark(conn, Parked::Poll) else {
             return;
         };
-        let mut body = Vec::new();
-        for p in s.queue.drain(..).chain([last]) {
-            packet::push_payload_segment(&p, &mut body);
-        }
+        let body = s.queue.payload(Some(last));
         let res = Response::new(200).with_body("text/plain; charset=UTF-8", body);
         self.respond(conn, &req, res);
     }

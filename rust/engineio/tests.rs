@@ -1197,3 +1197,66 @@ fn a_peer_that_does_not_read_is_dropped() {
     t.wire.disconnect(&mut t.e, c, t.now);
     assert_eq!(t.closes(), [CloseReason::TransportClose]);
 }
+
+/// A polling client that does not GET: what waits for it is bounded by max_buffered bytes of payload, counted
+/// as its GET would carry them (separators, a binary message in base64). Past the bound the queue is dropped,
+/// the overflow reported once, and the session closed as a transport error; a broadcast counts the same way.
+#[test]
+fn a_polling_queue_is_bounded_by_max_buffered() {
+    let mut t = T::new(Config {
+        max_buffered: 1000,
+        ..config()
+    });
+    let (sid, key) = t.polling();
+    // "4" + 495 bytes, twice with a separator: 993; then a separator and "b" + base64 of 3 bytes: 999 (the
+    // handshake's own answer must fit too).
+    assert!(t.e.send(key, Data::Text("x".repeat(495))));
+    t.e.broadcast(&[key], Data::Text("y".repeat(495)));
+    assert!(t.e.send(key, Data::Binary(vec![1, 2, 3])));
+    assert_eq!(t.events(), []);
+    let (_, res) = t.request(&get(&format!("sid={sid}")));
+    assert_eq!(res.body.len(), 999, "{}", res.text());
+    assert!(res.text().ends_with("\u{1e}bAQID"));
+
+    for _ in 0..2 {
+        assert!(t.e.send(key, Data::Text("x".repeat(495))));
+    }
+    assert!(t.e.send(key, Data::Binary(vec![1, 2, 3])));
+    t.e.broadcast(&[key], Data::Text(String::new()));
+    let events = t.events();
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert!(
+        matches!(&events[0], Event::ProtocolError { conn: None, message, .. }
+        if message.contains("max_buffered"))
+    );
+    assert_eq!(
+        events[1],
+        Event::Close {
+            key,
+            reason: CloseReason::TransportError
+        }
+    );
+    assert!(
+        !t.e.send(key, Data::Text("x".into())),
+        "the session is gone"
+    );
+    let (_, res) = t.request(&get(&format!("sid={sid}")));
+    assert_eq!(res.status, 400);
+}
+
+/// A GET parked when the queue overflows is answered with the close packet alone: what was queued is dropped.
+#[test]
+fn a_parked_get_hears_of_the_overflow() {
+    let mut t = T::new(Config {
+        max_buffered: 1000,
+        ..config()
+    });
+    let (sid, key) = t.polling();
+    let c = t.connect();
+    t.send(c, get(&format!("sid={sid}")));
+    assert!(t.out(c).is_empty(), "parked");
+    t.e.broadcast(&[key], Data::Text("x".repeat(2000)));
+    let mut out = t.out(c);
+    assert_eq!(parse_response(&mut out).text(), "1");
+    assert_eq!(t.closes(), [CloseReason::TransportError]);
+}

@@ -187,7 +187,7 @@ impl Engine {
             }
             (Upgrade::Probed { .. }, Packet::Upgrade) => {
                 s.carrier = Carrier::WebSocket { conn };
-                let queued = std::mem::take(&mut s.queue);
+                let queued = s.queue.take();
                 if s.poll_conn.is_some() {
                     s.queue.push(Packet::Noop);
                     self.poll_ready.push(key);

@@ -48,7 +48,8 @@ impl EngineCore {
         transports=vec!["polling".to_owned(), "websocket".to_owned()], allow_upgrades=true, path="/engine.io",
         cors_origins=None, cors_credentials=false, cookie_name=None, cookie_path="/", cookie_http_only=true,
         cookie_same_site=Some("Lax".to_owned()), max_connections=None, defer_handshakes=false, sid_prefix="",
-        max_buffered=16*1024*1024, socketio=false, connect_timeout=45.0, serve_other_paths=false))]
+        max_buffered=16*1024*1024, socketio=false, connect_timeout=45.0, serve_other_paths=false,
+        request_timeout=60.0, keep_alive_timeout=5.0))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         ping_interval: f64,
@@ -71,6 +72,8 @@ impl EngineCore {
         socketio: bool,
         connect_timeout: f64,
         serve_other_paths: bool,
+        request_timeout: f64,
+        keep_alive_timeout: f64,
     ) -> PyResult<Self> {
         let cookie = cookie_name.map(|name| Cookie {
             name,
@@ -78,7 +81,7 @@ impl EngineCore {
             http_only: cookie_http_only,
             same_site: cookie_same_site,
         });
-        let config = config_from_py(
+        let mut config = config_from_py(
             ping_interval,
             ping_timeout,
             upgrade_timeout,
@@ -95,6 +98,8 @@ impl EngineCore {
             max_buffered,
             serve_other_paths,
         )?;
+        config.request_timeout = secs(request_timeout)?;
+        config.keep_alive_timeout = secs(keep_alive_timeout)?;
         let engine = engineio::Engine::new(config);
         let core = match socketio {
             true => AnyCore::SocketIo(Core::new(engine, SocketIo::new(secs(connect_timeout)?))),

@@ -16,6 +16,7 @@ import anyio.abc
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 from anysio import Ack, ConnectionRefused, Server, Socket
+from tests.e2e.eio_helpers import WsConn, ws_session
 from tests.notifier import Notifier
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -161,10 +162,11 @@ async def node_sio(
     auth: Any = None,
     reconnection: bool | None = None,
     connected: bool = True,
+    node_flags: tuple[str, ...] = (),
 ) -> AsyncIterator[NodeSio]:
     """A Node socket.io-client for the body of the ``async with``; with ``connected`` (the default) it has
-    connected before the body runs."""
-    argv = ["node", str(SIO_CLIENT), f"http://{address[0]}:{address[1]}", "--nsp", nsp]
+    connected before the body runs. ``node_flags`` go to node itself."""
+    argv = ["node", *node_flags, str(SIO_CLIENT), f"http://{address[0]}:{address[1]}", "--nsp", nsp]
     if transports is not None:
         argv += ["--transports", transports]
     if auth is not None:
@@ -255,6 +257,16 @@ def demo_server(**options: Any) -> tuple[Server, Record]:
         return [socket.namespace, socket.id]
 
     return sio, rec
+
+
+async def silent_client(address: Address) -> tuple[WsConn, str]:
+    """A Socket.IO client by hand that connects to "/" and then never acknowledges anything: the connection, and
+    the socket's id."""
+    ws, _ = await ws_session(address, path="/socket.io/")
+    await ws.send("40")
+    connect = await ws.receive()
+    assert isinstance(connect, str) and connect.startswith('40{"sid":"'), connect
+    return ws, connect[10:-2]
 
 
 class RunningServer:

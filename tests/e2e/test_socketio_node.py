@@ -10,7 +10,7 @@ import pytest
 
 from anysio import AckTimeout, Server, Socket
 from tests.e2e.eio_helpers import WsClosed, WsConn, ws_session
-from tests.e2e.sio_helpers import RunningServer, demo_server, node_sio, serving
+from tests.e2e.sio_helpers import RunningServer, demo_server, node_sio, serving, silent_client
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
 
@@ -112,15 +112,6 @@ async def test_rooms_and_broadcasts_with_except() -> None:
         reasons = await rec.wait("disconnect")
         assert reasons == [("/", ids["c"], "server namespace disconnect")]
         assert sorted(s.id for s in await sio.fetch_sockets()) == sorted([ids["a"], ids["b"]])
-
-
-async def silent_client(address: tuple[str, int]) -> tuple[WsConn, str]:
-    """A Socket.IO client by hand that connects to "/" and then never acknowledges anything."""
-    ws, _ = await ws_session(address, path="/socket.io/")
-    await ws.send("40")
-    connect = await ws.receive()
-    assert isinstance(connect, str) and connect.startswith('40{"sid":"'), connect
-    return ws, connect[10:-2]
 
 
 async def test_emit_with_ack_timeouts() -> None:

@@ -28,13 +28,18 @@ export function toJson(v) {
   return v;
 }
 
-// JSON value from a command -> wire value: {"binary":"<hex>"} becomes a Buffer.
+// JSON value from a command -> wire value: {"binary":"<hex>"} becomes a Buffer, and {"raw_json":"<text>"} the
+// JSON text itself in what JSON.stringify writes (JSON.rawJSON: node --harmony-json-parse-with-source), for
+// numbers a JavaScript value cannot hold, such as 1e400.
 export function fromJson(v) {
   if (Array.isArray(v)) return v.map(fromJson);
   if (v && typeof v === "object") {
     const keys = Object.keys(v);
     if (keys.length === 1 && keys[0] === "binary" && typeof v.binary === "string") {
       return Buffer.from(v.binary, "hex");
+    }
+    if (keys.length === 1 && keys[0] === "raw_json" && typeof v.raw_json === "string") {
+      return JSON.rawJSON(v.raw_json);
     }
     const o = {};
     for (const [k, x] of Object.entries(v)) o[k] = fromJson(x);

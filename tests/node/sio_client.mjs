@@ -12,7 +12,8 @@
 //                                               confirmed with {"event":"ack_reply_set","name":..};
 //                                               default ["ok"])
 //   {"cmd":"connect"} | {"cmd":"disconnect"} | {"cmd":"exit"}.  EOF on stdin exits too.
-// Bytes are {"binary":"<hex>"} anywhere in args, both ways.
+// Bytes are {"binary":"<hex>"} anywhere in args, both ways; {"raw_json":"1e400"} in args is sent as that JSON
+// text (run node with --harmony-json-parse-with-source).
 import { io } from "socket.io-client";
 import { out, toJson, fromJson, parseArgs, parseBool, readCommands, errorJson } from "./lib.mjs";
 

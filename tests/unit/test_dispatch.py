@@ -18,6 +18,7 @@ import pytest
 
 from anysio import Ack, AckTimeout, ConnectionRefused, Disconnected, Server, Socket
 from anysio.engineio.runtime import SioCore, native_core
+from anysio.server.dispatcher import refusal_json
 from tests.notifier import Notifier
 
 if TYPE_CHECKING:
@@ -572,3 +573,13 @@ def test_the_real_core_and_the_fake_provide_the_same_typed_interface() -> None:
     assert events == [] and len(cores) == 2
     sio = Server()
     sio._dispatcher.dispatch(events)
+
+
+def test_refusal_data_is_written_as_emitted_values_are(caplog: pytest.LogCaptureFixture) -> None:
+    assert json.loads(refusal_json("no", {"score": float("nan"), "n": [1, float("inf")]})) == {
+        "message": "no",
+        "data": {"score": None, "n": [1, None]},
+    }
+    # Binary data has no place in a CONNECT_ERROR packet: the client still gets the message.
+    assert json.loads(refusal_json("no", {"blob": b"x"})) == {"message": "no"}
+    assert "cannot be sent as JSON" in caplog.text

@@ -50,7 +50,7 @@ from typing import Annotated, Any, Union, get_args, get_origin
 import typing_extensions
 from pydantic import BaseModel, Strict, TypeAdapter, ValidationError
 
-__all__ = ["MAX_ERRORS", "CoercionError", "ErrorDetail", "Plan", "plan", "to_jsonable"]
+__all__ = ["MAX_ERRORS", "CoercionError", "ErrorDetail", "Plan", "parser_refused", "plan", "to_jsonable"]
 
 
 #: One problem of a payload, in pydantic's form: where (parameter name first), what, and its pydantic type.
@@ -208,12 +208,15 @@ class Plan:
         """`bind` for an event whose arguments are still JSON text (`takes_json` said so): parsed and validated
         in one step by pydantic-core. `lead` fills the first parameters (the socket, python-socketio style).
 
-        Raises CoercionError.
+        Raises CoercionError, or the ValidationError of pydantic's parser when it refuses the text itself
+        (`parser_refused`): the caller then reads it as JSON.parse does and calls `bind`.
         """
         assert self.validate_json is not None
         try:
             values = self.validate_json(args_json)
         except ValidationError as exc:
+            if parser_refused(exc):
+                raise
             raise _coercion_error(exc, self._json_names) from None
         lead_count = self._lead
         call: list[Any] = []
@@ -267,6 +270,12 @@ class Plan:
         except ValidationError as exc:
             raise _coercion_error(exc) from None
         return result
+
+
+def parser_refused(exc: ValidationError) -> bool:
+    """Whether pydantic's JSON parser refused the text itself rather than a value in it: text JSON.parse accepts
+    and pydantic does not (an integer over 4300 digits, a lone surrogate, nesting past 200 levels)."""
+    return exc.error_count() == 1 and exc.errors(include_url=False)[0]["type"] == "json_invalid"
 
 
 def _injected(p: _Param, inject: Mapping[type, Any]) -> Any:

@@ -16,19 +16,36 @@ from pydantic_core import from_json as _from_json
 from .._native import encode_args as _encode_args
 from .coerce import to_jsonable
 
-# The C scanner behind json.loads, called directly: the wrapper around it costs more than the work for the
+
+def _json_parse_int(digits: str) -> int | float:
+    """An integer as JSON.parse reads it where Python cannot: past Python's int/str digit limit (4300 digits by
+    default) it is a float, as every number is to JSON.parse (Infinity past 309 digits)."""
+    try:
+        return int(digits)
+    except ValueError:
+        return float(digits)
+
+
+# Python's JSON reader, as JSON.parse reads numbers: 1e400 is already float('inf'), and integers past the digit
+# limit become floats. Its C scanner is called directly: the wrapper around it costs more than the work for the
 # small payloads of most events.
-_scan_once: Callable[[str, int], tuple[Any, int]] = getattr(json.JSONDecoder(), "scan_once")  # noqa: B009
+_DECODER = json.JSONDecoder(parse_int=_json_parse_int)
+_scan_once: Callable[[str, int], tuple[Any, int]] = getattr(_DECODER, "scan_once")  # noqa: B009
 
 
 class BadAttachments(ValueError):
     """A placeholder names an attachment that did not arrive."""
 
 
+class Undecodable(ValueError):
+    """Arguments Python cannot read: in practice JSON nested deeper than Python's recursion limit lets its reader
+    go (about 980 levels), which JSON.parse reads (Rust has checked that the text is a JSON array)."""
+
+
 def encode_args(args: list[Any]) -> tuple[str, list[bytes]]:
     """JSON text of ``args`` (an array) and the attachments pulled out of them, in one pass in Rust; values JSON
-    has no type for go through ``to_jsonable``. Raises TypeError, ValueError (NaN, infinities, a value that
-    contains itself) as ``json.dumps`` would."""
+    has no type for go through ``to_jsonable``. NaN and infinities are written ``null``, as JSON.stringify
+    writes them. Raises TypeError, ValueError (a value that contains itself) as ``json.dumps`` would."""
     return _encode_args(args, to_jsonable)
 
 
@@ -56,9 +73,12 @@ def decode_args(data_json: str, attachments: list[bytes] | None) -> list[Any]:
     try:
         values = _from_json(data_json)
     except ValueError:
-        values = _python_json(data_json)
+        try:
+            values = _python_json(data_json)
+        except (ValueError, RecursionError) as e:
+            raise Undecodable(f"event arguments Python cannot read: {type(e).__name__}: {e}") from None
     if not isinstance(values, list):
-        raise ValueError("event data is not an array")
+        raise Undecodable("event data is not an array")
     return _insert(values, attachments) if attachments else values
 
 
@@ -66,7 +86,7 @@ def _python_json(data_json: str) -> Any:
     try:
         values, end = _scan_once(data_json, 0)
     except StopIteration:  # leading white space: the general path
-        values, end = json.loads(data_json), len(data_json)
+        values, end = _DECODER.decode(data_json), len(data_json)
     if end != len(data_json) and data_json[end:].strip():
         raise ValueError("trailing data after the event's arguments")
     return values

@@ -112,10 +112,15 @@ async def _maybe_await(value: Any) -> Any:
     return await value if inspect.isawaitable(value) else value
 
 
+#: ``max_buffered``'s default: 16 MiB.
+MAX_BUFFERED = 16 * 1024 * 1024
+
+
 class EngineOptions(TypedDict, total=False):
     """The Engine.IO options every server takes: Node's engine.io options, in Python spelling, with Node's
     defaults: ping_interval 25 s, ping_timeout 20 s, upgrade_timeout 10 s, max_payload 1e6 bytes, both
-    transports, upgrades allowed, no CORS, no cookie (True for Node's ``io``), no connection limit."""
+    transports, upgrades allowed, no CORS, no cookie (True for Node's ``io``), no connection limit; and one
+    that Node lacks, max_buffered (16 MiB)."""
 
     ping_interval: float
     ping_timeout: float
@@ -127,6 +132,14 @@ class EngineOptions(TypedDict, total=False):
     cors_credentials: bool
     cookie: Cookie | bool | None
     max_connections: int | None
+    #: Bytes that may wait for a client before it is dropped as too slow: a WebSocket's unwritten output, or
+    #: the payload queued for a long-polling client's next GET (its session then closes: "transport error").
+    max_buffered: int
+    #: A request must arrive whole within this many seconds of its first byte, else 408 and close (Node's
+    #: headersTimeout, 60 s); and an idle keep-alive connection is closed after keep_alive_timeout (Node's
+    #: keepAliveTimeout, 5 s). The standalone server's: under ASGI, the ASGI server's own apply.
+    request_timeout: float
+    keep_alive_timeout: float
     #: Prepended to generated sids (workers use it to name a session's owner).
     sid_prefix: str
 
@@ -161,6 +174,9 @@ def native_core(
         cookie_http_only=c.http_only if c else True,
         cookie_same_site=c.same_site if c else None,
         max_connections=options.get("max_connections"),
+        max_buffered=options.get("max_buffered", MAX_BUFFERED),
+        request_timeout=options.get("request_timeout", 60.0),
+        keep_alive_timeout=options.get("keep_alive_timeout", 5.0),
         defer_handshakes=defer_handshakes,
         sid_prefix=options.get("sid_prefix", ""),
         socketio=socketio,

@@ -16,11 +16,11 @@ import anyio
 from pydantic_core import PydanticSerializationError
 
 from ..adapters.base import Acks
-from ..codec.coerce import CoercionError, to_jsonable
-from ..codec.wire import BadAttachments, decode_args, encode_args
+from ..codec.coerce import CoercionError
+from ..codec.wire import BadAttachments, Undecodable, decode_args, encode_args
 from ..engineio.eager import Suspended, resume
 from ..engineio.http import Request, StaticFiles
-from ..engineio.runtime import AllowRequest, GenerateId, Runtime, SioCore, decide_handshake
+from ..engineio.runtime import MAX_BUFFERED, AllowRequest, GenerateId, Runtime, SioCore, decide_handshake
 from ..exceptions import ConnectionRefused
 from .handler import Args, Handler, Middleware
 from .socket import Ack, Handshake, Socket, SocketNamespace
@@ -30,7 +30,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("anysio")
 _NOT_STARTED: Any = object()
-Queued = tuple[Handler, Args, int | None, Ack | None]
+#: A handler waiting for its socket's running one: its arguments, ack id, Ack, and the bytes they hold.
+Queued = tuple[Handler, Args, int | None, Ack | None, int]
 
 
 class DispatchNamespace(SocketNamespace, Protocol):
@@ -65,11 +66,15 @@ def refusal_json(message: str, data: Any) -> str:
     """CONNECT_ERROR data as Node sends it: {"message": ..., "data": ...}. Data that JSON cannot carry is left
     out (and logged) rather than leaving the client without an answer."""
     body: dict[str, Any] = {"message": str(message)}
+    if data is not None:
+        body["data"] = data
     try:
-        if data is not None:
-            body["data"] = to_jsonable(data)
-        return json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    except (TypeError, ValueError) as e:
+        # Written as every emitted value is (NaN and infinities as null, as JSON.stringify writes them).
+        text, attachments = encode_args([body])
+        if attachments:
+            raise TypeError("binary data cannot go in a CONNECT_ERROR packet")
+        return text[1:-1]
+    except (TypeError, ValueError, RecursionError) as e:
         logger.error("ConnectionRefused data cannot be sent as JSON: %s", e)
         return json.dumps({"message": str(message)}, separators=(",", ":"), ensure_ascii=False)
 
@@ -96,6 +101,7 @@ class Dispatcher:
         namespaces: Mapping[str, DispatchNamespace],
         allow_request: AllowRequest | None,
         generate_id: GenerateId | None,
+        max_waiting: int = MAX_BUFFERED,
     ) -> None:
         self.host = host
         self.namespaces = namespaces
@@ -109,6 +115,11 @@ class Dispatcher:
         self.by_client: dict[int, set[int]] = {}
         # Handlers waiting for a socket's running one, by socket key; absent when none runs.
         self.queues: dict[int, deque[Queued]] = {}
+        # The bytes of the arguments in each socket's queue, bounded by max_waiting (max_buffered): a client that
+        # sends faster than its handlers finish cannot grow the server's memory without end.
+        self.waiting: dict[int, int] = {}
+        self.max_waiting = max_waiting
+        self.cut_off: set[int] = set()
         self.requests: dict[int, tuple[str, Request]] = {}
         # Disconnect handlers of the server's last turn, when its task group is already gone (shutdown).
         self.deferred: list[tuple[Handler, Socket, str]] = []
@@ -219,6 +230,7 @@ class Dispatcher:
                 self._drop(key)
 
     def _drop(self, key: int) -> Socket | None:
+        self.cut_off.discard(key)
         socket = self.sockets.pop(key, None)
         if socket is not None:
             keys = self.by_client.get(socket.client)
@@ -291,14 +303,16 @@ class Dispatcher:
         ack = None if handler.plan.returns_ack else Ack(socket, ack_id)
         queue = self.queues.get(key)
         if queue is not None:
-            queue.append((handler, args, ack_id, ack))
+            size = len(args_json) + (sum(map(len, attachments)) if attachments else 0)
+            if self._wait(socket, size):
+                queue.append((handler, args, ack_id, ack, size))
             return None
         if not handler.plan.is_async:
             # A plain function with nothing queued before it runs to completion here, with no task to start.
             self._handle(handler, socket, args, ack_id, ack)
             return None
         if not eager:
-            self.queues[key] = deque([(handler, args, ack_id, ack)])
+            self.queues[key] = deque([(handler, args, ack_id, ack, 0)])
             self._spawn(self._drain, socket)
             return None
         coro = self._handle(handler, socket, args, ack_id, ack)
@@ -328,10 +342,11 @@ class Dispatcher:
         except CoercionError as e:
             self._unfit(handler, socket, ack_id, e)
             return None
-        except (ValueError, RecursionError) as e:
-            # Arguments JSON.parse would take but Python cannot (integers of thousands of digits, nesting
-            # deeper than the interpreter's stack): the packet is dropped, the connection kept.
-            logger.info("bad event arguments from %s: %s", socket.id, e)
+        except Undecodable as e:
+            # Nesting JSON.parse takes and Python's reader cannot: the connection is closed, as Node's is for a
+            # packet it cannot decode (and as it is here for a placeholder that names no attachment).
+            logger.info("bad packet from %s: %s", socket.id, e)
+            self.host.core.close(socket.client)
             return None
         except Exception:
             logger.exception("handler for %r failed (socket %s)", handler.name, socket.id)
@@ -355,6 +370,7 @@ class Dispatcher:
             await self._run_queue(socket)
         finally:
             del self.queues[socket.key]
+            self.waiting.pop(socket.key, None)
 
     async def _drain(self, socket: Socket) -> None:
         """Run a socket's queued handlers one after the other, in the order their events arrived.
@@ -365,11 +381,14 @@ class Dispatcher:
             await self._run_queue(socket)
         finally:
             del self.queues[socket.key]
+            self.waiting.pop(socket.key, None)
 
     async def _run_queue(self, socket: Socket) -> None:
         queue = self.queues[socket.key]
         while queue:
-            handler, args, ack_id, ack = queue.popleft()
+            handler, args, ack_id, ack, size = queue.popleft()
+            if size:
+                self.waiting[socket.key] -= size
             pending = self._handle(handler, socket, args, ack_id, ack)
             if pending is None:
                 continue
@@ -380,13 +399,26 @@ class Dispatcher:
                 continue
             self._reply(handler, socket, ack_id, result)
 
+    def _wait(self, socket: Socket, size: int) -> bool:
+        """Count an event queued behind the socket's running handler; past max_waiting bytes the client's
+        connection is closed instead (logged once), as a client that does not read its output is dropped."""
+        waiting = self.waiting.get(socket.key, 0) + size
+        if waiting <= self.max_waiting:
+            self.waiting[socket.key] = waiting
+            return True
+        if socket.key not in self.cut_off:
+            self.cut_off.add(socket.key)
+            logger.info("events from %s waiting for its handlers over %d bytes: closing", socket.id, self.max_waiting)
+            self.host.core.close(socket.client)
+        return False
+
     def _decode(self, socket: Socket, data: str, attachments: list[bytes] | None) -> list[Any] | None:
         """An EVENT's or ACK's arguments, or None when its placeholders name no attachment: Node's decoder throws
         then, and its Client closes the whole connection ("forced close" for every socket of it), sending no
         DISCONNECT."""
         try:
             return decode_args(data, attachments)
-        except (BadAttachments, ValueError, RecursionError) as e:
+        except (BadAttachments, Undecodable) as e:
             logger.info("bad packet from %s: %s", socket.id, e)
             self.host.core.close(socket.client)
             return None

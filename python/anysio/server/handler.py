@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ..codec.coerce import Plan, plan
+from ..codec.coerce import Plan, parser_refused, plan
 from ..codec.wire import decode_args
 from .socket import Ack, Socket
 
@@ -43,20 +43,23 @@ class Handler:
 
     def invoke(self, socket: Socket, args: Args, ack: Ack | None) -> Any:
         """Coerce and call: the result, or the awaitable a coroutine function returns. CoercionError when the
-        arguments do not fit; ValueError or RecursionError when JSON text does not decode."""
+        arguments do not fit; Undecodable when Python cannot read their JSON text."""
         if type(args) is tuple:
             args_json, argc = args
             plan = self.plan
             if argc == plan.json_argc:
-                if self.direct:
-                    assert plan.validate_json is not None
-                    try:
+                try:
+                    if self.direct:
+                        assert plan.validate_json is not None
                         values = plan.validate_json(args_json)
-                    except ValidationError as exc:
+                    else:
+                        pos, kw = plan.bind_json(args_json, [socket], {Socket: socket, Ack: ack})
+                except ValidationError as exc:
+                    # Text pydantic's parser refuses and JSON.parse accepts takes the general path below.
+                    if not parser_refused(exc):
                         raise plan.error(exc) from None
-                    return self.fn(socket, *values)
-                pos, kw = plan.bind_json(args_json, [socket], {Socket: socket, Ack: ack})
-                return self.fn(*pos, **kw)
+                else:
+                    return self.fn(socket, *values) if self.direct else self.fn(*pos, **kw)
             args = decode_args(args_json, None)
         assert isinstance(args, list)
         counts = self.plan.direct_counts

@@ -19,6 +19,7 @@ import anyio.abc
 from ..adapters.base import Acks, Adapter, FetchedSocket
 from ..engineio.http import StaticFiles
 from ..engineio.runtime import (
+    MAX_BUFFERED,
     AllowRequest,
     EngineOptions,
     GenerateId,
@@ -212,7 +213,8 @@ class Server:
         self.static_files = StaticFiles(static_files) if static_files is not None else None
         self._adapter: AdapterFactory = adapter
         self._namespaces: dict[str, Namespace] = {}
-        self._dispatcher = Dispatcher(self, self._namespaces, allow_request, generate_id)
+        max_waiting = options.get("max_buffered", MAX_BUFFERED)
+        self._dispatcher = Dispatcher(self, self._namespaces, allow_request, generate_id, max_waiting)
         #: What a driver (``serve``, ``anysio.ASGIApp``, a worker) needs: the core and where its events go.
         self.runtime = Runtime(engine, self._dispatcher.dispatch, self._dispatcher.dispatch_in_tasks)
         self._main = self.of("/")
