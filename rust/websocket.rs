@@ -192,6 +192,28 @@ impl FrameDecoder {
         result
     }
 
+    #[cfg(any(test, feature = "fuzzing"))]
+    fn decode_all<'a>(
+        mut self,
+        pieces: impl IntoIterator<Item = &'a [u8]>,
+    ) -> (Vec<Message>, Option<ProtocolError>) {
+        let mut messages = Vec::new();
+        for piece in pieces {
+            self.feed(piece);
+            loop {
+                match self.next_message() {
+                    Ok(Some(message)) => messages.push(message),
+                    Ok(None) => break,
+                    Err(err) => {
+                        assert_eq!(self.next_message(), Err(err.clone()), "errors are sticky");
+                        return (messages, Some(err));
+                    }
+                }
+            }
+        }
+        (messages, None)
+    }
+
     fn advance(&mut self) -> Result<Option<Message>, ProtocolError> {
         loop {
             let mut frame = match self.frame {
@@ -446,6 +468,19 @@ impl ClientDecoder {
     }
 }
 
+/// Feeds `pieces` in turn to a decoder of the server's side (`masked`: it reads client frames) or of the
+/// client's, taking every message after each: the messages, and the error that ended them (which must be
+/// sticky). For the tests and the fuzz targets.
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub fn decode_all<'a>(
+    masked: bool,
+    max_message_size: usize,
+    pieces: impl IntoIterator<Item = &'a [u8]>,
+) -> (Vec<Message>, Option<ProtocolError>) {
+    FrameDecoder::new(masked, max_message_size).decode_all(pieces)
+}
+
 fn encode_header(opcode: Opcode, payload_len: usize, mask_bit: u8, out: &mut Vec<u8>) {
     out.push(0x80 | opcode as u8);
     if payload_len <= MAX_CONTROL_PAYLOAD {
@@ -496,6 +531,28 @@ pub fn encode_frame_masked(opcode: Opcode, payload: &[u8], mask: [u8; 4], out: &
     }
 }
 
+/// The frame a peer would send for `message` (masked when `mask` is given), for test clients and the fuzz
+/// targets.
+pub fn encode_message(message: &Message, mask: Option<[u8; 4]>, out: &mut Vec<u8>) {
+    let close_payload;
+    let (opcode, payload): (Opcode, &[u8]) = match message {
+        Message::Text(text) => (Opcode::Text, text.as_bytes()),
+        Message::Binary(data) => (Opcode::Binary, data),
+        Message::Ping(data) => (Opcode::Ping, data),
+        Message::Pong(data) => (Opcode::Pong, data),
+        Message::Close(code, reason) => {
+            close_payload = code.map_or(Vec::new(), |c| {
+                [&c.to_be_bytes()[..], reason.as_bytes()].concat()
+            });
+            (Opcode::Close, &close_payload)
+        }
+    };
+    match mask {
+        Some(mask) => encode_frame_masked(opcode, payload, mask, out),
+        None => encode_frame(opcode, payload, out),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -539,50 +596,14 @@ mod tests {
         }
     }
 
-    /// Feeds `pieces` in turn, draining after each; returns the messages and the error's code, if
-    /// any. Both public decoders only forward to `FrameDecoder`, so one helper serves both sides.
-    fn decode(mut decoder: FrameDecoder, pieces: &[&[u8]]) -> (Vec<Message>, Option<u16>) {
-        let mut messages = Vec::new();
-        for piece in pieces {
-            decoder.feed(piece);
-            loop {
-                match decoder.next_message() {
-                    Ok(Some(message)) => messages.push(message),
-                    Ok(None) => break,
-                    Err(err) => return (messages, Some(err.code)),
-                }
-            }
-        }
-        (messages, None)
-    }
-
     fn server(max: usize, pieces: &[&[u8]]) -> (Vec<Message>, Option<u16>) {
-        decode(Decoder::new(max).inner, pieces)
+        let (messages, err) = decode_all(true, max, pieces.iter().copied());
+        (messages, err.map(|e| e.code))
     }
 
     fn client(max: usize, pieces: &[&[u8]]) -> (Vec<Message>, Option<u16>) {
-        decode(ClientDecoder::new(max).inner, pieces)
-    }
-
-    /// The frames a peer would send for `message` (masked when `mask` is given).
-    fn encode_message(message: &Message, mask: Option<[u8; 4]>, out: &mut Vec<u8>) {
-        let close_payload;
-        let (opcode, payload): (Opcode, &[u8]) = match message {
-            Message::Text(text) => (Opcode::Text, text.as_bytes()),
-            Message::Binary(data) => (Opcode::Binary, data),
-            Message::Ping(data) => (Opcode::Ping, data),
-            Message::Pong(data) => (Opcode::Pong, data),
-            Message::Close(code, reason) => {
-                close_payload = code.map_or(Vec::new(), |c| {
-                    [&c.to_be_bytes()[..], reason.as_bytes()].concat()
-                });
-                (Opcode::Close, &close_payload)
-            }
-        };
-        match mask {
-            Some(mask) => encode_frame_masked(opcode, payload, mask, out),
-            None => encode_frame(opcode, payload, out),
-        }
+        let (messages, err) = decode_all(false, max, pieces.iter().copied());
+        (messages, err.map(|e| e.code))
     }
 
     #[test]

@@ -28,11 +28,16 @@ step "Node packages for the official clients"
 scripts/setup-node-deps.sh
 
 if [ "$quick" = 0 ]; then
-    step "Rust: fmt, clippy, tests (no Python needed)"
+    step "Rust: fmt, clippy, tests (no Python needed); the fuzz targets' crate too"
     cargo fmt --check
-    cargo clippy --workspace --all-targets -- -D warnings
+    cargo fmt --check --manifest-path fuzz/Cargo.toml
+    cargo clippy --workspace --all-targets --features anysio/fuzzing -- -D warnings
     cargo clippy --all-targets --features abi3 -- -D warnings   # the Python binding, as the wheel builds it
+    cargo clippy --manifest-path fuzz/Cargo.toml -- -D warnings
     cargo test --workspace --quiet
+
+    step "fuzzing, the short run: every target for 15 s (docs/fuzzing.md; installs cargo-fuzz the first time)"
+    scripts/fuzz.sh 15
 
     step "Python: ruff, mypy --strict, import layers (import-linter), stubtest"
     ruff check .

@@ -45,7 +45,7 @@ def _parse(body: bytes) -> Message | None:
     """A bus message: a JSON object with a string kind ``t`` (and an integer ``req`` when it is a reply), or None."""
     try:
         msg = json.loads(body)
-    except ValueError:  # JSONDecodeError and UnicodeDecodeError
+    except (ValueError, RecursionError):  # JSONDecodeError, UnicodeDecodeError; nesting deeper than the stack
         return None
     if not isinstance(msg, dict) or not isinstance(msg.get("t"), str):
         return None
@@ -427,9 +427,17 @@ class Bus:
         return answer[0] if answer else None
 
     def spawn(self, fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> None:
-        """Run ``fn(*args)`` in the bus's task group (a handler that must not hold up the messages after it)."""
+        """Run ``fn(*args)`` in the bus's task group (a handler that must not hold up the messages after it). It
+        fails alone, as a handler does: an exception there (a malformed message's) would end the whole bus."""
         if self._tg is not None:
-            self._tg.start_soon(fn, *args)
+            self._tg.start_soon(self._guarded, fn, args)
+
+    @staticmethod
+    async def _guarded(fn: Callable[..., Coroutine[Any, Any, Any]], args: tuple[Any, ...]) -> None:
+        try:
+            await fn(*args)
+        except Exception:
+            logger.exception("bus task %s failed", getattr(fn, "__name__", fn))
 
     async def start(self, fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> None:
         """Run ``fn(*args, task_status=...)`` in the bus's task group, and return once it says it started: a

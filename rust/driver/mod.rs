@@ -356,18 +356,7 @@ impl Driver {
     /// Write the output of every connection that has some; close those the engine is done with.
     fn flush(&mut self, engine: &mut Engine, now: Instant) {
         let mut dirty = std::mem::take(&mut self.dirty);
-        // Requests pipelined behind answered ones are read first (the application answered a request).
-        self.wire.resume(engine, now);
-        engine.take_dirty(&mut dirty);
-        if engine.has_resumed() {
-            // Answering parked GETs (take_dirty) resumed their connections too.
-            while engine.has_resumed() {
-                self.wire.resume(engine, now);
-                engine.take_dirty(&mut dirty);
-            }
-            dirty.sort_unstable();
-            dirty.dedup();
-        }
+        self.wire.take_dirty(engine, now, &mut dirty);
         let mut retry = Vec::new();
         for conn in dirty.drain(..) {
             match self.write_out(engine, conn) {

@@ -225,14 +225,27 @@ impl Wire {
         }
     }
 
-    /// Go on reading the connections whose parked request the engine answered (requests pipelined behind
-    /// it); true when there were some.
-    pub fn resume(&mut self, engine: &mut Engine, now: Instant) -> bool {
-        let resumed = engine.take_resumed();
-        for &conn in &resumed {
+    /// Go on reading the connections whose parked request the engine answered (requests pipelined behind it).
+    fn resume(&mut self, engine: &mut Engine, now: Instant) {
+        for conn in engine.take_resumed() {
             self.read(engine, conn, now);
         }
-        !resumed.is_empty()
+    }
+
+    /// Add to `into` the connections with something to write or to close, after reading the requests pipelined
+    /// behind answered ones (answering parked GETs resumes their connections too, so until none is resumed).
+    /// Sorted and without repeats when a resumed connection was added.
+    pub fn take_dirty(&mut self, engine: &mut Engine, now: Instant, into: &mut Vec<ConnId>) {
+        self.resume(engine, now);
+        engine.take_dirty(into);
+        if engine.has_resumed() {
+            while engine.has_resumed() {
+                self.resume(engine, now);
+                engine.take_dirty(into);
+            }
+            into.sort_unstable();
+            into.dedup();
+        }
     }
 
     /// The peer closed the connection, or it failed; or the driver closed it.

@@ -6,6 +6,8 @@
 //! if the client had connected to it. One mechanism serves long-polling requests and WebSocket upgrades alike,
 //! with no proxy hop and no copy of the request.
 
+use crate::http;
+
 /// The prefix a worker gives its sids.
 pub fn sid_prefix(index: u32) -> String {
     format!("{index}-")
@@ -45,12 +47,11 @@ pub fn route(peeked: &[u8], me: u32, limit: usize) -> Peeked {
     let Some(q) = target.iter().position(|b| *b == b'?') else {
         return Peeked::Local;
     };
-    let sid = target[q + 1..]
-        .split(|b| *b == b'&')
-        .find_map(|pair| pair.strip_prefix(b"sid="));
-    let owner = sid
-        .and_then(|s| std::str::from_utf8(s).ok())
-        .and_then(owner_of_sid);
+    // Read as the engine reads it (percent-decoded, the first one), so that both name the same session.
+    let owner = std::str::from_utf8(&target[q + 1..])
+        .ok()
+        .and_then(|query| http::query_param(query, "sid"))
+        .and_then(|sid| owner_of_sid(&sid));
     match owner {
         Some(o) if o != me => Peeked::Owner(o),
         _ => Peeked::Local,
@@ -93,5 +94,19 @@ mod tests {
         assert!(matches!(route(b"garbage\n", 0, 4096), Peeked::Local));
         let ws = b"GET /socket.io/?EIO=4&transport=websocket&sid=1-Zz HTTP/1.1\r\n";
         assert_eq!(owner(route(ws, 0, 4096)), Some(1));
+    }
+
+    /// The engine percent-decodes the query and takes the first `sid`: the router reads the same one.
+    #[test]
+    fn the_router_reads_the_sid_the_engine_reads() {
+        for (target, expected) in [
+            ("/socket.io/?EIO=4&%73id=2-x", Some(2)),
+            ("/socket.io/?EIO=4&sid=%33-x", Some(3)),
+            ("/socket.io/?sid=2-x&sid=3-y", Some(2)),
+            ("/socket.io/?%73id=0-x&sid=3-y", None),
+        ] {
+            let line = format!("GET {target} HTTP/1.1\r\n");
+            assert_eq!(owner(route(line.as_bytes(), 0, 4096)), expected, "{target}");
+        }
     }
 }

@@ -164,13 +164,7 @@ impl T {
     /// pipelined behind them, as the driver does).
     fn out(&mut self, conn: ConnId) -> Vec<u8> {
         let mut dirty = Vec::new();
-        loop {
-            self.wire.resume(&mut self.e, self.now);
-            self.e.take_dirty(&mut dirty);
-            if !self.e.has_resumed() {
-                break;
-            }
-        }
+        self.wire.take_dirty(&mut self.e, self.now, &mut dirty);
         let out = (self.wire.output(&mut self.e, conn)).map_or_else(Vec::new, <[u8]>::to_vec);
         self.wire.written(&mut self.e, conn, out.len());
         out

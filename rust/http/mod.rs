@@ -2,6 +2,12 @@
 //! encoder. The parser is strict wherever leniency lets a peer smuggle a second request past a proxy (line
 //! endings, header syntax, body framing) and bounded everywhere a peer could make us buffer without end.
 
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod differential;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod feed;
 mod parser;
 mod response;
 
@@ -83,13 +89,7 @@ impl Request {
 
     /// Percent-decoded, '+' as space; first match. Malformed escapes are kept literally.
     pub fn query_param(&self, name: &str) -> Option<String> {
-        self.query
-            .split('&')
-            .filter(|pair| !pair.is_empty())
-            .find_map(|pair| {
-                let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-                (percent_decode(key) == name).then(|| percent_decode(value))
-            })
+        query_param(&self.query, name)
     }
 
     /// HTTP/1.1 is persistent unless "Connection: close"; HTTP/1.0 only with "Connection: keep-alive".
@@ -145,6 +145,18 @@ impl std::fmt::Display for HttpError {
 
 impl std::error::Error for HttpError {}
 
+/// The first parameter `name` of a raw query string, its name and value percent-decoded ('+' as space);
+/// malformed escapes are kept literally. Whoever reads a parameter reads it so (the engine, the workers' router).
+pub fn query_param(query: &str, name: &str) -> Option<String> {
+    query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .find_map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(key) == name).then(|| percent_decode(value))
+        })
+}
+
 pub(crate) fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
@@ -175,45 +187,12 @@ fn percent_decode(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::feed::run;
     use super::*;
     use proptest::prelude::*;
     use serde_json::Value;
 
     const VECTORS: &str = include_str!("../../tests/vectors/http.json");
-
-    #[derive(Debug, PartialEq)]
-    struct Outcome {
-        requests: Vec<Request>,
-        error: Option<HttpError>,
-        idle: bool,
-        buffered: Vec<u8>,
-    }
-
-    /// Feeds `pieces` in turn, taking every request after each one, as a driver does (it stops asking after an
-    /// upgrade request: what follows is WebSocket).
-    fn run<'a>(parser: &mut RequestParser, pieces: impl IntoIterator<Item = &'a [u8]>) -> Outcome {
-        let (mut requests, mut error, mut upgraded) = (Vec::new(), None, false);
-        for piece in pieces {
-            parser.feed(piece);
-            while !upgraded && error.is_none() {
-                match parser.next_request() {
-                    Ok(Some(r)) => {
-                        upgraded = r.is_websocket_upgrade();
-                        requests.push(r);
-                    }
-                    Ok(None) => break,
-                    Err(e) => error = Some(e),
-                }
-            }
-        }
-        let idle = parser.is_idle();
-        Outcome {
-            requests,
-            error,
-            idle,
-            buffered: parser.take_buffered(),
-        }
-    }
 
     /// `key` as text, or `key_hex` as hex.
     fn bytes(v: &Value, key: &str) -> Option<Vec<u8>> {

@@ -108,6 +108,12 @@ impl RequestParser {
         matches!(self.phase, Phase::Head) && self.start >= self.buf.len()
     }
 
+    /// The request whose head is parsed and whose body is still awaited.
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub(crate) fn pending_head(&self) -> Option<&Request> {
+        self.pending.as_ref()
+    }
+
     /// True once after a head with "Expect: 100-continue" whose body has not arrived yet: the caller should
     /// write "HTTP/1.1 100 Continue" (curl waits a second for it before sending large bodies).
     pub fn take_expect_continue(&mut self) -> bool {

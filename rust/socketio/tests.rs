@@ -76,13 +76,8 @@ impl Harness {
             self.events.push(ev);
         }
         let mut dirty = Vec::new();
-        loop {
-            self.wire.resume(&mut self.core.engine, self.now);
-            self.core.engine.take_dirty(&mut dirty);
-            if !self.core.engine.has_resumed() {
-                break;
-            }
-        }
+        self.wire
+            .take_dirty(&mut self.core.engine, self.now, &mut dirty);
         for conn in dirty {
             if let Some(out) = self.wire.output(&mut self.core.engine, conn) {
                 let bytes = out.to_vec();

@@ -1,6 +1,6 @@
 """scripts/venv.sh and scripts/test.sh in a scratch copy of the build files, with pip, cargo and the linters
-replaced by stand-ins that log their calls: the extension is rebuilt only when Rust or the build files changed,
-and ``--quick`` runs pytest alone."""
+replaced by stand-ins that log their calls (the fuzzing script too): the extension is rebuilt only when Rust or the
+build files changed, and ``--quick`` runs pytest alone."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def scratch(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     (repo / "rust" / "lib.rs").write_text("// lib\n")
     for name in ("venv.sh", "test.sh"):
         shutil.copy(ROOT / "scripts" / name, repo / "scripts" / name)
-    for name in ("setup-system-deps.sh", "setup-node-deps.sh"):
+    for name in ("setup-system-deps.sh", "setup-node-deps.sh", "fuzz.sh"):
         (repo / "scripts" / name).write_text(LOGGER)
         (repo / "scripts" / name).chmod(0o755)
     bin_dir = repo / ".venv" / "bin"
@@ -91,11 +91,12 @@ def test_quick_runs_pytest_alone(tmp_path: Path) -> None:
         "lint-imports",
         "mkdocs build --strict --quiet",
         "python bench/run.py --smoke",
+        "fuzz.sh 15",
     ):
         assert tool in full, full
     assert full[-1] == "python -m pytest -q -k x"
     quick = run(repo, env, "scripts/test.sh --quick -k x")
     assert not builds(quick)
     assert [c for c in quick if c.split()[0] in ("cargo", "ruff", "mypy", "lint-imports", "mkdocs")] == []
-    assert not [c for c in quick if "bench" in c or "stubtest" in c]
+    assert not [c for c in quick if "bench" in c or "stubtest" in c or "fuzz" in c]
     assert quick[-1] == "python -m pytest -q -k x"

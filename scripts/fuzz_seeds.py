@@ -1,0 +1,141 @@
+"""Write the fuzz targets' seed corpora from the test vectors (tests/vectors/*.json) into fuzz/seeds/TARGET/, one
+file per seed named by its hash, in each target's input format (fuzz/fuzz_targets/*.rs say what it is).
+
+    python3 scripts/fuzz_seeds.py [OUT_DIR]      # fuzz/seeds by default; scripts/fuzz.sh runs it
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import sys
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+VECTORS = ROOT / "tests" / "vectors"
+#: socketio_session's record separator and record kinds.
+RECORD, BINARY = b"\x1e", b"\x01"
+#: The first byte of http_request's and websocket_frames' input: the default limits, the bytes split in the middle
+#: or the small limits, split near the start.
+KNOBS = (b"\x80", b"\x15")
+
+
+def load(name: str) -> Any:
+    return json.loads((VECTORS / name).read_text())
+
+
+def field(case: dict[str, Any], key: str) -> bytes | None:
+    """``key`` as text, or ``key_hex`` as hex."""
+    if isinstance(case.get(key), str):
+        return str(case[key]).encode()
+    if isinstance(case.get(f"{key}_hex"), str):
+        return bytes.fromhex(case[f"{key}_hex"])
+    return None
+
+
+def reference_steps() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    for name in ("eio_reference.json", "sio_reference.json"):
+        for case in load(name)["cases"]:
+            yield name, case["steps"]
+
+
+def reference_requests() -> Iterator[bytes]:
+    """The recorded requests, written as a client writes them (the records keep LF and leave out the end)."""
+    for _, steps in reference_steps():
+        for step in steps:
+            if "request" in step:
+                body = str(step.get("body", "")).encode()
+                head = step["request"].replace("<port>", "3000").replace("<sid>", "AAAAAAAAAAAAAAAAAAAA")
+                yield head.replace("\n", "\r\n").encode() + b"\r\n\r\n" + body
+
+
+def http_wires() -> Iterator[bytes]:
+    for case in load("http.json")["cases"]:
+        wire = field(case, "wire")
+        if wire is not None:
+            yield wire
+    for case in load("engineio_server.json")["errors"]:
+        yield str(case["request"]).encode()
+    yield from reference_requests()
+
+
+def websocket_frames() -> Iterator[bytes]:
+    doc = load("websocket.json")
+    for key in ("decode", "encode"):
+        for case in doc[key]:
+            yield bytes.fromhex(case["hex"])
+
+
+def engineio_payloads() -> Iterator[bytes]:
+    doc = load("engineio_packets.json")
+    for case in doc["payloads"]:
+        yield str(case["wire"]).replace("\\x1e", "\x1e").encode()
+    for wire in doc["invalid_payloads"]:
+        yield str(wire).replace("\\x1e", "\x1e").encode()
+    server = load("engineio_server.json")
+    yield from (str(case["body"]).encode() for case in server["posts"])
+    yield from (str(case["text"]).encode() for case in server["ws_frames"] if "text" in case)
+
+
+def socketio_packets() -> Iterator[bytes]:
+    doc = load("socketio_packets.json")
+    yield from (str(case["wire"]).encode() for case in doc["decode"])
+    yield from (b"2" + str(case["data"]).encode() for case in doc["event_name"])
+
+
+def socketio_sessions() -> Iterator[bytes]:
+    """Each reference case's client messages: WebSocket frames as they are, polling POST bodies packet by packet."""
+    for name, steps in reference_steps():
+        if name != "sio_reference.json":
+            continue
+        records: list[bytes] = []
+        for step in steps:
+            send = step.get("ws_send")
+            if send is not None and send["op"] == "binary":
+                records.append(BINARY + bytes.fromhex(send["frame"]))
+            elif send is not None:
+                records.append(str(send["frame"]).encode())
+            elif "body" in step:
+                records.extend(str(step["body"]).encode().split(RECORD))
+        if records:
+            yield RECORD.join(records)
+
+
+def redis_messages() -> Iterator[bytes]:
+    yield from (bytes.fromhex(m["hex"]) for m in load("redis_adapter.json")["messages"])
+
+
+def with_knobs(seeds: Iterable[bytes]) -> Iterator[bytes]:
+    for seed in seeds:
+        for knobs in KNOBS:
+            yield knobs + seed
+
+
+TARGETS = {
+    "http_request": lambda: with_knobs(http_wires()),
+    "http_differential": http_wires,
+    "websocket_frames": lambda: with_knobs(websocket_frames()),
+    "engineio_packets": engineio_payloads,
+    "socketio_packet": socketio_packets,
+    "socketio_session": socketio_sessions,
+    "redis_messages": redis_messages,
+}
+
+
+def main(out: Path) -> None:
+    for target, seeds in TARGETS.items():
+        directory = out / target
+        shutil.rmtree(directory, ignore_errors=True)
+        directory.mkdir(parents=True)
+        count = 0
+        for seed in seeds():
+            (directory / hashlib.sha1(seed).hexdigest()).write_bytes(seed)
+            count += 1
+        print(f"{target}: {count} seeds")
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "fuzz" / "seeds")
