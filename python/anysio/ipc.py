@@ -174,6 +174,18 @@ class _Outbox:
         logger.warning("worker %d reads its bus again: its messages are delivered again", self.index)
 
 
+class _Status(anyio.abc.TaskStatus[None]):
+    """A task's status that remembers whether the task said it started."""
+
+    def __init__(self, status: anyio.abc.TaskStatus[None]) -> None:
+        self.status = status
+        self.done = False
+
+    def started(self, value: None = None) -> None:
+        self.done = True
+        self.status.started(value)
+
+
 class Bus:
     """One worker's end of the bus."""
 
@@ -443,7 +455,21 @@ class Bus:
         """Run ``fn(*args, task_status=...)`` in the bus's task group, and return once it says it started: a
         handler that does its part in order and then waits, without holding up the messages after it."""
         if self._tg is not None:
-            await self._tg.start(partial(fn, *args))
+            await self._tg.start(self._guarded_start, partial(fn, *args))
+
+    @staticmethod
+    async def _guarded_start(
+        fn: Callable[..., Coroutine[Any, Any, Any]], *, task_status: anyio.abc.TaskStatus[None]
+    ) -> None:
+        """What fails before ``started()`` goes to the caller (the handler, which logs it); what fails after, here,
+        alone: either way the bus serves on."""
+        status = _Status(task_status)
+        try:
+            await fn(task_status=status)
+        except Exception:
+            if not status.done:
+                raise
+            logger.exception("bus task %s failed", getattr(fn, "__name__", fn))
 
     async def reply(self, request: Message, body: Message) -> None:
         await self.send(request["from"], {**body, "t": "reply", "req": request["req"]})
