@@ -183,4 +183,5 @@ def redis_encode_broadcast(
     rooms: list[str],
     except_rooms: list[str],
     volatile: bool,
+    sharded: bool = False,
 ) -> bytes: ...

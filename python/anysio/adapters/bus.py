@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 import anyio
@@ -18,7 +18,16 @@ import anyio
 from ..codec.wire import decode_args, encode_args
 from ..exceptions import AckTimeout, ClusterError
 from ..ipc import Bus, Message
-from .base import Adapter, AdapterNamespace, BroadcastOptions, FetchedSocket, RemoteSocket, Uplink
+from .base import (
+    Adapter,
+    AdapterNamespace,
+    BroadcastOptions,
+    FetchedSocket,
+    LocalSocket,
+    RemoteSocket,
+    RoomsWanted,
+    Uplink,
+)
 
 logger = logging.getLogger("anysio")
 
@@ -60,6 +69,21 @@ class BusAdapter(Adapter):
 
     def _opts_msg(self, opts: BroadcastOptions) -> Message:
         return {"nsp": self.nsp.name, "rooms": sorted(opts.rooms), "except": sorted(opts.except_rooms)}
+
+    # Rooms this worker's sockets join, told to the link (which may subscribe to them one by one).
+    def add_all(self, socket: LocalSocket, rooms: Iterable[str]) -> None:
+        rooms = list(rooms)
+        super().add_all(socket, rooms)
+        if self.uplink is not None and self.uplink.rooms_wanted != "none":
+            self.uplink.rooms_joined(rooms)
+
+    def socket_connected(self, socket: LocalSocket) -> None:
+        if self.uplink is not None and self.uplink.rooms_wanted == "all":
+            self.uplink.rooms_joined([socket.id])
+
+    async def all_rooms(self) -> set[str]:
+        rooms = await self.machine_rooms()
+        return rooms | await self.uplink.remote_all_rooms() if self.uplink is not None else rooms
 
     async def broadcast(self, args: list[Any], opts: BroadcastOptions, ack_id: int | None = None) -> list[int]:
         data, attachments = encode_args(args)  # once, for the local sockets, the bus and the uplink
@@ -201,6 +225,15 @@ class BusAdapter(Adapter):
     def machine_ack_done(self, rid: str) -> None:
         self._ack_forwards.pop(rid, None)
 
+    async def machine_rooms(self) -> set[str]:
+        rooms = self.local_rooms()
+        replies = await self.bus.request({"t": "rooms", "nsp": self.nsp.name}, self.timeout)
+        if len(replies) < len(self.bus.peers):
+            raise ClusterError(f"{len(self.bus.peers) - len(replies)} workers did not tell their rooms")
+        for reply in replies:
+            rooms.update(reply["rooms"])
+        return rooms
+
     def ack_reply(self, rid: str, values: list[Any]) -> None:
         """A client of another worker answered a broadcast from another machine (``machine_ack_peers``)."""
         forward = self._ack_forwards.get(rid)
@@ -212,11 +245,14 @@ class HolderLink:
     """The uplink of a worker that does not hold the link to other machines: each operation is asked of the
     worker that does (``HOLDER``), over the bus, and done there by its uplink."""
 
-    def __init__(self, bus: Bus, nsp: str, holder: int = HOLDER, timeout: float = 5.0) -> None:
+    def __init__(
+        self, bus: Bus, nsp: str, holder: int = HOLDER, timeout: float = 5.0, rooms_wanted: RoomsWanted = "none"
+    ) -> None:
         self.bus = bus
         self.nsp = nsp
         self.holder = holder
         self.timeout = timeout
+        self.rooms_wanted = rooms_wanted
         self._unreachable = False
 
     def _msg(self, op: str, opts: BroadcastOptions | None = None, **extra: Any) -> Message:
@@ -279,6 +315,13 @@ class HolderLink:
 
     async def server_count(self) -> int:
         return int((await self._ask(self._msg("count"), self.timeout + 1.0))["count"])
+
+    async def remote_all_rooms(self) -> set[str]:
+        return set((await self._ask(self._msg("all_rooms"), self.timeout + 1.0))["rooms"])
+
+    def rooms_joined(self, rooms: list[str]) -> None:
+        if self.rooms_wanted != "none" and rooms:
+            self.bus.spawn(self._tell, self._msg("rooms", to=rooms))
 
 
 class ClusterNamespace(AdapterNamespace, Protocol):
@@ -369,6 +412,8 @@ def attach(server: ClusterServer, bus: Bus) -> None:
             await uplink.remote_disconnect(o, bool(msg["close"]))
         elif op == "server_side":
             await uplink.remote_server_side_emit(_unpack(msg))
+        elif op == "rooms":
+            uplink.rooms_joined(msg["to"])
         else:
             bus.spawn(answer_up, uplink, op, o, msg)
 
@@ -387,6 +432,8 @@ def attach(server: ClusterServer, bus: Bus) -> None:
                     body = {**_pack(e.replies), "timeout": str(e)}
             elif op == "count":
                 body = {"count": await uplink.server_count()}
+            elif op == "all_rooms":
+                body = {"rooms": sorted(await uplink.remote_all_rooms())}
             else:
                 body = {"error": f"unknown operation {op!r}"}
         except ClusterError as e:
@@ -413,6 +460,9 @@ def attach(server: ClusterServer, bus: Bus) -> None:
     async def on_server_side(msg: Message) -> None:
         await nsp(msg).receive_server_side(_unpack(msg))
 
+    async def on_rooms(msg: Message) -> None:
+        await bus.reply(msg, {"rooms": sorted(nsp(msg).adapter.local_rooms())})
+
     for kind, handler in {
         "broadcast": on_broadcast,
         "broadcast_ack": on_broadcast_ack,
@@ -424,6 +474,7 @@ def attach(server: ClusterServer, bus: Bus) -> None:
         "acks": on_acks,
         "ack_reply": on_ack_reply,
         "up": on_up,
+        "rooms": on_rooms,
     }.items():
         bus.on(kind, handler)
 

@@ -208,6 +208,7 @@ class Dispatcher:
         if core.accept(socket.key):
             socket.connected = True
             nsp.sockets[socket.id] = socket
+            nsp.adapter.socket_connected(socket)
         else:
             self._drop(socket.key)
 
