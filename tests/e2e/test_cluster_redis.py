@@ -11,8 +11,7 @@ import json
 import os
 import signal
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
@@ -184,15 +183,22 @@ async def test_nodes_redis_emitter_reaches_anysio_clients(anyio_backend: str) ->
         assert await cl["p1"].disconnected() == "io server disconnect"
 
 
-async def test_malformed_messages_are_dropped(anyio_backend: str) -> None:
-    """Garbage on the broadcast, request and response channels is logged and dropped; the servers go on. (Two
-    anysio servers: Node's adapter does not catch a broadcast it cannot decode, and its process dies.)"""
-    async with mixed_cluster(anyio_backend, first="anysio") as c:
+@pytest.mark.parametrize("mode", ["classic", "sharded"])
+async def test_malformed_messages_are_dropped(anyio_backend: str, mode: str) -> None:
+    """Garbage on the broadcast, request and response channels (the sharded mode's: the namespace's, a room's and
+    a server's) is logged and dropped; the servers go on. (Two anysio servers: Node's classic adapter does not
+    catch a broadcast it cannot decode, and its process dies.)"""
+    async with mixed_cluster(anyio_backend, first="anysio", mode=mode) as c:
         conn = await RespConnection.open(RedisAddress.parse(c.redis.url), 5.0)
+        if mode == "classic":
+            command, channels = "PUBLISH", ["socket.io#/#", "socket.io#/#r1#", "socket.io-request#/#"]
+            channels.append("socket.io-response#/#")
+        else:
+            command, channels = "SPUBLISH", ["socket.io#/#", "socket.io#/#r1#", f"socket.io#/#{c.py.uids['/']}#"]
         try:
-            for channel in ("socket.io#/#", "socket.io#/#r1#", "socket.io-request#/#", "socket.io-response#/#"):
+            for channel in channels:
                 for junk in (b"", b"\xc1", b"{not json", b"\x93\xa1u", b'{"type":7,"requestId":"x"}'):
-                    await conn.command("PUBLISH", channel, junk)
+                    await conn.command(command, channel, junk)
         finally:
             await conn.aclose()
         await c.clients["n1"].call("to", {"rooms": ["r1"], "event": "still", "args": []})

@@ -3,7 +3,7 @@ use super::broadcast::{
     array_items, local_broadcast, BroadcastOpts, LocalBroadcast, Packet, SocketDetails,
 };
 use super::fields::{read_message, Fields, Out, Tree};
-use super::payload::{read_msgpack, Payload};
+use super::payload::Payload;
 use super::{fail, DecodeError, Encoding};
 
 // ---- sharded adapter --------------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ fire-and-forget publishes are dropped, and commands that need Redis's answer rai
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from types import TracebackType
@@ -101,10 +102,9 @@ class Exchange:
             async with self._sub_lock:
                 batch, self._changes = self._changes, []
                 if self._sub is not None and batch:
-                    try:
+                    # A failure is the listening loop's too: it reconnects and subscribes to what is wanted then.
+                    with contextlib.suppress(*CONNECTION_ERRORS):
                         await self._sub.send_many(batch)
-                    except CONNECTION_ERRORS:
-                        pass  # the listening loop reconnects and subscribes to what is wanted then
 
     # ---- lifecycle --------------------------------------------------------------------------------------------
 

@@ -125,7 +125,9 @@ def remote_descs(replies: Iterable[Any]) -> list[dict[str, Any]]:
                 "issued": hs.get("issued") or 0,
                 "auth": hs.get("auth"),
             }
-            found.append({"id": desc["id"], "rooms": desc.get("rooms") or [], "data": desc.get("data"), "handshake": handshake})
+            found.append(
+                {"id": desc["id"], "rooms": desc.get("rooms") or [], "data": desc.get("data"), "handshake": handshake}
+            )
     return found
 
 

@@ -12,7 +12,6 @@ of 20 characters gets no channel of its own here (none ever publishes on it)."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..._native import redis_cluster_broadcast, redis_encode_broadcast
