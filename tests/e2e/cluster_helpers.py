@@ -253,6 +253,10 @@ async def placed_client(server: ServerProc, name: str, rooms: list[str], holds_l
             if (await c.call("whoami"))["holds_link"] == holds_link:
                 yield c
                 return
+            # Gone from the server before the next try: a client killed while still long-polling would leave its
+            # session (and its socket in the rooms) until the heartbeat times out, and count in broadcasts.
+            assert await c.call("kick", {"rooms": [c.id]}) is True
+            assert await c.disconnected() == "io server disconnect"
     raise AssertionError(f"no client of {name} landed on a worker with holds_link={holds_link}")
 
 
