@@ -4,9 +4,10 @@
     PORT=5001 REDIS_URL=redis://127.0.0.1:6379 NAME=a python examples/cluster/server.py [--backend trio] [--sharded]
     PORT=5001 REDIS_URL=redis://127.0.0.1:6379 NAME=a python examples/cluster/server.py --workers 2
 
-(``--sharded`` or ``ADAPTER=sharded``: the sharded adapter, Redis 7 sharded pub/sub. ``--workers N``: N worker
-processes on the port, ``anysio run server:app --factory --workers N``, of which worker 0 holds the Redis link
-for the machine: one server of the cluster.)
+(``--sharded`` or ``ADAPTER=sharded``: the sharded adapter, Redis 7 sharded pub/sub, with ``SUBSCRIPTION_MODE``
+"static", "dynamic" (the default) or "dynamic-private", and ``ROOM_SWEEP_INTERVAL`` in seconds (5). ``--workers
+N``: N worker processes on the port, ``anysio run server:app --factory --workers N``, of which worker 0 holds the
+Redis link for the machine: one server of the cluster.)
 
 Namespaces "/" and "/chat" each answer:
 
@@ -20,7 +21,8 @@ Namespaces "/" and "/chat" each answer:
 - ``sse`` {event, args}: ``nsp.server_side_emit(event, *args)``; ack ``true``;
 - ``seen`` {}: ack the list of ``[event, args]`` this server heard server-side, in order;
 - ``sse_ack`` {timeout_ms}: ack the sorted replies of ``server_side_emit_with_ack("who")``; each server answers
-  ``who`` with NAME;
+  ``who`` with NAME (on an error, ``{"error", "replies"}``);
+- ``rooms`` {}: ack the sorted ``all_rooms()`` of the namespace's adapter (Node's ``adapter.allRooms()``);
 - ``whoami`` {}: ack ``{"pid", "holds_link"}``: the process that serves the socket, and whether it holds the
   machine's Redis link (with workers, the tests tell the workers apart by it).
 
@@ -34,13 +36,14 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 import anyio
 
 import anysio
 from anysio.adapters.bus import BusAdapter
-from anysio.adapters.redis import RedisAdapter, RedisCluster, ShardedRedisAdapter
+from anysio.adapters.redis import LinkedAdapter, RedisCluster
 from anysio.workers import run as run_workers
 
 
@@ -121,12 +124,18 @@ def contract(nsp: anysio.Namespace, name: str) -> None:
             return _sorted(await nsp.server_side_emit_with_ack("who", timeout=timeout))
         except anysio.AckTimeout as e:
             return {"error": str(e), "replies": _sorted(e.replies)}
+        except anysio.ClusterError as e:  # Redis unreachable, say
+            return {"error": str(e), "replies": []}
+
+    @nsp.on("rooms")
+    async def rooms(socket: anysio.Socket, msg: Any = None) -> list[str]:
+        return sorted(await nsp.adapter.all_rooms())
 
     @nsp.on("whoami")
     def whoami(socket: anysio.Socket, msg: Any = None) -> dict[str, Any]:
         adapter = nsp.adapter
-        holds = isinstance(adapter, RedisAdapter | ShardedRedisAdapter) or (
-            isinstance(adapter, BusAdapter) and isinstance(adapter.uplink, RedisAdapter)
+        holds = isinstance(adapter, LinkedAdapter) or (
+            isinstance(adapter, BusAdapter) and isinstance(adapter.uplink, LinkedAdapter)
         )
         return {"pid": os.getpid(), "holds_link": holds}
 
@@ -138,19 +147,26 @@ def build(name: str, cluster: RedisCluster) -> anysio.Server:
     return sio
 
 
+def cluster_of(env: Mapping[str, str]) -> RedisCluster:
+    return RedisCluster(
+        env.get("REDIS_URL", "redis://127.0.0.1:6379"),
+        sharded=env.get("ADAPTER") == "sharded",
+        subscription_mode=env.get("SUBSCRIPTION_MODE", "dynamic"),
+        room_sweep_interval=float(env.get("ROOM_SWEEP_INTERVAL", "5")),
+    )
+
+
 def app() -> anysio.Server:
     """The server of one worker (``anysio run server:app --factory``), configured from the environment."""
-    env = os.environ
-    cluster = RedisCluster(env.get("REDIS_URL", "redis://127.0.0.1:6379"), sharded=env.get("ADAPTER") == "sharded")
-    return build(env.get("NAME", "anysio"), cluster)
+    return build(os.environ.get("NAME", "anysio"), cluster_of(os.environ))
 
 
-async def main(host: str, port: int, redis_url: str, name: str, sharded: bool) -> None:
-    cluster = RedisCluster(redis_url, sharded=sharded)
+async def main(host: str, port: int, name: str) -> None:
+    cluster = cluster_of(os.environ)
     sio = build(name, cluster)
     async with cluster, anyio.create_task_group() as tg:
         bound = await tg.start(sio.serve, host, port)
-        uids = {p: a.uid for p, a in cluster.adapters.items() if isinstance(a, RedisAdapter | ShardedRedisAdapter)}
+        uids = {p: a.uid for p, a in cluster.adapters.items()}
         print(json.dumps({"event": "listening", "port": bound[1], "uids": uids}), flush=True)
 
 
@@ -178,15 +194,7 @@ def cli() -> None:
             )
         )
     host = env.get("HOST", "127.0.0.1")
-    anyio.run(
-        main,
-        host,
-        int(env.get("PORT", "5000")),
-        env.get("REDIS_URL", "redis://127.0.0.1:6379"),
-        env.get("NAME", "anysio"),
-        args.sharded or env.get("ADAPTER") == "sharded",
-        backend=args.backend,
-    )
+    anyio.run(main, host, int(env.get("PORT", "5000")), env.get("NAME", "anysio"), backend=args.backend)
 
 
 if __name__ == "__main__":

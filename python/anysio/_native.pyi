@@ -206,4 +206,5 @@ def redis_encode_broadcast(
     rooms: list[str],
     except_rooms: list[str],
     volatile: bool,
+    sharded: bool = False,
 ) -> bytes: ...

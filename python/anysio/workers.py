@@ -130,7 +130,7 @@ async def _worker(
         if link is None:
             return BusAdapter(nsp, bus)
         if holds is None:
-            return BusAdapter(nsp, bus, HolderLink(bus, nsp.name))
+            return BusAdapter(nsp, bus, HolderLink(bus, nsp.name, rooms_wanted=link.rooms_wanted))
         machine = BusAdapter(nsp, bus)
         machine.uplink = holds.uplink(nsp, machine)
         return machine

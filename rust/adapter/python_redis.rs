@@ -54,10 +54,13 @@ fn redis_broadcast<'py>(
     ))
 }
 
-/// A classic broadcast from what the Socket.IO layer already has for local delivery (the event's JSON text and
-/// attachments), in one call: Node's bytes for `[uid, {type: 2, data, nsp}, {rooms, except, flags}]`.
+/// A broadcast in one call, from what the Socket.IO layer already has for local delivery (the event's JSON text
+/// and attachments): Node's bytes for the classic `[uid, {type: 2, data, nsp}, {rooms, except, flags}]`, or with
+/// `sharded` the sharded adapter's `{type: 3, data: {packet: {type: 2, data}, opts}, uid, nsp}` (JSON, or msgpack
+/// when the event holds binary).
 #[allow(clippy::too_many_arguments)]
 #[pyfunction]
+#[pyo3(signature = (uid, nsp, data_json, attachments, rooms, except_rooms, volatile, sharded = false))]
 fn redis_encode_broadcast<'py>(
     py: Python<'py>,
     uid: &str,
@@ -67,19 +70,29 @@ fn redis_encode_broadcast<'py>(
     rooms: Vec<String>,
     except_rooms: Vec<String>,
     volatile: bool,
+    sharded: bool,
 ) -> PyResult<Bound<'py, PyBytes>> {
     let atts: Vec<Vec<u8>> = attachments.iter().map(|b| b.to_vec()).collect();
-    let packet = Packet::event(Some(nsp), data_json, &atts).map_err(value_error)?;
+    // The sharded adapter publishes its packet before socket.io sets `nsp` on it.
+    let packet_nsp = if sharded { None } else { Some(nsp) };
+    let packet = Packet::event(packet_nsp, data_json, &atts).map_err(value_error)?;
     let mut flags = Flags::default();
     if volatile {
         flags.set("volatile", Scalar::Bool(true));
     }
-    let b = Broadcast {
-        uid: uid.to_owned(),
-        packet,
-        opts: BroadcastOpts::new(rooms, except_rooms, Some(flags)),
+    let opts = BroadcastOpts::new(rooms, except_rooms, Some(flags));
+    let bytes = if sharded {
+        let body = ClusterBody::Broadcast {
+            packet,
+            request_id: None,
+            opts,
+        };
+        ClusterMessage::new(uid, nsp, body).encode()
+    } else {
+        let uid = uid.to_owned();
+        Broadcast { uid, packet, opts }.encode()
     };
-    Ok(PyBytes::new(py, &b.encode()))
+    Ok(PyBytes::new(py, &bytes))
 }
 
 /// A sharded adapter's BROADCAST without ack, for local delivery: `(uid, nsp, rooms, except, volatile,

@@ -2,6 +2,7 @@
 // @socket.io/redis-adapter 8 (classic pub/sub, or the sharded adapter with ADAPTER=sharded).
 //
 //   PORT=5001 REDIS_URL=redis://127.0.0.1:6379 NAME=a [ADAPTER=classic|sharded] node node_server.mjs
+//   (sharded: SUBSCRIPTION_MODE=static|dynamic|dynamic-private, "dynamic" by default)
 //
 // Prints {"event":"listening","port":N,"uids":{"/":..,"/chat":..}} on stdout once it serves, then runs until
 // SIGTERM or EOF on stdin. Namespaces "/" and "/chat" answer the contract's events (see startServer).
@@ -71,6 +72,8 @@ function contract(nsp, name) {
       ack(true);
     });
     socket.on("seen", (_arg, ack) => ack(seen));
+    // allRooms exists in the classic adapter only (the sharded one is socket.io-adapter's ClusterAdapter).
+    socket.on("rooms", async (_arg, ack) => ack([...(await nsp.adapter.allRooms())].sort()));
     socket.on("sse_ack", async (_arg, ack) => {
       try {
         ack(sortJson(await nsp.serverSideEmitWithAck("who")));
@@ -82,7 +85,7 @@ function contract(nsp, name) {
 }
 
 // Starts one server; resolves to { io, port, uids, close }.
-export async function startServer({ port = 0, redisUrl, name, adapter = "classic" }) {
+export async function startServer({ port = 0, redisUrl, name, adapter = "classic", subscriptionMode = "dynamic" }) {
   const pub = createClient({ url: redisUrl });
   const sub = pub.duplicate();
   for (const c of [pub, sub]) c.on("error", (err) => process.stderr.write(`redis: ${err.message}\n`));
@@ -90,7 +93,8 @@ export async function startServer({ port = 0, redisUrl, name, adapter = "classic
 
   const http = createServer();
   const io = new Server(http, {
-    adapter: adapter === "sharded" ? createShardedAdapter(pub, sub) : createAdapter(pub, sub),
+    adapter:
+      adapter === "sharded" ? createShardedAdapter(pub, sub, { subscriptionMode }) : createAdapter(pub, sub),
   });
   for (const path of ["/", "/chat"]) contract(io.of(path), name);
   await new Promise((resolve) => http.listen(port, "127.0.0.1", resolve));
@@ -115,6 +119,7 @@ if (isMain) {
     redisUrl: process.env.REDIS_URL,
     name: process.env.NAME ?? "node",
     adapter: process.env.ADAPTER ?? "classic",
+    subscriptionMode: process.env.SUBSCRIPTION_MODE ?? "dynamic",
   });
   process.stdout.write(JSON.stringify({ event: "listening", port: server.port, uids: server.uids }) + "\n");
   const stop = async () => {

@@ -11,7 +11,7 @@ import socket
 import sys
 import tempfile
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,19 @@ import anyio.abc
 
 from anysio.adapters.redis import RespConnection
 
-__all__ = ["ROOT", "Client", "Lines", "Redis", "RespConnection", "ServerProc", "client", "cluster_server"]
+__all__ = [
+    "ROOT",
+    "Client",
+    "Cluster",
+    "Lines",
+    "Redis",
+    "RespConnection",
+    "ServerProc",
+    "client",
+    "cluster_server",
+    "mixed_cluster",
+    "placed_client",
+]
 
 ROOT = Path(__file__).resolve().parents[2]
 NODE_SERVER = ROOT / "tests" / "cluster" / "node_server.mjs"
@@ -135,11 +147,19 @@ class ServerProc:
 
 @asynccontextmanager
 async def cluster_server(
-    kind: str, name: str, redis_url: str, backend: str = "asyncio", mode: str = "classic", workers: int = 1
+    kind: str,
+    name: str,
+    redis_url: str,
+    backend: str = "asyncio",
+    mode: str = "classic",
+    workers: int = 1,
+    extra_env: dict[str, str] | None = None,
 ) -> AsyncIterator[ServerProc]:
     """A server of the cluster contract: ``kind`` "node" or "anysio", ``mode`` "classic" or "sharded"; an anysio
-    server with ``workers`` > 1 is one machine of that many worker processes (its master prints its address)."""
+    server with ``workers`` > 1 is one machine of that many worker processes (its master prints its address).
+    ``extra_env``: more of the contract's settings (``SUBSCRIPTION_MODE``, ``ROOM_SWEEP_INTERVAL``)."""
     env = {**os.environ, "PORT": "0", "REDIS_URL": redis_url, "NAME": name, "PYTHONPATH": str(ROOT), "ADAPTER": mode}
+    env.update(extra_env or {})
     node = ["node", str(NODE_SERVER)]
     cmd = node if kind == "node" else [sys.executable, str(PY_SERVER), "--backend", backend, f"--workers={workers}"]
     async with await anyio.open_process(cmd, env=env, stderr=None) as proc:
@@ -214,3 +234,56 @@ async def client(server: ServerProc, name: str, rooms: list[str], nsp: str = "/"
                 if proc.returncode is None:
                     proc.kill()
                     await proc.wait()
+
+
+@dataclass
+class Cluster:
+    redis: Redis
+    node: ServerProc
+    py: ServerProc
+    clients: dict[str, Client]
+
+
+@asynccontextmanager
+async def placed_client(server: ServerProc, name: str, rooms: list[str], holds_link: bool) -> AsyncIterator[Client]:
+    """A client of a machine with workers, on the worker that holds the Redis link or on another one (the kernel
+    spreads connections: a client that lands on the wrong kind of worker is replaced)."""
+    for _ in range(40):
+        async with client(server, name, rooms) as c:
+            if (await c.call("whoami"))["holds_link"] == holds_link:
+                yield c
+                return
+            # Gone from the server before the next try: a client killed while still long-polling would leave its
+            # session (and its socket in the rooms) until the heartbeat times out, and count in broadcasts.
+            assert await c.call("kick", {"rooms": [c.id]}) is True
+            assert await c.disconnected() == "io server disconnect"
+    raise AssertionError(f"no client of {name} landed on a worker with holds_link={holds_link}")
+
+
+@asynccontextmanager
+async def mixed_cluster(
+    backend: str, first: str = "node", mode: str = "classic", workers: int = 1, env: dict[str, str] | None = None
+) -> AsyncIterator[Cluster]:
+    """A Node server "N" (or, with ``first="anysio"``, a second anysio server) and an anysio server "P" (of
+    ``workers`` processes), on the classic adapter or the sharded one (``mode``), both with ``env``. Clients: n1
+    (rooms r1), n2 (r2) and nc (r1, on "/chat") on N; p1 (r1, r3), p2 (r2) and pc (r1, on "/chat") on P, with
+    workers p1 on the worker that holds the Redis link and p2 on another."""
+    async with AsyncExitStack() as stack:
+        redis = await stack.enter_async_context(redis_server())
+        node = await stack.enter_async_context(cluster_server(first, "N", redis.url, backend, mode, 1, env))
+        py = await stack.enter_async_context(cluster_server("anysio", "P", redis.url, backend, mode, workers, env))
+        clients: dict[str, Client] = {}
+        for name, server, rooms, nsp in [
+            ("n1", node, ["r1"], "/"),
+            ("n2", node, ["r2"], "/"),
+            ("p1", py, ["r1", "r3"], "/"),
+            ("p2", py, ["r2"], "/"),
+            ("nc", node, ["r1"], "/chat"),
+            ("pc", py, ["r1"], "/chat"),
+        ]:
+            if workers > 1 and name in ("p1", "p2"):
+                placed = placed_client(server, name, rooms, holds_link=name == "p1")
+                clients[name] = await stack.enter_async_context(placed)
+            else:
+                clients[name] = await stack.enter_async_context(client(server, name, rooms, nsp))
+        yield Cluster(redis, node, py, clients)

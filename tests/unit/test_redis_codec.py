@@ -101,3 +101,23 @@ def test_anysio_broadcasts_are_nodes_bytes() -> None:
         assert ours.hex() == m["hex"], m["op"]
         checked += 1
     assert checked >= 9
+
+
+def test_anysio_sharded_broadcasts_are_nodes_bytes() -> None:
+    """The same for the sharded adapter's BROADCAST without ack (JSON, or msgpack when it holds binary)."""
+    checked = 0
+    for m in VECTORS["messages"]:
+        body = m["decoded"].get("data") if m["mode"] == "sharded" else None
+        if body is None or m["decoded"]["type"] != 3 or "requestId" in body:
+            continue
+        text = m["socketio"][0]
+        data_json = text[text.index("[") :]
+        attachments = [bytes.fromhex(a["binary"]) for a in m["socketio"][1:]]
+        opts = body["opts"]
+        volatile = bool(opts["flags"].get("volatile"))
+        uid, nsp = m["decoded"]["uid"], m["decoded"]["nsp"]
+        rooms, except_rooms = opts["rooms"], opts["except"]
+        ours = redis_encode_broadcast(uid, nsp, data_json, attachments, rooms, except_rooms, volatile, sharded=True)
+        assert ours.hex() == m["hex"], m["op"]
+        checked += 1
+    assert checked == 5

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 import anyio
 
@@ -27,6 +27,9 @@ if TYPE_CHECKING:
     from .._native import SessionTuple
 
 AckResolver = Callable[[list[Any] | None], None]
+#: Which rooms a link to other machines subscribes to one by one (the sharded Redis adapter's subscription modes):
+#: none, those that are not socket ids, or all of them.
+RoomsWanted = Literal["none", "public", "all"]
 
 
 @dataclass(frozen=True)
@@ -144,6 +147,20 @@ class Adapter:
 
     def socket_rooms(self, socket: LocalSocket) -> list[str]:
         return self.nsp.core.rooms_of(socket.key)
+
+    def socket_connected(self, socket: LocalSocket) -> None:
+        """The socket is connected (it is in the room of its own id): a hook for cluster adapters."""
+
+    def local_rooms(self) -> set[str]:
+        """Every room of the namespace in this process, socket ids included."""
+        rooms: set[str] = set()
+        for key in self._targets(BroadcastOptions()):
+            rooms.update(self.nsp.core.rooms_of(key))
+        return rooms
+
+    async def all_rooms(self) -> set[str]:
+        """Node's ``allRooms``: every room of the namespace, on every server of the cluster."""
+        return self.local_rooms()
 
     def _targets(self, opts: BroadcastOptions) -> list[int]:
         return self.nsp.core.targets(self.nsp.name, sorted(opts.rooms), sorted(opts.except_rooms))
@@ -278,6 +295,9 @@ class MachineScope(Protocol):
         ...
 
     def machine_ack_done(self, rid: str) -> None: ...
+    async def machine_rooms(self) -> set[str]:
+        """Every room of the namespace on every worker. Raises ClusterError when a worker did not answer."""
+        ...
 
 
 class Uplink(Protocol):
@@ -300,7 +320,13 @@ class Uplink(Protocol):
     async def remote_disconnect(self, opts: BroadcastOptions, close: bool) -> None: ...
     async def remote_server_side_emit(self, args: list[Any]) -> None: ...
     async def remote_server_side_emit_with_ack(self, args: list[Any], timeout: float | None) -> list[Any]: ...
+    async def remote_all_rooms(self) -> set[str]: ...
     async def server_count(self) -> int: ...
+    @property
+    def rooms_wanted(self) -> RoomsWanted: ...
+    def rooms_joined(self, rooms: list[str]) -> None:
+        """Sockets of this machine joined rooms, which the link may subscribe to one by one."""
+        ...
 
 
 @runtime_checkable
@@ -310,6 +336,11 @@ class ClusterLink(Protocol):
     the others reach it over the bus."""
 
     def uplink(self, nsp: AdapterNamespace, machine: MachineScope) -> Uplink: ...
+    @property
+    def rooms_wanted(self) -> RoomsWanted:
+        """Which rooms the other workers report to the one that holds the link (``Uplink.rooms_joined``)."""
+        ...
+
     async def __aenter__(self) -> Any: ...
     async def __aexit__(self, *exc: Any) -> bool | None: ...
 

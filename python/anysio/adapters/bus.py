@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
@@ -19,7 +19,16 @@ import anyio.abc
 from ..codec.wire import decode_args, encode_args
 from ..exceptions import AckTimeout, ClusterError
 from ..ipc import Bus, Handler, Message
-from .base import Adapter, AdapterNamespace, BroadcastOptions, FetchedSocket, RemoteSocket, Uplink
+from .base import (
+    Adapter,
+    AdapterNamespace,
+    BroadcastOptions,
+    FetchedSocket,
+    LocalSocket,
+    RemoteSocket,
+    RoomsWanted,
+    Uplink,
+)
 
 if TYPE_CHECKING:
     from .._native import SessionTuple
@@ -64,6 +73,21 @@ class BusAdapter(Adapter):
 
     def _opts_msg(self, opts: BroadcastOptions) -> Message:
         return {"nsp": self.nsp.name, "rooms": sorted(opts.rooms), "except": sorted(opts.except_rooms)}
+
+    # Rooms this worker's sockets join, told to the link (which may subscribe to them one by one).
+    def add_all(self, socket: LocalSocket, rooms: Iterable[str]) -> None:
+        rooms = list(rooms)
+        super().add_all(socket, rooms)
+        if self.uplink is not None and self.uplink.rooms_wanted != "none":
+            self.uplink.rooms_joined(rooms)
+
+    def socket_connected(self, socket: LocalSocket) -> None:
+        if self.uplink is not None and self.uplink.rooms_wanted == "all":
+            self.uplink.rooms_joined([socket.id])
+
+    async def all_rooms(self) -> set[str]:
+        rooms = await self.machine_rooms()
+        return rooms | await self.uplink.remote_all_rooms() if self.uplink is not None else rooms
 
     async def broadcast(self, args: list[Any], opts: BroadcastOptions, ack_id: int | None = None) -> list[int]:
         data, attachments = encode_args(args)  # once, for the local sockets, the bus and the uplink
@@ -214,6 +238,15 @@ class BusAdapter(Adapter):
     def machine_ack_done(self, rid: str) -> None:
         self._ack_forwards.pop(rid, None)
 
+    async def machine_rooms(self) -> set[str]:
+        rooms = self.local_rooms()
+        replies = await self.bus.request({"t": "rooms", "nsp": self.nsp.name}, self.timeout)
+        if len(replies) < len(self.bus.peers):
+            raise ClusterError(f"{len(self.bus.peers) - len(replies)} workers did not tell their rooms")
+        for reply in replies:
+            rooms.update(reply["rooms"])
+        return rooms
+
     def ack_reply(self, rid: str, values: list[Any]) -> None:
         """A client of another worker answered a broadcast from another machine (``machine_ack_peers``)."""
         forward = self._ack_forwards.get(rid)
@@ -225,11 +258,14 @@ class HolderLink:
     """The uplink of a worker that does not hold the link to other machines: each operation is asked of the
     worker that does (``HOLDER``), over the bus, and done there by its uplink."""
 
-    def __init__(self, bus: Bus, nsp: str, holder: int = HOLDER, timeout: float = 5.0) -> None:
+    def __init__(
+        self, bus: Bus, nsp: str, holder: int = HOLDER, timeout: float = 5.0, rooms_wanted: RoomsWanted = "none"
+    ) -> None:
         self.bus = bus
         self.nsp = nsp
         self.holder = holder
         self.timeout = timeout
+        self.rooms_wanted = rooms_wanted
         self._unreachable = False
 
     def _msg(self, op: str, opts: BroadcastOptions | None = None, **extra: Any) -> Message:
@@ -293,6 +329,13 @@ class HolderLink:
     async def server_count(self) -> int:
         return int((await self._ask(self._msg("count"), self.timeout + 1.0))["count"])
 
+    async def remote_all_rooms(self) -> set[str]:
+        return set((await self._ask(self._msg("all_rooms"), self.timeout + 1.0))["rooms"])
+
+    def rooms_joined(self, rooms: list[str]) -> None:
+        if self.rooms_wanted != "none" and rooms:
+            self.bus.spawn(self._tell, self._msg("rooms", to=rooms))
+
 
 class ClusterNamespace(AdapterNamespace, Protocol):
     """What the bus needs from a namespace to serve the other workers' messages."""
@@ -341,6 +384,7 @@ class _Local:
             "acks": self.on_acks,
             "ack_reply": self.on_ack_reply,
             "restore": self.on_restore,
+            "rooms": self.on_rooms,
         }
 
     def on_broadcast(self, msg: Message) -> None:
@@ -410,6 +454,9 @@ class _Local:
     async def on_server_side(self, msg: Message) -> None:
         await self.nsp(msg).receive_server_side(_unpack(msg))
 
+    async def on_rooms(self, msg: Message) -> None:
+        await self.bus.reply(msg, {"rooms": sorted(self.nsp(msg).adapter.local_rooms())})
+
     async def on_restore(self, msg: Message) -> None:
         taken = self.nsp(msg).take_session(msg["pid"], msg["offset"])
         body = {"session": None} if taken is None else {"session": _session_msg(taken[0]), "data": _jsonable(taken[1])}
@@ -444,6 +491,8 @@ class _Relay:
             await uplink.remote_disconnect(o, bool(msg["close"]))
         elif op == "server_side":
             await uplink.remote_server_side_emit(_unpack(msg))
+        elif op == "rooms":
+            uplink.rooms_joined(msg["to"])
         else:
             self.bus.spawn(self._answer, uplink, op, o, msg)
 
@@ -462,6 +511,8 @@ class _Relay:
                     body = {**_pack(e.replies), "timeout": str(e)}
             elif op == "count":
                 body = {"count": await uplink.server_count()}
+            elif op == "all_rooms":
+                body = {"rooms": sorted(await uplink.remote_all_rooms())}
             else:
                 body = {"error": f"unknown operation {op!r}"}
         except ClusterError as e:

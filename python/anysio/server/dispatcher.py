@@ -272,6 +272,7 @@ class Dispatcher(Reporting):
             nsp.sockets[socket.id] = socket
             if socket.any_outgoing_listeners:
                 nsp.outgoing_watchers += 1
+            nsp.adapter.socket_connected(socket)
         else:
             self._drop(socket.key)
 

@@ -9,12 +9,29 @@ use std::fmt::{self, Write as _};
 
 use super::broadcast::Scalar;
 use super::payload::{
-    is_undefined, json_to_value, value_to_json, write_json_f64, write_json_str, write_msgpack,
-    Payload, VecWriter,
+    is_undefined, json_to_value, read_msgpack, value_to_json, write_json_f64, write_json_str,
+    write_msgpack, Payload, VecWriter,
 };
 use super::{fail, DecodeError, Encoding};
 
 // ---- reading fields of a JSON or msgpack object -----------------------------------------------------------------
+
+/// Reads a message that is one object, JSON or msgpack as its first byte says (Node's receivers decide so for
+/// requests, responses and sharded messages alike), and hands its members to `read` with the encoding it came in.
+/// `what` names the message in the error when it is no object.
+pub(super) fn read_message<T>(
+    bytes: &[u8],
+    what: &str,
+    read: impl FnOnce(&Fields<'_>, Encoding) -> Result<T, DecodeError>,
+) -> Result<T, DecodeError> {
+    match Encoding::of(bytes) {
+        Encoding::Json => read(&Fields::parse_json(bytes)?, Encoding::Json),
+        Encoding::Msgpack => {
+            let value = read_msgpack(bytes)?;
+            read(&Tree::Pack(&value).object(what)?, Encoding::Msgpack)
+        }
+    }
+}
 
 /// A member of a decoded message, in either encoding.
 #[derive(Clone, Copy)]

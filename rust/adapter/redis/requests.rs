@@ -2,8 +2,8 @@
 use super::broadcast::{
     array_items, local_broadcast, BroadcastOpts, LocalBroadcast, Packet, SocketDetails,
 };
-use super::fields::{Fields, Out, Tree};
-use super::payload::{read_msgpack, Payload};
+use super::fields::{read_message, Fields, Out, Tree};
+use super::payload::Payload;
 use super::{fail, DecodeError, Encoding};
 
 // ---- classic adapter: requests and responses --------------------------------------------------------------------
@@ -125,15 +125,10 @@ impl Request {
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-        let encoding = Encoding::of(bytes);
-        let value;
-        let fields = match encoding {
-            Encoding::Json => Fields::parse_json(bytes)?,
-            Encoding::Msgpack => {
-                value = read_msgpack(bytes)?;
-                Tree::Pack(&value).object("request")?
-            }
-        };
+        read_message(bytes, "request", Self::read)
+    }
+
+    fn read(fields: &Fields<'_>, encoding: Encoding) -> Result<Self, DecodeError> {
         let n = fields.req("type")?.u64("type")?;
         let kind = RequestType::from_u64(n)
             .ok_or_else(|| DecodeError(format!("unknown request type {n}")))?;
@@ -298,15 +293,10 @@ impl Response {
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-        let encoding = Encoding::of(bytes);
-        let value;
-        let fields = match encoding {
-            Encoding::Json => Fields::parse_json(bytes)?,
-            Encoding::Msgpack => {
-                value = read_msgpack(bytes)?;
-                Tree::Pack(&value).object("response")?
-            }
-        };
+        read_message(bytes, "response", Self::read)
+    }
+
+    fn read(fields: &Fields<'_>, encoding: Encoding) -> Result<Self, DecodeError> {
         let request_id = fields.req("requestId")?.string("requestId")?;
         let body = match fields.get("type").map(|t| t.u64("type")).transpose()? {
             Some(6) => ResponseBody::ServerSideEmit {

@@ -2,8 +2,8 @@
 use super::broadcast::{
     array_items, local_broadcast, BroadcastOpts, LocalBroadcast, Packet, SocketDetails,
 };
-use super::fields::{Fields, Out, Tree};
-use super::payload::{read_msgpack, Payload};
+use super::fields::{read_message, Fields, Out, Tree};
+use super::payload::Payload;
 use super::{fail, DecodeError, Encoding};
 
 // ---- sharded adapter --------------------------------------------------------------------------------------------
@@ -305,21 +305,14 @@ impl ClusterMessage {
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-        let encoding = Encoding::of(bytes);
-        let value;
-        let fields = match encoding {
-            Encoding::Json => Fields::parse_json(bytes)?,
-            Encoding::Msgpack => {
-                value = read_msgpack(bytes)?;
-                Tree::Pack(&value).object("message")?
-            }
-        };
-        let n = fields.req("type")?.u64("type")?;
-        Ok(ClusterMessage {
-            uid: fields.req("uid")?.string("uid")?,
-            nsp: fields.req("nsp")?.string("nsp")?,
-            body: ClusterBody::decode(n, fields.get("data"))?,
-            encoding,
+        read_message(bytes, "message", |fields, encoding| {
+            let n = fields.req("type")?.u64("type")?;
+            Ok(ClusterMessage {
+                uid: fields.req("uid")?.string("uid")?,
+                nsp: fields.req("nsp")?.string("nsp")?,
+                body: ClusterBody::decode(n, fields.get("data"))?,
+                encoding,
+            })
         })
     }
 
