@@ -7,6 +7,7 @@
 //! ids         ConnId, SessionKey, SocketKey
 //! engineio    Engine.IO v4 packets, payloads, sessions, heartbeat, upgrade (typed requests and messages in)
 //! socketio    Socket.IO v5 packets, namespaces, rooms, acks
+//! metrics     the counts behind /metrics, kept where they happen
 //! core        the engine and the layer above it, wired once for every driver
 //! driver      the mio poller that owns the sockets (its connection layer, wire, reads their bytes into
 //!             requests and messages); the socket-less driver behind the ASGI app
@@ -19,6 +20,7 @@ pub mod driver;
 pub mod engineio;
 pub mod http;
 pub mod ids;
+pub mod metrics;
 #[cfg(feature = "python")]
 mod pyjson;
 #[cfg(feature = "python")]

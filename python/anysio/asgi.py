@@ -155,6 +155,10 @@ class ASGIApp:
             if kind == "http":
                 return await self._http(scope, receive, send, target)
             return await self._websocket(scope, receive, send, target)
+        metrics = self.sio.metrics if isinstance(self.sio, Server) else None
+        if kind == "http" and metrics is not None and path == metrics.path:
+            status, headers, body = await metrics.respond()
+            return await _plain(send, status, body, _encode_headers(headers))
         if self.other_app is not None:
             return await self.other_app(scope, receive, send)
         if kind == "http":

@@ -36,6 +36,7 @@ from .adapters.bus import HOLDER, BusAdapter, HolderLink, attach
 from .engineio.runtime import BACKENDS, check_backend, run_backend, url
 from .exceptions import BackendUnavailable, checked_options
 from .ipc import Bus, Message
+from .server.metrics import Metrics, Snapshot
 from .server.server import Namespace, Server
 
 logger = logging.getLogger("anysio")
@@ -117,6 +118,20 @@ def listening_socket(host: str, port: int, listen: bool) -> socket.socket:
     return sock
 
 
+def share_metrics(metrics: Metrics, bus: Bus) -> None:
+    """A scrape on any worker shows the whole machine: it asks every other worker for its snapshot over the bus
+    and sums them; a worker that does not answer within a second is left out (``anysio_processes`` says so)."""
+
+    async def answer(msg: Message) -> None:
+        await bus.reply(msg, {"snapshot": metrics.snapshot()})
+
+    async def gather() -> list[Snapshot]:
+        return [r["snapshot"] for r in await bus.request({"t": "metrics"}, 1.0) if isinstance(r.get("snapshot"), dict)]
+
+    bus.on("metrics", answer)
+    metrics.gather = gather
+
+
 async def _worker(
     server: Server, index: int, workers: int, bus_dir: str, host: str, port: int, ready: Callable[[], None]
 ) -> None:
@@ -137,6 +152,8 @@ async def _worker(
 
     server.become_worker(index, adapter, bus.hand_off)
     attach(server, bus)
+    if server.metrics is not None:
+        share_metrics(server.metrics, bus)
     bus.on("heartbeat", partial(_answer_heartbeat, bus_dir, index))
     sock = listening_socket(host, port, listen=True)
     async with anyio.create_task_group() as tg:

@@ -44,6 +44,16 @@ pub enum Output {
     Close(Option<u16>),
 }
 
+impl Output {
+    /// The bytes a message output carries to the peer (others carry none that a slow peer holds up).
+    fn len(&self) -> usize {
+        match self {
+            Output::Message(d) => d.len(),
+            _ => 0,
+        }
+    }
+}
+
 /// Fields of a response the ASGI server writes itself.
 const HOP_BY_HOP: &[&str] = &["connection", "keep-alive", "transfer-encoding"];
 /// Fields of a 101 the ASGI server writes itself.
@@ -125,6 +135,8 @@ struct VirtualConn {
     phase: Phase,
     outputs: VecDeque<Output>,
     queued: bool,
+    /// The bytes of the messages in `outputs`: reported to the engine as the connection's backlog.
+    bytes: usize,
 }
 
 pub struct VirtualConns {
@@ -280,6 +292,7 @@ impl VirtualConns {
                 phase: Phase::Http,
                 outputs: VecDeque::new(),
                 queued: false,
+                bytes: 0,
             },
         );
         engine.on_connect_typed(conn, remote);
@@ -355,6 +368,12 @@ impl VirtualConns {
             let before = vc.outputs.len();
             // Drained rather than taken: the engine's queue keeps its memory for the connection's next answers.
             engine.drain_answers(conn, |a| vc.feed_one(a));
+            if vc.outputs.len() > before {
+                // Messages the ASGI writer has not taken still wait for the peer: they count against it
+                // (max_buffered, buffered_amount) as a socket's unwritten bytes do.
+                vc.bytes += vc.outputs.iter().skip(before).map(Output::len).sum::<usize>();
+                engine.set_backlog(conn, vc.bytes);
+            }
             let mut done = vc.phase == Phase::Done;
             if engine.should_close(conn) {
                 vc.finish();
@@ -391,11 +410,15 @@ impl VirtualConns {
 
     /// Outputs of `conn`, oldest first. A connection whose last output was taken after the engine let it go is
     /// forgotten; an unknown `conn` gives nothing.
-    pub fn take(&mut self, conn: ConnId) -> Vec<Output> {
+    pub fn take(&mut self, engine: &mut Engine, conn: ConnId) -> Vec<Output> {
         let Some(vc) = self.conns.get_mut(&conn) else {
             return Vec::new();
         };
         vc.queued = false;
+        if vc.bytes > 0 {
+            vc.bytes = 0;
+            engine.set_backlog(conn, 0);
+        }
         let out: Vec<Output> = vc.outputs.drain(..).collect();
         if matches!(vc.phase, Phase::Done) {
             self.conns.remove(&conn);
@@ -463,7 +486,7 @@ mod tests {
         fn handshake(&mut self) -> String {
             let conn = self.request("GET", "transport=polling", b"");
             assert_eq!(self.vc.take_ready(), vec![conn]);
-            let body = text(&self.vc.take(conn)[0]);
+            let body = text(&self.vc.take(&mut self.core.engine, conn)[0]);
             assert!(body.starts_with("0{\"sid\":"), "{body}");
             assert!(self.vc.is_empty(), "an answered request is let go");
             let open: serde_json::Value = serde_json::from_str(&body[1..]).unwrap();
@@ -484,14 +507,14 @@ mod tests {
         let mut h = Harness::new();
         let sid = h.handshake();
         let get = h.request("GET", &format!("transport=polling&sid={sid}"), b"");
-        assert!(h.vc.take(get).is_empty(), "the GET is parked");
+        assert!(h.vc.take(&mut h.core.engine, get).is_empty(), "the GET is parked");
         let key = h.core.engine.key_of(&sid).unwrap();
         h.core.engine.send(key, Data::Text("hi".into()));
         h.settle();
         assert_eq!(h.vc.take_ready(), vec![get]);
-        assert_eq!(text(&h.vc.take(get)[0]), "4hi");
+        assert_eq!(text(&h.vc.take(&mut h.core.engine, get)[0]), "4hi");
         let post = h.request("POST", &format!("transport=polling&sid={sid}"), b"4yo");
-        assert_eq!(text(&h.vc.take(post)[0]), "ok");
+        assert_eq!(text(&h.vc.take(&mut h.core.engine, post)[0]), "ok");
         assert!(h.saw(|e| matches!(e, Event::Message { data: Data::Text(t), .. } if t == "yo")));
     }
 
@@ -511,7 +534,7 @@ mod tests {
         let mut h = Harness::new();
         let headers: &[(&[u8], &[u8])] = &[(b"host", b"x"), (b"sec-websocket-key", b"?")];
         let ws = h.websocket("transport=websocket", headers);
-        let out = h.vc.take(ws);
+        let out = h.vc.take(&mut h.core.engine, ws);
         assert!(matches!(&out[0], Output::Accept { headers } if headers.is_empty()));
         assert!(text(&out[1]).starts_with("0{"));
         assert!(h.message(ws, Data::Text("4hello".into())));
@@ -525,7 +548,7 @@ mod tests {
         h.core.engine.send(*key, Data::Binary(vec![9]));
         h.core.engine.close(*key, h.now);
         h.settle();
-        let out = h.vc.take(ws);
+        let out = h.vc.take(&mut h.core.engine, ws);
         assert_eq!(out[0], Output::Message(Data::Binary(vec![9])));
         assert!(matches!(out.last(), Some(Output::Close(Some(_)))));
         assert!(h.vc.is_empty());
@@ -538,17 +561,17 @@ mod tests {
         let sid = h.handshake();
         let get = h.request("GET", &format!("transport=polling&sid={sid}"), b"");
         let ws = h.websocket(&format!("transport=websocket&sid={sid}"), NO_HEADERS);
-        assert!(matches!(h.vc.take(ws).as_slice(), [Output::Accept { .. }]));
+        assert!(matches!(h.vc.take(&mut h.core.engine, ws).as_slice(), [Output::Accept { .. }]));
         h.message(ws, Data::Text("2probe".into()));
-        assert_eq!(text(&h.vc.take(ws)[0]), "3probe");
-        assert_eq!(text(&h.vc.take(get)[0]), "6", "the parked GET is released");
+        assert_eq!(text(&h.vc.take(&mut h.core.engine, ws)[0]), "3probe");
+        assert_eq!(text(&h.vc.take(&mut h.core.engine, get)[0]), "6", "the parked GET is released");
         h.message(ws, Data::Text("5".into()));
         assert!(h.saw(|e| matches!(e, Event::Upgrade { .. })));
         h.core
             .engine
             .send(h.core.engine.key_of(&sid).unwrap(), Data::Text("x".into()));
         h.settle();
-        assert_eq!(text(&h.vc.take(ws)[0]), "4x");
+        assert_eq!(text(&h.vc.take(&mut h.core.engine, ws)[0]), "4x");
     }
 
     /// The engine's limits hold for values as for bytes: max_payload bounds a POST body and a message.
@@ -563,13 +586,13 @@ mod tests {
             b"4123456789",
         );
         assert!(matches!(
-            h.vc.take(post)[0],
+            h.vc.take(&mut h.core.engine, post)[0],
             Output::Response { status: 413, .. }
         ));
         let ws = h.websocket("transport=websocket", NO_HEADERS);
-        assert!(matches!(h.vc.take(ws)[0], Output::Accept { .. }));
+        assert!(matches!(h.vc.take(&mut h.core.engine, ws)[0], Output::Accept { .. }));
         assert!(h.message(ws, Data::Text("4123456789".into())));
-        let out = h.vc.take(ws);
+        let out = h.vc.take(&mut h.core.engine, ws);
         assert_eq!(out.last(), Some(&Output::Close(Some(1009))), "{out:?}");
         assert!(h.saw(|e| matches!(e, Event::Close { .. })));
     }
@@ -578,7 +601,7 @@ mod tests {
     fn refused_websocket_handshake_is_a_response() {
         let mut h = Harness::new();
         let ws = h.websocket("transport=websocket&sid=nope", NO_HEADERS);
-        let out = h.vc.take(ws);
+        let out = h.vc.take(&mut h.core.engine, ws);
         assert!(
             matches!(&out[0], Output::Response { status: 400, .. }),
             "{out:?}"
@@ -627,6 +650,7 @@ mod tests {
             phase: Phase::Http,
             outputs: VecDeque::new(),
             queued: false,
+            bytes: 0,
         };
         let accept = Answer::Accept(Response::new(101));
         let hello = Answer::Packet(Packet::Message(Data::Text("hi".into())));
@@ -645,6 +669,7 @@ mod tests {
             phase: Phase::WebSocket,
             outputs: VecDeque::new(),
             queued: false,
+            bytes: 0,
         };
         c.finish();
         let code = Some(websocket::close_code::INTERNAL_ERROR);

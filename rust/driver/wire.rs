@@ -19,6 +19,7 @@ use std::time::Instant;
 use crate::engineio::{Answer, ConnId, Data, Engine, Packet, Phase};
 use crate::http::{self, RequestParser};
 use crate::ids::IdMap;
+use crate::metrics::BadInput;
 use crate::websocket::{self, Decoder, Opcode};
 
 /// A connection's reader. An HTTP reader is boxed: a WebSocket connection, most of them and idle for long, then
@@ -253,7 +254,7 @@ impl Wire {
         if let Some(c) = self.conns.remove(&conn) {
             let inside = matches!(&c.reader, Reader::Http(http) if !http.parser.is_idle());
             if inside && engine.phase(conn) == Some(Phase::Reading) {
-                engine.report_bad_input(conn, "connection closed inside a request".into());
+                engine.report_bad_input(conn, BadInput::Http, "connection closed inside a request".into());
             }
         }
         engine.on_disconnect(conn, now);

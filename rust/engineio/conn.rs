@@ -18,6 +18,7 @@ use super::session::CloseReason;
 use super::CorsOrigin;
 use crate::http::{HttpError, Request, Response};
 use crate::ids::{ConnId, SessionKey};
+use crate::metrics::BadInput;
 
 pub(super) enum Waiting {
     Nothing,
@@ -153,6 +154,7 @@ impl Engine {
             return;
         };
         let remote = c.remote;
+        self.counters.bad(BadInput::Http);
         self.report(
             Some(conn),
             remote,
@@ -228,6 +230,7 @@ impl Engine {
         };
         let remote = c.remote;
         c.state = ConnState::Done;
+        self.counters.bad(BadInput::Http);
         self.report(Some(conn), remote, why);
         let res = Response::new(status).with_header("Connection", "close");
         self.emit(conn, |out| out.response(res));
@@ -293,6 +296,7 @@ impl Engine {
             self.dirty.push(conn);
         }
         if overflow {
+            self.counters.slow_consumers += 1;
             let remote = c.remote;
             self.report(
                 Some(conn),

@@ -19,6 +19,7 @@ use super::session::{Carrier, CloseReason, Session, Transport};
 use super::{Config, ErrorCode, Event, HeadersHook};
 use crate::http::{Request, Response};
 use crate::ids::{ConnId, IdMap, SessionKey};
+use crate::metrics::{BadInput, EngineCounters};
 
 pub struct Engine {
     pub config: Config,
@@ -36,6 +37,8 @@ pub struct Engine {
     /// Connections whose parked request was answered: requests pipelined behind it can be read now.
     pub(super) resumed: Vec<ConnId>,
     headers_hook: Option<HeadersHook>,
+    /// What `/metrics` reports (crate::metrics).
+    pub counters: EngineCounters,
 }
 
 impl Engine {
@@ -53,6 +56,7 @@ impl Engine {
             poll_ready: Vec::new(),
             resumed: Vec::new(),
             headers_hook: None,
+            counters: EngineCounters::default(),
         }
     }
 
@@ -189,12 +193,40 @@ impl Engine {
         }
     }
 
+    /// Bytes waiting for the peer of session `key` (the browser's WebSocket `bufferedAmount`, seen from the
+    /// server): a WebSocket's output not yet written to its socket, or the payload waiting for a polling
+    /// client's next GET. What the kernel's socket buffer holds is not counted. None for no open session.
+    pub fn buffered_amount(&self, key: SessionKey) -> Option<usize> {
+        let s = self.sessions.get(&key).filter(|s| s.is_open())?;
+        let out = match s.carrier {
+            Carrier::WebSocket { conn } => self.conns.get(&conn).map_or(0, |c| c.out.len()),
+            Carrier::Polling { .. } => 0,
+        };
+        Some(out + s.queue.len())
+    }
+
+    /// Open sessions by their transport now: [polling, websocket].
+    pub fn sessions_by_transport(&self) -> [usize; 2] {
+        let mut by = [0; 2];
+        for s in self.sessions.values().filter(|s| s.is_open()) {
+            by[usize::from(s.transport() == Transport::WebSocket)] += 1;
+        }
+        by
+    }
+
     pub fn send(&mut self, key: SessionKey, data: Data) -> bool {
-        self.send_packet(key, Packet::Message(data))
+        let len = data.len() as u64;
+        let sent = self.send_packet(key, Packet::Message(data));
+        if sent {
+            self.counters.packets_out += 1;
+            self.counters.bytes_out += len;
+        }
+        sent
     }
 
     /// Send one message to many sessions; the packet is built once and shared.
     pub fn broadcast(&mut self, keys: &[SessionKey], data: Data) {
+        let len = data.len() as u64;
         let packet = Arc::new(Packet::Message(data));
         for key in keys {
             let Some(s) = self.sessions.get(key) else {
@@ -203,6 +235,8 @@ impl Engine {
             if !s.is_open() {
                 continue;
             }
+            self.counters.packets_out += 1;
+            self.counters.bytes_out += len;
             match s.carrier {
                 Carrier::WebSocket { conn } => self.emit(conn, |out| out.shared(&packet)),
                 Carrier::Polling { .. } => _ = self.queue_for_poll(*key, Packet::clone(&packet)),
@@ -309,6 +343,7 @@ impl Engine {
         code: ErrorCode,
         detail: Option<&str>,
     ) {
+        self.counters.bad(BadInput::ConnectionError);
         let request = Arc::new(self.request_info(conn, req));
         self.events.push_back(Event::ConnectionError {
             conn,
@@ -318,8 +353,9 @@ impl Engine {
         });
     }
 
-    /// One `ProtocolError` per bad input, so the application logs each once.
-    pub fn report_bad_input(&mut self, conn: ConnId, message: String) {
+    /// One `ProtocolError` per bad input, so the application logs each once; counted by `kind`.
+    pub fn report_bad_input(&mut self, conn: ConnId, kind: BadInput, message: String) {
+        self.counters.bad(kind);
         let remote = self.conns.get(&conn).and_then(|c| c.remote);
         self.report(Some(conn), remote, message);
     }

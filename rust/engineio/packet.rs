@@ -53,6 +53,20 @@ pub enum Data {
     Binary(Vec<u8>),
 }
 
+impl Data {
+    /// The message's bytes: its text's UTF-8, or its binary data.
+    pub fn len(&self) -> usize {
+        match self {
+            Data::Text(t) => t.len(),
+            Data::Binary(b) => b.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Packet {
     /// The handshake data, JSON.

@@ -20,6 +20,7 @@ use super::packet::{self, Packet};
 use super::session::{CloseReason, ReadyState, Upgrade};
 use crate::http::{Request, Response};
 use crate::ids::{ConnId, SessionKey};
+use crate::metrics::BadInput;
 
 /// The packets waiting for a polling session's next GET, and the size of the payload they make.
 #[derive(Debug, Default)]
@@ -67,7 +68,7 @@ impl Engine {
         };
         if s.poll_conn.is_some() {
             // Node: "overlap from client" closes the session; the new GET gets a bare 400.
-            self.report_bad_input(conn, "a second GET while one is pending".into());
+            self.report_bad_input(conn, BadInput::EngineIo, "a second GET while one is pending".into());
             self.respond(conn, &req, Response::new(400));
             return self.close_session(key, CloseReason::TransportError, now);
         }
@@ -97,6 +98,7 @@ impl Engine {
             // v4 payloads are text; Node fails the transport ("invalid content").
             self.report_bad_input(
                 conn,
+                BadInput::EngineIo,
                 "binary POST body (Engine.IO v4 payloads are text)".into(),
             );
             self.respond(conn, &req, Response::new(400));
@@ -113,7 +115,7 @@ impl Engine {
                 }
             }
             Err(e) => {
-                self.report_bad_input(conn, format!("malformed polling payload: {e}"));
+                self.report_bad_input(conn, BadInput::EngineIo, format!("malformed polling payload: {e}"));
                 self.close_session(key, CloseReason::ParseError, now);
             }
         }
@@ -156,6 +158,7 @@ impl Engine {
         let why = format!(
             "polling output over max_buffered ({max} bytes, {dropped} packets): client not polling"
         );
+        self.counters.slow_consumers += 1;
         self.report(None, remote, why);
         self.end_session(key, CloseReason::TransportError);
         false

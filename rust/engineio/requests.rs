@@ -15,6 +15,7 @@ use super::session::{Carrier, Session, Transport, Upgrade};
 use super::{ErrorCode, Event, RequestInfo};
 use crate::http::{Method, Request, Response};
 use crate::ids::{ConnId, SessionKey};
+use crate::metrics::BadInput;
 
 pub(super) fn error_response(code: ErrorCode, message: Option<&str>) -> Response {
     let body =
@@ -50,7 +51,7 @@ impl Engine {
                 });
                 return;
             }
-            self.report_bad_input(conn, format!("no Engine.IO endpoint at {:?}", req.path));
+            self.report_bad_input(conn, BadInput::Http, format!("no Engine.IO endpoint at {:?}", req.path));
             let res = Response::new(404).with_body("text/plain", b"Not Found".to_vec());
             return self.respond(conn, &req, res);
         }
@@ -234,6 +235,7 @@ impl Engine {
         self.timers
             .push(Reverse((now + self.config.ping_interval, key)));
         self.sessions.insert(key, session);
+        self.counters.sessions_opened[usize::from(transport == Transport::WebSocket)] += 1;
         self.events.push_back(Event::Open {
             key,
             sid,
@@ -324,6 +326,7 @@ impl Engine {
                 // Node's answer: the transport has no handler for the method.
                 self.report_bad_input(
                     conn,
+                    BadInput::EngineIo,
                     format!("{} request for a session", req.method.as_str()),
                 );
                 self.respond(conn, &req, Response::new(500))

@@ -25,6 +25,7 @@ use super::Event;
 use crate::http::Response;
 
 use crate::ids::{ConnId, SessionKey};
+use crate::metrics::BadInput;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport {
@@ -224,7 +225,11 @@ impl Engine {
             return;
         }
         match packet {
-            Packet::Message(data) => self.events.push_back(Event::Message { key, data }),
+            Packet::Message(data) => {
+                self.counters.packets_in += 1;
+                self.counters.bytes_in += data.len() as u64;
+                self.events.push_back(Event::Message { key, data });
+            }
             // A pong nobody asked for changes nothing: it must not postpone the next ping.
             Packet::Pong(_) if matches!(s.state, ReadyState::Open(Heartbeat::PongBy(_))) => {
                 let at = now + self.config.ping_interval;
@@ -234,7 +239,7 @@ impl Engine {
             Packet::Close => self.close_session(key, CloseReason::TransportClose, now),
             Packet::Ping(_) => {
                 // In v4 only the server pings; Node fails the transport ("invalid heartbeat direction").
-                self.report_bad_input(conn, "ping from the client".into());
+                self.report_bad_input(conn, BadInput::EngineIo, "ping from the client".into());
                 self.close_session(key, CloseReason::TransportError, now);
             }
             // Upgrade packets mean something only on a probe; Node ignores them here, and noops everywhere.
@@ -333,6 +338,7 @@ impl Engine {
             };
             self.close_websocket(conn, None);
         }
+        self.counters.closed(reason.as_str());
         self.events.push_back(Event::Close { key, reason });
     }
 

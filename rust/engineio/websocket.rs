@@ -15,6 +15,7 @@ use super::session::{Carrier, CloseReason, Upgrade};
 use super::Event;
 use crate::http::{Request, Response};
 use crate::ids::{ConnId, SessionKey};
+use crate::metrics::BadInput;
 use crate::websocket::{self, close_code, Message};
 
 impl Engine {
@@ -59,7 +60,7 @@ impl Engine {
             ""
         };
         if !refusal.is_empty() {
-            self.report_bad_input(conn, format!("WebSocket handshake: {refusal}"));
+            self.report_bad_input(conn, BadInput::WebSocket, format!("WebSocket handshake: {refusal}"));
             self.abort_upgrade(conn, 400, refusal);
             return false;
         }
@@ -97,7 +98,7 @@ impl Engine {
     /// connection").
     pub(super) fn accept_and_close_websocket(&mut self, conn: ConnId, req: &Request, why: &str) {
         if self.answer_websocket_handshake(conn, req, None) {
-            self.report_bad_input(conn, format!("WebSocket closed at once: {why}"));
+            self.report_bad_input(conn, BadInput::WebSocket, format!("WebSocket closed at once: {why}"));
             self.close_websocket(conn, None);
         }
     }
@@ -113,7 +114,7 @@ impl Engine {
             return;
         };
         let key = *key;
-        self.report_bad_input(conn, format!("WebSocket: {}", err.reason));
+        self.report_bad_input(conn, BadInput::WebSocket, format!("WebSocket: {}", err.reason));
         self.close_websocket(conn, Some(err.code));
         self.on_websocket_gone(key, conn, CloseReason::TransportError, now);
     }
@@ -141,7 +142,7 @@ impl Engine {
             Message::Text(t) => match Packet::decode_text(&t) {
                 Ok(p) => p,
                 Err(e) => {
-                    self.report_bad_input(conn, format!("malformed packet: {e}"));
+                    self.report_bad_input(conn, BadInput::EngineIo, format!("malformed packet: {e}"));
                     if self.is_probe(key, conn) {
                         return self.drop_probe(key, conn);
                     }
@@ -196,6 +197,7 @@ impl Engine {
                 if !queued.is_empty() {
                     self.emit(conn, |out| queued.into_iter().for_each(|p| out.packet(p)));
                 }
+                self.counters.upgrades += 1;
                 self.events.push_back(Event::Upgrade { key });
             }
             _ => self.drop_probe(key, conn),

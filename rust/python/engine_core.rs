@@ -3,13 +3,14 @@ use std::time::Instant;
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::{PyList, PyString};
+use pyo3::types::{PyDict, PyList, PyString};
 
 use super::convert::*;
 use crate::core::{AnyCore, Core, EngineOnly};
 use crate::driver::{self, Driver};
 use crate::engineio::{self, Cookie, ErrorCode};
 use crate::ids::{ConnId, SessionKey, SocketKey};
+use crate::metrics::{BadInput, CONNECT_RESULTS};
 use crate::socketio::SocketIo;
 
 /// The server core: the sockets, the Engine.IO session table and timers, and (with `socketio=True`) the
@@ -20,6 +21,8 @@ use crate::socketio::SocketIo;
 pub struct EngineCore {
     pub(super) driver: Driver,
     pub(super) core: AnyCore,
+    /// Sockets whose emitters wait for their buffer to fall under a mark (`watch_drain`).
+    pub(super) drain_watch: Vec<(SocketKey, usize)>,
 }
 
 impl EngineCore {
@@ -30,6 +33,25 @@ impl EngineCore {
 
     fn sio_ref(&self) -> PyResult<&Core<SocketIo>> {
         self.core.socketio_ref().ok_or_else(no_socketio)
+    }
+
+    /// `("drained", socket)` for every watched socket whose buffer fell under its mark, or that is gone: the
+    /// emitters waiting for it go on. Nothing to do, and nothing paid, while nobody waits.
+    pub(super) fn report_drained(&mut self, out: &Bound<'_, PyList>) -> PyResult<()> {
+        if self.drain_watch.is_empty() {
+            return Ok(());
+        }
+        let watched = std::mem::take(&mut self.drain_watch);
+        let Some(c) = self.core.socketio_ref() else {
+            return Ok(());
+        };
+        for (socket, mark) in watched {
+            match c.layer.buffered_amount(socket, &c.engine) {
+                Some(n) if n >= mark => self.drain_watch.push((socket, mark)),
+                _ => out.append(("drained", socket))?,
+            }
+        }
+        Ok(())
     }
 
     fn engine(&mut self) -> &mut engineio::Engine {
@@ -111,7 +133,11 @@ impl EngineCore {
             false => AnyCore::EngineIo(Core::new(engine, EngineOnly::default())),
         };
         let driver = Driver::new().map_err(os_error)?;
-        Ok(EngineCore { driver, core })
+        Ok(EngineCore {
+            driver,
+            core,
+            drain_watch: Vec::new(),
+        })
     }
 
     /// Listen on a bound, listening socket whose descriptor Python gives up (`socket.detach()`).
@@ -159,6 +185,7 @@ impl EngineCore {
             out.append(("handoff", fd, owner))?;
         }
         drain_any(py, &mut self.core, &out)?;
+        self.report_drained(&out)?;
         Ok(out)
     }
 
@@ -243,6 +270,26 @@ impl EngineCore {
     #[getter]
     fn connection_count(&self) -> usize {
         self.driver.connection_count()
+    }
+
+    /// Every count `/metrics` reports, read in one call (crate::metrics): the counters kept on the hot path,
+    /// and the gauges counted from the tables now.
+    fn metrics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        metrics_dict(py, &self.core)
+    }
+
+    /// Bytes waiting for the peer of `socket`'s session (Engine.IO's `bufferedAmount`); None when it is gone.
+    fn buffered_amount(&self, socket: SocketKey) -> PyResult<Option<usize>> {
+        let c = self.sio_ref()?;
+        Ok(c.layer.buffered_amount(socket, &c.engine))
+    }
+
+    /// Report `("drained", socket)` from a later turn once `socket`'s buffer is under `mark` bytes (or the
+    /// socket is gone): what an emitter waiting on a slow client awaits.
+    fn watch_drain(&mut self, socket: SocketKey, mark: usize) {
+        self.drain_watch.push((socket, mark));
+        // The buffer may have drained already: a turn soon says so.
+        self.driver.request_flush();
     }
 
     /// Close every session ("server shutting down") and every socket.
@@ -439,4 +486,45 @@ impl EngineCore {
     fn disconnected_count(&self) -> PyResult<usize> {
         Ok(self.sio_ref()?.layer.disconnected_count())
     }
+}
+
+/// `EngineCore.metrics`'s dict: flat names, with a dict of label -> count where the count has a label.
+pub(super) fn metrics_dict<'py>(py: Python<'py>, core: &AnyCore) -> PyResult<Bound<'py, PyDict>> {
+    let engine = core.engine();
+    let c = &engine.counters;
+    let d = PyDict::new(py);
+    let transports = |by: [usize; 2]| -> PyResult<Bound<'py, PyDict>> {
+        let t = PyDict::new(py);
+        t.set_item("polling", by[0])?;
+        t.set_item("websocket", by[1])?;
+        Ok(t)
+    };
+    d.set_item("packets_in", c.packets_in)?;
+    d.set_item("packets_out", c.packets_out)?;
+    d.set_item("bytes_in", c.bytes_in)?;
+    d.set_item("bytes_out", c.bytes_out)?;
+    let opened = [c.sessions_opened[0] as usize, c.sessions_opened[1] as usize];
+    d.set_item("sessions_opened", transports(opened)?)?;
+    d.set_item("sessions_closed", c.sessions_closed.clone())?;
+    d.set_item("upgrades", c.upgrades)?;
+    let bad = PyDict::new(py);
+    for kind in BadInput::ALL {
+        bad.set_item(kind.as_str(), c.bad_input[kind as usize])?;
+    }
+    d.set_item("bad_input", bad)?;
+    d.set_item("slow_consumers", c.slow_consumers)?;
+    d.set_item("sessions", transports(engine.sessions_by_transport())?)?;
+    if let Some(sio) = core.socketio_ref() {
+        let s = &sio.layer.counters;
+        let connects = PyDict::new(py);
+        for (result, n) in CONNECT_RESULTS.iter().zip(s.connects) {
+            connects.set_item(*result, n)?;
+        }
+        d.set_item("connects", connects)?;
+        d.set_item("disconnects", s.disconnects.clone())?;
+        d.set_item("broadcasts", s.broadcasts)?;
+        d.set_item("deliveries", s.deliveries)?;
+        d.set_item("sockets", transports(sio.layer.sockets_by_transport(engine))?)?;
+    }
+    Ok(d)
 }

@@ -161,8 +161,16 @@ impl VirtualCore {
     /// a WebSocket message as the ASGI event that sends it ({"type": "websocket.send", "text" | "bytes": ...}),
     /// ("close", code | None). After "response" or "close" nothing follows.
     fn take<'py>(&mut self, py: Python<'py>, conn: ConnId) -> PyResult<Bound<'py, PyList>> {
+        let taken = self.with_core(py, |conns, core, _| {
+            let taken = conns.take(core.core.engine_mut(), conn);
+            if !core.drain_watch.is_empty() {
+                // The writer took what waited: the next turn tells the emitters waiting for a drain.
+                core.driver.request_flush();
+            }
+            taken
+        })?;
         let out = PyList::empty(py);
-        for o in self.conns.take(conn) {
+        for o in taken {
             out.append(output_to_py(py, o)?)?;
         }
         Ok(out)
@@ -172,6 +180,7 @@ impl VirtualCore {
     fn turn<'py>(&mut self, py: Python<'py>) -> PyResult<Settled<'py>> {
         self.with_core(py, |conns, core, now| {
             let settled = settle(py, conns, &mut core.core, now)?;
+            core.report_drained(&settled.0)?;
             // The application's calls wake the core's descriptor once (Driver::request_flush), and only the
             // driver re-arms it; there are no sockets here, and `settle` took every connection's output.
             match core.driver.rearm() {

@@ -6,7 +6,7 @@ use std::time::Instant;
 use super::packet::{self, PacketType};
 use super::recovery::Session;
 use super::{messages, send_control, DisconnectReason, SocketIo, SocketKey, SocketState};
-use crate::engineio::{Data, Engine, SessionKey};
+use crate::engineio::{Data, Engine, SessionKey, Transport};
 
 impl SocketIo {
     /// Let a socket in: the client gets CONNECT with the socket's id, then whatever was emitted meanwhile.
@@ -37,6 +37,7 @@ impl SocketIo {
             None => format!(r#"{{"sid":{sid}}}"#),
         };
         send_control(engine, s.client, PacketType::Connect, &s.nsp, Some(reply));
+        self.counters.connects[0] += 1;
         for d in held {
             engine.send(s.client, d);
         }
@@ -55,6 +56,7 @@ impl SocketIo {
             &s.nsp,
             Some(data_json.to_owned()),
         );
+        self.counters.connects[1] += 1;
         self.remove_socket(socket, None);
     }
 
@@ -193,6 +195,8 @@ impl SocketIo {
         for m in msgs {
             engine.broadcast(&sessions, m);
         }
+        self.counters.broadcasts += 1;
+        self.counters.deliveries += targets.len() as u64;
         targets
     }
 
@@ -223,7 +227,28 @@ impl SocketIo {
         for m in messages(text, attachments) {
             engine.broadcast(&sessions, m);
         }
+        self.counters.broadcasts += 1;
+        self.counters.deliveries += targets.len() as u64;
         targets
+    }
+
+    /// Connected sockets by the transport of their session now: [polling, websocket].
+    pub fn sockets_by_transport(&self, engine: &Engine) -> [usize; 2] {
+        let mut by = [0; 2];
+        for s in self.sockets.values() {
+            if s.state != SocketState::Connected {
+                continue;
+            }
+            if let Some(t) = engine.transport_of(s.client) {
+                by[usize::from(t == Transport::WebSocket)] += 1;
+            }
+        }
+        by
+    }
+
+    /// Bytes waiting for the peer of `socket`'s session (`Engine::buffered_amount`); None when it is gone.
+    pub fn buffered_amount(&self, socket: SocketKey, engine: &Engine) -> Option<usize> {
+        engine.buffered_amount(self.sockets.get(&socket)?.client)
     }
 
     pub fn join(&mut self, socket: SocketKey, room: &str) {

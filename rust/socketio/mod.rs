@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use crate::engineio::{self, CloseReason, Data, Engine, RequestInfo, SessionKey};
 use crate::ids::IdMap;
+use crate::metrics::{BadInput, SioCounters};
 use packet::{BinaryReassembly, Packet, PacketType};
 use recovery::Recovery;
 pub use rooms::{Rooms, SocketKey};
@@ -155,6 +156,8 @@ pub struct SocketIo {
     events: VecDeque<Event>,
     /// Connection state recovery, when the application enables it (boxed: off, it costs one pointer).
     recovery: Option<Box<Recovery>>,
+    /// What `/metrics` reports (crate::metrics); boxed, as the engine's and the layer's tables share one enum.
+    pub counters: Box<SioCounters>,
 }
 
 fn new_sid() -> Arc<str> {
@@ -206,6 +209,7 @@ impl SocketIo {
             timers: BinaryHeap::new(),
             events: VecDeque::new(),
             recovery: None,
+            counters: Box::default(),
         }
     }
 
@@ -320,6 +324,7 @@ impl SocketIo {
     }
 
     fn violation(&mut self, client: SessionKey, why: String, engine: &mut Engine, now: Instant) {
+        engine.counters.bad(BadInput::SocketIo);
         self.events.push_back(Event::ProtocolError {
             client,
             remote: engine.remote_of(client),
@@ -455,6 +460,7 @@ impl SocketIo {
                 &p.nsp,
                 Some(r#"{"message":"Invalid namespace"}"#.into()),
             );
+            self.counters.connects[2] += 1;
             return;
         };
         let key = self.next_socket;
@@ -516,6 +522,7 @@ impl SocketIo {
             c.sockets.retain(|k| *k != socket);
         }
         if let (Some(reason), SocketState::Connected) = (reason, &s.state) {
+            self.counters.disconnected(reason.as_str());
             self.events.push_back(Event::Disconnect { socket, reason });
         }
     }

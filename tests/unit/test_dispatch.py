@@ -122,6 +122,15 @@ class FakeCore(Notifier):
     def socket_count(self, nsp: str) -> int:
         return 0
 
+    def metrics(self) -> dict[str, Any]:
+        return {}
+
+    def buffered_amount(self, socket: int) -> int | None:
+        return 0
+
+    def watch_drain(self, socket: int, mark: int) -> None:
+        pass
+
     def respond(self, conn: int, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
         self._record("respond", conn, status, headers, body)
 

@@ -47,6 +47,11 @@ class Acks:
     def __init__(self) -> None:
         self._pending: dict[int, dict[int, AckResolver]] = {}
         self._ids = 0
+        #: Acknowledgements waited for in vain, one per socket (``/metrics``).
+        self.timed_out = 0
+
+    def pending_count(self) -> int:
+        return sum(map(len, self._pending.values()))
 
     def next_id(self) -> int:
         ack_id = self._ids
@@ -211,6 +216,7 @@ class Adapter:
                 with anyio.fail_after(timeout) if timeout is not None else nullcontext():
                     await done.wait()
         except TimeoutError:
+            acks.timed_out += len(pending)
             raise AckTimeout(
                 f"{len(pending)} of {len(keys)} sockets did not acknowledge {args[0]!r} in {timeout} s",
                 list(replies),

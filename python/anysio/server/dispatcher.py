@@ -19,7 +19,7 @@ from ..adapters.base import Acks
 from ..codec.coerce import CoercionError
 from ..codec.wire import BadAttachments, Undecodable, decode_args, encode_args
 from ..engineio.eager import Suspended, resume
-from ..engineio.http import Request, StaticFiles
+from ..engineio.http import Request
 from ..engineio.runtime import (
     MAX_BUFFERED,
     AllowRequest,
@@ -65,8 +65,10 @@ class DispatchHost(Protocol):
     def core(self) -> SioCore: ...
     @property
     def runtime(self) -> Runtime: ...
-    @property
-    def static_files(self) -> StaticFiles | None: ...
+    async def respond_http(self, request: Request) -> tuple[int, list[tuple[str, str]], bytes]:
+        """The answer to a request outside the Socket.IO path: ``/metrics``, a static file, or 404."""
+        ...
+
     @property
     def engine(self) -> EngineEvents: ...
     @property
@@ -196,13 +198,7 @@ class Dispatcher(Reporting):
         return None
 
     async def _serve_file(self, conn: int, request: Request) -> None:
-        static = self.host.static_files
-        status, headers, body = (
-            await static.respond(request.method, request.path)
-            if static is not None
-            else (404, [("Content-Type", "text/plain")], b"Not Found")
-        )
-        self.host.core.respond(conn, status, headers, body)
+        self.host.core.respond(conn, *await self.host.respond_http(request))
 
     # ---- connections ----------------------------------------------------------------------------------------
 

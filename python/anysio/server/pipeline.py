@@ -13,11 +13,13 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from time import perf_counter_ns
 from typing import Any, Protocol
 
 from ..codec.coerce import CoercionError, plan
-from ..codec.wire import Undecodable
+from ..codec.wire import BadAttachments, Undecodable
 from .handler import Args, Handler
+from .metrics import Counts, HandlerTimes
 from .socket import Ack, Socket
 
 logger = logging.getLogger("anysio")
@@ -33,6 +35,13 @@ class Reporting:
     """Failures, each logged once and then handed to the ``error`` handlers (the dispatcher's part that Chain and
     Pipeline reach), and the catch-all listeners, whose failures go the same way."""
 
+    #: What Python counts for ``/metrics``; None when metrics are off (the event path then times nothing).
+    counts: Counts | None = None
+
+    @property
+    def handler_times(self) -> HandlerTimes | None:
+        return self.counts.handler_times if self.counts is not None else None
+
     def error_handlers(self, socket: Socket | None) -> Sequence[ErrorHandler]:
         """The socket's namespace's ``error`` handlers, or, when it has none (or there is no socket), those of
         the main namespace "/" (``@sio.on("error")``)."""
@@ -43,6 +52,8 @@ class Reporting:
         raise NotImplementedError
 
     def report(self, socket: Socket | None, error: BaseException) -> None:
+        if self.counts is not None:
+            _count(self.counts, error)
         for fn in list(self.error_handlers(socket)):
             try:
                 result = fn(socket, error)
@@ -85,8 +96,20 @@ class Reporting:
             self.failed("catch-all listener", socket, e)
 
 
+def _count(counts: Counts, error: BaseException) -> None:
+    """Bad input Python found (the core counts what it refuses itself)."""
+    if isinstance(error, CoercionError):
+        counts.bad("payload")
+    elif isinstance(error, (BadAttachments, Undecodable)):
+        counts.bad("undecodable")
+
+
 class Reporter(Protocol):
     """Where failures go (the dispatcher): each is logged once and handed to the ``error`` handler."""
+
+    @property
+    def handler_times(self) -> HandlerTimes | None:
+        """Where the event handlers' time goes, when metrics are on."""
 
     def unfit(
         self, handler: Handler, socket: Socket, ack_id: int | None, error: CoercionError, ack: Ack | None
@@ -125,7 +148,31 @@ def invoke(
     handler: Handler, socket: Socket, args: Args, ack: Ack | None, ack_id: int | None, reporter: Reporter
 ) -> Any:
     """Coerce and call: the result (a coroutine function's coroutine), or FAILED once the failure is answered
-    (arguments that do not fit) and reported."""
+    (arguments that do not fit) and reported. With metrics on, the call is timed up to its result (a
+    coroutine's, when it finishes)."""
+    times = reporter.handler_times
+    if times is None:
+        return _invoke(handler, socket, args, ack, ack_id, reporter)
+    start = perf_counter_ns()
+    result = _invoke(handler, socket, args, ack, ack_id, reporter)
+    if result is FAILED:  # not called: its arguments did not fit
+        return result
+    if not handler.plan.is_async:
+        times.observe(perf_counter_ns() - start)
+        return result
+    return _timed(result, start, times)
+
+
+async def _timed(awaitable: Awaitable[Any], start: int, times: HandlerTimes) -> Any:
+    try:
+        return await awaitable
+    finally:
+        times.observe(perf_counter_ns() - start)
+
+
+def _invoke(
+    handler: Handler, socket: Socket, args: Args, ack: Ack | None, ack_id: int | None, reporter: Reporter
+) -> Any:
     try:
         return handler.invoke(socket, args, ack)
     except CoercionError as e:
@@ -140,7 +187,7 @@ def invoke(
 async def call(handler: Handler, socket: Socket, args: Args, ack: Ack, reporter: Reporter, last: bool = True) -> bool:
     """Run one handler with the event's shared Ack: its return value answers unless a reply was sent already, or
     it is None and other handlers follow (``last`` False). True when it returned None without answering."""
-    result = invoke(handler, socket, args, ack, ack.ack_id, reporter)
+    result = _invoke(handler, socket, args, ack, ack.ack_id, reporter)
     if result is FAILED:
         return False
     if handler.plan.is_async:

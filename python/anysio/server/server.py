@@ -19,7 +19,7 @@ import anyio.abc
 
 from ..adapters.base import Acks, Adapter, BroadcastOptions, FetchedSocket
 from ..codec.wire import decode_args
-from ..engineio.http import StaticFiles
+from ..engineio.http import Request, StaticFiles
 from ..engineio.runtime import (
     MAX_BUFFERED,
     AllowRequest,
@@ -36,6 +36,7 @@ from ..exceptions import checked_options
 from .broadcast import BroadcastOperator
 from .dispatcher import Dispatcher, DispatchNamespace
 from .handler import Handler, Middleware
+from .metrics import Counts, Metrics
 from .pipeline import Chain, ErrorHandler
 from .recovery import ConnectionStateRecovery, Recovery
 from .socket import Socket
@@ -317,6 +318,7 @@ class Server:
         static_files: Mapping[str, str | Path] | None = None,
         cleanup_empty_child_namespaces: bool = False,
         connection_state_recovery: ConnectionStateRecovery | Mapping[str, Any] | bool | None = None,
+        metrics: bool | str = False,
         **options: Unpack[EngineOptions],
     ) -> None:
         recovery = ConnectionStateRecovery.of(connection_state_recovery)
@@ -325,7 +327,7 @@ class Server:
             defer_handshakes=allow_request is not None or generate_id is not None,
             socketio=True,
             connect_timeout=connect_timeout,
-            serve_other_paths=static_files is not None,
+            serve_other_paths=static_files is not None or bool(metrics),
             recovery=recovery.max_disconnection_duration if recovery is not None else None,
             **options,
         )
@@ -344,6 +346,8 @@ class Server:
         )
         #: What a driver (``serve``, ``anysio.ASGIApp``, a worker) needs: the core and where its events go.
         self.runtime = Runtime(engine, self._dispatcher.dispatch, self._dispatcher.dispatch_in_tasks)
+        #: ``/metrics`` (``metrics=True``, or the path to serve them at), or None.
+        self.metrics = self._metrics("/metrics" if metrics is True else metrics or None)
         #: Node's ``io.engine`` events: ``@sio.engine.on("connection_error")``, ``"initial_headers"``, ``"headers"``.
         self.engine = EngineEvents(engine, self.runtime)
         #: Node's option: a child namespace goes when its last socket leaves (and is made again on a connect).
@@ -351,10 +355,24 @@ class Server:
         self._parents: list[ParentNamespace] = []
         self._main = self.of("/")
 
+    def _metrics(self, path: str | None) -> Metrics | None:
+        if path is None:
+            return None
+        counts = self._dispatcher.counts = Counts()
+        return Metrics(path, self._core, self._dispatcher.acks, counts)
+
     @property
     def core(self) -> SioCore:
         """The core as the Socket.IO layer calls it (rooms, emits, connections)."""
         return self._core
+
+    async def respond_http(self, request: Request) -> tuple[int, list[tuple[str, str]], bytes]:
+        """A request outside the Socket.IO path: ``/metrics`` when on, a static file, or 404."""
+        if self.metrics is not None and request.path == self.metrics.path and request.method == "GET":
+            return await self.metrics.respond()
+        if self.static_files is not None:
+            return await self.static_files.respond(request.method, request.path)
+        return 404, [("Content-Type", "text/plain")], b"Not Found"
 
     @property
     def address(self) -> tuple[str, int] | None:

@@ -153,6 +153,7 @@ class Socket:
             with anyio.fail_after(timeout) if timeout is not None else nullcontext():
                 await done.wait()
         except TimeoutError:
+            acks.timed_out += 1
             raise AckTimeout(f"no acknowledgement of {event!r} from {self.id} in {timeout} s") from None
         finally:
             acks.forget(self.key, ack_id)
