@@ -58,6 +58,8 @@ pub struct EngineCounters {
     pub bad_input: [u64; BadInput::ALL.len()],
     /// Peers dropped because their output passed `max_buffered` (a WebSocket, or a polling queue).
     pub slow_consumers: u64,
+    /// Handshakes refused by the per-address rate limit (`Config::connection_rate`).
+    pub rate_limited_connections: u64,
 }
 
 impl EngineCounters {

@@ -11,8 +11,18 @@ from .asgi import ASGIApp
 from .engineio.http import Request
 from .engineio.runtime import ConnectionErrorInfo, Cookie, EngineEvents, EngineOptions, RequestRefused
 from .engineio.server import EngineServer, Session
-from .exceptions import AckTimeout, AnysioError, ClusterError, ConnectionRefused, Disconnected, ProtocolError
+from .exceptions import (
+    AckTimeout,
+    AnysioError,
+    ClusterError,
+    ConnectionRefused,
+    Disconnected,
+    DrainTimeout,
+    ProtocolError,
+)
 from .server.broadcast import BroadcastOperator
+from .server.flow import RateLimit
+from .server.metrics import Metrics
 from .server.recovery import ConnectionStateRecovery
 from .server.server import Namespace, ParentNamespace, Server
 from .server.socket import Ack, Handshake, Socket, TimedSocket
@@ -44,14 +54,17 @@ __all__ = [
     "ConnectionStateRecovery",
     "Cookie",
     "Disconnected",
+    "DrainTimeout",
     "Emitter",
     "EngineEvents",
     "EngineOptions",
     "EngineServer",
     "Handshake",
+    "Metrics",
     "Namespace",
     "ParentNamespace",
     "ProtocolError",
+    "RateLimit",
     "RedisCluster",
     "Request",
     "RequestRefused",

@@ -63,6 +63,11 @@ class Disconnected(AnysioError):
     """The socket disconnected before its acknowledgement arrived."""
 
 
+class DrainTimeout(AnysioError, TimeoutError):
+    """``await socket.emit(...)`` waited for the client's buffer to fall under ``high_water_mark`` longer than
+    ``drain_timeout``: the client reads slower than it is written to. The event was not sent."""
+
+
 def unknown_option(name: str, valid: Iterable[str]) -> TypeError:
     """``TypeError: unknown option 'ping_intervall' (did you mean 'ping_interval'?)``."""
     close = difflib.get_close_matches(name, sorted(valid), n=1)

@@ -371,7 +371,12 @@ impl VirtualConns {
             if vc.outputs.len() > before {
                 // Messages the ASGI writer has not taken still wait for the peer: they count against it
                 // (max_buffered, buffered_amount) as a socket's unwritten bytes do.
-                vc.bytes += vc.outputs.iter().skip(before).map(Output::len).sum::<usize>();
+                vc.bytes += vc
+                    .outputs
+                    .iter()
+                    .skip(before)
+                    .map(Output::len)
+                    .sum::<usize>();
                 engine.set_backlog(conn, vc.bytes);
             }
             let mut done = vc.phase == Phase::Done;
@@ -507,7 +512,10 @@ mod tests {
         let mut h = Harness::new();
         let sid = h.handshake();
         let get = h.request("GET", &format!("transport=polling&sid={sid}"), b"");
-        assert!(h.vc.take(&mut h.core.engine, get).is_empty(), "the GET is parked");
+        assert!(
+            h.vc.take(&mut h.core.engine, get).is_empty(),
+            "the GET is parked"
+        );
         let key = h.core.engine.key_of(&sid).unwrap();
         h.core.engine.send(key, Data::Text("hi".into()));
         h.settle();
@@ -561,10 +569,17 @@ mod tests {
         let sid = h.handshake();
         let get = h.request("GET", &format!("transport=polling&sid={sid}"), b"");
         let ws = h.websocket(&format!("transport=websocket&sid={sid}"), NO_HEADERS);
-        assert!(matches!(h.vc.take(&mut h.core.engine, ws).as_slice(), [Output::Accept { .. }]));
+        assert!(matches!(
+            h.vc.take(&mut h.core.engine, ws).as_slice(),
+            [Output::Accept { .. }]
+        ));
         h.message(ws, Data::Text("2probe".into()));
         assert_eq!(text(&h.vc.take(&mut h.core.engine, ws)[0]), "3probe");
-        assert_eq!(text(&h.vc.take(&mut h.core.engine, get)[0]), "6", "the parked GET is released");
+        assert_eq!(
+            text(&h.vc.take(&mut h.core.engine, get)[0]),
+            "6",
+            "the parked GET is released"
+        );
         h.message(ws, Data::Text("5".into()));
         assert!(h.saw(|e| matches!(e, Event::Upgrade { .. })));
         h.core
@@ -590,7 +605,10 @@ mod tests {
             Output::Response { status: 413, .. }
         ));
         let ws = h.websocket("transport=websocket", NO_HEADERS);
-        assert!(matches!(h.vc.take(&mut h.core.engine, ws)[0], Output::Accept { .. }));
+        assert!(matches!(
+            h.vc.take(&mut h.core.engine, ws)[0],
+            Output::Accept { .. }
+        ));
         assert!(h.message(ws, Data::Text("4123456789".into())));
         let out = h.vc.take(&mut h.core.engine, ws);
         assert_eq!(out.last(), Some(&Output::Close(Some(1009))), "{out:?}");

@@ -254,7 +254,11 @@ impl Wire {
         if let Some(c) = self.conns.remove(&conn) {
             let inside = matches!(&c.reader, Reader::Http(http) if !http.parser.is_idle());
             if inside && engine.phase(conn) == Some(Phase::Reading) {
-                engine.report_bad_input(conn, BadInput::Http, "connection closed inside a request".into());
+                engine.report_bad_input(
+                    conn,
+                    BadInput::Http,
+                    "connection closed inside a request".into(),
+                );
             }
         }
         engine.on_disconnect(conn, now);

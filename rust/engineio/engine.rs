@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::admission::Admission;
 use super::answer::Answer;
 use super::conn::{Conn, ConnState, Parked, Waiting};
 use super::packet::{Data, Packet};
@@ -37,13 +38,18 @@ pub struct Engine {
     /// Connections whose parked request was answered: requests pipelined behind it can be read now.
     pub(super) resumed: Vec<ConnId>,
     headers_hook: Option<HeadersHook>,
+    /// The rate limit on new sessions per address (`Config::connection_rate`); boxed: off, one pointer.
+    pub(super) admission: Option<Box<Admission>>,
     /// What `/metrics` reports (crate::metrics).
     pub counters: EngineCounters,
 }
 
 impl Engine {
     pub fn new(config: Config) -> Self {
+        let admission =
+            (config.connection_rate).map(|(rate, burst)| Box::new(Admission::new(rate, burst)));
         Engine {
+            admission,
             config,
             conns: IdMap::default(),
             sessions: IdMap::default(),

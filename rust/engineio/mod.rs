@@ -3,6 +3,7 @@
 //! is the state machine, in parts: `conn` (connections), `requests` (routing and handshakes), `polling`,
 //! `websocket` and `session`; `answer` holds what it answers. This file holds the words the engine shares with
 //! its users (configuration, events, the errors Node answers with).
+pub mod admission;
 pub mod answer;
 mod conn;
 pub mod engine;
@@ -127,6 +128,8 @@ pub struct Config {
     pub request_timeout: Duration,
     /// An idle keep-alive connection is closed after this long: Node's keepAliveTimeout.
     pub keep_alive_timeout: Duration,
+    /// New sessions from one IP address: (per second, burst); past it handshakes are refused with 429.
+    pub connection_rate: Option<(f64, f64)>,
 }
 
 impl Default for Config {
@@ -150,6 +153,7 @@ impl Default for Config {
             serve_other_paths: false,
             request_timeout: Duration::from_secs(60),
             keep_alive_timeout: Duration::from_secs(5),
+            connection_rate: None,
         }
     }
 }

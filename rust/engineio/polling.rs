@@ -68,7 +68,11 @@ impl Engine {
         };
         if s.poll_conn.is_some() {
             // Node: "overlap from client" closes the session; the new GET gets a bare 400.
-            self.report_bad_input(conn, BadInput::EngineIo, "a second GET while one is pending".into());
+            self.report_bad_input(
+                conn,
+                BadInput::EngineIo,
+                "a second GET while one is pending".into(),
+            );
             self.respond(conn, &req, Response::new(400));
             return self.close_session(key, CloseReason::TransportError, now);
         }
@@ -115,7 +119,11 @@ impl Engine {
                 }
             }
             Err(e) => {
-                self.report_bad_input(conn, BadInput::EngineIo, format!("malformed polling payload: {e}"));
+                self.report_bad_input(
+                    conn,
+                    BadInput::EngineIo,
+                    format!("malformed polling payload: {e}"),
+                );
                 self.close_session(key, CloseReason::ParseError, now);
             }
         }

@@ -51,7 +51,11 @@ impl Engine {
                 });
                 return;
             }
-            self.report_bad_input(conn, BadInput::Http, format!("no Engine.IO endpoint at {:?}", req.path));
+            self.report_bad_input(
+                conn,
+                BadInput::Http,
+                format!("no Engine.IO endpoint at {:?}", req.path),
+            );
             let res = Response::new(404).with_body("text/plain", b"Not Found".to_vec());
             return self.respond(conn, &req, res);
         }
@@ -136,6 +140,12 @@ impl Engine {
                 return self.reject(conn, &req, ErrorCode::Forbidden, 503, message);
             }
         }
+        if !self.admit(conn, now) {
+            let message = Some("Too many connections from this address");
+            self.counters.rate_limited_connections += 1;
+            self.connection_error(conn, &req, ErrorCode::Forbidden, message);
+            return self.reject(conn, &req, ErrorCode::Forbidden, 429, message);
+        }
         if self.config.defer_handshakes {
             let info = self.request_info(conn, &req);
             if let Some(ConnState::Http { waiting, .. }) =
@@ -150,6 +160,15 @@ impl Engine {
             return;
         }
         self.finish_handshake(conn, &req, None, now);
+    }
+
+    /// Whether a handshake on `conn` is within its address's rate (`Config::connection_rate`).
+    fn admit(&mut self, conn: ConnId, now: Instant) -> bool {
+        let ip = self.conns.get(&conn).and_then(|c| c.remote).map(|r| r.ip());
+        match (&mut self.admission, ip) {
+            (Some(admission), Some(ip)) => admission.admit(ip, now),
+            _ => true,
+        }
     }
 
     /// Node checks the protocol version after the application's allowRequest, so this comes last.

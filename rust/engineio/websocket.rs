@@ -60,7 +60,11 @@ impl Engine {
             ""
         };
         if !refusal.is_empty() {
-            self.report_bad_input(conn, BadInput::WebSocket, format!("WebSocket handshake: {refusal}"));
+            self.report_bad_input(
+                conn,
+                BadInput::WebSocket,
+                format!("WebSocket handshake: {refusal}"),
+            );
             self.abort_upgrade(conn, 400, refusal);
             return false;
         }
@@ -98,7 +102,11 @@ impl Engine {
     /// connection").
     pub(super) fn accept_and_close_websocket(&mut self, conn: ConnId, req: &Request, why: &str) {
         if self.answer_websocket_handshake(conn, req, None) {
-            self.report_bad_input(conn, BadInput::WebSocket, format!("WebSocket closed at once: {why}"));
+            self.report_bad_input(
+                conn,
+                BadInput::WebSocket,
+                format!("WebSocket closed at once: {why}"),
+            );
             self.close_websocket(conn, None);
         }
     }
@@ -114,7 +122,11 @@ impl Engine {
             return;
         };
         let key = *key;
-        self.report_bad_input(conn, BadInput::WebSocket, format!("WebSocket: {}", err.reason));
+        self.report_bad_input(
+            conn,
+            BadInput::WebSocket,
+            format!("WebSocket: {}", err.reason),
+        );
         self.close_websocket(conn, Some(err.code));
         self.on_websocket_gone(key, conn, CloseReason::TransportError, now);
     }
@@ -142,7 +154,11 @@ impl Engine {
             Message::Text(t) => match Packet::decode_text(&t) {
                 Ok(p) => p,
                 Err(e) => {
-                    self.report_bad_input(conn, BadInput::EngineIo, format!("malformed packet: {e}"));
+                    self.report_bad_input(
+                        conn,
+                        BadInput::EngineIo,
+                        format!("malformed packet: {e}"),
+                    );
                     if self.is_probe(key, conn) {
                         return self.drop_probe(key, conn);
                     }

@@ -71,7 +71,7 @@ impl EngineCore {
         cors_origins=None, cors_credentials=false, cookie_name=None, cookie_path="/", cookie_http_only=true,
         cookie_same_site=Some("Lax".to_owned()), max_connections=None, defer_handshakes=false, sid_prefix="",
         max_buffered=16*1024*1024, socketio=false, connect_timeout=45.0, serve_other_paths=false,
-        request_timeout=60.0, keep_alive_timeout=5.0, recovery=None))]
+        request_timeout=60.0, keep_alive_timeout=5.0, recovery=None, connection_rate=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         ping_interval: f64,
@@ -97,6 +97,7 @@ impl EngineCore {
         request_timeout: f64,
         keep_alive_timeout: f64,
         recovery: Option<f64>,
+        connection_rate: Option<(f64, f64)>,
     ) -> PyResult<Self> {
         let cookie = cookie_name.map(|name| Cookie {
             name,
@@ -123,6 +124,8 @@ impl EngineCore {
         )?;
         config.request_timeout = secs(request_timeout)?;
         config.keep_alive_timeout = secs(keep_alive_timeout)?;
+        config.connection_rate =
+            connection_rate.filter(|(rate, burst)| *rate > 0.0 && *burst >= 1.0);
         let engine = engineio::Engine::new(config);
         let mut sio = SocketIo::new(secs(connect_timeout)?);
         if let Some(max) = recovery {
@@ -513,6 +516,7 @@ pub(super) fn metrics_dict<'py>(py: Python<'py>, core: &AnyCore) -> PyResult<Bou
     }
     d.set_item("bad_input", bad)?;
     d.set_item("slow_consumers", c.slow_consumers)?;
+    d.set_item("rate_limited_connections", c.rate_limited_connections)?;
     d.set_item("sessions", transports(engine.sessions_by_transport())?)?;
     if let Some(sio) = core.socketio_ref() {
         let s = &sio.layer.counters;
@@ -524,7 +528,10 @@ pub(super) fn metrics_dict<'py>(py: Python<'py>, core: &AnyCore) -> PyResult<Bou
         d.set_item("disconnects", s.disconnects.clone())?;
         d.set_item("broadcasts", s.broadcasts)?;
         d.set_item("deliveries", s.deliveries)?;
-        d.set_item("sockets", transports(sio.layer.sockets_by_transport(engine))?)?;
+        d.set_item(
+            "sockets",
+            transports(sio.layer.sockets_by_transport(engine))?,
+        )?;
     }
     Ok(d)
 }

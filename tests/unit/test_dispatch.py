@@ -17,8 +17,8 @@ import anyio
 import pytest
 
 from anysio import Ack, AckTimeout, ConnectionRefused, Disconnected, Server, Socket
+from anysio.codec.wire import refusal_json
 from anysio.engineio.runtime import SioCore, native_core
-from anysio.server.dispatcher import refusal_json
 from tests.notifier import Notifier
 
 if TYPE_CHECKING:

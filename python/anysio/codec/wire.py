@@ -8,6 +8,7 @@ emitted (``_native.encode_args``); this module swaps incoming attachments into t
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -15,6 +16,8 @@ from pydantic_core import from_json as _from_json
 
 from .._native import encode_args as _encode_args
 from .coerce import to_jsonable
+
+logger = logging.getLogger("anysio")
 
 
 def _json_parse_int(digits: str) -> int | float:
@@ -90,3 +93,20 @@ def _python_json(data_json: str) -> Any:
     if end != len(data_json) and data_json[end:].strip():
         raise ValueError("trailing data after the event's arguments")
     return values
+
+
+def refusal_json(message: str, data: Any) -> str:
+    """CONNECT_ERROR data as Node sends it: {"message": ..., "data": ...}. Data that JSON cannot carry is left
+    out (and logged) rather than leaving the client without an answer."""
+    body: dict[str, Any] = {"message": str(message)}
+    if data is not None:
+        body["data"] = data
+    try:
+        # Written as every emitted value is (NaN and infinities as null, as JSON.stringify writes them).
+        text, attachments = encode_args([body])
+        if attachments:
+            raise TypeError("binary data cannot go in a CONNECT_ERROR packet")
+        return text[1:-1]
+    except (TypeError, ValueError, RecursionError) as e:
+        logger.error("ConnectionRefused data cannot be sent as JSON: %s", e)
+        return json.dumps({"message": str(message)}, separators=(",", ":"), ensure_ascii=False)

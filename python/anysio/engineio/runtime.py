@@ -153,10 +153,12 @@ def native_core(
     connect_timeout: float = 45.0,
     serve_other_paths: bool = False,
     recovery: float | None = None,
+    connection_rate: tuple[float, float] | None = None,
     **options: Unpack[EngineOptions],
 ) -> EngineCore:
     """The Rust core for the options every server shares (``recovery``: connection state recovery's maximum
-    disconnection, in seconds; None is off)."""
+    disconnection, in seconds; None is off; ``connection_rate``: handshakes per second from one address, and
+    the burst)."""
     origins = options.get("cors_allowed_origins")
     if isinstance(origins, str):
         origins = [origins]
@@ -186,6 +188,7 @@ def native_core(
         connect_timeout=connect_timeout,
         serve_other_paths=serve_other_paths,
         recovery=recovery,
+        connection_rate=connection_rate,
     )
 
 

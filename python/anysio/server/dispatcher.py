@@ -17,7 +17,7 @@ from pydantic_core import PydanticSerializationError
 
 from ..adapters.base import Acks
 from ..codec.coerce import CoercionError
-from ..codec.wire import BadAttachments, Undecodable, decode_args, encode_args
+from ..codec.wire import BadAttachments, Undecodable, decode_args, encode_args, refusal_json
 from ..engineio.eager import Suspended, resume
 from ..engineio.http import Request
 from ..engineio.runtime import (
@@ -30,6 +30,7 @@ from ..engineio.runtime import (
     decide_handshake,
 )
 from ..exceptions import ConnectionRefused, ProtocolError
+from .flow import Flow
 from .handler import Args, Handler, Middleware
 from .pipeline import FAILED, ErrorHandler, Pipeline, Reporting, ack_args, invoke
 from .recovery import Recovery
@@ -65,6 +66,9 @@ class DispatchHost(Protocol):
     def core(self) -> SioCore: ...
     @property
     def runtime(self) -> Runtime: ...
+    @property
+    def flow(self) -> Flow: ...
+
     async def respond_http(self, request: Request) -> tuple[int, list[tuple[str, str]], bytes]:
         """The answer to a request outside the Socket.IO path: ``/metrics``, a static file, or 404."""
         ...
@@ -86,23 +90,6 @@ def _close_fd(fd: int, owner: int) -> None:
     """A connection for another worker, with no workers: nothing to hand it to."""
     del owner
     os.close(fd)
-
-
-def refusal_json(message: str, data: Any) -> str:
-    """CONNECT_ERROR data as Node sends it: {"message": ..., "data": ...}. Data that JSON cannot carry is left
-    out (and logged) rather than leaving the client without an answer."""
-    body: dict[str, Any] = {"message": str(message)}
-    if data is not None:
-        body["data"] = data
-    try:
-        # Written as every emitted value is (NaN and infinities as null, as JSON.stringify writes them).
-        text, attachments = encode_args([body])
-        if attachments:
-            raise TypeError("binary data cannot go in a CONNECT_ERROR packet")
-        return text[1:-1]
-    except (TypeError, ValueError, RecursionError) as e:
-        logger.error("ConnectionRefused data cannot be sent as JSON: %s", e)
-        return json.dumps({"message": str(message)}, separators=(",", ":"), ensure_ascii=False)
 
 
 async def _guarded(fn: Callable[..., Any], *args: Any) -> None:
@@ -170,6 +157,8 @@ class Dispatcher(Reporting):
                     self._on_connect(key, client, nsp, sid, auth)
                 case ("disconnect", key, reason):
                     self._on_disconnect(key, reason)
+                case ("drained", key):
+                    self.host.flow.drained(key)
                 case ("expired", pid) if self.recovery is not None:
                     self.recovery.expired(pid)
                 case ("open", client, eio_sid, _, req):
@@ -368,6 +357,9 @@ class Dispatcher(Reporting):
         Returns what finishes a coroutine handler that suspended (eager only)."""
         socket = self.sockets.get(key)
         if socket is None:
+            return None
+        if socket.limiter is not None and not socket.limiter.take():
+            self.host.flow.limited(key, socket.id, socket.limiter, name, ack_id)
             return None
         if socket.intercepting:
             return self._intercept(socket, name, args_json, ack_id, attachments, eager)

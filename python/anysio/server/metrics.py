@@ -46,6 +46,7 @@ _LABELLED = {
     "connects": ("connects", "result", "Socket.IO CONNECTs, by result"),
     "disconnects": ("disconnects", "reason", "Sockets disconnected, by Node's reason"),
     "bad_input": ("bad_input", "kind", "Input refused as bad, by kind (each logged once)"),
+    "rate_limited": ("rate_limited", "kind", "Events (per socket) and connections (per address) over their rate limit"),
 }
 _GAUGES = {
     "sockets": ("sockets", "transport", "Connected sockets, by the transport of their session"),
@@ -86,6 +87,10 @@ class MetricsCore(Protocol):
     def metrics(self) -> dict[str, Any]: ...
 
 
+class FlowCounts(Protocol):
+    rate_limited: int
+
+
 class AckTable(Protocol):
     timed_out: int
 
@@ -110,7 +115,7 @@ def add(total: Snapshot, more: Snapshot) -> Snapshot:
 class Metrics:
     """A server's ``/metrics``: its snapshot, summed with the other workers' (``gather``), as Prometheus text."""
 
-    def __init__(self, path: str, core: MetricsCore, acks: AckTable, counts: Counts) -> None:
+    def __init__(self, path: str, core: MetricsCore, acks: AckTable, counts: Counts, flow: FlowCounts) -> None:
         if CollectorRegistry is None:
             raise ImportError(
                 "metrics=True needs prometheus-client, which is not installed: pip install 'anysio[metrics]'"
@@ -119,6 +124,7 @@ class Metrics:
         self.core = core
         self.acks = acks
         self.counts = counts
+        self.flow = flow
         #: The other workers' snapshots, when this server is one of several (set by anysio.workers).
         self.gather: Callable[[], Awaitable[list[Snapshot]]] | None = None
 
@@ -129,6 +135,7 @@ class Metrics:
         snap["handler_seconds"] = self.counts.handler_times.snapshot()
         snap["acks_pending"] = self.acks.pending_count()
         snap["acks_timed_out"] = self.acks.timed_out
+        snap["rate_limited"] = {"event": self.flow.rate_limited, "connection": snap.pop("rate_limited_connections", 0)}
         snap["processes"] = 1
         return snap
 

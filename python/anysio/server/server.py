@@ -35,6 +35,7 @@ from ..engineio.runtime import (
 from ..exceptions import checked_options
 from .broadcast import BroadcastOperator
 from .dispatcher import Dispatcher, DispatchNamespace
+from .flow import HIGH_WATER_MARK, Flow, RateLimit
 from .handler import Handler, Middleware
 from .metrics import Counts, Metrics
 from .pipeline import Chain, ErrorHandler
@@ -80,6 +81,10 @@ class Namespace:
     @property
     def acks(self) -> Acks:
         return self.server._dispatcher.acks
+
+    @property
+    def flow(self) -> Flow:
+        return self.server.flow
 
     def socket(self, key: int) -> Socket | None:
         """This namespace's socket with this core key (connected or still connecting), if any."""
@@ -319,9 +324,14 @@ class Server:
         cleanup_empty_child_namespaces: bool = False,
         connection_state_recovery: ConnectionStateRecovery | Mapping[str, Any] | bool | None = None,
         metrics: bool | str = False,
+        high_water_mark: int | None = HIGH_WATER_MARK,
+        drain_timeout: float | None = 30.0,
+        event_rate_limit: RateLimit | float | Mapping[str, Any] | None = None,
+        connection_rate_limit: RateLimit | float | Mapping[str, Any] | None = None,
         **options: Unpack[EngineOptions],
     ) -> None:
         recovery = ConnectionStateRecovery.of(connection_state_recovery)
+        conn_rate = RateLimit.of(connection_rate_limit)
         engine = native_core(
             path=path,
             defer_handshakes=allow_request is not None or generate_id is not None,
@@ -329,9 +339,12 @@ class Server:
             connect_timeout=connect_timeout,
             serve_other_paths=static_files is not None or bool(metrics),
             recovery=recovery.max_disconnection_duration if recovery is not None else None,
+            connection_rate=(conn_rate.per_second, conn_rate.capacity) if conn_rate is not None else None,
             **options,
         )
         self._core: SioCore = engine
+        #: Backpressure and the event rate limit (``high_water_mark``, ``drain_timeout``, ``event_rate_limit``).
+        self.flow = Flow(engine, high_water_mark, drain_timeout, RateLimit.of(event_rate_limit))
         self.static_files = StaticFiles(static_files) if static_files is not None else None
         self._adapter: AdapterFactory = adapter
         self._namespaces: dict[str, Namespace] = {}
@@ -359,7 +372,7 @@ class Server:
         if path is None:
             return None
         counts = self._dispatcher.counts = Counts()
-        return Metrics(path, self._core, self._dispatcher.acks, counts)
+        return Metrics(path, self._core, self._dispatcher.acks, counts, self.flow)
 
     @property
     def core(self) -> SioCore:

@@ -18,6 +18,7 @@ from ..codec.wire import encode_args
 from ..engineio.http import Request
 from ..exceptions import AckTimeout, Disconnected, reply_value
 from .broadcast import BroadcastOperator
+from .flow import Flow, RateLimit, TokenBucket
 
 logger = logging.getLogger("anysio")
 
@@ -29,10 +30,13 @@ PacketMiddleware = Callable[[list[Any]], Any]
 
 
 class SocketNamespace(AdapterNamespace, Protocol):
-    """What a socket needs from its namespace: the adapter's view of it, and the adapter."""
+    """What a socket needs from its namespace: the adapter's view of it, the adapter, and its server's flow
+    control."""
 
     @property
     def adapter(self) -> Adapter: ...
+    @property
+    def flow(self) -> Flow: ...
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,32 @@ class Socket:
     intercepting: bool = field(default=False, repr=False)
     #: Made on the first listener or middleware: most sockets never have one, and carry no lists for them.
     hooks: SocketHooks | None = field(default=None, repr=False)
+    #: The socket's events against its rate limit (``rate_limit``); None: no limit.
+    limiter: TokenBucket | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        limit = self.nsp.flow.event_rate_limit
+        if limit is not None:
+            self.limiter = TokenBucket(limit)
+
+    @property
+    def rate_limit(self) -> RateLimit | None:
+        """The limit on this socket's events (``Server(event_rate_limit=...)`` by default): an event over it is
+        not handled, and the client gets ``{"error": ..., "retry_after": seconds}`` in its ack, or as an
+        ``error`` event. Set it (a ``RateLimit``, events per second, or None) to change it for this socket."""
+        return self.limiter.limit if self.limiter is not None else None
+
+    @rate_limit.setter
+    def rate_limit(self, limit: RateLimit | float | None) -> None:
+        rate = RateLimit.of(limit)
+        self.limiter = TokenBucket(rate) if rate is not None else None
+
+    @property
+    def buffered_amount(self) -> int:
+        """Bytes written to this client that it has not read yet, as the browser's WebSocket ``bufferedAmount``
+        says from the other side: the server's output not yet written to its socket, or the payload waiting for a
+        long-polling client's next GET (what the kernel's socket buffers hold is not counted). 0 once gone."""
+        return self.nsp.core.buffered_amount(self.key) or 0
 
     @property
     def any_listeners(self) -> list[AnyListener]:
@@ -120,15 +150,28 @@ class Socket:
     def leave(self, room: str) -> None:
         self.nsp.adapter.delete(self, room)
 
-    def _send(self, args: list[Any], ack_id: int | None = None) -> None:
+    def _send(self, args: list[Any], ack_id: int | None = None) -> bool:
         data, attachments = encode_args(args)
-        self.nsp.core.emit_to(self.key, data, attachments, ack_id)
+        return self.nsp.core.emit_to(self.key, data, attachments, ack_id)
 
     async def emit(self, event: str, *args: Any) -> None:
-        """Send an event to this client only."""
+        """Send an event to this client only. While the client has ``high_water_mark`` bytes or more waiting
+        (``buffered_amount``), wait until it reads them down; DrainTimeout (nothing sent) after ``drain_timeout``."""
+        flow = self.nsp.flow
+        if flow.mark is not None and flow.full(self.key):
+            await flow.drain(self.key, self.id)
         if self.hooks is not None and self.hooks.outgoing:
             self.notify_outgoing([event, *args])
         self._send([event, *args])
+
+    def emit_nowait(self, event: str, *args: Any) -> bool:
+        """``emit`` without waiting: False, and nothing sent, when the client has ``high_water_mark`` bytes or
+        more waiting, or is gone (a stream's ``write`` returning false, as in Node)."""
+        if self.nsp.flow.full(self.key):
+            return False
+        if self.hooks is not None and self.hooks.outgoing:
+            self.notify_outgoing([event, *args])
+        return self._send([event, *args])
 
     async def emit_with_ack(self, event: str, *args: Any, timeout: float | None = None) -> Any:
         """Send an event and wait for the client's acknowledgement; returns its first argument (or a tuple
@@ -136,6 +179,9 @@ class Socket:
         socket is gone (or goes) before the acknowledgement."""
         if self.nsp.socket(self.key) is not self:
             raise Disconnected(f"{self.id} is disconnected; {event!r} was not sent")
+        flow = self.nsp.flow
+        if flow.mark is not None and flow.full(self.key):
+            await flow.drain(self.key, self.id)
         acks = self.nsp.acks
         ack_id = acks.next_id()
         done = anyio.Event()
