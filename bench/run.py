@@ -60,9 +60,11 @@ class ServerSpec:
 EVENTS = frozenset({"echo", "bcast", "poll"})
 
 
-def _anysio(name: str, backend: str, handler: str, only: frozenset[str] | None = None) -> ServerSpec:
+def _anysio(
+    name: str, backend: str, handler: str, only: frozenset[str] | None = None, metrics: bool = False
+) -> ServerSpec:
     argv = [PY, str(SERVERS_DIR / "anysio_server.py"), "--backend", backend, "--handler", handler]
-    return ServerSpec(name, argv, anysio=True, only=only)
+    return ServerSpec(name, argv + ["--metrics"] * metrics, anysio=True, only=only)
 
 
 # In table order: anysio with the typed handler users write first, then its other handler forms, then the peers.
@@ -73,6 +75,8 @@ SERVERS = [
     ServerSpec("anysio-asgi", [PY, str(SERVERS_DIR / "anysio_asgi_server.py"), "--handler", "typed"], anysio=True),
     _anysio("anysio-asyncio-model", "asyncio", "model", only=EVENTS),
     _anysio("anysio-asyncio-untyped", "asyncio", "untyped", only=EVENTS),
+    # The typed server with /metrics on: what counting costs (issue 14: at most 5%).
+    _anysio("anysio-asyncio-metrics", "asyncio", "typed", only=EVENTS, metrics=True),
     ServerSpec("node", ["node", str(SERVERS_DIR / "node_server.mjs")], cwd=BENCH),
     ServerSpec("python-socketio", [PY, str(SERVERS_DIR / "python_socketio_server.py")]),
     # What uvicorn itself carries (no Socket.IO): the limit of anysio-asgi's path, echo only.
@@ -86,12 +90,13 @@ SERVERS = [
 ]
 PEERS = ["node", "python-socketio"]
 PRIMARY = "anysio-asyncio"  # the typed async handler (a dataclass) on asyncio: what the targets judge first
-MODEL, UNTYPED, TRIO, ASGI, BARE = (
+MODEL, UNTYPED, TRIO, ASGI, BARE, METRICS = (
     "anysio-asyncio-model",
     "anysio-asyncio-untyped",
     "anysio-trio",
     "anysio-asgi",
     "uvicorn-bare",
+    "anysio-asyncio-metrics",
 )
 
 
@@ -261,7 +266,7 @@ def setup(profile: str) -> Path:
     if not marker.exists() or lock.stat().st_mtime > marker.stat().st_mtime:
         log("==> npm ci (bench/)")
         subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=BENCH, check=True)
-    modules = ("socketio", "uvicorn", "uvloop", "trio", "websockets", "httptools", "pydantic")
+    modules = ("socketio", "uvicorn", "uvloop", "trio", "websockets", "httptools", "pydantic", "prometheus_client")
     missing = [m for m in modules if not _importable(m)]
     if missing:
         log(f"==> pip install -r bench/requirements.txt (missing: {', '.join(missing)})")
@@ -686,6 +691,9 @@ def targets(summary: dict[str, Any], fd_limit: int) -> list[dict[str, Any]]:
         lambda r: r >= 0.8,
         " uvicorn-bare",
     )
+    # Issue 14: metrics cost at most 5% (the typed server with /metrics on, against the same without).
+    for sc, key in (("echo", "echo_per_s"), ("bcast", "deliveries_per_s")):
+        compare(f"metrics on: typed {sc} within 5% of off", sc, key, METRICS, PRIMARY, lambda r: r >= 0.95, " off")
     # Standing targets (connections and memory; the handlers play no part in them).
     compare(
         "trio within 15% of asyncio (typed broadcast)",

@@ -9,6 +9,7 @@ import os
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from functools import partial
+from time import perf_counter_ns
 from types import CoroutineType
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -129,6 +130,7 @@ class Dispatcher(Reporting):
         self.max_waiting = max_waiting
         self.cut_off: set[int] = set()
         self.requests: dict[int, tuple[str, Request]] = {}
+        self.clock = 0  # metrics: when the event being dispatched started (perf_counter_ns)
         # Disconnect handlers of the server's last turn, when its task group is already gone (shutdown).
         self.deferred: list[tuple[Handler, Socket, str]] = []
 
@@ -145,6 +147,8 @@ class Dispatcher(Reporting):
         With ``eager``, coroutine handlers start here; the first one that suspends stops the batch, and the
         caller must finish it in its own task and leave the rest of the batch to a new one (see engineio/eager.py).
         Without, they run in a task per socket burst."""
+        if self.times is not None:  # metrics: each event's time runs from the previous reply (``_reply``)
+            self.clock = perf_counter_ns()
         for i, ev in enumerate(events):
             match ev:
                 case ("event", key, name, args, argc, ack_id, attachments):
@@ -462,6 +466,7 @@ class Dispatcher(Reporting):
     def _handle(self, handler: Handler, socket: Socket, args: Args, ack_id: int | None, ack: Ack | None) -> Any:
         """Coerce and call. A plain function is answered here; a coroutine function's coroutine is returned.
         Errors are answered and reported here (None then)."""
+        socket.started = self.clock
         result = invoke(handler, socket, args, ack, ack_id, self)
         if result is FAILED:
             return None
@@ -503,6 +508,8 @@ class Dispatcher(Reporting):
             handler, args, ack_id, ack, size = queue.popleft()
             if size:
                 self.waiting[socket.key] -= size
+            if self.times is not None:
+                self.clock = perf_counter_ns()
             pending = self._handle(handler, socket, args, ack_id, ack)
             if pending is None:
                 continue
@@ -552,6 +559,11 @@ class Dispatcher(Reporting):
         self.report(socket, error)
 
     def _reply(self, handler: Handler, socket: Socket, ack_id: int | None, result: Any) -> None:
+        if (times := self.times) is not None:  # one clock read per event: this reply ends it, and starts the next
+            ns = (now := perf_counter_ns()) - socket.started
+            b = ns.bit_length() - 10
+            times.buckets[b if 0 <= b < 25 else (0 if b < 0 else 25)] += 1
+            times.total_ns, self.clock = times.total_ns + ns, now
         if ack_id is None or not handler.plan.returns_ack:
             return
         to_json = handler.plan.ack_to_json

@@ -13,7 +13,6 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from time import perf_counter_ns
 from typing import Any, Protocol
 
 from ..codec.coerce import CoercionError, plan
@@ -35,12 +34,10 @@ class Reporting:
     """Failures, each logged once and then handed to the ``error`` handlers (the dispatcher's part that Chain and
     Pipeline reach), and the catch-all listeners, whose failures go the same way."""
 
-    #: What Python counts for ``/metrics``; None when metrics are off (the event path then times nothing).
+    #: What Python counts for ``/metrics``, and the handlers' time among it; None when metrics are off (the
+    #: event path then times nothing).
     counts: Counts | None = None
-
-    @property
-    def handler_times(self) -> HandlerTimes | None:
-        return self.counts.handler_times if self.counts is not None else None
+    times: HandlerTimes | None = None
 
     def error_handlers(self, socket: Socket | None) -> Sequence[ErrorHandler]:
         """The socket's namespace's ``error`` handlers, or, when it has none (or there is no socket), those of
@@ -107,10 +104,6 @@ def _count(counts: Counts, error: BaseException) -> None:
 class Reporter(Protocol):
     """Where failures go (the dispatcher): each is logged once and handed to the ``error`` handler."""
 
-    @property
-    def handler_times(self) -> HandlerTimes | None:
-        """Where the event handlers' time goes, when metrics are on."""
-
     def unfit(
         self, handler: Handler, socket: Socket, ack_id: int | None, error: CoercionError, ack: Ack | None
     ) -> None:
@@ -148,31 +141,7 @@ def invoke(
     handler: Handler, socket: Socket, args: Args, ack: Ack | None, ack_id: int | None, reporter: Reporter
 ) -> Any:
     """Coerce and call: the result (a coroutine function's coroutine), or FAILED once the failure is answered
-    (arguments that do not fit) and reported. With metrics on, the call is timed up to its result (a
-    coroutine's, when it finishes)."""
-    times = reporter.handler_times
-    if times is None:
-        return _invoke(handler, socket, args, ack, ack_id, reporter)
-    start = perf_counter_ns()
-    result = _invoke(handler, socket, args, ack, ack_id, reporter)
-    if result is FAILED:  # not called: its arguments did not fit
-        return result
-    if not handler.plan.is_async:
-        times.observe(perf_counter_ns() - start)
-        return result
-    return _timed(result, start, times)
-
-
-async def _timed(awaitable: Awaitable[Any], start: int, times: HandlerTimes) -> Any:
-    try:
-        return await awaitable
-    finally:
-        times.observe(perf_counter_ns() - start)
-
-
-def _invoke(
-    handler: Handler, socket: Socket, args: Args, ack: Ack | None, ack_id: int | None, reporter: Reporter
-) -> Any:
+    (arguments that do not fit) and reported."""
     try:
         return handler.invoke(socket, args, ack)
     except CoercionError as e:
@@ -187,7 +156,7 @@ def _invoke(
 async def call(handler: Handler, socket: Socket, args: Args, ack: Ack, reporter: Reporter, last: bool = True) -> bool:
     """Run one handler with the event's shared Ack: its return value answers unless a reply was sent already, or
     it is None and other handlers follow (``last`` False). True when it returned None without answering."""
-    result = _invoke(handler, socket, args, ack, ack.ack_id, reporter)
+    result = invoke(handler, socket, args, ack, ack.ack_id, reporter)
     if result is FAILED:
         return False
     if handler.plan.is_async:

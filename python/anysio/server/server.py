@@ -372,6 +372,7 @@ class Server:
         if path is None:
             return None
         counts = self._dispatcher.counts = Counts()
+        self._dispatcher.times = counts.handler_times
         return Metrics(path, self._core, self._dispatcher.acks, counts, self.flow)
 
     @property
