@@ -1268,3 +1268,73 @@ fn recovery_off_changes_nothing_on_the_wire() {
     );
     assert_eq!(h.core.layer.disconnected_count(), 0, "nothing kept");
 }
+
+/// What `/metrics` reads (crate::metrics): counted where it happens, the same whatever drives the core; and a
+/// socket's `buffered_amount`, which on long-polling is the payload waiting for the next GET.
+#[test]
+fn counters_and_buffered_amount() {
+    let mut h = harness();
+    let (_, sid_a) = h.open();
+    let (a, _) = h.connect(&sid_a, "/");
+    let (_, sid_b) = h.open();
+    let (b, _) = h.connect(&sid_b, "/");
+    h.send(&sid_a, "0/nope,");
+    h.recv(&sid_a);
+    let sio = &h.core.layer.counters;
+    assert_eq!(
+        sio.connects,
+        [2, 0, 1],
+        "accepted, refused, invalid namespace"
+    );
+    let engine = &h.core.engine.counters;
+    assert_eq!(engine.sessions_opened, [2, 0]);
+    // In: two CONNECTs and one to a namespace that does not exist; out: their answers.
+    assert_eq!((engine.packets_in, engine.packets_out), (3, 3));
+    assert_eq!(engine.bytes_in, 1 + 1 + 7);
+
+    // Nothing waits for b; a broadcast's packet does until b's next GET, and counts once per target.
+    assert_eq!(h.core.layer.buffered_amount(b, &h.core.engine), Some(0));
+    let bytes_out = engine.bytes_out;
+    let reached = h.core.layer.broadcast(
+        "/",
+        &[],
+        &[],
+        r#"["hi"]"#,
+        Vec::new(),
+        None,
+        &mut h.core.engine,
+    );
+    assert_eq!(reached.len(), 2);
+    h.pump();
+    let waiting = r#"42["hi"]"#.len();
+    assert_eq!(
+        h.core.layer.buffered_amount(b, &h.core.engine),
+        Some(waiting)
+    );
+    assert_eq!(h.core.layer.sockets_by_transport(&h.core.engine), [2, 0]);
+    let (sio, engine) = (&h.core.layer.counters, &h.core.engine.counters);
+    assert_eq!((sio.broadcasts, sio.deliveries), (1, 2));
+    assert_eq!(engine.packets_out, 3 + 2);
+    // The message's data: the Socket.IO packet without Engine.IO's type digit.
+    assert_eq!(engine.bytes_out - bytes_out, 2 * (waiting as u64 - 1));
+    assert_eq!(h.recv(&sid_b), vec![text(r#"42["hi"]"#)]);
+    assert_eq!(h.core.layer.buffered_amount(b, &h.core.engine), Some(0));
+
+    // A packet the protocol refuses closes the session: counted as bad input, and the disconnect by reason.
+    h.send(&sid_a, "9");
+    h.pump();
+    let engine = &h.core.engine.counters;
+    assert_eq!(
+        engine.bad_input[crate::metrics::BadInput::SocketIo as usize],
+        1
+    );
+    assert_eq!(
+        h.core.layer.buffered_amount(a, &h.core.engine),
+        None,
+        "gone"
+    );
+    assert_eq!(
+        h.core.layer.counters.disconnects.get("forced close"),
+        Some(&1)
+    );
+}
