@@ -15,6 +15,7 @@ import pytest
 import anysio
 from anysio import Server, Socket
 from tests.e2e.sio_helpers import ROOT, NodeSio, node_sio, serving
+from tests.e2e.workers_helpers import clients, cluster, spread
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
 
@@ -227,3 +228,40 @@ async def test_the_ui_is_served_without_cdn() -> None:
     assert head.startswith(b"HTTP/1.1 200") and b"text/html" in head
     assert b"Socket.IO Admin UI" in page and b"https://" not in page
     assert b'href="mdi/css/materialdesignicons.min.css"' in page
+
+
+async def test_workers_show_every_server_and_obey_the_ui(anyio_backend: str) -> None:
+    app = "tests.e2e.apps.admin_app:sio"
+    async with cluster(2, anyio_backend, app=app) as (url, _), clients(url, 12) as group:
+        spread_ = await spread(group, 2)
+        ids = [c["id"] for c in group.events("connected")[0]["clients"]]
+        host, port = url.removeprefix("http://").rsplit(":", 1)
+        async with node_sio((host, int(port)), nsp="/admin") as ui:
+            # Each worker's statistics reach the UI, whichever worker it is connected to.
+            servers = await ui.wait_for(lambda: _servers(ui, 2), 30)
+            assert {s["pid"] for s in servers.values()} == set(spread_.pids)
+            assert all(f"#{s['pid']}" in server_id for server_id, s in servers.items())
+            assert sum(_sockets(s, "/") for s in servers.values()) == 12
+            # all_sockets gathers the sockets of every worker (fetch_sockets through the bus).
+            [[listed]] = await ui.receive("all_sockets")
+            assert {s["id"] for s in listed if s["nsp"] == "/"} == set(ids)
+            # Commands reach a socket of each worker.
+            victims = [ids[spread_.workers.index(w)] for w in (0, 1)]
+            for victim in victims:
+                await ui.emit("join", "/", "vip", victim)
+            await ui.wait_for(lambda: len([a for a in ui.received("room_joined") if a[1] == "vip"]) == 2, 30)
+            for victim in victims:
+                await ui.emit("_disconnect", "/", False, victim)
+            dropped = {ids.index(v) for v in victims}
+            await group.wait_for(lambda: dropped <= {m["client"] for m in group.events("disconnect")}, 30)
+            assert {m["reason"] for m in group.events("disconnect")} == {"io server disconnect"}
+            await ui.wait_for(lambda: {a[1] for a in ui.received("socket_disconnected")} >= set(victims), 30)
+
+
+def _servers(ui: NodeSio, n: int) -> dict[str, dict[str, Any]] | None:
+    latest = {s["serverId"]: s for [s] in ui.received("server_stats")}
+    return latest if len(latest) == n else None
+
+
+def _sockets(stats: dict[str, Any], nsp: str) -> int:
+    return next(n["socketsCount"] for n in stats["namespaces"] if n["name"] == nsp)
