@@ -264,4 +264,5 @@ def _servers(ui: NodeSio, n: int) -> dict[str, dict[str, Any]] | None:
 
 
 def _sockets(stats: dict[str, Any], nsp: str) -> int:
-    return next(n["socketsCount"] for n in stats["namespaces"] if n["name"] == nsp)
+    count: int = next(n["socketsCount"] for n in stats["namespaces"] if n["name"] == nsp)
+    return count

@@ -1,24 +1,11 @@
-"""The application the Admin UI's worker test runs in N processes: "/" with "echo" and "whoami", instrumented for
-the UI without a login."""
+"""The application the Admin UI's worker test runs in N processes: the worker tests' application ("echo",
+"whoami", ...), instrumented for the UI without a login."""
 
 from __future__ import annotations
 
-import os
-from typing import Any
-
 import anysio
-
-sio = anysio.Server()
-
-
-@sio.on("echo")
-async def echo(socket: anysio.Socket, value: Any) -> Any:
-    return value
-
-
-@sio.on("whoami")
-async def whoami(socket: anysio.Socket) -> int:
-    return os.getpid()
-
+from tests.e2e.apps.workers_app import sio
 
 anysio.instrument(sio, auth=None)
+
+__all__ = ["sio"]
