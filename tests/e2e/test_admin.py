@@ -2,7 +2,8 @@
 socket.io-client (tests/node/sio_client.mjs) as the UI's peer on "/admin", on asyncio and trio: the login (bcrypt
 hashes made by bcryptjs, the UI's own library), ``config``, ``server_stats``, ``all_sockets``, the socket, room and
 event notices of development mode, the ``join``/``leave``/``_disconnect``/``emit`` commands, read-only servers
-that ignore them, and production mode's statistics alone."""
+that ignore them, and production mode's statistics alone; then every server of ``anysio run --workers 2`` and of
+two machines joined by Redis, seen and driven from one UI connection."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ import pytest
 
 import anysio
 from anysio import Server, Socket
+from anysio.adapters.redis import RedisCluster
+from tests.e2e.cluster_helpers import redis_server
 from tests.e2e.sio_helpers import ROOT, NodeSio, node_sio, serving
 from tests.e2e.workers_helpers import clients, cluster, spread
 
@@ -31,10 +34,10 @@ def bcryptjs_hash(password: str) -> str:
     ).stdout
 
 
-def app(**options: Any) -> Server:
+def app(adapter: Any = None, **options: Any) -> Server:
     """A server with "/" and "/chat": "echo" acks its arguments, "join" joins a room and acks the rooms, "tell"
-    emits "told" back; instrumented with ``options``."""
-    sio = Server()
+    emits "told" back; instrumented with ``options`` (and on ``adapter`` when given)."""
+    sio = Server(adapter=adapter) if adapter is not None else Server()
     for nsp in (sio.of("/"), sio.of("/chat")):
 
         @nsp.on("echo")
@@ -266,3 +269,33 @@ def _servers(ui: NodeSio, n: int) -> dict[str, dict[str, Any]] | None:
 def _sockets(stats: dict[str, Any], nsp: str) -> int:
     count: int = next(n["socketsCount"] for n in stats["namespaces"] if n["name"] == nsp)
     return count
+
+
+async def test_servers_of_other_machines_through_redis() -> None:
+    """Two servers joined by the Redis adapter (two machines): the UI connected to one sees both, the sockets of
+    both, and its commands reach the other one's sockets."""
+    async with redis_server() as redis:
+        links = RedisCluster(redis.url), RedisCluster(redis.url)
+        a, b = (app(adapter=link.adapter, server_id=f"machine-{n}") for link, n in zip(links, "ab", strict=True))
+        async with (
+            links[0],
+            links[1],
+            serving(a) as address_a,
+            serving(b) as address_b,
+            node_sio(address_b) as far,
+            node_sio(address_a, nsp="/admin") as ui,
+        ):
+            far_id = far.all("connect")[0]["id"]
+            servers = await ui.wait_for(lambda: _servers(ui, 2))
+            assert set(servers) == {"machine-a", "machine-b"}
+            assert _sockets(servers["machine-b"], "/") == 1 and _sockets(servers["machine-a"], "/") == 0
+            [[listed]] = await ui.receive("all_sockets")
+            assert far_id in {s["id"] for s in listed if s["nsp"] == "/"}
+            async with node_sio(address_b, nsp="/chat") as newcomer:
+                new_id = newcomer.all("connect")[0]["id"]
+                await ui.wait_for(lambda: _notice(ui, "socket_connected", lambda a: a[0]["id"] == new_id))
+            await ui.emit("join", "/", "vip", far_id)
+            await ui.wait_for(lambda: _notice(ui, "room_joined", lambda a: a[1:3] == ["vip", far_id]))
+            await ui.emit("_disconnect", "/", False, far_id)
+            assert (await far.expect("disconnect"))["reason"] == "io server disconnect"
+            await ui.wait_for(lambda: _notice(ui, "socket_disconnected", lambda a: a[1] == far_id))
