@@ -165,6 +165,19 @@ async def test_commands_join_leave_emit_and_disconnect() -> None:
         assert "/nowhere" not in sio.namespaces
 
 
+async def test_the_upgrade_to_websocket_is_told() -> None:
+    sio = app()
+    async with serving(sio) as address, node_sio(address, nsp="/admin") as ui:
+        await notices(ui, "config")
+        async with node_sio(address) as client:
+            cid = client.all("connect")[0]["id"]
+            [connected, _] = await ui.wait_for(lambda: _notice(ui, "socket_connected", lambda a: a[0]["id"] == cid))
+            # Told at connection if the upgrade came first, else by socket_updated (within the stats' 2 s).
+            if connected["transport"] != "websocket":
+                [updated] = await ui.wait_for(lambda: _notice(ui, "socket_updated", lambda a: a[0]["id"] == cid))
+                assert updated == {"id": cid, "nsp": "/", "transport": "websocket"}
+
+
 async def test_bad_commands_get_errors_and_disturb_nothing() -> None:
     sio = app()
     async with serving(sio) as address, node_sio(address) as client, node_sio(address, nsp="/admin") as ui:
@@ -276,15 +289,22 @@ async def test_servers_of_other_machines_through_redis() -> None:
     both, and its commands reach the other one's sockets."""
     async with redis_server() as redis:
         links = RedisCluster(redis.url), RedisCluster(redis.url)
-        a, b = (app(adapter=link.adapter, server_id=f"machine-{n}") for link, n in zip(links, "ab", strict=True))
+        login = {"type": "basic", "username": "admin", "password": bcryptjs_hash(PASSWORD)}
+        a, b = (
+            app(adapter=link.adapter, server_id=f"machine-{n}", auth=login) for link, n in zip(links, "ab", strict=True)
+        )
         async with (
             links[0],
             links[1],
             serving(a) as address_a,
             serving(b) as address_b,
             node_sio(address_b) as far,
-            node_sio(address_a, nsp="/admin") as ui,
+            node_sio(address_a, nsp="/admin", auth={"username": "admin", "password": PASSWORD}) as ui,
         ):
+            # The session a login on one machine opened lets the UI in on the other.
+            [[session]] = await ui.receive("session")
+            async with node_sio(address_b, nsp="/admin", auth={"sessionId": session}) as again:
+                await again.receive("config")
             far_id = far.all("connect")[0]["id"]
             servers = await ui.wait_for(lambda: _servers(ui, 2))
             assert set(servers) == {"machine-a", "machine-b"}

@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 import anyio
 
-from ..exceptions import ConnectionRefused
+from ..exceptions import AckTimeout, ClusterError, ConnectionRefused
 from ..server.observer import Observer
 from ..server.server import Namespace, Server
 from ..server.socket import Ack, Socket
@@ -44,6 +44,7 @@ _BCRYPT_HASH = re.compile(r"^\$2[abxy]?\$\d\d\$[./A-Za-z0-9]{53}$")
 #: to another worker, is let in with it).
 _SESSION_EVENT = "anysio:admin-session"
 _MAX_SESSIONS = 1000
+_SHARE_TIMEOUT = 2.0
 
 
 def instrument(
@@ -152,11 +153,19 @@ class Instrument(Observer):
         ):
             session = secrets.token_hex(8)
             self.keep_session(session)
+            await self.share_session(session)
             await socket.emit("session", session)
-            await self.nsp.server_side_emit(_SESSION_EVENT, session)
             return
         logger.info("Admin UI: invalid credentials from %s", socket.handshake.address)
         raise ConnectionRefused("invalid credentials")
+
+    async def share_session(self, session: str) -> None:
+        """Tell the other servers of the cluster of a new session before the UI hears of it, so that it may
+        reconnect to any of them with it (Node keeps sessions per process unless given a Redis store)."""
+        try:
+            await self.nsp.server_side_emit_with_ack(_SESSION_EVENT, session, timeout=_SHARE_TIMEOUT)
+        except (AckTimeout, ClusterError) as e:
+            logger.info("Admin UI: not every server heard of the new session: %s", e)
 
     def keep_session(self, session: object) -> None:
         if isinstance(session, str):
