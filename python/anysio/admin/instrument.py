@@ -272,12 +272,17 @@ class Instrument(Observer):
         """While the server is served: the admin events the observers queued, and this server's statistics."""
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._send_events)
+            failing = False
             while True:
                 self._check_transports()
                 try:
                     await self.nsp.emit("server_stats", self.stats())
+                    failing = False
                 except Exception:
-                    logger.exception("Admin UI: server_stats not sent")
+                    # Once per outage (a cluster link down, say), not every 2 s.
+                    if not failing:
+                        logger.exception("Admin UI: server_stats not sent")
+                    failing = True
                 await anyio.sleep(STATS_INTERVAL)
 
     async def _send_events(self) -> None:
