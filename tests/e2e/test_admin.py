@@ -129,9 +129,13 @@ async def test_development_mode_tells_sockets_rooms_and_events() -> None:
             assert await client.call("join", "lobby") == [sorted([cid, "lobby"])]
             joined = await ui.wait_for(lambda: _notice(ui, "room_joined", lambda a: a[2] == cid))
             assert joined[:3] == ["/chat", "lobby", cid]
+            # Joining a room it is in already is no news (Node's adapter tells only a new member).
+            assert await client.call("join", "lobby") == [sorted([cid, "lobby"])]
             assert await client.call("echo", "hi", 2) == ["hi", 2]
             received = await ui.wait_for(lambda: _notice(ui, "event_received", lambda a: a[2][0] == "echo"))
             assert received[:3] == ["/chat", cid, ["echo", "hi", 2]]
+            # Notices go out in order: any for the second join would have come before the echo's.
+            assert [a[1] for a in ui.received("room_joined") if a[2] == cid] == ["lobby"]
             await client.emit("tell", {"x": 1})
             sent = await ui.wait_for(lambda: _notice(ui, "event_sent", lambda a: a[2][0] == "told"))
             assert sent[:3] == ["/chat", cid, ["told", {"x": 1}]]
@@ -319,3 +323,19 @@ async def test_servers_of_other_machines_through_redis() -> None:
             await ui.emit("_disconnect", "/", False, far_id)
             assert (await far.expect("disconnect"))["reason"] == "io server disconnect"
             await ui.wait_for(lambda: _notice(ui, "socket_disconnected", lambda a: a[1] == far_id))
+
+
+async def test_an_observer_that_raises_is_logged_and_changes_nothing(caplog: pytest.LogCaptureFixture) -> None:
+    class Broken(anysio.Observer):
+        def socket_connected(self, socket: Socket) -> None:
+            raise RuntimeError("observer bug")
+
+    sio = Server()
+    sio.observe(Broken())  # before instrument's observer: its failure must not keep the next one from being told
+    anysio.instrument(sio, auth=None)
+    async with serving(sio) as address, node_sio(address, nsp="/admin") as ui, node_sio(address) as client:
+        cid = client.all("connect")[0]["id"]
+        await ui.wait_for(lambda: _notice(ui, "socket_connected", lambda a: a[0]["id"] == cid))
+        assert sio.sockets[cid].connected
+    failures = [r for r in caplog.records if "observer" in r.getMessage() and r.exc_info]
+    assert failures and str(failures[0].exc_info[1]) == "observer bug"  # type: ignore[index]
