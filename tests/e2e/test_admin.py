@@ -73,6 +73,10 @@ async def test_login_refused_then_accepted_then_resumed_by_session() -> None:
             address, nsp="/admin", auth={"username": "root", "password": PASSWORD}, connected=False
         ) as ui:
             assert (await ui.expect("connect_error"))["message"] == "invalid credentials"
+        # Credentials of the wrong types, and a password past bcrypt's 72 bytes, are refused the same way.
+        for bad in ({"username": ["admin"], "password": 1}, {"username": "admin", "password": PASSWORD * 20}):
+            async with node_sio(address, nsp="/admin", auth=bad, connected=False) as ui:
+                assert (await ui.expect("connect_error"))["message"] == "invalid credentials"
         async with node_sio(address, nsp="/admin", auth={"username": "admin", "password": PASSWORD}) as ui:
             [[session]] = await notices(ui, "session")
             assert isinstance(session, str) and len(session) == 16
