@@ -7,6 +7,7 @@ two machines joined by Redis, seen and driven from one UI connection."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 from typing import Any
 
@@ -18,6 +19,7 @@ from anysio import Server, Socket
 from anysio.adapters.redis import RedisCluster
 from tests.e2e.cluster_helpers import redis_server
 from tests.e2e.sio_helpers import ROOT, NodeSio, node_sio, serving
+from tests.e2e.test_asgi import call_http, eio, http_scope, lifespan
 from tests.e2e.workers_helpers import clients, cluster, spread
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
@@ -343,3 +345,24 @@ async def test_an_observer_that_raises_is_logged_and_changes_nothing(caplog: pyt
         assert sio.sockets[cid].connected
     failures = [r for r in caplog.records if "observer" in r.getMessage() and r.exc_info]
     assert failures and str(failures[0].exc_info[1]) == "observer bug"  # type: ignore[index]
+
+
+async def test_under_asgi_the_ui_is_served_and_stats_go_out() -> None:
+    """Behind an ASGI server the app serves the UI's files the server was given, and instrument's loop runs
+    while the app does (its lifespan), so a polling UI on "/admin" hears server_stats."""
+    sio = Server()
+    anysio.instrument(sio, auth=None, ui=ROOT / "tests" / "node" / "node_modules")
+    app = anysio.ASGIApp(sio)
+    with anyio.fail_after(30):
+        async with lifespan(app):
+            page = await call_http(app, http_scope("GET", "/admin-ui/"))
+            assert page is not None and page[0] == 200 and b"Socket.IO Admin UI" in page[2]
+            script = await call_http(app, http_scope("GET", "/admin-ui/favicon.png"))
+            assert script is not None and script[0] == 200 and script[1]["content-type"] == "image/png"
+            handshake = await eio(app, "GET", "EIO=4&transport=polling")
+            query = f"EIO=4&transport=polling&sid={json.loads(handshake[1:])['sid']}"
+            assert await eio(app, "POST", query, b"40/admin,") == "ok"
+            received = ""
+            while '"server_stats"' not in received:
+                received += await eio(app, "GET", query)
+            assert received.startswith('40/admin,{"sid":') and '42/admin,["config"' in received
