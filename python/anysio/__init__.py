@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from ._native import __version__
 from .adapters.base import Adapter, BroadcastOptions
+from .admin.instrument import instrument
 from .asgi import ASGIApp
 from .engineio.http import Request
 from .engineio.runtime import ConnectionErrorInfo, Cookie, EngineEvents, EngineOptions, RequestRefused
@@ -23,6 +24,7 @@ from .exceptions import (
 from .server.broadcast import BroadcastOperator
 from .server.flow import RateLimit
 from .server.metrics import Metrics
+from .server.observer import Observer
 from .server.recovery import ConnectionStateRecovery
 from .server.server import Namespace, ParentNamespace, Server
 from .server.socket import Ack, Handshake, Socket, TimedSocket
@@ -62,6 +64,7 @@ __all__ = [
     "Handshake",
     "Metrics",
     "Namespace",
+    "Observer",
     "ParentNamespace",
     "ProtocolError",
     "RateLimit",
@@ -73,4 +76,5 @@ __all__ = [
     "Socket",
     "TimedSocket",
     "__version__",
+    "instrument",
 ]

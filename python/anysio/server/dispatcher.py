@@ -33,6 +33,7 @@ from ..engineio.runtime import (
 from ..exceptions import ConnectionRefused, ProtocolError
 from .flow import Flow
 from .handler import Args, Handler, Middleware
+from .observer import Observers
 from .pipeline import FAILED, ErrorHandler, Pipeline, Reporting, ack_args, invoke
 from .recovery import Recovery
 from .socket import Ack, Handshake, Socket, SocketNamespace
@@ -70,9 +71,7 @@ class DispatchHost(Protocol):
     @property
     def flow(self) -> Flow: ...
 
-    async def respond_http(self, request: Request) -> tuple[int, list[tuple[str, str]], bytes]:
-        """The answer to a request outside the Socket.IO path: ``/metrics``, a static file, or 404."""
-        ...
+    async def serve_http(self, conn: int, request: Request) -> None: ...
 
     @property
     def engine(self) -> EngineEvents: ...
@@ -119,6 +118,8 @@ class Dispatcher(Reporting):
         #: Where a connection that belongs to another worker goes (set for workers).
         self.hand_off: Callable[[int, int], None] = _close_fd
         self.acks = Acks()
+        #: What watches the sockets from the side (``Server.observe``: the Admin UI's instrument).
+        self.observers = Observers()
         self.sockets: dict[int, Socket] = {}
         # The keys of each Engine.IO session's sockets: a session's close finds its own without a scan.
         self.by_client: dict[int, set[int]] = {}
@@ -167,8 +168,10 @@ class Dispatcher(Reporting):
                     self.recovery.expired(pid)
                 case ("open", client, eio_sid, _, req):
                     self.requests[client] = (eio_sid, Request.from_tuple(req))
-                case ("close", client, _):
+                    self.observers.client_opened()
+                case ("close", client, reason):
                     self.requests.pop(client, None)
+                    self.observers.client_closed(reason)
                     self._close_client(client)
                 case ("handshake", conn, req):
                     self._spawn(
@@ -182,16 +185,13 @@ class Dispatcher(Reporting):
                 case ("handoff", fd, owner):
                     self.hand_off(fd, owner)
                 case ("request", conn, req, _):
-                    self._spawn(self._serve_file, conn, Request.from_tuple(req))
+                    self._spawn(self.host.serve_http, conn, Request.from_tuple(req))
                 case ("connection_error", code, detail, req):
                     self.host.engine.connection_error(code, detail, req)
                 case ("error", message, remote):
                     logger.info("bad input from %s: %s", remote, message)
                     self.report(None, ProtocolError(message, remote))
         return None
-
-    async def _serve_file(self, conn: int, request: Request) -> None:
-        self.host.core.respond(conn, *await self.host.respond_http(request))
 
     # ---- connections ----------------------------------------------------------------------------------------
 
@@ -262,6 +262,7 @@ class Dispatcher(Reporting):
             if socket.any_outgoing_listeners:
                 nsp.outgoing_watchers += 1
             nsp.adapter.socket_connected(socket)
+            self.observers.socket_connected(socket)
         else:
             self._drop(socket.key)
 
@@ -305,6 +306,7 @@ class Dispatcher(Reporting):
         socket.connected = False
         if self.recovery is not None:
             self.recovery.disconnected(socket, reason)
+        self.observers.socket_disconnected(socket, reason)
         handler = nsp.handlers.get("disconnect")
         if handler is not None and self.host.runtime.task_group is None:
             self.deferred.append((handler, socket, reason))
@@ -560,10 +562,8 @@ class Dispatcher(Reporting):
 
     def _reply(self, handler: Handler, socket: Socket, ack_id: int | None, result: Any) -> None:
         if (times := self.times) is not None:  # one clock read per event: this reply ends it, and starts the next
-            ns = (now := perf_counter_ns()) - socket.started
-            b = ns.bit_length() - 10
-            times.buckets[b if 0 <= b < 25 else (0 if b < 0 else 25)] += 1
-            times.total_ns, self.clock = times.total_ns + ns, now
+            self.clock = now = perf_counter_ns()
+            times.observe(now - socket.started)
         if ack_id is None or not handler.plan.returns_ack:
             return
         to_json = handler.plan.ack_to_json

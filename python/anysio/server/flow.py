@@ -40,6 +40,12 @@ class RateLimit:
         return self.burst if self.burst is not None else max(self.per_second, 1.0)
 
     @classmethod
+    def pair(cls, value: RateLimit | float | Mapping[str, Any] | None) -> tuple[float, float] | None:
+        """(per second, burst) for the core, or None."""
+        rate = cls.of(value)
+        return (rate.per_second, rate.capacity) if rate is not None else None
+
+    @classmethod
     def of(cls, value: RateLimit | float | Mapping[str, Any] | None) -> RateLimit | None:
         """``RateLimit(...)``, a number (per second), a dict of its fields, or None (no limit)."""
         if value is None or isinstance(value, RateLimit):

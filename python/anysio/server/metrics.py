@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, Protocol
 
+from ..engineio.http import Request, StaticFiles
+
 try:
     from prometheus_client import CollectorRegistry, generate_latest
     from prometheus_client.core import (
@@ -98,6 +100,16 @@ class AckTable(Protocol):
     def pending_count(self) -> int: ...
 
 
+class Reporting(Protocol):
+    """Where the server counts (its dispatcher)."""
+
+    counts: Counts | None
+    times: HandlerTimes | None
+
+    @property
+    def acks(self) -> AckTable: ...
+
+
 def add(total: Snapshot, more: Snapshot) -> Snapshot:
     """Two snapshots summed, name by name (the workers' view)."""
     out = dict(total)
@@ -140,6 +152,15 @@ class Metrics:
         snap["processes"] = 1
         return snap
 
+    @classmethod
+    def enable(cls, option: bool | str, core: MetricsCore, reporting: Reporting, flow: FlowCounts) -> Metrics | None:
+        """``Server(metrics=...)``: None when off; else the server's Metrics, its dispatcher counting."""
+        if option is False or option == "":
+            return None
+        counts = reporting.counts = Counts()
+        reporting.times = counts.handler_times
+        return cls("/metrics" if option is True else option, core, reporting.acks, counts, flow)
+
     async def total(self) -> Snapshot:
         snap = self.snapshot()
         for other in await self.gather() if self.gather is not None else []:
@@ -149,6 +170,17 @@ class Metrics:
     async def respond(self) -> tuple[int, list[tuple[str, str]], bytes]:
         """The answer to a scrape: 200 and the exposition."""
         return 200, [("Content-Type", CONTENT_TYPE_LATEST)], exposition(await self.total())
+
+
+async def answer_http(
+    metrics: Metrics | None, files: StaticFiles | None, request: Request
+) -> tuple[int, list[tuple[str, str]], bytes]:
+    """A request outside the Socket.IO path: ``/metrics`` when on, a static file, or 404."""
+    if metrics is not None and request.path == metrics.path and request.method == "GET":
+        return await metrics.respond()
+    if files is not None:
+        return await files.respond(request.method, request.path)
+    return 404, [("Content-Type", "text/plain")], b"Not Found"
 
 
 def exposition(snap: Snapshot) -> bytes:

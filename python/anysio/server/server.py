@@ -10,7 +10,7 @@ import inspect
 import logging
 import re
 import socket
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, Unpack, overload
 
@@ -37,7 +37,8 @@ from .broadcast import BroadcastOperator
 from .dispatcher import Dispatcher, DispatchNamespace
 from .flow import HIGH_WATER_MARK, Flow, RateLimit
 from .handler import Handler, Middleware
-from .metrics import Counts, Metrics
+from .metrics import Metrics, answer_http
+from .observer import Observer
 from .pipeline import Chain, ErrorHandler
 from .recovery import ConnectionStateRecovery, Recovery
 from .socket import Socket
@@ -70,6 +71,7 @@ class Namespace:
         self.server_side_handlers: dict[str, Callable[..., Any]] = {}
         self.sockets: dict[str, Socket] = {}
         self.outgoing_watchers = 0
+        self.flow: Flow = server.flow
         self.adapter = adapter(self)
 
     # ---- what the adapter and the sockets see of their namespace (AdapterNamespace) ------------------------
@@ -81,10 +83,6 @@ class Namespace:
     @property
     def acks(self) -> Acks:
         return self.server._dispatcher.acks
-
-    @property
-    def flow(self) -> Flow:
-        return self.server.flow
 
     def socket(self, key: int) -> Socket | None:
         """This namespace's socket with this core key (connected or still connecting), if any."""
@@ -98,6 +96,22 @@ class Namespace:
             socket = self.socket(key)
             if socket is not None and socket.any_outgoing_listeners:
                 socket.notify_outgoing(packet)
+
+    def rooms_changing(self, keys: list[int], rooms: list[str], join: bool) -> None:
+        """Tell the server's observers which of ``rooms`` each socket of ``keys`` joins anew (or leaves)."""
+        observers = self.server._dispatcher.observers
+        if not observers:
+            return
+        for key in keys:
+            socket = self.socket(key)
+            if socket is None or not socket.connected:
+                continue
+            had = set(self.core.rooms_of(key))
+            for room in dict.fromkeys(rooms):
+                if join and room not in had:
+                    observers.room_joined(socket, room)
+                elif not join and room in had:
+                    observers.room_left(socket, room)
 
     # ---- handlers -----------------------------------------------------------------------------------------
 
@@ -331,7 +345,6 @@ class Server:
         **options: Unpack[EngineOptions],
     ) -> None:
         recovery = ConnectionStateRecovery.of(connection_state_recovery)
-        conn_rate = RateLimit.of(connection_rate_limit)
         engine = native_core(
             path=path,
             defer_handshakes=allow_request is not None or generate_id is not None,
@@ -339,7 +352,7 @@ class Server:
             connect_timeout=connect_timeout,
             serve_other_paths=static_files is not None or bool(metrics),
             recovery=recovery.max_disconnection_duration if recovery is not None else None,
-            connection_rate=(conn_rate.per_second, conn_rate.capacity) if conn_rate is not None else None,
+            connection_rate=RateLimit.pair(connection_rate_limit),
             **options,
         )
         self._core: SioCore = engine
@@ -349,44 +362,29 @@ class Server:
         self._adapter: AdapterFactory = adapter
         self._namespaces: dict[str, Namespace] = {}
         max_waiting = options.get("max_buffered", MAX_BUFFERED)
-        self._dispatcher = Dispatcher(
-            self,
-            self._namespaces,
-            allow_request,
-            generate_id,
-            max_waiting,
-            Recovery(recovery, engine) if recovery is not None else None,
-        )
+        recovered = Recovery(recovery, engine) if recovery is not None else None
+        self._dispatcher = Dispatcher(self, self._namespaces, allow_request, generate_id, max_waiting, recovered)
         #: What a driver (``serve``, ``anysio.ASGIApp``, a worker) needs: the core and where its events go.
         self.runtime = Runtime(engine, self._dispatcher.dispatch, self._dispatcher.dispatch_in_tasks)
         #: ``/metrics`` (``metrics=True``, or the path to serve them at), or None.
-        self.metrics = self._metrics("/metrics" if metrics is True else metrics or None)
+        self.metrics = Metrics.enable(metrics, self._core, self._dispatcher, self.flow)
         #: Node's ``io.engine`` events: ``@sio.engine.on("connection_error")``, ``"initial_headers"``, ``"headers"``.
         self.engine = EngineEvents(engine, self.runtime)
         #: Node's option: a child namespace goes when its last socket leaves (and is made again on a connect).
         self.cleanup_empty_child_namespaces = cleanup_empty_child_namespaces
         self._parents: list[ParentNamespace] = []
+        #: This process's index among the workers of ``anysio run --workers N`` (None when it serves alone).
+        self.worker: int | None = None
         self._main = self.of("/")
-
-    def _metrics(self, path: str | None) -> Metrics | None:
-        if path is None:
-            return None
-        counts = self._dispatcher.counts = Counts()
-        self._dispatcher.times = counts.handler_times
-        return Metrics(path, self._core, self._dispatcher.acks, counts, self.flow)
 
     @property
     def core(self) -> SioCore:
         """The core as the Socket.IO layer calls it (rooms, emits, connections)."""
         return self._core
 
-    async def respond_http(self, request: Request) -> tuple[int, list[tuple[str, str]], bytes]:
-        """A request outside the Socket.IO path: ``/metrics`` when on, a static file, or 404."""
-        if self.metrics is not None and request.path == self.metrics.path and request.method == "GET":
-            return await self.metrics.respond()
-        if self.static_files is not None:
-            return await self.static_files.respond(request.method, request.path)
-        return 404, [("Content-Type", "text/plain")], b"Not Found"
+    async def serve_http(self, conn: int, request: Request) -> None:
+        """Answer a request outside the Socket.IO path: ``/metrics`` when on, a static file, or 404."""
+        self._core.respond(conn, *await answer_http(self.metrics, self.static_files, request))
 
     @property
     def address(self) -> tuple[str, int] | None:
@@ -450,6 +448,24 @@ class Server:
     def namespaces(self) -> dict[str, Namespace]:
         return dict(self._namespaces)
 
+    def observe(self, observer: Observer) -> None:
+        """Tell ``observer`` of every socket's connection, disconnection and rooms, and of every Engine.IO session
+        (what ``anysio.instrument`` watches for the Admin UI)."""
+        self._dispatcher.observers.add(observer)
+
+    def on_serve(self, fn: Callable[[], Coroutine[Any, Any, Any]]) -> None:
+        """Run ``fn()`` in a task while the server is served (``serve``, ``run``, a worker, the ASGI app): started
+        when it starts, cancelled when it stops."""
+        self.runtime.background.append(fn)
+
+    def add_static_files(self, mounts: Mapping[str, str | Path | bytes]) -> None:
+        """Serve more files beside Socket.IO (as ``static_files=`` does; bytes are a file's contents, served at
+        that exact path), also on a server made without ``static_files``."""
+        if self.static_files is None:
+            self.static_files = StaticFiles({})
+        self.static_files.add(mounts)
+        self.runtime.core.set_serve_other_paths(True)
+
     @property
     def engine_count(self) -> int:
         """Open Engine.IO sessions (the seed's ``Count()``; Node's ``io.engine.clientsCount``)."""
@@ -489,6 +505,7 @@ class Server:
         namespace ``adapter`` (which shares rooms and broadcasts with the other workers), and pass connections
         that belong to another worker to ``hand_off(fd, owner)``."""
         self.runtime.core.set_worker(index)
+        self.worker = index
         self._dispatcher.hand_off = hand_off
         self._adapter = adapter
         for nsp in self._namespaces.values():
