@@ -10,7 +10,7 @@ use crate::core::{AnyCore, Core, EngineOnly};
 use crate::driver::{self, Driver};
 use crate::engineio::{self, Cookie, ErrorCode};
 use crate::ids::{ConnId, SessionKey, SocketKey};
-use crate::socketio::SocketIo;
+use crate::socketio::{Parser, SocketIo};
 
 /// The server core: the sockets, the Engine.IO session table and timers, and (with `socketio=True`) the
 /// Socket.IO namespaces, sockets and rooms.
@@ -23,6 +23,15 @@ pub struct EngineCore {
 }
 
 impl EngineCore {
+    /// A packet the application gave that its parser could not encode (msgpack: JSON nested too deep, a
+    /// placeholder naming no attachment) is the caller's ValueError; nothing was sent.
+    fn encoded(&mut self) -> PyResult<()> {
+        match self.core.socketio().and_then(|c| c.layer.take_encode_error()) {
+            Some(e) => Err(PyValueError::new_err(e)),
+            None => Ok(()),
+        }
+    }
+
     /// The Socket.IO layer with its engine: the one place that says this core has none.
     fn sio(&mut self) -> PyResult<&mut Core<SocketIo>> {
         self.core.socketio().ok_or_else(no_socketio)
@@ -49,7 +58,7 @@ impl EngineCore {
         cors_origins=None, cors_credentials=false, cookie_name=None, cookie_path="/", cookie_http_only=true,
         cookie_same_site=Some("Lax".to_owned()), max_connections=None, defer_handshakes=false, sid_prefix="",
         max_buffered=16*1024*1024, socketio=false, connect_timeout=45.0, serve_other_paths=false,
-        request_timeout=60.0, keep_alive_timeout=5.0, recovery=None))]
+        request_timeout=60.0, keep_alive_timeout=5.0, recovery=None, parser="default"))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         ping_interval: f64,
@@ -75,6 +84,7 @@ impl EngineCore {
         request_timeout: f64,
         keep_alive_timeout: f64,
         recovery: Option<f64>,
+        parser: &str,
     ) -> PyResult<Self> {
         let cookie = cookie_name.map(|name| Cookie {
             name,
@@ -103,6 +113,15 @@ impl EngineCore {
         config.keep_alive_timeout = secs(keep_alive_timeout)?;
         let engine = engineio::Engine::new(config);
         let mut sio = SocketIo::new(secs(connect_timeout)?);
+        sio.parser = match parser {
+            "default" => Parser::Default,
+            "msgpack" => Parser::Msgpack,
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "unknown parser {other:?} (\"default\" or \"msgpack\")"
+                )))
+            }
+        };
         if let Some(max) = recovery {
             sio.enable_recovery(secs(max)?);
         }
@@ -285,7 +304,7 @@ impl EngineCore {
         c.layer
             .refuse(socket, &json_text(data_json)?, &mut c.engine);
         self.driver.request_flush();
-        Ok(())
+        self.encoded()
     }
 
     #[pyo3(signature = (socket, close=false))]
@@ -320,6 +339,7 @@ impl EngineCore {
             &mut c.engine,
         );
         self.driver.request_flush();
+        self.encoded()?;
         Ok(ok)
     }
 
@@ -355,6 +375,7 @@ impl EngineCore {
             )
         };
         self.driver.request_flush();
+        self.encoded()?;
         Ok(reached)
     }
 

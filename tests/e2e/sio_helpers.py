@@ -164,9 +164,11 @@ async def node_sio(
     connected: bool = True,
     node_flags: tuple[str, ...] = (),
     with_credentials: bool = False,
+    parser: str | None = None,
 ) -> AsyncIterator[NodeSio]:
     """A Node socket.io-client for the body of the ``async with``; with ``connected`` (the default) it has
-    connected before the body runs. ``node_flags`` go to node itself."""
+    connected before the body runs. ``node_flags`` go to node itself; ``parser="msgpack"`` gives the client
+    socket.io-msgpack-parser."""
     argv = ["node", *node_flags, str(SIO_CLIENT), f"http://{address[0]}:{address[1]}", "--nsp", nsp]
     if transports is not None:
         argv += ["--transports", transports]
@@ -176,6 +178,8 @@ async def node_sio(
         argv += ["--reconnection", "true" if reconnection else "false"]
     if with_credentials:
         argv += ["--withCredentials", "true"]
+    if parser is not None:
+        argv += ["--parser", parser]
     async with await anyio.open_process(argv) as process, anyio.create_task_group() as tg:
         client = NodeSio(process)
         tg.start_soon(client._read)

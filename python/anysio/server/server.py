@@ -12,7 +12,7 @@ import re
 import socket
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar, Unpack, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, Unpack, overload
 
 import anyio
 import anyio.abc
@@ -303,6 +303,9 @@ class Server:
     ``ConnectionStateRecovery``; a client whose connection drops gets its socket back (id, rooms, data) and the
     events it missed when it reconnects within ``max_disconnection_duration`` (README, "Connection state
     recovery").
+
+    ``parser`` (Node's ``parser``): "default" is socket.io-parser's text packets; "msgpack" speaks
+    ``socket.io-msgpack-parser``, which the clients must then use too (each packet one binary msgpack message).
     """
 
     @checked_options(EngineOptions.__annotations__)
@@ -317,6 +320,7 @@ class Server:
         static_files: Mapping[str, str | Path] | None = None,
         cleanup_empty_child_namespaces: bool = False,
         connection_state_recovery: ConnectionStateRecovery | Mapping[str, Any] | bool | None = None,
+        parser: Literal["default", "msgpack"] = "default",
         **options: Unpack[EngineOptions],
     ) -> None:
         recovery = ConnectionStateRecovery.of(connection_state_recovery)
@@ -327,6 +331,7 @@ class Server:
             connect_timeout=connect_timeout,
             serve_other_paths=static_files is not None,
             recovery=recovery.max_disconnection_duration if recovery is not None else None,
+            parser=parser,
             **options,
         )
         self._core: SioCore = engine

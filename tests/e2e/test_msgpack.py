@@ -1,0 +1,218 @@
+"""The msgpack parser, ``Server(parser="msgpack")``, with the official socket.io-client and
+socket.io-msgpack-parser (tests/node/sio_client.mjs ``--parser msgpack``) on both transports, python-socketio's
+msgpack client, and a client by hand that breaks the protocol. Every test runs on asyncio and on trio, but the one
+with python-socketio, whose client runs on asyncio only."""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import msgpack
+import pytest
+import socketio
+
+from anysio import Server, Socket
+from tests.e2e.eio_helpers import ws_session
+from tests.e2e.sio_helpers import demo_server, node_sio, serving
+
+pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
+
+TRANSPORTS = ["polling", "websocket"]
+
+
+def anysio_log(caplog: pytest.LogCaptureFixture, fragment: str) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "anysio" and fragment in r.getMessage()]
+
+
+@pytest.mark.parametrize("transports", TRANSPORTS)
+async def test_events_acks_and_binary_both_ways(transports: str) -> None:
+    sio, rec = demo_server(parser="msgpack")
+    blob = bytes(range(256)) * 40
+    nested = {"a": [b"\x00\x01", {"b": blob, "empty": b""}], "c": "text", "n": [1, 2.5, None, True]}
+    async with serving(sio) as address, node_sio(address, transports=transports, parser="msgpack") as client:
+        [connected] = client.all("connect")
+        assert connected["transport"] == transports
+        [(nsp, sid, auth)] = await rec.wait("connect")
+        assert (nsp, sid, auth) == ("/", connected["id"], {})  # no auth: Node's default
+        assert await client.call("echo", b"top", nested) == [b"top", nested]
+        assert await client.call("echo") == []
+        # Typed handlers: ints, text coerced as in lax mode, bytes; a payload that does not fit answered in the ack.
+        assert await client.call("add", 2, "3") == [5]
+        assert await client.call("size", blob) == [len(blob)]
+        (error,) = await client.call("add", "x", 2)
+        assert error["errors"][0]["loc"] == ["a"]
+        # The server asks (EVENT with an id) and the client's ACK, binary included, comes back.
+        await client.ack_reply("blob", b"back", {"z": [b"\x02"]})
+        assert await client.call("ask", "blob", {"x": [b"\xff"]}, b"\x04") == [b"back", {"z": [b"\x02"]}]
+        assert client.received("blob") == [[{"x": [b"\xff"]}, b"\x04"]]
+        assert sio.runtime.core.transport_of(sio.sockets[sid].client) == transports
+        # DISCONNECT from the server, then the client's own on another socket.
+        await client.emit("kick")
+        assert (await client.expect("disconnect"))["reason"] == "io server disconnect"
+        assert (await rec.wait("disconnect"))[0][2] == "server namespace disconnect"
+        await client.command(cmd="connect")
+        await client.expect("connect")
+        await client.command(cmd="disconnect")
+        assert (await rec.wait("disconnect", 2))[1][2] == "client namespace disconnect"
+
+
+@pytest.mark.parametrize("transports", TRANSPORTS)
+async def test_namespaces_auth_and_refusal(transports: str) -> None:
+    sio, rec = demo_server(parser="msgpack")
+    async with serving(sio) as address:
+        kw: dict[str, Any] = {"transports": transports, "parser": "msgpack", "nsp": "/admin"}
+        async with node_sio(address, auth={"token": "guess"}, connected=False, **kw) as refused:
+            err = await refused.expect("connect_error")
+            assert (err["message"], err["data"]) == ("unauthorized", {"hint": "token"})
+        async with node_sio(address, **{**kw, "nsp": "/nope"}, connected=False) as unknown:
+            err = await unknown.expect("connect_error")
+            assert (err["message"], err["data"]) == ("Invalid namespace", None)
+        # Binary in auth arrives as JSON would carry it with the default parser: Node's Buffer JSON.
+        auth = {"token": "secret", "n": 1.5, "key": b"\x01\x02"}
+        async with node_sio(address, auth=auth, **kw) as admin:
+            [connected] = admin.all("connect")
+            assert await admin.call("whoami") == [["/admin", connected["id"]]]
+        [(nsp, _, got)] = rec.values("connect")
+        assert (nsp, got) == ("/admin", {"token": "secret", "n": 1.5, "key": {"type": "Buffer", "data": [1, 2]}})
+
+
+@pytest.mark.parametrize("transports", TRANSPORTS)
+async def test_rooms_and_broadcasts(transports: str) -> None:
+    sio, _ = demo_server(parser="msgpack")
+    kw: dict[str, Any] = {"transports": transports, "parser": "msgpack"}
+    async with serving(sio) as address, node_sio(address, **kw) as a, node_sio(address, **kw) as b:
+        ids = {name: cl.all("connect")[0]["id"] for name, cl in (("a", a), ("b", b))}
+        assert await a.call("join", "red") == [sorted([ids["a"], "red"])]
+        await sio.to("red").emit("news", 1, b"\x05", {"deep": [b"\x06"]})
+        await sio.except_("red").emit("news", 2)
+        await b.emit("shout", "red", "from b")  # socket.to(room): the room but not the sender
+        await b.call("echo")
+        await sio.emit("marker")
+        for client in (a, b):
+            await client.receive("marker")
+        assert a.received("news") == [[1, b"\x05", {"deep": [b"\x06"]}]]
+        assert b.received("news") == [[2]]
+        assert a.received("shout") == [["from b"]] and b.received("shout") == []
+        await a.ack_reply("poll", "a says", b"\x07")
+        await b.ack_reply("poll", "b says", b"\x08")
+        replies = await sio.timeout(5).emit_with_ack("poll")
+        assert sorted(map(tuple, replies)) == [("a says", b"\x07"), ("b says", b"\x08")]
+
+
+@dataclass
+class Point:
+    x: float
+    y: float
+    label: str = ""
+
+
+# python-socketio's client is built on aiohttp: asyncio only.
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_typed_handlers_with_python_socketios_msgpack_client(anyio_backend: str) -> None:
+    """A Python msgpack peer tells floats from integers and sends NaN: the handler gets them as sent, and a typed
+    return value goes back as msgpack (asyncio only: python-socketio's client runs there)."""
+    sio = Server(parser="msgpack")
+    seen: list[tuple[Any, ...]] = []
+
+    @sio.on("values")
+    def values(socket: Socket, *args: Any) -> tuple[Any, ...]:
+        seen.append(args)
+        return args
+
+    @sio.on("move")
+    def move(socket: Socket, p: Point, by: float) -> Point:
+        return Point(p.x + by, p.y + by, p.label)
+
+    async with serving(sio) as address:
+        client = socketio.AsyncClient(reconnection=False, serializer="msgpack")
+        await client.connect(f"http://{address[0]}:{address[1]}", transports=["websocket"])
+        try:
+            # Floats stay floats and integers stay exact (64 bits) both ways, unlike JSON through JavaScript.
+            sent = [3.0, 3, 2**63 + 1, -(2**63), "é", b"\x00", None, [True, {"k": 0.5}]]
+            reply = await client.call("values", tuple(sent), timeout=5)
+            assert seen[0] == tuple(sent) and [type(v) for v in seen[0]] == [type(v) for v in sent]
+            assert list(reply) == sent and [type(v) for v in reply] == [type(v) for v in sent]
+            # NaN and infinities reach the handler (going out they are null, as JSON.stringify writes them).
+            assert await client.call("values", (math.nan, -math.inf), timeout=5) == (None, None)
+            nan, inf = seen[-1]
+            assert math.isnan(nan) and inf == -math.inf
+            assert await client.call("move", ({"x": 1, "y": 2.5, "label": "p"}, 1), timeout=5) == {
+                "x": 2.0,
+                "y": 3.5,
+                "label": "p",
+            }
+        finally:
+            await client.disconnect()
+
+
+def deep(levels: int) -> Any:
+    value: Any = []
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+def packet(**fields: Any) -> bytes:
+    out = msgpack.packb(fields)
+    assert isinstance(out, bytes)
+    return out
+
+
+async def test_bad_input_closes_the_session_logged_once_and_spares_the_others(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="anysio")
+    sio, _ = demo_server(parser="msgpack")
+    async with serving(sio) as address, node_sio(address, parser="msgpack") as bystander:
+        connect = packet(type=0, nsp="/")
+        cases: list[bytes | str] = [
+            b"\xc1",  # not msgpack
+            b"\x93\x01\x02\x03",  # not a map
+            packet(type=2, nsp="/", data=["echo"]) + b"\xc0",  # trailing bytes
+            packet(type=5, nsp="/", data=["echo"]),  # no binary packet types here
+            packet(type=2, data=["echo"]),  # no namespace
+            packet(type=2, nsp="/", data="echo"),  # data not an array
+            packet(type=2, nsp="/", data=["disconnect"]),  # a reserved event name
+            packet(type=2, nsp="/", data=["echo"], id=1.5),  # an id that is no integer
+            packet(type=2, nsp="/nope", data=["echo"]),  # a namespace it did not join
+            packet(type=0, nsp="/"),  # CONNECT again while connected
+            packet(type=2, nsp="/", data=["echo", deep(200)]),  # nesting past the codec's 128 levels
+            '42["echo"]',  # a text packet: not this parser's
+        ]
+        for n, frame in enumerate(cases):
+            ws, _ = await ws_session(address, path="/socket.io/")
+            with anyio.fail_after(5):
+                await ws.send(connect)
+                reply = msgpack.unpackb(await ws.receive())
+                assert reply["type"] == 0 and set(reply["data"]) == {"sid"}
+                await ws.send(frame)
+                assert await ws.expect_close() is None, frame
+            await ws.aclose()
+            assert await bystander.call("echo", n) == [n]
+        lines = anysio_log(caplog, "bad input")
+        assert len(lines) == len(cases), lines
+        assert sum("malformed packet" in line for line in lines) == len(cases) - 2
+        # An event the client answers still works on a fresh session: the codec holds no state between packets.
+        ws, _ = await ws_session(address, path="/socket.io/")
+        await ws.send(connect)
+        await ws.receive()
+        await ws.send(packet(type=2, nsp="/", data=["echo", b"\x01", 2**53], id=2**53 + 10))
+        ack = msgpack.unpackb(await ws.receive())
+        assert ack == {"id": 2**53 + 10, "type": 3, "data": [b"\x01", 2**53], "nsp": "/"}
+        await ws.aclose()
+
+
+async def test_an_emit_msgpack_cannot_hold_raises() -> None:
+    sio, rec = demo_server(parser="msgpack")
+    async with serving(sio) as address, node_sio(address, parser="msgpack") as client:
+        [(_, sid, _)] = await rec.wait("connect")
+        with pytest.raises(ValueError, match="msgpack"):
+            await sio.sockets[sid].emit("deep", deep(200))
+        with pytest.raises(ValueError, match="msgpack"):
+            await sio.emit("deep", deep(200))
+        assert await client.call("echo", "still here") == ["still here"]
+
