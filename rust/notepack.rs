@@ -166,6 +166,20 @@ pub fn value_to_python_json(
     write_json(v, Some(attachments), true)
 }
 
+/// `value_to_python_json` of an array of `items` (an EVENT's arguments after its name), without copying them.
+pub fn array_to_python_json(
+    items: &[Value],
+    attachments: &mut Vec<Vec<u8>>,
+) -> Result<String, DecodeError> {
+    let mut w = JsonWriter {
+        out: Vec::new(),
+        attachments: Some(attachments),
+        exact_floats: true,
+    };
+    w.array(items)?;
+    String::from_utf8(w.out).map_err(|e| DecodeError(format!("json output: {e}")))
+}
+
 fn write_json(
     v: &Value,
     attachments: Option<&mut Vec<Vec<u8>>>,
@@ -277,6 +291,22 @@ impl JsonWriter<'_> {
         }
     }
 
+    fn array(&mut self, items: &[Value]) -> Result<(), DecodeError> {
+        self.out.push(b'[');
+        for (i, item) in items.iter().enumerate() {
+            if i > 0 {
+                self.out.push(b',');
+            }
+            if is_undefined(item) {
+                self.out.extend_from_slice(b"null");
+            } else {
+                self.value(item)?;
+            }
+        }
+        self.out.push(b']');
+        Ok(())
+    }
+
     fn binary(&mut self, bytes: &[u8]) {
         match self.attachments.as_deref_mut() {
             Some(atts) => {
@@ -321,20 +351,7 @@ impl JsonWriter<'_> {
                 None => write_json_str(&mut self.out, &String::from_utf8_lossy(s.as_bytes())),
             },
             Value::Binary(b) => self.binary(b),
-            Value::Array(items) => {
-                self.out.push(b'[');
-                for (i, item) in items.iter().enumerate() {
-                    if i > 0 {
-                        self.out.push(b',');
-                    }
-                    if is_undefined(item) {
-                        self.out.extend_from_slice(b"null");
-                    } else {
-                        self.value(item)?;
-                    }
-                }
-                self.out.push(b']');
-            }
+            Value::Array(items) => self.array(items)?,
             Value::Map(entries) => self.object(entries)?,
             Value::Ext(ty, data) => match ext_kind(*ty, data) {
                 Ext::Undefined => self.out.extend_from_slice(b"null"),

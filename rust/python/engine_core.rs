@@ -26,7 +26,11 @@ impl EngineCore {
     /// A packet the application gave that its parser could not encode (msgpack: JSON nested too deep, a
     /// placeholder naming no attachment) is the caller's ValueError; nothing was sent.
     fn encoded(&mut self) -> PyResult<()> {
-        match self.core.socketio().and_then(|c| c.layer.take_encode_error()) {
+        match self
+            .core
+            .socketio()
+            .and_then(|c| c.layer.take_encode_error())
+        {
             Some(e) => Err(PyValueError::new_err(e)),
             None => Ok(()),
         }

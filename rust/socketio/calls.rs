@@ -51,7 +51,13 @@ impl SocketIo {
             return;
         };
         let (client, nsp) = (s.client, s.nsp.clone());
-        self.send_control(engine, client, PacketType::ConnectError, &nsp, Some(data_json));
+        self.send_control(
+            engine,
+            client,
+            PacketType::ConnectError,
+            &nsp,
+            Some(data_json),
+        );
         self.remove_socket(socket, None);
     }
 

@@ -490,7 +490,13 @@ impl SocketIo {
             .find(|s| self.sockets.get(s).is_some_and(|s| &*s.nsp == nsp))
     }
 
-    fn on_packet(&mut self, client: SessionKey, incoming: Incoming, engine: &mut Engine, now: Instant) {
+    fn on_packet(
+        &mut self,
+        client: SessionKey,
+        incoming: Incoming,
+        engine: &mut Engine,
+        now: Instant,
+    ) {
         let Incoming {
             packet: p,
             js_id,
@@ -514,7 +520,10 @@ impl SocketIo {
                 // Without data Node dispatches no event at all. `decode` validated the data as an event.
                 let split = match event {
                     Some(e) => Some(e),
-                    None => p.data.as_deref().and_then(|d| packet::split_event(d).ok().flatten()),
+                    None => p
+                        .data
+                        .as_deref()
+                        .and_then(|d| packet::split_event(d).ok().flatten()),
                 };
                 if let Some(EventArgs { name, args, argc }) = split {
                     let id = p.id.or_else(|| js_id.map(|n| self.js_id(socket, n)));

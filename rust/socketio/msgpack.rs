@@ -48,7 +48,10 @@ fn field<'a>(entries: &'a [(Value, Value)], name: &str) -> Option<&'a Value> {
 /// `Number.isInteger`: an integer, or a float with no fraction.
 fn integer(v: &Value) -> Option<f64> {
     match v {
-        Value::Integer(n) => n.as_u64().map(|u| u as f64).or(n.as_i64().map(|i| i as f64)),
+        Value::Integer(n) => n
+            .as_u64()
+            .map(|u| u as f64)
+            .or(n.as_i64().map(|i| i as f64)),
         Value::F32(_) | Value::F64(_) => v.as_f64().filter(|f| f.is_finite() && f.fract() == 0.0),
         _ => None,
     }
@@ -140,7 +143,7 @@ fn event_args(items: &[Value], attachments: &mut Vec<Vec<u8>>) -> Result<EventAr
         Some((Value::Integer(_) | Value::F32(_) | Value::F64(_), _)) => (None, items),
         _ => return invalid("invalid payload: no event name"),
     };
-    let args = notepack::value_to_python_json(&Value::Array(rest.to_vec()), attachments)?;
+    let args = notepack::array_to_python_json(rest, attachments)?;
     Ok(EventArgs {
         name,
         args,

@@ -16,7 +16,11 @@ fn client(note: &str) -> Vec<u8> {
     let v = vectors();
     let case = v["client"].as_array().unwrap().iter();
     let found = case.clone().find(|c| c["note"] == note);
-    from_hex(found.unwrap_or_else(|| panic!("{note}"))["hex"].as_str().unwrap())
+    from_hex(
+        found.unwrap_or_else(|| panic!("{note}"))["hex"]
+            .as_str()
+            .unwrap(),
+    )
 }
 
 fn decoded(note: &str) -> Decoded {
@@ -31,7 +35,10 @@ fn args(d: &Decoded) -> (Option<&str>, &str, usize) {
 #[test]
 fn the_official_clients_packets_decode() {
     let d = decoded("CONNECT without auth");
-    assert_eq!((d.packet.kind, d.packet.nsp.as_str()), (PacketType::Connect, "/"));
+    assert_eq!(
+        (d.packet.kind, d.packet.nsp.as_str()),
+        (PacketType::Connect, "/")
+    );
     assert_eq!(d.packet.data, None, "undefined data is no data");
 
     let d = decoded("CONNECT with auth");
@@ -48,8 +55,7 @@ fn the_official_clients_packets_decode() {
 
     let d = decoded("EVENT with binary, nested");
     assert_eq!(d.packet.nsp, "/x");
-    let placeholders =
-        r#"[{"_placeholder":true,"num":0},{"f":[{"_placeholder":true,"num":1}]}]"#;
+    let placeholders = r#"[{"_placeholder":true,"num":0},{"f":[{"_placeholder":true,"num":1}]}]"#;
     assert_eq!(args(&d), (Some("up"), placeholders, 2));
     assert_eq!(d.attachments, vec![b"ab".to_vec(), b"c".to_vec()]);
 
@@ -69,7 +75,10 @@ fn the_official_clients_packets_decode() {
     assert_eq!(d.attachments, vec![b"z".to_vec()]);
 
     let d = decoded("DISCONNECT");
-    assert_eq!((d.packet.kind, d.packet.nsp.as_str()), (PacketType::Disconnect, "/admin"));
+    assert_eq!(
+        (d.packet.kind, d.packet.nsp.as_str()),
+        (PacketType::Disconnect, "/admin")
+    );
 }
 
 #[test]
@@ -94,36 +103,52 @@ fn packets_encode_as_nodes_server_encodes_them() {
     }
 }
 
-#[test]
-fn an_id_javascript_cannot_hold_exactly_is_echoed_as_the_number_it_read() {
-    let mut packet = rmpv::Value::Map(vec![
+/// A packet whose id is `id`, decoded; then the ACK the server writes for it, read back: (the decoded id, the
+/// JavaScript number kept, the ACK's id).
+fn ack_for(id: rmpv::Value) -> (Option<u64>, Option<f64>, rmpv::Value) {
+    let packet = rmpv::Value::Map(vec![
         ("type".into(), 2.into()),
         ("data".into(), rmpv::Value::Array(vec!["a".into()])),
-        ("id".into(), rmpv::Value::from(u64::MAX)),
+        ("id".into(), id),
         ("nsp".into(), "/".into()),
     ]);
-    let bytes = |v: &rmpv::Value| {
-        let mut out = ByteBuf::new();
-        crate::notepack::write_msgpack(&mut out, v);
-        out.into_vec()
+    let mut bytes = ByteBuf::new();
+    crate::notepack::write_msgpack(&mut bytes, &packet);
+    let d = decode(bytes.as_slice()).unwrap();
+    let echo = d.js_id.map(packet::js_number);
+    let id = match (d.packet.id, &echo) {
+        (Some(n), _) => OutId::Number(n),
+        (None, js) => OutId::Js(js.as_deref().unwrap()),
     };
-    let d = decode(&bytes(&packet)).unwrap();
-    assert_eq!((d.packet.id, d.js_id), (None, Some(u64::MAX as f64)));
-    let echo = packet::js_number(u64::MAX as f64);
-    let out = encode(PacketType::Ack, "/", Some(OutId::Js(&echo)), Some("[]"), &[]).unwrap();
+    let out = encode(PacketType::Ack, "/", Some(id), Some("[]"), &[]).unwrap();
     let back = crate::notepack::read_msgpack(&out).unwrap();
-    assert_eq!(back["id"], rmpv::Value::F64(u64::MAX as f64));
+    (d.packet.id, d.js_id, back["id"].clone())
+}
 
+#[test]
+fn an_id_javascript_cannot_hold_exactly_is_echoed_as_the_number_it_read() {
+    let big = ack_for(rmpv::Value::from(u64::MAX));
+    assert_eq!(
+        big,
+        (
+            None,
+            Some(u64::MAX as f64),
+            rmpv::Value::F64(u64::MAX as f64)
+        )
+    );
     // A negative id is an integer to Node's checkPacket: acked with it.
-    if let rmpv::Value::Map(entries) = &mut packet {
-        entries[2].1 = rmpv::Value::from(-4);
-    }
-    let d = decode(&bytes(&packet)).unwrap();
-    assert_eq!((d.packet.id, d.js_id), (None, Some(-4.0)));
-    let echo = packet::js_number(-4.0);
-    let out = encode(PacketType::Ack, "/", Some(OutId::Js(&echo)), Some("[]"), &[]).unwrap();
-    let back = crate::notepack::read_msgpack(&out).unwrap();
-    assert_eq!(back["id"], rmpv::Value::from(-4));
+    assert_eq!(
+        ack_for(rmpv::Value::from(-4)),
+        (None, Some(-4.0), rmpv::Value::from(-4))
+    );
+    assert_eq!(
+        ack_for(rmpv::Value::from(7)),
+        (Some(7), None, rmpv::Value::from(7))
+    );
+    assert_eq!(
+        ack_for(rmpv::Value::F64(9.0)),
+        (Some(9), None, rmpv::Value::from(9))
+    );
 }
 
 #[test]
@@ -140,25 +165,53 @@ fn malformed_packets_are_refused_as_the_msgpack_parser_refuses_them() {
         (vec![0xc1], ""),
         (b"2[\"a\"]".to_vec(), "msgpack"),
         (vec![0x93, 1, 2, 3], "invalid packet type"),
-        (map(vec![("type", 5.into()), ("nsp", "/".into())]), "invalid packet type"),
-        (map(vec![("type", 2.5.into()), ("nsp", "/".into())]), "invalid packet type"),
+        (
+            map(vec![("type", 5.into()), ("nsp", "/".into())]),
+            "invalid packet type",
+        ),
+        (
+            map(vec![("type", 2.5.into()), ("nsp", "/".into())]),
+            "invalid packet type",
+        ),
         (map(vec![("type", 0.into())]), "invalid namespace"),
-        (map(vec![("type", 0.into()), ("nsp", 1.into())]), "invalid namespace"),
-        (map(vec![("type", 2.into()), ("nsp", "/".into())]), "invalid payload"),
         (
-            map(vec![("type", 1.into()), ("nsp", "/".into()), ("data", 1.into())]),
+            map(vec![("type", 0.into()), ("nsp", 1.into())]),
+            "invalid namespace",
+        ),
+        (
+            map(vec![("type", 2.into()), ("nsp", "/".into())]),
             "invalid payload",
         ),
         (
-            map(vec![("type", 0.into()), ("nsp", "/".into()), ("data", arr(vec![]))]),
+            map(vec![
+                ("type", 1.into()),
+                ("nsp", "/".into()),
+                ("data", 1.into()),
+            ]),
             "invalid payload",
         ),
         (
-            map(vec![("type", 3.into()), ("nsp", "/".into()), ("data", "x".into())]),
+            map(vec![
+                ("type", 0.into()),
+                ("nsp", "/".into()),
+                ("data", arr(vec![])),
+            ]),
             "invalid payload",
         ),
         (
-            map(vec![("type", 2.into()), ("nsp", "/".into()), ("data", arr(vec![]))]),
+            map(vec![
+                ("type", 3.into()),
+                ("nsp", "/".into()),
+                ("data", "x".into()),
+            ]),
+            "invalid payload",
+        ),
+        (
+            map(vec![
+                ("type", 2.into()),
+                ("nsp", "/".into()),
+                ("data", arr(vec![])),
+            ]),
             "invalid payload",
         ),
         (
@@ -198,7 +251,10 @@ fn malformed_packets_are_refused_as_the_msgpack_parser_refuses_them() {
     ];
     for (bytes, why) in cases {
         let err = decode(&bytes).expect_err(why);
-        assert!(err.0.contains(why), "{err} for {bytes:02x?}: expected {why}");
+        assert!(
+            err.0.contains(why),
+            "{err} for {bytes:02x?}: expected {why}"
+        );
     }
     // Trailing bytes, and nesting past the codec's depth.
     let mut ok = client("EVENT");
@@ -211,7 +267,14 @@ fn malformed_packets_are_refused_as_the_msgpack_parser_refuses_them() {
 #[test]
 fn binary_types_and_attachments_are_one_message() {
     let data = r#"["a",{"_placeholder":true,"num":0}]"#;
-    let out = encode(PacketType::BinaryEvent, "/", None, Some(data), &[vec![1, 2]]).unwrap();
+    let out = encode(
+        PacketType::BinaryEvent,
+        "/",
+        None,
+        Some(data),
+        &[vec![1, 2]],
+    )
+    .unwrap();
     let back = crate::notepack::read_msgpack(&out).unwrap();
     assert_eq!(back["type"], rmpv::Value::from(2));
     assert_eq!(back["data"][1], rmpv::Value::Binary(vec![1, 2]));
@@ -233,7 +296,9 @@ fn arg_value() -> impl Strategy<Value = rmpv::Value> {
         any::<i64>().prop_map(rmpv::Value::from),
         any::<u64>().prop_map(rmpv::Value::from),
         // Non-finite floats reach Python as such, but Python's emits write them null (JSON.stringify's rule).
-        any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(rmpv::Value::F64),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(rmpv::Value::F64),
         ".{0,6}".prop_map(rmpv::Value::from),
         prop::collection::vec(any::<u8>(), 0..6).prop_map(rmpv::Value::Binary),
     ];

@@ -2,12 +2,12 @@
 use rmpv::Value;
 use serde_json::value::RawValue;
 
+#[cfg(test)]
+pub use crate::notepack::write_json_date;
 pub use crate::notepack::{
     is_undefined, json_to_value, read_msgpack, value_to_json, write_json_f64, write_json_str,
     write_msgpack, VecWriter,
 };
-#[cfg(test)]
-pub use crate::notepack::write_json_date;
 use crate::notepack::{value_has_binary, DecodeError};
 
 /// A value whose shape belongs to the application (event arguments, an ack's reply, `socket.data`, a
@@ -91,4 +91,3 @@ impl Payload {
         }
     }
 }
-
