@@ -43,8 +43,13 @@ fuzz_target!(|data: &[u8]| {
         (None, None) => None,
     };
     let text = data_of(&first);
-    let Ok(bytes) = encode(first.packet.kind, &first.packet.nsp, id, text.as_deref(), &first.attachments)
-    else {
+    let Ok(bytes) = encode(
+        first.packet.kind,
+        &first.packet.nsp,
+        id,
+        text.as_deref(),
+        &first.attachments,
+    ) else {
         // Only JSON serde_json cannot read (NaN, Infinity) stops a re-encoding.
         assert!(text.is_some_and(|t| t.contains("NaN") || t.contains("Infinity")));
         return;

@@ -172,7 +172,8 @@ pub struct SocketIo {
     pub parser: Parser,
     /// Why the last packet the application gave could not be encoded by the msgpack parser (JSON nested past
     /// its depth, a placeholder naming no attachment): taken by the binding, which raises it.
-    encode_error: Option<String>,
+    /// Boxed: it is rare, and the layer's size counts (core::AnyCore holds it beside the Engine.IO-only core).
+    encode_error: Option<Box<str>>,
     /// CONNECTs to unknown namespaces go to the application (Node's parent namespaces decide) instead of being
     /// answered "Invalid namespace".
     pub dynamic_namespaces: bool,
@@ -208,7 +209,7 @@ fn frames(
     data: Option<&str>,
     attachments: Vec<Vec<u8>>,
     recovery: Option<&mut Recovery>,
-    error: &mut Option<String>,
+    error: &mut Option<Box<str>>,
 ) -> (Vec<Data>, Option<u64>) {
     match parser {
         Parser::Default => {
@@ -239,7 +240,8 @@ fn frames(
             match msgpack::encode(kind, nsp, id, data, &attachments) {
                 Ok(bytes) => (vec![Data::Binary(bytes)], offset),
                 Err(e) => {
-                    *error = Some(format!("the packet cannot be encoded as msgpack: {e}"));
+                    let why = format!("the packet cannot be encoded as msgpack: {e}");
+                    *error = Some(why.into_boxed_str());
                     (Vec::new(), offset)
                 }
             }
@@ -266,7 +268,7 @@ impl SocketIo {
 
     /// Why the last packet the application gave could not be encoded, once.
     pub fn take_encode_error(&mut self) -> Option<String> {
-        self.encode_error.take()
+        self.encode_error.take().map(String::from)
     }
 }
 
@@ -409,7 +411,7 @@ impl SocketIo {
 
     fn on_message(&mut self, key: SessionKey, data: Data, engine: &mut Engine, now: Instant) {
         if self.parser == Parser::Msgpack {
-            if self.clients.get(&key).is_none() {
+            if !self.clients.contains_key(&key) {
                 return;
             }
             // As Node's msgpack Decoder: every message is one packet, and a text one is none.
