@@ -9,14 +9,15 @@ import logging
 import math
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 import msgpack
 import pytest
 import socketio
 
-from anysio import Server, Socket
+from anysio import RedisCluster, Server, Socket
+from tests.e2e.cluster_helpers import redis_server
 from tests.e2e.eio_helpers import ws_session
 from tests.e2e.sio_helpers import NodeSio, Record, asgi_serving, demo_server, from_wire, node_sio, serving
 from tests.e2e.workers_helpers import cluster
@@ -307,3 +308,48 @@ async def test_connection_state_recovery(transports: str) -> None:
             ("direct", [{"n": 2}]),
         ]
         assert all(isinstance(args[-1], str) for _, args in got)  # each event's offset, last
+
+
+def relay_server(cluster: RedisCluster, parser: Literal["default", "msgpack"]) -> Server:
+    """A server of a Redis cluster: "to" (room, *args) broadcasts "news" to the room; "ask" gathers the room's
+    answers to "question"."""
+    sio = Server(parser=parser, adapter=cluster.adapter)
+
+    @sio.on("connect")
+    def connect(socket: Socket, auth: Any) -> None:
+        socket.join("r")
+
+    @sio.on("to")
+    async def to(socket: Socket, room: str, *args: Any) -> bool:
+        await sio.to(room).emit("news", *args)
+        return True
+
+    @sio.on("ask")
+    async def ask(socket: Socket) -> list[Any]:
+        return sorted(await sio.to("r").timeout(5).emit_with_ack("question"))
+
+    return sio
+
+
+async def test_a_redis_cluster_of_a_msgpack_server_and_a_default_one(anyio_backend: str) -> None:
+    """Parsers are per server, not per cluster: Redis carries Node's adapter format, and each server encodes what it
+    hears for its own clients (binary included)."""
+    async with redis_server() as redis:
+        a_cluster, b_cluster = RedisCluster(redis.url), RedisCluster(redis.url)
+        a, b = relay_server(a_cluster, "msgpack"), relay_server(b_cluster, "default")
+        async with (
+            a_cluster,
+            b_cluster,
+            serving(a) as a_address,
+            serving(b) as b_address,
+            node_sio(a_address, parser="msgpack") as on_a,
+            node_sio(b_address) as on_b,
+        ):
+            payload = [1, b"\x00\xff", {"deep": [b"\x01"]}, "é"]
+            assert await on_b.call("to", "r", *payload) == [True]
+            assert await on_a.receive("news") == [payload]
+            assert await on_a.call("to", "r", *payload[::-1]) == [True]
+            assert (await on_b.receive("news", 2))[1] == payload[::-1]
+            await on_a.ack_reply("question", "from a")
+            await on_b.ack_reply("question", "from b")
+            assert await on_a.call("ask") == [["from a", "from b"]]
