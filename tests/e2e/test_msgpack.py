@@ -106,6 +106,24 @@ async def test_rooms_and_broadcasts(transports: str) -> None:
         assert sorted(map(tuple, replies)) == [("a says", b"\x07"), ("b says", b"\x08")]
 
 
+async def test_catch_all_listeners_and_packet_middlewares_see_the_values() -> None:
+    sio = Server(parser="msgpack")
+    seen: list[tuple[str, Any]] = []
+
+    @sio.on("connect")
+    def connect(socket: Socket, auth: Any) -> None:
+        socket.on_any(lambda event, *args: seen.append(("any", [event, *args[:-1]])))
+        socket.use(lambda packet: seen.append(("use", packet)))
+
+    @sio.on("echo")
+    def echo(socket: Socket, *args: Any) -> tuple[Any, ...]:
+        return args
+
+    async with serving(sio) as address, node_sio(address, parser="msgpack") as client:
+        assert await client.call("echo", b"\x01", {"f": 2.5}) == [b"\x01", {"f": 2.5}]
+    assert seen == [("any", ["echo", b"\x01", {"f": 2.5}]), ("use", ["echo", b"\x01", {"f": 2.5}])]
+
+
 @dataclass
 class Point:
     x: float
