@@ -33,6 +33,8 @@ use std::time::{Duration, Instant};
 
 use crate::engineio::{self, CloseReason, Data, Engine, RequestInfo, SessionKey};
 use crate::ids::IdMap;
+// A packet as the layer received it, in either parser's form (the text parser's EVENT is split here).
+use msgpack::Decoded as Incoming;
 use msgpack::OutId;
 use packet::{BinaryReassembly, EventArgs, Packet, PacketType};
 use recovery::Recovery;
@@ -119,16 +121,6 @@ pub enum Parser {
     Default,
     /// socket.io-msgpack-parser: each packet one binary message.
     Msgpack,
-}
-
-/// A packet as the layer received it, in either parser's form.
-struct Incoming {
-    packet: Packet,
-    /// An id over MAX_ID (or, with msgpack, negative), as the JavaScript number it is.
-    js_id: Option<f64>,
-    attachments: Vec<Vec<u8>>,
-    /// An EVENT the msgpack codec already took apart (the text parser's is split here).
-    event: Option<EventArgs>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -417,15 +409,7 @@ impl SocketIo {
             // As Node's msgpack Decoder: every message is one packet, and a text one is none.
             return match data {
                 Data::Binary(bytes) => match msgpack::decode(&bytes) {
-                    Ok(d) => {
-                        let incoming = Incoming {
-                            packet: d.packet,
-                            js_id: d.js_id,
-                            attachments: d.attachments,
-                            event: d.event,
-                        };
-                        self.on_packet(key, incoming, engine, now)
-                    }
+                    Ok(incoming) => self.on_packet(key, incoming, engine, now),
                     Err(e) => self.violation(key, format!("malformed packet: {e}"), engine, now),
                 },
                 Data::Text(_) => self.violation(

@@ -18,16 +18,17 @@ use rmpv::Value;
 use super::packet::{EventArgs, Packet, PacketType, MAX_ID, RESERVED_EVENTS};
 use crate::notepack::{self, is_undefined, DecodeError};
 
-/// A packet read from one binary message.
+/// A packet read from one binary message (also what the layer makes of a text packet and its attachments).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Decoded {
-    /// `data` is JSON text (None for an EVENT: see `event`).
+    /// `data` is JSON text (None for an EVENT taken apart: see `event`).
     pub packet: Packet,
-    /// An id that is no JavaScript-safe non-negative integer (negative, or over MAX_ID), as a number.
+    /// An id that is no JavaScript-safe non-negative integer (over MAX_ID; with msgpack, negative too), as the
+    /// JavaScript number it is.
     pub js_id: Option<f64>,
     /// The binary values of an EVENT's or ACK's data, which its JSON names by placeholders.
     pub attachments: Vec<Vec<u8>>,
-    /// An EVENT's data taken apart.
+    /// An EVENT's data taken apart (the text parser's is taken apart later, by the layer).
     pub event: Option<EventArgs>,
 }
 
