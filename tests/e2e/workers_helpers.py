@@ -98,7 +98,8 @@ class Lines(Notifier):
 
 @asynccontextmanager
 async def cluster(workers: int, backend: str, *options: str, app: str = APP) -> AsyncIterator[tuple[str, Lines]]:
-    """The master and its workers (their logs in its output too), until it stops cleanly on SIGTERM."""
+    """The master and its workers serving ``app`` (their logs in its output too), until it stops cleanly on
+    SIGTERM."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, "-m", "anysio.cli", "run", app, f"--workers={workers}", "--port=0", f"--backend={backend}"]
     async with (
