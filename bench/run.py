@@ -54,6 +54,8 @@ class ServerSpec:
     #: The reflector calibrates the load generator; it is no peer and appears in no comparison.
     calibration: bool = False
     only: frozenset[str] | None = None  # the scenarios it can serve, when not all
+    #: The load generator's flags for this server's clients (the msgpack rows: ``--parser msgpack``).
+    loadgen_args: tuple[str, ...] = ()
 
 
 #: The scenarios whose figures depend on the event handlers (the others only connect).
@@ -67,6 +69,10 @@ def _anysio(
     return ServerSpec(name, argv + ["--metrics"] * metrics, anysio=True, only=only)
 
 
+#: socket.io-msgpack-parser on the server and in the load generator's clients: rows of their own, echo only.
+MSGPACK = ("--parser", "msgpack")
+
+
 # In table order: anysio with the typed handler users write first, then its other handler forms, then the peers.
 SERVERS = [
     _anysio("anysio-asyncio", "asyncio", "typed"),
@@ -77,8 +83,22 @@ SERVERS = [
     _anysio("anysio-asyncio-untyped", "asyncio", "untyped", only=EVENTS),
     # The typed server with /metrics on: what counting costs (issue 14: at most 5%).
     _anysio("anysio-asyncio-metrics", "asyncio", "typed", only=EVENTS, metrics=True),
+    ServerSpec(
+        "anysio-asyncio-msgpack",
+        [*_anysio("", "asyncio", "typed").argv, *MSGPACK],
+        anysio=True,
+        only=frozenset({"echo"}),
+        loadgen_args=MSGPACK,
+    ),
     ServerSpec("node", ["node", str(SERVERS_DIR / "node_server.mjs")], cwd=BENCH),
     ServerSpec("python-socketio", [PY, str(SERVERS_DIR / "python_socketio_server.py")]),
+    ServerSpec(
+        "node-msgpack",
+        ["node", str(SERVERS_DIR / "node_server.mjs"), *MSGPACK],
+        cwd=BENCH,
+        only=frozenset({"echo"}),
+        loadgen_args=MSGPACK,
+    ),
     # What uvicorn itself carries (no Socket.IO): the limit of anysio-asgi's path, echo only.
     ServerSpec("uvicorn-bare", [PY, str(SERVERS_DIR / "uvicorn_bare_server.py")], only=frozenset({"echo"})),
     ServerSpec(
@@ -98,6 +118,7 @@ MODEL, UNTYPED, TRIO, ASGI, BARE, METRICS = (
     "uvicorn-bare",
     "anysio-asyncio-metrics",
 )
+MSGPACK_ROW, NODE_MSGPACK = "anysio-asyncio-msgpack", "node-msgpack"
 
 
 @dataclass(frozen=True)
@@ -373,6 +394,7 @@ class Run:
 
 def drive(loadgen: Path, sc: Scenario, server: ServerProcess, pin: bool, rep: int, timeout: float) -> Run:
     argv = [str(loadgen), *sc.argv, "--port", str(server.port), "--server-pid", str(server.pid)]
+    argv += server.spec.loadgen_args
     prefix = ["taskset", "-c", LOADGEN_CPU] if pin else []
     run = Run(server.spec.name, sc.name, rep, False, argv=argv, load_before=load_average())
     t = time.monotonic()
@@ -819,12 +841,14 @@ def report(doc: dict[str, Any], scs: list[Scenario]) -> str:
             rows.append(row)
         parts += ["", f"== {sc.title}" + (f"  (lower is better: {', '.join(lower)})" if lower else "")]
         parts.append(table(rows, header))
-        if sc.name == "echo" and ASGI in rows_of and BARE in rows_of:
-            cells = []
-            for m in compared:
-                r = ratio(value(sc, ASGI, m), value(sc, BARE, m))
-                cells.append(f"{m.short or m.label} {'-' if r is None else f'{r:.2f}x'}")
-            parts.append(f"{ASGI} / {BARE} (the same uvicorn; {BARE} is its limit): {', '.join(cells)}")
+        pairs = [(ASGI, BARE, f"the same uvicorn; {BARE} is its limit"), (MSGPACK_ROW, NODE_MSGPACK, "both msgpack")]
+        for ours, theirs, why in pairs:
+            if sc.name == "echo" and ours in rows_of and theirs in rows_of:
+                cells = []
+                for m in compared:
+                    r = ratio(value(sc, ours, m), value(sc, theirs, m))
+                    cells.append(f"{m.short or m.label} {'-' if r is None else f'{r:.2f}x'}")
+                parts.append(f"{ours} / {theirs} ({why}): {', '.join(cells)}")
     for name, why in unavailable.items():
         parts.append(f"{name}: {why}")
     parts.append("")

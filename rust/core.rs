@@ -112,6 +112,10 @@ impl<L: Layer> Core<L> {
 }
 
 /// A core whose layer is chosen at run time (by Python's `socketio=` argument).
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one per server, never moved in a loop: boxing would cost a pointer chase per call"
+)]
 pub enum AnyCore {
     EngineIo(Core<EngineOnly>),
     SocketIo(Core<SocketIo>),

@@ -5,6 +5,7 @@
 //! http        HTTP/1.1 requests and responses for the Engine.IO path
 //! websocket   RFC 6455 frames and the opening handshake
 //! ids         ConnId, SessionKey, SocketKey
+//! notepack    msgpack as Node's notepack.io reads and writes it, and its values to and from JSON
 //! deadline    the earliest of the layers' next deadlines
 //! engineio    Engine.IO v4 packets, payloads, sessions, heartbeat, upgrade (typed requests and messages in)
 //! socketio    Socket.IO v5 packets, namespaces, rooms, acks
@@ -23,6 +24,7 @@ pub mod engineio;
 pub mod http;
 pub mod ids;
 pub mod metrics;
+pub mod notepack;
 #[cfg(feature = "python")]
 mod pyjson;
 #[cfg(feature = "python")]

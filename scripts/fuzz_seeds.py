@@ -17,7 +17,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 VECTORS = ROOT / "tests" / "vectors"
 #: socketio_session's record separator and record kinds.
-RECORD, BINARY = b"\x1e", b"\x01"
+RECORD, BINARY, MSGPACK = b"\x1e", b"\x01", b"\x05"
 #: The first byte of http_request's and websocket_frames' input: the default limits, the bytes split in the middle
 #: or the small limits, split near the start.
 KNOBS = (b"\x80", b"\x15")
@@ -102,6 +102,16 @@ def socketio_sessions() -> Iterator[bytes]:
                 records.extend(str(step["body"]).encode().split(RECORD))
         if records:
             yield RECORD.join(records)
+    # socket.io-msgpack-parser sessions: the client's packets as the official client writes them, in order.
+    client = [BINARY + bytes.fromhex(case["hex"]) for case in load("msgpack_packets.json")["client"]]
+    yield RECORD.join([MSGPACK, *client])
+    yield RECORD.join([MSGPACK, *(client[i] for i in (0, 2, 3, 5, 6, 7))])
+
+
+def socketio_msgpack() -> Iterator[bytes]:
+    doc = load("msgpack_packets.json")
+    for side in ("client", "server"):
+        yield from (bytes.fromhex(case["hex"]) for case in doc[side])
 
 
 def redis_messages() -> Iterator[bytes]:
@@ -121,6 +131,7 @@ TARGETS = {
     "engineio_packets": engineio_payloads,
     "socketio_packet": socketio_packets,
     "socketio_session": socketio_sessions,
+    "socketio_msgpack": socketio_msgpack,
     "redis_messages": redis_messages,
 }
 

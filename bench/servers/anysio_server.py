@@ -11,9 +11,11 @@ options, as every peer. The handlers are the ones users write (``--handler``):
   coroutine), and an untyped ``async def bcast``.
 
 Usage: PORT=5000 python bench/servers/anysio_server.py [--backend asyncio|uvloop|trio] [--handler typed|model|untyped]
-[--workers N] [--metrics]
+[--workers N] [--metrics] [--parser default|msgpack]
 
 With ``--metrics`` the server counts for ``/metrics`` (``Server(metrics=True)``): what metrics cost.
+``--parser msgpack`` serves socket.io-msgpack-parser's packets (the msgpack echo row; the load generator's
+``--parser msgpack`` speaks them).
 
 With ``REDIS_URL`` in the environment the server is one of a cluster on Redis (``anysio.RedisCluster``, the
 cluster_bcast scenario).
@@ -28,7 +30,7 @@ import argparse
 import contextlib
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 from pydantic import BaseModel
@@ -57,16 +59,18 @@ class EchoModel(BaseModel):
     ts: float
 
 
-def make_server(handler: str | None = None, metrics: bool | None = None) -> Server:
+def make_server(
+    handler: str | None = None, metrics: bool | None = None, parser: Literal["default", "msgpack"] | None = None
+) -> Server:
     """The contract with the handlers of ``handler`` (else $BENCH_HANDLER, else typed), with metrics on when
-    ``metrics`` (else $BENCH_METRICS); on the Redis cluster of $REDIS_URL when set."""
+    ``metrics`` (else $BENCH_METRICS), and the packets of ``parser`` (else $BENCH_PARSER, else default); on the
+    Redis cluster of $REDIS_URL when set."""
     handler = handler or os.environ.get("BENCH_HANDLER", "typed")
     metrics = metrics if metrics is not None else os.environ.get("BENCH_METRICS") == "1"
+    parser = parser or ("msgpack" if os.environ.get("BENCH_PARSER") == "msgpack" else "default")
     redis_url = os.environ.get("REDIS_URL")
-    if redis_url:
-        sio = Server(adapter=anysio.RedisCluster(redis_url).adapter, metrics=metrics)
-    else:
-        sio = Server(metrics=metrics)
+    adapter = anysio.RedisCluster(redis_url).adapter if redis_url else anysio.Adapter
+    sio = Server(adapter=adapter, metrics=metrics, parser=parser)
 
     @sio.on("connect")
     def connect(socket: Socket, auth: Any) -> None:
@@ -113,6 +117,7 @@ def main() -> None:
     parser.add_argument("--handler", choices=HANDLERS, default="typed", help="the handlers' form (default typed)")
     parser.add_argument("--workers", type=int, default=1, help="worker processes sharing the port (default 1)")
     parser.add_argument("--metrics", action="store_true", help="metrics on (Server(metrics=True))")
+    parser.add_argument("--parser", choices=["default", "msgpack"], default="default", help="Node's parser option")
     args = parser.parse_args()
     port = int(os.environ.get("PORT", "5000"))
     if args.workers > 1:
@@ -123,11 +128,12 @@ def main() -> None:
         os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")]))
         os.environ["BENCH_HANDLER"] = args.handler
         os.environ["BENCH_METRICS"] = "1" if args.metrics else "0"
+        os.environ["BENCH_PARSER"] = args.parser
         target = "anysio_server:make_server"
         raise SystemExit(workers.run(target, workers=args.workers, host="127.0.0.1", port=port, backend=args.backend))
     backend, options = ("asyncio", {"use_uvloop": True}) if args.backend == "uvloop" else (args.backend, {})
     with contextlib.suppress(KeyboardInterrupt):
-        sio = make_server(args.handler, args.metrics)
+        sio = make_server(args.handler, args.metrics, args.parser)
         anyio.run(serve_alone, sio, "127.0.0.1", port, backend=backend, backend_options=options)
 
 

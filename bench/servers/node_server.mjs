@@ -2,7 +2,7 @@
 // PORT from the environment; every socket joins room "bench" on connect; "echo" is acknowledged with its
 // argument (the load generator's object, {id, text, ts}) as it came, Node's idiomatic form; "bcast" is broadcast
 // to the room, sender included. With REDIS_URL, the server is one of a cluster on @socket.io/redis-adapter 8
-// (the cluster_bcast scenario).
+// (the cluster_bcast scenario). With --parser msgpack it speaks socket.io-msgpack-parser (the msgpack echo row).
 import { createServer } from "node:http";
 import { Server } from "socket.io";
 
@@ -16,6 +16,9 @@ if (process.env.REDIS_URL) {
   const sub = pub.duplicate();
   await Promise.all([pub.connect(), sub.connect()]);
   options.adapter = createAdapter(pub, sub);
+}
+if (process.argv.includes("--parser") && process.argv[process.argv.indexOf("--parser") + 1] === "msgpack") {
+  options.parser = (await import("socket.io-msgpack-parser")).default;
 }
 const io = new Server(httpServer, options);
 

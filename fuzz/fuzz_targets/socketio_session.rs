@@ -6,8 +6,9 @@
 //!
 //! The input is records separated by 0x1e. A record is a text message, unless its first byte says otherwise:
 //! 0x01 a binary message (the rest), 0x02 the clock moves by the next byte's seconds, 0x03 the client drops the
-//! connection, 0x04 it sends a close frame (the next record opens another connection). Events named "join",
-//! "leave", "broadcast" and "disconnect" make the application do so.
+//! connection, 0x04 it sends a close frame (the next record opens another connection). A first record of 0x05
+//! alone makes the server speak socket.io-msgpack-parser (its packets are binary messages, each checked with
+//! that parser's decoder). Events named "join", "leave", "broadcast" and "disconnect" make the application do so.
 #![no_main]
 
 use std::sync::LazyLock;
@@ -17,7 +18,7 @@ use anysio::core::Core;
 use anysio::engineio::{Answer, Config, ConnId, Data, Engine, Packet as EioPacket};
 use anysio::http::{Request, RequestParser, DEFAULT_MAX_HEADER_BYTES};
 use anysio::socketio::packet::decode_lenient;
-use anysio::socketio::{Event, SocketIo, SocketKey};
+use anysio::socketio::{msgpack, Event, Parser, SocketIo, SocketKey};
 use anysio::websocket::{close_code, Message};
 use libfuzzer_sys::fuzz_target;
 
@@ -26,6 +27,7 @@ const BINARY: u8 = 0x01;
 const CLOCK: u8 = 0x02;
 const DROP: u8 = 0x03;
 const CLOSE: u8 = 0x04;
+const MSGPACK: u8 = 0x05;
 
 /// The WebSocket handshake every connection opens with, parsed once.
 static UPGRADE: LazyLock<Request> = LazyLock::new(|| {
@@ -176,9 +178,10 @@ impl Harness {
         let mut dirty = Vec::new();
         self.core.engine.take_dirty(&mut dirty);
         for conn in dirty {
+            let parser = self.core.layer.parser;
             self.core
                 .engine
-                .drain_answers(conn, |answer| check(&answer));
+                .drain_answers(conn, |answer| check(&answer, parser));
             if self.core.engine.should_close(conn) {
                 self.core.engine.on_disconnect(conn, self.now);
                 if self.conn == Some(conn) {
@@ -190,14 +193,23 @@ impl Harness {
 }
 
 /// What the server answers: the handshake's 101, then packets a client must read.
-fn check(answer: &Answer) {
+fn check(answer: &Answer, parser: Parser) {
     match answer {
         Answer::Accept(response) => assert_eq!(response.status, 101),
         Answer::Response(response) => panic!("the handshake was refused: {response:?}"),
         _ => {}
     }
-    if let Some(EioPacket::Message(Data::Text(text))) = answer.packet() {
-        check_text(text);
+    match (answer.packet(), parser) {
+        (Some(EioPacket::Message(Data::Text(text))), Parser::Default) => check_text(text),
+        (Some(EioPacket::Message(Data::Binary(bytes))), Parser::Msgpack) => {
+            if let Err(err) = msgpack::decode(bytes) {
+                panic!("the server wrote {bytes:02x?}: {err}");
+            }
+        }
+        (Some(EioPacket::Message(data)), Parser::Msgpack) => {
+            panic!("the msgpack parser wrote a text message: {data:?}")
+        }
+        _ => {}
     }
 }
 
@@ -214,7 +226,11 @@ fn check_text(sio: &str) {
 
 fuzz_target!(|data: &[u8]| {
     let mut harness = Harness::new();
-    for record in data.split(|&b| b == RECORD_SEPARATOR).take(64) {
+    let mut records = data.split(|&b| b == RECORD_SEPARATOR).take(64).peekable();
+    if records.next_if(|r| *r == [MSGPACK]).is_some() {
+        harness.core.layer.parser = Parser::Msgpack;
+    }
+    for record in records {
         harness.record(record);
     }
     // The clock past every timeout: whatever is open closes cleanly.

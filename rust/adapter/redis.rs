@@ -27,7 +27,6 @@
 //! sharded     the sharded adapter's ClusterMessage
 //! ```
 
-use std::fmt;
 use std::time::Duration;
 
 mod broadcast;
@@ -52,22 +51,10 @@ pub const DEFAULT_KEY: &str = "socket.io";
 pub const REQUESTS_TIMEOUT: Duration = Duration::from_secs(5);
 /// The uid the emitter puts in its messages (it is no server and answers nothing).
 pub const EMITTER_UID: &str = "emitter";
-/// Nesting deeper than this is refused, in msgpack as in JSON (serde_json's own limit is 128 too).
-pub const MAX_DEPTH: usize = 128;
+/// Nesting limit and errors are the shared msgpack codec's (crate::notepack).
+pub use crate::notepack::{DecodeError, MAX_DEPTH};
 
 // ---- errors and encodings --------------------------------------------------------------------------------------
-
-/// Why a message could not be decoded (or a payload converted). One line, for the log.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DecodeError(pub String);
-
-impl fmt::Display for DecodeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for DecodeError {}
 
 fn fail<T>(msg: impl Into<String>) -> Result<T, DecodeError> {
     Err(DecodeError(msg.into()))

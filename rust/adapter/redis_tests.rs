@@ -13,12 +13,7 @@ fn vectors() -> Json {
     serde_json::from_str(VECTORS).expect("vectors parse")
 }
 
-fn hex(s: &str) -> Vec<u8> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
-        .collect()
-}
+use crate::notepack::from_hex as hex;
 
 fn uid_of(v: &Json, server: &str, nsp: &str) -> String {
     v["servers"][server][nsp].as_str().expect("uid").to_owned()

@@ -11,7 +11,7 @@ use crate::driver::{self, Driver};
 use crate::engineio::{self, Cookie, ErrorCode};
 use crate::ids::{ConnId, SessionKey, SocketKey};
 use crate::metrics::{BadInput, CONNECT_RESULTS};
-use crate::socketio::SocketIo;
+use crate::socketio::{Parser, SocketIo};
 
 /// The server core: the sockets, the Engine.IO session table and timers, and (with `socketio=True`) the
 /// Socket.IO namespaces, sockets and rooms.
@@ -26,6 +26,19 @@ pub struct EngineCore {
 }
 
 impl EngineCore {
+    /// A packet the application gave that its parser could not encode (msgpack: JSON nested too deep, a
+    /// placeholder naming no attachment) is the caller's ValueError; nothing was sent.
+    fn encoded(&mut self) -> PyResult<()> {
+        match self
+            .core
+            .socketio()
+            .and_then(|c| c.layer.take_encode_error())
+        {
+            Some(e) => Err(PyValueError::new_err(e)),
+            None => Ok(()),
+        }
+    }
+
     /// The Socket.IO layer with its engine: the one place that says this core has none.
     fn sio(&mut self) -> PyResult<&mut Core<SocketIo>> {
         self.core.socketio().ok_or_else(no_socketio)
@@ -71,7 +84,7 @@ impl EngineCore {
         cors_origins=None, cors_credentials=false, cookie_name=None, cookie_path="/", cookie_http_only=true,
         cookie_same_site=Some("Lax".to_owned()), max_connections=None, defer_handshakes=false, sid_prefix="",
         max_buffered=16*1024*1024, socketio=false, connect_timeout=45.0, serve_other_paths=false,
-        request_timeout=60.0, keep_alive_timeout=5.0, recovery=None, connection_rate=None))]
+        request_timeout=60.0, keep_alive_timeout=5.0, recovery=None, connection_rate=None, parser="default"))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         ping_interval: f64,
@@ -98,6 +111,7 @@ impl EngineCore {
         keep_alive_timeout: f64,
         recovery: Option<f64>,
         connection_rate: Option<(f64, f64)>,
+        parser: &str,
     ) -> PyResult<Self> {
         let cookie = cookie_name.map(|name| Cookie {
             name,
@@ -128,6 +142,15 @@ impl EngineCore {
             connection_rate.filter(|(rate, burst)| *rate > 0.0 && *burst >= 1.0);
         let engine = engineio::Engine::new(config);
         let mut sio = SocketIo::new(secs(connect_timeout)?);
+        sio.parser = match parser {
+            "default" => Parser::Default,
+            "msgpack" => Parser::Msgpack,
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "unknown parser {other:?} (\"default\" or \"msgpack\")"
+                )))
+            }
+        };
         if let Some(max) = recovery {
             sio.enable_recovery(secs(max)?);
         }
@@ -341,7 +364,7 @@ impl EngineCore {
         c.layer
             .refuse(socket, &json_text(data_json)?, &mut c.engine);
         self.driver.request_flush();
-        Ok(())
+        self.encoded()
     }
 
     #[pyo3(signature = (socket, close=false))]
@@ -376,6 +399,7 @@ impl EngineCore {
             &mut c.engine,
         );
         self.driver.request_flush();
+        self.encoded()?;
         Ok(ok)
     }
 
@@ -411,6 +435,7 @@ impl EngineCore {
             )
         };
         self.driver.request_flush();
+        self.encoded()?;
         Ok(reached)
     }
 

@@ -3,9 +3,10 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::msgpack::OutId;
 use super::packet::{self, PacketType};
 use super::recovery::Session;
-use super::{messages, send_control, DisconnectReason, SocketIo, SocketKey, SocketState};
+use super::{frames, DisconnectReason, SocketIo, SocketKey, SocketState};
 use crate::engineio::{Data, Engine, SessionKey, Transport};
 
 impl SocketIo {
@@ -19,6 +20,7 @@ impl SocketIo {
         else {
             return false;
         };
+        let (client, nsp) = (s.client, s.nsp.clone());
         // Node's Socket._onconnect: the socket joins its own room and the namespace only now. A child namespace
         // created, or emptied and removed, while the socket was connecting is (re)made here.
         let ns = self.namespaces.entry(s.nsp.clone()).or_default();
@@ -36,10 +38,10 @@ impl SocketIo {
             ),
             None => format!(r#"{{"sid":{sid}}}"#),
         };
-        send_control(engine, s.client, PacketType::Connect, &s.nsp, Some(reply));
+        self.send_control(engine, client, PacketType::Connect, &nsp, Some(&reply));
         self.counters.connects[0] += 1;
         for d in held {
-            engine.send(s.client, d);
+            engine.send(client, d);
         }
         true
     }
@@ -49,12 +51,13 @@ impl SocketIo {
         let Some(s) = self.sockets.get(&socket) else {
             return;
         };
-        send_control(
+        let (client, nsp) = (s.client, s.nsp.clone());
+        self.send_control(
             engine,
-            s.client,
+            client,
             PacketType::ConnectError,
-            &s.nsp,
-            Some(data_json.to_owned()),
+            &nsp,
+            Some(data_json),
         );
         self.counters.connects[1] += 1;
         self.remove_socket(socket, None);
@@ -88,7 +91,8 @@ impl SocketIo {
             if s.state != SocketState::Connected {
                 continue;
             }
-            send_control(engine, client, PacketType::Disconnect, &s.nsp, None);
+            let nsp = s.nsp.clone();
+            self.send_control(engine, client, PacketType::Disconnect, &nsp, None);
             self.remove_socket(key, Some(DisconnectReason::ServerNamespaceDisconnect));
         }
         if close {
@@ -124,28 +128,40 @@ impl SocketIo {
         let Some(s) = self.sockets.get_mut(&socket) else {
             return false;
         };
-        let mut text = String::with_capacity(data_json.len() + s.nsp.len() + 8);
-        match (ack_reply, id) {
+        let js;
+        let (kind, out_id) = match (ack_reply, id) {
             (true, Some(id)) if id > packet::MAX_ID => {
                 let Some(at) = s.js_ids.iter().position(|(k, _)| *k == id) else {
                     return false;
                 };
-                let Some((_, js)) = s.js_ids.remove(at) else {
+                let Some((_, text)) = s.js_ids.remove(at) else {
                     return false;
                 };
-                packet::encode_ack(&s.nsp, &js, attachments.len(), data_json, &mut text)
+                js = text;
+                (PacketType::Ack, Some(OutId::Js(&js)))
             }
-            (true, Some(id)) => {
-                packet::encode_ack(&s.nsp, &id, attachments.len(), data_json, &mut text)
-            }
-            _ => packet::encode_event(&s.nsp, id, attachments.len(), data_json, &mut text),
-        }
+            (true, Some(id)) => (PacketType::Ack, Some(OutId::Number(id))),
+            _ => (PacketType::Event, id.map(OutId::Number)),
+        };
         // Node stores a packet to one socket as a broadcast to its room: it carries an offset too.
-        if let (Some(r), false, None) = (&mut self.recovery, ack_reply, id) {
-            let offset = r.stamp(&mut text);
+        let recovery = match (ack_reply, id) {
+            (false, None) => self.recovery.as_deref_mut(),
+            _ => None,
+        };
+        let error = &mut self.encode_error;
+        let (msgs, offset) = frames(
+            self.parser,
+            kind,
+            &s.nsp,
+            out_id,
+            Some(data_json),
+            attachments,
+            recovery,
+            error,
+        );
+        if let (Some(r), Some(offset)) = (&mut self.recovery, offset) {
             r.written(socket, offset);
         }
-        let msgs = messages(text, attachments);
         self.deliver(socket, msgs, engine);
         true
     }
@@ -174,14 +190,22 @@ impl SocketIo {
         engine: &mut Engine,
     ) -> Vec<SocketKey> {
         let targets = self.targets(nsp, rooms, except);
-        let mut text = String::with_capacity(data_json.len() + nsp.len() + 8);
-        packet::encode_event(nsp, id, attachments.len(), data_json, &mut text);
         // Packets with an ack id are not kept, as in Node: the ack could not be restored with them.
-        let offset = match (&mut self.recovery, id) {
-            (Some(r), None) => Some(r.stamp(&mut text)),
-            _ => None,
+        let recovery = match id {
+            None => self.recovery.as_deref_mut(),
+            Some(_) => None,
         };
-        let msgs = messages(text, attachments);
+        let error = &mut self.encode_error;
+        let (msgs, offset) = frames(
+            self.parser,
+            PacketType::Event,
+            nsp,
+            id.map(OutId::Number),
+            Some(data_json),
+            attachments,
+            recovery,
+            error,
+        );
         if let (Some(r), Some(offset)) = (&mut self.recovery, offset) {
             for t in &targets {
                 r.written(*t, offset);
@@ -218,13 +242,22 @@ impl SocketIo {
                 .get(t)
                 .is_some_and(|s| engine.is_writable(s.client))
         });
-        let mut text = String::with_capacity(data_json.len() + nsp.len() + 8);
-        packet::encode_event(nsp, None, attachments.len(), data_json, &mut text);
+        let error = &mut self.encode_error;
+        let (msgs, _) = frames(
+            self.parser,
+            PacketType::Event,
+            nsp,
+            None,
+            Some(data_json),
+            attachments,
+            None,
+            error,
+        );
         let sessions: Vec<SessionKey> = targets
             .iter()
             .filter_map(|t| self.sockets.get(t).map(|s| s.client))
             .collect();
-        for m in messages(text, attachments) {
+        for m in msgs {
             engine.broadcast(&sessions, m);
         }
         self.counters.broadcasts += 1;

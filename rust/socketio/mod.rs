@@ -15,7 +15,13 @@
 //! ```
 //! The application decides connections (middleware, auth): `Event::Connect` asks, `accept` / `refuse` answer.
 //! A broadcast encodes its packet once and hands one frame to the engine for every target session.
+//!
+//! Packets are written and read by the server's parser (Node's `parser` option): socket.io-parser's text
+//! packets with binary attachments (`packet`), or socket.io-msgpack-parser's binary messages (`msgpack`). The
+//! msgpack codec turns its packets into the text parser's parts (JSON with placeholders, and attachments), so
+//! the layer and the application above it handle one form.
 mod calls;
+pub mod msgpack;
 pub mod packet;
 pub mod recovery;
 pub mod rooms;
@@ -28,7 +34,10 @@ use std::time::{Duration, Instant};
 use crate::engineio::{self, CloseReason, Data, Engine, RequestInfo, SessionKey};
 use crate::ids::IdMap;
 use crate::metrics::{BadInput, SioCounters};
-use packet::{BinaryReassembly, Packet, PacketType};
+// A packet as the layer received it, in either parser's form (the text parser's EVENT is split here).
+use msgpack::Decoded as Incoming;
+use msgpack::OutId;
+use packet::{BinaryReassembly, EventArgs, Packet, PacketType};
 use recovery::Recovery;
 pub use rooms::{Rooms, SocketKey};
 
@@ -105,6 +114,16 @@ pub enum Event {
     Engine(engineio::Event),
 }
 
+/// The packet format the server's clients speak (Node's `parser` option).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Parser {
+    /// socket.io-parser: text packets, binary values as attachments after them.
+    #[default]
+    Default,
+    /// socket.io-msgpack-parser: each packet one binary message.
+    Msgpack,
+}
+
 #[derive(Debug, PartialEq, Eq)]
 enum SocketState {
     Connecting { held: Vec<Data> },
@@ -143,6 +162,11 @@ pub struct Namespace {
 
 pub struct SocketIo {
     pub connect_timeout: Duration,
+    pub parser: Parser,
+    /// Why the last packet the application gave could not be encoded by the msgpack parser (JSON nested past
+    /// its depth, a placeholder naming no attachment): taken by the binding, which raises it.
+    /// Boxed: it is rare, and the layer's size counts (core::AnyCore holds it beside the Engine.IO-only core).
+    encode_error: Option<Box<str>>,
     /// CONNECTs to unknown namespaces go to the application (Node's parent namespaces decide) instead of being
     /// answered "Invalid namespace".
     pub dynamic_namespaces: bool,
@@ -168,38 +192,87 @@ fn new_sid() -> Arc<str> {
     URL_SAFE_NO_PAD.encode(bytes).into()
 }
 
-/// Send a packet with no id and no attachments (CONNECT, CONNECT_ERROR, DISCONNECT) to a client.
-fn send_control(
-    engine: &mut Engine,
-    client: SessionKey,
+/// One packet as the Engine.IO messages `parser` writes; with `recovery` it is stamped with an offset first
+/// (returned). The text parser writes the packet then each attachment; the msgpack parser one binary message,
+/// or none when the data cannot be encoded (the reason in `error`).
+#[allow(clippy::too_many_arguments)]
+fn frames(
+    parser: Parser,
     kind: PacketType,
     nsp: &str,
-    data: Option<String>,
-) {
-    let mut text = String::new();
-    let p = Packet {
-        kind,
-        nsp: nsp.to_owned(),
-        id: None,
-        attachments: 0,
-        data,
-    };
-    packet::encode(&p, &mut text);
-    engine.send(client, Data::Text(text));
+    id: Option<OutId<'_>>,
+    data: Option<&str>,
+    attachments: Vec<Vec<u8>>,
+    recovery: Option<&mut Recovery>,
+    error: &mut Option<Box<str>>,
+) -> (Vec<Data>, Option<u64>) {
+    match parser {
+        Parser::Default => {
+            let (kind, count) = match (kind, attachments.len()) {
+                (_, 0) => (kind, None),
+                (PacketType::Event, n) => (PacketType::BinaryEvent, Some(n)),
+                (PacketType::Ack, n) => (PacketType::BinaryAck, Some(n)),
+                (_, n) => (kind, Some(n)),
+            };
+            let mut text = String::with_capacity(data.map_or(0, str::len) + nsp.len() + 8);
+            let id = id.as_ref().map(|id| id as &dyn std::fmt::Display);
+            packet::encode_parts(kind, count, nsp, id, data, &mut text);
+            let offset = recovery.map(|r| r.stamp(&mut text));
+            let mut out = Vec::with_capacity(1 + attachments.len());
+            out.push(Data::Text(text));
+            out.extend(attachments.into_iter().map(Data::Binary));
+            (out, offset)
+        }
+        Parser::Msgpack => {
+            let mut stamped;
+            let mut offset = None;
+            let mut data = data;
+            if let Some(r) = recovery {
+                stamped = data.unwrap_or("[]").to_owned();
+                offset = Some(r.stamp(&mut stamped));
+                data = Some(&stamped);
+            }
+            match msgpack::encode(kind, nsp, id, data, &attachments) {
+                Ok(bytes) => (vec![Data::Binary(bytes)], offset),
+                Err(e) => {
+                    let why = format!("the packet cannot be encoded as msgpack: {e}");
+                    *error = Some(why.into_boxed_str());
+                    (Vec::new(), offset)
+                }
+            }
+        }
+    }
 }
 
-/// Encode a packet and its attachments as Engine.IO messages: the text packet first, then each attachment.
-fn messages(text: String, attachments: Vec<Vec<u8>>) -> Vec<Data> {
-    let mut out = Vec::with_capacity(1 + attachments.len());
-    out.push(Data::Text(text));
-    out.extend(attachments.into_iter().map(Data::Binary));
-    out
+impl SocketIo {
+    /// Send a packet with no id and no attachments (CONNECT, CONNECT_ERROR, DISCONNECT) to a client.
+    fn send_control(
+        &mut self,
+        engine: &mut Engine,
+        client: SessionKey,
+        kind: PacketType,
+        nsp: &str,
+        data: Option<&str>,
+    ) {
+        let error = &mut self.encode_error;
+        let (msgs, _) = frames(self.parser, kind, nsp, None, data, Vec::new(), None, error);
+        for m in msgs {
+            engine.send(client, m);
+        }
+    }
+
+    /// Why the last packet the application gave could not be encoded, once.
+    pub fn take_encode_error(&mut self) -> Option<String> {
+        self.encode_error.take().map(String::from)
+    }
 }
 
 impl SocketIo {
     pub fn new(connect_timeout: Duration) -> Self {
         SocketIo {
             connect_timeout,
+            parser: Parser::Default,
+            encode_error: None,
             dynamic_namespaces: false,
             namespaces: HashMap::new(),
             clients: IdMap::default(),
@@ -334,6 +407,24 @@ impl SocketIo {
     }
 
     fn on_message(&mut self, key: SessionKey, data: Data, engine: &mut Engine, now: Instant) {
+        if self.parser == Parser::Msgpack {
+            if !self.clients.contains_key(&key) {
+                return;
+            }
+            // As Node's msgpack Decoder: every message is one packet, and a text one is none.
+            return match data {
+                Data::Binary(bytes) => match msgpack::decode(&bytes) {
+                    Ok(incoming) => self.on_packet(key, incoming, engine, now),
+                    Err(e) => self.violation(key, format!("malformed packet: {e}"), engine, now),
+                },
+                Data::Text(_) => self.violation(
+                    key,
+                    "malformed packet: text where the msgpack parser expects binary".into(),
+                    engine,
+                    now,
+                ),
+            };
+        }
         let Some(client) = self.clients.get_mut(&key) else {
             return;
         };
@@ -343,9 +434,15 @@ impl SocketIo {
                     return self.violation(key, "unexpected binary attachment".into(), engine, now);
                 };
                 let js_id = *js_id;
-                if let Some((p, attachments)) = partial.push(bytes) {
+                if let Some((packet, attachments)) = partial.push(bytes) {
                     client.partial = None;
-                    self.on_packet(key, p, js_id, attachments, engine, now);
+                    let incoming = Incoming {
+                        packet,
+                        js_id,
+                        attachments,
+                        event: None,
+                    };
+                    self.on_packet(key, incoming, engine, now);
                 }
             }
             Data::Text(text) => {
@@ -362,7 +459,15 @@ impl SocketIo {
                     Ok((p, js_id)) if p.kind.is_binary() => {
                         client.partial = Some(Box::new((BinaryReassembly::new(p), js_id)));
                     }
-                    Ok((p, js_id)) => self.on_packet(key, p, js_id, Vec::new(), engine, now),
+                    Ok((packet, js_id)) => {
+                        let incoming = Incoming {
+                            packet,
+                            js_id,
+                            attachments: Vec::new(),
+                            event: None,
+                        };
+                        self.on_packet(key, incoming, engine, now)
+                    }
                 }
             }
         }
@@ -379,12 +484,16 @@ impl SocketIo {
     fn on_packet(
         &mut self,
         client: SessionKey,
-        p: Packet,
-        js_id: Option<f64>,
-        attachments: Vec<Vec<u8>>,
+        incoming: Incoming,
         engine: &mut Engine,
         now: Instant,
     ) {
+        let Incoming {
+            packet: p,
+            js_id,
+            attachments,
+            event,
+        } = incoming;
         // Node's Client.ondecoded: only a CONNECT may name a namespace the client has no socket in, and every
         // other packet needs a connected socket (one still in the middlewares is not in `nsps` yet).
         let socket = self.socket_in(client, &p.nsp);
@@ -400,8 +509,14 @@ impl SocketIo {
             }
             (PacketType::Event | PacketType::BinaryEvent, _, Some(socket)) => {
                 // Without data Node dispatches no event at all. `decode` validated the data as an event.
-                let split = p.data.as_deref().map(packet::split_event);
-                if let Some(Ok(Some(packet::EventArgs { name, args, argc }))) = split {
+                let split = match event {
+                    Some(e) => Some(e),
+                    None => p
+                        .data
+                        .as_deref()
+                        .and_then(|d| packet::split_event(d).ok().flatten()),
+                };
+                if let Some(EventArgs { name, args, argc }) = split {
                     let id = p.id.or_else(|| js_id.map(|n| self.js_id(socket, n)));
                     self.events.push_back(Event::Event {
                         socket,
@@ -453,12 +568,12 @@ impl SocketIo {
         let known = (self.namespaces.get_key_value(p.nsp.as_str())).map(|(k, _)| k.clone());
         let Some(nsp) = known.or_else(|| self.dynamic_namespaces.then(|| p.nsp.as_str().into()))
         else {
-            send_control(
+            self.send_control(
                 engine,
                 client,
                 PacketType::ConnectError,
                 &p.nsp,
-                Some(r#"{"message":"Invalid namespace"}"#.into()),
+                Some(r#"{"message":"Invalid namespace"}"#),
             );
             self.counters.connects[2] += 1;
             return;

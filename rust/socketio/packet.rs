@@ -343,7 +343,7 @@ pub fn encode_ack(
     encode_parts(kind, attachments, nsp, Some(id), Some(data_json), out);
 }
 
-fn encode_parts(
+pub(super) fn encode_parts(
     kind: PacketType,
     attachments: Option<usize>,
     nsp: &str,

@@ -6,16 +6,21 @@ every wait is for an event, bounded by ``anyio.fail_after``.
 from __future__ import annotations
 
 import json
+import socket as socket_module
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import anyio
 import anyio.abc
 from anyio.streams.buffered import BufferedByteReceiveStream
+from hypercorn import asyncio as hypercorn_asyncio
+from hypercorn import trio as hypercorn_trio
+from hypercorn.config import Config as HypercornConfig
 
-from anysio import Ack, ConnectionRefused, Server, Socket
+from anysio import Ack, ASGIApp, ConnectionRefused, Server, Socket
 from tests.e2e.eio_helpers import WsConn, ws_session
 from tests.notifier import Notifier
 
@@ -77,6 +82,28 @@ async def serving(sio: Server, port: int = 0) -> AsyncIterator[Address]:
             yield address
         finally:
             tg.cancel_scope.cancel()
+
+
+@asynccontextmanager
+async def asgi_serving(sio: Server, backend: str) -> AsyncIterator[Address]:
+    """``anysio.ASGIApp(sio)`` behind hypercorn, in this process, on ``backend``, for the body of the ``async
+    with``; yields its address. Hypercorn may not listen yet: clients retry, as socket.io-client does after any
+    connection error."""
+    with socket_module.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    config = HypercornConfig()
+    config.bind = [f"127.0.0.1:{port}"]
+    config.graceful_timeout = 1.0
+    stop = anyio.Event()
+    serve = hypercorn_trio.serve if backend == "trio" else hypercorn_asyncio.serve
+    async with anyio.create_task_group() as tg:
+        app: Any = ASGIApp(sio)  # hypercorn's own ASGI types, which ASGIApp satisfies structurally
+        tg.start_soon(partial(serve, app, config, shutdown_trigger=stop.wait))
+        try:
+            yield ("127.0.0.1", port)
+        finally:
+            stop.set()
 
 
 class NodeSio(Notifier):
@@ -164,9 +191,11 @@ async def node_sio(
     connected: bool = True,
     node_flags: tuple[str, ...] = (),
     with_credentials: bool = False,
+    parser: str | None = None,
 ) -> AsyncIterator[NodeSio]:
     """A Node socket.io-client for the body of the ``async with``; with ``connected`` (the default) it has
-    connected before the body runs. ``node_flags`` go to node itself."""
+    connected before the body runs. ``node_flags`` go to node itself; ``parser="msgpack"`` gives the client
+    socket.io-msgpack-parser."""
     argv = ["node", *node_flags, str(SIO_CLIENT), f"http://{address[0]}:{address[1]}", "--nsp", nsp]
     if transports is not None:
         argv += ["--transports", transports]
@@ -176,6 +205,8 @@ async def node_sio(
         argv += ["--reconnection", "true" if reconnection else "false"]
     if with_credentials:
         argv += ["--withCredentials", "true"]
+    if parser is not None:
+        argv += ["--parser", parser]
     async with await anyio.open_process(argv) as process, anyio.create_task_group() as tg:
         client = NodeSio(process)
         tg.start_soon(client._read)

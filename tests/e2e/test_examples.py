@@ -64,11 +64,14 @@ def test_echo_example_on_uvloop() -> None:
     anyio.run(check_echo_example, sio, backend="asyncio", backend_options={"use_uvloop": True})
 
 
-async def test_conformance_socketio_server(anyio_backend: str) -> None:
-    sio = load_example("examples/conformance/socketio_server.py").make_server()
+@pytest.mark.parametrize("parser", ["default", "msgpack"])
+async def test_conformance_socketio_server(anyio_backend: str, parser: str) -> None:
+    """The test suite's configuration, and with ``--parser msgpack`` the same with socket.io-msgpack-parser."""
+    example = load_example("examples/conformance/socketio_server.py")
+    sio = example.make_msgpack_server() if parser == "msgpack" else example.make_server()
     async with serving(sio) as address:
         for nsp in ("/", "/custom"):
-            async with node_sio(address, nsp=nsp, auth={"token": "123"}) as client:
+            async with node_sio(address, nsp=nsp, auth={"token": "123"}, parser=parser) as client:
                 assert await client.receive("auth") == [[{"token": "123"}]]
                 await client.emit("message", 1, "2", {"3": b"\x04"})
                 assert await client.receive("message-back") == [[1, "2", {"3": b"\x04"}]]

@@ -24,16 +24,12 @@ import anyio
 import anyio.abc
 import pytest
 from anyio.streams.buffered import BufferedByteReceiveStream
-from hypercorn import asyncio as hypercorn_asyncio
-from hypercorn import trio as hypercorn_trio
-from hypercorn.config import Config as HypercornConfig
 
-from anysio import ASGIApp, Server, Socket
+from anysio import Server, Socket
 from anysio.adapters.bus import BusAdapter, attach
 from anysio.ipc import Bus
 
-from .sio_helpers import NodeSio, Record, from_wire, node_sio, serving
-from .test_asgi import free_port
+from .sio_helpers import NodeSio, Record, asgi_serving, from_wire, node_sio, serving
 from .test_examples import ROOT, load_example
 
 pytestmark = pytest.mark.anyio
@@ -270,18 +266,10 @@ async def test_recovery_under_asgi(anyio_backend: str) -> None:
     def disconnect(socket: Socket, reason: str) -> None:
         gone.add("disconnect", (socket.id, reason))
 
-    config = HypercornConfig()
-    port = free_port()
-    config.bind = [f"127.0.0.1:{port}"]
-    config.graceful_timeout = 1.0
-    stop = anyio.Event()
-    serve = hypercorn_trio.serve if anyio_backend == "trio" else hypercorn_asyncio.serve
-    async with anyio.create_task_group() as tg:
-        app: Any = ASGIApp(sio)  # hypercorn's own ASGI types, which ASGIApp satisfies structurally
-        tg.start_soon(partial(serve, app, config, shutdown_trigger=stop.wait))
-        # The clients retry until hypercorn listens, as socket.io-client does after any connection error.
-        address = ("127.0.0.1", port)
-        async with node_sio(address, auth=ANN, transports="websocket") as ann, node_sio(address) as bob:
-            await hello(ann, 1)
-            await break_and_recover(ann, bob, gone, 1)
-        stop.set()
+    async with (
+        asgi_serving(sio, anyio_backend) as address,
+        node_sio(address, auth=ANN, transports="websocket") as ann,
+        node_sio(address) as bob,
+    ):
+        await hello(ann, 1)
+        await break_and_recover(ann, bob, gone, 1)

@@ -1,6 +1,7 @@
 // Socket.IO test client. Usage:
 //   node sio_client.mjs <url> [--nsp /x] [--transports polling,websocket] [--auth <json>]
 //                       [--reconnection true|false] [--timeout ms] [--withCredentials true|false]
+//                       [--parser default|msgpack]  (msgpack: socket.io-msgpack-parser, as a Node app would set it)
 // Out (stdout, JSON lines):
 //   {"event":"connect","id":..,"transport":..,"recovered":bool}   {"event":"connect_error","message":..,"data":..}
 //   {"event":"disconnect","reason":..,"description":..}   {"event":"upgrade","transport":"websocket"}
@@ -18,6 +19,7 @@
 // Bytes are {"binary":"<hex>"} anywhere in args, both ways; {"raw_json":"1e400"} in args is sent as that JSON
 // text (run node with --harmony-json-parse-with-source).
 import { io } from "socket.io-client";
+import msgpackParser from "socket.io-msgpack-parser";
 import { out, toJson, fromJson, parseArgs, parseBool, readCommands, errorJson } from "./lib.mjs";
 
 const { url, options } = parseArgs(process.argv.slice(2));
@@ -28,6 +30,8 @@ if (options.reconnection) opts.reconnection = parseBool(options.reconnection, "r
 if (options.timeout) opts.timeout = Number(options.timeout);
 // In Node.js, engine.io-client keeps the server's cookies (a cookie jar) and sends them back only with this.
 if (options.withCredentials) opts.withCredentials = parseBool(options.withCredentials, "withCredentials");
+if (options.parser === "msgpack") opts.parser = msgpackParser;
+else if (options.parser && options.parser !== "default") throw new Error(`unknown parser ${options.parser}`);
 const nsp = options.nsp ?? "/";
 
 const socket = io(url.replace(/\/+$/, "") + nsp, opts);

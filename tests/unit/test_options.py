@@ -48,3 +48,9 @@ def test_valid_options_still_work() -> None:
     sio = anysio.Server(ping_interval=5, cors_allowed_origins="*", static_files={})
     anysio.ASGIApp(sio, socketio_path="io")
     anysio.EngineServer(max_payload=10, path="/eio")
+
+
+def test_an_unknown_parser_is_refused_by_name() -> None:
+    with pytest.raises(ValueError, match=r'unknown parser "json" \("default" or "msgpack"\)'):
+        anysio.Server(parser="json")  # type: ignore[arg-type]
+    assert anysio.Server(parser="msgpack") is not None

@@ -9,10 +9,12 @@
 //! loadgen poll    --port P --clients 50 [--duration 5] [--warmup 1] [--payload 100]
 //! loadgen reflect [--port P, else $PORT] [--timeout 120]   (a minimal native server, for calibration)
 //! ```
+//! `--parser msgpack` makes the WebSocket clients (connect, echo, bcast) speak socket.io-msgpack-parser.
 //! Every run is bounded by `--timeout` seconds (and the measured part by `--duration`). With `--server-pid`, the
 //! server's CPU use and RSS are read from /proc around the measured window. The result is one JSON object on
 //! stdout; it includes this process's own CPU use (`loadgen_cpu`, fraction of one core) so a reader can tell
 //! whether the load generator or the server was the bottleneck.
+mod msgpack;
 mod payload;
 mod polling;
 mod reflect;
@@ -47,11 +49,13 @@ pub struct Args {
     pub max_failures: u64,
     pub rss_at: Vec<usize>,
     pub server_pid: Option<String>,
+    /// socket.io-msgpack-parser instead of the default text packets (WebSocket scenarios).
+    pub msgpack: bool,
 }
 
 const USAGE: &str = "usage: loadgen connect|echo|bcast|poll|reflect --port P [--host 127.0.0.1] [--clients N] \
 [--port2 P (bcast: clients alternate between two servers)] [--depth N] [--window N] [--sources N] [--source-offset N] [--wait-stdin] [--duration S] [--warmup S] [--hold S] [--settle S] [--timeout S] \
-[--handshake-timeout S] [--payload BYTES] [--max-failures N] [--rss-at N,N] [--server-pid PID]";
+[--handshake-timeout S] [--payload BYTES] [--max-failures N] [--rss-at N,N] [--server-pid PID] [--parser default|msgpack]";
 
 fn parse(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
     let scenario = argv.next().ok_or("missing scenario")?;
@@ -84,6 +88,7 @@ fn parse(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
         max_failures: 256,
         rss_at: Vec::new(),
         server_pid: None,
+        msgpack: false,
     };
     while let Some(flag) = argv.next() {
         if flag == "--wait-stdin" {
@@ -130,6 +135,13 @@ fn parse(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
                 a.rss_at.sort_unstable();
             }
             "--server-pid" => a.server_pid = Some(value.clone()),
+            "--parser" => {
+                a.msgpack = match value.as_str() {
+                    "default" => false,
+                    "msgpack" => true,
+                    _ => return Err(format!("--parser: default or msgpack, not {value}")),
+                }
+            }
             _ => return Err(format!("unknown flag {flag}")),
         }
     }

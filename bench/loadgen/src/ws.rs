@@ -11,7 +11,7 @@ use anysio::websocket::{accept_key, encode_frame_masked, ClientDecoder, Message,
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
-use crate::tcp;
+use crate::{msgpack, tcp};
 
 const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 const MAX_MESSAGE: usize = 16 << 20;
@@ -36,6 +36,8 @@ struct Client {
     /// Lost already reported this turn: ignore its other events until it is removed.
     dead: bool,
     opened_at: Instant,
+    /// It speaks socket.io-msgpack-parser: Socket.IO packets are binary messages.
+    msgpack: bool,
 }
 
 /// What a scenario hears about its clients.
@@ -80,6 +82,8 @@ pub struct Net {
     pub opened: usize,
     /// Why clients were lost, with counts.
     pub failures: HashMap<String, u64>,
+    /// Clients opened from now on speak socket.io-msgpack-parser (`--parser msgpack`).
+    pub msgpack: bool,
 }
 
 impl Net {
@@ -101,6 +105,7 @@ impl Net {
             ready: 0,
             opened: 0,
             failures: HashMap::new(),
+            msgpack: false,
         })
     }
 
@@ -165,6 +170,7 @@ impl Net {
             dirty: false,
             dead: false,
             opened_at: now,
+            msgpack: self.msgpack,
         };
         if id == self.clients.len() {
             self.clients.push(Some(client));
@@ -184,7 +190,13 @@ impl Net {
 
     /// Queue a Socket.IO packet (sent as an Engine.IO MESSAGE) to a ready client; written after this turn.
     pub fn send(&mut self, id: usize, packet: &str) {
-        self.send_eio(id, b'4', packet);
+        match self.clients.get(id) {
+            Some(Some(c)) if c.msgpack => match msgpack::encode(packet) {
+                Some(bytes) => self.send_frame(id, Opcode::Binary, &bytes),
+                None => self.report_lost(id, format!("cannot encode {packet:?}")),
+            },
+            _ => self.send_eio(id, b'4', packet),
+        }
     }
 
     fn send_eio(&mut self, id: usize, kind: u8, data: &str) {
@@ -214,9 +226,13 @@ impl Net {
     }
 
     fn send_pong(&mut self, id: usize, payload: &[u8]) {
+        self.send_frame(id, Opcode::Pong, payload);
+    }
+
+    fn send_frame(&mut self, id: usize, opcode: Opcode, payload: &[u8]) {
         let mask = self.next_mask();
         if let Some(Some(c)) = self.clients.get_mut(id) {
-            encode_frame_masked(Opcode::Pong, payload, mask, &mut c.out);
+            encode_frame_masked(opcode, payload, mask, &mut c.out);
             if !c.dirty {
                 c.dirty = true;
                 self.dirty.push(id);
@@ -372,6 +388,8 @@ impl Net {
         };
         for reply in replies {
             match reply {
+                // The Socket.IO CONNECT, in the client's parser.
+                Reply::Eio(b'4', data) => self.send(id, data),
                 Reply::Eio(kind, data) => self.send_eio(id, kind, data),
                 Reply::Pong(payload) => self.send_pong(id, &payload),
             }
@@ -428,6 +446,21 @@ fn read_client(
                 }
                 None => {}
             },
+            Ok(Some(Message::Binary(bytes))) if c.msgpack => {
+                let Some(text) = msgpack::decode(&bytes) else {
+                    return Some("bad msgpack packet".into());
+                };
+                match on_text(&mut c.state, format!("4{text}"), replies) {
+                    Some(Incoming::Lost(why)) => return Some(why),
+                    Some(event) => {
+                        if matches!(event, Incoming::Ready) {
+                            *ready += 1;
+                        }
+                        incoming.push((id, event));
+                    }
+                    None => {}
+                }
+            }
             Ok(Some(Message::Close(..))) => return Some("closed by server".into()),
             // Servers such as uvicorn close connections whose WebSocket pings go unanswered.
             Ok(Some(Message::Ping(payload))) => replies.push(Reply::Pong(payload)),

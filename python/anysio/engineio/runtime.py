@@ -18,7 +18,7 @@ import socket
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, TypedDict, TypeVar, Unpack, overload
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypedDict, TypeVar, Unpack, overload
 
 import anyio
 import anyio.abc
@@ -154,11 +154,12 @@ def native_core(
     serve_other_paths: bool = False,
     recovery: float | None = None,
     connection_rate: tuple[float, float] | None = None,
+    parser: Literal["default", "msgpack"] = "default",
     **options: Unpack[EngineOptions],
 ) -> EngineCore:
     """The Rust core for the options every server shares (``recovery``: connection state recovery's maximum
     disconnection, in seconds; None is off; ``connection_rate``: handshakes per second from one address, and
-    the burst)."""
+    the burst; ``parser``: the Socket.IO packet format, Node's ``parser``)."""
     origins = options.get("cors_allowed_origins")
     if isinstance(origins, str):
         origins = [origins]
@@ -189,6 +190,7 @@ def native_core(
         serve_other_paths=serve_other_paths,
         recovery=recovery,
         connection_rate=connection_rate,
+        parser=parser,
     )
 
 

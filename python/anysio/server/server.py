@@ -12,7 +12,7 @@ import re
 import socket
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar, Unpack, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, Unpack, overload
 
 import anyio
 import anyio.abc
@@ -307,10 +307,8 @@ class ParentBroadcastAdapter(Adapter):
         self.parent = nsp
 
     async def broadcast(self, args: list[Any], opts: BroadcastOptions, ack_id: int | None = None) -> list[int]:
-        keys: list[int] = []
-        for child in list(self.parent.children.values()):
-            keys += await child.adapter.broadcast(args, opts, ack_id)
-        return keys
+        children = list(self.parent.children.values())
+        return [key for child in children for key in await child.adapter.broadcast(args, opts, ack_id)]
 
 
 class Server:
@@ -320,9 +318,8 @@ class Server:
     ``sio.of(name)`` reaches the others.
 
     ``connection_state_recovery`` (Node's ``connectionStateRecovery``, off by default): True, a dict or a
-    ``ConnectionStateRecovery``; a client whose connection drops gets its socket back (id, rooms, data) and the
-    events it missed when it reconnects within ``max_disconnection_duration`` (README, "Connection state
-    recovery").
+    ``ConnectionStateRecovery`` (README, "Connection state recovery"). ``parser`` (Node's ``parser``): "default",
+    or "msgpack" for ``socket.io-msgpack-parser``, which the clients must then use too.
     """
 
     @checked_options(EngineOptions.__annotations__)
@@ -342,6 +339,7 @@ class Server:
         drain_timeout: float | None = 30.0,
         event_rate_limit: RateLimit | float | Mapping[str, Any] | None = None,
         connection_rate_limit: RateLimit | float | Mapping[str, Any] | None = None,
+        parser: Literal["default", "msgpack"] = "default",
         **options: Unpack[EngineOptions],
     ) -> None:
         recovery = ConnectionStateRecovery.of(connection_state_recovery)
@@ -353,6 +351,7 @@ class Server:
             serve_other_paths=static_files is not None or bool(metrics),
             recovery=recovery.max_disconnection_duration if recovery is not None else None,
             connection_rate=RateLimit.pair(connection_rate_limit),
+            parser=parser,
             **options,
         )
         self._core: SioCore = engine
