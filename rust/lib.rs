@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! http        HTTP/1.1 requests and responses for the Engine.IO path
-//! websocket   RFC 6455 frames and the opening handshake
+//! websocket   RFC 6455 frames and the opening handshake; permessage_deflate, RFC 7692 (its negotiation and
+//!             each message compressed or inflated)
 //! ids         ConnId, SessionKey, SocketKey
 //! engineio    Engine.IO v4 packets, payloads, sessions, heartbeat, upgrade (typed requests and messages in)
 //! socketio    Socket.IO v5 packets, namespaces, rooms, acks
@@ -19,6 +20,7 @@ pub mod driver;
 pub mod engineio;
 pub mod http;
 pub mod ids;
+pub mod permessage_deflate;
 #[cfg(feature = "python")]
 mod pyjson;
 #[cfg(feature = "python")]

@@ -575,6 +575,22 @@ mod tests {
     }
 
     #[test]
+    fn the_asgi_server_negotiates_permessage_deflate_not_the_engine() {
+        let mut h = Harness::new();
+        h.core.engine.config.per_message_deflate = Some(Default::default());
+        let headers: &[(&[u8], &[u8])] = &[(
+            b"sec-websocket-extensions",
+            b"permessage-deflate; client_max_window_bits",
+        )];
+        let ws = h.websocket("transport=websocket", headers);
+        let out = h.vc.take(ws);
+        assert!(
+            matches!(&out[0], Output::Accept { headers } if headers.is_empty()),
+            "{out:?}"
+        );
+    }
+
+    #[test]
     fn refused_websocket_handshake_is_a_response() {
         let mut h = Harness::new();
         let ws = h.websocket("transport=websocket&sid=nope", NO_HEADERS);

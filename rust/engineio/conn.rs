@@ -18,6 +18,7 @@ use super::session::CloseReason;
 use super::CorsOrigin;
 use crate::http::{HttpError, Request, Response};
 use crate::ids::{ConnId, SessionKey};
+use crate::permessage_deflate::Params;
 
 pub(super) enum Waiting {
     Nothing,
@@ -46,6 +47,8 @@ pub(super) enum ConnState {
     },
     WebSocket {
         key: SessionKey,
+        /// permessage-deflate's parameters, when negotiated.
+        deflate: Option<Params>,
     },
     /// Answered and waiting to be flushed and closed.
     Done,
@@ -127,7 +130,7 @@ impl Engine {
                 }
                 self.close_session(key, CloseReason::TransportError, now);
             }
-            ConnState::WebSocket { key } => {
+            ConnState::WebSocket { key, .. } => {
                 self.on_websocket_gone(key, conn, CloseReason::TransportClose, now)
             }
             _ => {}

@@ -18,7 +18,7 @@ use super::conn::{ConnState, Parked, Waiting};
 use super::engine::Engine;
 use super::packet::{self, Packet};
 use super::session::{CloseReason, ReadyState, Upgrade};
-use crate::http::{Request, Response};
+use crate::http::{encoding, Request, Response};
 use crate::ids::{ConnId, SessionKey};
 
 /// The packets waiting for a polling session's next GET, and the size of the payload they make.
@@ -127,11 +127,29 @@ impl Engine {
         // so a client reads the last packets (a Socket.IO DISCONNECT, say) before the transport closes.
         let closing = matches!(s.state, ReadyState::Closing { .. }) && s.queue.is_empty();
         let body = s.queue.payload(closing.then_some(Packet::Close));
-        let mut res = Response::new(200).with_body("text/plain; charset=UTF-8", body);
+        let mut res = self.poll_response(req, body);
         self.app_headers(conn, req, &mut res);
         self.respond(conn, req, res);
         if closing {
             self.remove_session(key, Packet::Close);
+        }
+    }
+
+    /// A GET's answer: its payload, compressed as Node's `httpCompression` does (when on, from its threshold, in
+    /// the encoding the request's Accept-Encoding prefers).
+    fn poll_response(&self, req: &Request, body: Vec<u8>) -> Response {
+        let content_type = "text/plain; charset=UTF-8";
+        let encoding = self
+            .config
+            .http_compression
+            .filter(|threshold| body.len() >= *threshold)
+            .and_then(|_| req.header("accept-encoding"))
+            .and_then(encoding::preferred);
+        match encoding.and_then(|e| Some((e, e.encode(&body)?))) {
+            Some((e, compressed)) => Response::new(200)
+                .with_header("Content-Encoding", e.name())
+                .with_body(content_type, compressed),
+            None => Response::new(200).with_body(content_type, body),
         }
     }
 

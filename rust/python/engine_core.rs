@@ -8,7 +8,7 @@ use pyo3::types::{PyList, PyString};
 use super::convert::*;
 use crate::core::{AnyCore, Core, EngineOnly};
 use crate::driver::{self, Driver};
-use crate::engineio::{self, Cookie, ErrorCode};
+use crate::engineio::{self, Cookie, DeflateConfig, ErrorCode};
 use crate::ids::{ConnId, SessionKey, SocketKey};
 use crate::socketio::SocketIo;
 
@@ -37,6 +37,30 @@ impl EngineCore {
     }
 }
 
+/// `per_message_deflate`'s options from Python (`anysio.engineio.compression.PerMessageDeflate.native`):
+/// threshold, server_no_context_takeover, client_no_context_takeover, server_max_window_bits,
+/// client_max_window_bits, level.
+type DeflateTuple = (usize, Option<bool>, bool, Option<u8>, Option<u8>, u32);
+
+fn deflate_config(t: DeflateTuple) -> DeflateConfig {
+    let (
+        threshold,
+        server_no_context_takeover,
+        client_no_context_takeover,
+        server_bits,
+        client_bits,
+        level,
+    ) = t;
+    DeflateConfig {
+        threshold,
+        server_no_context_takeover,
+        client_no_context_takeover,
+        server_max_window_bits: server_bits,
+        client_max_window_bits: client_bits,
+        level,
+    }
+}
+
 fn no_socketio() -> PyErr {
     PyValueError::new_err("this core was created without socketio=True")
 }
@@ -49,7 +73,8 @@ impl EngineCore {
         cors_origins=None, cors_credentials=false, cookie_name=None, cookie_path="/", cookie_http_only=true,
         cookie_same_site=Some("Lax".to_owned()), max_connections=None, defer_handshakes=false, sid_prefix="",
         max_buffered=16*1024*1024, socketio=false, connect_timeout=45.0, serve_other_paths=false,
-        request_timeout=60.0, keep_alive_timeout=5.0, recovery=None))]
+        request_timeout=60.0, keep_alive_timeout=5.0, recovery=None, per_message_deflate=None,
+        http_compression=Some(1024)))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         ping_interval: f64,
@@ -75,6 +100,8 @@ impl EngineCore {
         request_timeout: f64,
         keep_alive_timeout: f64,
         recovery: Option<f64>,
+        per_message_deflate: Option<DeflateTuple>,
+        http_compression: Option<usize>,
     ) -> PyResult<Self> {
         let cookie = cookie_name.map(|name| Cookie {
             name,
@@ -101,6 +128,8 @@ impl EngineCore {
         )?;
         config.request_timeout = secs(request_timeout)?;
         config.keep_alive_timeout = secs(keep_alive_timeout)?;
+        config.per_message_deflate = per_message_deflate.map(deflate_config);
+        config.http_compression = http_compression;
         let engine = engineio::Engine::new(config);
         let mut sio = SocketIo::new(secs(connect_timeout)?);
         if let Some(max) = recovery {

@@ -15,7 +15,7 @@ import math
 import os
 import signal
 import socket
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypedDict, TypeVar, Unpack, overload
@@ -26,6 +26,8 @@ import anyio.lowlevel
 
 from .._native import EngineCore
 from ..exceptions import BackendUnavailable
+from . import compression
+from .compression import PerMessageDeflate
 from .eager import Suspended
 from .http import Request
 
@@ -143,6 +145,13 @@ class EngineOptions(TypedDict, total=False):
     keep_alive_timeout: float
     #: Prepended to generated sids (workers use it to name a session's owner).
     sid_prefix: str
+    #: Node's ``perMessageDeflate``: WebSocket permessage-deflate with the clients that offer it (off by default;
+    #: True for Node's defaults, or a dict / ``PerMessageDeflate`` of ws's options). Under ASGI the ASGI server
+    #: negotiates it (uvicorn: ``--ws-per-message-deflate``).
+    per_message_deflate: bool | Mapping[str, Any] | PerMessageDeflate | None
+    #: Node's ``httpCompression``: long-polling responses of at least 1024 bytes gzip- or deflate-compressed as
+    #: the request's Accept-Encoding asks (on by default; False turns it off; ``{"threshold": n}``).
+    http_compression: bool | Mapping[str, Any] | None
 
 
 def native_core(
@@ -162,6 +171,7 @@ def native_core(
         origins = [origins]
     cookie = options.get("cookie")
     c = Cookie() if cookie is True else cookie if isinstance(cookie, Cookie) else None
+    deflate = compression.per_message_deflate(options.get("per_message_deflate"))
     return EngineCore(
         ping_interval=options.get("ping_interval", 25.0),
         ping_timeout=options.get("ping_timeout", 20.0),
@@ -186,6 +196,8 @@ def native_core(
         connect_timeout=connect_timeout,
         serve_other_paths=serve_other_paths,
         recovery=recovery,
+        per_message_deflate=None if deflate is None else deflate.native(),
+        http_compression=compression.http_compression(options.get("http_compression", True)),
     )
 
 
