@@ -8,7 +8,7 @@
 
 use base64::engine::general_purpose::STANDARD;
 
-use crate::permessage_deflate::{InflateError, Inflater, PerMessageDeflate};
+use crate::permessage_deflate::{InflateError, PerMessageDeflate};
 use base64::Engine as _;
 use sha1::{Digest, Sha1};
 
@@ -561,7 +561,7 @@ pub fn decode_all_deflate<'a>(
 ) -> (Vec<Message>, Option<ProtocolError>) {
     let mut decoder = FrameDecoder::new(masked, max_message_size);
     decoder.deflate = Some(Box::new(PerMessageDeflate {
-        inflater: Inflater::new(15, false),
+        inflater: crate::permessage_deflate::Inflater::new(15, false),
         deflater: crate::permessage_deflate::Deflater::new(6, 15, false),
         threshold: 0,
     }));

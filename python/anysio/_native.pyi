@@ -125,6 +125,7 @@ class EngineCore:
         attachments: list[bytes] | None = None,
         id: int | None = None,
         ack_reply: bool = False,
+        compress: bool = True,
     ) -> bool: ...
     def broadcast_event(
         self,
@@ -135,6 +136,7 @@ class EngineCore:
         attachments: list[bytes] | None = None,
         id: int | None = None,
         volatile: bool = False,
+        compress: bool = True,
     ) -> list[int]: ...
     def targets(self, nsp: str, rooms: list[str] = ..., except_rooms: list[str] = ...) -> list[int]: ...
     def join(self, socket: int, rooms: list[str]) -> None: ...

@@ -81,7 +81,8 @@ fn output(answer: Answer) -> Option<Output> {
             headers: fields(&res, HANDSHAKE_FIELDS),
         },
         Answer::Packet(packet) => Output::Message(ws_message(&packet)),
-        Answer::Shared(packet) => Output::Message(ws_message(&packet)),
+        // The ASGI server compresses as it negotiated: a message cannot tell it not to (compress(false)).
+        Answer::Shared(packet) | Answer::Plain(packet) => Output::Message(ws_message(&packet)),
         // An empty close frame reads as 1000 (RFC 6455 §7.1.5 says 1005, which may not be sent).
         Answer::Close { code, .. } => Output::Close(Some(code.unwrap_or(1000))),
         // The ASGI server sends 100 Continue and answers pings itself; a closed connection says so in

@@ -394,6 +394,7 @@ pub fn encode(answer: &Answer, out: &mut Vec<u8>, deflate: Option<&mut PerMessag
         Answer::Continue => out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n"),
         Answer::Packet(packet) => ws_frame_maybe_deflated(packet, out, deflate),
         Answer::Shared(packet) => ws_frame_maybe_deflated(packet, out, deflate),
+        Answer::Plain(packet) => ws_frame(packet, out),
         Answer::Pong(payload) => websocket::encode_frame(Opcode::Pong, payload, out),
         Answer::Close {
             code: Some(code),

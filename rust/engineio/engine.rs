@@ -36,6 +36,9 @@ pub struct Engine {
     /// Connections whose parked request was answered: requests pipelined behind it can be read now.
     pub(super) resumed: Vec<ConnId>,
     headers_hook: Option<HeadersHook>,
+    /// Whether the packets sent now may be compressed (Node's `compress` flag, true unless an emit says
+    /// `compress(false)`): set around one send or broadcast by `with_compress`.
+    pub(super) compress: bool,
 }
 
 impl Engine {
@@ -53,7 +56,18 @@ impl Engine {
             poll_ready: Vec::new(),
             resumed: Vec::new(),
             headers_hook: None,
+            compress: true,
         }
+    }
+
+    /// Run `send` (sends and broadcasts to this engine) with Node's `compress` flag: false leaves what it sends
+    /// uncompressed, on a WebSocket with permessage-deflate and in a long-polling response alike (unless other
+    /// packets in that response may be compressed, as in Node).
+    pub fn with_compress<R>(&mut self, compress: bool, send: impl FnOnce(&mut Engine) -> R) -> R {
+        self.compress = compress;
+        let result = send(self);
+        self.compress = true;
+        result
     }
 
     // ---- time ------------------------------------------------------------------------------------------------
@@ -203,8 +217,12 @@ impl Engine {
             if !s.is_open() {
                 continue;
             }
+            let compress = self.compress;
             match s.carrier {
-                Carrier::WebSocket { conn } => self.emit(conn, |out| out.shared(&packet)),
+                Carrier::WebSocket { conn } if compress => {
+                    self.emit(conn, |out| out.shared(&packet))
+                }
+                Carrier::WebSocket { conn } => self.emit(conn, |out| out.plain(&packet)),
                 Carrier::Polling { .. } => _ = self.queue_for_poll(*key, Packet::clone(&packet)),
             }
         }

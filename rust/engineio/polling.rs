@@ -27,6 +27,8 @@ pub struct Outbox {
     packets: Vec<Packet>,
     /// Bytes of the payload: every packet's segment and the separators between them.
     bytes: usize,
+    /// Some packet may be compressed (Node compresses a response when any of its packets may be).
+    pub(super) compress: bool,
 }
 
 impl Outbox {
@@ -39,7 +41,13 @@ impl Outbox {
         self.bytes
     }
 
+    /// Queue a packet that may be compressed (Node's default).
     pub fn push(&mut self, packet: Packet) {
+        self.push_flagged(packet, true);
+    }
+
+    pub fn push_flagged(&mut self, packet: Packet, compress: bool) {
+        self.compress |= compress;
         let separator = usize::from(!self.packets.is_empty());
         self.bytes = (self.bytes).saturating_add(separator + packet::segment_len(&packet));
         self.packets.push(packet);
@@ -47,6 +55,7 @@ impl Outbox {
 
     pub fn take(&mut self) -> Vec<Packet> {
         self.bytes = 0;
+        self.compress = false;
         std::mem::take(&mut self.packets)
     }
 
@@ -126,8 +135,9 @@ impl Engine {
         // As Node: what was queued before the close goes out first; the close packet rides on the next GET,
         // so a client reads the last packets (a Socket.IO DISCONNECT, say) before the transport closes.
         let closing = matches!(s.state, ReadyState::Closing { .. }) && s.queue.is_empty();
+        let compress = s.queue.compress || closing;
         let body = s.queue.payload(closing.then_some(Packet::Close));
-        let mut res = self.poll_response(req, body);
+        let mut res = self.poll_response(req, body, compress);
         self.app_headers(conn, req, &mut res);
         self.respond(conn, req, res);
         if closing {
@@ -136,13 +146,11 @@ impl Engine {
     }
 
     /// A GET's answer: its payload, compressed as Node's `httpCompression` does (when on, from its threshold, in
-    /// the encoding the request's Accept-Encoding prefers).
-    fn poll_response(&self, req: &Request, body: Vec<u8>) -> Response {
+    /// the encoding the request's Accept-Encoding prefers, unless every packet in it was sent `compress(false)`).
+    fn poll_response(&self, req: &Request, body: Vec<u8>, compress: bool) -> Response {
         let content_type = "text/plain; charset=UTF-8";
-        let encoding = self
-            .config
-            .http_compression
-            .filter(|threshold| body.len() >= *threshold)
+        let encoding = (self.config.http_compression)
+            .filter(|threshold| compress && body.len() >= *threshold)
             .and_then(|_| req.header("accept-encoding"))
             .and_then(encoding::preferred);
         match encoding.and_then(|e| Some((e, e.encode(&body)?))) {
@@ -162,7 +170,7 @@ impl Engine {
         let Some(s) = self.sessions.get_mut(&key) else {
             return false;
         };
-        s.queue.push(packet);
+        s.queue.push_flagged(packet, self.compress);
         if s.queue.len() <= max {
             if s.poll_conn.is_some() {
                 self.poll_ready.push(key);

@@ -1444,3 +1444,35 @@ fn permessage_deflate_is_answered_only_when_on_and_well_formed() {
         (101, None)
     );
 }
+
+#[test]
+fn polling_responses_are_compressed_unless_every_packet_said_not_to() {
+    let mut t = T::new(config());
+    let (sid, key) = t.polling();
+    let big = "x".repeat(2000);
+    let gzip_get = |sid: &str| {
+        format!(
+            "GET /engine.io/?EIO=4&transport=polling&sid={sid} HTTP/1.1\r\nHost: x\r\n\
+             Accept-Encoding: gzip\r\n\r\n"
+        )
+    };
+    t.e.with_compress(false, |e| e.send(key, Data::Text(big.clone())));
+    let (_, res) = t.request(&gzip_get(&sid));
+    assert_eq!(res.header("content-encoding"), None);
+    assert_eq!(res.text(), format!("4{big}"));
+    t.e.with_compress(false, |e| e.send(key, Data::Text(big.clone())));
+    t.e.send(key, Data::Text("small".into()));
+    let (_, res) = t.request(&gzip_get(&sid));
+    assert_eq!(res.header("content-encoding"), Some("gzip"));
+    let mut body = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&res.body[..]), &mut body)
+        .unwrap();
+    assert_eq!(body, format!("4{big}\x1e4small"));
+    // Under the threshold (1024 by default), nothing is compressed.
+    t.e.send(key, Data::Text("small".into()));
+    let (_, res) = t.request(&gzip_get(&sid));
+    assert_eq!(
+        (res.header("content-encoding"), res.text()),
+        (None, "4small")
+    );
+}

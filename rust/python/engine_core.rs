@@ -327,8 +327,10 @@ impl EngineCore {
         Ok(())
     }
 
-    /// One socket: an EVENT (with an ack id when `id` is given), or with `ack_reply` the ACK for `id`.
-    #[pyo3(signature = (socket, data_json, attachments=None, id=None, ack_reply=false))]
+    /// One socket: an EVENT (with an ack id when `id` is given), or with `ack_reply` the ACK for `id`. Without
+    /// `compress` (Node's `compress(false)`), it goes out uncompressed.
+    #[pyo3(signature = (socket, data_json, attachments=None, id=None, ack_reply=false, compress=true))]
+    #[allow(clippy::too_many_arguments)]
     fn emit_to(
         &mut self,
         socket: SocketKey,
@@ -336,25 +338,24 @@ impl EngineCore {
         attachments: Option<&Bound<'_, PyAny>>,
         id: Option<u64>,
         ack_reply: bool,
+        compress: bool,
     ) -> PyResult<bool> {
         let attachments = attachments_from_py(attachments)?;
         let data_json = json_arg(data_json)?;
         let c = self.sio()?;
-        let ok = (c.layer).emit_to(
-            socket,
-            &data_json,
-            attachments,
-            id,
-            ack_reply,
-            &mut c.engine,
-        );
+        let layer = &mut c.layer;
+        let ok = c.engine.with_compress(compress, |engine| {
+            layer.emit_to(socket, &data_json, attachments, id, ack_reply, engine)
+        });
         self.driver.request_flush();
         Ok(ok)
     }
 
     /// A broadcast, encoded once; returns the keys of the sockets it reached.
-    /// With `volatile`, sockets not ready to send right now miss the event (no ack id then).
-    #[pyo3(signature = (nsp, data_json, rooms=vec![], except_rooms=vec![], attachments=None, id=None, volatile=false))]
+    /// With `volatile`, sockets not ready to send right now miss the event (no ack id then); without `compress`,
+    /// it goes out uncompressed.
+    #[pyo3(signature = (nsp, data_json, rooms=vec![], except_rooms=vec![], attachments=None, id=None, volatile=false,
+        compress=true))]
     #[allow(clippy::too_many_arguments)]
     fn broadcast_event(
         &mut self,
@@ -365,24 +366,20 @@ impl EngineCore {
         attachments: Option<&Bound<'_, PyAny>>,
         id: Option<u64>,
         volatile: bool,
+        compress: bool,
     ) -> PyResult<Vec<SocketKey>> {
         let attachments = attachments_from_py(attachments)?;
         let data_json = &*json_arg(data_json)?;
         let c = self.sio()?;
-        let (sio, engine) = (&mut c.layer, &mut c.engine);
-        let reached = if volatile && id.is_none() {
-            sio.broadcast_volatile(nsp, &rooms, &except_rooms, data_json, attachments, engine)
-        } else {
-            sio.broadcast(
-                nsp,
-                &rooms,
-                &except_rooms,
-                data_json,
-                attachments,
-                id,
-                engine,
-            )
-        };
+        let sio = &mut c.layer;
+        let reached = c.engine.with_compress(compress, |engine| {
+            if volatile && id.is_none() {
+                sio.broadcast_volatile(nsp, &rooms, &except_rooms, data_json, attachments, engine)
+            } else {
+                let (rooms, except) = (&rooms, &except_rooms);
+                sio.broadcast(nsp, rooms, except, data_json, attachments, id, engine)
+            }
+        });
         self.driver.request_flush();
         Ok(reached)
     }

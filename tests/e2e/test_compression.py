@@ -15,6 +15,7 @@ from typing import Any
 import anyio
 import pytest
 
+from anysio import Server, Socket
 from tests.e2e.conftest import EchoServer, anysio_lines
 from tests.e2e.conftest import serving as serving_eio
 from tests.e2e.eio_helpers import (
@@ -75,9 +76,7 @@ class DeflateWs:
             return data, frame.rsv1
 
 
-async def deflate_session(
-    address: Any, offer: str = OFFER, path: str = "/engine.io/"
-) -> tuple[DeflateWs, str | None]:
+async def deflate_session(address: Any, offer: str = OFFER, path: str = "/engine.io/") -> tuple[DeflateWs, str | None]:
     """A WebSocket-only Engine.IO session that offers permessage-deflate; the extension the server answered."""
     target = eio_target(path, transport="websocket")
     ws, res = await WsConn.connect(address, target, headers=[("Sec-WebSocket-Extensions", offer)])
@@ -215,7 +214,7 @@ async def test_polling_responses_are_compressed_by_accept_encoding(
     async with echo_server() as server:
         got, body = await polled(server, data, accept)
         assert got == encoding
-        plain = {None: bytes, "gzip": gzip.decompress, "deflate": zlib.decompress}[got](body)
+        plain = gzip.decompress(body) if got == "gzip" else zlib.decompress(body) if got == "deflate" else body
         assert plain == encode_payload([data]).encode()
 
 
@@ -234,9 +233,67 @@ async def test_the_official_client_over_polling_with_compression() -> None:
         assert await client.call("echo", BIG, SMALL) == [BIG, SMALL]
 
 
-def test_options_are_checked() -> None:
-    from anysio import Server
+# ---- the compress flag -------------------------------------------------------------------------------------
 
+
+def flag_server() -> Server:
+    """ "go" answers with four events of BIG: to the socket, and to everyone, each with and without compress(False)."""
+    sio = Server(per_message_deflate=True)
+
+    @sio.on("go")
+    async def go(socket: Socket) -> None:
+        await socket.emit("a", BIG)
+        await socket.compress(False).emit("b", BIG)
+        await sio.compress(False).emit("c", BIG)
+        await sio.emit("d", BIG)
+
+    @sio.on("plain")
+    async def plain(socket: Socket) -> None:
+        await socket.compress(False).timeout(5).emit("p", BIG)
+
+    return sio
+
+
+async def test_compress_false_on_a_websocket_with_permessage_deflate() -> None:
+    async with serving(flag_server()) as address:
+        client, _ = await deflate_session(address, path="/socket.io/")
+        await client.ws.send("40")
+        connected, _ = await client.receive()
+        assert isinstance(connected, str) and connected.startswith("40{")
+        await client.ws.send('42["go"]')
+        got = [await client.receive() for _ in range(4)]
+        assert got == [(f'42["{name}","{BIG}"]', name in "ad") for name in "abcd"]
+
+
+async def test_compress_false_on_long_polling() -> None:
+    async with serving(flag_server()) as address:
+        p = await Polling.connect(address, path="/socket.io/")
+        await p.send("0")  # Socket.IO's CONNECT, as an Engine.IO message
+        assert str((await p.receive())[0]).startswith("40{")
+        conn = await HttpConn.open(address)
+        gzip_ok = [("Accept-Encoding", "gzip")]
+        # Only compress(False) packets in the response: sent as they are, as Node does.
+        await p.send('2["plain"]')
+        res = await conn.request("GET", p.target, headers=gzip_ok)
+        assert (res.header("content-encoding"), res.text) == (None, encode_payload([f'2["p","{BIG}"]']))
+        await p.send('2["go"]')
+        res = await conn.request("GET", p.target, headers=gzip_ok)
+        assert res.header("content-encoding") == "gzip"
+        expected = [f'2["{name}","{BIG}"]' for name in "abcd"]
+        assert gzip.decompress(res.body).decode() == encode_payload(expected)
+        await conn.aclose()
+        await p.aclose()
+
+
+async def test_the_official_client_gets_uncompressed_events_intact() -> None:
+    async with serving(flag_server()) as address, node_sio(address, transports="websocket") as client:
+        await client.emit("go")
+        await client.emit("plain")
+        for name in "abcdp":
+            assert await client.receive(name) == [[BIG]]
+
+
+def test_options_are_checked() -> None:
     with pytest.raises(TypeError, match="per_message_deflate: unknown option 'treshold'"):
         Server(per_message_deflate={"treshold": 10})
     with pytest.raises(ValueError, match="server_max_window_bits must be 9 to 15"):

@@ -351,6 +351,7 @@ class SioCore(HandshakeCore, Protocol):
         attachments: list[bytes] = ...,
         id: int | None = None,
         ack_reply: bool = False,
+        compress: bool = True,
     ) -> bool: ...
     def broadcast_event(
         self,
@@ -361,6 +362,7 @@ class SioCore(HandshakeCore, Protocol):
         attachments: list[bytes] = ...,
         id: int | None = None,
         volatile: bool = False,
+        compress: bool = True,
     ) -> list[int]: ...
     def targets(self, nsp: str, rooms: list[str] = ..., except_rooms: list[str] = ...) -> list[int]: ...
     def join(self, socket: int, rooms: list[str]) -> None: ...

@@ -175,6 +175,9 @@ class Namespace:
     def timeout(self, seconds: float) -> BroadcastOperator:
         return self._all.timeout(seconds)
 
+    def compress(self, value: bool) -> BroadcastOperator:
+        return self._all.compress(value)
+
     async def emit(self, event: str, *args: Any, to: str | Iterable[str] = (), except_: Iterable[str] = ()) -> None:
         op = self._all.to(to) if to else self._all
         await op.except_(except_).emit(event, *args)
@@ -517,6 +520,10 @@ class Server:
 
     def timeout(self, seconds: float) -> BroadcastOperator:
         return self._main.timeout(seconds)
+
+    def compress(self, value: bool) -> BroadcastOperator:
+        """Node's ``io.compress(false)``: the broadcast goes out uncompressed."""
+        return self._main.compress(value)
 
     async def emit(self, event: str, *args: Any, to: str | Iterable[str] = (), except_: Iterable[str] = ()) -> None:
         await self._main.emit(event, *args, to=to, except_=except_)
