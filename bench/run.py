@@ -54,6 +54,7 @@ class ServerSpec:
     #: The reflector calibrates the load generator; it is no peer and appears in no comparison.
     calibration: bool = False
     only: frozenset[str] | None = None  # the scenarios it can serve, when not all
+    loadgen_flags: tuple[str, ...] = ()  # what the load generator adds for this server (--deflate)
 
 
 #: The scenarios whose figures depend on the event handlers (the others only connect).
@@ -73,6 +74,15 @@ SERVERS = [
     ServerSpec("anysio-asgi", [PY, str(SERVERS_DIR / "anysio_asgi_server.py"), "--handler", "typed"], anysio=True),
     _anysio("anysio-asyncio-model", "asyncio", "model", only=EVENTS),
     _anysio("anysio-asyncio-untyped", "asyncio", "untyped", only=EVENTS),
+    # Every WebSocket message compressed both ways (permessage-deflate, threshold 0; the load generator offers it
+    # and compresses its own): the cost per message of compression, beside anysio-asyncio's row.
+    ServerSpec(
+        "anysio-asyncio-deflate",
+        [*_anysio("", "asyncio", "typed").argv, "--deflate"],
+        anysio=True,
+        only=frozenset({"echo", "bcast"}),
+        loadgen_flags=("--deflate",),
+    ),
     ServerSpec("node", ["node", str(SERVERS_DIR / "node_server.mjs")], cwd=BENCH),
     ServerSpec("python-socketio", [PY, str(SERVERS_DIR / "python_socketio_server.py")]),
     # What uvicorn itself carries (no Socket.IO): the limit of anysio-asgi's path, echo only.
@@ -367,7 +377,8 @@ class Run:
 
 
 def drive(loadgen: Path, sc: Scenario, server: ServerProcess, pin: bool, rep: int, timeout: float) -> Run:
-    argv = [str(loadgen), *sc.argv, "--port", str(server.port), "--server-pid", str(server.pid)]
+    flags = server.spec.loadgen_flags
+    argv = [str(loadgen), *sc.argv, *flags, "--port", str(server.port), "--server-pid", str(server.pid)]
     prefix = ["taskset", "-c", LOADGEN_CPU] if pin else []
     run = Run(server.spec.name, sc.name, rep, False, argv=argv, load_before=load_average())
     t = time.monotonic()

@@ -380,7 +380,15 @@ impl Inflater {
                     if out.len() > max {
                         break 'inflate Err(InflateError::TooBig);
                     }
-                    out.reserve((max - out.len()).saturating_add(1).min(INFLATE_STEP));
+                    // Room for what this much input likely inflates to, then more as it proves larger: a small
+                    // message costs a small buffer, and no step is larger than INFLATE_STEP.
+                    let guess = out.len().max(4 * data.len() + 64);
+                    out.reserve(
+                        guess
+                            .min(max - out.len())
+                            .saturating_add(1)
+                            .min(INFLATE_STEP),
+                    );
                     let (before_in, before_out) = (state.total_in(), out.len());
                     let rest = input.get(consumed..).unwrap_or_default();
                     match state.decompress_vec(rest, &mut out, FlushDecompress::Sync) {

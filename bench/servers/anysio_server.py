@@ -11,7 +11,10 @@ options, as every peer. The handlers are the ones users write (``--handler``):
   coroutine), and an untyped ``async def bcast``.
 
 Usage: PORT=5000 python bench/servers/anysio_server.py [--backend asyncio|uvloop|trio] [--handler typed|model|untyped]
-[--workers N]
+[--workers N] [--deflate]
+
+With ``--deflate``, ``per_message_deflate={"threshold": 0}``: every message compressed both ways with a client that
+offers it (the load generator's ``--deflate``), so that its row shows what compression costs per message.
 
 With ``REDIS_URL`` in the environment the server is one of a cluster on Redis (``anysio.RedisCluster``, the
 cluster_bcast scenario).
@@ -55,12 +58,13 @@ class EchoModel(BaseModel):
     ts: float
 
 
-def make_server(handler: str | None = None) -> Server:
+def make_server(handler: str | None = None, deflate: bool = False) -> Server:
     """The contract with the handlers of ``handler`` (else $BENCH_HANDLER, else typed); on the Redis cluster of
-    $REDIS_URL when set."""
+    $REDIS_URL when set; with ``deflate``, permessage-deflate on every message (threshold 0)."""
     handler = handler or os.environ.get("BENCH_HANDLER", "typed")
     redis_url = os.environ.get("REDIS_URL")
-    sio = Server(adapter=anysio.RedisCluster(redis_url).adapter) if redis_url else Server()
+    options: dict[str, Any] = {"per_message_deflate": {"threshold": 0}} if deflate else {}
+    sio = Server(adapter=anysio.RedisCluster(redis_url).adapter, **options) if redis_url else Server(**options)
 
     @sio.on("connect")
     def connect(socket: Socket, auth: Any) -> None:
@@ -106,6 +110,7 @@ def main() -> None:
     parser.add_argument("--backend", choices=["asyncio", "uvloop", "trio"], default="asyncio")
     parser.add_argument("--handler", choices=HANDLERS, default="typed", help="the handlers' form (default typed)")
     parser.add_argument("--workers", type=int, default=1, help="worker processes sharing the port (default 1)")
+    parser.add_argument("--deflate", action="store_true", help="permessage-deflate on every message (threshold 0)")
     args = parser.parse_args()
     port = int(os.environ.get("PORT", "5000"))
     if args.workers > 1:
@@ -119,7 +124,7 @@ def main() -> None:
         raise SystemExit(workers.run(target, workers=args.workers, host="127.0.0.1", port=port, backend=args.backend))
     backend, options = ("asyncio", {"use_uvloop": True}) if args.backend == "uvloop" else (args.backend, {})
     with contextlib.suppress(KeyboardInterrupt):
-        sio = make_server(args.handler)
+        sio = make_server(args.handler, args.deflate)
         anyio.run(serve_alone, sio, "127.0.0.1", port, backend=backend, backend_options=options)
 
 

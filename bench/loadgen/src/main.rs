@@ -47,11 +47,13 @@ pub struct Args {
     pub max_failures: u64,
     pub rss_at: Vec<usize>,
     pub server_pid: Option<String>,
+    /// WebSocket clients offer permessage-deflate and, when the server accepts, compress every message.
+    pub deflate: bool,
 }
 
 const USAGE: &str = "usage: loadgen connect|echo|bcast|poll|reflect --port P [--host 127.0.0.1] [--clients N] \
 [--port2 P (bcast: clients alternate between two servers)] [--depth N] [--window N] [--sources N] [--source-offset N] [--wait-stdin] [--duration S] [--warmup S] [--hold S] [--settle S] [--timeout S] \
-[--handshake-timeout S] [--payload BYTES] [--max-failures N] [--rss-at N,N] [--server-pid PID]";
+[--handshake-timeout S] [--payload BYTES] [--max-failures N] [--rss-at N,N] [--server-pid PID] [--deflate]";
 
 fn parse(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
     let scenario = argv.next().ok_or("missing scenario")?;
@@ -84,10 +86,15 @@ fn parse(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
         max_failures: 256,
         rss_at: Vec::new(),
         server_pid: None,
+        deflate: false,
     };
     while let Some(flag) = argv.next() {
         if flag == "--wait-stdin" {
             a.wait_stdin = true;
+            continue;
+        }
+        if flag == "--deflate" {
+            a.deflate = true;
             continue;
         }
         let value = argv.next().ok_or(format!("{flag} needs a value"))?;

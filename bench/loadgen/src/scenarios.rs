@@ -86,6 +86,7 @@ impl Scenario for Tally {
 /// the `rss_at` counts (opening pauses there) and at the end; then hold every connection for `hold`.
 pub fn connect(a: &Args, addr: SocketAddr) -> io::Result<Value> {
     let mut net = Net::new(addr)?;
+    net.deflate = a.deflate;
     let mut sc = Tally {
         last_ready: None,
         latencies: Latencies::new(1 << 20),
@@ -311,6 +312,7 @@ impl Scenario for Echo {
 pub fn echo(a: &Args, addr: SocketAddr) -> io::Result<Value> {
     let deadline = Instant::now() + a.timeout;
     let mut net = Net::new(addr)?;
+    net.deflate = a.deflate;
     let far = Instant::now() + Duration::from_secs(86_400);
     let mut sc = Echo {
         depth: a.depth,
@@ -497,6 +499,7 @@ impl Scenario for Bcast {
 pub fn bcast(a: &Args, addr: SocketAddr) -> io::Result<Value> {
     let deadline = Instant::now() + a.timeout;
     let mut net = Net::new(addr)?;
+    net.deflate = a.deflate;
     if let Some(port2) = a.port2 {
         net.also(crate::tcp::loopback(&a.host, port2)?);
     }
