@@ -6,6 +6,7 @@
 //! websocket   RFC 6455 frames and the opening handshake; permessage_deflate, RFC 7692 (its negotiation and
 //!             each message compressed or inflated)
 //! ids         ConnId, SessionKey, SocketKey
+//! deadline    the earliest of the layers' next deadlines
 //! engineio    Engine.IO v4 packets, payloads, sessions, heartbeat, upgrade (typed requests and messages in)
 //! socketio    Socket.IO v5 packets, namespaces, rooms, acks
 //! core        the engine and the layer above it, wired once for every driver
@@ -16,6 +17,7 @@
 //! ```
 pub mod adapter;
 pub mod core;
+pub mod deadline;
 pub mod driver;
 pub mod engineio;
 pub mod http;
