@@ -54,7 +54,7 @@ class ServerSpec:
     #: The reflector calibrates the load generator; it is no peer and appears in no comparison.
     calibration: bool = False
     only: frozenset[str] | None = None  # the scenarios it can serve, when not all
-    #: The load generator's flags for this server's clients (the msgpack rows: ``--parser msgpack``).
+    #: The load generator's flags for this server's clients (``--parser msgpack``, ``--deflate``).
     loadgen_args: tuple[str, ...] = ()
 
 
@@ -89,6 +89,15 @@ SERVERS = [
         anysio=True,
         only=frozenset({"echo"}),
         loadgen_args=MSGPACK,
+    ),
+    # Every WebSocket message compressed both ways (permessage-deflate, threshold 0; the load generator offers it
+    # and compresses its own): the cost per message of compression, beside anysio-asyncio's row.
+    ServerSpec(
+        "anysio-asyncio-deflate",
+        [*_anysio("", "asyncio", "typed").argv, "--deflate"],
+        anysio=True,
+        only=frozenset({"echo", "bcast"}),
+        loadgen_args=("--deflate",),
     ),
     ServerSpec("node", ["node", str(SERVERS_DIR / "node_server.mjs")], cwd=BENCH),
     ServerSpec("python-socketio", [PY, str(SERVERS_DIR / "python_socketio_server.py")]),

@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! http        HTTP/1.1 requests and responses for the Engine.IO path
-//! websocket   RFC 6455 frames and the opening handshake
+//! websocket   RFC 6455 frames and the opening handshake; permessage_deflate, RFC 7692 (its negotiation and
+//!             each message compressed or inflated)
 //! ids         ConnId, SessionKey, SocketKey
 //! notepack    msgpack as Node's notepack.io reads and writes it, and its values to and from JSON
 //! deadline    the earliest of the layers' next deadlines
@@ -25,6 +26,7 @@ pub mod http;
 pub mod ids;
 pub mod metrics;
 pub mod notepack;
+pub mod permessage_deflate;
 #[cfg(feature = "python")]
 mod pyjson;
 #[cfg(feature = "python")]

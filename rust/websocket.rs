@@ -7,6 +7,8 @@
 //! the bytes the caller has not pulled yet.
 
 use base64::engine::general_purpose::STANDARD;
+
+use crate::permessage_deflate::{InflateError, PerMessageDeflate};
 use base64::Engine as _;
 use sha1::{Digest, Sha1};
 
@@ -120,6 +122,8 @@ struct Frame {
     remaining: u64,
     /// Payload bytes received so far, modulo 4: where the mask key continues.
     mask_phase: usize,
+    /// RSV1 on a message's first frame: the message is compressed (permessage-deflate).
+    compressed: bool,
 }
 
 /// The decoder shared by both sides; they differ only in whether frames must be masked.
@@ -138,12 +142,20 @@ struct FrameDecoder {
     /// Length of the prefix of `message` known to be valid UTF-8, so each fragment is checked once.
     utf8_valid: usize,
     control: Vec<u8>,
-    error: Option<ProtocolError>,
+    /// Boxed, as `deflate`: every WebSocket connection holds a decoder, and few hold either.
+    error: Option<Box<ProtocolError>>,
+    /// With permessage-deflate negotiated: messages whose first frame has RSV1 are inflated. The connection's
+    /// compressor lives here too, so that a connection without the extension pays one pointer for both ways.
+    deflate: Option<Box<PerMessageDeflate>>,
+    /// The message being assembled is compressed.
+    compressed: bool,
 }
 
 impl FrameDecoder {
     fn new(expect_masked: bool, max_message_size: usize) -> Self {
         FrameDecoder {
+            deflate: None,
+            compressed: false,
             expect_masked,
             max_message_size,
             buf: Vec::new(),
@@ -172,7 +184,7 @@ impl FrameDecoder {
 
     fn next_message(&mut self) -> Result<Option<Message>, ProtocolError> {
         if let Some(err) = &self.error {
-            return Err(err.clone());
+            return Err(ProtocolError::clone(err));
         }
         let result = self.advance();
         if matches!(result, Ok(None)) && self.pos >= self.buf.len() {
@@ -182,12 +194,13 @@ impl FrameDecoder {
             self.pos = 0;
         }
         if let Err(err) = &result {
-            self.error = Some(err.clone());
+            self.error = Some(Box::new(err.clone()));
             // Nothing more is decoded, so free what the peer made us hold.
             self.buf = Vec::new();
             self.pos = 0;
             self.message = Vec::new();
             self.control = Vec::new();
+            self.deflate = None;
         }
         result
     }
@@ -262,10 +275,15 @@ impl FrameDecoder {
         let (Some(&b0), Some(&b1)) = (input.first(), input.get(1)) else {
             return Ok(None);
         };
-        if b0 & 0x70 != 0 {
+        let opcode = Opcode::from_u8(b0 & 0x0F).ok_or(protocol("unknown opcode"))?;
+        let compressed = b0 & 0x40 != 0;
+        if b0 & 0x30 != 0 || (compressed && self.deflate.is_none()) {
             return Err(protocol("RSV bit set without an extension"));
         }
-        let opcode = Opcode::from_u8(b0 & 0x0F).ok_or(protocol("unknown opcode"))?;
+        if compressed && (opcode.is_control() || opcode == Opcode::Continuation) {
+            // RFC 7692 6: only a message's first frame says it is compressed.
+            return Err(protocol("RSV1 set on a control or continuation frame"));
+        }
         let fin = b0 & 0x80 != 0;
         let masked = b1 & 0x80 != 0;
         if masked != self.expect_masked {
@@ -332,6 +350,7 @@ impl FrameDecoder {
             mask,
             remaining: payload_len,
             mask_phase: 0,
+            compressed,
         };
         Ok(Some((frame, header_len)))
     }
@@ -343,6 +362,7 @@ impl FrameDecoder {
         }
         if frame.opcode != Opcode::Continuation {
             self.message_opcode = Some(frame.opcode);
+            self.compressed = frame.compressed;
         }
         let len = usize::try_from(frame.remaining).unwrap_or(usize::MAX);
         self.message.reserve(len.min(MAX_UPFRONT_RESERVE));
@@ -356,19 +376,44 @@ impl FrameDecoder {
             _ => {}
         }
         if !frame.fin {
-            if self.message_opcode == Some(Opcode::Text) {
+            // A compressed message's fragments are DEFLATE data: its text is checked once inflated.
+            if self.message_opcode == Some(Opcode::Text) && !self.compressed {
                 self.check_utf8_so_far()?;
             }
             return Ok(None);
         }
-        let payload = std::mem::take(&mut self.message);
+        let mut payload = std::mem::take(&mut self.message);
         self.utf8_valid = 0;
+        if std::mem::take(&mut self.compressed) {
+            payload = self.inflate(&payload)?;
+        }
         match self.message_opcode.take() {
             Some(Opcode::Text) => String::from_utf8(payload)
                 .map(|text| Some(Message::Text(text)))
                 .map_err(|_| invalid_utf8()),
             _ => Ok(Some(Message::Binary(payload))),
         }
+    }
+
+    /// A compressed message's payload, inflated within the size limit: past it, the same 1009 as a message
+    /// over the limit on the wire (no zip bombs); invalid DEFLATE data, 1007 as ws answers it.
+    fn inflate(&mut self, payload: &[u8]) -> Result<Vec<u8>, ProtocolError> {
+        let Some(deflate) = self.deflate.as_mut() else {
+            return Err(protocol("RSV bit set without an extension"));
+        };
+        deflate
+            .inflater
+            .inflate(payload, self.max_message_size)
+            .map_err(|err| match err {
+                InflateError::TooBig => ProtocolError {
+                    code: close_code::MESSAGE_TOO_BIG,
+                    reason: "message over the size limit once inflated",
+                },
+                InflateError::Invalid => ProtocolError {
+                    code: close_code::INVALID_PAYLOAD,
+                    reason: "invalid compressed data",
+                },
+            })
     }
 
     /// Fails a fragmented Text message as soon as a fragment cannot be the start of valid UTF-8.
@@ -435,6 +480,19 @@ impl Decoder {
         }
     }
 
+    /// A decoder for a WebSocket with permessage-deflate: compressed messages are inflated, within
+    /// `max_message_size` once inflated; the compressing half is the encoder's (`deflate_mut`).
+    pub fn with_deflate(max_message_size: usize, deflate: PerMessageDeflate) -> Self {
+        let mut inner = FrameDecoder::new(true, max_message_size);
+        inner.deflate = Some(Box::new(deflate));
+        Decoder { inner }
+    }
+
+    /// The connection's permessage-deflate, when negotiated (and no protocol error ended it).
+    pub fn deflate_mut(&mut self) -> Option<&mut PerMessageDeflate> {
+        self.inner.deflate.as_deref_mut()
+    }
+
     pub fn feed(&mut self, data: &[u8]) {
         self.inner.feed(data);
     }
@@ -459,6 +517,18 @@ impl ClientDecoder {
         }
     }
 
+    /// A client's decoder for a server that compresses (permessage-deflate; its compressing half is the
+    /// client's, `deflate_mut`).
+    pub fn with_deflate(max_message_size: usize, deflate: PerMessageDeflate) -> Self {
+        let mut inner = FrameDecoder::new(false, max_message_size);
+        inner.deflate = Some(Box::new(deflate));
+        ClientDecoder { inner }
+    }
+
+    pub fn deflate_mut(&mut self) -> Option<&mut PerMessageDeflate> {
+        self.inner.deflate.as_deref_mut()
+    }
+
     pub fn feed(&mut self, data: &[u8]) {
         self.inner.feed(data);
     }
@@ -481,8 +551,29 @@ pub fn decode_all<'a>(
     FrameDecoder::new(masked, max_message_size).decode_all(pieces)
 }
 
+/// `decode_all` for a WebSocket with permessage-deflate (with context takeover, as negotiated by default).
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub fn decode_all_deflate<'a>(
+    masked: bool,
+    max_message_size: usize,
+    pieces: impl IntoIterator<Item = &'a [u8]>,
+) -> (Vec<Message>, Option<ProtocolError>) {
+    let mut decoder = FrameDecoder::new(masked, max_message_size);
+    decoder.deflate = Some(Box::new(PerMessageDeflate {
+        inflater: crate::permessage_deflate::Inflater::new(15, false),
+        deflater: crate::permessage_deflate::Deflater::new(6, 15, false),
+        threshold: 0,
+    }));
+    decoder.decode_all(pieces)
+}
+
 fn encode_header(opcode: Opcode, payload_len: usize, mask_bit: u8, out: &mut Vec<u8>) {
-    out.push(0x80 | opcode as u8);
+    encode_header_rsv(opcode, 0, payload_len, mask_bit, out);
+}
+
+fn encode_header_rsv(opcode: Opcode, rsv: u8, payload_len: usize, mask_bit: u8, out: &mut Vec<u8>) {
+    out.push(0x80 | rsv | opcode as u8);
     if payload_len <= MAX_CONTROL_PAYLOAD {
         out.push(mask_bit | payload_len as u8);
     } else if let Ok(len) = u16::try_from(payload_len) {
@@ -507,6 +598,16 @@ pub fn encode_frame_header(opcode: Opcode, payload_len: usize, out: &mut Vec<u8>
     encode_header(opcode, payload_len, 0, out);
 }
 
+/// The header of an unmasked FIN frame whose payload is compressed (RSV1: permessage-deflate).
+pub fn encode_compressed_header(opcode: Opcode, payload_len: usize, out: &mut Vec<u8>) {
+    encode_header_rsv(opcode, 0x40, payload_len, 0, out);
+}
+
+/// A client's masked frame whose payload is compressed (RSV1), for test clients and the load generator.
+pub fn encode_compressed_masked(opcode: Opcode, payload: &[u8], mask: [u8; 4], out: &mut Vec<u8>) {
+    encode_masked_rsv(opcode, 0x40, payload, mask, out);
+}
+
 /// The reason is cut to 123 bytes at a character boundary so that the frame stays within the
 /// 125-byte control frame limit.
 pub fn encode_close(code: u16, reason: &str, out: &mut Vec<u8>) {
@@ -522,7 +623,11 @@ pub fn encode_close(code: u16, reason: &str, out: &mut Vec<u8>) {
 
 /// Client side frames (masked with the given key), used by test clients and the load generator.
 pub fn encode_frame_masked(opcode: Opcode, payload: &[u8], mask: [u8; 4], out: &mut Vec<u8>) {
-    encode_header(opcode, payload.len(), 0x80, out);
+    encode_masked_rsv(opcode, 0, payload, mask, out);
+}
+
+fn encode_masked_rsv(opcode: Opcode, rsv: u8, payload: &[u8], mask: [u8; 4], out: &mut Vec<u8>) {
+    encode_header_rsv(opcode, rsv, payload.len(), 0x80, out);
     out.extend_from_slice(&mask);
     let start = out.len();
     out.extend_from_slice(payload);
@@ -760,6 +865,108 @@ mod tests {
             }
             assert!(decoder.inner.buf.len() <= 28);
         }
+    }
+
+    fn deflated(data: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        assert!(crate::permessage_deflate::Deflater::new(6, 15, false).compress(data, &mut out));
+        out
+    }
+
+    fn deflate_server(max: usize, pieces: &[&[u8]]) -> (Vec<Message>, Option<u16>) {
+        let (messages, err) = decode_all_deflate(true, max, pieces.iter().copied());
+        (messages, err.map(|e| e.code))
+    }
+
+    #[test]
+    fn compressed_messages_are_inflated_whole_or_in_fragments() {
+        let text = "héllo wörld ".repeat(200);
+        let mut stream = Vec::new();
+        encode_compressed_masked(Opcode::Text, &deflated(text.as_bytes()), MASK, &mut stream);
+        encode_frame_masked(Opcode::Text, b"plain", MASK, &mut stream);
+        // A compressed message in three fragments, a ping between them; only the first has RSV1.
+        let binary = deflated(&[9u8; 5000]);
+        let (a, rest) = binary.split_at(3);
+        let (b, c) = rest.split_at(rest.len() / 2);
+        let start = stream.len();
+        encode_compressed_masked(Opcode::Binary, a, MASK, &mut stream);
+        stream[start] &= 0x7F;
+        let next = stream.len();
+        encode_frame_masked(Opcode::Continuation, b, MASK, &mut stream);
+        stream[next] &= 0x7F;
+        encode_frame_masked(Opcode::Ping, b"p", MASK, &mut stream);
+        encode_frame_masked(Opcode::Continuation, c, MASK, &mut stream);
+        let expected = vec![
+            Message::Text(text),
+            Message::Text("plain".into()),
+            Message::Ping(b"p".to_vec()),
+            Message::Binary(vec![9; 5000]),
+        ];
+        for split in [0, 1, 7, stream.len() / 2, stream.len() - 1] {
+            let (head, tail) = stream.split_at(split);
+            assert_eq!(
+                deflate_server(10_000, &[head, tail]),
+                (expected.clone(), None)
+            );
+        }
+    }
+
+    #[test]
+    fn rsv1_only_on_a_data_message_s_first_frame() {
+        let payload = deflated(b"hello");
+        let mut first = Vec::new();
+        encode_compressed_masked(Opcode::Text, &payload, MASK, &mut first);
+        first[0] &= 0x7F;
+        for (opcode, lead) in [(Opcode::Continuation, true), (Opcode::Ping, false)] {
+            let mut stream = if lead { first.clone() } else { Vec::new() };
+            encode_compressed_masked(opcode, b"x", MASK, &mut stream);
+            let (_, err) = deflate_server(100, &[&stream]);
+            assert_eq!(err, Some(close_code::PROTOCOL_ERROR), "{opcode:?}");
+        }
+        let mut rsv2 = Vec::new();
+        encode_frame_masked(Opcode::Text, b"x", MASK, &mut rsv2);
+        rsv2[0] |= 0x20;
+        assert_eq!(
+            deflate_server(100, &[&rsv2]).1,
+            Some(close_code::PROTOCOL_ERROR)
+        );
+        // Without the extension, RSV1 is an error as any RSV bit.
+        let mut whole = Vec::new();
+        encode_compressed_masked(Opcode::Text, &payload, MASK, &mut whole);
+        assert_eq!(server(100, &[&whole]).1, Some(close_code::PROTOCOL_ERROR));
+        assert_eq!(
+            deflate_server(100, &[&whole]),
+            (vec![Message::Text("hello".into())], None)
+        );
+    }
+
+    #[test]
+    fn a_bomb_is_too_big_and_garbage_is_invalid() {
+        let mut bomb = Vec::new();
+        encode_compressed_masked(
+            Opcode::Binary,
+            &deflated(&vec![0; 10_000_000]),
+            MASK,
+            &mut bomb,
+        );
+        assert!(bomb.len() < 20_000);
+        assert_eq!(
+            deflate_server(100_000, &[&bomb]),
+            (vec![], Some(close_code::MESSAGE_TOO_BIG))
+        );
+        let mut garbage = Vec::new();
+        encode_compressed_masked(Opcode::Binary, &[0xff; 40], MASK, &mut garbage);
+        assert_eq!(
+            deflate_server(100_000, &[&garbage]),
+            (vec![], Some(close_code::INVALID_PAYLOAD))
+        );
+        // Inflated text that is not UTF-8 is 1007 as uncompressed text is.
+        let mut latin1 = Vec::new();
+        encode_compressed_masked(Opcode::Text, &deflated(&[0xe9; 10]), MASK, &mut latin1);
+        assert_eq!(
+            deflate_server(100, &[&latin1]),
+            (vec![], Some(close_code::INVALID_PAYLOAD))
+        );
     }
 
     #[test]

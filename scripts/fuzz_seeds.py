@@ -10,6 +10,7 @@ import hashlib
 import json
 import shutil
 import sys
+import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -118,6 +119,23 @@ def redis_messages() -> Iterator[bytes]:
     yield from (bytes.fromhex(m["hex"]) for m in load("redis_adapter.json")["messages"])
 
 
+def permessage_deflate() -> Iterator[bytes]:
+    """Offers (first byte 0), raw DEFLATE messages as a client sends them (1: sync-flushed, the trailer cut) and
+    plain messages (2, and 0x3e: a 15-bit window at level 1)."""
+    offers = [
+        "permessage-deflate; client_max_window_bits",
+        "permessage-deflate; server_no_context_takeover; client_max_window_bits=10",
+        'x-webkit-deflate-frame, permessage-deflate; server_max_window_bits="12"',
+        "permessage-deflate; client_max_window_bits=16",
+    ]
+    yield from (b"\x00" + offer.encode() for offer in offers)
+    for message in (b'42["chat","hello hello hello"]', b"x" * 3000, bytes(range(256))):
+        deflate = zlib.compressobj(wbits=-15)
+        yield b"\x01" + (deflate.compress(message) + deflate.flush(zlib.Z_SYNC_FLUSH))[:-4]
+        yield b"\x02" + message
+        yield b"\x3e" + message
+
+
 def with_knobs(seeds: Iterable[bytes]) -> Iterator[bytes]:
     for seed in seeds:
         for knobs in KNOBS:
@@ -133,6 +151,7 @@ TARGETS = {
     "socketio_session": socketio_sessions,
     "socketio_msgpack": socketio_msgpack,
     "redis_messages": redis_messages,
+    "permessage_deflate": permessage_deflate,
 }
 
 

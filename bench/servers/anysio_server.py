@@ -11,11 +11,12 @@ options, as every peer. The handlers are the ones users write (``--handler``):
   coroutine), and an untyped ``async def bcast``.
 
 Usage: PORT=5000 python bench/servers/anysio_server.py [--backend asyncio|uvloop|trio] [--handler typed|model|untyped]
-[--workers N] [--metrics] [--parser default|msgpack]
+[--workers N] [--metrics] [--parser default|msgpack] [--deflate]
 
 With ``--metrics`` the server counts for ``/metrics`` (``Server(metrics=True)``): what metrics cost.
 ``--parser msgpack`` serves socket.io-msgpack-parser's packets (the msgpack echo row; the load generator's
-``--parser msgpack`` speaks them).
+``--parser msgpack`` speaks them). With ``--deflate``, ``per_message_deflate={"threshold": 0}``: every message
+compressed both ways with a client that offers it (the load generator's ``--deflate``): what compression costs.
 
 With ``REDIS_URL`` in the environment the server is one of a cluster on Redis (``anysio.RedisCluster``, the
 cluster_bcast scenario).
@@ -60,17 +61,23 @@ class EchoModel(BaseModel):
 
 
 def make_server(
-    handler: str | None = None, metrics: bool | None = None, parser: Literal["default", "msgpack"] | None = None
+    handler: str | None = None,
+    metrics: bool | None = None,
+    parser: Literal["default", "msgpack"] | None = None,
+    deflate: bool | None = None,
 ) -> Server:
     """The contract with the handlers of ``handler`` (else $BENCH_HANDLER, else typed), with metrics on when
-    ``metrics`` (else $BENCH_METRICS), and the packets of ``parser`` (else $BENCH_PARSER, else default); on the
-    Redis cluster of $REDIS_URL when set."""
+    ``metrics`` (else $BENCH_METRICS), the packets of ``parser`` (else $BENCH_PARSER, else default), and with
+    ``deflate`` (else $BENCH_DEFLATE) permessage-deflate on every message (threshold 0); on the Redis cluster of
+    $REDIS_URL when set."""
     handler = handler or os.environ.get("BENCH_HANDLER", "typed")
     metrics = metrics if metrics is not None else os.environ.get("BENCH_METRICS") == "1"
     parser = parser or ("msgpack" if os.environ.get("BENCH_PARSER") == "msgpack" else "default")
     redis_url = os.environ.get("REDIS_URL")
     adapter = anysio.RedisCluster(redis_url).adapter if redis_url else anysio.Adapter
-    sio = Server(adapter=adapter, metrics=metrics, parser=parser)
+    deflate = deflate if deflate is not None else os.environ.get("BENCH_DEFLATE") == "1"
+    options: dict[str, Any] = {"per_message_deflate": {"threshold": 0}} if deflate else {}
+    sio = Server(adapter=adapter, metrics=metrics, parser=parser, **options)
 
     @sio.on("connect")
     def connect(socket: Socket, auth: Any) -> None:
@@ -118,6 +125,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="worker processes sharing the port (default 1)")
     parser.add_argument("--metrics", action="store_true", help="metrics on (Server(metrics=True))")
     parser.add_argument("--parser", choices=["default", "msgpack"], default="default", help="Node's parser option")
+    parser.add_argument("--deflate", action="store_true", help="permessage-deflate on every message (threshold 0)")
     args = parser.parse_args()
     port = int(os.environ.get("PORT", "5000"))
     if args.workers > 1:
@@ -129,11 +137,12 @@ def main() -> None:
         os.environ["BENCH_HANDLER"] = args.handler
         os.environ["BENCH_METRICS"] = "1" if args.metrics else "0"
         os.environ["BENCH_PARSER"] = args.parser
+        os.environ["BENCH_DEFLATE"] = "1" if args.deflate else "0"
         target = "anysio_server:make_server"
         raise SystemExit(workers.run(target, workers=args.workers, host="127.0.0.1", port=port, backend=args.backend))
     backend, options = ("asyncio", {"use_uvloop": True}) if args.backend == "uvloop" else (args.backend, {})
     with contextlib.suppress(KeyboardInterrupt):
-        sio = make_server(args.handler, args.metrics, args.parser)
+        sio = make_server(args.handler, args.metrics, args.parser, args.deflate)
         anyio.run(serve_alone, sio, "127.0.0.1", port, backend=backend, backend_options=options)
 
 

@@ -1,9 +1,10 @@
-//! RFC 6455 frames, on both sides: the decoders must read the same messages (or fail the same way) however the
-//! bytes are split, and what they read, framed again, must read back the same. The first byte chooses the size
-//! limit and where the bytes are split.
+//! RFC 6455 frames, on both sides, with and without permessage-deflate (RSV1 frames inflated, within the size
+//! limit): the decoders must read the same messages (or fail the same way) however the bytes are split, and what
+//! they read, framed again, must read back the same. The first byte chooses the size limit and where the bytes are
+//! split.
 #![no_main]
 
-use anysio::websocket::{decode_all, encode_message, Message, ProtocolError};
+use anysio::websocket::{decode_all, decode_all_deflate, encode_message, Message, ProtocolError};
 use libfuzzer_sys::fuzz_target;
 
 const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
@@ -37,4 +38,11 @@ fuzz_target!(|data: &[u8]| {
     let cut = frames.len() * usize::from(knobs >> 1) / 127;
     check(|p| decode_all(true, max, p), frames, cut, Some(MASK));
     check(|p| decode_all(false, max, p), frames, cut, None);
+    check(
+        |p| decode_all_deflate(true, max, p),
+        frames,
+        cut,
+        Some(MASK),
+    );
+    check(|p| decode_all_deflate(false, max, p), frames, cut, None);
 });

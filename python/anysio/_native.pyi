@@ -88,6 +88,8 @@ class EngineCore:
         recovery: float | None = None,
         connection_rate: tuple[float, float] | None = None,
         parser: Literal["default", "msgpack"] = "default",
+        per_message_deflate: tuple[int, bool | None, bool, int | None, int | None, int] | None = None,
+        http_compression: int | None = ...,  # 1024
     ) -> EngineCore: ...
     def listen_fd(self, fd: int) -> tuple[str, int]: ...
     def set_worker(self, index: int) -> None: ...
@@ -130,6 +132,7 @@ class EngineCore:
         attachments: list[bytes] | None = None,
         id: int | None = None,
         ack_reply: bool = False,
+        compress: bool = True,
     ) -> bool: ...
     def broadcast_event(
         self,
@@ -140,6 +143,7 @@ class EngineCore:
         attachments: list[bytes] | None = None,
         id: int | None = None,
         volatile: bool = False,
+        compress: bool = True,
     ) -> list[int]: ...
     def targets(self, nsp: str, rooms: list[str] = ..., except_rooms: list[str] = ...) -> list[int]: ...
     def join(self, socket: int, rooms: list[str]) -> None: ...

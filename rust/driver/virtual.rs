@@ -91,7 +91,8 @@ fn output(answer: Answer) -> Option<Output> {
             headers: fields(&res, HANDSHAKE_FIELDS),
         },
         Answer::Packet(packet) => Output::Message(ws_message(&packet)),
-        Answer::Shared(packet) => Output::Message(ws_message(&packet)),
+        // The ASGI server compresses as it negotiated: a message cannot tell it not to (compress(false)).
+        Answer::Shared(packet) | Answer::Plain(packet) => Output::Message(ws_message(&packet)),
         // An empty close frame reads as 1000 (RFC 6455 §7.1.5 says 1005, which may not be sent).
         Answer::Close { code, .. } => Output::Close(Some(code.unwrap_or(1000))),
         // The ASGI server sends 100 Continue and answers pings itself; a closed connection says so in
@@ -613,6 +614,22 @@ mod tests {
         let out = h.vc.take(&mut h.core.engine, ws);
         assert_eq!(out.last(), Some(&Output::Close(Some(1009))), "{out:?}");
         assert!(h.saw(|e| matches!(e, Event::Close { .. })));
+    }
+
+    #[test]
+    fn the_asgi_server_negotiates_permessage_deflate_not_the_engine() {
+        let mut h = Harness::new();
+        h.core.engine.config.per_message_deflate = Some(Default::default());
+        let headers: &[(&[u8], &[u8])] = &[(
+            b"sec-websocket-extensions",
+            b"permessage-deflate; client_max_window_bits",
+        )];
+        let ws = h.websocket("transport=websocket", headers);
+        let out = h.vc.take(&mut h.core.engine, ws);
+        assert!(
+            matches!(&out[0], Output::Accept { headers } if headers.is_empty()),
+            "{out:?}"
+        );
     }
 
     #[test]

@@ -20,6 +20,7 @@ use crate::engineio::{Answer, ConnId, Data, Engine, Packet, Phase};
 use crate::http::{self, RequestParser};
 use crate::ids::IdMap;
 use crate::metrics::BadInput;
+use crate::permessage_deflate::{Deflater, PerMessageDeflate};
 use crate::websocket::{self, Decoder, Opcode};
 
 /// A connection's reader. An HTTP reader is boxed: a WebSocket connection, most of them and idle for long, then
@@ -157,7 +158,14 @@ impl Wire {
             match (&mut c.reader, engine.phase(conn)) {
                 (Reader::Http(http), Some(Phase::WebSocket)) => {
                     // The 101 is written: what followed the handshake are its first frames.
-                    let mut decoder = Decoder::new(engine.config.max_payload);
+                    let max = engine.config.max_payload;
+                    let config = engine.config.per_message_deflate.as_ref();
+                    let mut decoder = match engine.websocket_deflate(conn).zip(config) {
+                        Some((params, config)) => {
+                            Decoder::with_deflate(max, params.server_state(config))
+                        }
+                        None => Decoder::new(max),
+                    };
                     decoder.feed(&http.parser.take_buffered());
                     c.reader = Reader::WebSocket(decoder);
                 }
@@ -278,15 +286,22 @@ impl Wire {
     /// then says how many it wrote (`written`), before asking for another connection's.
     pub fn output(&mut self, engine: &mut Engine, conn: ConnId) -> Option<&[u8]> {
         let c = self.conns.get_mut(&conn)?;
+        let mut deflate = match &mut c.reader {
+            Reader::WebSocket(decoder) => decoder.deflate_mut(),
+            Reader::Http(_) => None,
+        };
         if !c.out.is_empty() {
             self.pending = Pending::Nothing;
-            engine.drain_answers(conn, |answer| encode(&answer, &mut c.out));
+            let out = &mut c.out;
+            engine.drain_answers(conn, |answer| encode(&answer, out, deflate.as_deref_mut()));
             return Some(&c.out);
         }
         self.scratch.clear();
         self.pending = Pending::Scratch(conn);
         let scratch = &mut self.scratch;
-        engine.drain_answers(conn, |answer| encode(&answer, scratch));
+        engine.drain_answers(conn, |answer| {
+            encode(&answer, scratch, deflate.as_deref_mut())
+        });
         Some(&self.scratch)
     }
 
@@ -376,13 +391,15 @@ impl Wire {
     }
 }
 
-/// An answer as the bytes a socket carries.
-pub fn encode(answer: &Answer, out: &mut Vec<u8>) {
+/// An answer as the bytes a socket carries; a WebSocket message compressed when `deflate` is given and the
+/// message is at least its threshold.
+pub fn encode(answer: &Answer, out: &mut Vec<u8>, deflate: Option<&mut PerMessageDeflate>) {
     match answer {
         Answer::Response(res) | Answer::Accept(res) => res.encode(out),
         Answer::Continue => out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n"),
-        Answer::Packet(packet) => ws_frame(packet, out),
-        Answer::Shared(packet) => ws_frame(packet, out),
+        Answer::Packet(packet) => ws_frame_maybe_deflated(packet, out, deflate),
+        Answer::Shared(packet) => ws_frame_maybe_deflated(packet, out, deflate),
+        Answer::Plain(packet) => ws_frame(packet, out),
         Answer::Pong(payload) => websocket::encode_frame(Opcode::Pong, payload, out),
         Answer::Close {
             code: Some(code),
@@ -390,6 +407,48 @@ pub fn encode(answer: &Answer, out: &mut Vec<u8>) {
         } => websocket::encode_close(*code, reason, out),
         Answer::Close { code: None, .. } => websocket::encode_frame(Opcode::Close, &[], out),
         Answer::Abandon => out.clear(),
+    }
+}
+
+fn ws_frame_maybe_deflated(
+    packet: &Packet,
+    out: &mut Vec<u8>,
+    deflate: Option<&mut PerMessageDeflate>,
+) {
+    match deflate {
+        Some(d) if message_len(packet) >= d.threshold => {
+            ws_frame_deflated(packet, &mut d.deflater, out)
+        }
+        _ => ws_frame(packet, out),
+    }
+}
+
+/// The bytes of `packet`'s WebSocket message.
+fn message_len(packet: &Packet) -> usize {
+    match packet {
+        Packet::Message(Data::Binary(b)) => b.len(),
+        Packet::Message(Data::Text(s)) => 1 + s.len(),
+        _ => 1,
+    }
+}
+
+/// A compressed WebSocket frame (RSV1) for `packet`; uncompressed, as `ws_frame`, if zlib fails.
+pub fn ws_frame_deflated(packet: &Packet, deflater: &mut Deflater, out: &mut Vec<u8>) {
+    let text;
+    let (opcode, payload): (Opcode, &[u8]) = match packet {
+        Packet::Message(Data::Binary(b)) => (Opcode::Binary, b),
+        Packet::Message(Data::Text(s)) => {
+            text = [b"4", s.as_bytes()].concat();
+            (Opcode::Text, &text)
+        }
+        other => return ws_frame(other, out),
+    };
+    let mut compressed = Vec::new();
+    if deflater.compress(payload, &mut compressed) {
+        websocket::encode_compressed_header(opcode, compressed.len(), out);
+        out.extend_from_slice(&compressed);
+    } else {
+        websocket::encode_frame(opcode, payload, out);
     }
 }
 

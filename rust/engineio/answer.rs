@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! HTTP       Continue? then Response, or Accept (the 101) and from then on WebSocket answers
-//! WebSocket  Packet / Shared (one Engine.IO packet per message), Pong, then Close
+//! WebSocket  Packet / Shared / Plain (one Engine.IO packet per message), Pong, then Close
 //! Abandon    the peer reads too slowly: what is still buffered for it is dropped, then the connection closed
 //! ```
 use std::collections::VecDeque;
@@ -24,6 +24,8 @@ pub enum Answer {
     Packet(Packet),
     /// One packet for many connections (a broadcast), encoded by each connection's driver.
     Shared(Arc<Packet>),
+    /// A packet sent with `compress(false)`: never compressed, whatever the WebSocket negotiated.
+    Plain(Arc<Packet>),
     /// The answer to a WebSocket ping (a socket's: an ASGI server answers pings itself).
     Pong(Vec<u8>),
     /// A WebSocket close frame: with a code (and reason), or empty.
@@ -37,7 +39,7 @@ impl Answer {
     pub fn packet(&self) -> Option<&Packet> {
         match self {
             Answer::Packet(p) => Some(p),
-            Answer::Shared(p) => Some(p),
+            Answer::Shared(p) | Answer::Plain(p) => Some(p),
             _ => None,
         }
     }
@@ -140,6 +142,10 @@ impl Answers {
 
     pub fn shared(&mut self, packet: &Arc<Packet>) {
         self.push(Answer::Shared(packet.clone()), packet_len(packet));
+    }
+
+    pub fn plain(&mut self, packet: &Arc<Packet>) {
+        self.push(Answer::Plain(packet.clone()), packet_len(packet));
     }
 
     pub fn pong(&mut self, payload: Vec<u8>) {

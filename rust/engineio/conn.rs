@@ -19,6 +19,7 @@ use super::CorsOrigin;
 use crate::http::{HttpError, Request, Response};
 use crate::ids::{ConnId, SessionKey};
 use crate::metrics::BadInput;
+use crate::permessage_deflate::Params;
 
 pub(super) enum Waiting {
     Nothing,
@@ -47,6 +48,8 @@ pub(super) enum ConnState {
     },
     WebSocket {
         key: SessionKey,
+        /// permessage-deflate's parameters, when negotiated.
+        deflate: Option<Params>,
     },
     /// Answered and waiting to be flushed and closed.
     Done,
@@ -128,7 +131,7 @@ impl Engine {
                 }
                 self.close_session(key, CloseReason::TransportError, now);
             }
-            ConnState::WebSocket { key } => {
+            ConnState::WebSocket { key, .. } => {
                 self.on_websocket_gone(key, conn, CloseReason::TransportClose, now)
             }
             _ => {}

@@ -42,6 +42,9 @@ pub struct Engine {
     pub(super) admission: Option<Box<Admission>>,
     /// What `/metrics` reports (crate::metrics).
     pub counters: EngineCounters,
+    /// Whether the packets sent now may be compressed (Node's `compress` flag, true unless an emit says
+    /// `compress(false)`): set around one send or broadcast by `with_compress`.
+    pub(super) compress: bool,
 }
 
 impl Engine {
@@ -63,7 +66,18 @@ impl Engine {
             resumed: Vec::new(),
             headers_hook: None,
             counters: EngineCounters::default(),
+            compress: true,
         }
+    }
+
+    /// Run `send` (sends and broadcasts to this engine) with Node's `compress` flag: false leaves what it sends
+    /// uncompressed, on a WebSocket with permessage-deflate and in a long-polling response alike (unless other
+    /// packets in that response may be compressed, as in Node).
+    pub fn with_compress<R>(&mut self, compress: bool, send: impl FnOnce(&mut Engine) -> R) -> R {
+        self.compress = compress;
+        let result = send(self);
+        self.compress = true;
+        result
     }
 
     // ---- time ------------------------------------------------------------------------------------------------
@@ -243,8 +257,12 @@ impl Engine {
             }
             self.counters.packets_out += 1;
             self.counters.bytes_out += len;
+            let compress = self.compress;
             match s.carrier {
-                Carrier::WebSocket { conn } => self.emit(conn, |out| out.shared(&packet)),
+                Carrier::WebSocket { conn } if compress => {
+                    self.emit(conn, |out| out.shared(&packet))
+                }
+                Carrier::WebSocket { conn } => self.emit(conn, |out| out.plain(&packet)),
                 Carrier::Polling { .. } => _ = self.queue_for_poll(*key, Packet::clone(&packet)),
             }
         }

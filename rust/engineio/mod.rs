@@ -17,6 +17,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 pub use crate::ids::{ConnId, SessionKey};
+pub use crate::permessage_deflate::DeflateConfig;
 pub use answer::{Answer, Answers};
 pub use conn::Phase;
 pub use engine::Engine;
@@ -130,6 +131,12 @@ pub struct Config {
     pub keep_alive_timeout: Duration,
     /// New sessions from one IP address: (per second, burst); past it handshakes are refused with 429.
     pub connection_rate: Option<(f64, f64)>,
+    /// Node's `perMessageDeflate` (off by default): permessage-deflate offered by a client is negotiated on the
+    /// WebSocket connections whose bytes a connection layer reads (an ASGI server negotiates its own).
+    pub per_message_deflate: Option<DeflateConfig>,
+    /// Node's `httpCompression` (on by default, 1024): a long-polling response of at least this many bytes is
+    /// compressed with gzip or deflate, as the request's Accept-Encoding prefers.
+    pub http_compression: Option<usize>,
 }
 
 impl Default for Config {
@@ -154,6 +161,8 @@ impl Default for Config {
             request_timeout: Duration::from_secs(60),
             keep_alive_timeout: Duration::from_secs(5),
             connection_rate: None,
+            per_message_deflate: None,
+            http_compression: Some(1024),
         }
     }
 }

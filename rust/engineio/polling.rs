@@ -18,7 +18,7 @@ use super::conn::{ConnState, Parked, Waiting};
 use super::engine::Engine;
 use super::packet::{self, Packet};
 use super::session::{CloseReason, ReadyState, Upgrade};
-use crate::http::{Request, Response};
+use crate::http::{encoding, Request, Response};
 use crate::ids::{ConnId, SessionKey};
 use crate::metrics::BadInput;
 
@@ -28,6 +28,8 @@ pub struct Outbox {
     packets: Vec<Packet>,
     /// Bytes of the payload: every packet's segment and the separators between them.
     bytes: usize,
+    /// Some packet may be compressed (Node compresses a response when any of its packets may be).
+    pub(super) compress: bool,
 }
 
 impl Outbox {
@@ -40,7 +42,13 @@ impl Outbox {
         self.bytes
     }
 
+    /// Queue a packet that may be compressed (Node's default).
     pub fn push(&mut self, packet: Packet) {
+        self.push_flagged(packet, true);
+    }
+
+    pub fn push_flagged(&mut self, packet: Packet, compress: bool) {
+        self.compress |= compress;
         let separator = usize::from(!self.packets.is_empty());
         self.bytes = (self.bytes).saturating_add(separator + packet::segment_len(&packet));
         self.packets.push(packet);
@@ -48,6 +56,7 @@ impl Outbox {
 
     pub fn take(&mut self) -> Vec<Packet> {
         self.bytes = 0;
+        self.compress = false;
         std::mem::take(&mut self.packets)
     }
 
@@ -136,12 +145,29 @@ impl Engine {
         // As Node: what was queued before the close goes out first; the close packet rides on the next GET,
         // so a client reads the last packets (a Socket.IO DISCONNECT, say) before the transport closes.
         let closing = matches!(s.state, ReadyState::Closing { .. }) && s.queue.is_empty();
+        let compress = s.queue.compress || closing;
         let body = s.queue.payload(closing.then_some(Packet::Close));
-        let mut res = Response::new(200).with_body("text/plain; charset=UTF-8", body);
+        let mut res = self.poll_response(req, body, compress);
         self.app_headers(conn, req, &mut res);
         self.respond(conn, req, res);
         if closing {
             self.remove_session(key, Packet::Close);
+        }
+    }
+
+    /// A GET's answer: its payload, compressed as Node's `httpCompression` does (when on, from its threshold, in
+    /// the encoding the request's Accept-Encoding prefers, unless every packet in it was sent `compress(false)`).
+    fn poll_response(&self, req: &Request, body: Vec<u8>, compress: bool) -> Response {
+        let content_type = "text/plain; charset=UTF-8";
+        let encoding = (self.config.http_compression)
+            .filter(|threshold| compress && body.len() >= *threshold)
+            .and_then(|_| req.header("accept-encoding"))
+            .and_then(encoding::preferred);
+        match encoding.and_then(|e| Some((e, e.encode(&body)?))) {
+            Some((e, compressed)) => Response::new(200)
+                .with_header("Content-Encoding", e.name())
+                .with_body(content_type, compressed),
+            None => Response::new(200).with_body(content_type, body),
         }
     }
 
@@ -154,7 +180,7 @@ impl Engine {
         let Some(s) = self.sessions.get_mut(&key) else {
             return false;
         };
-        s.queue.push(packet);
+        s.queue.push_flagged(packet, self.compress);
         if s.queue.len() <= max {
             if s.poll_conn.is_some() {
                 self.poll_ready.push(key);

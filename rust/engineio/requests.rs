@@ -242,10 +242,11 @@ impl Engine {
                 self.respond(conn, req, res);
             }
             Transport::WebSocket => {
-                if !self.answer_websocket_handshake(conn, req, cookie.as_deref()) {
+                let Some(accepted) = self.answer_websocket_handshake(conn, req, cookie.as_deref())
+                else {
                     return;
-                }
-                self.become_websocket(conn, key);
+                };
+                self.become_websocket(conn, key, accepted);
                 self.emit(conn, |out| out.packet(open));
             }
         }
@@ -322,8 +323,8 @@ impl Engine {
             } else if !s.is_open() || !self.config.allow_upgrades {
                 "the session cannot upgrade"
             } else {
-                if self.answer_websocket_handshake(conn, &req, None) {
-                    self.become_websocket(conn, key);
+                if let Some(accepted) = self.answer_websocket_handshake(conn, &req, None) {
+                    self.become_websocket(conn, key, accepted);
                     let deadline = now + self.config.upgrade_timeout;
                     if let Some(s) = self.sessions.get_mut(&key) {
                         let upgrade = Upgrade::Probing { conn, deadline };

@@ -204,7 +204,13 @@ impl Engine {
             return false;
         }
         match s.carrier {
-            Carrier::WebSocket { conn } => self.emit(conn, |out| out.packet(packet)),
+            Carrier::WebSocket { conn } if self.compress => {
+                self.emit(conn, |out| out.packet(packet))
+            }
+            Carrier::WebSocket { conn } => {
+                let packet = Arc::new(packet);
+                self.emit(conn, |out| out.plain(&packet));
+            }
             Carrier::Polling { .. } => return self.queue_for_poll(key, packet),
         }
         true

@@ -1197,7 +1197,7 @@ fn a_peer_that_does_not_read_is_dropped() {
     assert_eq!(t.errors(), 1, "logged once");
     let mut stale = b"unwritten".to_vec();
     for answer in t.e.take_answers(c) {
-        crate::driver::wire::encode(&answer, &mut stale);
+        crate::driver::wire::encode(&answer, &mut stale, None);
     }
     assert!(stale.is_empty(), "what was buffered is dropped too");
     t.wire.disconnect(&mut t.e, c, t.now);
@@ -1339,4 +1339,140 @@ fn a_parked_get_hears_of_the_overflow() {
     let mut out = t.out(c);
     assert_eq!(parse_response(&mut out).text(), "1");
     assert_eq!(t.closes(), [CloseReason::TransportError]);
+}
+
+fn ws_offering(extensions: &str) -> String {
+    let plain = ws_request("");
+    let head = plain.strip_suffix("\r\n").unwrap();
+    format!("{head}Sec-WebSocket-Extensions: {extensions}\r\n\r\n")
+}
+
+fn deflating() -> Config {
+    Config {
+        per_message_deflate: Some(crate::permessage_deflate::DeflateConfig::default()),
+        ..config()
+    }
+}
+
+/// The client's half: inflates the server's messages, compresses its own (contexts kept, 15-bit windows).
+fn client_deflate() -> crate::permessage_deflate::PerMessageDeflate {
+    use crate::permessage_deflate::{Deflater, Inflater, PerMessageDeflate};
+    PerMessageDeflate {
+        inflater: Inflater::new(15, false),
+        deflater: Deflater::new(6, 15, false),
+        threshold: 0,
+    }
+}
+
+#[test]
+fn permessage_deflate_both_ways_from_the_threshold() {
+    let mut t = T::new(deflating());
+    let c = t.connect();
+    t.send(c, ws_offering("permessage-deflate; client_max_window_bits"));
+    let mut out = t.out(c);
+    let res = parse_response(&mut out);
+    assert_eq!(res.status, 101);
+    assert_eq!(
+        res.header("sec-websocket-extensions"),
+        Some("permessage-deflate")
+    );
+    let mut client = ClientDecoder::with_deflate(usize::MAX, client_deflate());
+    client.feed(&out);
+    assert!(
+        matches!(client.next_message(), Ok(Some(Message::Text(open))) if open.starts_with("0{"))
+    );
+    assert_eq!(out[0] & 0x40, 0, "the open packet is under the threshold");
+    let big = format!("4{}", "x".repeat(2000));
+    let mut compressed = Vec::new();
+    client
+        .deflate_mut()
+        .unwrap()
+        .deflater
+        .compress(big.as_bytes(), &mut compressed);
+    let mut frame = Vec::new();
+    websocket::encode_compressed_masked(Opcode::Text, &compressed, [1, 2, 3, 4], &mut frame);
+    t.send(c, &frame);
+    t.send(c, masked(Opcode::Text, b"4small"));
+    t.echo();
+    let out = t.out(c);
+    assert_eq!(
+        out[0] & 0x40,
+        0x40,
+        "the echo of the big message is compressed"
+    );
+    assert!(out.len() < 100, "{}", out.len());
+    client.feed(&out);
+    assert_eq!(client.next_message(), Ok(Some(text(&big))));
+    assert_eq!(client.next_message(), Ok(Some(text("4small"))));
+}
+
+#[test]
+fn permessage_deflate_is_answered_only_when_on_and_well_formed() {
+    let mut t = T::new(config());
+    let c = t.connect();
+    t.send(c, ws_offering("permessage-deflate"));
+    let res = parse_response(&mut t.out(c));
+    assert_eq!(
+        (res.status, res.header("sec-websocket-extensions")),
+        (101, None)
+    );
+    let mut compressed = Vec::new();
+    client_deflate()
+        .deflater
+        .compress(b"4hello", &mut compressed);
+    let mut frame = Vec::new();
+    websocket::encode_compressed_masked(Opcode::Text, &compressed, [1, 2, 3, 4], &mut frame);
+    t.send(c, &frame);
+    assert_eq!(
+        frames(&t.out(c)),
+        vec![Message::Close(Some(1002), String::new())]
+    );
+
+    let mut t = T::new(deflating());
+    let (_, res) = t.request(&ws_offering("permessage-deflate; server_max_window_bits=3"));
+    assert_eq!(res.status, 400);
+    assert_eq!(
+        res.text(),
+        "Invalid or unacceptable Sec-WebSocket-Extensions header"
+    );
+    assert_eq!(t.errors(), 1);
+    let c = t.connect();
+    t.send(c, ws_offering("x-webkit-deflate-frame"));
+    let res = parse_response(&mut t.out(c));
+    assert_eq!(
+        (res.status, res.header("sec-websocket-extensions")),
+        (101, None)
+    );
+}
+
+#[test]
+fn polling_responses_are_compressed_unless_every_packet_said_not_to() {
+    let mut t = T::new(config());
+    let (sid, key) = t.polling();
+    let big = "x".repeat(2000);
+    let gzip_get = |sid: &str| {
+        format!(
+            "GET /engine.io/?EIO=4&transport=polling&sid={sid} HTTP/1.1\r\nHost: x\r\n\
+             Accept-Encoding: gzip\r\n\r\n"
+        )
+    };
+    t.e.with_compress(false, |e| e.send(key, Data::Text(big.clone())));
+    let (_, res) = t.request(&gzip_get(&sid));
+    assert_eq!(res.header("content-encoding"), None);
+    assert_eq!(res.text(), format!("4{big}"));
+    t.e.with_compress(false, |e| e.send(key, Data::Text(big.clone())));
+    t.e.send(key, Data::Text("small".into()));
+    let (_, res) = t.request(&gzip_get(&sid));
+    assert_eq!(res.header("content-encoding"), Some("gzip"));
+    let mut body = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&res.body[..]), &mut body)
+        .unwrap();
+    assert_eq!(body, format!("4{big}\x1e4small"));
+    // Under the threshold (1024 by default), nothing is compressed.
+    t.e.send(key, Data::Text("small".into()));
+    let (_, res) = t.request(&gzip_get(&sid));
+    assert_eq!(
+        (res.header("content-encoding"), res.text()),
+        (None, "4small")
+    );
 }

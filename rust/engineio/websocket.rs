@@ -8,7 +8,7 @@
 //! ```
 use std::time::Instant;
 
-use super::conn::ConnState;
+use super::conn::{ConnState, Feed};
 use super::engine::Engine;
 use super::packet::{Data, Packet};
 use super::session::{Carrier, CloseReason, Upgrade};
@@ -16,7 +16,13 @@ use super::Event;
 use crate::http::{Request, Response};
 use crate::ids::{ConnId, SessionKey};
 use crate::metrics::BadInput;
+use crate::permessage_deflate::{self, BadExtensions, Params};
 use crate::websocket::{self, close_code, Message};
+
+/// What a 101 agreed on.
+pub(super) struct Accepted {
+    deflate: Option<Params>,
+}
 
 impl Engine {
     /// A message from the peer of `conn`'s WebSocket (after its `Answer::Accept`).
@@ -43,19 +49,22 @@ impl Engine {
         self.on_websocket_message(conn, key, msg, now);
     }
 
-    /// Answer a WebSocket opening handshake with 101; false (after ws's 400 and a close) when it is not a
+    /// Answer a WebSocket opening handshake with 101; None (after ws's 400 and a close) when it is not a
     /// valid one. Like Node's ws, versions 13 and 8 (same framing) are accepted.
     pub(super) fn answer_websocket_handshake(
         &mut self,
         conn: ConnId,
         req: &Request,
         cookie: Option<&str>,
-    ) -> bool {
+    ) -> Option<Accepted> {
         let client_key = req.header("sec-websocket-key").unwrap_or("");
+        let deflate = self.negotiate_deflate(conn, req);
         let refusal = if !websocket::is_valid_key(client_key) {
             "Missing or invalid Sec-WebSocket-Key header"
         } else if !matches!(req.header("sec-websocket-version"), Some("13" | "8")) {
             "Missing or invalid Sec-WebSocket-Version header"
+        } else if deflate.is_err() {
+            "Invalid or unacceptable Sec-WebSocket-Extensions header"
         } else {
             ""
         };
@@ -66,12 +75,16 @@ impl Engine {
                 format!("WebSocket handshake: {refusal}"),
             );
             self.abort_upgrade(conn, 400, refusal);
-            return false;
+            return None;
         }
+        let deflate = deflate.unwrap_or_default();
         let mut res = Response::new(101)
             .with_header("Upgrade", "websocket")
             .with_header("Connection", "Upgrade")
             .with_header("Sec-WebSocket-Accept", &websocket::accept_key(client_key));
+        if let Some(params) = &deflate {
+            res = res.with_header("Sec-WebSocket-Extensions", &params.header());
+        }
         if let Some(c) = cookie {
             res = res.with_header("Set-Cookie", c);
         }
@@ -79,14 +92,45 @@ impl Engine {
         // Node's 101 carries the CORS headers too.
         let res = self.cors_headers(req, res);
         self.emit(conn, |out| out.accept(res));
-        true
+        Some(Accepted { deflate })
+    }
+
+    /// permessage-deflate for a connection whose bytes the connection layer reads, when the server has it on
+    /// and the client offers it (as ws: a malformed offer is refused).
+    fn negotiate_deflate(
+        &self,
+        conn: ConnId,
+        req: &Request,
+    ) -> Result<Option<Params>, BadExtensions> {
+        let (Some(config), Some(offers)) = (
+            self.config.per_message_deflate.as_ref(),
+            req.header("sec-websocket-extensions"),
+        ) else {
+            return Ok(None);
+        };
+        if self.conns.get(&conn).is_none_or(|c| c.feed != Feed::Bytes) {
+            return Ok(None);
+        }
+        permessage_deflate::negotiate(offers, config)
     }
 
     /// `conn` carries WebSocket messages for session `key` from now on (its reader sees `Phase::WebSocket`:
     /// bytes that came after the handshake are its first frames).
-    pub(super) fn become_websocket(&mut self, conn: ConnId, key: SessionKey) {
+    pub(super) fn become_websocket(&mut self, conn: ConnId, key: SessionKey, accepted: Accepted) {
         if let Some(c) = self.conns.get_mut(&conn) {
-            c.state = ConnState::WebSocket { key };
+            c.state = ConnState::WebSocket {
+                key,
+                deflate: accepted.deflate,
+            };
+        }
+    }
+
+    /// permessage-deflate's parameters on `conn`'s WebSocket, when they were negotiated: its driver compresses
+    /// and inflates with them.
+    pub fn websocket_deflate(&self, conn: ConnId) -> Option<Params> {
+        match self.conns.get(&conn).map(|c| &c.state) {
+            Some(ConnState::WebSocket { deflate, .. }) => *deflate,
+            _ => None,
         }
     }
 
@@ -101,7 +145,7 @@ impl Engine {
     /// Node accepts a WebSocket it cannot use, then closes it (the spec: "the server MUST close the WebSocket
     /// connection").
     pub(super) fn accept_and_close_websocket(&mut self, conn: ConnId, req: &Request, why: &str) {
-        if self.answer_websocket_handshake(conn, req, None) {
+        if self.answer_websocket_handshake(conn, req, None).is_some() {
             self.report_bad_input(
                 conn,
                 BadInput::WebSocket,
@@ -118,7 +162,7 @@ impl Engine {
 
     /// The peer broke the WebSocket protocol: the code its close frame carries, and the session's transport failed.
     pub fn websocket_error(&mut self, conn: ConnId, err: websocket::ProtocolError, now: Instant) {
-        let Some(ConnState::WebSocket { key }) = self.conns.get(&conn).map(|c| &c.state) else {
+        let Some(ConnState::WebSocket { key, .. }) = self.conns.get(&conn).map(|c| &c.state) else {
             return;
         };
         let key = *key;

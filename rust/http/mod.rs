@@ -5,6 +5,7 @@
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod differential;
+pub mod encoding;
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod feed;

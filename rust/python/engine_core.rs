@@ -8,7 +8,7 @@ use pyo3::types::{PyDict, PyList, PyString};
 use super::convert::*;
 use crate::core::{AnyCore, Core, EngineOnly};
 use crate::driver::{self, Driver};
-use crate::engineio::{self, Cookie, ErrorCode};
+use crate::engineio::{self, Cookie, DeflateConfig, ErrorCode};
 use crate::ids::{ConnId, SessionKey, SocketKey};
 use crate::metrics::{BadInput, CONNECT_RESULTS};
 use crate::socketio::{Parser, SocketIo};
@@ -72,6 +72,30 @@ impl EngineCore {
     }
 }
 
+/// `per_message_deflate`'s options from Python (`anysio.engineio.compression.PerMessageDeflate.native`):
+/// threshold, server_no_context_takeover, client_no_context_takeover, server_max_window_bits,
+/// client_max_window_bits, level.
+type DeflateTuple = (usize, Option<bool>, bool, Option<u8>, Option<u8>, u32);
+
+fn deflate_config(t: DeflateTuple) -> DeflateConfig {
+    let (
+        threshold,
+        server_no_context_takeover,
+        client_no_context_takeover,
+        server_bits,
+        client_bits,
+        level,
+    ) = t;
+    DeflateConfig {
+        threshold,
+        server_no_context_takeover,
+        client_no_context_takeover,
+        server_max_window_bits: server_bits,
+        client_max_window_bits: client_bits,
+        level,
+    }
+}
+
 fn no_socketio() -> PyErr {
     PyValueError::new_err("this core was created without socketio=True")
 }
@@ -84,7 +108,8 @@ impl EngineCore {
         cors_origins=None, cors_credentials=false, cookie_name=None, cookie_path="/", cookie_http_only=true,
         cookie_same_site=Some("Lax".to_owned()), max_connections=None, defer_handshakes=false, sid_prefix="",
         max_buffered=16*1024*1024, socketio=false, connect_timeout=45.0, serve_other_paths=false,
-        request_timeout=60.0, keep_alive_timeout=5.0, recovery=None, connection_rate=None, parser="default"))]
+        request_timeout=60.0, keep_alive_timeout=5.0, recovery=None, connection_rate=None, parser="default",
+        per_message_deflate=None, http_compression=Some(1024)))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         ping_interval: f64,
@@ -112,6 +137,8 @@ impl EngineCore {
         recovery: Option<f64>,
         connection_rate: Option<(f64, f64)>,
         parser: &str,
+        per_message_deflate: Option<DeflateTuple>,
+        http_compression: Option<usize>,
     ) -> PyResult<Self> {
         let cookie = cookie_name.map(|name| Cookie {
             name,
@@ -140,6 +167,8 @@ impl EngineCore {
         config.keep_alive_timeout = secs(keep_alive_timeout)?;
         config.connection_rate =
             connection_rate.filter(|(rate, burst)| *rate > 0.0 && *burst >= 1.0);
+        config.per_message_deflate = per_message_deflate.map(deflate_config);
+        config.http_compression = http_compression;
         let engine = engineio::Engine::new(config);
         let mut sio = SocketIo::new(secs(connect_timeout)?);
         sio.parser = match parser {
@@ -377,8 +406,10 @@ impl EngineCore {
         Ok(())
     }
 
-    /// One socket: an EVENT (with an ack id when `id` is given), or with `ack_reply` the ACK for `id`.
-    #[pyo3(signature = (socket, data_json, attachments=None, id=None, ack_reply=false))]
+    /// One socket: an EVENT (with an ack id when `id` is given), or with `ack_reply` the ACK for `id`. Without
+    /// `compress` (Node's `compress(false)`), it goes out uncompressed.
+    #[pyo3(signature = (socket, data_json, attachments=None, id=None, ack_reply=false, compress=true))]
+    #[allow(clippy::too_many_arguments)]
     fn emit_to(
         &mut self,
         socket: SocketKey,
@@ -386,26 +417,25 @@ impl EngineCore {
         attachments: Option<&Bound<'_, PyAny>>,
         id: Option<u64>,
         ack_reply: bool,
+        compress: bool,
     ) -> PyResult<bool> {
         let attachments = attachments_from_py(attachments)?;
         let data_json = json_arg(data_json)?;
         let c = self.sio()?;
-        let ok = (c.layer).emit_to(
-            socket,
-            &data_json,
-            attachments,
-            id,
-            ack_reply,
-            &mut c.engine,
-        );
+        let layer = &mut c.layer;
+        let ok = c.engine.with_compress(compress, |engine| {
+            layer.emit_to(socket, &data_json, attachments, id, ack_reply, engine)
+        });
         self.driver.request_flush();
         self.encoded()?;
         Ok(ok)
     }
 
     /// A broadcast, encoded once; returns the keys of the sockets it reached.
-    /// With `volatile`, sockets not ready to send right now miss the event (no ack id then).
-    #[pyo3(signature = (nsp, data_json, rooms=vec![], except_rooms=vec![], attachments=None, id=None, volatile=false))]
+    /// With `volatile`, sockets not ready to send right now miss the event (no ack id then); without `compress`,
+    /// it goes out uncompressed.
+    #[pyo3(signature = (nsp, data_json, rooms=vec![], except_rooms=vec![], attachments=None, id=None, volatile=false,
+        compress=true))]
     #[allow(clippy::too_many_arguments)]
     fn broadcast_event(
         &mut self,
@@ -416,24 +446,20 @@ impl EngineCore {
         attachments: Option<&Bound<'_, PyAny>>,
         id: Option<u64>,
         volatile: bool,
+        compress: bool,
     ) -> PyResult<Vec<SocketKey>> {
         let attachments = attachments_from_py(attachments)?;
         let data_json = &*json_arg(data_json)?;
         let c = self.sio()?;
-        let (sio, engine) = (&mut c.layer, &mut c.engine);
-        let reached = if volatile && id.is_none() {
-            sio.broadcast_volatile(nsp, &rooms, &except_rooms, data_json, attachments, engine)
-        } else {
-            sio.broadcast(
-                nsp,
-                &rooms,
-                &except_rooms,
-                data_json,
-                attachments,
-                id,
-                engine,
-            )
-        };
+        let sio = &mut c.layer;
+        let reached = c.engine.with_compress(compress, |engine| {
+            if volatile && id.is_none() {
+                sio.broadcast_volatile(nsp, &rooms, &except_rooms, data_json, attachments, engine)
+            } else {
+                let (rooms, except) = (&rooms, &except_rooms);
+                sio.broadcast(nsp, rooms, except, data_json, attachments, id, engine)
+            }
+        });
         self.driver.request_flush();
         self.encoded()?;
         Ok(reached)

@@ -188,6 +188,8 @@ def encode_frame(
 class Frame:
     opcode: int
     payload: bytes
+    #: RSV1: the payload is compressed (permessage-deflate).
+    rsv1: bool = False
 
     @property
     def close_code(self) -> int | None:
@@ -238,7 +240,7 @@ class WsConn:
             raise WsClosed(None) from None
         assert b1 & 0x80 == 0, "server frames are not masked"
         assert b0 & 0x80, "the server does not fragment"
-        return Frame(b0 & 0x0F, payload)
+        return Frame(b0 & 0x0F, payload, rsv1=bool(b0 & 0x40))
 
     async def receive(self) -> str | bytes:
         """The next text or binary message; WsClosed on a close frame."""

@@ -173,6 +173,11 @@ class NodeSio(Notifier):
         ev = await self.wait_for(lambda: next((e for e in self.all("ack") if e["id"] == ack_id), None))
         return list(from_wire(ev["args"]))
 
+    async def transport(self) -> dict[str, Any]:
+        """The client's transport now: its name and (on a WebSocket) the extensions agreed on."""
+        await self.command(cmd="transport")
+        return await self.expect("transport")
+
     async def ack_reply(self, name: str, *args: Any) -> None:
         """What the client answers to the server's later ack requests of event ``name``; returns once the client
         has taken it (else a request the server sends next could race the command)."""

@@ -3,6 +3,7 @@ driven by the official socket.io-client."""
 
 from __future__ import annotations
 
+import gzip
 import importlib
 import json
 import queue
@@ -186,6 +187,29 @@ async def test_dropped_parked_get_and_shutdown_close_sessions() -> None:
                 app._shutdown()
             assert results[-1][2] == b"1"
             assert sio.engine_count == 0
+
+
+async def test_polling_responses_are_compressed_in_process() -> None:
+    """``http_compression`` holds under ASGI: the engine compresses the response, the ASGI server sends it."""
+    sio = anysio.Server()
+    big = "compressible " * 500
+
+    @sio.on("big")
+    async def send_big(socket: anysio.Socket) -> None:
+        await socket.emit("big", big)
+
+    app = anysio.ASGIApp(sio)
+    with anyio.fail_after(10):
+        async with lifespan(app):
+            query = await open_polling(app)
+            assert await eio(app, "POST", query, b'42["big"]') == "ok"
+            scope = http_scope("GET", "/socket.io/", query)
+            scope["headers"] = [(b"host", b"test"), (b"accept-encoding", b"gzip, deflate")]
+            result = await call_http(app, scope)
+            assert result is not None
+            status, headers, body = result
+            assert (status, headers["content-encoding"]) == (200, "gzip")
+            assert gzip.decompress(body).decode() == json.dumps(["big", big], separators=(",", ":")).join(["42", ""])
 
 
 async def test_websocket_in_process() -> None:
@@ -438,6 +462,23 @@ async def test_official_client(server: str, transports: str | None) -> None:
 
             binary = [{"binary": "00ff10"}, "x", {"nested": {"binary": ""}}]
             assert await b.call("echo", *binary) == binary
+
+
+async def test_compression_is_the_asgi_server_s(server: str) -> None:
+    """permessage-deflate is negotiated by the ASGI server (uvicorn and hypercorn, through wsproto, accept the
+    client's offer; anysio's ``per_message_deflate`` does not apply), and big messages cross intact both ways."""
+    big = "compressible " * 500
+    with anyio.fail_after(30):
+        async with sio_client(server, None) as client:
+            await client.expect("connect")
+            while await client.call("transport") != ["websocket"]:
+                pass
+            await client.send(cmd="transport")
+            assert (await client.expect("transport"))["extensions"] == "permessage-deflate"
+            assert await client.call("echo", big) == [big]
+        async with sio_client(server, "polling") as client:
+            await client.expect("connect")
+            assert await client.call("echo", big) == [big]
 
 
 async def test_starlette_route_beside(server: str) -> None:

@@ -13,6 +13,8 @@
 //                                               confirmed with {"event":"ack_reply_set","name":..};
 //                                               default ["ok"])
 //   {"cmd":"connect"} | {"cmd":"disconnect"} | {"cmd":"exit"}.  EOF on stdin exits too.
+//   {"cmd":"transport"}: answered {"event":"transport","name":..,"extensions":..}, the WebSocket extensions the
+//     client and the server agreed on ("permessage-deflate", or ""; null on long-polling).
 //   {"cmd":"break","reconnect":true|false,"url":..?}: a network break: the engine's transport closes under the
 //     socket, and the client reconnects as after any (with "reconnect": false it waits for {"cmd":"connect"}; to
 //     "url" when given), sending its pid and offset so that the server can recover its state.
@@ -98,6 +100,11 @@ readCommands((cmd) => {
       socket.io.reconnection(cmd.reconnect !== false);
       socket.io.engine.transport.close();
       break;
+    case "transport": {
+      const transport = socket.io.engine.transport;
+      out({ event: "transport", name: transport.name, extensions: transport.ws?.extensions ?? null });
+      break;
+    }
     case "exit":
       exit();
       break;

@@ -89,9 +89,15 @@ class FakeCore(Notifier):
         self._record("close", key)
 
     def emit_to(
-        self, socket: int, data_json: str | bytes, attachments: Any = (), id: int | None = None, ack_reply: bool = False
+        self,
+        socket: int,
+        data_json: str | bytes,
+        attachments: Any = (),
+        id: int | None = None,
+        ack_reply: bool = False,
+        compress: bool = True,
     ) -> bool:
-        self._record("emit_to", socket, data_json, list(attachments), id, ack_reply)
+        self._record("emit_to", socket, data_json, list(attachments), id, ack_reply, *([] if compress else [False]))
         return True
 
     def join(self, socket: int, rooms: list[str]) -> None:
@@ -115,8 +121,10 @@ class FakeCore(Notifier):
         attachments: list[bytes] = [],  # noqa: B006
         id: int | None = None,
         volatile: bool = False,
+        compress: bool = True,
     ) -> list[int]:
-        self._record("broadcast_event", nsp, data_json, rooms, except_rooms, attachments, id, volatile)
+        flags = [] if compress else [False]
+        self._record("broadcast_event", nsp, data_json, rooms, except_rooms, attachments, id, volatile, *flags)
         return []
 
     def socket_count(self, nsp: str) -> int:

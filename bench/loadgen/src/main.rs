@@ -51,11 +51,13 @@ pub struct Args {
     pub server_pid: Option<String>,
     /// socket.io-msgpack-parser instead of the default text packets (WebSocket scenarios).
     pub msgpack: bool,
+    /// WebSocket clients offer permessage-deflate and, when the server accepts, compress every message.
+    pub deflate: bool,
 }
 
 const USAGE: &str = "usage: loadgen connect|echo|bcast|poll|reflect --port P [--host 127.0.0.1] [--clients N] \
 [--port2 P (bcast: clients alternate between two servers)] [--depth N] [--window N] [--sources N] [--source-offset N] [--wait-stdin] [--duration S] [--warmup S] [--hold S] [--settle S] [--timeout S] \
-[--handshake-timeout S] [--payload BYTES] [--max-failures N] [--rss-at N,N] [--server-pid PID] [--parser default|msgpack]";
+[--handshake-timeout S] [--payload BYTES] [--max-failures N] [--rss-at N,N] [--server-pid PID] [--parser default|msgpack] [--deflate]";
 
 fn parse(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
     let scenario = argv.next().ok_or("missing scenario")?;
@@ -89,10 +91,15 @@ fn parse(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
         rss_at: Vec::new(),
         server_pid: None,
         msgpack: false,
+        deflate: false,
     };
     while let Some(flag) = argv.next() {
         if flag == "--wait-stdin" {
             a.wait_stdin = true;
+            continue;
+        }
+        if flag == "--deflate" {
+            a.deflate = true;
             continue;
         }
         let value = argv.next().ok_or(format!("{flag} needs a value"))?;

@@ -87,6 +87,7 @@ impl Scenario for Tally {
 pub fn connect(a: &Args, addr: SocketAddr) -> io::Result<Value> {
     let mut net = Net::new(addr)?;
     net.msgpack = a.msgpack;
+    net.deflate = a.deflate;
     let mut sc = Tally {
         last_ready: None,
         latencies: Latencies::new(1 << 20),
@@ -313,6 +314,7 @@ pub fn echo(a: &Args, addr: SocketAddr) -> io::Result<Value> {
     let deadline = Instant::now() + a.timeout;
     let mut net = Net::new(addr)?;
     net.msgpack = a.msgpack;
+    net.deflate = a.deflate;
     let far = Instant::now() + Duration::from_secs(86_400);
     let mut sc = Echo {
         depth: a.depth,
@@ -500,6 +502,7 @@ pub fn bcast(a: &Args, addr: SocketAddr) -> io::Result<Value> {
     let deadline = Instant::now() + a.timeout;
     let mut net = Net::new(addr)?;
     net.msgpack = a.msgpack;
+    net.deflate = a.deflate;
     if let Some(port2) = a.port2 {
         net.also(crate::tcp::loopback(&a.host, port2)?);
     }

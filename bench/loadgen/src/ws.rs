@@ -7,7 +7,10 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use anysio::websocket::{accept_key, encode_frame_masked, ClientDecoder, Message, Opcode};
+use anysio::permessage_deflate::{Deflater, Inflater, PerMessageDeflate};
+use anysio::websocket::{
+    accept_key, encode_compressed_masked, encode_frame_masked, ClientDecoder, Message, Opcode,
+};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
@@ -78,6 +81,8 @@ pub struct Net {
     incoming: Vec<(usize, Incoming)>,
     dirty: Vec<usize>,
     rng: u64,
+    /// Offer permessage-deflate; a client whose server accepts compresses every message it sends.
+    pub deflate: bool,
     pub ready: usize,
     pub opened: usize,
     /// Why clients were lost, with counts.
@@ -102,6 +107,7 @@ impl Net {
             incoming: Vec::new(),
             dirty: Vec::new(),
             rng: 0x9e37_79b9_7f4a_7c15,
+            deflate: false,
             ready: 0,
             opened: 0,
             failures: HashMap::new(),
@@ -155,9 +161,14 @@ impl Net {
             Token(id),
             Interest::READABLE | Interest::WRITABLE,
         )?;
+        let offer = if self.deflate {
+            "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+        } else {
+            ""
+        };
         let request = format!(
             "GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\n\
-             Connection: Upgrade\r\nSec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n",
+             Connection: Upgrade\r\nSec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n{offer}\r\n",
             host_header
         );
         let client = Client {
@@ -205,7 +216,14 @@ impl Net {
         self.scratch.push(kind);
         self.scratch.extend_from_slice(data.as_bytes());
         if let Some(Some(c)) = self.clients.get_mut(id) {
-            encode_frame_masked(Opcode::Text, &self.scratch, mask, &mut c.out);
+            match c.decoder.deflate_mut() {
+                Some(d) => {
+                    let mut compressed = Vec::new();
+                    d.deflater.compress(&self.scratch, &mut compressed);
+                    encode_compressed_masked(Opcode::Text, &compressed, mask, &mut c.out);
+                }
+                None => encode_frame_masked(Opcode::Text, &self.scratch, mask, &mut c.out),
+            }
             if !c.dirty {
                 c.dirty = true;
                 self.dirty.push(id);
@@ -423,6 +441,18 @@ fn read_client(
             let accepted = tcp::status(head) == Some(101)
                 && tcp::header(head, "sec-websocket-accept") == Some(&accept_key(KEY));
             bad_upgrade = !accepted;
+            // The server accepted permessage-deflate (with context takeover, 15-bit windows: what it answers
+            // to this offer by default).
+            if tcp::header(head, "sec-websocket-extensions")
+                .is_some_and(|e| e.starts_with("permessage-deflate"))
+            {
+                let deflate = PerMessageDeflate {
+                    inflater: Inflater::new(15, false),
+                    deflater: Deflater::new(6, 15, false),
+                    threshold: 0,
+                };
+                c.decoder = ClientDecoder::with_deflate(MAX_MESSAGE, deflate);
+            }
             c.decoder.feed(c.head.get(end..).unwrap_or_default());
             c.head = Vec::new();
             upgraded = true;

@@ -38,6 +38,8 @@ class BroadcastOptions:
     except_rooms: frozenset[str] = frozenset()
     local: bool = False
     volatile: bool = False
+    #: Node's ``compress`` flag: False sends the event uncompressed (permessage-deflate, polling's gzip).
+    compress: bool = True
 
 
 class Acks:
@@ -183,8 +185,9 @@ class Adapter:
     ) -> list[int]:
         """Write an encoded event (JSON text of its arguments, and their attachments) to every local target;
         returns the keys of the sockets reached."""
+        rooms, except_rooms = sorted(opts.rooms), sorted(opts.except_rooms)
         keys = self.nsp.core.broadcast_event(
-            self.nsp.name, data, sorted(opts.rooms), sorted(opts.except_rooms), attachments, ack_id, opts.volatile
+            self.nsp.name, data, rooms, except_rooms, attachments, ack_id, opts.volatile, opts.compress
         )
         if self.nsp.outgoing_watchers:
             self.nsp.notify_outgoing(keys, data, attachments)

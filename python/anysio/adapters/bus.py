@@ -100,7 +100,7 @@ class BusAdapter(Adapter):
 
     async def _publish_broadcast(self, data: str, attachments: list[bytes], opts: BroadcastOptions) -> None:
         msg = {"t": "broadcast", **self._opts_msg(opts), "data": data, "att": _b64(attachments)}
-        await self.bus.publish({**msg, "volatile": opts.volatile})
+        await self.bus.publish({**msg, "volatile": opts.volatile, "compress": opts.compress})
 
     async def broadcast_with_ack(self, args: list[Any], opts: BroadcastOptions, timeout: float | None) -> list[Any]:
         """Local replies as the in-process adapter gathers them, plus every other worker's (and machine's)."""
@@ -357,7 +357,8 @@ class ClusterServer(Protocol):
 
 
 def _local_opts(msg: Message) -> BroadcastOptions:
-    return BroadcastOptions(frozenset(msg["rooms"]), frozenset(msg["except"]), True, bool(msg.get("volatile")))
+    volatile, compress = bool(msg.get("volatile")), msg.get("compress") is not False
+    return BroadcastOptions(frozenset(msg["rooms"]), frozenset(msg["except"]), True, volatile, compress)
 
 
 class _Local:

@@ -15,7 +15,7 @@ import math
 import os
 import signal
 import socket
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypedDict, TypeVar, Unpack, overload
@@ -26,6 +26,8 @@ import anyio.lowlevel
 
 from .._native import EngineCore
 from ..exceptions import BackendUnavailable
+from . import compression
+from .compression import PerMessageDeflate
 from .eager import Suspended
 from .http import Request
 
@@ -143,6 +145,13 @@ class EngineOptions(TypedDict, total=False):
     keep_alive_timeout: float
     #: Prepended to generated sids (workers use it to name a session's owner).
     sid_prefix: str
+    #: Node's ``perMessageDeflate``: WebSocket permessage-deflate with the clients that offer it (off by default;
+    #: True for Node's defaults, or a dict / ``PerMessageDeflate`` of ws's options). Under ASGI the ASGI server
+    #: negotiates it (uvicorn: ``--ws-per-message-deflate``).
+    per_message_deflate: bool | Mapping[str, Any] | PerMessageDeflate | None
+    #: Node's ``httpCompression``: long-polling responses of at least 1024 bytes gzip- or deflate-compressed as
+    #: the request's Accept-Encoding asks (on by default; False turns it off; ``{"threshold": n}``).
+    http_compression: bool | Mapping[str, Any] | None
 
 
 def native_core(
@@ -165,6 +174,7 @@ def native_core(
         origins = [origins]
     cookie = options.get("cookie")
     c = Cookie() if cookie is True else cookie if isinstance(cookie, Cookie) else None
+    deflate = compression.per_message_deflate(options.get("per_message_deflate"))
     return EngineCore(
         ping_interval=options.get("ping_interval", 25.0),
         ping_timeout=options.get("ping_timeout", 20.0),
@@ -191,6 +201,8 @@ def native_core(
         recovery=recovery,
         connection_rate=connection_rate,
         parser=parser,
+        per_message_deflate=None if deflate is None else deflate.native(),
+        http_compression=compression.http_compression(options.get("http_compression", True)),
     )
 
 
@@ -344,6 +356,7 @@ class SioCore(HandshakeCore, Protocol):
         attachments: list[bytes] = ...,
         id: int | None = None,
         ack_reply: bool = False,
+        compress: bool = True,
     ) -> bool: ...
     def broadcast_event(
         self,
@@ -354,6 +367,7 @@ class SioCore(HandshakeCore, Protocol):
         attachments: list[bytes] = ...,
         id: int | None = None,
         volatile: bool = False,
+        compress: bool = True,
     ) -> list[int]: ...
     def targets(self, nsp: str, rooms: list[str] = ..., except_rooms: list[str] = ...) -> list[int]: ...
     def join(self, socket: int, rooms: list[str]) -> None: ...

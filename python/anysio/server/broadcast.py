@@ -19,6 +19,7 @@ class BroadcastOperator:
     is_local: bool = False
     is_volatile: bool = False
     ack_timeout: float | None = None
+    is_compressed: bool = True
 
     def to(self, *rooms: str | Iterable[str]) -> BroadcastOperator:
         return replace(self, rooms=self.rooms | _names(rooms))
@@ -39,9 +40,13 @@ class BroadcastOperator:
     def timeout(self, seconds: float) -> BroadcastOperator:
         return replace(self, ack_timeout=seconds)
 
+    def compress(self, value: bool) -> BroadcastOperator:
+        """Node's ``compress(false)``: the event goes out uncompressed (permessage-deflate, polling's gzip)."""
+        return replace(self, is_compressed=value)
+
     @property
     def _opts(self) -> BroadcastOptions:
-        return BroadcastOptions(self.rooms, self.except_rooms, self.is_local, self.is_volatile)
+        return BroadcastOptions(self.rooms, self.except_rooms, self.is_local, self.is_volatile, self.is_compressed)
 
     async def emit(self, event: str, *args: Any) -> None:
         await self.adapter.broadcast([event, *args], self._opts)

@@ -1,8 +1,5 @@
-"""The Socket.IO server: Node's ``Server`` and ``Namespace`` in Python spelling.
-
-The server owns the core, the namespaces and the dispatcher; its main namespace "/" answers ``sio.on``,
-``sio.emit``, ``sio.to`` and the rest, as Node's ``Server`` delegates to ``io.of("/")``.
-"""
+"""The Socket.IO server, Node's ``Server`` and ``Namespace`` in Python spelling: the server owns the core, the
+namespaces and the dispatcher; its main namespace "/" answers ``sio.on`` and the rest (Node's ``io.of("/")``)."""
 
 from __future__ import annotations
 
@@ -195,6 +192,9 @@ class Namespace:
     def timeout(self, seconds: float) -> BroadcastOperator:
         return self._all.timeout(seconds)
 
+    def compress(self, value: bool) -> BroadcastOperator:
+        return self._all.compress(value)
+
     async def emit(self, event: str, *args: Any, to: str | Iterable[str] = (), except_: Iterable[str] = ()) -> None:
         op = self._all.to(to) if to else self._all
         await op.except_(except_).emit(event, *args)
@@ -260,11 +260,10 @@ class Namespace:
 
 
 class ParentNamespace(Namespace):
-    """Node's parent namespace (``sio.of(re.compile(...))`` or ``sio.of(predicate)``): the namespaces it matches
-    are its children, each created when a client first connects to it (or by ``sio.of(name)`` for a name a
-    pattern matches). A child starts with the parent's handlers, middlewares and ``error`` handlers, and gets
-    those registered on the parent later; what is registered on a child stays its own. ``emit``, ``to(...)``
-    and ``except_(...)`` reach every child; ``fetch_sockets`` is not supported, as in Node."""
+    """Node's parent namespace (``sio.of(re.compile(...))`` or ``sio.of(predicate)``): its children, the names it
+    matches, are created on a client's first connect (or by ``sio.of(name)``), with the parent's handlers,
+    middlewares and ``error`` handlers, then and later; what is registered on a child stays its own. ``emit``,
+    ``to(...)`` and ``except_(...)`` reach every child; ``fetch_sockets`` is not supported, as in Node."""
 
     _count = 0
 
@@ -312,10 +311,9 @@ class ParentBroadcastAdapter(Adapter):
 
 
 class Server:
-    """A Socket.IO v5 server. Options and defaults are Node's socket.io 4.x, in Python spelling.
-
-    ``sio.on``, ``sio.emit``, ``sio.to`` and the rest act on the main namespace "/" (``sio.of("/")``);
-    ``sio.of(name)`` reaches the others.
+    """A Socket.IO v5 server. Options and defaults are Node's socket.io 4.x, in Python spelling. ``sio.on``,
+    ``sio.emit``, ``sio.to`` and the rest act on the main namespace "/" (``sio.of("/")``); ``sio.of(name)`` reaches
+    the others.
 
     ``connection_state_recovery`` (Node's ``connectionStateRecovery``, off by default): True, a dict or a
     ``ConnectionStateRecovery`` (README, "Connection state recovery"). ``parser`` (Node's ``parser``): "default",
@@ -565,6 +563,9 @@ class Server:
 
     def timeout(self, seconds: float) -> BroadcastOperator:
         return self._main.timeout(seconds)
+
+    def compress(self, value: bool) -> BroadcastOperator:  # Node's io.compress(false): sent uncompressed
+        return self._main.compress(value)
 
     async def emit(self, event: str, *args: Any, to: str | Iterable[str] = (), except_: Iterable[str] = ()) -> None:
         await self._main.emit(event, *args, to=to, except_=except_)

@@ -8,7 +8,7 @@ import logging
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import anyio
@@ -152,30 +152,33 @@ class Socket:
     def leave(self, room: str) -> None:
         self.nsp.adapter.delete(self, room)
 
-    def _send(self, args: list[Any], ack_id: int | None = None) -> bool:
+    def _send(self, args: list[Any], ack_id: int | None = None, compress: bool = True) -> bool:
         data, attachments = encode_args(args)
-        return self.nsp.core.emit_to(self.key, data, attachments, ack_id)
+        if compress:
+            return self.nsp.core.emit_to(self.key, data, attachments, ack_id)
+        return self.nsp.core.emit_to(self.key, data, attachments, ack_id, compress=False)
 
-    async def emit(self, event: str, *args: Any) -> None:
-        """Send an event to this client only. While the client has ``high_water_mark`` bytes or more waiting
-        (``buffered_amount``), wait until it reads them down; DrainTimeout (nothing sent) after ``drain_timeout``."""
+    async def emit(self, event: str, *args: Any, compress: bool = True) -> None:
+        """Send an event to this client only (uncompressed with ``compress=False``, Node's ``compress(false)``).
+        While the client has ``high_water_mark`` bytes or more waiting (``buffered_amount``), wait until it reads
+        them down; DrainTimeout (nothing sent) after ``drain_timeout``."""
         flow = self.nsp.flow
         if flow.mark is not None and flow.full(self.key):
             await flow.drain(self.key, self.id)
         if self.hooks is not None and self.hooks.outgoing:
             self.notify_outgoing([event, *args])
-        self._send([event, *args])
+        self._send([event, *args], compress=compress)
 
-    def emit_nowait(self, event: str, *args: Any) -> bool:
+    def emit_nowait(self, event: str, *args: Any, compress: bool = True) -> bool:
         """``emit`` without waiting: False, and nothing sent, when the client has ``high_water_mark`` bytes or
         more waiting, or is gone (a stream's ``write`` returning false, as in Node)."""
         if self.nsp.flow.full(self.key):
             return False
         if self.hooks is not None and self.hooks.outgoing:
             self.notify_outgoing([event, *args])
-        return self._send([event, *args])
+        return self._send([event, *args], compress=compress)
 
-    async def emit_with_ack(self, event: str, *args: Any, timeout: float | None = None) -> Any:
+    async def emit_with_ack(self, event: str, *args: Any, timeout: float | None = None, compress: bool = True) -> Any:
         """Send an event and wait for the client's acknowledgement; returns its first argument (or a tuple
         of them when there are several). Raises AckTimeout after ``timeout`` seconds, and Disconnected when the
         socket is gone (or goes) before the acknowledgement."""
@@ -197,7 +200,7 @@ class Socket:
         try:
             if self.hooks is not None and self.hooks.outgoing:
                 self.notify_outgoing([event, *args])
-            self._send([event, *args], ack_id)
+            self._send([event, *args], ack_id, compress)
             with anyio.fail_after(timeout) if timeout is not None else nullcontext():
                 await done.wait()
         except TimeoutError:
@@ -214,6 +217,11 @@ class Socket:
         """Node's ``socket.timeout(ms)``: ``await socket.timeout(5).emit_with_ack(...)`` raises AckTimeout when no
         acknowledgement came within ``seconds``."""
         return TimedSocket(self, seconds)
+
+    def compress(self, value: bool) -> TimedSocket:
+        """Node's ``socket.compress(false)``: ``await socket.compress(False).emit(...)`` sends the event
+        uncompressed (no permessage-deflate, and no gzip of a polling response made only of such events)."""
+        return TimedSocket(self, None, value)
 
     # ---- catch-all listeners and packet middlewares (Node's onAny, onAnyOutgoing, use) ----------------------
 
@@ -363,11 +371,22 @@ def _remove(listeners: list[AnyListener], listener: AnyListener | None) -> None:
 
 @dataclass(frozen=True)
 class TimedSocket:
-    """A socket with an acknowledgement timeout (Node's ``socket.timeout(ms)``)."""
+    """A socket with an emit's flags: an acknowledgement timeout (Node's ``socket.timeout(ms)``) and the
+    compress flag (``socket.compress(false)``); chainable as in Node."""
 
     socket: Socket
-    seconds: float
+    seconds: float | None
+    compressed: bool = True
+
+    def timeout(self, seconds: float) -> TimedSocket:
+        return replace(self, seconds=seconds)
+
+    def compress(self, value: bool) -> TimedSocket:
+        return replace(self, compressed=value)
+
+    async def emit(self, event: str, *args: Any) -> None:
+        await self.socket.emit(event, *args, compress=self.compressed)
 
     async def emit_with_ack(self, event: str, *args: Any) -> Any:
         """``socket.emit_with_ack(event, *args, timeout=seconds)``."""
-        return await self.socket.emit_with_ack(event, *args, timeout=self.seconds)
+        return await self.socket.emit_with_ack(event, *args, timeout=self.seconds, compress=self.compressed)
