@@ -378,6 +378,8 @@ pub fn encode(answer: &Answer, out: &mut Vec<u8>) {
         Answer::Continue => out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n"),
         Answer::Packet(packet) => ws_frame(packet, out),
         Answer::Shared(packet) => ws_frame(packet, out),
+        Answer::Message(Data::Text(t)) => websocket::encode_frame(Opcode::Text, t.as_bytes(), out),
+        Answer::Message(Data::Binary(b)) => websocket::encode_frame(Opcode::Binary, b, out),
         Answer::Pong(payload) => websocket::encode_frame(Opcode::Pong, payload, out),
         Answer::Close {
             code: Some(code),

@@ -15,8 +15,8 @@ use std::time::Instant;
 use super::answer::Answer;
 use super::conn::{Conn, ConnState, Parked, Waiting};
 use super::packet::{Data, Packet};
-use super::session::{Carrier, CloseReason, Session, Transport};
-use super::{Config, ErrorCode, Event, HeadersHook};
+use super::session::{ws_packet, Carrier, CloseReason, Session, Transport};
+use super::{Config, ErrorCode, Event, HeadersHook, Protocol};
 use crate::http::{Request, Response};
 use crate::ids::{ConnId, IdMap, SessionKey};
 
@@ -162,6 +162,11 @@ impl Engine {
         self.sessions.get(&key).map(|s| &s.sid)
     }
 
+    /// The Engine.IO revision `key` speaks.
+    pub fn protocol_of(&self, key: SessionKey) -> Option<Protocol> {
+        self.sessions.get(&key).map(|s| s.protocol)
+    }
+
     pub fn transport_of(&self, key: SessionKey) -> Option<Transport> {
         self.sessions.get(&key).map(Session::transport)
     }
@@ -203,9 +208,16 @@ impl Engine {
             if !s.is_open() {
                 continue;
             }
-            match s.carrier {
-                Carrier::WebSocket { conn } => self.emit(conn, |out| out.shared(&packet)),
-                Carrier::Polling { .. } => _ = self.queue_for_poll(*key, Packet::clone(&packet)),
+            match (s.carrier, s.protocol) {
+                (Carrier::WebSocket { conn }, Protocol::V4) => {
+                    self.emit(conn, |out| out.shared(&packet))
+                }
+                (Carrier::WebSocket { conn }, protocol) => {
+                    self.emit(conn, |out| ws_packet(out, protocol, Packet::clone(&packet)))
+                }
+                (Carrier::Polling { .. }, _) => {
+                    _ = self.queue_for_poll(*key, Packet::clone(&packet))
+                }
             }
         }
     }

@@ -1,4 +1,4 @@
-//! Engine.IO v4, sans-IO: requests, WebSocket messages and the current time go in; answers, connections to
+//! Engine.IO v4 (and v3, per session, with `Config::allow_eio3`: `packet_v3`), sans-IO: requests, WebSocket messages and the current time go in; answers, connections to
 //! close and application events come out, all as values (a driver reads and writes the bytes). `engine::Engine`
 //! is the state machine, in parts: `conn` (connections), `requests` (routing and handshakes), `polling`,
 //! `websocket` and `session`; `answer` holds what it answers. This file holds the words the engine shares with
@@ -7,6 +7,7 @@ pub mod answer;
 mod conn;
 pub mod engine;
 pub mod packet;
+pub mod packet_v3;
 mod polling;
 mod requests;
 pub mod session;
@@ -64,6 +65,17 @@ impl ErrorCode {
             _ => return None,
         })
     }
+}
+
+/// The Engine.IO revision a session speaks (Node's `socket.protocol`), from its handshake's `EIO`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    V4,
+    /// socket.io-client 2.x's (with `Config::allow_eio3`); `binary` is false for a client that asked for
+    /// base64 (the `b64` query parameter).
+    V3 {
+        binary: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,6 +139,8 @@ pub struct Config {
     pub request_timeout: Duration,
     /// An idle keep-alive connection is closed after this long: Node's keepAliveTimeout.
     pub keep_alive_timeout: Duration,
+    /// Accept Engine.IO v3 clients (socket.io-client 2.x): Node's allowEIO3, off by default.
+    pub allow_eio3: bool,
 }
 
 impl Default for Config {
@@ -150,6 +164,7 @@ impl Default for Config {
             serve_other_paths: false,
             request_timeout: Duration::from_secs(60),
             keep_alive_timeout: Duration::from_secs(5),
+            allow_eio3: false,
         }
     }
 }

@@ -2,7 +2,7 @@
 //! on either transport, and requests for an existing session.
 //!
 //! ```text
-//! requests    no sid: handshake (GET only, EIO=4, known transport); sid: a poll (GET), data (POST) or an upgrade
+//! requests    no sid: handshake (GET only, EIO=4 or, with allow_eio3, any other, known transport); sid: a poll (GET), data (POST) or an upgrade
 //! ```
 use std::cmp::Reverse;
 use std::sync::Arc;
@@ -11,8 +11,9 @@ use std::time::Instant;
 use super::conn::{ConnState, Waiting};
 use super::engine::Engine;
 use super::packet::Packet;
+use super::polling::payload_v3;
 use super::session::{Carrier, Session, Transport, Upgrade};
-use super::{ErrorCode, Event, RequestInfo};
+use super::{ErrorCode, Event, Protocol, RequestInfo};
 use crate::http::{Method, Request, Response};
 use crate::ids::{ConnId, SessionKey};
 
@@ -159,10 +160,16 @@ impl Engine {
         sid: Option<String>,
         now: Instant,
     ) {
-        if req.query_param("EIO").as_deref() != Some("4") {
-            return self.refuse(conn, req, ErrorCode::UnsupportedProtocolVersion);
-        }
-        self.open_session(conn, req, sid, now);
+        // As Node: any EIO but 4 is the third revision ("3rd revision by default").
+        let protocol = match req.query_param("EIO").as_deref() {
+            Some("4") => Protocol::V4,
+            _ if self.config.allow_eio3 => Protocol::V3 {
+                // Node's supportsBinary: `b64` absent or empty.
+                binary: req.query_param("b64").is_none_or(|b| b.is_empty()),
+            },
+            _ => return self.refuse(conn, req, ErrorCode::UnsupportedProtocolVersion),
+        };
+        self.open_session(conn, req, sid, protocol, now);
     }
 
     pub(super) fn request_info(&self, conn: ConnId, req: &Request) -> RequestInfo {
@@ -180,6 +187,7 @@ impl Engine {
         conn: ConnId,
         req: &Request,
         sid: Option<String>,
+        protocol: Protocol,
         now: Instant,
     ) {
         // `handshake` has checked that the transport asked for is the one the request can carry.
@@ -204,17 +212,21 @@ impl Engine {
             },
             Transport::WebSocket => Carrier::WebSocket { conn },
         };
-        let session = Session::new(
-            sid.clone(),
-            carrier,
-            info.remote,
-            now + self.config.ping_interval,
-        );
+        let heartbeat = match protocol {
+            Protocol::V4 => now + self.config.ping_interval,
+            Protocol::V3 { .. } => now + self.config.ping_interval + self.config.ping_timeout,
+        };
+        let session = Session::new(sid.clone(), carrier, info.remote, protocol, heartbeat);
         match transport {
             Transport::Polling => {
-                let mut body = Vec::new();
-                open.encode_text(&mut body);
-                let mut res = Response::new(200).with_body("text/plain; charset=UTF-8", body);
+                let mut res = match protocol {
+                    Protocol::V4 => {
+                        let mut body = Vec::new();
+                        open.encode_text(&mut body);
+                        Response::new(200).with_body("text/plain; charset=UTF-8", body)
+                    }
+                    Protocol::V3 { binary } => payload_v3(&[open], binary),
+                };
                 if let Some(c) = cookie {
                     res = res.with_header("Set-Cookie", &c);
                 }
@@ -231,8 +243,7 @@ impl Engine {
         }
         self.sids.insert(sid.clone(), key);
         self.open_sessions += 1;
-        self.timers
-            .push(Reverse((now + self.config.ping_interval, key)));
+        self.timers.push(Reverse((heartbeat, key)));
         self.sessions.insert(key, session);
         self.events.push_back(Event::Open {
             key,

@@ -1340,3 +1340,6 @@ fn a_parked_get_hears_of_the_overflow() {
     assert_eq!(parse_response(&mut out).text(), "1");
     assert_eq!(t.closes(), [CloseReason::TransportError]);
 }
+
+#[path = "tests_v3.rs"]
+mod v3;

@@ -49,7 +49,7 @@ impl EngineCore {
         cors_origins=None, cors_credentials=false, cookie_name=None, cookie_path="/", cookie_http_only=true,
         cookie_same_site=Some("Lax".to_owned()), max_connections=None, defer_handshakes=false, sid_prefix="",
         max_buffered=16*1024*1024, socketio=false, connect_timeout=45.0, serve_other_paths=false,
-        request_timeout=60.0, keep_alive_timeout=5.0, recovery=None))]
+        request_timeout=60.0, keep_alive_timeout=5.0, recovery=None, allow_eio3=false))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         ping_interval: f64,
@@ -75,6 +75,7 @@ impl EngineCore {
         request_timeout: f64,
         keep_alive_timeout: f64,
         recovery: Option<f64>,
+        allow_eio3: bool,
     ) -> PyResult<Self> {
         let cookie = cookie_name.map(|name| Cookie {
             name,
@@ -101,6 +102,7 @@ impl EngineCore {
         )?;
         config.request_timeout = secs(request_timeout)?;
         config.keep_alive_timeout = secs(keep_alive_timeout)?;
+        config.allow_eio3 = allow_eio3;
         let engine = engineio::Engine::new(config);
         let mut sio = SocketIo::new(secs(connect_timeout)?);
         if let Some(max) = recovery {
@@ -119,6 +121,18 @@ impl EngineCore {
         let fd = driver::take_socket(fd).map_err(os_error)?;
         let bound = self.driver.listen_fd(fd).map_err(os_error)?;
         Ok((bound.ip().to_string(), bound.port()))
+    }
+
+    /// Whether Engine.IO v3 clients are accepted (Node's allowEIO3); settable before serving (`anysio run
+    /// --allow-eio3` sets it on a loaded server).
+    #[getter]
+    fn allow_eio3(&mut self) -> bool {
+        self.engine().config.allow_eio3
+    }
+
+    #[setter]
+    fn set_allow_eio3(&mut self, allow: bool) {
+        self.engine().config.allow_eio3 = allow;
     }
 
     /// Serve as worker `index` of several sharing one port (sids carry the index; see driver/workers.rs).

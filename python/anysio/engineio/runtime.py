@@ -120,8 +120,8 @@ MAX_BUFFERED = 16 * 1024 * 1024
 class EngineOptions(TypedDict, total=False):
     """The Engine.IO options every server takes: Node's engine.io options, in Python spelling, with Node's
     defaults: ping_interval 25 s, ping_timeout 20 s, upgrade_timeout 10 s, max_payload 1e6 bytes, both
-    transports, upgrades allowed, no CORS, no cookie (True for Node's ``io``), no connection limit; and one
-    that Node lacks, max_buffered (16 MiB)."""
+    transports, upgrades allowed, no CORS, no cookie (True for Node's ``io``), no connection limit, Engine.IO
+    v3 clients refused (``allow_eio3``); and one that Node lacks, max_buffered (16 MiB)."""
 
     ping_interval: float
     ping_timeout: float
@@ -143,6 +143,8 @@ class EngineOptions(TypedDict, total=False):
     keep_alive_timeout: float
     #: Prepended to generated sids (workers use it to name a session's owner).
     sid_prefix: str
+    #: Accept Engine.IO v3 clients, such as socket.io-client 2.x (Node's allowEIO3; off by default, as there).
+    allow_eio3: bool
 
 
 def native_core(
@@ -186,6 +188,7 @@ def native_core(
         connect_timeout=connect_timeout,
         serve_other_paths=serve_other_paths,
         recovery=recovery,
+        allow_eio3=options.get("allow_eio3", False),
     )
 
 

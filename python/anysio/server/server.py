@@ -419,6 +419,16 @@ class Server:
         return dict(self._namespaces)
 
     @property
+    def allow_eio3(self) -> bool:
+        """Whether Engine.IO v3 clients (socket.io-client 2.x) are accepted: the ``allow_eio3=`` option (Node's
+        ``allowEIO3``), which ``anysio run --allow-eio3`` turns on for a loaded server."""
+        return self.runtime.core.allow_eio3
+
+    @allow_eio3.setter
+    def allow_eio3(self, allow: bool) -> None:
+        self.runtime.core.allow_eio3 = allow
+
+    @property
     def engine_count(self) -> int:
         """Open Engine.IO sessions (the seed's ``Count()``; Node's ``io.engine.clientsCount``)."""
         return self.runtime.core.session_count
