@@ -10,6 +10,8 @@ import anyio
 import pytest
 
 from anysio import ConnectionErrorInfo, Server
+from tests.e2e.conftest import EchoServer
+from tests.e2e.conftest import serving as serving_eio
 from tests.e2e.eio_helpers import HttpConn, eio_target
 from tests.e2e.sio_helpers import Record, demo_server, node_sio, serving
 
@@ -206,3 +208,21 @@ async def test_bad_v3_input_closes_its_session_once_logged_and_spares_the_others
             assert res.json()["code"] == 1
             await conn.aclose()
             assert await bystander.call("echo", n) == [n]
+
+
+async def test_the_engineio_server_speaks_v3_too() -> None:
+    async with serving_eio(EchoServer(allow_eio3=True)) as server:
+        conn = await HttpConn.open(server.address)
+        res = await conn.request("GET", eio_target(EIO="3"))
+        length, packet = res.text.split(":", 1)  # the open packet in a v3 payload
+        assert int(length) == len(packet) and packet.startswith("0{"), res.text
+        target = eio_target(EIO="3", sid=server.opened[0].sid)
+        text = [("Content-Type", "text/plain;charset=UTF-8")]
+        assert (await conn.request("POST", target, headers=text, body="2:4\u20ac")).body == b"ok"
+        assert (await conn.request("GET", target)).text == "2:4\u20ac"
+        binary = [("Content-Type", "application/octet-stream")]
+        assert (await conn.request("POST", target, headers=binary, body=b"\x01\x03\xff\x04\x01\x02")).body == b"ok"
+        res = await conn.request("GET", target)
+        assert (res.header("content-type"), res.body) == ("application/octet-stream", b"\x01\x03\xff\x04\x01\x02")
+        assert server.messages == [(server.opened[0].sid, "\u20ac"), (server.opened[0].sid, b"\x01\x02")]
+        await conn.aclose()
