@@ -135,9 +135,11 @@ async def test_allow_eio3_lets_socket_io_client_2_in(anyio_backend: str, workers
             assert await client.call("echo", "hi", b"\x01") == ["hi", b"\x01"]
         await probe(address)
     # Without the flag, refused as Node refuses it.
-    async with serving([*cmd, f"--backend={anyio_backend}"]) as (address, _):
-        async with node_sio(address, v2=True, reconnection=False, connected=False) as client:
-            await client.expect("connect_error")
+    async with (
+        serving([*cmd, f"--backend={anyio_backend}"]) as (address, _),
+        node_sio(address, v2=True, reconnection=False, connected=False) as client,
+    ):
+        await client.expect("connect_error")
 
 
 async def test_factory(anyio_backend: str) -> None:
