@@ -71,10 +71,13 @@ impl ErrorCode {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
     V4,
-    /// socket.io-client 2.x's (with `Config::allow_eio3`); `binary` is false for a client that asked for
-    /// base64 (the `b64` query parameter).
+    /// socket.io-client 2.x's (with `Config::allow_eio3`). Whether binary goes as binary, or as base64 text
+    /// for a client that asked for it (the `b64` query parameter), on each transport: each transport's request
+    /// says so (Node's `supportsBinary` is the transport's), and Node.js's XHR asks for base64 where its
+    /// WebSocket does not.
     V3 {
-        binary: bool,
+        polling_binary: bool,
+        ws_binary: bool,
     },
 }
 

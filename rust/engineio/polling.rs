@@ -63,7 +63,11 @@ impl Outbox {
 
     /// The answer to a GET: the payload in the session's protocol (v3's may be binary).
     pub fn response(&mut self, protocol: Protocol, last: Option<Packet>) -> Response {
-        let Protocol::V3 { binary } = protocol else {
+        let Protocol::V3 {
+            polling_binary: binary,
+            ..
+        } = protocol
+        else {
             return Response::new(200).with_body(TEXT, self.payload(last));
         };
         let mut packets = self.take();

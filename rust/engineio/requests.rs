@@ -23,6 +23,11 @@ pub(super) fn error_response(code: ErrorCode, message: Option<&str>) -> Response
     Response::new(code.status()).with_body("application/json", body.to_string().into_bytes())
 }
 
+/// Node's `supportsBinary` for a v3 transport: its request's `b64` absent or empty.
+fn supports_binary(req: &Request) -> bool {
+    req.query_param("b64").is_none_or(|b| b.is_empty())
+}
+
 pub(super) fn generate_sid(prefix: &str) -> String {
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use base64::Engine as _;
@@ -163,10 +168,13 @@ impl Engine {
         // As Node: any EIO but 4 is the third revision ("3rd revision by default").
         let protocol = match req.query_param("EIO").as_deref() {
             Some("4") => Protocol::V4,
-            _ if self.config.allow_eio3 => Protocol::V3 {
-                // Node's supportsBinary: `b64` absent or empty.
-                binary: req.query_param("b64").is_none_or(|b| b.is_empty()),
-            },
+            _ if self.config.allow_eio3 => {
+                let binary = supports_binary(req);
+                Protocol::V3 {
+                    polling_binary: binary,
+                    ws_binary: binary,
+                }
+            }
             _ => return self.refuse(conn, req, ErrorCode::UnsupportedProtocolVersion),
         };
         self.open_session(conn, req, sid, protocol, now);
@@ -225,7 +233,7 @@ impl Engine {
                         open.encode_text(&mut body);
                         Response::new(200).with_body("text/plain; charset=UTF-8", body)
                     }
-                    Protocol::V3 { binary } => payload_v3(&[open], binary),
+                    Protocol::V3 { polling_binary, .. } => payload_v3(&[open], polling_binary),
                 };
                 if let Some(c) = cookie {
                     res = res.with_header("Set-Cookie", &c);
@@ -318,6 +326,10 @@ impl Engine {
                     if let Some(s) = self.sessions.get_mut(&key) {
                         let upgrade = Upgrade::Probing { conn, deadline };
                         s.carrier = Carrier::Polling { upgrade };
+                        // The WebSocket's own request says how it takes binary (used once it carries).
+                        if let Protocol::V3 { ws_binary, .. } = &mut s.protocol {
+                            *ws_binary = supports_binary(&req);
+                        }
                     }
                     self.timers.push(Reverse((deadline, key)));
                 }

@@ -392,8 +392,8 @@ impl Engine {
 /// Add `packet` to a WebSocket's output: a v3 session's binary message has a form of its own.
 pub(super) fn ws_packet(out: &mut Answers, protocol: Protocol, packet: Packet) {
     match (protocol, packet) {
-        (Protocol::V3 { binary }, Packet::Message(Data::Binary(b))) => {
-            out.message(packet_v3::ws_binary(&b, binary))
+        (Protocol::V3 { ws_binary, .. }, Packet::Message(Data::Binary(b))) => {
+            out.message(packet_v3::ws_binary(&b, ws_binary))
         }
         (_, packet) => out.packet(packet),
     }

@@ -42,7 +42,8 @@ impl T {
         assert_eq!(
             self.e.protocol_of(key),
             Some(Protocol::V3 {
-                binary: !query.contains("b64=1")
+                polling_binary: !query.contains("b64=1"),
+                ws_binary: !query.contains("b64=1"),
             })
         );
         self.events();
@@ -167,6 +168,18 @@ fn b64_clients_get_binary_as_base64_text() {
         Some("text/plain; charset=UTF-8")
     );
     assert_eq!(res.text(), "6:b4AQID");
+    // Node.js's XHR asks for base64, its WebSocket does not: after the upgrade, binary goes as binary.
+    let ws = t.connect();
+    t.send(
+        ws,
+        ws_request(&format!("&sid={sid}")).replace("EIO=4", "EIO=3"),
+    );
+    t.out(ws);
+    t.send(ws, masked(Opcode::Text, b"2probe"));
+    t.send(ws, masked(Opcode::Text, b"5"));
+    t.out(ws);
+    t.e.send(key, Data::Binary(vec![1]));
+    assert_eq!(frames(&t.out(ws)), [Message::Binary(vec![4, 1])]);
 }
 
 #[test]
