@@ -13,6 +13,10 @@
 //!                                 decoded, closes the whole session, as Node does; an EVENT without data is
 //!                                 ignored and an ACK without data has no arguments, as in socket.io-parser
 //! ```
+//! An Engine.IO v3 client (socket.io-client 2.x, Socket.IO's protocol 4) is served as Node's socket.io 4.x serves
+//! it with allowEIO3: it is in "/" from its Open on (it sends no CONNECT there), a CONNECT's namespace may carry a
+//! query that is its auth, its socket id is the Engine.IO sid (`<nsp>#<sid>` outside "/"), the CONNECT reply
+//! has no data and a refusal carries `err.data || err.message`.
 //! The application decides connections (middleware, auth): `Event::Connect` asks, `accept` / `refuse` answer.
 //! A broadcast encodes its packet once and hands one frame to the engine for every target session.
 mod calls;
