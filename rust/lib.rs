@@ -5,6 +5,7 @@
 //! http        HTTP/1.1 requests and responses for the Engine.IO path
 //! websocket   RFC 6455 frames and the opening handshake
 //! ids         ConnId, SessionKey, SocketKey
+//! deadline    the earliest of the layers' next deadlines
 //! engineio    Engine.IO v4 packets, payloads, sessions, heartbeat, upgrade (typed requests and messages in)
 //! socketio    Socket.IO v5 packets, namespaces, rooms, acks
 //! core        the engine and the layer above it, wired once for every driver
@@ -15,6 +16,7 @@
 //! ```
 pub mod adapter;
 pub mod core;
+pub mod deadline;
 pub mod driver;
 pub mod engineio;
 pub mod http;

@@ -7,12 +7,14 @@ from typing import TYPE_CHECKING
 
 from ._native import __version__
 from .adapters.base import Adapter, BroadcastOptions
+from .admin.instrument import instrument
 from .asgi import ASGIApp
 from .engineio.http import Request
 from .engineio.runtime import ConnectionErrorInfo, Cookie, EngineEvents, EngineOptions, RequestRefused
 from .engineio.server import EngineServer, Session
 from .exceptions import AckTimeout, AnysioError, ClusterError, ConnectionRefused, Disconnected, ProtocolError
 from .server.broadcast import BroadcastOperator
+from .server.observer import Observer
 from .server.recovery import ConnectionStateRecovery
 from .server.server import Namespace, ParentNamespace, Server
 from .server.socket import Ack, Handshake, Socket, TimedSocket
@@ -50,6 +52,7 @@ __all__ = [
     "EngineServer",
     "Handshake",
     "Namespace",
+    "Observer",
     "ParentNamespace",
     "ProtocolError",
     "RedisCluster",
@@ -60,4 +63,5 @@ __all__ = [
     "Socket",
     "TimedSocket",
     "__version__",
+    "instrument",
 ]
