@@ -12,7 +12,7 @@ import pytest
 from anysio import ConnectionErrorInfo, Server
 from tests.e2e.conftest import EchoServer
 from tests.e2e.conftest import serving as serving_eio
-from tests.e2e.eio_helpers import HttpConn, eio_target
+from tests.e2e.eio_helpers import HttpConn, WsConn, eio_target
 from tests.e2e.sio_helpers import Record, demo_server, node_sio, serving
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
@@ -215,6 +215,17 @@ async def test_bad_v3_input_closes_its_session_once_logged_and_spares_the_others
             assert res.json()["code"] == 1
             await conn.aclose()
             assert await bystander.call("echo", n) == [n]
+        # On WebSocket: a binary frame whose type byte is not a message's.
+        ws, _ = await WsConn.connect(address, eio_target(SIO_PATH, EIO="3", transport="websocket"))
+        assert str(await ws.receive()).startswith("0{")
+        await rec.wait("connect", len(bodies) + 2)
+        caplog.clear()
+        await ws.send(b"\x02\x01")
+        assert await ws.expect_close() is None
+        assert (await rec.wait("disconnect", len(bodies) + 1))[-1][2] == "parse error"
+        assert len([r for r in caplog.records if "bad input" in r.getMessage()]) == 1
+        await ws.aclose()
+        assert await bystander.call("echo", "after") == ["after"]
 
 
 async def test_the_engineio_server_speaks_v3_too() -> None:
