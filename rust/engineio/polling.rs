@@ -123,11 +123,6 @@ impl Engine {
         let content_type = req.header("content-type").unwrap_or("");
         let binary_body = content_type.eq_ignore_ascii_case("application/octet-stream");
         let protocol = self.sessions.get(&key).map(|s| s.protocol);
-        let packets = match protocol {
-            Some(Protocol::V3 { .. }) if binary_body => packet_v3::decode_binary_payload(&req.body),
-            Some(Protocol::V3 { .. }) => packet_v3::decode_payload(&req.body),
-            _ => packet::decode_payload(&req.body),
-        };
         if binary_body && protocol == Some(Protocol::V4) {
             // v4 payloads are text; Node fails the transport ("invalid content").
             self.report_bad_input(
@@ -137,6 +132,11 @@ impl Engine {
             self.respond(conn, &req, Response::new(400));
             return self.close_session(key, CloseReason::TransportError, now);
         }
+        let packets = match protocol {
+            Some(Protocol::V3 { .. }) if binary_body => packet_v3::decode_binary_payload(&req.body),
+            Some(Protocol::V3 { .. }) => packet_v3::decode_payload(&req.body),
+            _ => packet::decode_payload(&req.body),
+        };
         let mut res = Response::new(200).with_body("text/html", b"ok".to_vec());
         self.app_headers(conn, &req, &mut res);
         self.respond(conn, &req, res);
