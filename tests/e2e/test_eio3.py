@@ -3,7 +3,10 @@ as Node's socket.io 4.x serves it with ``allowEIO3``. Every test runs on asyncio
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
@@ -13,11 +16,13 @@ from anysio import ConnectionErrorInfo, Server
 from tests.e2e.conftest import EchoServer
 from tests.e2e.conftest import serving as serving_eio
 from tests.e2e.eio_helpers import HttpConn, WsConn, eio_target
-from tests.e2e.sio_helpers import Record, demo_server, node_sio, serving
+from tests.e2e.sio_helpers import ROOT, Address, Record, demo_server, node_sio, serving
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
 
 SIO_PATH = "/socket.io/"
+#: Node's socket.io with allowEIO3, serving what demo_server serves to the comparison.
+NODE_SERVER = ROOT / "tests" / "node" / "reference_eio3_server.mjs"
 
 
 def v3_server(**options: Any) -> tuple[Server, Record]:
@@ -244,3 +249,39 @@ async def test_the_engineio_server_speaks_v3_too() -> None:
         assert (res.header("content-type"), res.body) == ("application/octet-stream", b"\x01\x03\xff\x04\x01\x02")
         assert server.messages == [(server.opened[0].sid, "\u20ac"), (server.opened[0].sid, b"\x01\x02")]
         await conn.aclose()
+
+
+@asynccontextmanager
+async def node_server() -> AsyncIterator[Address]:
+    async with await anyio.open_process(["node", str(NODE_SERVER)]) as process:
+        assert process.stdout is not None
+        with anyio.fail_after(10):
+            line = b""
+            while not line.endswith(b"\n"):
+                line += await process.stdout.receive()
+        try:
+            yield ("127.0.0.1", json.loads(line)["port"])
+        finally:
+            process.terminate()
+            await process.wait()
+
+
+async def what_the_client_sees(address: Address, nsp: str, query: dict[str, str] | None) -> list[Any]:
+    """socket.io-client 2.x's events for one connection, ids written as the client computes them from the sid."""
+    async with node_sio(address, v2=True, nsp=nsp, query=query, reconnection=False, connected=False) as client:
+        first = await client.wait_for(lambda: next((e for e in client.events if e["event"] != "upgrade"), None))
+        if first["event"] != "connect":
+            return [first]
+        sid = first["id"].rpartition("#")[2]
+        assert first["id"] == (sid if nsp == "/" else f"{nsp}#{sid}")
+        echoed = await client.call("echo" if nsp == "/" else "whoami", *([1, b"\x01"] if nsp == "/" else []))
+        return ["connect", json.loads(json.dumps(echoed, default=repr).replace(sid, "<sid>"))]
+
+
+async def test_socket_io_client_2_sees_what_nodes_server_shows_it() -> None:
+    sio, _ = v3_server()
+    cases = [("/", None), ("/admin", {"token": "guess"}), ("/nope", None), ("/admin", {"token": "secret"})]
+    async with serving(sio) as ours, node_server() as nodes:
+        for nsp, query in cases:
+            seen = await what_the_client_sees(ours, nsp, query)
+            assert seen == await what_the_client_sees(nodes, nsp, query), (nsp, query)
