@@ -79,6 +79,9 @@ def engineio_payloads() -> Iterator[bytes]:
     server = load("engineio_server.json")
     yield from (str(case["body"]).encode() for case in server["posts"])
     yield from (str(case["text"]).encode() for case in server["ws_frames"] if "text" in case)
+    # Engine.IO v3 (socket.io-client 2.x): text payloads with lengths, a binary payload, a binary WebSocket frame.
+    yield from (b"1:2", b"12:4hello world1:6", "4:4\u20ac\U0001f600".encode(), b"6:b4AQID")
+    yield from (bytes([0, 2, 255]) + b"4a" + bytes([1, 3, 255, 4, 1, 2]), bytes([4, 1, 2, 3]))
 
 
 def socketio_packets() -> Iterator[bytes]:

@@ -44,6 +44,11 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--factory", action="store_true", help="module:attr is a function returning the server")
     r.add_argument("--log-level", choices=LOG_LEVELS, default="info", help="level of the anysio logger")
     r.add_argument(
+        "--allow-eio3",
+        action="store_true",
+        help="accept Engine.IO v3 clients (socket.io-client 2.x), as the server's allow_eio3=True",
+    )
+    r.add_argument(
         "--worker-ping-interval",
         type=float,
         default=PING_INTERVAL,
@@ -78,8 +83,10 @@ def main(argv: list[str] | None = None) -> int:
                 log_level=args.log_level,
                 worker_ping_interval=args.worker_ping_interval,
                 worker_ping_timeout=args.worker_ping_timeout,
+                allow_eio3=args.allow_eio3,
             )
         server = load(args.target, factory=args.factory, app_dir=args.app_dir)
+        server.allow_eio3 = server.allow_eio3 or args.allow_eio3
         run_until_signalled(partial(serve_alone, server), args.host, args.port, args.backend)
     except (TargetError, BackendUnavailable, OSError) as e:
         print(f"anysio: {e}", file=sys.stderr, flush=True)

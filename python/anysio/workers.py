@@ -206,6 +206,7 @@ def worker_main(argv: list[str] | None = None) -> None:
     p.add_argument("--app-dir")
     p.add_argument("--factory", action="store_true")
     p.add_argument("--log-level", default="info")
+    p.add_argument("--allow-eio3", action="store_true")
     a = p.parse_args(argv)
     logging.basicConfig(
         level=a.log_level.upper(), format=f"%(asctime)s worker {a.index} %(levelname)s %(name)s %(message)s"
@@ -219,6 +220,7 @@ def worker_main(argv: list[str] | None = None) -> None:
 
     async def main() -> None:
         server = load(a.target, factory=a.factory, app_dir=a.app_dir)
+        server.allow_eio3 = server.allow_eio3 or a.allow_eio3
         await _worker(server, a.index, a.workers, a.bus, a.host, a.port, say_ready)
 
     try:
@@ -257,6 +259,7 @@ def run(
     log_level: str = "info",
     worker_ping_interval: float = PING_INTERVAL,
     worker_ping_timeout: float = PING_TIMEOUT,
+    allow_eio3: bool = False,
 ) -> int:
     """The master: start ``workers`` processes serving ``target`` on one port; stop all on SIGTERM or SIGINT
     (status 0). Prints ``anysio: N workers listening on http://host:port`` once every worker listens.
@@ -266,8 +269,9 @@ def run(
     doubles with each death in a row (``restart_delay``). The master pings each worker over its bus every
     ``worker_ping_interval`` seconds; one that does not answer for half ``worker_ping_timeout`` is reported, and
     one that does not answer for ``worker_ping_timeout`` (stopped, or hung in a handler) is killed (SIGKILL) and
-    restarted. Raises TargetError, BackendUnavailable or OSError (cannot listen) before starting any worker, and
-    ValueError for a ping interval that is not positive and shorter than the timeout."""
+    restarted. ``allow_eio3`` turns Engine.IO v3 clients on in every worker's server. Raises TargetError,
+    BackendUnavailable or OSError (cannot listen) before starting any worker, and ValueError for a ping interval
+    that is not positive and shorter than the timeout."""
     wrong = ping_error(worker_ping_interval, worker_ping_timeout)
     if wrong is not None:
         raise ValueError(wrong)
@@ -282,6 +286,7 @@ def run(
     args = [target, f"--workers={workers}", f"--bus={bus_dir}", f"--host={host}"]
     args += [f"--port={reserve.getsockname()[1]}", f"--backend={backend}", f"--log-level={log_level}"]
     args += ["--factory"] if factory else []
+    args += ["--allow-eio3"] if allow_eio3 else []
     args += [f"--app-dir={os.path.abspath(app_dir)}"] if app_dir is not None else []
     try:
         master = _Master(workers, bus_dir, args, url((host, reserve.getsockname()[1])))

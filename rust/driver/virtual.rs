@@ -93,6 +93,7 @@ fn output(answer: Answer) -> Option<Output> {
         Answer::Packet(packet) => Output::Message(ws_message(&packet)),
         // The ASGI server compresses as it negotiated: a message cannot tell it not to (compress(false)).
         Answer::Shared(packet) | Answer::Plain(packet) => Output::Message(ws_message(&packet)),
+        Answer::Message(data) => Output::Message(data),
         // An empty close frame reads as 1000 (RFC 6455 §7.1.5 says 1005, which may not be sent).
         Answer::Close { code, .. } => Output::Close(Some(code.unwrap_or(1000))),
         // The ASGI server sends 100 Continue and answers pings itself; a closed connection says so in

@@ -400,6 +400,8 @@ pub fn encode(answer: &Answer, out: &mut Vec<u8>, deflate: Option<&mut PerMessag
         Answer::Packet(packet) => ws_frame_maybe_deflated(packet, out, deflate),
         Answer::Shared(packet) => ws_frame_maybe_deflated(packet, out, deflate),
         Answer::Plain(packet) => ws_frame(packet, out),
+        Answer::Message(Data::Text(t)) => websocket::encode_frame(Opcode::Text, t.as_bytes(), out),
+        Answer::Message(Data::Binary(b)) => websocket::encode_frame(Opcode::Binary, b, out),
         Answer::Pong(payload) => websocket::encode_frame(Opcode::Pong, payload, out),
         Answer::Close {
             code: Some(code),

@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! HTTP       Continue? then Response, or Accept (the 101) and from then on WebSocket answers
-//! WebSocket  Packet / Shared / Plain (one Engine.IO packet per message), Pong, then Close
+//! WebSocket  Packet / Shared / Plain (one Engine.IO packet per message) / Message (one already encoded), Pong,
+//!            then Close
 //! Abandon    the peer reads too slowly: what is still buffered for it is dropped, then the connection closed
 //! ```
 use std::collections::VecDeque;
@@ -26,6 +27,8 @@ pub enum Answer {
     Shared(Arc<Packet>),
     /// A packet sent with `compress(false)`: never compressed, whatever the WebSocket negotiated.
     Plain(Arc<Packet>),
+    /// One WebSocket message already encoded (an Engine.IO v3 session's binary packet).
+    Message(Data),
     /// The answer to a WebSocket ping (a socket's: an ASGI server answers pings itself).
     Pong(Vec<u8>),
     /// A WebSocket close frame: with a code (and reason), or empty.
@@ -138,6 +141,11 @@ impl Answers {
     pub fn packet(&mut self, packet: Packet) {
         let bytes = packet_len(&packet);
         self.push(Answer::Packet(packet), bytes);
+    }
+
+    pub fn message(&mut self, data: Data) {
+        let bytes = data_len(&data);
+        self.push(Answer::Message(data), bytes);
     }
 
     pub fn shared(&mut self, packet: &Arc<Packet>) {

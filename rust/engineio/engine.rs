@@ -16,8 +16,8 @@ use super::admission::Admission;
 use super::answer::Answer;
 use super::conn::{Conn, ConnState, Parked, Waiting};
 use super::packet::{Data, Packet};
-use super::session::{Carrier, CloseReason, Session, Transport};
-use super::{Config, ErrorCode, Event, HeadersHook};
+use super::session::{ws_packet, Carrier, CloseReason, Session, Transport};
+use super::{Config, ErrorCode, Event, HeadersHook, Protocol};
 use crate::http::{Request, Response};
 use crate::ids::{ConnId, IdMap, SessionKey};
 use crate::metrics::{BadInput, EngineCounters};
@@ -186,6 +186,11 @@ impl Engine {
         self.sessions.get(&key).map(|s| &s.sid)
     }
 
+    /// The Engine.IO revision `key` speaks.
+    pub fn protocol_of(&self, key: SessionKey) -> Option<Protocol> {
+        self.sessions.get(&key).map(|s| s.protocol)
+    }
+
     pub fn transport_of(&self, key: SessionKey) -> Option<Transport> {
         self.sessions.get(&key).map(Session::transport)
     }
@@ -258,12 +263,19 @@ impl Engine {
             self.counters.packets_out += 1;
             self.counters.bytes_out += len;
             let compress = self.compress;
-            match s.carrier {
-                Carrier::WebSocket { conn } if compress => {
+            match (s.carrier, s.protocol) {
+                (Carrier::WebSocket { conn }, Protocol::V4) if compress => {
                     self.emit(conn, |out| out.shared(&packet))
                 }
-                Carrier::WebSocket { conn } => self.emit(conn, |out| out.plain(&packet)),
-                Carrier::Polling { .. } => _ = self.queue_for_poll(*key, Packet::clone(&packet)),
+                (Carrier::WebSocket { conn }, Protocol::V4) => {
+                    self.emit(conn, |out| out.plain(&packet))
+                }
+                (Carrier::WebSocket { conn }, protocol) => {
+                    self.emit(conn, |out| ws_packet(out, protocol, Packet::clone(&packet)))
+                }
+                (Carrier::Polling { .. }, _) => {
+                    _ = self.queue_for_poll(*key, Packet::clone(&packet))
+                }
             }
         }
     }

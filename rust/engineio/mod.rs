@@ -1,4 +1,4 @@
-//! Engine.IO v4, sans-IO: requests, WebSocket messages and the current time go in; answers, connections to
+//! Engine.IO v4 (and v3, per session, with `Config::allow_eio3`: `packet_v3`), sans-IO: requests, WebSocket messages and the current time go in; answers, connections to
 //! close and application events come out, all as values (a driver reads and writes the bytes). `engine::Engine`
 //! is the state machine, in parts: `conn` (connections), `requests` (routing and handshakes), `polling`,
 //! `websocket` and `session`; `answer` holds what it answers. This file holds the words the engine shares with
@@ -8,6 +8,7 @@ pub mod answer;
 mod conn;
 pub mod engine;
 pub mod packet;
+pub mod packet_v3;
 mod polling;
 mod requests;
 pub mod session;
@@ -66,6 +67,20 @@ impl ErrorCode {
             _ => return None,
         })
     }
+}
+
+/// The Engine.IO revision a session speaks (Node's `socket.protocol`), from its handshake's `EIO`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    V4,
+    /// socket.io-client 2.x's (with `Config::allow_eio3`). Whether binary goes as binary, or as base64 text
+    /// for a client that asked for it (the `b64` query parameter), on each transport: each transport's request
+    /// says so (Node's `supportsBinary` is the transport's), and Node.js's XHR asks for base64 where its
+    /// WebSocket does not.
+    V3 {
+        polling_binary: bool,
+        ws_binary: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,6 +152,8 @@ pub struct Config {
     /// Node's `httpCompression` (on by default, 1024): a long-polling response of at least this many bytes is
     /// compressed with gzip or deflate, as the request's Accept-Encoding prefers.
     pub http_compression: Option<usize>,
+    /// Accept Engine.IO v3 clients (socket.io-client 2.x): Node's allowEIO3, off by default.
+    pub allow_eio3: bool,
 }
 
 impl Default for Config {
@@ -163,6 +180,7 @@ impl Default for Config {
             connection_rate: None,
             per_message_deflate: None,
             http_compression: Some(1024),
+            allow_eio3: false,
         }
     }
 }

@@ -86,6 +86,8 @@ pub enum DecodeError {
     UnknownType,
     InvalidBase64,
     InvalidUtf8,
+    /// An Engine.IO v3 payload's length prefix is not a number, or not the length of what follows.
+    BadLength,
 }
 
 impl std::fmt::Display for DecodeError {
@@ -95,6 +97,7 @@ impl std::fmt::Display for DecodeError {
             Self::UnknownType => "unknown packet type",
             Self::InvalidBase64 => "invalid base64 in a binary packet",
             Self::InvalidUtf8 => "payload is not UTF-8",
+            Self::BadLength => "bad length in an Engine.IO v3 payload",
         })
     }
 }

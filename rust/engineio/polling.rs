@@ -7,8 +7,8 @@
 //!        nothing queued, session closing: answered now with the close packet
 //!        nothing queued, session open: parked (Waiting::Poll) until a send, an upgrade's noop or the close; a
 //!        second GET while one is parked closes the session (Node's "overlap from client")
-//! POST   answered "ok" at once; its packets are then handled in order; a binary body or a malformed payload
-//!        closes the session
+//! POST   answered "ok" at once; its packets are then handled in order; a malformed payload, or a binary body
+//!        (but from an Engine.IO v3 client), closes the session
 //! queue  bounded by max_buffered bytes of payload: past it the queue is dropped and the session closes
 //!        ("transport error"), as a WebSocket that is not read is dropped
 //! ```
@@ -17,7 +17,9 @@ use std::time::Instant;
 use super::conn::{ConnState, Parked, Waiting};
 use super::engine::Engine;
 use super::packet::{self, Packet};
+use super::packet_v3;
 use super::session::{CloseReason, ReadyState, Upgrade};
+use super::Protocol;
 use crate::http::{encoding, Request, Response};
 use crate::ids::{ConnId, SessionKey};
 use crate::metrics::BadInput;
@@ -68,6 +70,32 @@ impl Outbox {
         }
         body
     }
+
+    /// The answer to a GET: the payload in the session's protocol (v3's may be binary).
+    pub fn response(&mut self, protocol: Protocol, last: Option<Packet>) -> Response {
+        let Protocol::V3 {
+            polling_binary: binary,
+            ..
+        } = protocol
+        else {
+            return Response::new(200).with_body(TEXT, self.payload(last));
+        };
+        let mut packets = self.take();
+        packets.extend(last);
+        payload_v3(&packets, binary)
+    }
+}
+
+const TEXT: &str = "text/plain; charset=UTF-8";
+
+/// A v3 payload as the response to a GET.
+pub(super) fn payload_v3(packets: &[Packet], binary: bool) -> Response {
+    let mut body = Vec::new();
+    let content_type = match packet_v3::encode_payload(packets, binary, &mut body) {
+        true => "application/octet-stream",
+        false => TEXT,
+    };
+    Response::new(200).with_body(content_type, body)
 }
 
 impl Engine {
@@ -107,7 +135,9 @@ impl Engine {
 
     pub(super) fn post(&mut self, conn: ConnId, req: Request, key: SessionKey, now: Instant) {
         let content_type = req.header("content-type").unwrap_or("");
-        if content_type.eq_ignore_ascii_case("application/octet-stream") {
+        let binary_body = content_type.eq_ignore_ascii_case("application/octet-stream");
+        let protocol = self.sessions.get(&key).map(|s| s.protocol);
+        if binary_body && protocol == Some(Protocol::V4) {
             // v4 payloads are text; Node fails the transport ("invalid content").
             self.report_bad_input(
                 conn,
@@ -117,7 +147,11 @@ impl Engine {
             self.respond(conn, &req, Response::new(400));
             return self.close_session(key, CloseReason::TransportError, now);
         }
-        let packets = packet::decode_payload(&req.body);
+        let packets = match protocol {
+            Some(Protocol::V3 { .. }) if binary_body => packet_v3::decode_binary_payload(&req.body),
+            Some(Protocol::V3 { .. }) => packet_v3::decode_payload(&req.body),
+            _ => packet::decode_payload(&req.body),
+        };
         let mut res = Response::new(200).with_body("text/html", b"ok".to_vec());
         self.app_headers(conn, &req, &mut res);
         self.respond(conn, &req, res);
@@ -146,8 +180,14 @@ impl Engine {
         // so a client reads the last packets (a Socket.IO DISCONNECT, say) before the transport closes.
         let closing = matches!(s.state, ReadyState::Closing { .. }) && s.queue.is_empty();
         let compress = s.queue.compress || closing;
-        let body = s.queue.payload(closing.then_some(Packet::Close));
-        let mut res = self.poll_response(req, body, compress);
+        let protocol = s.protocol;
+        let mut res = if protocol == Protocol::V4 {
+            let body = s.queue.payload(closing.then_some(Packet::Close));
+            self.poll_response(req, body, compress)
+        } else {
+            // Engine.IO v3 payloads are not compressed (anysio's choice; Node compresses them too).
+            s.queue.response(protocol, closing.then_some(Packet::Close))
+        };
         self.app_headers(conn, req, &mut res);
         self.respond(conn, req, res);
         if closing {

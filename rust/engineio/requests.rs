@@ -2,7 +2,7 @@
 //! on either transport, and requests for an existing session.
 //!
 //! ```text
-//! requests    no sid: handshake (GET only, EIO=4, known transport); sid: a poll (GET), data (POST) or an upgrade
+//! requests    no sid: handshake (GET only, EIO=4 or, with allow_eio3, any other, known transport); sid: a poll (GET), data (POST) or an upgrade
 //! ```
 use std::cmp::Reverse;
 use std::sync::Arc;
@@ -11,8 +11,9 @@ use std::time::Instant;
 use super::conn::{ConnState, Waiting};
 use super::engine::Engine;
 use super::packet::Packet;
+use super::polling::payload_v3;
 use super::session::{Carrier, Session, Transport, Upgrade};
-use super::{ErrorCode, Event, RequestInfo};
+use super::{ErrorCode, Event, Protocol, RequestInfo};
 use crate::http::{Method, Request, Response};
 use crate::ids::{ConnId, SessionKey};
 use crate::metrics::BadInput;
@@ -21,6 +22,11 @@ pub(super) fn error_response(code: ErrorCode, message: Option<&str>) -> Response
     let body =
         serde_json::json!({"code": code as u8, "message": message.unwrap_or(code.message())});
     Response::new(code.status()).with_body("application/json", body.to_string().into_bytes())
+}
+
+/// Node's `supportsBinary` for a v3 transport: its request's `b64` absent or empty.
+fn supports_binary(req: &Request) -> bool {
+    req.query_param("b64").is_none_or(|b| b.is_empty())
 }
 
 pub(super) fn generate_sid(prefix: &str) -> String {
@@ -179,10 +185,19 @@ impl Engine {
         sid: Option<String>,
         now: Instant,
     ) {
-        if req.query_param("EIO").as_deref() != Some("4") {
-            return self.refuse(conn, req, ErrorCode::UnsupportedProtocolVersion);
-        }
-        self.open_session(conn, req, sid, now);
+        // As Node: any EIO but 4 is the third revision ("3rd revision by default").
+        let protocol = match req.query_param("EIO").as_deref() {
+            Some("4") => Protocol::V4,
+            _ if self.config.allow_eio3 => {
+                let binary = supports_binary(req);
+                Protocol::V3 {
+                    polling_binary: binary,
+                    ws_binary: binary,
+                }
+            }
+            _ => return self.refuse(conn, req, ErrorCode::UnsupportedProtocolVersion),
+        };
+        self.open_session(conn, req, sid, protocol, now);
     }
 
     pub(super) fn request_info(&self, conn: ConnId, req: &Request) -> RequestInfo {
@@ -200,6 +215,7 @@ impl Engine {
         conn: ConnId,
         req: &Request,
         sid: Option<String>,
+        protocol: Protocol,
         now: Instant,
     ) {
         // `handshake` has checked that the transport asked for is the one the request can carry.
@@ -224,17 +240,21 @@ impl Engine {
             },
             Transport::WebSocket => Carrier::WebSocket { conn },
         };
-        let session = Session::new(
-            sid.clone(),
-            carrier,
-            info.remote,
-            now + self.config.ping_interval,
-        );
+        let heartbeat = match protocol {
+            Protocol::V4 => now + self.config.ping_interval,
+            Protocol::V3 { .. } => now + self.config.ping_interval + self.config.ping_timeout,
+        };
+        let session = Session::new(sid.clone(), carrier, info.remote, protocol, heartbeat);
         match transport {
             Transport::Polling => {
-                let mut body = Vec::new();
-                open.encode_text(&mut body);
-                let mut res = Response::new(200).with_body("text/plain; charset=UTF-8", body);
+                let mut res = match protocol {
+                    Protocol::V4 => {
+                        let mut body = Vec::new();
+                        open.encode_text(&mut body);
+                        Response::new(200).with_body("text/plain; charset=UTF-8", body)
+                    }
+                    Protocol::V3 { polling_binary, .. } => payload_v3(&[open], polling_binary),
+                };
                 if let Some(c) = cookie {
                     res = res.with_header("Set-Cookie", &c);
                 }
@@ -252,8 +272,7 @@ impl Engine {
         }
         self.sids.insert(sid.clone(), key);
         self.open_sessions += 1;
-        self.timers
-            .push(Reverse((now + self.config.ping_interval, key)));
+        self.timers.push(Reverse((heartbeat, key)));
         self.sessions.insert(key, session);
         self.counters.sessions_opened[usize::from(transport == Transport::WebSocket)] += 1;
         self.events.push_back(Event::Open {
@@ -329,6 +348,10 @@ impl Engine {
                     if let Some(s) = self.sessions.get_mut(&key) {
                         let upgrade = Upgrade::Probing { conn, deadline };
                         s.carrier = Carrier::Polling { upgrade };
+                        // The WebSocket's own request says how it takes binary (used once it carries).
+                        if let Protocol::V3 { ws_binary, .. } = &mut s.protocol {
+                            *ws_binary = supports_binary(&req);
+                        }
                     }
                     self.timers.push(Reverse((deadline, key)));
                 }

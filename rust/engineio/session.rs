@@ -8,6 +8,8 @@
 //!             a probe that sends anything else, closes, or outlives upgrade_timeout is dropped: back to None
 //! heartbeat   Open(PingAt(t)) ─t: ping sent─► Open(PongBy(t + ping_timeout)) ─pong─► Open(PingAt(+ping_interval))
 //!             no pong by the deadline closes the session ("ping timeout")
+//!             Engine.IO v3 turns it round: Open(ClientPingBy(t + ping_interval + ping_timeout)) ─client's ping:
+//!             pong sent─► Open(ClientPingBy(+ping_interval + ping_timeout)); no ping by then: "ping timeout"
 //! state       Open(heartbeat) ─close()─► Closing (polling only: waits for one more GET to carry the close
 //!             packet) ─► gone
 //! ```
@@ -17,12 +19,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::answer::Answers;
 use super::conn::Parked;
 use super::engine::Engine;
-use super::packet::Packet;
+use super::packet::{Data, Packet};
+use super::packet_v3;
 use super::polling::Outbox;
-use super::Event;
-use crate::http::Response;
+use super::{Event, Protocol};
 
 use crate::ids::{ConnId, SessionKey};
 use crate::metrics::BadInput;
@@ -112,6 +115,8 @@ pub enum Carrier {
 pub enum Heartbeat {
     PingAt(Instant),
     PongBy(Instant),
+    /// Engine.IO v3: the client pings, and must by then (Node's pingInterval + pingTimeout).
+    ClientPingBy(Instant),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,22 +141,30 @@ pub struct Session {
     /// The peer's address, for reports of its bad input. The handshake's request itself went to the
     /// application with `Event::Open` and is not kept: a session lives long, and its headers are a kilobyte.
     pub remote: Option<SocketAddr>,
+    pub protocol: Protocol,
 }
 
 impl Session {
+    /// `heartbeat`: when the server pings (v4), or by when the client must (v3).
     pub fn new(
         sid: Arc<str>,
         carrier: Carrier,
         remote: Option<SocketAddr>,
-        ping_at: Instant,
+        protocol: Protocol,
+        heartbeat: Instant,
     ) -> Self {
+        let heartbeat = match protocol {
+            Protocol::V4 => Heartbeat::PingAt(heartbeat),
+            Protocol::V3 { .. } => Heartbeat::ClientPingBy(heartbeat),
+        };
         Session {
             sid,
             carrier,
-            state: ReadyState::Open(Heartbeat::PingAt(ping_at)),
+            state: ReadyState::Open(heartbeat),
             poll_conn: None,
             queue: Outbox::default(),
             remote,
+            protocol,
         }
     }
 
@@ -188,7 +201,9 @@ impl Session {
             Upgrade::Probing { deadline, .. } | Upgrade::Probed { deadline, .. } => Some(deadline),
         };
         let state = match self.state {
-            ReadyState::Open(Heartbeat::PingAt(at) | Heartbeat::PongBy(at)) => at,
+            ReadyState::Open(
+                Heartbeat::PingAt(at) | Heartbeat::PongBy(at) | Heartbeat::ClientPingBy(at),
+            ) => at,
             ReadyState::Closing { deadline } => deadline,
         };
         Some(upgrade.map_or(state, |u| u.min(state)))
@@ -204,12 +219,14 @@ impl Engine {
             return false;
         }
         match s.carrier {
-            Carrier::WebSocket { conn } if self.compress => {
-                self.emit(conn, |out| out.packet(packet))
-            }
             Carrier::WebSocket { conn } => {
-                let packet = Arc::new(packet);
-                self.emit(conn, |out| out.plain(&packet));
+                let protocol = s.protocol;
+                if self.compress || protocol != Protocol::V4 {
+                    self.emit(conn, |out| ws_packet(out, protocol, packet))
+                } else {
+                    let packet = Arc::new(packet);
+                    self.emit(conn, |out| out.plain(&packet));
+                }
             }
             Carrier::Polling { .. } => return self.queue_for_poll(key, packet),
         }
@@ -243,6 +260,22 @@ impl Engine {
                 self.timers.push(Reverse((at, key)));
             }
             Packet::Close => self.close_session(key, CloseReason::TransportClose, now),
+            Packet::Ping(_) if s.protocol != Protocol::V4 => {
+                // Engine.IO v3: the client's ping, answered at once; it pushes the deadline back.
+                let by = now + self.config.ping_interval + self.config.ping_timeout;
+                s.state = ReadyState::Open(Heartbeat::ClientPingBy(by));
+                self.timers.push(Reverse((by, key)));
+                self.send_packet(key, Packet::Pong(String::new()));
+            }
+            Packet::Pong(_) if s.protocol != Protocol::V4 => {
+                // Node: "invalid heartbeat direction", in v3 as in v4.
+                self.report_bad_input(
+                    conn,
+                    BadInput::EngineIo,
+                    "pong from an Engine.IO v3 client".into(),
+                );
+                self.close_session(key, CloseReason::TransportError, now);
+            }
             Packet::Ping(_) => {
                 // In v4 only the server pings; Node fails the transport ("invalid heartbeat direction").
                 self.report_bad_input(conn, BadInput::EngineIo, "ping from the client".into());
@@ -273,7 +306,7 @@ impl Engine {
             return;
         };
         match s.state {
-            ReadyState::Open(Heartbeat::PongBy(by)) if by <= now => {
+            ReadyState::Open(Heartbeat::PongBy(by) | Heartbeat::ClientPingBy(by)) if by <= now => {
                 self.close_session(key, CloseReason::PingTimeout, now)
             }
             ReadyState::Open(Heartbeat::PingAt(at)) if at <= now => {
@@ -320,7 +353,10 @@ impl Engine {
                 // Nothing is written when the WebSocket is what failed or closed: its connection is gone or
                 // already finished.
                 let queued = s.queue.take();
-                self.emit(conn, |out| queued.into_iter().for_each(|p| out.packet(p)));
+                let protocol = s.protocol;
+                self.emit(conn, |out| {
+                    (queued.into_iter()).for_each(|p| ws_packet(out, protocol, p))
+                });
                 self.close_websocket(conn, None);
                 self.remove_session(key, Packet::Close);
             }
@@ -363,8 +399,17 @@ impl Engine {
         let Some(req) = self.unpark(conn, Parked::Poll) else {
             return;
         };
-        let body = s.queue.payload(Some(last));
-        let res = Response::new(200).with_body("text/plain; charset=UTF-8", body);
+        let res = s.queue.response(s.protocol, Some(last));
         self.respond(conn, &req, res);
+    }
+}
+
+/// Add `packet` to a WebSocket's output: a v3 session's binary message has a form of its own.
+pub(super) fn ws_packet(out: &mut Answers, protocol: Protocol, packet: Packet) {
+    match (protocol, packet) {
+        (Protocol::V3 { ws_binary, .. }, Packet::Message(Data::Binary(b))) => {
+            out.message(packet_v3::ws_binary(&b, ws_binary))
+        }
+        (_, packet) => out.packet(packet),
     }
 }

@@ -1476,3 +1476,6 @@ fn polling_responses_are_compressed_unless_every_packet_said_not_to() {
         (None, "4small")
     );
 }
+
+#[path = "tests_v3.rs"]
+mod v3;

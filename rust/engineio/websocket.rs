@@ -10,9 +10,10 @@ use std::time::Instant;
 
 use super::conn::{ConnState, Feed};
 use super::engine::Engine;
-use super::packet::{Data, Packet};
-use super::session::{Carrier, CloseReason, Upgrade};
-use super::Event;
+use super::packet::{Data, DecodeError, Packet};
+use super::packet_v3;
+use super::session::{ws_packet, Carrier, CloseReason, Upgrade};
+use super::{Event, Protocol};
 use crate::http::{Request, Response};
 use crate::ids::{ConnId, SessionKey};
 use crate::metrics::BadInput;
@@ -194,8 +195,8 @@ impl Engine {
                 self.finish_conn(conn);
                 return self.on_websocket_gone(key, conn, CloseReason::TransportClose, now);
             }
-            Message::Binary(b) => Packet::Message(Data::Binary(b)),
-            Message::Text(t) => match Packet::decode_text(&t) {
+            Message::Binary(b) if !self.speaks_v3(key) => Packet::Message(Data::Binary(b)),
+            msg => match self.decode_v3_or_text(key, msg) {
                 Ok(p) => p,
                 Err(e) => {
                     self.report_bad_input(
@@ -214,6 +215,20 @@ impl Engine {
             self.on_probe_packet(key, conn, packet);
         } else {
             self.on_packet(conn, key, packet, now);
+        }
+    }
+
+    fn speaks_v3(&self, key: SessionKey) -> bool {
+        (self.sessions.get(&key)).is_some_and(|s| s.protocol != Protocol::V4)
+    }
+
+    /// A text message (any session's), or an Engine.IO v3 session's binary one.
+    fn decode_v3_or_text(&self, key: SessionKey, msg: Message) -> Result<Packet, DecodeError> {
+        match (self.speaks_v3(key), msg) {
+            (true, Message::Binary(b)) => packet_v3::decode_binary(&b),
+            (true, Message::Text(t)) => packet_v3::decode_text(&t),
+            (false, Message::Text(t)) => Packet::decode_text(&t),
+            _ => Err(DecodeError::UnknownType),
         }
     }
 
@@ -250,12 +265,15 @@ impl Engine {
             (Upgrade::Probed { .. }, Packet::Upgrade) => {
                 s.carrier = Carrier::WebSocket { conn };
                 let queued = s.queue.take();
+                let protocol = s.protocol;
                 if s.poll_conn.is_some() {
                     s.queue.push(Packet::Noop);
                     self.poll_ready.push(key);
                 }
                 if !queued.is_empty() {
-                    self.emit(conn, |out| queued.into_iter().for_each(|p| out.packet(p)));
+                    self.emit(conn, |out| {
+                        (queued.into_iter()).for_each(|p| ws_packet(out, protocol, p))
+                    });
                 }
                 self.counters.upgrades += 1;
                 self.events.push_back(Event::Upgrade { key });

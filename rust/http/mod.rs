@@ -166,7 +166,7 @@ pub(crate) fn latin1(bytes: &[u8]) -> String {
     bytes.iter().map(|&b| char::from(b)).collect()
 }
 
-fn percent_decode(s: &str) -> String {
+pub(crate) fn percent_decode(s: &str) -> String {
     let hex = |b: Option<&u8>| b.and_then(|&b| char::from(b).to_digit(16));
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());

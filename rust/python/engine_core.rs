@@ -109,7 +109,7 @@ impl EngineCore {
         cookie_same_site=Some("Lax".to_owned()), max_connections=None, defer_handshakes=false, sid_prefix="",
         max_buffered=16*1024*1024, socketio=false, connect_timeout=45.0, serve_other_paths=false,
         request_timeout=60.0, keep_alive_timeout=5.0, recovery=None, connection_rate=None, parser="default",
-        per_message_deflate=None, http_compression=Some(1024)))]
+        per_message_deflate=None, http_compression=Some(1024), allow_eio3=false))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         ping_interval: f64,
@@ -139,6 +139,7 @@ impl EngineCore {
         parser: &str,
         per_message_deflate: Option<DeflateTuple>,
         http_compression: Option<usize>,
+        allow_eio3: bool,
     ) -> PyResult<Self> {
         let cookie = cookie_name.map(|name| Cookie {
             name,
@@ -169,6 +170,7 @@ impl EngineCore {
             connection_rate.filter(|(rate, burst)| *rate > 0.0 && *burst >= 1.0);
         config.per_message_deflate = per_message_deflate.map(deflate_config);
         config.http_compression = http_compression;
+        config.allow_eio3 = allow_eio3;
         let engine = engineio::Engine::new(config);
         let mut sio = SocketIo::new(secs(connect_timeout)?);
         sio.parser = match parser {
@@ -200,6 +202,18 @@ impl EngineCore {
         let fd = driver::take_socket(fd).map_err(os_error)?;
         let bound = self.driver.listen_fd(fd).map_err(os_error)?;
         Ok((bound.ip().to_string(), bound.port()))
+    }
+
+    /// Whether Engine.IO v3 clients are accepted (Node's allowEIO3); settable before serving (`anysio run
+    /// --allow-eio3` sets it on a loaded server).
+    #[getter]
+    fn allow_eio3(&mut self) -> bool {
+        self.engine().config.allow_eio3
+    }
+
+    #[setter]
+    fn set_allow_eio3(&mut self, allow: bool) {
+        self.engine().config.allow_eio3 = allow;
     }
 
     /// Serve as worker `index` of several sharing one port (sids carry the index; see driver/workers.rs).

@@ -6,7 +6,9 @@ use std::time::Instant;
 use super::msgpack::OutId;
 use super::packet::{self, PacketType};
 use super::recovery::Session;
-use super::{frames, DisconnectReason, SocketIo, SocketKey, SocketState};
+use super::{
+    frames, is_eio3, DisconnectReason, SocketIo, SocketKey, SocketState, INVALID_NAMESPACE,
+};
 use crate::engineio::{Data, Engine, SessionKey, Transport};
 
 impl SocketIo {
@@ -30,15 +32,17 @@ impl SocketIo {
             c.connect_deadline = None;
         }
         let sid = serde_json::Value::from(&*s.sid);
-        // With recovery the reply carries the private session id the client sends back to recover (Node's).
+        // With recovery the reply carries the private session id the client sends back to recover (Node's);
+        // a v3 client's carries nothing (it knows its id).
         let reply = match self.recovery.as_ref().and_then(|r| r.pid_of(socket)) {
-            Some(pid) => format!(
+            _ if is_eio3(engine, s.client) => None,
+            Some(pid) => Some(format!(
                 r#"{{"sid":{sid},"pid":{}}}"#,
                 serde_json::Value::from(&**pid)
-            ),
-            None => format!(r#"{{"sid":{sid}}}"#),
+            )),
+            None => Some(format!(r#"{{"sid":{sid}}}"#)),
         };
-        self.send_control(engine, client, PacketType::Connect, &nsp, Some(&reply));
+        self.send_control(engine, client, PacketType::Connect, &nsp, reply.as_deref());
         self.counters.connects[0] += 1;
         for d in held {
             engine.send(client, d);
@@ -47,18 +51,17 @@ impl SocketIo {
     }
 
     /// Refuse a connecting socket: the client gets CONNECT_ERROR with `data_json` (an object, or a string).
+    /// A v3 client gets an ERROR packet (the same type) with `err.data || err.message`, as Node sends it.
     pub fn refuse(&mut self, socket: SocketKey, data_json: &str, engine: &mut Engine) {
         let Some(s) = self.sockets.get(&socket) else {
             return;
         };
         let (client, nsp) = (s.client, s.nsp.clone());
-        self.send_control(
-            engine,
-            client,
-            PacketType::ConnectError,
-            &nsp,
-            Some(data_json),
-        );
+        let data = match is_eio3(engine, client) && data_json != INVALID_NAMESPACE {
+            true => v3_refusal(data_json),
+            false => data_json.to_owned(),
+        };
+        self.send_control(engine, client, PacketType::ConnectError, &nsp, Some(&data));
         self.counters.connects[1] += 1;
         self.remove_socket(socket, None);
     }
@@ -383,5 +386,24 @@ impl SocketIo {
 
     pub fn socket_count(&self, nsp: &str) -> usize {
         self.namespaces.get(nsp).map_or(0, |ns| ns.sockets.len())
+    }
+}
+
+/// `{"message": m, "data": d}` as Node refuses a v3 client: `d` when JavaScript finds it true, else `m`.
+fn v3_refusal(data_json: &str) -> String {
+    use serde_json::Value;
+    let Ok(Value::Object(mut refusal)) = serde_json::from_str::<Value>(data_json) else {
+        return data_json.to_owned();
+    };
+    let truthy = |v: &Value| match v {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
+        Value::String(s) => !s.is_empty(),
+        Value::Array(_) | Value::Object(_) => true,
+    };
+    match refusal.remove("data").filter(truthy) {
+        Some(data) => data.to_string(),
+        None => refusal.remove("message").unwrap_or(Value::Null).to_string(),
     }
 }

@@ -13,6 +13,10 @@
 //!                                 decoded, closes the whole session, as Node does; an EVENT without data is
 //!                                 ignored and an ACK without data has no arguments, as in socket.io-parser
 //! ```
+//! An Engine.IO v3 client (socket.io-client 2.x, Socket.IO's protocol 4) is served as Node's socket.io 4.x serves
+//! it with allowEIO3: it is in "/" from its Open on (it sends no CONNECT there), a CONNECT's namespace may carry a
+//! query that is its auth, its socket id is the Engine.IO sid (`<nsp>#<sid>` outside "/"), the CONNECT reply
+//! has no data and a refusal carries `err.data || err.message`.
 //! The application decides connections (middleware, auth): `Event::Connect` asks, `accept` / `refuse` answer.
 //! A broadcast encodes its packet once and hands one frame to the engine for every target session.
 //!
@@ -190,6 +194,39 @@ fn new_sid() -> Arc<str> {
     let mut bytes = [0u8; 15];
     getrandom::getrandom(&mut bytes).expect("the operating system's random source failed");
     URL_SAFE_NO_PAD.encode(bytes).into()
+}
+
+/// What a CONNECT to an unknown namespace is refused with (Node's Client.connect), whatever the protocol.
+const INVALID_NAMESPACE: &str = r#"{"message":"Invalid namespace"}"#;
+
+/// Whether `client` speaks Engine.IO v3, hence Socket.IO v4 (socket.io-client 2.x).
+fn is_eio3(engine: &Engine, client: SessionKey) -> bool {
+    matches!(
+        engine.protocol_of(client),
+        Some(engineio::Protocol::V3 { .. })
+    )
+}
+
+/// Node's Client._parseNamespace for a v3 client: the namespace may carry a query (`/nsp?token=abc`), which
+/// is the CONNECT's auth (an object of strings, the last of a repeated name winning, as Object.fromEntries).
+fn v3_namespace(mut p: Packet) -> Packet {
+    let Some((path, query)) = p.nsp.split_once('?') else {
+        if p.kind == PacketType::Connect {
+            p.data = None;
+        }
+        return p;
+    };
+    let mut auth = serde_json::Map::new();
+    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let value = crate::http::percent_decode(value);
+        auth.insert(crate::http::percent_decode(name), value.into());
+    }
+    p.nsp = path.to_owned();
+    if p.kind == PacketType::Connect {
+        p.data = Some(serde_json::Value::Object(auth).to_string());
+    }
+    p
 }
 
 /// One packet as the Engine.IO messages `parser` writes; with `recovery` it is stamped with an offset first
@@ -372,6 +409,11 @@ impl SocketIo {
                     eio_sid: sid,
                     request,
                 });
+                if is_eio3(engine, key) {
+                    // Node's Server.onconnection: a v3 client is in "/" without asking (it sends no CONNECT
+                    // for "/").
+                    self.on_connect(key, Packet::connect("/"), engine);
+                }
             }
             engineio::Event::Message { key, data } => self.on_message(key, data, engine, now),
             engineio::Event::Close { key, reason } => {
@@ -494,6 +536,9 @@ impl SocketIo {
             attachments,
             event,
         } = incoming;
+        // Only v3 clients' CONNECTs, and namespaces with a query, can need it: events skip the lookup.
+        let v3 = (p.kind == PacketType::Connect || p.nsp.contains('?')) && is_eio3(engine, client);
+        let p = if v3 { v3_namespace(p) } else { p };
         // Node's Client.ondecoded: only a CONNECT may name a namespace the client has no socket in, and every
         // other packet needs a connected socket (one still in the middlewares is not in `nsps` yet).
         let socket = self.socket_in(client, &p.nsp);
@@ -573,14 +618,20 @@ impl SocketIo {
                 client,
                 PacketType::ConnectError,
                 &p.nsp,
-                Some(r#"{"message":"Invalid namespace"}"#),
+                Some(INVALID_NAMESPACE),
             );
             self.counters.connects[2] += 1;
             return;
         };
         let key = self.next_socket;
         self.next_socket = key.next();
-        let sid = new_sid();
+        // Node gives a v3 client's socket the id the client computes itself: the Engine.IO sid, behind
+        // "<nsp>#" outside "/".
+        let sid = match (is_eio3(engine, client), engine.sid_of(client)) {
+            (true, Some(eio)) if &*nsp == "/" => eio.clone(),
+            (true, Some(eio)) => format!("{nsp}#{eio}").into(),
+            _ => new_sid(),
+        };
         self.sockets.insert(
             key,
             Socket {

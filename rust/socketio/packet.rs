@@ -67,6 +67,19 @@ pub struct Packet {
     pub data: Option<String>,
 }
 
+impl Packet {
+    /// A CONNECT to `nsp` without data.
+    pub fn connect(nsp: &str) -> Self {
+        Packet {
+            kind: PacketType::Connect,
+            nsp: nsp.to_owned(),
+            id: None,
+            attachments: 0,
+            data: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DecodeError {
     Empty,

@@ -124,8 +124,13 @@ impl Harness {
             Rec::Text(t) => t.clone(),
             Rec::Bin(b) => format!("b{}", B64.encode(b)),
         };
+        self.post_body(sid, 4, &body);
+    }
+
+    /// POST a polling payload of Engine.IO revision `eio`.
+    fn post_body(&mut self, sid: &str, eio: u8, body: &str) {
         let raw = format!(
-            "POST /socket.io/?EIO=4&transport=polling&sid={sid} HTTP/1.1\r\nHost: x\r\n\
+            "POST /socket.io/?EIO={eio}&transport=polling&sid={sid} HTTP/1.1\r\nHost: x\r\n\
              Content-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
         );
@@ -1338,3 +1343,6 @@ fn counters_and_buffered_amount() {
         Some(&1)
     );
 }
+
+#[path = "tests_v3.rs"]
+mod v3;

@@ -26,6 +26,8 @@ from tests.notifier import Notifier
 
 ROOT = Path(__file__).resolve().parents[2]
 SIO_CLIENT = ROOT / "tests" / "node" / "sio_client.mjs"
+#: socket.io-client 2.x (Engine.IO v3), for servers with allow_eio3: the same JSON lines, but no auth (a query).
+SIO_CLIENT_V2 = ROOT / "tests" / "node" / "sio_client_v2.mjs"
 WAIT = 10.0
 Address = tuple[str, int]
 
@@ -197,11 +199,21 @@ async def node_sio(
     node_flags: tuple[str, ...] = (),
     with_credentials: bool = False,
     parser: str | None = None,
+    v2: bool = False,
+    query: dict[str, str] | None = None,
+    force_base64: bool = False,
 ) -> AsyncIterator[NodeSio]:
     """A Node socket.io-client for the body of the ``async with``; with ``connected`` (the default) it has
     connected before the body runs. ``node_flags`` go to node itself; ``parser="msgpack"`` gives the client
-    socket.io-msgpack-parser."""
-    argv = ["node", *node_flags, str(SIO_CLIENT), f"http://{address[0]}:{address[1]}", "--nsp", nsp]
+    socket.io-msgpack-parser. ``v2``: socket.io-client 2.x instead (sio_client_v2.mjs), whose ``query`` is the
+    handshake's and, outside "/", the CONNECT's, and which with ``force_base64`` sends and asks for binary as
+    base64 text (2.x's ``forceBase64``: ``b64=1`` in the query)."""
+    script = SIO_CLIENT_V2 if v2 else SIO_CLIENT
+    argv = ["node", *node_flags, str(script), f"http://{address[0]}:{address[1]}", "--nsp", nsp]
+    if query is not None:
+        argv += ["--query", json.dumps(query)]
+    if force_base64:
+        argv += ["--forceBase64", "true"]
     if transports is not None:
         argv += ["--transports", transports]
     if auth is not None:

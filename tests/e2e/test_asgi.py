@@ -27,6 +27,7 @@ from anysio.asgi import ASGIApplication, Message, Scope
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 SIO_CLIENT = ROOT / "tests" / "node" / "sio_client.mjs"
+SIO_CLIENT_V2 = ROOT / "tests" / "node" / "sio_client_v2.mjs"
 
 pytestmark = pytest.mark.anyio
 
@@ -323,10 +324,12 @@ async def test_routing_static_files_other_app_and_lifespan(tmp_path: Path) -> No
 
 
 def serve_example() -> ASGIApplication:
-    """The example app, plus a handler that tells the tests which transport carries the session."""
+    """The example app, plus a handler that tells the tests which transport carries the session, and
+    socket.io-client 2.x let in (allow_eio3)."""
     sys.path.insert(0, str(EXAMPLES))
     example = importlib.import_module("asgi_app")
     sio: anysio.Server = example.sio
+    sio.allow_eio3 = True
 
     @sio.on("transport")
     async def transport(socket: anysio.Socket) -> str | None:
@@ -436,9 +439,9 @@ class SioClient:
 
 
 @asynccontextmanager
-async def sio_client(url: str, transports: str | None) -> AsyncIterator[SioClient]:
+async def sio_client(url: str, transports: str | None, script: Path = SIO_CLIENT) -> AsyncIterator[SioClient]:
     options = ["--reconnection", "false"] + (["--transports", transports] if transports else [])
-    async with await anyio.open_process(["node", str(SIO_CLIENT), url, *options], stderr=None) as process:
+    async with await anyio.open_process(["node", str(script), url, *options], stderr=None) as process:
         yield SioClient(process)
         # Leaving the context closes stdin: the client disconnects and exits.
 
@@ -479,6 +482,23 @@ async def test_compression_is_the_asgi_server_s(server: str) -> None:
         async with sio_client(server, "polling") as client:
             await client.expect("connect")
             assert await client.call("echo", big) == [big]
+
+
+@pytest.mark.parametrize("transports", [None, "polling"], ids=["default", "polling"])
+async def test_socket_io_client_2_beside_the_current_one(server: str, transports: str | None) -> None:
+    with anyio.fail_after(30):
+        async with sio_client(server, transports, SIO_CLIENT_V2) as old, sio_client(server, transports) as new:
+            old_id = (await old.expect("connect"))["id"]
+            new_id = (await new.expect("connect"))["id"]
+            want = "polling" if transports == "polling" else "websocket"
+            while (transport := await old.call("transport")) != [want]:
+                assert transport == ["polling"]
+            assert await old.call("join", "room") == [sorted([old_id, "room"])]
+            assert await new.call("join", "room") == [sorted([new_id, "room"])]
+            assert await new.call("chat", {"room": "room", "text": "hi"}) == ["delivered"]
+            assert (await old.expect("recv", name="chat"))["args"] == [{"room": "room", "text": "hi"}]
+            binary = [{"binary": "00ff10"}, "x", {"nested": {"binary": ""}}]
+            assert await old.call("echo", *binary) == binary
 
 
 async def test_starlette_route_beside(server: str) -> None:

@@ -127,6 +127,21 @@ async def test_app_dir_and_workers(anyio_backend: str) -> None:
         await probe(address)
 
 
+@pytest.mark.parametrize("workers", ["1", "2"])
+async def test_allow_eio3_lets_socket_io_client_2_in(anyio_backend: str, workers: str) -> None:
+    cmd = [PY, "-m", "anysio", "run", "echo:sio", "--app-dir=examples", "--port=0", f"--workers={workers}"]
+    async with serving([*cmd, f"--backend={anyio_backend}", "--allow-eio3"]) as (address, _):
+        async with node_sio(address, v2=True) as client:
+            assert await client.call("echo", "hi", b"\x01") == ["hi", b"\x01"]
+        await probe(address)
+    # Without the flag, refused as Node refuses it.
+    async with (
+        serving([*cmd, f"--backend={anyio_backend}"]) as (address, _),
+        node_sio(address, v2=True, reconnection=False, connected=False) as client,
+    ):
+        await client.expect("connect_error")
+
+
 async def test_factory(anyio_backend: str) -> None:
     cmd = [PY, "-m", "anysio", "run", "tests.e2e.apps.cli_apps:create", "--factory", "--port=0"]
     async with serving([*cmd, f"--backend={anyio_backend}", "--log-level=warning"]) as (address, _):
@@ -140,6 +155,7 @@ def test_help_shows_the_defaults() -> None:
         assert f"(default: {default})" in text
     assert "--app-dir" in done.stdout and "--factory" in done.stdout
     assert "--worker-ping-interval" in done.stdout and "--worker-ping-timeout" in done.stdout
+    assert "--allow-eio3" in done.stdout
 
 
 # ---- errors a user can fix: one line, status 1 -------------------------------------------------------------------

@@ -7,7 +7,7 @@
 // In (stdin, JSON lines): {"cmd":"send","data":"text"} | {"cmd":"send","binary":"<hex>"} |
 //   {"cmd":"close"} | {"cmd":"exit"}. EOF on stdin exits too, so keep stdin open (a pipe).
 import { Socket } from "engine.io-client";
-import { out, toJson, parseArgs, parseBool, readCommands, errorJson } from "./lib.mjs";
+import { out, toJson, parseArgs, parseBool, dispatchCommands, errorJson } from "./lib.mjs";
 
 const { url, options } = parseArgs(process.argv.slice(2));
 const opts = {};
@@ -32,18 +32,10 @@ function exit() {
   process.exit(0);
 }
 
-readCommands((cmd) => {
-  switch (cmd.cmd) {
-    case "send":
-      socket.send(cmd.binary !== undefined ? Buffer.from(cmd.binary, "hex") : cmd.data);
-      break;
-    case "close":
-      socket.close();
-      break;
-    case "exit":
-      exit();
-      break;
-    default:
-      out({ event: "bad_command", line: JSON.stringify(cmd), message: "unknown cmd" });
-  }
-}, exit);
+dispatchCommands(
+  {
+    send: (cmd) => socket.send(cmd.binary !== undefined ? Buffer.from(cmd.binary, "hex") : cmd.data),
+    close: () => socket.close(),
+  },
+  exit,
+);

@@ -89,6 +89,25 @@ export function readCommands(onCommand, onEnd) {
   rl.on("close", onEnd);
 }
 
+// Runs readCommands with one handler per command name: {"cmd": name, ...} calls handlers[name](cmd); an unknown
+// name is reported as a bad_command. "exit" and EOF call exit.
+export function dispatchCommands(handlers, exit) {
+  readCommands((cmd) => {
+    if (cmd.cmd === "exit") return exit();
+    const handler = Object.hasOwn(handlers, cmd.cmd) ? handlers[cmd.cmd] : undefined;
+    if (handler) handler(cmd);
+    else out({ event: "bad_command", line: JSON.stringify(cmd), message: "unknown cmd" });
+  }, exit);
+}
+
+// The ack_reply command of the Socket.IO clients: what later ack requests of event `name` are answered with.
+export function ackReplyCommand(ackReplies) {
+  return (cmd) => {
+    ackReplies.set(cmd.name, cmd.args ?? []);
+    out({ event: "ack_reply_set", name: cmd.name });
+  };
+}
+
 export function errorJson(err) {
   if (err instanceof Error) {
     const o = { message: err.message };

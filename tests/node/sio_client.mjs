@@ -22,7 +22,7 @@
 // text (run node with --harmony-json-parse-with-source).
 import { io } from "socket.io-client";
 import msgpackParser from "socket.io-msgpack-parser";
-import { out, toJson, fromJson, parseArgs, parseBool, readCommands, errorJson } from "./lib.mjs";
+import { out, toJson, fromJson, parseArgs, parseBool, dispatchCommands, ackReplyCommand, errorJson } from "./lib.mjs";
 
 const { url, options } = parseArgs(process.argv.slice(2));
 const opts = { forceNew: true };
@@ -80,35 +80,21 @@ function exit() {
   process.exit(0);
 }
 
-readCommands((cmd) => {
-  switch (cmd.cmd) {
-    case "emit":
-      emit(cmd);
-      break;
-    case "ack_reply":
-      ackReplies.set(cmd.name, cmd.args ?? []);
-      out({ event: "ack_reply_set", name: cmd.name });
-      break;
-    case "connect":
-      socket.connect();
-      break;
-    case "disconnect":
-      socket.disconnect();
-      break;
-    case "break":
+dispatchCommands(
+  {
+    emit,
+    ack_reply: ackReplyCommand(ackReplies),
+    connect: () => socket.connect(),
+    disconnect: () => socket.disconnect(),
+    break: (cmd) => {
       if (cmd.url) socket.io.uri = cmd.url; // reconnect elsewhere: another worker of the same server
       socket.io.reconnection(cmd.reconnect !== false);
       socket.io.engine.transport.close();
-      break;
-    case "transport": {
+    },
+    transport: () => {
       const transport = socket.io.engine.transport;
       out({ event: "transport", name: transport.name, extensions: transport.ws?.extensions ?? null });
-      break;
-    }
-    case "exit":
-      exit();
-      break;
-    default:
-      out({ event: "bad_command", line: JSON.stringify(cmd), message: "unknown cmd" });
-  }
-}, exit);
+    },
+  },
+  exit,
+);

@@ -11,7 +11,7 @@ the server layer above provides both.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
@@ -414,3 +414,29 @@ class RemoteSocket:
 
     def __repr__(self) -> str:
         return f"<RemoteSocket {self.id}>"
+
+
+class ChildNamespace(Protocol):
+    """What a parent namespace's adapter needs of each child: its adapter."""
+
+    @property
+    def adapter(self) -> Adapter: ...
+
+
+class ParentOfNamespaces(AdapterNamespace, Protocol):
+    """A parent namespace (Node's ``ParentNamespace``), as its adapter sees it: its children, by name."""
+
+    @property
+    def children(self) -> Mapping[str, ChildNamespace]: ...
+
+
+class ParentBroadcastAdapter(Adapter):
+    """A parent namespace's broadcasts: each child's adapter does its own (Node's ``ParentBroadcastAdapter``)."""
+
+    def __init__(self, nsp: ParentOfNamespaces) -> None:
+        super().__init__(nsp)
+        self.parent = nsp
+
+    async def broadcast(self, args: list[Any], opts: BroadcastOptions, ack_id: int | None = None) -> list[int]:
+        children = list(self.parent.children.values())
+        return [key for child in children for key in await child.adapter.broadcast(args, opts, ack_id)]

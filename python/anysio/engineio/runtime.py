@@ -122,8 +122,8 @@ MAX_BUFFERED = 16 * 1024 * 1024
 class EngineOptions(TypedDict, total=False):
     """The Engine.IO options every server takes: Node's engine.io options, in Python spelling, with Node's
     defaults: ping_interval 25 s, ping_timeout 20 s, upgrade_timeout 10 s, max_payload 1e6 bytes, both
-    transports, upgrades allowed, no CORS, no cookie (True for Node's ``io``), no connection limit; and one
-    that Node lacks, max_buffered (16 MiB)."""
+    transports, upgrades allowed, no CORS, no cookie (True for Node's ``io``), no connection limit, Engine.IO
+    v3 clients refused (``allow_eio3``); and one that Node lacks, max_buffered (16 MiB)."""
 
     ping_interval: float
     ping_timeout: float
@@ -152,6 +152,8 @@ class EngineOptions(TypedDict, total=False):
     #: Node's ``httpCompression``: long-polling responses of at least 1024 bytes gzip- or deflate-compressed as
     #: the request's Accept-Encoding asks (on by default; False turns it off; ``{"threshold": n}``).
     http_compression: bool | Mapping[str, Any] | None
+    #: Accept Engine.IO v3 clients, such as socket.io-client 2.x (Node's allowEIO3; off by default, as there).
+    allow_eio3: bool
 
 
 def native_core(
@@ -203,6 +205,7 @@ def native_core(
         parser=parser,
         per_message_deflate=None if deflate is None else deflate.native(),
         http_compression=compression.http_compression(options.get("http_compression", True)),
+        allow_eio3=options.get("allow_eio3", False),
     )
 
 

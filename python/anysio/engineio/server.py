@@ -62,7 +62,8 @@ class Session:
 
 
 class EngineServer:
-    """An Engine.IO v4 server. Options and defaults are those of Node's engine.io (see ``EngineOptions``)."""
+    """An Engine.IO v4 server (v3 clients too with ``allow_eio3=True``). Options and defaults are those of Node's
+    engine.io (see ``EngineOptions``)."""
 
     @checked_options(EngineOptions.__annotations__)
     def __init__(

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, Unpack, overload
 import anyio
 import anyio.abc
 
-from ..adapters.base import Acks, Adapter, BroadcastOptions, FetchedSocket
+from ..adapters.base import Acks, Adapter, FetchedSocket, ParentBroadcastAdapter
 from ..codec.wire import decode_args
 from ..engineio.http import Request, StaticFiles
 from ..engineio.runtime import (
@@ -268,7 +268,7 @@ class ParentNamespace(Namespace):
     _count = 0
 
     def __init__(self, server: Server, pattern: re.Pattern[str] | NamespaceMatcher) -> None:
-        super().__init__(server, f"/_{ParentNamespace._count}", ParentBroadcastAdapter)
+        super().__init__(server, f"/_{ParentNamespace._count}", lambda _: ParentBroadcastAdapter(self))
         ParentNamespace._count += 1
         self.pattern = pattern
         self.children: dict[str, Namespace] = {}
@@ -295,19 +295,6 @@ class ParentNamespace(Namespace):
 
     async def fetch_sockets(self) -> list[FetchedSocket]:
         raise NotImplementedError("fetch_sockets() is not supported on parent namespaces")
-
-
-class ParentBroadcastAdapter(Adapter):
-    """A parent namespace's broadcasts: each child's adapter does its own (Node's ``ParentBroadcastAdapter``)."""
-
-    def __init__(self, nsp: Namespace) -> None:
-        super().__init__(nsp)
-        assert isinstance(nsp, ParentNamespace)
-        self.parent = nsp
-
-    async def broadcast(self, args: list[Any], opts: BroadcastOptions, ack_id: int | None = None) -> list[int]:
-        children = list(self.parent.children.values())
-        return [key for child in children for key in await child.adapter.broadcast(args, opts, ack_id)]
 
 
 class Server:
@@ -462,6 +449,16 @@ class Server:
             self.static_files = StaticFiles({})
         self.static_files.add(mounts)
         self.runtime.core.set_serve_other_paths(True)
+
+    @property
+    def allow_eio3(self) -> bool:
+        """Whether Engine.IO v3 clients (socket.io-client 2.x) are accepted: the ``allow_eio3=`` option (Node's
+        ``allowEIO3``), which ``anysio run --allow-eio3`` turns on for a loaded server."""
+        return self.runtime.core.allow_eio3
+
+    @allow_eio3.setter
+    def allow_eio3(self, allow: bool) -> None:
+        self.runtime.core.allow_eio3 = allow
 
     @property
     def engine_count(self) -> int:
