@@ -7,6 +7,7 @@
 //! ids         ConnId, SessionKey, SocketKey
 //! engineio    Engine.IO v4 packets, payloads, sessions, heartbeat, upgrade (typed requests and messages in)
 //! socketio    Socket.IO v5 packets, namespaces, rooms, acks
+//! client      the client side of Engine.IO and Socket.IO on the same codecs (anysio.Client drives it)
 //! core        the engine and the layer above it, wired once for every driver
 //! driver      the mio poller that owns the sockets (its connection layer, wire, reads their bytes into
 //!             requests and messages); the socket-less driver behind the ASGI app
@@ -14,6 +15,7 @@
 //!             arguments to JSON
 //! ```
 pub mod adapter;
+pub mod client;
 pub mod core;
 pub mod driver;
 pub mod engineio;

@@ -8,10 +8,19 @@ from typing import TYPE_CHECKING
 from ._native import __version__
 from .adapters.base import Adapter, BroadcastOptions
 from .asgi import ASGIApp
+from .client.socket import Client
 from .engineio.http import Request
 from .engineio.runtime import ConnectionErrorInfo, Cookie, EngineEvents, EngineOptions, RequestRefused
 from .engineio.server import EngineServer, Session
-from .exceptions import AckTimeout, AnysioError, ClusterError, ConnectionRefused, Disconnected, ProtocolError
+from .exceptions import (
+    AckTimeout,
+    AnysioError,
+    ClusterError,
+    ConnectionError,
+    ConnectionRefused,
+    Disconnected,
+    ProtocolError,
+)
 from .server.broadcast import BroadcastOperator
 from .server.recovery import ConnectionStateRecovery
 from .server.server import Namespace, ParentNamespace, Server
@@ -38,7 +47,9 @@ __all__ = [
     "AnysioError",
     "BroadcastOperator",
     "BroadcastOptions",
+    "Client",
     "ClusterError",
+    "ConnectionError",
     "ConnectionErrorInfo",
     "ConnectionRefused",
     "ConnectionStateRecovery",

@@ -1,0 +1,272 @@
+"""One Engine.IO session of the client, as engine.io-client runs it: the handshake (long-polling, or a WebSocket
+alone), the polling GET and POST loops, the upgrade (probe, pause polling, ``5``), the heartbeat's timeout.
+
+The protocol is ``_native.ClientCore``'s; this module moves its bytes and keeps its timers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+import anyio
+import anyio.abc
+
+from .._native import ClientCore
+from .http import HttpConnection, HttpError, Refused, Target, open_websocket, request, server_message
+
+if TYPE_CHECKING:
+    from .._native import ClientEvent
+
+logger = logging.getLogger("anysio.client")
+
+_READ = 65536
+#: Closing writes its last packets (the DISCONNECT, the close packet) within this long.
+_GOODBYE = 2.0
+
+
+async def _handshake(target: Target) -> bytes:
+    """The polling handshake's answer: the open packet, maybe with more."""
+    conn = HttpConnection(target)
+    try:
+        response = await request(conn, "GET", "EIO=4&transport=polling")
+    finally:
+        await conn.aclose()
+    if response.status != 200:
+        raise Refused(server_message(response.status, response.body))
+    return response.body
+
+
+class EngineConnection:
+    """An open session. ``run`` moves its bytes until it closes and returns Node's reason: "transport close",
+    "transport error", "ping timeout", "parse error", or the one given to ``close``."""
+
+    def __init__(
+        self,
+        target: Target,
+        core: ClientCore,
+        handshake: ClientEvent,
+        deliver: Callable[[list[ClientEvent]], None],
+        *,
+        upgrade: bool,
+        timeout: float,
+    ) -> None:
+        _, self.sid, upgrades, interval, ping_timeout, _max = handshake  # type: ignore[misc]
+        self._target = target
+        self.core = core
+        self._deliver = deliver
+        self._upgrade_wanted = upgrade and "websocket" in upgrades and core.transport == "polling"
+        self._timeout = timeout
+        self._silence = (interval + ping_timeout) / 1000
+        self._last = anyio.current_time()
+        self._early: list[ClientEvent] = []
+        self._ws: anyio.abc.ByteStream | None = None
+        self._ws_lock = anyio.Lock()
+        self._get = HttpConnection(target)
+        self._post = HttpConnection(target)
+        self._post_lock = anyio.Lock()
+        self._wake = anyio.Event()
+        self._pausing = False
+        self._polling_stopped = anyio.Event()
+        self._scope: anyio.CancelScope | None = None
+        self._reason: str | None = None
+        self._goodbye = False
+
+    @classmethod
+    async def open(
+        cls,
+        target: Target,
+        transports: Sequence[str],
+        deliver: Callable[[list[ClientEvent]], None],
+        timeout: float,
+    ) -> EngineConnection:
+        """The handshake. Raises Refused (the server's message), HttpError, OSError, ValueError (not
+        Engine.IO), TimeoutError."""
+        with anyio.fail_after(timeout):
+            stream = None
+            if transports[0] == "polling":
+                core = ClientCore("polling")
+                events = core.feed_polling(await _handshake(target))
+            else:
+                core = ClientCore("websocket")
+                stream, data = await open_websocket(target, "EIO=4&transport=websocket")
+                try:
+                    events = core.feed_websocket(data)
+                    while not events:
+                        events = core.feed_websocket(await stream.receive(_READ))
+                except BaseException:
+                    await stream.aclose()
+                    raise
+        engine = cls(target, core, events[0], deliver, upgrade="websocket" in transports, timeout=timeout)
+        engine._ws = stream
+        engine._early = events[1:]
+        return engine
+
+    @property
+    def transport(self) -> str:
+        return self.core.transport
+
+    def close(self, reason: str, goodbye: bool = False) -> None:
+        """End the session (``goodbye``: send the close packet, as the client does when it disconnects)."""
+        if self._reason is None:
+            self._reason = reason
+            self._goodbye = goodbye
+        if self._scope is not None:
+            self._scope.cancel()
+
+    async def run(self) -> str:
+        with anyio.CancelScope() as self._scope:
+            if self._reason is not None:
+                self._scope.cancel()
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._heartbeat)
+                if self._ws is not None:
+                    tg.start_soon(self._read_websocket)
+                else:
+                    tg.start_soon(self._poll)
+                    tg.start_soon(self._post_loop)
+                    if self._upgrade_wanted:
+                        tg.start_soon(self._upgrade)
+                self._receive(self._early)
+                await self.flush()
+        await self._finish()
+        return self._reason or "transport close"
+
+    async def flush(self) -> None:
+        """Write what the core queued: on the WebSocket now, on polling by the POST loop."""
+        if self.core.transport == "polling":
+            self._wake.set()
+            return
+        async with self._ws_lock:
+            data = self.core.take_frames()
+            if data and self._ws is not None:
+                try:
+                    await self._ws.send(data)
+                except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
+                    self.close("transport close")
+
+    def _receive(self, events: list[ClientEvent]) -> None:
+        self._last = anyio.current_time()
+        for event in events:
+            if event[0] == "close":
+                self.close("transport close")
+                return
+        if events:
+            self._deliver(events)
+
+    def _feed(self, feed: Callable[[bytes], list[ClientEvent]], data: bytes) -> bool:
+        try:
+            events = feed(data)
+        except ValueError as e:
+            logger.warning("the server broke the protocol (%s): closing", e)
+            self.close("parse error")
+            return False
+        self._receive(events)
+        return True
+
+    async def _heartbeat(self) -> None:
+        while True:
+            deadline = self._last + self._silence
+            now = anyio.current_time()
+            if now >= deadline:
+                self.close("ping timeout")
+                return
+            await anyio.sleep(deadline - now)
+
+    async def _read_websocket(self) -> None:
+        assert self._ws is not None
+        if not self._feed(self.core.feed_websocket, b""):
+            return
+        while True:
+            try:
+                data = await self._ws.receive(_READ)
+            except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+                self.close("transport close")
+                return
+            if not self._feed(self.core.feed_websocket, data):
+                return
+            await self.flush()
+
+    def _query(self) -> str:
+        return f"EIO=4&transport=polling&sid={self.sid}"
+
+    async def _poll(self) -> None:
+        try:
+            while not self._pausing:
+                response = await request(self._get, "GET", self._query())
+                if response.status != 200:
+                    logger.info("a polling GET was answered %d: closing", response.status)
+                    self.close("transport error")
+                    return
+                if not self._feed(self.core.feed_polling, response.body):
+                    return
+                await self.flush()
+        except (OSError, HttpError, anyio.BrokenResourceError, anyio.EndOfStream) as e:
+            logger.info("a polling GET failed (%s): closing", e)
+            self.close("transport error")
+        finally:
+            self._polling_stopped.set()
+
+    async def _post_loop(self) -> None:
+        while self.core.transport == "polling":
+            await self._wake.wait()
+            self._wake = anyio.Event()
+            async with self._post_lock:
+                await self._post_queued()
+
+    async def _post_queued(self) -> None:
+        body = self.core.take_payload() if self.core.transport == "polling" else None
+        if body is None:
+            return
+        try:
+            response = await request(self._post, "POST", self._query(), body)
+        except (OSError, HttpError, anyio.BrokenResourceError, anyio.EndOfStream) as e:
+            logger.info("a polling POST failed (%s): closing", e)
+            self.close("transport error")
+            return
+        if response.status != 200:
+            logger.info("a polling POST was answered %d: closing", response.status)
+            self.close("transport error")
+
+    async def _upgrade(self) -> None:
+        """As engine.io-client: probe a WebSocket, pause polling (its GET ends with the noop the server sends
+        for the probe), send ``5`` and move what waited onto the WebSocket. A failed probe keeps polling."""
+        try:
+            with anyio.fail_after(self._timeout):
+                stream, data = await open_websocket(self._target, f"EIO=4&transport=websocket&sid={self.sid}")
+                try:
+                    await stream.send(self.core.probe_frame())
+                    while not self.core.feed_probe(data):
+                        data = await stream.receive(_READ)
+                except BaseException:
+                    await stream.aclose()
+                    raise
+        except (OSError, HttpError, ValueError, TimeoutError, anyio.EndOfStream, anyio.BrokenResourceError) as e:
+            logger.info("the upgrade to WebSocket failed (%s): staying on long-polling", e)
+            return
+        self._pausing = True
+        async with self._post_lock:
+            await self._post_queued()
+            await self._polling_stopped.wait()
+            self.core.upgrade()
+            self._ws = stream
+        self._wake.set()  # the POST loop sees the WebSocket and ends
+        await self._get.aclose()
+        await self._post.aclose()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._read_websocket)
+            await self.flush()
+
+    async def _finish(self) -> None:
+        with anyio.CancelScope(shield=True), anyio.move_on_after(_GOODBYE):
+            if self._goodbye:
+                self.core.close()
+                if self.core.transport == "polling":
+                    await self._post_queued()
+                else:
+                    self._reason = self._reason or "io client disconnect"
+                    await self.flush()
+            if self._ws is not None:
+                await self._ws.aclose()
+            await self._get.aclose()
+            await self._post.aclose()
