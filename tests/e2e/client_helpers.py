@@ -71,3 +71,51 @@ async def node_peer(*options: str, port: int = 0) -> AsyncIterator[NodePeer]:
             with anyio.CancelScope(shield=True):
                 await process.wait()
             tg.cancel_scope.cancel()
+
+
+class Proxy:
+    """A TCP proxy to ``upstream`` whose ``cut`` breaks every connection through it, as a network failure does
+    (the server sees the connection end, the client sees it closed)."""
+
+    def __init__(self, upstream: int) -> None:
+        self.upstream = upstream
+        self.port = 0
+        self._streams: set[anyio.abc.SocketStream] = set()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def cut(self) -> None:
+        streams, self._streams = self._streams, set()
+        for stream in streams:
+            await stream.aclose()
+
+    async def _pump(self, source: anyio.abc.SocketStream, sink: anyio.abc.SocketStream) -> None:
+        try:
+            async for chunk in source:
+                await sink.send(chunk)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+            pass
+        finally:
+            await sink.aclose()
+            await source.aclose()
+
+    async def _serve(self, client: anyio.abc.SocketStream) -> None:
+        server = await anyio.connect_tcp("127.0.0.1", self.upstream)
+        self._streams |= {client, server}
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._pump, client, server)
+            tg.start_soon(self._pump, server, client)
+
+
+@asynccontextmanager
+async def proxy(upstream: int) -> AsyncIterator[Proxy]:
+    p = Proxy(upstream)
+    async with await anyio.create_tcp_listener(local_host="127.0.0.1") as listener, anyio.create_task_group() as tg:
+        p.port = listener.extra(anyio.abc.SocketAttribute.local_port)
+        tg.start_soon(listener.serve, p._serve)
+        try:
+            yield p
+        finally:
+            tg.cancel_scope.cancel()
