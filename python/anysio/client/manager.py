@@ -103,15 +103,19 @@ class Manager:
         self._scope: anyio.CancelScope | None = None
         self._done = anyio.Event()
         self._tasks: anyio.abc.TaskGroup | None = None
+        self._retry_first = True
+        self._opened_once = False
 
     def spawn(self, fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> None:
         """Run a handler in the Manager's task group (it outlives reconnections)."""
         assert self._tasks is not None
         self._tasks.start_soon(fn, *args)
 
-    def start(self, socket: ManagedSocket) -> None:
-        """``socket`` wants to be connected: CONNECT now if the session is open, else when it opens."""
+    def start(self, socket: ManagedSocket, retry: bool = True) -> None:
+        """``socket`` wants to be connected: CONNECT now if the session is open, else when it opens. Without
+        ``retry``, a first connection that fails is final."""
         self._stopping = False
+        self._retry_first = retry
         if self.engine is not None:
             self.send_connect(socket)
         if not self._running:
@@ -174,7 +178,11 @@ class Manager:
                 engine = await EngineConnection.open(self.target, self.transports, self._deliver, self.timeout)
             except (OSError, HttpError, ValueError, TimeoutError) as e:
                 error = _connection_error(e, self.target)
-                final = not self.reconnection or self.backoff.attempts >= self.reconnection_attempts
+                final = (
+                    not self.reconnection
+                    or self.backoff.attempts >= self.reconnection_attempts
+                    or not (self._opened_once or self._retry_first)
+                )
                 for socket in list(self.sockets.values()):
                     if socket.wanted:
                         socket.on_open_failed(error, final)
@@ -183,6 +191,7 @@ class Manager:
                 await anyio.sleep(self.backoff.duration())
                 continue
             self.backoff.reset()
+            self._opened_once = True
             self.engine = engine
             for socket in self.sockets.values():
                 if socket.wanted:

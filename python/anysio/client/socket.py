@@ -150,16 +150,18 @@ class Client:
 
         return register
 
-    async def connect(self) -> None:
+    async def connect(self, *, retry: bool = True) -> None:
         """Connect to the namespace (and the server, unless another namespace did). Raises ConnectionError: the
-        server refused (its message), or could not be reached and reconnection is off or gave up."""
+        server refused (its message), or could not be reached and reconnection is off or gave up. With
+        ``retry=False`` (python-socketio's default) a first connection that fails is not retried; reconnection
+        still applies once connected."""
         if self.connected:
             return
         self.wanted = True
         if self._settled.is_set():
             self._settled = anyio.Event()
         self._error = None
-        self._manager.start(self)
+        self._manager.start(self, retry)
         await self._settled.wait()
         if self._error is not None:
             raise self._error
