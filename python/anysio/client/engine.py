@@ -5,6 +5,7 @@ The protocol is ``_native.ClientCore``'s; this module moves its bytes and keeps 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
@@ -61,11 +62,12 @@ class EngineConnection:
         self._last = anyio.current_time()
         self._early: list[ClientEvent] = []
         self._ws: anyio.abc.ByteStream | None = None
-        self._ws_lock = anyio.Lock()
         self._get = HttpConnection(target)
         self._post = HttpConnection(target)
         self._post_lock = anyio.Lock()
         self._wake = anyio.Event()
+        self._write_wake = anyio.Event()
+        self._unsent = b""
         self._pausing = False
         self._polling_stopped = anyio.Event()
         self._scope: anyio.CancelScope | None = None
@@ -122,28 +124,40 @@ class EngineConnection:
                 tg.start_soon(self._heartbeat)
                 if self._ws is not None:
                     tg.start_soon(self._read_websocket)
+                    tg.start_soon(self._write_websocket)
                 else:
                     tg.start_soon(self._poll)
                     tg.start_soon(self._post_loop)
                     if self._upgrade_wanted:
                         tg.start_soon(self._upgrade)
                 self._receive(self._early)
-                await self.flush()
+                self.flush()
         await self._finish()
         return self._reason or "transport close"
 
-    async def flush(self) -> None:
-        """Write what the core queued: on the WebSocket now, on polling by the POST loop."""
+    def flush(self) -> None:
+        """Have what the core queued written: by the POST loop on polling, by the writer on the WebSocket (which
+        takes every packet queued by then: emits made together leave in one write)."""
         if self.core.transport == "polling":
             self._wake.set()
-            return
-        async with self._ws_lock:
+        else:
+            self._write_wake.set()
+
+    async def _write_websocket(self) -> None:
+        assert self._ws is not None
+        while True:
+            await self._write_wake.wait()
+            self._write_wake = anyio.Event()
             data = self.core.take_frames()
-            if data and self._ws is not None:
+            if data:
+                # Kept until written: a cancellation before the write (anyio checks first) leaves it to _finish.
+                self._unsent = data
                 try:
                     await self._ws.send(data)
                 except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
                     self.close("transport close")
+                    return
+                self._unsent = b""
 
     def _receive(self, events: list[ClientEvent]) -> None:
         self._last = anyio.current_time()
@@ -185,7 +199,7 @@ class EngineConnection:
                 return
             if not self._feed(self.core.feed_websocket, data):
                 return
-            await self.flush()
+            self.flush()
 
     def _query(self) -> str:
         return f"EIO=4&transport=polling&sid={self.sid}"
@@ -200,7 +214,7 @@ class EngineConnection:
                     return
                 if not self._feed(self.core.feed_polling, response.body):
                     return
-                await self.flush()
+                self.flush()
         except (OSError, HttpError, anyio.BrokenResourceError, anyio.EndOfStream) as e:
             logger.info("a polling GET failed (%s): closing", e)
             self.close("transport error")
@@ -255,7 +269,8 @@ class EngineConnection:
         await self._post.aclose()
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._read_websocket)
-            await self.flush()
+            tg.start_soon(self._write_websocket)
+            self.flush()
 
     async def _finish(self) -> None:
         with anyio.CancelScope(shield=True), anyio.move_on_after(_GOODBYE):
@@ -263,9 +278,9 @@ class EngineConnection:
                 self.core.close()
                 if self.core.transport == "polling":
                     await self._post_queued()
-                else:
-                    self._reason = self._reason or "io client disconnect"
-                    await self.flush()
+                elif self._ws is not None:
+                    with contextlib.suppress(OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
+                        await self._ws.send(self._unsent + self.core.take_frames())
             if self._ws is not None:
                 await self._ws.aclose()
             await self._get.aclose()

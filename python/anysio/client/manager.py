@@ -7,6 +7,7 @@ returns while the connection goes on, as with every Socket.IO client; ``async wi
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 import math
 import random
@@ -63,6 +64,46 @@ class Backoff:
         self.attempts = 0
 
 
+class Expiring(Protocol):
+    """What a deadline ends: an ack's wait (``socket._Pending``)."""
+
+    done: anyio.Event
+
+    def expire(self) -> None: ...
+
+
+class Deadlines:
+    """The acks' timeouts in one task: a heap of deadlines, instead of a cancel scope around every wait (which
+    costs as much as the rest of an ack's round trip). Entries whose wait ended are dropped when they come up."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, Expiring]] = []
+        self._count = 0
+        self._wake = anyio.Event()
+
+    def add(self, deadline: float, waiter: Expiring) -> None:
+        self._count += 1
+        heapq.heappush(self._heap, (deadline, self._count, waiter))
+        if self._heap[0][2] is waiter:
+            self._wake.set()  # the earliest: the task's sleep is too long
+
+    async def run(self) -> None:
+        heap = self._heap
+        while True:
+            while heap and heap[0][2].done.is_set():
+                heapq.heappop(heap)
+            self._wake = anyio.Event()
+            if not heap:
+                await self._wake.wait()
+                continue
+            delay = heap[0][0] - anyio.current_time()
+            if delay <= 0:
+                heapq.heappop(heap)[2].expire()
+                continue
+            with anyio.move_on_after(delay):
+                await self._wake.wait()
+
+
 class ManagedSocket(Protocol):
     """What the Manager needs of a namespace's socket (``socket.Client``)."""
 
@@ -105,11 +146,23 @@ class Manager:
         self._tasks: anyio.abc.TaskGroup | None = None
         self._retry_first = True
         self._opened_once = False
+        self._deadlines: Deadlines | None = None
 
     def spawn(self, fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> None:
         """Run a handler in the Manager's task group (it outlives reconnections)."""
         assert self._tasks is not None
         self._tasks.start_soon(fn, *args)
+
+    def expire_at(self, deadline: float, waiter: Expiring) -> bool:
+        """Have ``waiter.expire()`` called at ``deadline`` unless it is done by then; False when the Manager is
+        not running (the caller times its wait itself)."""
+        if self._tasks is None:
+            return False
+        if self._deadlines is None:
+            self._deadlines = Deadlines()
+            self._tasks.start_soon(self._deadlines.run)
+        self._deadlines.add(deadline, waiter)
+        return True
 
     def start(self, socket: ManagedSocket, retry: bool = True) -> None:
         """``socket`` wants to be connected: CONNECT now if the session is open, else when it opens. Without
@@ -128,16 +181,12 @@ class Manager:
             return
         nsp = next(n for n, s in self.sockets.items() if s is socket)
         self.engine.core.connect(nsp, socket.connect_packet())
-        self.flush_soon()
+        self.flush()
 
-    def flush_soon(self) -> None:
-        """Write what was queued from a synchronous caller (a handler's ack, a CONNECT)."""
-        if self.engine is not None and self._tasks is not None:
-            self._tasks.start_soon(self.engine.flush)
-
-    async def flush(self) -> None:
+    def flush(self) -> None:
+        """Have what was queued written (a CONNECT, an ack)."""
         if self.engine is not None:
-            await self.engine.flush()
+            self.engine.flush()
 
     async def release(self) -> None:
         """A socket left: when none is wanted any more, close the session ("io client disconnect") and wait."""
@@ -168,6 +217,7 @@ class Manager:
             self._running = False
             self.engine = None
             self._tasks = None
+            self._deadlines = None
             for socket in list(self.sockets.values()):
                 socket.on_stopped()
             self._done.set()

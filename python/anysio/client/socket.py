@@ -41,12 +41,21 @@ def ack_values(result: Any) -> list[Any]:
 
 
 class _Pending:
-    __slots__ = ("done", "error", "values")
+    """An ack waited for."""
 
-    def __init__(self) -> None:
+    __slots__ = ("done", "error", "event", "timeout", "values")
+
+    def __init__(self, event: str, timeout: float | None) -> None:
+        self.event = event
+        self.timeout = timeout
         self.done = anyio.Event()
         self.values: list[Any] = []
         self.error: BaseException | None = None
+
+    def expire(self) -> None:
+        if not self.done.is_set():
+            self.error = AckTimeout(f"no ack for {self.event!r} within {self.timeout:g} s")
+            self.done.set()
 
 
 def _target(url: str, path: str, headers: Mapping[str, str] | None) -> tuple[Target, str]:
@@ -172,7 +181,7 @@ class Client:
         engine = self._manager.engine
         if self.connected and engine is not None:
             engine.core.disconnect(self.namespace)
-            await engine.flush()
+            engine.flush()
         self._closed("io client disconnect")
         self._settle(ConnectionError("disconnected before the connection was made"))
         await self._manager.release()
@@ -197,26 +206,25 @@ class Client:
         self._send(event, args, None)
         engine = self._manager.engine
         if engine is not None:
-            await engine.flush()
+            engine.flush()
 
     async def emit_with_ack(self, event: str, *args: Any, timeout: float | None = None) -> Any:
         """Send an event and return the server's ack: its one value, a tuple of several, None for none. Raises
         AckTimeout after ``timeout`` seconds, Disconnected when the connection ends first."""
         ack_id = self._next_id
         self._next_id += 1
-        pending = self._acks[ack_id] = _Pending()
+        pending = self._acks[ack_id] = _Pending(event, timeout)
         try:
             self._send(event, args, ack_id)
             engine = self._manager.engine
             if engine is not None:
-                await engine.flush()
-            if timeout is None:
+                engine.flush()
+            if timeout is None or self._manager.expire_at(anyio.current_time() + timeout, pending):
                 await pending.done.wait()
             else:
-                with anyio.fail_after(timeout):
+                with anyio.move_on_after(timeout):
                     await pending.done.wait()
-        except TimeoutError:
-            raise AckTimeout(f"no ack for {event!r} within {timeout} s") from None
+                pending.expire()
         finally:
             self._acks.pop(ack_id, None)
         if pending.error is not None:
@@ -282,7 +290,7 @@ class Client:
         if engine is not None:
             for args, ack_id, attachments in buffer:
                 engine.core.event(self.namespace, args, ack_id, attachments or None)
-            self._manager.flush_soon()
+            self._manager.flush()
         self._settle(None)
         self._call_reserved("connect")
 
@@ -358,7 +366,7 @@ class Client:
             logger.error("a handler returned what cannot be sent: %s", e)
             return
         engine.core.ack(self.namespace, ack_id, data, attachments or None)
-        self._manager.flush_soon()
+        self._manager.flush()
 
     def _closed(self, reason: str) -> None:
         if not self.connected:
