@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
@@ -59,7 +60,7 @@ class EngineConnection:
         self._upgrade_wanted = upgrade and "websocket" in upgrades and core.transport == "polling"
         self._timeout = timeout
         self._silence = (interval + ping_timeout) / 1000
-        self._last = anyio.current_time()
+        self._last = time.monotonic()
         self._early: list[ClientEvent] = []
         self._ws: anyio.abc.ByteStream | None = None
         self._get = HttpConnection(target)
@@ -160,7 +161,7 @@ class EngineConnection:
                 self._unsent = b""
 
     def _receive(self, events: list[ClientEvent]) -> None:
-        self._last = anyio.current_time()
+        self._last = time.monotonic()
         for event in events:
             if event[0] == "close":
                 self.close("transport close")
@@ -181,7 +182,7 @@ class EngineConnection:
     async def _heartbeat(self) -> None:
         while True:
             deadline = self._last + self._silence
-            now = anyio.current_time()
+            now = time.monotonic()
             if now >= deadline:
                 self.close("ping timeout")
                 return

@@ -11,6 +11,7 @@ import heapq
 import logging
 import math
 import random
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -43,6 +44,24 @@ def spawn_detached(fn: Callable[[], Awaitable[None]]) -> None:
     task.add_done_callback(_tasks.discard)
 
 
+class OneShot(Protocol):
+    """An event set once: the running loop's own (``asyncio.Event``, ``trio.Event``), which costs half of anyio's
+    wrapper on an ack's path."""
+
+    def is_set(self) -> bool: ...
+    def set(self) -> None: ...
+    async def wait(self) -> object: ...
+
+
+def one_shot_factory() -> Callable[[], OneShot]:
+    """The running loop's event class."""
+    if sniffio.current_async_library() == "trio":
+        import trio  # only on trio, where it is installed
+
+        return trio.Event
+    return asyncio.Event
+
+
 class Backoff:
     """socket.io-client's backoff (backo2): ``min * 2**attempts``, moved by up to ``jitter`` of itself either way,
     at most ``max`` (seconds)."""
@@ -67,7 +86,8 @@ class Backoff:
 class Expiring(Protocol):
     """What a deadline ends: an ack's wait (``socket._Pending``)."""
 
-    done: anyio.Event
+    @property
+    def done(self) -> OneShot: ...
 
     def expire(self) -> None: ...
 
@@ -82,6 +102,7 @@ class Deadlines:
         self._wake = anyio.Event()
 
     def add(self, deadline: float, waiter: Expiring) -> None:
+        """``deadline``: on ``time.monotonic()``'s clock (the event loop's would cost a backend lookup per ack)."""
         self._count += 1
         heapq.heappush(self._heap, (deadline, self._count, waiter))
         if self._heap[0][2] is waiter:
@@ -96,7 +117,7 @@ class Deadlines:
             if not heap:
                 await self._wake.wait()
                 continue
-            delay = heap[0][0] - anyio.current_time()
+            delay = heap[0][0] - time.monotonic()
             if delay <= 0:
                 heapq.heappop(heap)[2].expire()
                 continue

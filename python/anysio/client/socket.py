@@ -6,6 +6,7 @@ from __future__ import annotations
 import inspect
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -18,7 +19,7 @@ from ..codec.coerce import CoercionError, Plan, plan
 from ..codec.wire import BadAttachments, Undecodable, decode_args, encode_args
 from ..exceptions import AckTimeout, ConnectionError, Disconnected, checked_options, reply_value
 from .http import Target
-from .manager import Manager
+from .manager import Manager, OneShot, one_shot_factory
 
 if TYPE_CHECKING:
     from .._native import ClientEvent
@@ -45,10 +46,10 @@ class _Pending:
 
     __slots__ = ("done", "error", "event", "timeout", "values")
 
-    def __init__(self, event: str, timeout: float | None) -> None:
+    def __init__(self, event: str, timeout: float | None, done: OneShot) -> None:
         self.event = event
         self.timeout = timeout
-        self.done = anyio.Event()
+        self.done = done
         self.values: list[Any] = []
         self.error: BaseException | None = None
 
@@ -117,6 +118,7 @@ class Client:
         self._auth = auth
         self._handlers: dict[str, tuple[Callable[..., Any], Plan | None]] = {}
         self._acks: dict[int, _Pending] = {}
+        self._one_shot: Callable[[], OneShot] | None = None
         self._next_id = 0
         self._buffer: list[tuple[str, int | None, list[bytes]]] = []
         self._settled = anyio.Event()
@@ -213,13 +215,15 @@ class Client:
         AckTimeout after ``timeout`` seconds, Disconnected when the connection ends first."""
         ack_id = self._next_id
         self._next_id += 1
-        pending = self._acks[ack_id] = _Pending(event, timeout)
+        if self._one_shot is None:
+            self._one_shot = one_shot_factory()
+        pending = self._acks[ack_id] = _Pending(event, timeout, self._one_shot())
         try:
             self._send(event, args, ack_id)
             engine = self._manager.engine
             if engine is not None:
                 engine.flush()
-            if timeout is None or self._manager.expire_at(anyio.current_time() + timeout, pending):
+            if timeout is None or self._manager.expire_at(time.monotonic() + timeout, pending):
                 await pending.done.wait()
             else:
                 with anyio.move_on_after(timeout):
