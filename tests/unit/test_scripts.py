@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 FAKE_PYTHON = f"""#!/bin/sh
 echo "python $*" >> "$LOG"
 case "$*" in
-  "-c import anysio._native" | "-m pytest"* | "-m mypy.stubtest"* | "bench/run.py"*) exit 0 ;;
+  "-c import anysio._native" | "-m pytest"* | "-m mypy.stubtest"* | "bench/run.py"* | "bench/client.py"*) exit 0 ;;
 esac
 exec {sys.executable} "$@"
 """
@@ -89,6 +89,7 @@ def test_quick_runs_pytest_alone(tmp_path: Path) -> None:
         "lint-imports",
         "mkdocs build --strict --quiet",
         "python bench/run.py --smoke",
+        "python bench/client.py --smoke",
         "fuzz.sh 15",
     ):
         assert tool in full, full
