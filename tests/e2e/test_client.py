@@ -13,7 +13,10 @@ import anyio
 import pytest
 
 import anysio
+from anysio import EngineServer, Session
 from tests.e2e.client_helpers import NodePeer, node_peer
+from tests.e2e.conftest import EchoServer
+from tests.e2e.conftest import serving as eio_serving
 from tests.e2e.sio_helpers import WAIT, Record, demo_server, serving
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
@@ -231,3 +234,40 @@ async def test_a_server_that_does_not_answer_as_socket_io_is_a_clear_error(answe
     assert message and "\n" not in message
     if answer == "a refusal":
         assert message == "Forbidden, no"
+
+
+async def test_an_engine_io_server_without_socket_io_is_refused_as_node_says(anyio_backend: str) -> None:
+    """A CONNECT echoed back without a sid (an Engine.IO echo server, or Socket.IO v2): connect_error."""
+    async with eio_serving(EchoServer(path="/socket.io")) as server:
+        host, port = server.address
+        client = anysio.Client(f"http://{host}:{port}", reconnection=False)
+        with anyio.fail_after(WAIT), pytest.raises(anysio.ConnectionError, match="Socket.IO server in v2.x"):
+            await client.connect()
+        await server.wait_for(lambda: server.closed)  # and the connection is closed, not left open
+
+
+@pytest.mark.parametrize("transports", ["upgrade", "websocket"])
+async def test_garbage_from_a_connected_server_closes_with_parse_error(
+    transports: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    eio = EngineServer(path="/socket.io", ping_interval=30, ping_timeout=30)
+
+    @eio.on_message
+    def answer(session: Session, data: str | bytes) -> None:
+        session.send('0{"sid":"s1"}' if data == "0" else "this is not a Socket.IO packet")
+
+    async with anyio.create_task_group() as tg:
+        host, port = await tg.start(eio.serve, "127.0.0.1", 0)
+        client = anysio.Client(f"http://{host}:{port}", transports=TRANSPORTS[transports], reconnection=False)
+        reasons: list[str] = []
+        client.on("disconnect")(reasons.append)
+        with anyio.fail_after(WAIT):
+            await client.connect()
+            assert client.id == "s1"
+            with pytest.raises(anysio.Disconnected):
+                await client.emit_with_ack("anything")
+            await client.wait()
+        tg.cancel_scope.cancel()
+    assert reasons == ["parse error"]
+    [warning] = [r.getMessage() for r in caplog.records if r.name == "anysio.client"]
+    assert warning == "the server broke the protocol (unknown packet type: this is not a Socket.IO packet): closing"

@@ -32,6 +32,10 @@ Auth = Mapping[str, Any] | Callable[[], Mapping[str, Any]] | None
 #: Names socket.io-client refuses to emit: they are the socket's own events.
 RESERVED = frozenset({"connect", "connect_error", "disconnect", "disconnecting", "newListener", "removeListener"})
 _TRANSPORTS = ("polling", "websocket")
+V2_SERVER = (
+    "It seems you are trying to reach a Socket.IO server in v2.x with a v3.x client, but they are not compatible"
+    " (more information here: https://socket.io/docs/v3/migrating-from-2-x-to-3-0/)"
+)
 
 
 def ack_values(result: Any) -> list[Any]:
@@ -285,9 +289,13 @@ class Client:
     def _on_connect(self, data: str | None) -> None:
         info = json.loads(data) if data else {}
         sid, pid = info.get("sid"), info.get("pid")
+        if not isinstance(sid, str):
+            # socket.io-client's words: a CONNECT without a sid comes from a Socket.IO v2 server (or none at all).
+            self._on_connect_error(json.dumps({"message": V2_SERVER}))
+            return
         self.recovered = pid is not None and pid == self._pid
         self._pid = pid if isinstance(pid, str) else None
-        self.id = sid if isinstance(sid, str) else None
+        self.id = sid
         self.connected = True
         engine = self._manager.engine
         buffer, self._buffer = self._buffer, []
