@@ -241,7 +241,7 @@ async def test_an_engine_io_server_without_socket_io_is_refused_as_node_says(any
     async with eio_serving(EchoServer(path="/socket.io")) as server:
         host, port = server.address
         client = anysio.Client(f"http://{host}:{port}", reconnection=False)
-        with anyio.fail_after(WAIT), pytest.raises(anysio.ConnectionError, match="Socket.IO server in v2.x"):
+        with anyio.fail_after(WAIT), pytest.raises(anysio.ConnectionError, match=r"Socket\.IO server in v2\.x"):
             await client.connect()
         await server.wait_for(lambda: server.closed)  # and the connection is closed, not left open
 
