@@ -81,6 +81,7 @@ class Proxy:
         self.upstream = upstream
         self.port = 0
         self._streams: set[anyio.abc.SocketStream] = set()
+        self._frozen: set[anyio.abc.SocketStream] = set()
 
     @property
     def url(self) -> str:
@@ -91,10 +92,17 @@ class Proxy:
         for stream in streams:
             await stream.aclose()
 
+    def freeze(self) -> None:
+        """Stop carrying the connections through it, without closing them (a network that went silent); new
+        connections are carried."""
+        self._frozen |= self._streams
+        self._streams = set()
+
     async def _pump(self, source: anyio.abc.SocketStream, sink: anyio.abc.SocketStream) -> None:
         try:
             async for chunk in source:
-                await sink.send(chunk)
+                if source not in self._frozen:
+                    await sink.send(chunk)
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
             pass
         finally:

@@ -21,7 +21,7 @@ from tests.e2e.sio_helpers import WAIT, Record, demo_server, serving
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
 
-TRANSPORTS = {"upgrade": ["polling", "websocket"], "websocket": ["websocket"]}
+TRANSPORTS = {"upgrade": ["polling", "websocket"], "websocket": ["websocket"], "polling": ["polling"]}
 
 
 @dataclass
@@ -62,12 +62,15 @@ async def upgraded(client: anysio.Client) -> None:
             await client.emit_with_ack("echo", "wait")
 
 
-@pytest.mark.parametrize("transports", ["upgrade", "websocket"])
+@pytest.mark.parametrize("transports", ["upgrade", "websocket", "polling"])
 async def test_connect_emit_with_ack_and_binary_anywhere(peer: Peer, transports: str) -> None:
     with anyio.fail_after(WAIT):
         async with anysio.Client(peer.url, transports=TRANSPORTS[transports], reconnection=False) as client:
             assert client.connected and client.id
-            await upgraded(client)
+            if transports == "polling":
+                assert client.transport == "polling"  # no upgrade asked for: none made
+            else:
+                await upgraded(client)
             if peer.node is not None:  # long-polling first, then the upgrade, as the official client
                 [connection] = await peer.node.expect("connection")
                 assert connection["transport"] == TRANSPORTS[transports][0]

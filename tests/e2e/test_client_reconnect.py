@@ -66,6 +66,19 @@ async def test_it_reconnects_after_anysios_server_restarts() -> None:
         tg.cancel_scope.cancel()
 
 
+async def test_a_silent_server_is_a_ping_timeout_then_a_reconnection(anyio_backend: str) -> None:
+    sio, _ = demo_server(ping_interval=0.5, ping_timeout=0.5)
+    async with serving(sio) as (_, port), proxy(port) as link:
+        client = fast(link.url)
+        record = recorded(client)
+        with anyio.fail_after(WAIT):
+            async with client:
+                link.freeze()  # no more pings reach the client: it gives up after ping_interval + ping_timeout
+                assert (await record.wait("disconnect"))[0] == "ping timeout"
+                await record.wait("connect", 2)
+                assert await client.emit_with_ack("add", 1, 1) == 2
+
+
 async def test_reconnection_gives_up_after_its_attempts() -> None:
     listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
     port = listener.extra(anyio.abc.SocketAttribute.local_port)

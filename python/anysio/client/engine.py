@@ -68,7 +68,6 @@ class EngineConnection:
         self._post_lock = anyio.Lock()
         self._wake = anyio.Event()
         self._write_wake = anyio.Event()
-        self._unsent = b""
         self._pausing = False
         self._polling_stopped = anyio.Event()
         self._scope: anyio.CancelScope | None = None
@@ -151,14 +150,13 @@ class EngineConnection:
             self._write_wake = anyio.Event()
             data = self.core.take_frames()
             if data:
-                # Kept until written: a cancellation before the write (anyio checks first) leaves it to _finish.
-                self._unsent = data
                 try:
-                    await self._ws.send(data)
+                    # Written whole or not at all: the packets are out of the core, and a close cancels this task.
+                    with anyio.move_on_after(self._timeout, shield=True):
+                        await self._ws.send(data)
                 except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
                     self.close("transport close")
                     return
-                self._unsent = b""
 
     def _receive(self, events: list[ClientEvent]) -> None:
         self._last = time.monotonic()
@@ -233,14 +231,17 @@ class EngineConnection:
         body = self.core.take_payload() if self.core.transport == "polling" else None
         if body is None:
             return
+        response = None
         try:
-            response = await request(self._post, "POST", self._query(), body)
+            # As the WebSocket's writes: a POST under way finishes, so a close never loses its packets.
+            with anyio.move_on_after(self._timeout, shield=True):
+                response = await request(self._post, "POST", self._query(), body)
         except (OSError, HttpError, anyio.BrokenResourceError, anyio.EndOfStream) as e:
             logger.info("a polling POST failed (%s): closing", e)
             self.close("transport error")
             return
-        if response.status != 200:
-            logger.info("a polling POST was answered %d: closing", response.status)
+        if response is None or response.status != 200:
+            logger.info("a polling POST was answered %s: closing", response.status if response else "too late")
             self.close("transport error")
 
     async def _upgrade(self) -> None:
@@ -276,12 +277,16 @@ class EngineConnection:
     async def _finish(self) -> None:
         with anyio.CancelScope(shield=True), anyio.move_on_after(_GOODBYE):
             if self._goodbye:
-                self.core.close()
                 if self.core.transport == "polling":
+                    # As engine.io-client: the close packet only once what was queued is written (Node hands a
+                    # payload's Socket.IO packets on a tick later, so a DISCONNECT beside it would be lost).
+                    await self._post_queued()
+                    self.core.close()
                     await self._post_queued()
                 elif self._ws is not None:
+                    self.core.close()
                     with contextlib.suppress(OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
-                        await self._ws.send(self._unsent + self.core.take_frames())
+                        await self._ws.send(self.core.take_frames())
             if self._ws is not None:
                 await self._ws.aclose()
             await self._get.aclose()
