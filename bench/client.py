@@ -81,8 +81,18 @@ async def measure(call: Any, in_flight: int, warmup: float, seconds: float) -> d
             if now >= start and done <= end:
                 latencies.append(done - now)
 
+    cpu: list[float] = []
+
+    async def clock() -> None:
+        """The process's CPU time over the measured window: per ack, a figure the machine's load moves less."""
+        await anyio.sleep(max(0.0, start - anyio.current_time()))
+        first = time.process_time()
+        await anyio.sleep(max(0.0, end - anyio.current_time()))
+        cpu.append(time.process_time() - first)
+
     with anyio.fail_after(warmup + seconds + 30):
         async with anyio.create_task_group() as tg:
+            tg.start_soon(clock)
             for _ in range(in_flight):
                 tg.start_soon(worker)
     latencies.sort()
@@ -92,6 +102,7 @@ async def measure(call: Any, in_flight: int, warmup: float, seconds: float) -> d
         "p50_ms": pick(0.5) if pick else None,
         "p99_ms": pick(0.99) if pick else None,
         "bad_acks": bad,
+        "cpu_us_per_ack": cpu[0] / len(latencies) * 1e6 if latencies and cpu else None,
     }
 
 
@@ -166,14 +177,15 @@ def report(medians: dict[str, dict[str, Any]], load: tuple[float, float], args: 
     lines = [
         f"client echo with acks against Node socket.io, 1 connection, {args.in_flight} in flight, "
         f"{args.seconds:g} s x {args.reps} reps (medians); load average {load[0]:.2f} before, {load[1]:.2f} after",
-        f"{'client':18} {'acks/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'bad':>5} {'vs pysio':>9}",
+        f"{'client':18} {'acks/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'CPU us/ack':>11} {'bad':>5} {'vs pysio':>9}",
     ]
     for name in CLIENTS:
         m = medians[name]
         vs = ratio(name, "python-socketio")
         lines.append(
             f"{name:18} {fmt(m['acks_per_s'], ',.0f'):>10} {fmt(m['p50_ms'], '.2f'):>8} "
-            f"{fmt(m['p99_ms'], '.2f'):>8} {m['bad_acks']:>5} {fmt(vs, '.2f') + 'x':>9}"
+            f"{fmt(m['p99_ms'], '.2f'):>8} {fmt(m['cpu_us_per_ack'], '.1f'):>11} {m['bad_acks']:>5} "
+            f"{fmt(vs, '.2f') + 'x':>9}"
         )
     speed, trio = ratio("anysio-asyncio", "python-socketio"), ratio("anysio-trio", "anysio-asyncio")
     if not args.smoke:
@@ -207,7 +219,7 @@ def bench_main(args: argparse.Namespace) -> int:
     medians = {
         name: {
             key: statistics.median(r[key] for r in results) if all(r[key] is not None for r in results) else None
-            for key in ("acks_per_s", "p50_ms", "p99_ms")
+            for key in ("acks_per_s", "p50_ms", "p99_ms", "cpu_us_per_ack")
         }
         | {"bad_acks": sum(r["bad_acks"] for r in results)}
         for name, results in runs.items()

@@ -274,3 +274,20 @@ async def test_garbage_from_a_connected_server_closes_with_parse_error(
     assert reasons == ["parse error"]
     [warning] = [r.getMessage() for r in caplog.records if r.name == "anysio.client"]
     assert warning == "the server broke the protocol (unknown packet type: this is not a Socket.IO packet): closing"
+
+
+@pytest.mark.parametrize("transports", ["upgrade", "websocket"])
+async def test_emits_before_the_connection_leave_on_connect_with_headers_and_auth(
+    anyio_backend: str, transports: str
+) -> None:
+    async with node_peer() as node:
+        client = anysio.Client(
+            node.url, transports=TRANSPORTS[transports], headers={"X-Token": "t0k"}, auth=lambda: {"n": 1}
+        )
+        await client.emit("tell", "early", {"blob": b"\x01\x02"})  # buffered until connected, as socket.io-client
+        with anyio.fail_after(WAIT):
+            async with client:
+                [told] = await node.expect("told")
+                [connection] = await node.expect("connection")
+    assert told["args"] == ["early", {"blob": {"type": "Buffer", "data": [1, 2]}}]
+    assert (connection["auth"], connection["xtoken"]) == ({"n": 1}, "t0k")

@@ -18,6 +18,7 @@ const io = new Server(httpServer, {
 function handlers(socket) {
   const nsp = socket.nsp.name;
   say({ event: "connection", nsp, id: socket.id, eio: socket.conn.id, auth: socket.handshake.auth, recovered: socket.recovered,
+        xtoken: socket.handshake.headers["x-token"] ?? null,
         transport: socket.conn.transport.name });
   socket.conn.on("upgrade", (t) => say({ event: "upgrade", nsp, transport: t.name }));
   socket.on("disconnect", (reason) => say({ event: "disconnect", nsp, id: socket.id, reason }));
