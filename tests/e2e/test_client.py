@@ -291,3 +291,13 @@ async def test_emits_before_the_connection_leave_on_connect_with_headers_and_aut
                 [connection] = await node.expect("connection")
     assert told["args"] == ["early", {"blob": {"type": "Buffer", "data": [1, 2]}}]
     assert (connection["auth"], connection["xtoken"]) == ({"n": 1}, "t0k")
+
+
+async def test_a_connect_the_server_never_answers_times_out(anyio_backend: str) -> None:
+    eio = EngineServer(path="/socket.io", ping_interval=0.2, ping_timeout=0.2)  # the session itself stays alive
+    async with anyio.create_task_group() as tg:
+        host, port = await tg.start(eio.serve, "127.0.0.1", 0)
+        client = anysio.Client(f"http://{host}:{port}", timeout=0.5, reconnection=False)
+        with anyio.fail_after(WAIT), pytest.raises(anysio.ConnectionError, match=r"^timeout: no answer to CONNECT"):
+            await client.connect()
+        tg.cancel_scope.cancel()

@@ -63,6 +63,22 @@ class _Pending:
             self.done.set()
 
 
+class _ConnectWait:
+    """A CONNECT waiting for its answer (manager.Expiring)."""
+
+    __slots__ = ("_client", "done")
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+        self.done = client._settled
+
+    def expire(self) -> None:
+        client = self._client
+        if not self.done.is_set():
+            timeout = client._manager.timeout
+            client._on_connect_error(json.dumps({"message": f"timeout: no answer to CONNECT within {timeout:g} s"}))
+
+
 def _target(url: str, path: str, headers: Mapping[str, str] | None) -> tuple[Target, str]:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https", "ws", "wss") or not parts.hostname:
@@ -252,6 +268,10 @@ class Client:
     # What the Manager calls (manager.ManagedSocket).
 
     def connect_packet(self) -> str | None:
+        """The CONNECT's data; the server has ``timeout`` seconds to answer it (not in socket.io-client, whose
+        connect() would wait as long as the server keeps the session open: a connect never hangs here)."""
+        if not self._settled.is_set():
+            self._manager.expire_at(time.monotonic() + self._manager.timeout, _ConnectWait(self))
         auth = self._auth() if callable(self._auth) else self._auth
         if self._pid is not None:
             auth = {"pid": self._pid, "offset": self._offset, **(auth or {})}
