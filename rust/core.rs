@@ -14,6 +14,7 @@
 use std::collections::VecDeque;
 use std::time::Instant;
 
+use crate::deadline::earliest;
 use crate::engineio::{self, Engine};
 use crate::socketio::{self, SocketIo};
 
@@ -79,14 +80,6 @@ impl Layer for SocketIo {
 pub struct Core<L> {
     pub engine: Engine,
     pub layer: L,
-}
-
-/// The earlier of two optional deadlines.
-pub fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
 }
 
 impl<L: Layer> Core<L> {

@@ -5,6 +5,7 @@
 //! http        HTTP/1.1 requests and responses for the Engine.IO path
 //! websocket   RFC 6455 frames and the opening handshake
 //! ids         ConnId, SessionKey, SocketKey
+//! deadline    the earliest of the layers' next deadlines
 //! engineio    Engine.IO v4 packets, payloads, sessions, heartbeat, upgrade (typed requests and messages in)
 //! socketio    Socket.IO v5 packets, namespaces, rooms, acks
 //! client      the client side of Engine.IO and Socket.IO on the same codecs (anysio.Client drives it)
@@ -17,6 +18,7 @@
 pub mod adapter;
 pub mod client;
 pub mod core;
+pub mod deadline;
 pub mod driver;
 pub mod engineio;
 pub mod http;

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Installs the Node packages the tests use: tests/node (official clients, reference servers), tests/browser
-# (playwright-core, which drives Debian's Chromium) and tests/cluster (Node servers on @socket.io/redis-adapter, the
-# redis emitter). Idempotent per directory: runs `npm ci` only when node_modules is missing or older than
-# package-lock.json.
+# Installs the Node packages the tests use: tests/node (official clients, reference servers, and the Admin UI that
+# anysio serves with its icons: @socket.io/admin-ui, @mdi/font), tests/browser (playwright-core, which drives
+# Debian's Chromium) and tests/cluster (Node servers on @socket.io/redis-adapter, the redis emitter). Idempotent
+# per directory: runs `npm ci` only when node_modules is missing or older than package-lock.json.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 for name in node browser cluster; do

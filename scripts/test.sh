@@ -47,7 +47,8 @@ if [ "$quick" = 0 ]; then
     python -m mypy.stubtest anysio._native --allowlist tests/stubtest-allowlist.txt
 
     step "documentation site: mkdocs build --strict (warnings are errors)"
-    NO_MKDOCS_2_WARNING=1 mkdocs build --strict --quiet   # into site/ (ignored by git)
+    # Not --quiet: it hides the warnings from --strict too (a page missing from the nav passed).
+    NO_MKDOCS_2_WARNING=1 mkdocs build --strict   # into site/ (ignored by git)
 
     step "benchmark harness, smoke run (tiny loads: checks that the harness works; no figures are judged)"
     python bench/run.py --smoke

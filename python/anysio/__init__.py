@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from ._native import __version__
 from .adapters.base import Adapter, BroadcastOptions
+from .admin.instrument import instrument
 from .asgi import ASGIApp
 from .client.socket import Client
 from .engineio.http import Request
@@ -22,6 +23,7 @@ from .exceptions import (
     ProtocolError,
 )
 from .server.broadcast import BroadcastOperator
+from .server.observer import Observer
 from .server.recovery import ConnectionStateRecovery
 from .server.server import Namespace, ParentNamespace, Server
 from .server.socket import Ack, Handshake, Socket, TimedSocket
@@ -61,6 +63,7 @@ __all__ = [
     "EngineServer",
     "Handshake",
     "Namespace",
+    "Observer",
     "ParentNamespace",
     "ProtocolError",
     "RedisCluster",
@@ -71,4 +74,5 @@ __all__ = [
     "Socket",
     "TimedSocket",
     "__version__",
+    "instrument",
 ]

@@ -114,7 +114,8 @@ class ASGIApp:
     """An ASGI application serving ``sio`` under ``/{socketio_path}/``.
 
     Other requests go to ``other_app`` when given (a Starlette or FastAPI app, say), else to ``static_files``
-    (URL prefix -> directory or file), else get a 404. Lifespan events are forwarded to ``other_app``.
+    (URL prefix -> directory or file) or the server's own (``Server(static_files=)``, ``add_static_files``: the
+    Admin UI's), else get a 404. Lifespan events are forwarded to ``other_app``.
     """
 
     @checked_options()
@@ -158,8 +159,10 @@ class ASGIApp:
         if self.other_app is not None:
             return await self.other_app(scope, receive, send)
         if kind == "http":
-            if self.static_files is not None:
-                status, headers, body = await self.static_files.respond(scope["method"], path)
+            # Else the files the server itself serves (``Server.add_static_files``: the Admin UI's).
+            files = self.static_files or (self.sio.static_files if isinstance(self.sio, Server) else None)
+            if files is not None:
+                status, headers, body = await files.respond(scope["method"], path)
                 return await _plain(send, status, body, _encode_headers(headers))
             return await _plain(send, 404, b"Not Found")
         if kind == "websocket":

@@ -38,10 +38,10 @@ mod requests;
 mod sharded;
 
 pub use broadcast::{
-    Broadcast, BroadcastOpts, Flags, LocalBroadcast, OptsLayout, Packet, Scalar, SocketDetails,
-    EVENT,
+    Broadcast, BroadcastOpts, Flags, LocalBroadcast, OptsLayout, Packet, SocketDetails, EVENT,
 };
 pub use channels::{looks_like_a_socket_id, Channels, Incoming, ShardedChannels, SubscriptionMode};
+pub use fields::Scalar;
 pub use payload::{json_to_value, read_msgpack, value_to_json, write_msgpack, Payload};
 pub use requests::{Request, RequestBody, RequestType, Response, ResponseBody, SocketEntry};
 pub use sharded::{ClusterBody, ClusterMessage, MessageType};

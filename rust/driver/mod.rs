@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use crate::core::{earliest, Core, Layer};
+use crate::core::{Core, Layer};
+use crate::deadline::earliest;
 use crate::engineio::{ConnId, Engine};
 use crate::ids::IdMap;
 

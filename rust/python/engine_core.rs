@@ -126,6 +126,12 @@ impl EngineCore {
         self.driver.set_worker(self.core.engine_mut(), index);
     }
 
+    /// Whether requests outside the Engine.IO path go to the application as "request" events (static files added
+    /// after the server was made, such as the Admin UI's) instead of being answered 404 by the core.
+    fn set_serve_other_paths(&mut self, on: bool) {
+        self.core.engine_mut().config.serve_other_paths = on;
+    }
+
     /// Take over a client connection handed over by another worker (a descriptor from `socket.recv_fds`).
     fn adopt(&mut self, fd: i32) -> PyResult<()> {
         let fd = driver::take_socket(fd).map_err(os_error)?;

@@ -243,7 +243,7 @@ impl SocketIo {
     pub fn next_timeout(&self) -> Option<Instant> {
         let connect = self.timers.peek().map(|Reverse((at, _))| *at);
         let recovery = self.recovery.as_ref().and_then(|r| r.next_deadline());
-        crate::core::earliest(connect, recovery)
+        crate::deadline::earliest(connect, recovery)
     }
 
     pub fn handle_timeout(&mut self, engine: &mut Engine, now: Instant) {

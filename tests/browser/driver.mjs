@@ -2,11 +2,14 @@
 //
 // Reads one JSON command per line on stdin and answers each with one JSON line on stdout:
 // {"ok": true, "value": ...} or {"ok": false, "error": "..."}. Commands:
-//   {"op": "open", "url": ..., "userDataDir": ...}          launch Chromium and open the page
+//   {"op": "open", "url": ..., "userDataDir": ..., "viewport"?: {"width": .., "height": ..}}
+//                                                            launch Chromium and open the page (820x560 by default)
+//   {"op": "goto", "url": ...}                               open another page (or another #route of this one)
 //   {"op": "fill", "selector": ..., "value": ...}           type into an input
 //   {"op": "click", "selector": ...}
 //   {"op": "press", "selector": ..., "key": ...}
 //   {"op": "waitText", "selector": ..., "text": ..., "timeout": ms}   until the element's text contains text
+//   {"op": "waitGone", "selector": ..., "text": ..., "timeout": ms}   until the element's text no longer contains it
 //   {"op": "text", "selector": ...}                          the element's innerText
 //   {"op": "screenshot", "path": ...}                        the page
 //   {"op": "beside", "path": ..., "image": ..., "title": ..., "terminal": ...}
@@ -34,13 +37,13 @@ const problems = [];
 const escape = (s) => s.replace(/[&<>]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;" })[c]);
 
 const ops = {
-  async open({ url, userDataDir }) {
+  async open({ url, userDataDir, viewport }) {
     // launchPersistentContext passes --user-data-dir itself: a fresh directory per test.
     context = await chromium.launchPersistentContext(userDataDir, {
       executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
       headless: true,
       args: ARGS,
-      viewport: { width: 820, height: 560 },
+      viewport: viewport ?? { width: 820, height: 560 },
     });
     page = context.pages()[0] || (await context.newPage());
     page.on("console", (m) => {
@@ -54,12 +57,23 @@ const ops = {
     await page.goto(url);
     return page.url();
   },
+  async goto({ url }) {
+    await page.goto(url);
+    return page.url();
+  },
   fill: ({ selector, value }) => page.fill(selector, value),
   click: ({ selector }) => page.click(selector),
   press: ({ selector, key }) => page.press(selector, key),
   async waitText({ selector, text, timeout }) {
     await page.waitForFunction(
       ([sel, want]) => (document.querySelector(sel)?.innerText || "").includes(want),
+      [selector, text],
+      { timeout: timeout ?? 10000, polling: 50 },
+    );
+  },
+  async waitGone({ selector, text, timeout }) {
+    await page.waitForFunction(
+      ([sel, gone]) => !(document.querySelector(sel)?.innerText || "").includes(gone),
       [selector, text],
       { timeout: timeout ?? 10000, polling: 50 },
     );

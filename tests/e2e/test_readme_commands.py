@@ -344,6 +344,11 @@ COMMANDS: dict[str, Check] = {
         screenshot
     ),
     ".venv/bin/uvicorn asgi_app:app --app-dir examples --port 8000": Check(asgi_server),
+    # docs/fuzzing.md: one script, run for 15 s per target by scripts/test.sh; the others differ only in how long.
+    "scripts/fuzz.sh": Check(None, "scripts/fuzz.sh 15 with 60 s per target: scripts/test.sh runs the 15 s run"),
+    "scripts/fuzz.sh 15": Check(None, "scripts/test.sh runs it (the short run of .ci/run)"),
+    "scripts/fuzz.sh 600 http_request": Check(None, "the long run of one target; scripts/test.sh runs the short one"),
+    "FUZZ_RUNS=10000000 scripts/fuzz.sh": Check(None, "the long run (hours); scripts/test.sh runs the short one"),
     "pip install dist/anysio-*.whl": Check(
         None, "tests/e2e/test_wheel.py does it, in a fresh virtual environment with no Rust on PATH"
     ),

@@ -64,8 +64,11 @@ async def the_victims_come_back(group: Lines, s: Spread, master: Lines) -> None:
     worker that replaced it serves new clients, and broadcasts reach them and everyone else."""
     await group.wait_for(lambda: set(s.mine) <= {m["client"] for m in group.events("reconnected")}, timeout=30)
     assert {m["client"] for m in group.events("disconnect")} == set(s.mine), "the others stayed connected"
-    echo = {"cmd": "emit_all", "name": "echo", "args": ["back"]}
-    assert (await group.ask(echo, "acks"))["args"] == ["back"] * CLIENTS
+    echo = {"cmd": "emit_all", "name": "echo", "args": ["back"], "timeout": ACK_WITHIN_MS}
+    acks = (await group.ask(echo, "acks"))["args"]
+    engines = (await group.ask({"cmd": "engines"}, "engines"))["ids"]
+    unanswered = [(c, engines[c]) for c, ack in enumerate(acks) if ack != "back"]
+    assert unanswered == [], "\n".join([f"unanswered (client, session): {unanswered}", *master.text[-40:]])
     url = next(line for line in master.text if "workers listening on" in line).rsplit(" ", 1)[1]
     async with clients(url, CLIENTS, transports="websocket") as late:
         fresh = await spread(late, WORKERS)

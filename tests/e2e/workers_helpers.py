@@ -97,10 +97,11 @@ class Lines(Notifier):
 
 
 @asynccontextmanager
-async def cluster(workers: int, backend: str, *options: str) -> AsyncIterator[tuple[str, Lines]]:
-    """The master and its workers (their logs in its output too), until it stops cleanly on SIGTERM."""
+async def cluster(workers: int, backend: str, *options: str, app: str = APP) -> AsyncIterator[tuple[str, Lines]]:
+    """The master and its workers serving ``app`` (their logs in its output too), until it stops cleanly on
+    SIGTERM."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "anysio.cli", "run", APP, f"--workers={workers}", "--port=0", f"--backend={backend}"]
+    cmd = [sys.executable, "-m", "anysio.cli", "run", app, f"--workers={workers}", "--port=0", f"--backend={backend}"]
     async with (
         await anyio.open_process([*cmd, *options], env=env, stderr=subprocess.STDOUT) as proc,
         anyio.create_task_group() as tg,

@@ -87,7 +87,7 @@ def test_quick_runs_pytest_alone(tmp_path: Path) -> None:
         "ruff check .",
         "mypy",
         "lint-imports",
-        "mkdocs build --strict --quiet",
+        "mkdocs build --strict",
         "python bench/run.py --smoke",
         "python bench/client.py --smoke",
         "fuzz.sh 15",

@@ -134,15 +134,23 @@ class AdapterNamespace(Protocol):
         the JSON text of its name and arguments)."""
         ...
 
+    def rooms_changing(self, keys: list[int], rooms: list[str], join: bool) -> None:
+        """The sockets ``keys`` are about to join (or leave) ``rooms``: told before, so that what watches the
+        namespace learns which rooms each socket was not (or was) in."""
+        ...
+
 
 class Adapter:
     def __init__(self, nsp: AdapterNamespace) -> None:
         self.nsp = nsp
 
     def add_all(self, socket: LocalSocket, rooms: Iterable[str]) -> None:
-        self.nsp.core.join(socket.key, list(rooms))
+        rooms = list(rooms)
+        self.nsp.rooms_changing([socket.key], rooms, True)
+        self.nsp.core.join(socket.key, rooms)
 
     def delete(self, socket: LocalSocket, room: str) -> None:
+        self.nsp.rooms_changing([socket.key], [room], False)
         self.nsp.core.leave(socket.key, room)
 
     def socket_rooms(self, socket: LocalSocket) -> list[str]:
@@ -229,11 +237,15 @@ class Adapter:
         return found
 
     async def add_sockets(self, opts: BroadcastOptions, rooms: list[str]) -> None:
-        for key in self._targets(opts):
+        keys = self._targets(opts)
+        self.nsp.rooms_changing(keys, rooms, True)
+        for key in keys:
             self.nsp.core.join(key, rooms)
 
     async def del_sockets(self, opts: BroadcastOptions, rooms: list[str]) -> None:
-        for key in self._targets(opts):
+        keys = self._targets(opts)
+        self.nsp.rooms_changing(keys, rooms, False)
+        for key in keys:
             for room in rooms:
                 self.nsp.core.leave(key, room)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import mimetypes
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -51,18 +51,28 @@ def _not_found() -> Response:
 
 
 class StaticFiles:
-    """Maps URL prefixes to directories (or single files). Paths never leave their directory."""
+    """Maps URL prefixes to directories, single files, or contents held in memory (bytes: served at that exact
+    path, with the type its name gives, HTML for a path that ends with "/"). Paths never leave their directory."""
 
-    def __init__(self, mounts: Mapping[str, str | Path]) -> None:
+    def __init__(self, mounts: Mapping[str, str | Path | bytes]) -> None:
+        self.mounts: list[tuple[str, Path | bytes]] = []
+        self.add(mounts)
+
+    def add(self, mounts: Mapping[str, str | Path | bytes]) -> None:
+        """Mount more (a prefix mounted again is replaced)."""
+        kept = {p: root for p, root in self.mounts if p not in mounts}
+        kept.update({p: d if isinstance(d, bytes) else Path(d).resolve() for p, d in mounts.items()})
         # Longest prefix first, so "/static/x" wins over "/".
-        self.mounts = sorted(((p, Path(d).resolve()) for p, d in mounts.items()), key=lambda m: -len(m[0]))
+        self.mounts = sorted(kept.items(), key=lambda m: -len(m[0]))
 
-    def resolve(self, url_path: str) -> Path | None:
+    def resolve(self, url_path: str) -> Path | bytes | None:
         for prefix, root in self.mounts:
             if not url_path.startswith(prefix):
                 continue
-            if root.is_file():
-                return root if url_path == prefix else None
+            if isinstance(root, bytes) or root.is_file():
+                if url_path == prefix:
+                    return root
+                continue  # a single file answers its own path only; a shorter prefix may serve this one
             rest = url_path[len(prefix) :].lstrip("/") or "index.html"
             target = (root / rest).resolve()
             if target.is_relative_to(root) and target.is_file():
@@ -78,13 +88,25 @@ class StaticFiles:
             target = self.resolve(url_path)
             if target is None:
                 return _not_found()
-            body = await anyio.Path(target).read_bytes()
+            body = target if isinstance(target, bytes) else await anyio.Path(target).read_bytes()
         except (OSError, ValueError) as e:
             # What the file system refuses (a name over 255 bytes, a NUL byte, a file gone or unreadable) is
             # as absent as a file that does not exist.
             logger.info("static file %.100r not served: %s", url_path, e)
             return _not_found()
-        ctype = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
+        name = url_path if isinstance(target, bytes) else target.name
+        ctype = mimetypes.guess_type(name)[0] or ("text/html" if name.endswith("/") else "application/octet-stream")
         if ctype.startswith("text/") or ctype in ("application/javascript", "application/json"):
             ctype += "; charset=utf-8"
         return 200, [("Content-Type", ctype), ("Cache-Control", "no-cache")], b"" if method == "HEAD" else body
+
+
+async def serve_file(
+    files: StaticFiles | None,
+    respond: Callable[[int, int, list[tuple[str, str]], bytes], None],
+    conn: int,
+    request: Request,
+) -> None:
+    """Answer a request outside the Engine.IO path from ``files`` (404 without), through the core's ``respond``."""
+    status, headers, body = await files.respond(request.method, request.path) if files is not None else _not_found()
+    respond(conn, status, headers, body)

@@ -404,11 +404,19 @@ class Runtime:
         self.dispatch_in_tasks = dispatch_in_tasks if dispatch_in_tasks is not None else dispatch
         self.task_group: anyio.abc.TaskGroup | None = None
         self.address: tuple[str, int] | None = None
+        #: Tasks that run while the server is served, beside its handlers (started in its task group).
+        self.background: list[Callable[[], Coroutine[Any, Any, Any]]] = []
+
+    def host(self, tg: anyio.abc.TaskGroup) -> None:
+        """Handlers run in ``tg`` from now on; the background tasks start in it."""
+        self.task_group = tg
+        for fn in self.background:
+            tg.start_soon(fn)
 
     @contextmanager
     def hosting(self, tg: anyio.abc.TaskGroup) -> Iterator[None]:
         """Handlers run in ``tg`` for the duration."""
-        self.task_group = tg
+        self.host(tg)
         try:
             yield
         finally:
@@ -451,7 +459,7 @@ async def run_core(
     fd = core.fileno()
     try:
         async with anyio.create_task_group() as tg:
-            runtime.task_group = tg
+            runtime.host(tg)
             logger.info("listening on %s:%d", *address)
             task_status.started(address)
             tg.start_soon(drive, tg, fd, core.next_timeout, core.turn, runtime.dispatch, [])

@@ -19,7 +19,7 @@ from ..adapters.base import Acks
 from ..codec.coerce import CoercionError
 from ..codec.wire import BadAttachments, Undecodable, decode_args, encode_args
 from ..engineio.eager import Suspended, resume
-from ..engineio.http import Request, StaticFiles
+from ..engineio.http import Request, StaticFiles, serve_file
 from ..engineio.runtime import (
     MAX_BUFFERED,
     AllowRequest,
@@ -31,6 +31,7 @@ from ..engineio.runtime import (
 )
 from ..exceptions import ConnectionRefused, ProtocolError
 from .handler import Args, Handler, Middleware
+from .observer import Observers
 from .pipeline import FAILED, ErrorHandler, Pipeline, Reporting, ack_args, invoke
 from .recovery import Recovery
 from .socket import Ack, Handshake, Socket, SocketNamespace
@@ -129,6 +130,8 @@ class Dispatcher(Reporting):
         #: Where a connection that belongs to another worker goes (set for workers).
         self.hand_off: Callable[[int, int], None] = _close_fd
         self.acks = Acks()
+        #: What watches the sockets from the side (``Server.observe``: the Admin UI's instrument).
+        self.observers = Observers()
         self.sockets: dict[int, Socket] = {}
         # The keys of each Engine.IO session's sockets: a session's close finds its own without a scan.
         self.by_client: dict[int, set[int]] = {}
@@ -172,8 +175,10 @@ class Dispatcher(Reporting):
                     self.recovery.expired(pid)
                 case ("open", client, eio_sid, _, req):
                     self.requests[client] = (eio_sid, Request.from_tuple(req))
-                case ("close", client, _):
+                    self.observers.client_opened()
+                case ("close", client, reason):
                     self.requests.pop(client, None)
+                    self.observers.client_closed(reason)
                     self._close_client(client)
                 case ("handshake", conn, req):
                     self._spawn(
@@ -187,22 +192,15 @@ class Dispatcher(Reporting):
                 case ("handoff", fd, owner):
                     self.hand_off(fd, owner)
                 case ("request", conn, req, _):
-                    self._spawn(self._serve_file, conn, Request.from_tuple(req))
+                    self._spawn(
+                        serve_file, self.host.static_files, self.host.core.respond, conn, Request.from_tuple(req)
+                    )
                 case ("connection_error", code, detail, req):
                     self.host.engine.connection_error(code, detail, req)
                 case ("error", message, remote):
                     logger.info("bad input from %s: %s", remote, message)
                     self.report(None, ProtocolError(message, remote))
         return None
-
-    async def _serve_file(self, conn: int, request: Request) -> None:
-        static = self.host.static_files
-        status, headers, body = (
-            await static.respond(request.method, request.path)
-            if static is not None
-            else (404, [("Content-Type", "text/plain")], b"Not Found")
-        )
-        self.host.core.respond(conn, status, headers, body)
 
     # ---- connections ----------------------------------------------------------------------------------------
 
@@ -273,6 +271,7 @@ class Dispatcher(Reporting):
             if socket.any_outgoing_listeners:
                 nsp.outgoing_watchers += 1
             nsp.adapter.socket_connected(socket)
+            self.observers.socket_connected(socket)
         else:
             self._drop(socket.key)
 
@@ -316,6 +315,7 @@ class Dispatcher(Reporting):
         socket.connected = False
         if self.recovery is not None:
             self.recovery.disconnected(socket, reason)
+        self.observers.socket_disconnected(socket, reason)
         handler = nsp.handlers.get("disconnect")
         if handler is not None and self.host.runtime.task_group is None:
             self.deferred.append((handler, socket, reason))

@@ -10,7 +10,7 @@ import inspect
 import logging
 import re
 import socket
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, Unpack, overload
 
@@ -36,6 +36,7 @@ from ..exceptions import checked_options
 from .broadcast import BroadcastOperator
 from .dispatcher import Dispatcher, DispatchNamespace
 from .handler import Handler, Middleware
+from .observer import Observer
 from .pipeline import Chain, ErrorHandler
 from .recovery import ConnectionStateRecovery, Recovery
 from .socket import Socket
@@ -92,6 +93,22 @@ class Namespace:
             socket = self.socket(key)
             if socket is not None and socket.any_outgoing_listeners:
                 socket.notify_outgoing(packet)
+
+    def rooms_changing(self, keys: list[int], rooms: list[str], join: bool) -> None:
+        """Tell the server's observers which of ``rooms`` each socket of ``keys`` joins anew (or leaves)."""
+        observers = self.server._dispatcher.observers
+        if not observers:
+            return
+        for key in keys:
+            socket = self.socket(key)
+            if socket is None or not socket.connected:
+                continue
+            had = set(self.core.rooms_of(key))
+            for room in dict.fromkeys(rooms):
+                if join and room not in had:
+                    observers.room_joined(socket, room)
+                elif not join and room in had:
+                    observers.room_left(socket, room)
 
     # ---- handlers -----------------------------------------------------------------------------------------
 
@@ -349,6 +366,8 @@ class Server:
         #: Node's option: a child namespace goes when its last socket leaves (and is made again on a connect).
         self.cleanup_empty_child_namespaces = cleanup_empty_child_namespaces
         self._parents: list[ParentNamespace] = []
+        #: This process's index among the workers of ``anysio run --workers N`` (None when it serves alone).
+        self.worker: int | None = None
         self._main = self.of("/")
 
     @property
@@ -418,6 +437,24 @@ class Server:
     def namespaces(self) -> dict[str, Namespace]:
         return dict(self._namespaces)
 
+    def observe(self, observer: Observer) -> None:
+        """Tell ``observer`` of every socket's connection, disconnection and rooms, and of every Engine.IO session
+        (what ``anysio.instrument`` watches for the Admin UI)."""
+        self._dispatcher.observers.add(observer)
+
+    def on_serve(self, fn: Callable[[], Coroutine[Any, Any, Any]]) -> None:
+        """Run ``fn()`` in a task while the server is served (``serve``, ``run``, a worker, the ASGI app): started
+        when it starts, cancelled when it stops."""
+        self.runtime.background.append(fn)
+
+    def add_static_files(self, mounts: Mapping[str, str | Path | bytes]) -> None:
+        """Serve more files beside Socket.IO (as ``static_files=`` does; bytes are a file's contents, served at
+        that exact path), also on a server made without ``static_files``."""
+        if self.static_files is None:
+            self.static_files = StaticFiles({})
+        self.static_files.add(mounts)
+        self.runtime.core.set_serve_other_paths(True)
+
     @property
     def engine_count(self) -> int:
         """Open Engine.IO sessions (the seed's ``Count()``; Node's ``io.engine.clientsCount``)."""
@@ -457,6 +494,7 @@ class Server:
         namespace ``adapter`` (which shares rooms and broadcasts with the other workers), and pass connections
         that belong to another worker to ``hand_off(fd, owner)``."""
         self.runtime.core.set_worker(index)
+        self.worker = index
         self._dispatcher.hand_off = hand_off
         self._adapter = adapter
         for nsp in self._namespaces.values():

@@ -1,70 +1,13 @@
 //! The pieces messages share (flags, broadcast options, Socket.IO packets, socket details), and the classic
 //! adapter's broadcasts.
-use rmp::encode::ByteBuf;
 use rmpv::Value;
 use serde_json::value::RawValue;
-use std::fmt::Write as _;
 
-use super::fields::{Out, Tree};
-use super::payload::{read_msgpack, write_json_f64, Payload, VecWriter};
+use super::fields::{Out, Scalar, Tree};
+use super::payload::{read_msgpack, Payload};
 use super::{fail, DecodeError, Encoding};
 
 // ---- the pieces of messages -------------------------------------------------------------------------------------
-
-/// A flag's value: flags are booleans and numbers (`timeout`).
-#[derive(Debug, Clone, PartialEq)]
-pub enum Scalar {
-    Null,
-    Bool(bool),
-    UInt(u64),
-    Int(i64),
-    Float(f64),
-}
-
-impl Scalar {
-    pub(super) fn json(&self, out: &mut Vec<u8>) {
-        let _ = match self {
-            Scalar::Null => write!(VecWriter(out), "null"),
-            Scalar::Bool(b) => write!(VecWriter(out), "{b}"),
-            Scalar::UInt(n) => write!(VecWriter(out), "{n}"),
-            Scalar::Int(n) => write!(VecWriter(out), "{n}"),
-            Scalar::Float(f) => {
-                write_json_f64(out, *f);
-                Ok(())
-            }
-        };
-    }
-
-    pub(super) fn msgpack(&self, out: &mut ByteBuf) {
-        use rmp::encode as e;
-        match self {
-            Scalar::Null => {
-                let Ok(()) = e::write_nil(out);
-            }
-            Scalar::Bool(b) => {
-                let Ok(()) = e::write_bool(out, *b);
-            }
-            Scalar::UInt(n) => {
-                let Ok(_) = e::write_uint(out, *n);
-            }
-            Scalar::Int(n) => {
-                let Ok(_) = e::write_sint(out, *n);
-            }
-            Scalar::Float(f) => {
-                let Ok(()) = e::write_f64(out, *f);
-            }
-        }
-    }
-
-    pub fn as_f64(&self) -> Option<f64> {
-        match self {
-            Scalar::UInt(n) => Some(*n as f64),
-            Scalar::Int(n) => Some(*n as f64),
-            Scalar::Float(f) => Some(*f),
-            _ => None,
-        }
-    }
-}
 
 /// A `BroadcastOperator`'s flags, in the order the caller set them (`volatile`, `compress`, `local`,
 /// `broadcast`, `binary`, `timeout`, `expectSingleResponse`).

@@ -7,7 +7,6 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::fmt::{self, Write as _};
 
-use super::broadcast::Scalar;
 use super::payload::{
     is_undefined, json_to_value, read_msgpack, value_to_json, write_json_f64, write_json_str,
     write_msgpack, Payload, VecWriter,
@@ -349,6 +348,61 @@ impl Out<'_> {
                     v.msgpack(out);
                 }
             }
+        }
+    }
+}
+
+/// A flag's value: flags are booleans and numbers (`timeout`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Scalar {
+    Null,
+    Bool(bool),
+    UInt(u64),
+    Int(i64),
+    Float(f64),
+}
+
+impl Scalar {
+    pub(super) fn json(&self, out: &mut Vec<u8>) {
+        let _ = match self {
+            Scalar::Null => write!(VecWriter(out), "null"),
+            Scalar::Bool(b) => write!(VecWriter(out), "{b}"),
+            Scalar::UInt(n) => write!(VecWriter(out), "{n}"),
+            Scalar::Int(n) => write!(VecWriter(out), "{n}"),
+            Scalar::Float(f) => {
+                write_json_f64(out, *f);
+                Ok(())
+            }
+        };
+    }
+
+    pub(super) fn msgpack(&self, out: &mut ByteBuf) {
+        use rmp::encode as e;
+        match self {
+            Scalar::Null => {
+                let Ok(()) = e::write_nil(out);
+            }
+            Scalar::Bool(b) => {
+                let Ok(()) = e::write_bool(out, *b);
+            }
+            Scalar::UInt(n) => {
+                let Ok(_) = e::write_uint(out, *n);
+            }
+            Scalar::Int(n) => {
+                let Ok(_) = e::write_sint(out, *n);
+            }
+            Scalar::Float(f) => {
+                let Ok(()) = e::write_f64(out, *f);
+            }
+        }
+    }
+
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            Scalar::UInt(n) => Some(*n as f64),
+            Scalar::Int(n) => Some(*n as f64),
+            Scalar::Float(f) => Some(*f),
+            _ => None,
         }
     }
 }
