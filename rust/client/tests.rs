@@ -202,3 +202,42 @@ fn masks_differ() {
     let keys: std::collections::HashSet<[u8; 4]> = (0..200).map(|_| m.next()).collect();
     assert!(keys.len() > 190);
 }
+
+mod any_input {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever a server sends, the client answers with events or an error, never a panic.
+        #[test]
+        fn never_panics(pieces in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..64), 0..8),
+                        framed in any::<bool>()) {
+            let mut c = opened(if framed { Transport::WebSocket } else { Transport::Polling });
+            let mut events = Vec::new();
+            for piece in &pieces {
+                let result = if framed {
+                    c.feed_websocket(piece, &mut events)
+                } else {
+                    c.feed_polling(piece, &mut events)
+                };
+                if result.is_err() {
+                    break;
+                }
+            }
+            let mut probe = opened(Transport::Polling);
+            probe.probe_frame();
+            for piece in &pieces {
+                if probe.feed_probe(piece, &mut events).is_err() {
+                    break;
+                }
+            }
+        }
+
+        /// Any text packet after the open packet, Engine.IO and Socket.IO alike.
+        #[test]
+        fn text_packets_never_panic(text in "[0-6b][0-9/,a-z\\[\\]{}\":-]{0,40}") {
+            let mut c = opened(Transport::Polling);
+            let _ = c.feed_polling(text.as_bytes(), &mut Vec::new());
+        }
+    }
+}
