@@ -301,3 +301,20 @@ async def test_a_connect_the_server_never_answers_times_out(anyio_backend: str) 
         with anyio.fail_after(WAIT), pytest.raises(anysio.ConnectionError, match=r"^timeout: no answer to CONNECT"):
             await client.connect()
         tg.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize("transports", ["polling", "websocket"])
+async def test_a_disconnect_with_the_connection_closed_behind_it_is_the_servers(
+    anyio_backend: str, transports: str
+) -> None:
+    """Node's socket.disconnect(true): the DISCONNECT and the close packet arrive together; the reason is still
+    "io server disconnect", and there is no reconnection."""
+    async with node_peer() as node:
+        client = anysio.Client(node.url, transports=TRANSPORTS[transports])
+        reasons: list[str] = []
+        client.on("disconnect")(reasons.append)
+        with anyio.fail_after(WAIT):
+            await client.connect()
+            await client.emit("kick-close")
+            await client.wait()
+    assert reasons == ["io server disconnect"]

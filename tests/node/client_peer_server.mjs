@@ -36,6 +36,7 @@ function handlers(socket) {
     );
   });
   socket.on("kick", () => socket.disconnect());
+  socket.on("kick-close", () => socket.disconnect(true));
   socket.on("drop", () => {
     socket.conn.close();
     setTimeout(() => io.of(nsp).emit("missed", "while away"), 20);

@@ -160,8 +160,11 @@ class EngineConnection:
 
     def _receive(self, events: list[ClientEvent]) -> None:
         self._last = time.monotonic()
-        for event in events:
+        for i, event in enumerate(events):
             if event[0] == "close":
+                # What came before the close packet (a DISCONNECT, the last events) is delivered first.
+                if i:
+                    self._deliver(events[:i])
                 self.close("transport close")
                 return
         if events:
