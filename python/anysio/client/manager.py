@@ -12,12 +12,11 @@ import logging
 import math
 import random
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 import anyio.abc
-import sniffio
 
 from ..exceptions import ConnectionError
 from .engine import EngineConnection
@@ -31,15 +30,24 @@ logger = logging.getLogger("anysio.client")
 _tasks: set[asyncio.Task[None]] = set()
 
 
-def spawn_detached(fn: Callable[[], Awaitable[None]]) -> None:
+def _asyncio_loop() -> asyncio.AbstractEventLoop | None:
+    """The running asyncio loop; None on trio, which runs none (anyio does not depend on sniffio any more)."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def spawn_detached(fn: Callable[[], Coroutine[Any, Any, None]]) -> None:
     """Start ``fn`` in a task that outlives its caller: asyncio's ``create_task``, trio's system task (which the
     run cancels when its main task ends). ``fn`` must not raise."""
-    if sniffio.current_async_library() == "trio":
+    loop = _asyncio_loop()
+    if loop is None:
         import trio  # only on trio, where it is installed
 
         trio.lowlevel.spawn_system_task(fn)
         return
-    task: asyncio.Task[None] = asyncio.get_running_loop().create_task(fn())  # type: ignore[arg-type]
+    task = loop.create_task(fn())
     _tasks.add(task)
     task.add_done_callback(_tasks.discard)
 
@@ -55,7 +63,7 @@ class OneShot(Protocol):
 
 def one_shot_factory() -> Callable[[], OneShot]:
     """The running loop's event class."""
-    if sniffio.current_async_library() == "trio":
+    if _asyncio_loop() is None:
         import trio  # only on trio, where it is installed
 
         return trio.Event
