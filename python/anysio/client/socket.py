@@ -279,10 +279,10 @@ class Client:
 
     def on_packet(self, event: ClientEvent) -> None:
         match event:
-            case ("event", _, name, args, argc, ack_id, attachments):
-                self._on_event(name, args, argc, ack_id, attachments)
             case ("ack", _, ack_id, args, attachments):
                 self._on_ack(ack_id, args, attachments)
+            case ("event", _, name, args, argc, ack_id, attachments):
+                self._on_event(name, args, argc, ack_id, attachments)
             case ("connect", _, data):
                 self._on_connect(data)
             case ("connect_error", _, data):
