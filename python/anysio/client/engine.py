@@ -15,7 +15,7 @@ import anyio
 import anyio.abc
 
 from .._native import ClientCore
-from .http import HttpConnection, HttpError, Refused, Target, open_websocket, request, server_message
+from .http import HttpConnection, HttpError, Refused, Target, open_websocket, reader, request, server_message
 
 if TYPE_CHECKING:
     from .._native import ClientEvent
@@ -193,9 +193,10 @@ class EngineConnection:
         assert self._ws is not None
         if not self._feed(self.core.feed_websocket, b""):
             return
+        receive = reader(self._ws)
         while True:
             try:
-                data = await self._ws.receive(_READ)
+                data = await receive()
             except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
                 self.close("transport close")
                 return

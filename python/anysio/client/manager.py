@@ -21,7 +21,7 @@ import anyio.abc
 
 from ..exceptions import ConnectionError
 from .engine import EngineConnection
-from .http import HttpError, Refused, Target
+from .http import HttpError, Refused, Target, asyncio_loop
 
 if TYPE_CHECKING:
     from .._native import ClientEvent
@@ -31,18 +31,10 @@ logger = logging.getLogger("anysio.client")
 _tasks: set[asyncio.Task[None]] = set()
 
 
-def _asyncio_loop() -> asyncio.AbstractEventLoop | None:
-    """The running asyncio loop; None on trio, which runs none (anyio does not depend on sniffio any more)."""
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
-
-
 def spawn_detached(fn: Callable[[], Coroutine[Any, Any, None]]) -> None:
     """Start ``fn`` in a task that outlives its caller: asyncio's ``create_task``, trio's system task (which the
     run cancels when its main task ends). ``fn`` must not raise."""
-    loop = _asyncio_loop()
+    loop = asyncio_loop()
     if loop is None:
         import trio  # only on trio, where it is installed
 
@@ -81,13 +73,48 @@ class _FutureShot:
         return self._future
 
 
+class _TaskShot:
+    """A OneShot on trio: the waiting task parked and rescheduled directly (trio.Event's parking lot does more
+    than one waiter needs)."""
+
+    __slots__ = ("_done", "_task", "_trio")
+
+    def __init__(self, trio: Any) -> None:
+        self._trio = trio.lowlevel
+        self._done = False
+        self._task: Any = None
+
+    def is_set(self) -> bool:
+        return self._done
+
+    def set(self) -> None:
+        if not self._done:
+            self._done = True
+            if self._task is not None:
+                self._trio.reschedule(self._task)
+                self._task = None
+
+    async def wait(self) -> None:
+        lowlevel = self._trio
+        if self._done:
+            await lowlevel.checkpoint()
+            return
+        self._task = lowlevel.current_task()
+
+        def abort(_: Any) -> Any:
+            self._task = None
+            return lowlevel.Abort.SUCCEEDED
+
+        await lowlevel.wait_task_rescheduled(abort)
+
+
 def one_shot_factory() -> Callable[[], OneShot]:
     """New OneShots for the running loop."""
-    loop = _asyncio_loop()
+    loop = asyncio_loop()
     if loop is None:
         import trio  # only on trio, where it is installed
 
-        return trio.Event
+        return functools.partial(_TaskShot, trio)
     return functools.partial(_FutureShot, loop)
 
 
