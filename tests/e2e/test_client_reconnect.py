@@ -90,6 +90,20 @@ async def test_reconnection_gives_up_after_its_attempts() -> None:
     assert len(record.values("connect_error")) == 3  # the first attempt, then two reconnection attempts
 
 
+async def test_a_cancelled_connect_stops_trying(anyio_backend: str) -> None:
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    await listener.aclose()
+    client = fast(f"http://127.0.0.1:{port}")  # reconnection without end, as the official client's default
+    record = recorded(client)
+    with anyio.move_on_after(0.5) as waited:
+        await client.connect()
+    assert waited.cancelled_caught and len(record.values("connect_error")) >= 2  # it was retrying
+    with anyio.fail_after(WAIT):
+        await client.wait()  # and it stopped: the Manager's task ended
+    assert not client.wanted and not client.connected
+
+
 async def test_a_connection_dropped_by_node_is_recovered() -> None:
     async with node_peer("--recovery") as node:
         client = anysio.Client(node.url, reconnection_delay=0.3, reconnection_delay_max=0.3)

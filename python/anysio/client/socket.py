@@ -193,7 +193,14 @@ class Client:
             self._settled = anyio.Event()
         self._error = None
         self._manager.start(self, retry)
-        await self._settled.wait()
+        try:
+            await self._settled.wait()
+        except BaseException:
+            if not self._settled.is_set():  # cancelled while connecting: stop trying, as disconnect() would
+                self.wanted = False
+                with anyio.CancelScope(shield=True):
+                    await self._manager.release()
+            raise
         if self._error is not None:
             raise self._error
 
