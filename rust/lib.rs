@@ -11,6 +11,7 @@
 //! engineio    Engine.IO v4 packets, payloads, sessions, heartbeat, upgrade (typed requests and messages in)
 //! socketio    Socket.IO v5 packets, namespaces, rooms, acks
 //! metrics     the counts behind /metrics, kept where they happen
+//! client      the client side of Engine.IO and Socket.IO on the same codecs (anysio.Client drives it)
 //! core        the engine and the layer above it, wired once for every driver
 //! driver      the mio poller that owns the sockets (its connection layer, wire, reads their bytes into
 //!             requests and messages); the socket-less driver behind the ASGI app
@@ -18,6 +19,7 @@
 //!             arguments to JSON
 //! ```
 pub mod adapter;
+pub mod client;
 pub mod core;
 pub mod deadline;
 pub mod driver;

@@ -52,6 +52,7 @@ if [ "$quick" = 0 ]; then
 
     step "benchmark harness, smoke run (tiny loads: checks that the harness works; no figures are judged)"
     python bench/run.py --smoke
+    python bench/client.py --smoke   # the Python clients' row: anysio.Client and python-socketio against Node
 fi
 
 step "pytest (every async test on asyncio and on trio)"

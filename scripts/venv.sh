@@ -39,7 +39,8 @@ anysio_venv() {
 import sys, tomllib
 extras = tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]
 for name in sys.argv[1].split(","):
-    print("\n".join(extras[name]))
+    for requirement in extras[name]:  # an extra may list nothing (chat)
+        print(requirement)
 PY
 )
         [ ${#requirements[@]} -eq 0 ] || pip install -q "${requirements[@]}"

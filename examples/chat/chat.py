@@ -2,13 +2,13 @@
 """anysio's chat demo: a chat server with a terminal UI, terminal participants, and a browser page.
 
   chat.py host [--bind 127.0.0.1] [--port 5000] [--backend asyncio|uvloop|trio] [--name host] [--room R] [--headless]
-  chat.py join --url http://127.0.0.1:5000 --name NAME [--room R]
+  chat.py join --url http://127.0.0.1:5000 --name NAME [--room R] [--backend asyncio|uvloop|trio]
 
 scripts/chat.sh runs it with no activated virtual environment (`scripts/chat.sh join --name NAME`).
 
 ``host`` embeds the Socket.IO server and serves the browser page at ``/``; its terminal user is a participant
 in the same process (no socket client). ``--headless`` runs the same server without a UI. ``join`` is a
-terminal participant on python-socketio's AsyncClient (asyncio only). Commands: /join ROOM, /leave,
+terminal participant on anysio.Client (asyncio, uvloop or trio). Commands: /join ROOM, /leave,
 /nick NAME, /who, /quit; any other line is a message to your room. The wire contract is in README.md.
 """
 
@@ -239,25 +239,25 @@ class HostParticipant:
             self.chat.log(format_event(event, payload))
 
 
-# ---- the terminal participant on python-socketio ---------------------------------------------------------------
+# ---- the terminal participant on anysio.Client -----------------------------------------------------------------
 
 
 class RemoteParticipant:
     """A participant over Socket.IO, keeping its room and name so that it can join again after a reconnection."""
 
-    def __init__(self, client: Any, name: str) -> None:
+    def __init__(self, client: anysio.Client, name: str) -> None:
         self.client = client
         self.name = clean(name, "name")
         self.room: str | None = None
 
     async def _call(self, event: str, data: Any) -> Any:
-        import socketio
-
+        if not self.client.connected:
+            raise ChatError("not connected to the server")
         try:
-            reply = await self.client.call(event, data, timeout=ACK_TIMEOUT)
-        except socketio.exceptions.TimeoutError:
+            reply = await self.client.emit_with_ack(event, data, timeout=ACK_TIMEOUT)
+        except anysio.AckTimeout:
             raise ChatError(f"the server did not answer {event!r} in {ACK_TIMEOUT:g} s") from None
-        except socketio.exceptions.BadNamespaceError:
+        except anysio.Disconnected:
             raise ChatError("not connected to the server") from None
         if isinstance(reply, dict) and "error" in reply:
             raise ChatError(printable(reply["error"]))
@@ -429,18 +429,13 @@ def join_command(url: str) -> str:
 
 
 async def join(args: argparse.Namespace) -> int:
-    try:
-        import socketio
-    except ModuleNotFoundError:
-        complain("chat.py join needs python-socketio and aiohttp: pip install -e '.[chat]' (or scripts/chat.sh join)")
-        return 1
-
     url = args.url if "://" in args.url else f"http://{args.url}"
-    client = socketio.AsyncClient(reconnection_delay=0.5, reconnection_delay_max=3)
+    client = anysio.Client(url, reconnection_delay=0.5, reconnection_delay_max=3, timeout=ACK_TIMEOUT)
     me = RemoteParticipant(client, args.name)
     connected_once = False
     kicked = anyio.Event()
 
+    @client.on("connect")
     async def on_connect() -> None:
         if not connected_once:
             return
@@ -450,10 +445,11 @@ async def join(args: argparse.Namespace) -> int:
                 await me.join(me.room)
                 show(f"* you joined {me.room} again")
 
-    async def on_disconnect(reason: str = "") -> None:
-        if reason == client.reason.CLIENT_DISCONNECT:
+    @client.on("disconnect")
+    def on_disconnect(reason: str) -> None:
+        if reason == "io client disconnect":
             return
-        if reason == client.reason.SERVER_DISCONNECT:
+        if reason == "io server disconnect":
             show("! the server closed the connection")
             kicked.set()
         else:
@@ -462,13 +458,11 @@ async def join(args: argparse.Namespace) -> int:
     def on_event(event: str) -> Callable[[dict[str, Any]], None]:
         return lambda payload: show(format_event(event, payload if isinstance(payload, dict) else {}))
 
-    client.on("connect", on_connect)
-    client.on("disconnect", on_disconnect)
     for event in ("chat message", "joined", "left"):
-        client.on(event, on_event(event))
+        client.on(event)(on_event(event))
     try:
-        await client.connect(url, wait_timeout=ACK_TIMEOUT, retry=False)
-    except socketio.exceptions.ConnectionError as e:
+        await client.connect(retry=False)
+    except anysio.ConnectionError as e:
         complain(f"cannot reach the chat server at {url}: {e}")
         return 1
     connected_once = True
@@ -486,9 +480,23 @@ async def join(args: argparse.Namespace) -> int:
             tg.cancel_scope.cancel()
     finally:
         with anyio.move_on_after(ACK_TIMEOUT, shield=True):
-            await client.shutdown()  # also stops reconnecting
+            await client.disconnect()  # also stops reconnecting
     show("* bye")
     return 1 if kicked.is_set() else 0
+
+
+def run(fn: Callable[[argparse.Namespace], Any], args: argparse.Namespace) -> int:
+    """``fn(args)`` on the backend asked for, once it is known to be installed."""
+    if args.backend != "asyncio" and importlib.util.find_spec(args.backend) is None:
+        join = " join" if args.command == "join" else ""
+        complain(
+            f"the {args.backend} backend is not installed: scripts/chat.sh{join} --backend {args.backend}"
+            f" installs it (or pip install -e '.[chat,{args.backend}]')"
+        )
+        return 1
+    if args.backend == "uvloop":
+        return int(anyio.run(fn, args, backend="asyncio", backend_options={"use_uvloop": True}))
+    return int(anyio.run(fn, args, backend=args.backend))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -505,23 +513,14 @@ def main(argv: list[str] | None = None) -> int:
     j.add_argument("--url", default="http://127.0.0.1:5000", help="the server (default http://127.0.0.1:5000)")
     j.add_argument("--name", required=True, help="your name in the chat")
     j.add_argument("--room", help="room to join at start")
+    j.add_argument("--backend", choices=["asyncio", "uvloop", "trio"], default="asyncio", help="event loop")
     args = parser.parse_args(argv)
     try:
         clean(args.name, "name")
     except ChatError as e:
         parser.error(str(e))
     try:
-        if args.command == "host":
-            if args.backend != "asyncio" and importlib.util.find_spec(args.backend) is None:
-                complain(
-                    f"the {args.backend} backend is not installed: scripts/chat.sh --backend {args.backend}"
-                    f" installs it (or pip install -e '.[chat,{args.backend}]')"
-                )
-                return 1
-            if args.backend == "uvloop":
-                return anyio.run(host, args, backend="asyncio", backend_options={"use_uvloop": True})
-            return anyio.run(host, args, backend=args.backend)
-        return anyio.run(join, args, backend="asyncio")
+        return run(host if args.command == "host" else join, args)
     except KeyboardInterrupt:  # before the signal handlers were in place
         return 130
 

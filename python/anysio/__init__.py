@@ -9,6 +9,7 @@ from ._native import __version__
 from .adapters.base import Adapter, BroadcastOptions
 from .admin.instrument import instrument
 from .asgi import ASGIApp
+from .client.socket import Client
 from .engineio.http import Request
 from .engineio.runtime import ConnectionErrorInfo, Cookie, EngineEvents, EngineOptions, RequestRefused
 from .engineio.server import EngineServer, Session
@@ -16,6 +17,7 @@ from .exceptions import (
     AckTimeout,
     AnysioError,
     ClusterError,
+    ConnectionError,
     ConnectionRefused,
     Disconnected,
     DrainTimeout,
@@ -50,7 +52,9 @@ __all__ = [
     "AnysioError",
     "BroadcastOperator",
     "BroadcastOptions",
+    "Client",
     "ClusterError",
+    "ConnectionError",
     "ConnectionErrorInfo",
     "ConnectionRefused",
     "ConnectionStateRecovery",

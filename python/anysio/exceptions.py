@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import difflib
 import functools
 import inspect
@@ -24,6 +25,17 @@ class ConnectionRefused(AnysioError):
     """
 
     def __init__(self, message: str = "Connection rejected by server", data: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.data = data
+
+
+class ConnectionError(AnysioError, builtins.ConnectionError):
+    """``anysio.Client`` could not connect: the server refused the namespace (``message`` is the server's, with
+    its ``data``, as Node's ``connect_error``), refused the handshake, or could not be reached (the cause is
+    ``__cause__``). Also a builtin ``ConnectionError``."""
+
+    def __init__(self, message: str, data: Any = None) -> None:
         super().__init__(message)
         self.message = message
         self.data = data

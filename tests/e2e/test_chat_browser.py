@@ -81,7 +81,7 @@ async def test_page_with_a_terminal_participant(
     tmux: Tmux, browser: Browser, anyio_backend: str, tmp_path: Path
 ) -> None:
     host, url = await start_host(tmux, anyio_backend, "--headless")
-    alice = await start_join(tmux, url, "alice", "--room", "lobby")
+    alice = await start_join(tmux, anyio_backend, url, "alice", "--room", "lobby")
     await tmux.wait_for(alice, r"^\* you joined lobby; members: alice$")
 
     await browser("open", url=url + "/", userDataDir=str(tmp_path / "chromium-profile"))

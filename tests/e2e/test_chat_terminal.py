@@ -1,6 +1,6 @@
 """The chat demo from its terminals: the host (its UI and headless) and `join` participants in tmux panes.
 
-The host runs on the test's backend; `join` is python-socketio's AsyncClient, asyncio only. Panes are typed into
+The host and `join` (anysio.Client) run on the test's backend. Panes are typed into
 with send-keys and read with capture-pane, polled until a deadline. Without tmux: the wire contract seen by
 python-socketio clients, piped input, an unreachable server, a port already taken.
 """
@@ -131,8 +131,8 @@ async def start_host(tmux: Tmux, backend: str, *args: str) -> tuple[str, str]:
     return pane, (await tmux.wait_for(pane, URL.pattern)).group(1)
 
 
-async def start_join(tmux: Tmux, url: str, name: str, *args: str) -> str:
-    pane = await tmux.start(chat_command("join", "--url", url, "--name", name, *args))
+async def start_join(tmux: Tmux, backend: str, url: str, name: str, *args: str) -> str:
+    pane = await tmux.start(chat_command("join", "--url", url, "--name", name, "--backend", backend, *args))
     await tmux.wait_for(pane, rf"^\* you are {name};")
     return pane
 
@@ -140,8 +140,8 @@ async def start_join(tmux: Tmux, url: str, name: str, *args: str) -> str:
 @pytest.mark.anyio
 async def test_host_ui_and_two_terminals(tmux: Tmux, anyio_backend: str) -> None:
     host, url = await start_host(tmux, anyio_backend)
-    alice = await start_join(tmux, url, "alice")
-    bob = await start_join(tmux, url, "bob")
+    alice = await start_join(tmux, anyio_backend, url, "alice")
+    bob = await start_join(tmux, anyio_backend, url, "bob")
 
     await tmux.type(host, "/join lobby")
     await tmux.wait_for(host, r"^\* you joined lobby; members: host$")
@@ -237,7 +237,7 @@ async def test_server_restart_end_of_input_and_ctrl_c(tmux: Tmux, anyio_backend:
     end of input; the headless host at Ctrl-C."""
     host, url = await start_host(tmux, anyio_backend, "--name", "hal", "--room", "ops")
     await tmux.wait_for(host, r"^\* you joined ops; members: hal$")
-    carol = await start_join(tmux, url, "carol", "--room", "ops")
+    carol = await start_join(tmux, anyio_backend, url, "carol", "--room", "ops")
     await tmux.wait_for(carol, r"^\* you joined ops; members: carol, hal$")
 
     await tmux.keys(host, "C-d")
@@ -359,8 +359,9 @@ def test_wire_contract(headless: Host) -> None:
     assert "* bye" in out
 
 
-def test_piped_participant(headless: Host) -> None:
-    """`join` reads a pipe as well as a terminal, and ends at its end (exit status 0)."""
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_piped_participant(headless: Host, backend: str) -> None:
+    """`join` reads a pipe as well as a terminal, and ends at its end (exit status 0), on either backend."""
     import socketio
 
     async def scenario() -> list[Any]:
@@ -377,6 +378,8 @@ def test_piped_participant(headless: Host) -> None:
             headless.url,
             "--name",
             "piper",
+            "--backend",
+            backend,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
@@ -398,10 +401,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_unreachable_server() -> None:
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_unreachable_server(backend: str) -> None:
     port = free_port()
     done = subprocess.run(
-        [sys.executable, str(CHAT), "join", "--url", f"127.0.0.1:{port}", "--name", "x"],
+        [sys.executable, str(CHAT), "join", "--url", f"127.0.0.1:{port}", "--name", "x", "--backend", backend],
         capture_output=True,
         text=True,
         timeout=DEADLINE,
@@ -440,9 +444,10 @@ def test_port_in_use(backend: str) -> None:
             " (or pip install -e '.[chat,trio]')",
         ),
         (
-            "socketio",
-            ["join", "--name", "x"],
-            "! chat.py join needs python-socketio and aiohttp: pip install -e '.[chat]' (or scripts/chat.sh join)",
+            "trio",
+            ["join", "--name", "x", "--backend", "trio"],
+            "! the trio backend is not installed: scripts/chat.sh join --backend trio installs it"
+            " (or pip install -e '.[chat,trio]')",
         ),
     ],
 )
