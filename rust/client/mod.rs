@@ -11,6 +11,8 @@
 //! upgrade    the probe's WebSocket has its own decoder (`feed_probe`) until its `3probe`; `upgrade` then sends
 //!            `5` on it, moves the packets still queued for polling behind it and makes it the transport
 //! heartbeat  a server PING is answered with PONG here (and reported, for the caller's ping-timeout timer)
+//! parser     `Parser::Default`: text packets with attachments after them; `Parser::Msgpack`: each packet one
+//!            binary message (`socketio::msgpack`, the server's codec), binary values inside it
 //! ```
 mod masks;
 #[cfg(test)]
@@ -19,7 +21,9 @@ mod tests;
 use serde_json::Value;
 
 use crate::engineio::packet::{self as eio, Data};
+use crate::socketio::msgpack;
 use crate::socketio::packet::{self as sio, BinaryReassembly, PacketType};
+pub use crate::socketio::Parser;
 use crate::websocket::{self, ClientDecoder, Message, Opcode};
 use masks::Masks;
 
@@ -143,11 +147,13 @@ pub struct Client {
     pending: Option<BinaryReassembly>,
     masks: Masks,
     opened: bool,
+    parser: Parser,
 }
 
 impl Client {
-    pub fn new(transport: Transport) -> Self {
+    pub fn new(transport: Transport, parser: Parser) -> Self {
         Client {
+            parser,
             transport,
             outbox: Vec::new(),
             frames: Vec::new(),
@@ -273,46 +279,75 @@ impl Client {
     }
 
     /// A CONNECT to `nsp`, with the auth object's JSON.
-    pub fn connect(&mut self, nsp: &str, auth: Option<&str>) {
-        let packet = sio::Packet {
-            kind: PacketType::Connect,
-            nsp: nsp.to_owned(),
-            id: None,
-            attachments: 0,
-            data: auth.map(str::to_owned),
-        };
-        let mut text = String::new();
-        sio::encode(&packet, &mut text);
-        self.message(text);
+    pub fn connect(&mut self, nsp: &str, auth: Option<&str>) -> Result<(), ProtocolError> {
+        self.packet(PacketType::Connect, nsp, None, auth, Vec::new())
     }
 
-    pub fn disconnect(&mut self, nsp: &str) {
-        let packet = sio::Packet {
-            kind: PacketType::Disconnect,
-            nsp: nsp.to_owned(),
-            id: None,
-            attachments: 0,
-            data: None,
-        };
-        let mut text = String::new();
-        sio::encode(&packet, &mut text);
-        self.message(text);
+    pub fn disconnect(&mut self, nsp: &str) -> Result<(), ProtocolError> {
+        self.packet(PacketType::Disconnect, nsp, None, None, Vec::new())
     }
 
     /// An EVENT (BINARY_EVENT with attachments): `data` is the JSON array, the event's name first.
-    pub fn event(&mut self, nsp: &str, data: &str, id: Option<u64>, attachments: Vec<Vec<u8>>) {
-        let mut text = String::new();
-        sio::encode_event(nsp, id, attachments.len(), data, &mut text);
-        self.message(text);
-        self.attachments(attachments);
+    pub fn event(
+        &mut self,
+        nsp: &str,
+        data: &str,
+        id: Option<u64>,
+        attachments: Vec<Vec<u8>>,
+    ) -> Result<(), ProtocolError> {
+        self.packet(PacketType::Event, nsp, id, Some(data), attachments)
     }
 
     /// An ACK (BINARY_ACK with attachments) of the server's event `id`.
-    pub fn ack(&mut self, nsp: &str, id: u64, data: &str, attachments: Vec<Vec<u8>>) {
+    pub fn ack(
+        &mut self,
+        nsp: &str,
+        id: u64,
+        data: &str,
+        attachments: Vec<Vec<u8>>,
+    ) -> Result<(), ProtocolError> {
+        self.packet(PacketType::Ack, nsp, Some(id), Some(data), attachments)
+    }
+
+    /// One Socket.IO packet in the parser's form. `data` is JSON with a placeholder for each attachment; only
+    /// msgpack can refuse it (a placeholder without its attachment).
+    fn packet(
+        &mut self,
+        kind: PacketType,
+        nsp: &str,
+        id: Option<u64>,
+        data: Option<&str>,
+        attachments: Vec<Vec<u8>>,
+    ) -> Result<(), ProtocolError> {
+        if self.parser == Parser::Msgpack {
+            let id = id.map(msgpack::OutId::Number);
+            let bytes = msgpack::encode(kind, nsp, id, data, &attachments).map_err(error)?;
+            self.queue(eio::Packet::Message(Data::Binary(bytes)));
+            return Ok(());
+        }
         let mut text = String::new();
-        sio::encode_ack(nsp, &id, attachments.len(), data, &mut text);
+        match (kind, data) {
+            (PacketType::Event, Some(data)) => {
+                sio::encode_event(nsp, id, attachments.len(), data, &mut text)
+            }
+            (PacketType::Ack, Some(data)) => {
+                let id = id.unwrap_or_default();
+                sio::encode_ack(nsp, &id, attachments.len(), data, &mut text)
+            }
+            _ => {
+                let packet = sio::Packet {
+                    kind,
+                    nsp: nsp.to_owned(),
+                    id: None,
+                    attachments: 0,
+                    data: data.map(str::to_owned),
+                };
+                sio::encode(&packet, &mut text);
+            }
+        }
         self.message(text);
         self.attachments(attachments);
+        Ok(())
     }
 
     fn message(&mut self, text: String) {
@@ -368,6 +403,9 @@ impl Client {
                 events.push(Event::Ping);
             }
             eio::Packet::Pong(_) | eio::Packet::Noop | eio::Packet::Upgrade => {}
+            eio::Packet::Message(data) if self.parser == Parser::Msgpack => {
+                self.on_msgpack(data, events)?
+            }
             eio::Packet::Message(Data::Text(text)) => self.on_text(&text, events)?,
             eio::Packet::Message(Data::Binary(bytes)) => {
                 let reassembly = self
@@ -393,6 +431,34 @@ impl Client {
             return Ok(());
         }
         self.on_sio(packet, Vec::new(), events)
+    }
+
+    fn on_msgpack(&mut self, data: Data, events: &mut Vec<Event>) -> Result<(), ProtocolError> {
+        let Data::Binary(bytes) = data else {
+            return Err(error("a text packet from a server that speaks msgpack"));
+        };
+        let decoded = msgpack::decode(&bytes).map_err(error)?;
+        let mut packet = decoded.packet;
+        if decoded.js_id.is_some() {
+            return Err(error("an ack id that is not a safe integer"));
+        }
+        if let Some(event) = decoded.event {
+            let name = event
+                .name
+                .ok_or_else(|| error("an event whose name is not a string"))?;
+            let nsp = packet.nsp;
+            events.push(Event::Event {
+                nsp,
+                name,
+                args: event.args,
+                argc: event.argc,
+                id: packet.id,
+                attachments: decoded.attachments,
+            });
+            return Ok(());
+        }
+        packet.attachments = 0;
+        self.on_sio(packet, decoded.attachments, events)
     }
 
     fn on_sio(

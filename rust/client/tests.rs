@@ -4,7 +4,11 @@ use crate::websocket::Decoder;
 const OPEN: &str = r#"0{"sid":"abc","upgrades":["websocket"],"pingInterval":25000,"pingTimeout":20000,"maxPayload":1000000}"#;
 
 fn opened(transport: Transport) -> Client {
-    let mut c = Client::new(transport);
+    opened_with(transport, Parser::Default)
+}
+
+fn opened_with(transport: Transport, parser: Parser) -> Client {
+    let mut c = Client::new(transport, parser);
     let mut events = Vec::new();
     match transport {
         Transport::Polling => c.feed_polling(OPEN.as_bytes(), &mut events).unwrap(),
@@ -38,10 +42,10 @@ fn the_handshake_is_read_as_engine_io_client_reads_it() {
 
 #[test]
 fn the_first_packet_must_be_open() {
-    let mut c = Client::new(Transport::Polling);
+    let mut c = Client::new(Transport::Polling, Parser::Default);
     let err = c.feed_polling(b"40", &mut Vec::new()).unwrap_err();
     assert!(err.0.contains("not an open packet"), "{err}");
-    assert!(Client::new(Transport::Polling)
+    assert!(Client::new(Transport::Polling, Parser::Default)
         .feed_polling(b"<html>", &mut Vec::new())
         .is_err());
 }
@@ -60,7 +64,7 @@ fn a_ping_is_answered_on_the_next_post() {
             data: Some(r#"{"sid":"x"}"#.into())
         }
     );
-    c.event("/", r#"["hi",1]"#, Some(3), Vec::new());
+    c.event("/", r#"["hi",1]"#, Some(3), Vec::new()).unwrap();
     assert_eq!(c.take_payload().unwrap(), b"3\x1e423[\"hi\",1]");
     assert_eq!(c.take_payload(), None);
 }
@@ -88,7 +92,8 @@ fn binary_events_are_reassembled_from_polling() {
 #[test]
 fn websocket_frames_are_masked_and_binary_goes_in_binary_frames() {
     let mut c = opened(Transport::WebSocket);
-    c.ack("/", 5, r#"[{"_placeholder":true,"num":0}]"#, vec![vec![9]]);
+    c.ack("/", 5, r#"[{"_placeholder":true,"num":0}]"#, vec![vec![9]])
+        .unwrap();
     let frames = read_frames(&c.take_frames());
     assert_eq!(
         frames,
@@ -115,7 +120,7 @@ fn the_upgrade_probes_then_moves_what_waited_to_the_websocket() {
         read_frames(&c.probe_frame()),
         [Message::Text("2probe".into())]
     );
-    c.connect("/", Some(r#"{"a":1}"#));
+    c.connect("/", Some(r#"{"a":1}"#)).unwrap();
     let mut events = Vec::new();
     let mut input = server_frame("3probe");
     input.extend(server_frame("40{\"sid\":\"s\"}"));
@@ -240,4 +245,92 @@ mod any_input {
             let _ = c.feed_polling(text.as_bytes(), &mut Vec::new());
         }
     }
+}
+
+/// A server's msgpack packet as one binary WebSocket frame (the server's own encoder).
+fn msgpack_frame(
+    kind: PacketType,
+    id: Option<u64>,
+    data: Option<&str>,
+    atts: &[Vec<u8>],
+) -> Vec<u8> {
+    let id = id.map(msgpack::OutId::Number);
+    let bytes = msgpack::encode(kind, "/", id, data, atts).unwrap();
+    let mut out = Vec::new();
+    websocket::encode_frame(Opcode::Binary, &bytes, &mut out);
+    out
+}
+
+#[test]
+fn msgpack_packets_from_the_server_become_the_same_events() {
+    let mut c = opened_with(Transport::WebSocket, Parser::Msgpack);
+    let placeholder = r#"["up",{"_placeholder":true,"num":0},2.5]"#;
+    let mut input = msgpack_frame(PacketType::Connect, None, Some(r#"{"sid":"s"}"#), &[]);
+    input.extend(msgpack_frame(
+        PacketType::Event,
+        Some(7),
+        Some(placeholder),
+        &[vec![1, 2]],
+    ));
+    input.extend(msgpack_frame(
+        PacketType::Ack,
+        Some(3),
+        Some("[1,\"x\"]"),
+        &[],
+    ));
+    let mut events = Vec::new();
+    c.feed_websocket(&input, &mut events).unwrap();
+    let connect = Event::Connect {
+        nsp: "/".into(),
+        data: Some(r#"{"sid":"s"}"#.into()),
+    };
+    let event = Event::Event {
+        nsp: "/".into(),
+        name: "up".into(),
+        args: r#"[{"_placeholder":true,"num":0},2.5]"#.into(),
+        argc: 2,
+        id: Some(7),
+        attachments: vec![vec![1, 2]],
+    };
+    let ack = Event::Ack {
+        nsp: "/".into(),
+        id: 3,
+        args: "[1,\"x\"]".into(),
+        attachments: Vec::new(),
+    };
+    assert_eq!(events, [connect, event, ack]);
+    let err = c.feed_websocket(&server_frame("40"), &mut Vec::new());
+    assert!(err.unwrap_err().0.contains("msgpack"));
+}
+
+#[test]
+fn msgpack_packets_to_the_server_are_one_binary_message_each() {
+    let mut c = opened_with(Transport::Polling, Parser::Msgpack);
+    c.connect("/a", None).unwrap();
+    let data = r#"["hi",{"_placeholder":true,"num":0}]"#;
+    c.event("/a", data, Some(3), vec![vec![9]]).unwrap();
+    let packets = eio::decode_payload(&c.take_payload().unwrap()).unwrap();
+    let decoded: Vec<_> = packets
+        .into_iter()
+        .map(|p| match p {
+            eio::Packet::Message(Data::Binary(b)) => msgpack::decode(&b).unwrap(),
+            other => panic!("not one binary message: {other:?}"),
+        })
+        .collect();
+    assert_eq!(decoded[0].packet.kind, PacketType::Connect);
+    assert_eq!(decoded[0].packet.nsp, "/a");
+    let event = decoded[1].event.as_ref().unwrap();
+    assert_eq!(event.name.as_deref(), Some("hi"));
+    assert_eq!(event.args, r#"[{"_placeholder":true,"num":0}]"#);
+    assert_eq!(
+        (decoded[1].packet.id, &decoded[1].attachments),
+        (Some(3), &vec![vec![9]])
+    );
+    let orphan = c.event(
+        "/a",
+        r#"["x",{"_placeholder":true,"num":1}]"#,
+        None,
+        vec![vec![1]],
+    );
+    assert!(orphan.is_err(), "a placeholder without its attachment");
 }

@@ -4,7 +4,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
 use pyo3::IntoPyObjectExt;
 
-use crate::client::{Client, Event, ProtocolError, Transport};
+use crate::client::{Client, Event, Parser, ProtocolError, Transport};
 
 /// One Engine.IO session of a client, with the Socket.IO packets above it. Events cross as tuples:
 /// `("open", sid, upgrades, ping_interval_ms, ping_timeout_ms, max_payload)`, `("close",)`, `("ping",)`,
@@ -87,7 +87,13 @@ fn bytes_list(items: &Bound<'_, PyAny>) -> PyResult<Vec<Vec<u8>>> {
 #[pymethods]
 impl ClientCore {
     #[new]
-    fn new(transport: &str) -> PyResult<Self> {
+    #[pyo3(signature = (transport, parser="default"))]
+    fn new(transport: &str, parser: &str) -> PyResult<Self> {
+        let parser = match parser {
+            "default" => Parser::Default,
+            "msgpack" => Parser::Msgpack,
+            other => return Err(PyValueError::new_err(format!("unknown parser {other:?}"))),
+        };
         let transport = match transport {
             "polling" => Transport::Polling,
             "websocket" => Transport::WebSocket,
@@ -98,7 +104,7 @@ impl ClientCore {
             }
         };
         Ok(ClientCore {
-            client: Client::new(transport),
+            client: Client::new(transport, parser),
         })
     }
 
@@ -156,12 +162,12 @@ impl ClientCore {
     }
 
     #[pyo3(signature = (nsp, auth_json=None))]
-    fn connect(&mut self, nsp: &str, auth_json: Option<&str>) {
-        self.client.connect(nsp, auth_json);
+    fn connect(&mut self, nsp: &str, auth_json: Option<&str>) -> PyResult<()> {
+        self.client.connect(nsp, auth_json).map_err(protocol)
     }
 
-    fn disconnect(&mut self, nsp: &str) {
-        self.client.disconnect(nsp);
+    fn disconnect(&mut self, nsp: &str) -> PyResult<()> {
+        self.client.disconnect(nsp).map_err(protocol)
     }
 
     /// An EVENT: `data_json` is the array with the event's name first.
@@ -174,8 +180,8 @@ impl ClientCore {
         attachments: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
         self.client
-            .event(nsp, data_json, id, bytes_list(attachments)?);
-        Ok(())
+            .event(nsp, data_json, id, bytes_list(attachments)?)
+            .map_err(protocol)
     }
 
     fn ack(
@@ -186,7 +192,7 @@ impl ClientCore {
         attachments: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
         self.client
-            .ack(nsp, id, data_json, bytes_list(attachments)?);
-        Ok(())
+            .ack(nsp, id, data_json, bytes_list(attachments)?)
+            .map_err(protocol)
     }
 }

@@ -33,12 +33,13 @@ class Peer:
 
 
 @asynccontextmanager
-async def peer_server(kind: str) -> AsyncIterator[Peer]:
+async def peer_server(kind: str, parser: str = "default") -> AsyncIterator[Peer]:
+    """Node's server or anysio's, with socket.io-parser or (``parser="msgpack"``) socket.io-msgpack-parser."""
     if kind == "node":
-        async with node_peer() as node:
+        async with node_peer(*(["--msgpack"] if parser == "msgpack" else [])) as node:
             yield Peer(kind, node.url, node=node)
     else:
-        sio, record = demo_server()
+        sio, record = demo_server(parser=parser)
         async with serving(sio) as (host, port):
             yield Peer(kind, f"http://{host}:{port}", record=record)
 

@@ -1,11 +1,14 @@
 // The Node socket.io 4.8 server anysio.Client's tests talk to (tests/e2e/test_client.py).
-// Usage: node client_peer_server.mjs <port> [--recovery]   (port 0 = pick a free one)
+// Usage: node client_peer_server.mjs <port> [--recovery] [--msgpack]   (port 0 = pick a free one; --msgpack:
+// socket.io-msgpack-parser, as a Node app sets it)
 // Prints {"event":"listening","port":..} on stdout, then one JSON line per thing the tests wait for.
 import { createServer } from "node:http";
 import { Server } from "socket.io";
+import msgpackParser from "socket.io-msgpack-parser";
 
 const port = Number(process.argv[2] ?? 0);
 const recovery = process.argv.includes("--recovery");
+const msgpack = process.argv.includes("--msgpack");
 const say = (obj) => process.stdout.write(JSON.stringify(obj) + "\n");
 
 const httpServer = createServer();
@@ -13,6 +16,7 @@ const io = new Server(httpServer, {
   pingInterval: 1000,
   pingTimeout: 1000,
   ...(recovery ? { connectionStateRecovery: { maxDisconnectionDuration: 60_000 } } : {}),
+  ...(msgpack ? { parser: msgpackParser } : {}),
 });
 
 function handlers(socket) {

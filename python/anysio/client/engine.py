@@ -9,7 +9,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import anyio
 import anyio.abc
@@ -81,16 +81,17 @@ class EngineConnection:
         transports: Sequence[str],
         deliver: Callable[[list[ClientEvent]], None],
         timeout: float,
+        parser: Literal["default", "msgpack"] = "default",
     ) -> EngineConnection:
         """The handshake. Raises Refused (the server's message), HttpError, OSError, ValueError (not
         Engine.IO), TimeoutError."""
         with anyio.fail_after(timeout):
             stream = None
             if transports[0] == "polling":
-                core = ClientCore("polling")
+                core = ClientCore("polling", parser)
                 events = core.feed_polling(await _handshake(target))
             else:
-                core = ClientCore("websocket")
+                core = ClientCore("websocket", parser)
                 stream, data = await open_websocket(target, "EIO=4&transport=websocket")
                 try:
                     events = core.feed_websocket(data)

@@ -14,7 +14,7 @@ import math
 import random
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import anyio
 import anyio.abc
@@ -207,8 +207,10 @@ class Manager:
         reconnection_delay_max: float,
         randomization_factor: float,
         timeout: float,
+        parser: Literal["default", "msgpack"] = "default",
     ) -> None:
         self.target = target
+        self.parser = parser
         self.transports = tuple(transports)
         self.reconnection = reconnection
         self.reconnection_attempts = math.inf if reconnection_attempts is None else reconnection_attempts
@@ -302,7 +304,9 @@ class Manager:
     async def _connection_loop(self) -> None:
         while not self._stopping:
             try:
-                engine = await EngineConnection.open(self.target, self.transports, self._deliver, self.timeout)
+                engine = await EngineConnection.open(
+                    self.target, self.transports, self._deliver, self.timeout, self.parser
+                )
             except (OSError, HttpError, ValueError, TimeoutError) as e:
                 error = _connection_error(e, self.target)
                 final = (

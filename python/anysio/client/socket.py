@@ -9,7 +9,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 import anyio
@@ -110,10 +110,10 @@ class Client:
         reconnection_delay_max: float = 5.0,
         randomization_factor: float = 0.5,
         timeout: float = 20.0,
-        parser: str = "default",
+        parser: Literal["default", "msgpack"] = "default",
     ) -> None:
-        if parser != "default":
-            raise ValueError(f"parser {parser!r}: only 'default' (JSON) is supported")
+        if parser not in ("default", "msgpack"):
+            raise ValueError(f"parser must be 'default' or 'msgpack', not {parser!r}")
         transports = list(transports)
         if not transports or any(t not in _TRANSPORTS for t in transports):
             raise ValueError(f"transports must be 'polling' and/or 'websocket', not {transports!r}")
@@ -127,6 +127,7 @@ class Client:
             reconnection_delay_max=reconnection_delay_max,
             randomization_factor=randomization_factor,
             timeout=timeout,
+            parser=parser,
         )
         self._attach(manager, url_namespace or namespace, auth)
 
