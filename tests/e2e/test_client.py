@@ -4,6 +4,7 @@ binary, the reserved events, refusals and servers that do not answer as Socket.I
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -109,6 +110,34 @@ async def ask(peer: Peer, client: anysio.Client, *args: Any) -> Any:
     await done.wait()
     [replies] = answered
     return replies[0] if len(replies) == 1 else tuple(replies)
+
+
+async def test_writes_larger_than_the_socket_takes_at_once_arrive_whole(anyio_backend: str) -> None:
+    """24 MB queued in one go: the socket takes part of it at once (on trio, written directly), the rest waits
+    for the server to read, in order. The server acks each blob's digest (echoing 24 MB back would overflow its
+    output bound for a client still busy writing)."""
+    sio = anysio.Server(max_payload=64 * 2**20)
+
+    @sio.on("digest")
+    def digest(i: int, blob: bytes) -> tuple[int, str]:
+        return i, hashlib.sha256(blob).hexdigest()
+
+    blobs = [bytes([i]) * (4 * 2**20) + b"end" for i in range(6)]
+    replies: dict[int, Any] = {}
+
+    async def send(client: anysio.Client, i: int) -> None:
+        replies[i] = await client.emit_with_ack("digest", i, blobs[i])
+
+    async with (
+        serving(sio) as (host, port),
+        anysio.Client(f"http://{host}:{port}", transports=["websocket"], reconnection=False) as client,
+    ):
+        with anyio.fail_after(WAIT):
+            async with anyio.create_task_group() as tg:
+                for i in range(len(blobs)):
+                    tg.start_soon(send, client, i)
+            assert await client.emit_with_ack("digest", 9, b"") == (9, hashlib.sha256(b"").hexdigest())
+    assert replies == {i: (i, hashlib.sha256(blob).hexdigest()) for i, blob in enumerate(blobs)}
 
 
 async def test_typed_handlers_answer_the_server_with_their_return_value(peer: Peer) -> None:

@@ -15,7 +15,7 @@ import anyio
 import anyio.abc
 
 from .._native import ClientCore
-from .http import HttpConnection, HttpError, Refused, Target, open_websocket, reader, request, server_message
+from .http import HttpConnection, HttpError, Refused, Target, open_websocket, reader, request, send_now, server_message
 
 if TYPE_CHECKING:
     from .._native import ClientEvent
@@ -146,12 +146,18 @@ class EngineConnection:
 
     async def _write_websocket(self) -> None:
         assert self._ws is not None
+        direct = send_now(self._ws)
         while True:
             await self._write_wake.wait()
             self._write_wake = anyio.Event()
             data = self.core.take_frames()
             if data:
                 try:
+                    if direct is not None:
+                        rest = direct(data)
+                        if not rest:
+                            continue
+                        data = bytes(rest)  # the socket was full: rare, and then the copy is the least of it
                     # Written whole or not at all: the packets are out of the core, and a close cancels this task.
                     with anyio.move_on_after(self._timeout, shield=True):
                         await self._ws.send(data)

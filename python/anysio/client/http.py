@@ -166,6 +166,24 @@ class DirectReader:
             return data
 
 
+def send_now(stream: anyio.abc.ByteStream) -> Callable[[bytes], memoryview] | None:
+    """On trio over plain TCP, a function that writes what the socket takes at once, without waiting, and returns
+    the rest (usually nothing): a write through trio's stream passes through the scheduler, and the caller's
+    cancel scope around it cost as much again. None elsewhere (asyncio's transport buffers writes itself)."""
+    if asyncio_loop() is not None or not isinstance(stream, anyio.abc.SocketStream):
+        return None
+    sock: socket.socket = stream.extra(anyio.abc.SocketAttribute.raw_socket)
+
+    def send(data: bytes) -> memoryview:
+        view = memoryview(data)
+        try:
+            return view[sock.send(view) :]
+        except BlockingIOError:
+            return view
+
+    return send
+
+
 def reader(stream: anyio.abc.ByteStream) -> Callable[[], Awaitable[bytes]]:
     """How to read the WebSocket's stream: a DirectReader on trio over plain TCP, else the stream's receive."""
     if asyncio_loop() is None and isinstance(stream, anyio.abc.SocketStream):

@@ -150,19 +150,37 @@ class Expiring(Protocol):
 
 class Deadlines:
     """The acks' timeouts in one task: a heap of deadlines, instead of a cancel scope around every wait (which
-    costs as much as the rest of an ack's round trip). Entries whose wait ended are dropped when they come up."""
+    costs as much as the rest of an ack's round trip). Entries whose wait ended are dropped when they come up, and
+    all at once whenever the heap has doubled: at 40k acks/s with a 10 s timeout, dropping them only as they came up
+    kept 400k answered acks (and their values) alive, and the garbage collector's passes over them cost a fifth of
+    the client's CPU."""
+
+    #: The heap's size at which the first sweep of answered entries happens.
+    SWEEP_FROM = 1024
 
     def __init__(self) -> None:
         self._heap: list[tuple[float, int, Expiring]] = []
         self._count = 0
+        self._sweep_at = self.SWEEP_FROM
         self._wake = anyio.Event()
 
     def add(self, deadline: float, waiter: Expiring) -> None:
         """``deadline``: on ``time.monotonic()``'s clock (the event loop's would cost a backend lookup per ack)."""
         self._count += 1
+        if len(self._heap) >= self._sweep_at:
+            self._sweep()
         heapq.heappush(self._heap, (deadline, self._count, waiter))
         if self._heap[0][2] is waiter:
             self._wake.set()  # the earliest: the task's sleep is too long
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def _sweep(self) -> None:
+        """Drop every entry whose wait ended; the next sweep when what is left has doubled (amortised O(1))."""
+        self._heap[:] = [entry for entry in self._heap if not entry[2].done.is_set()]
+        heapq.heapify(self._heap)
+        self._sweep_at = max(self.SWEEP_FROM, 2 * len(self._heap))
 
     async def run(self) -> None:
         heap = self._heap
