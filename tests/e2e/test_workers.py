@@ -44,7 +44,8 @@ async def test_workers_behave_as_one_server(anyio_backend: str, workers: int) ->
             count = await polling.ask({"cmd": "emit", "client": 0, "name": "count"}, "ack")
             assert count["args"] == [120], "fetch_sockets sees the clients of every worker"
             ask_all = await polling.ask({"cmd": "emit", "client": 7, "name": "ask_all"}, "ack")
-            assert ask_all["args"] == [120], "broadcast acks come back from every worker"
+            # From every worker, each answer as the asking worker's own sockets give it: a tuple, bytes kept.
+            assert ask_all["args"] == [[120, ["tuple int bytes"]]], "broadcast acks come back from every worker"
 
             await polling.ask({"cmd": "emit", "client": 3, "name": "bcast", "args": ["x"]}, "ack")
             for group, n in ((polling, 100), (default, 20)):

@@ -10,7 +10,7 @@
 //   {"cmd":"engines"} -> {"event":"engines","ids":[per-client Engine.IO session id, null when disconnected]},
 //   and reports {"event":"upgraded","client":i} when a client's transport upgrades,
 //   {"event":"bcast","client":i,"value":v} for each "bcast" event a client receives,
-//   {"cmd":"exit"}. Every client answers "question" acks with its index. "emit" and "emit_all" take an optional
+//   {"cmd":"exit"}. Every client answers "question" acks with its index and a byte. "emit" and "emit_all" take an optional
 //   "timeout" (ms, default 10000); "emit_all" an optional "clients" (the indexes that emit, in that order); every
 //   command's "id", if it has one, is copied into its answer.
 import { io } from "socket.io-client";
@@ -51,7 +51,7 @@ for (let i = 0; i < n; i++) {
   s.on("connect_error", (e) => { connectErrors++; if (connectErrors < 5) errors.push(String(e.message)); });
   s.on("bcast", (value) => { bcast[i]++; out({ event: "bcast", client: i, value }); });
   s.io.on("open", () => s.io.engine.on("upgrade", (t) => out({ event: "upgraded", client: i, transport: t.name })));
-  s.on("question", (ack) => ack(i));
+  s.on("question", (ack) => ack(i, Buffer.from([i % 256])));
   s.on("disconnect", (reason) => out({ event: "disconnect", client: i, reason }));
 }
 

@@ -17,7 +17,7 @@ import anyio
 import anyio.abc
 
 from ..codec.wire import decode_args, encode_args
-from ..exceptions import AckTimeout, ClusterError
+from ..exceptions import AckTimeout, ClusterError, reply_value
 from ..ipc import Bus, Handler, Message
 from .base import (
     Adapter,
@@ -53,6 +53,16 @@ def _pack(values: list[Any]) -> Message:
 def _unpack(msg: Message) -> list[Any]:
     values: list[Any] = decode_args(msg["data"], _unb64(msg["att"]) or None)
     return values
+
+
+def _pack_replies(replies: list[Any]) -> Message:
+    """A broadcast's ack replies (each ``reply_value``'s: one value, a tuple of several, None) as each one's
+    values, so that ``_unpack_replies`` gives the same: a tuple sent as a plain array would come back a list."""
+    return _pack([list(r) if isinstance(r, tuple) else [] if r is None else [r] for r in replies])
+
+
+def _unpack_replies(msg: Message) -> list[Any]:
+    return [reply_value(values) for values in _unpack(msg)]
 
 
 #: The worker that holds the link to other machines (Redis), when there is one.
@@ -124,7 +134,7 @@ class BusAdapter(Adapter):
             nonlocal missing
             wait = (timeout if timeout is not None else self.timeout) + 1.0
             for reply in await self.bus.request(msg, wait):
-                replies.extend(_unpack(reply))
+                replies.extend(_unpack_replies(reply))
                 missing += int(reply["missing"])
 
         async def machines(uplink: Uplink) -> None:
@@ -301,7 +311,7 @@ class HolderLink:
             reply = await self._ask(self._msg("acks", opts, timeout=timeout, **_pack(args)), wait + 1.0)
         except ClusterError:
             return [], True
-        return _unpack(reply), bool(reply["missing"])
+        return _unpack_replies(reply), bool(reply["missing"])
 
     async def remote_fetch(self, opts: BroadcastOptions) -> list[dict[str, Any]]:
         sockets: list[dict[str, Any]] = (await self._ask(self._msg("fetch", opts), self.timeout + 1.0))["sockets"]
@@ -403,7 +413,7 @@ class _Local:
             replies, missing = await adapter.broadcast_with_ack(args, _local_opts(msg), msg["timeout"]), 0
         except AckTimeout as e:
             replies, missing = e.replies, 1
-        await self.bus.reply(msg, {**_pack(replies), "missing": missing})
+        await self.bus.reply(msg, {**_pack_replies(replies), "missing": missing})
 
     def on_acks(self, msg: Message) -> None:
         """A broadcast with acks from another machine, which the holder of the link relays: deliver, say how
@@ -504,7 +514,7 @@ class _Relay:
                 body = {"sockets": [_jsonable(desc) for desc in await uplink.remote_fetch(o)]}
             elif op == "acks":
                 replies, missing = await uplink.remote_broadcast_with_ack(_unpack(msg), o, msg["timeout"])
-                body = {**_pack(replies), "missing": missing}
+                body = {**_pack_replies(replies), "missing": missing}
             elif op == "server_side_ack":
                 try:
                     body = _pack(await uplink.remote_server_side_emit_with_ack(_unpack(msg), msg["timeout"]))

@@ -39,9 +39,13 @@ async def count(socket: anysio.Socket) -> int:
 
 
 @sio.on("ask_all")
-async def ask_all(socket: anysio.Socket) -> int:
+async def ask_all(socket: anysio.Socket) -> list[Any]:
+    """How many sockets answered "question", and the shapes of their answers as this worker sees them: every
+    client answers with two values (its index and a byte), which must be a tuple of int and bytes whichever
+    worker its socket is on."""
     replies = await sio.timeout(5).emit_with_ack("question")
-    return len(replies)
+    shapes = {type(r).__name__ + "".join(f" {type(v).__name__}" for v in r) for r in replies}
+    return [len(replies), sorted(shapes)]
 
 
 @sio.on("hang")
