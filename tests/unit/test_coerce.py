@@ -604,9 +604,23 @@ def test_ack_serializer_from_the_return_annotation() -> None:
     def takes_ack(s: FakeSocket, ack: FakeAck) -> int:
         return 0
 
+    def open_dict(s: FakeSocket) -> dict[str, Any]:
+        return {"blob": b"\x00"}  # binary that the annotation does not name: it must stay binary
+
+    def open_list(s: FakeSocket) -> list[object]:
+        return [b"\x00"]
+
+    def bare_dict(s: FakeSocket) -> dict:  # type: ignore[type-arg]
+        return {"blob": b"\x00"}
+
+    def closed_dict(s: FakeSocket) -> dict[str, int]:
+        return {"n": 1}
+
     to_json = plan(point, INJECTABLE).ack_to_json
     assert to_json is not None and to_json((Point(1, 2),)) == b'[{"x":1,"y":2}]'
-    for h in (several, binary, takes_ack):
+    to_json = plan(closed_dict, INJECTABLE).ack_to_json
+    assert to_json is not None and to_json(({"n": 1},)) == b'[{"n":1}]'
+    for h in (several, binary, takes_ack, open_dict, open_list, bare_dict):
         assert plan(h, INJECTABLE).ack_to_json is None, h.__name__
 
 

@@ -367,7 +367,7 @@ def plan(handler: Callable[..., Any], injectable: Sequence[type], lead: int = 0)
         not takes_ack
         and _needs_validation(returns)
         and returns not in (None, type(None))
-        and not _mentions_bytes(returns)
+        and not _mentions_bytes(returns, open_types=True)
         and get_origin(_strip_annotated(returns)) is not tuple
     ):
         try:
@@ -388,10 +388,17 @@ def plan(handler: Callable[..., Any], injectable: Sequence[type], lead: int = 0)
     )
 
 
-def _mentions_bytes(hint: Any, seen: frozenset[int] = frozenset()) -> bool:
+_CONTAINERS = (list, dict, set, frozenset, tuple)
+
+
+def _mentions_bytes(hint: Any, seen: frozenset[int] = frozenset(), open_types: bool = False) -> bool:
     """Whether a binary type appears in `hint`: in its type arguments, or the fields of a dataclass or TypedDict
-    (whose binary values travel as attachments). A pydantic model's own serializer turns bytes into text."""
+    (whose binary values travel as attachments). A pydantic model's own serializer turns bytes into text.
+    ``open_types``: Any and object count too (a returned value they describe may hold bytes, which pydantic's
+    serializer would write as text, where the general path sends them as binary)."""
     if hint is bytes or hint is bytearray or hint is memoryview:
+        return True
+    if open_types and (hint is Any or hint is object):
         return True
     if id(hint) in seen:
         return False
@@ -401,8 +408,10 @@ def _mentions_bytes(hint: Any, seen: frozenset[int] = frozenset()) -> bool:
             fields = typing.get_type_hints(hint)
         except Exception:
             return True  # unknown fields: the general path
-        return any(_mentions_bytes(f, seen) for f in fields.values())
-    return any(_mentions_bytes(arg, seen) for arg in get_args(hint) if arg is not Ellipsis)
+        return any(_mentions_bytes(f, seen, open_types) for f in fields.values())
+    if open_types and not get_args(hint) and (hint in _CONTAINERS or get_origin(hint) in _CONTAINERS):
+        return True  # `dict`, `typing.List`: their items are Any
+    return any(_mentions_bytes(arg, seen, open_types) for arg in get_args(hint) if arg is not Ellipsis)
 
 
 def _label(handler: Callable[..., Any]) -> str:
