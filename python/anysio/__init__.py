@@ -26,9 +26,10 @@ from .exceptions import (
 from .server.broadcast import BroadcastOperator
 from .server.flow import RateLimit
 from .server.metrics import Metrics
+from .server.namespace import Namespace, ParentNamespace
 from .server.observer import Observer
 from .server.recovery import ConnectionStateRecovery
-from .server.server import Namespace, ParentNamespace, Server
+from .server.server import Server
 from .server.socket import Ack, Handshake, Socket, TimedSocket
 
 if TYPE_CHECKING:

@@ -37,7 +37,8 @@ from .engineio.runtime import BACKENDS, check_backend, run_backend, url
 from .exceptions import BackendUnavailable, checked_options
 from .ipc import Bus, Message
 from .server.metrics import Metrics, Snapshot
-from .server.server import Namespace, Server
+from .server.namespace import Namespace
+from .server.server import Server
 
 logger = logging.getLogger("anysio")
 #: A worker that dies is restarted after RESTART_DELAY, doubled for each further death in a row, up to

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from anysio import ConnectionRefused, ParentNamespace, Server, Socket
+from anysio import ConnectionRefused, Namespace, ParentNamespace, Server, Socket
 from tests.e2e.sio_helpers import Record, node_sio, serving
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
@@ -138,3 +138,41 @@ async def test_of_a_name_a_pattern_matches_makes_a_child() -> None:
         assert await client.call("whoami") == ["/dyn-7"]
         with pytest.raises(NotImplementedError):
             await dyn.fetch_sockets()
+
+
+async def test_new_namespace_announces_each_namespace_made() -> None:
+    """Node's ``io.on("new_namespace")``: each namespace made after it is registered, by ``of`` or as a child on a
+    client's first connect (a cleaned-up child made again is announced again); a coroutine listener runs in a
+    task, and a listener that raises is reported as a handler that raises is, the others still called."""
+    sio, rec, _ = dynamic_server(cleanup_empty_child_namespaces=True)
+    made: list[str] = []
+
+    @sio.on("new_namespace")
+    def first(nsp: Namespace) -> None:
+        made.append(nsp.name)
+
+    @sio.on("new_namespace")
+    async def second(nsp: Namespace) -> None:
+        rec.add("announced", nsp.name)
+
+    @sio.on("new_namespace")
+    def broken(nsp: Namespace) -> None:
+        raise RuntimeError(f"cannot take {nsp.name}")
+
+    @sio.on("error")
+    def error(socket: Socket | None, exc: BaseException) -> None:
+        rec.add("error", (socket, str(exc)))
+
+    sio.of("/plain")
+    assert made == ["/plain"]  # before serving: the coroutine listener's task cannot start
+    async with serving(sio) as address:
+        for n in (1, 2):
+            async with node_sio(address, nsp="/dyn-8") as client:
+                assert await client.call("whoami") == ["/dyn-8"]
+            await rec.wait("disconnect", n)
+        sio.of("/plain")  # there already: not made again
+        assert made == ["/plain", "/dyn-8", "/dyn-8"]
+        assert await rec.wait("announced", 2) == ["/dyn-8", "/dyn-8"]
+        errors = await rec.wait("error", 3)
+    assert errors == [(None, "cannot take /plain"), (None, "cannot take /dyn-8"), (None, "cannot take /dyn-8")]
+    assert "new_namespace" not in sio.handlers  # the server's own event, no namespace's

@@ -27,8 +27,9 @@ from typing import Any, Literal
 import anyio
 
 from ..exceptions import AckTimeout, ClusterError, ConnectionRefused
+from ..server.namespace import Namespace
 from ..server.observer import Observer
-from ..server.server import Namespace, Server
+from ..server.server import Server
 from ..server.socket import Ack, Socket
 from .serialize import ADMIN_KEY, EventBuffer, now, serialize
 from .ui import ui_files

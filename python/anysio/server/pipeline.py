@@ -60,6 +60,17 @@ class Reporting:
             if inspect.isawaitable(result) and not self.start(_awaited, result):
                 getattr(result, "close", lambda: None)()
 
+    def notify_server(self, name: str, listener: Callable[..., Any], *args: Any) -> None:
+        """A server's listener (``new_namespace``): what it raises is a failed handler's; a coroutine runs in a
+        task of its own, when the server is served."""
+        try:
+            result = listener(*args)
+        except Exception as e:
+            self.failed(name, None, e)
+            return
+        if inspect.isawaitable(result) and not self.start(self._listened, name, None, result):
+            getattr(result, "close", lambda: None)()
+
     def failed(self, name: str, socket: Socket | None, error: Exception, more: str = "") -> None:
         """A handler (or listener) raised: one log line with the traceback, then the error handlers."""
         where = f"socket {socket.id}" if socket is not None else "no socket"
@@ -83,14 +94,14 @@ class Reporting:
             except Exception as e:
                 self.failed("catch-all listener", socket, e)
                 continue
-            if inspect.isawaitable(result) and not self.start(self._listened, socket, result):
+            if inspect.isawaitable(result) and not self.start(self._listened, "catch-all listener", socket, result):
                 getattr(result, "close", lambda: None)()
 
-    async def _listened(self, socket: Socket, awaitable: Awaitable[Any]) -> None:
+    async def _listened(self, name: str, socket: Socket | None, awaitable: Awaitable[Any]) -> None:
         try:
             await awaitable
         except Exception as e:
-            self.failed("catch-all listener", socket, e)
+            self.failed(name, socket, e)
 
 
 def _count(counts: Counts, error: BaseException) -> None:
