@@ -25,7 +25,7 @@ fn bytes_list<'py>(py: Python<'py>, items: &[Vec<u8>]) -> Vec<Bound<'py, PyBytes
     items.iter().map(|b| PyBytes::new(py, b)).collect()
 }
 
-/// A broadcast for local delivery: `(uid, nsp, rooms, except, volatile, data_json, attachments)`.
+/// A broadcast for local delivery: `(uid, nsp, rooms, except, volatile, compress, data_json, attachments)`.
 #[allow(clippy::type_complexity)]
 #[pyfunction]
 fn redis_broadcast<'py>(
@@ -36,6 +36,7 @@ fn redis_broadcast<'py>(
     String,
     Vec<String>,
     Vec<String>,
+    bool,
     bool,
     String,
     Vec<Bound<'py, PyBytes>>,
@@ -49,6 +50,7 @@ fn redis_broadcast<'py>(
         local.rooms,
         local.except,
         local.volatile,
+        local.compress,
         local.data_json,
         atts,
     ))
@@ -60,7 +62,7 @@ fn redis_broadcast<'py>(
 /// when the event holds binary).
 #[allow(clippy::too_many_arguments)]
 #[pyfunction]
-#[pyo3(signature = (uid, nsp, data_json, attachments, rooms, except_rooms, volatile, sharded = false))]
+#[pyo3(signature = (uid, nsp, data_json, attachments, rooms, except_rooms, volatile, sharded = false, compress = true))]
 fn redis_encode_broadcast<'py>(
     py: Python<'py>,
     uid: &str,
@@ -71,6 +73,7 @@ fn redis_encode_broadcast<'py>(
     except_rooms: Vec<String>,
     volatile: bool,
     sharded: bool,
+    compress: bool,
 ) -> PyResult<Bound<'py, PyBytes>> {
     let atts: Vec<Vec<u8>> = attachments.iter().map(|b| b.to_vec()).collect();
     // The sharded adapter publishes its packet before socket.io sets `nsp` on it.
@@ -79,6 +82,9 @@ fn redis_encode_broadcast<'py>(
     let mut flags = Flags::default();
     if volatile {
         flags.set("volatile", Scalar::Bool(true));
+    }
+    if !compress {
+        flags.set("compress", Scalar::Bool(false));
     }
     let opts = BroadcastOpts::new(rooms, except_rooms, Some(flags));
     let bytes = if sharded {
@@ -96,7 +102,7 @@ fn redis_encode_broadcast<'py>(
 }
 
 /// A sharded adapter's BROADCAST without ack, for local delivery: `(uid, nsp, rooms, except, volatile,
-/// data_json, attachments)`; None for any other message (decode those with `redis_decode("cluster", ...)`).
+/// compress, data_json, attachments)`; None for any other message (decode those with `redis_decode("cluster", ...)`).
 #[allow(clippy::type_complexity)]
 #[pyfunction]
 fn redis_cluster_broadcast<'py>(
@@ -108,6 +114,7 @@ fn redis_cluster_broadcast<'py>(
         String,
         Vec<String>,
         Vec<String>,
+        bool,
         bool,
         String,
         Vec<Bound<'py, PyBytes>>,
@@ -132,6 +139,7 @@ fn redis_cluster_broadcast<'py>(
         local.rooms,
         local.except,
         local.volatile,
+        local.compress,
         local.data_json,
         atts,
     )))

@@ -141,6 +141,7 @@ fn classic_messages_decode_and_encode_back_byte_for_byte() {
             let local = b.local().unwrap_or_else(|e| panic!("{op}: {e}"));
             assert_eq!(local.nsp, b.packet.namespace());
             assert_eq!(local.volatile, d[2]["flags"]["volatile"] == true, "{op}");
+            assert_eq!(local.compress, d[2]["flags"]["compress"] != false, "{op}");
             check_fanout(&local, m);
         }
     }

@@ -15,7 +15,8 @@ from typing import Any
 import anyio
 import pytest
 
-from anysio import Server, Socket
+from anysio import Emitter, RedisCluster, Server, Socket
+from tests.e2e.cluster_helpers import redis_server
 from tests.e2e.conftest import EchoServer, anysio_lines
 from tests.e2e.conftest import serving as serving_eio
 from tests.e2e.eio_helpers import (
@@ -300,3 +301,30 @@ def test_options_are_checked() -> None:
         Server(per_message_deflate={"server_max_window_bits": 8})
     with pytest.raises(TypeError, match="http_compression: unknown option 'level'"):
         Server(http_compression={"level": 1})
+
+
+@pytest.mark.parametrize("sharded", [False, True], ids=["classic", "sharded"])
+async def test_compress_false_crosses_redis(anyio_backend: str, sharded: bool) -> None:
+    """Another server's ``compress(False)`` broadcast, and an emitter's, heard through Redis (the flag in Node's
+    adapter format: ``flags: {compress: false}``): this server's permessage-deflate leaves them uncompressed, and
+    compresses the others."""
+    async with redis_server() as redis:
+        a_cluster, b_cluster = RedisCluster(redis.url, sharded=sharded), RedisCluster(redis.url, sharded=sharded)
+        a = Server(per_message_deflate=True, adapter=a_cluster.adapter)
+        b = Server(adapter=b_cluster.adapter)
+        async with a_cluster, b_cluster, serving(a) as address, serving(b), Emitter(redis.url) as emitter:
+            client, _ = await deflate_session(address, path="/socket.io/")
+            await client.ws.send("40")
+            assert str((await client.receive())[0]).startswith("40{")
+            with anyio.fail_after(10):
+                while await b.server_count() < 2:  # both subscribed: nothing published is lost
+                    pass
+            await b.compress(False).emit("c", BIG)
+            await b.emit("d", BIG)
+            got = [await client.receive() for _ in range(2)]
+            if not sharded:  # the emitter speaks the classic adapter's format only, as Node's
+                await emitter.compress(False).emit("e", BIG)
+                await emitter.emit("f", BIG)
+                got += [await client.receive() for _ in range(2)]
+    names = "cdef" if not sharded else "cd"
+    assert got == [(f'42["{name}","{BIG}"]', name in "df") for name in names]

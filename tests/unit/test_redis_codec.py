@@ -49,8 +49,8 @@ def test_vectors_decode_to_nodes_object_and_encode_back(m: dict[str, Any]) -> No
 
 def test_broadcast_fast_path() -> None:
     m = next(m for m in VECTORS["messages"] if m["op"] == "broadcast_binary")
-    uid, nsp, rooms, except_rooms, volatile, data_json, attachments = redis_broadcast(bytes.fromhex(m["hex"]))
-    assert (uid, nsp, rooms, except_rooms, volatile) == (m["decoded"][0], "/", [], [], False)
+    uid, nsp, rooms, except_rooms, volatile, compress, data_json, attachments = redis_broadcast(bytes.fromhex(m["hex"]))
+    assert (uid, nsp, rooms, except_rooms, volatile, compress) == (m["decoded"][0], "/", [], [], False, True)
     assert json.loads(data_json)[1] == {"_placeholder": True, "num": 0}
     assert attachments == [bytes([1, 2, 3]), bytes([7] * 300), bytes([9])]
 
@@ -90,17 +90,20 @@ def test_anysio_broadcasts_are_nodes_bytes() -> None:
         if m["mode"] != "classic" or kind_of(m) != "broadcast" or m["op"] == "broadcast_odd_values":
             continue
         uid, packet, opts = m["decoded"]
-        if set(opts["flags"]) - {"volatile"}:
-            continue  # flags anysio does not send (compress, expectSingleResponse)
+        if set(opts["flags"]) - {"volatile", "compress"}:
+            continue  # flags anysio does not send (expectSingleResponse)
         text = m["socketio"][0]
         data_json = text[text.index("[") :]
         attachments = [bytes.fromhex(a["binary"]) for a in m["socketio"][1:]]
-        volatile = bool(opts["flags"].get("volatile"))
+        volatile, compress = bool(opts["flags"].get("volatile")), opts["flags"].get("compress", True)
         rooms, except_rooms = opts["rooms"], opts["except"]
-        ours = redis_encode_broadcast(uid, packet["nsp"], data_json, attachments, rooms, except_rooms, volatile)
+        ours = redis_encode_broadcast(
+            uid, packet["nsp"], data_json, attachments, rooms, except_rooms, volatile, compress=compress
+        )
         assert ours.hex() == m["hex"], m["op"]
+        assert redis_broadcast(ours)[5] is compress, m["op"]  # and read back as sent
         checked += 1
-    assert checked >= 9
+    assert checked >= 10  # broadcast_compress among them
 
 
 def test_anysio_sharded_broadcasts_are_nodes_bytes() -> None:

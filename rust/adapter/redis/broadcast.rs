@@ -32,6 +32,11 @@ impl Flags {
         self.is_set("local")
     }
 
+    /// Node's `compress(false)` sets the flag false; unset (or anything else) compresses as usual.
+    pub fn compress(&self) -> bool {
+        !matches!(self.get("compress"), Some(Scalar::Bool(false)))
+    }
+
     pub fn expect_single_response(&self) -> bool {
         self.is_set("expectSingleResponse")
     }
@@ -217,6 +222,8 @@ pub struct LocalBroadcast {
     pub rooms: Vec<String>,
     pub except: Vec<String>,
     pub volatile: bool,
+    /// False for Node's `compress(false)`: sent without permessage-deflate or HTTP compression.
+    pub compress: bool,
     /// `[event, ...args]` as JSON, placeholders for binary values.
     pub data_json: String,
     pub attachments: Vec<Vec<u8>>,
@@ -239,6 +246,7 @@ pub(super) fn local_broadcast(
         rooms: opts.rooms.clone(),
         except: opts.except.clone(),
         volatile: opts.volatile(),
+        compress: opts.flags.as_ref().is_none_or(Flags::compress),
         data_json,
         attachments,
     })

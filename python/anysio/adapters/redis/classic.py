@@ -23,6 +23,7 @@ from .messages import (
     REMOTE_LEAVE,
     SERVER_SIDE_EMIT,
     SOCKETS,
+    ack_flags,
     decode,
     describe,
     encode,
@@ -64,14 +65,16 @@ class RedisAdapter(LinkedAdapter):
 
     async def remote_broadcast(self, data: str, attachments: list[bytes], opts: BroadcastOptions) -> None:
         rooms, except_rooms = sorted(opts.rooms), sorted(opts.except_rooms)
-        message = redis_encode_broadcast(self.uid, self.nsp.name, data, attachments, rooms, except_rooms, opts.volatile)
+        message = redis_encode_broadcast(
+            self.uid, self.nsp.name, data, attachments, rooms, except_rooms, opts.volatile, compress=opts.compress
+        )
         channel = f"{self.broadcast_prefix}{rooms[0]}#" if len(rooms) == 1 else self.broadcast_prefix
         await self.exchange.publish_quietly(channel, message)
 
     def ack_request(self, rid: str, args: list[Any], opts: BroadcastOptions, timeout_ms: int) -> tuple[str, bytes]:
-        flags: dict[str, Any] = {"volatile": True, "timeout": timeout_ms} if opts.volatile else {"timeout": timeout_ms}
         packet = {"type": 2, "data": args, "nsp": self.nsp.name}
-        return self._request({"requestId": rid, "type": BROADCAST, "packet": packet, "opts": wire_opts(opts, flags)})
+        opts_out = wire_opts(opts, ack_flags(opts, timeout_ms))
+        return self._request({"requestId": rid, "type": BROADCAST, "packet": packet, "opts": opts_out})
 
     def fetch_request(self, rid: str, opts: BroadcastOptions) -> tuple[str, bytes]:
         return self._request({"requestId": rid, "type": REMOTE_FETCH, "opts": wire_opts(opts)})
@@ -113,10 +116,10 @@ class RedisAdapter(LinkedAdapter):
 
     def on_broadcast(self, channel: bytes, data: bytes) -> Awaitable[None] | None:
         """A broadcast from another server or an emitter: decoded in Rust, written to the local targets."""
-        uid, nsp, rooms, except_rooms, volatile, data_json, attachments = redis_broadcast(data)
+        uid, nsp, rooms, except_rooms, volatile, compress, data_json, attachments = redis_broadcast(data)
         if uid == self.uid or nsp != self.nsp.name:
             return None
-        opts = BroadcastOptions(frozenset(rooms), frozenset(except_rooms), local=True, volatile=volatile)
+        opts = BroadcastOptions(frozenset(rooms), frozenset(except_rooms), True, volatile, compress)
         return self.here_deliver(data_json, attachments, opts)
 
     async def on_request(self, channel: bytes, data: bytes) -> None:

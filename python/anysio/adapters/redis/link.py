@@ -358,7 +358,7 @@ class LinkedAdapter(Adapter, abc.ABC):
         packet = request.get("packet") or {}
         flags = (request.get("opts") or {}).get("flags") or {}
         data, attachments = encode_args(packet.get("data") or [])
-        opts = opts_of(request, volatile=bool(flags.get("volatile")))
+        opts = opts_of(request, with_flags=True)
         timeout = flags.get("timeout")
         wait = timeout / 1000 if isinstance(timeout, int | float) else self.options.requests_timeout
 

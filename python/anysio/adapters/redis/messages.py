@@ -74,11 +74,24 @@ def rooms_of(value: Any) -> list[str]:
     return [str(r) for r in value or ()]
 
 
-def opts_of(message: dict[str, Any], *, volatile: bool = False) -> BroadcastOptions:
-    """The local part of a message's ``opts`` (``{rooms, except, flags}``)."""
+def opts_of(message: dict[str, Any], *, with_flags: bool = False) -> BroadcastOptions:
+    """The local part of a message's ``opts`` (``{rooms, except, flags}``); ``with_flags``: its ``volatile`` and
+    ``compress`` flags too (a broadcast's; the other requests' flags say nothing of delivery)."""
     opts = message.get("opts") or {}
     rooms, except_rooms = frozenset(rooms_of(opts.get("rooms"))), frozenset(rooms_of(opts.get("except")))
-    return BroadcastOptions(rooms, except_rooms, local=True, volatile=volatile)
+    flags = (opts.get("flags") or {}) if with_flags else {}
+    volatile, compress = flags.get("volatile") is True, flags.get("compress") is not False
+    return BroadcastOptions(rooms, except_rooms, local=True, volatile=volatile, compress=compress)
+
+
+def ack_flags(opts: BroadcastOptions, timeout_ms: int) -> dict[str, Any]:
+    """The flags of a broadcast with acks, as Node's operator sets them: ``volatile``, ``compress`` only when
+    set, then ``timeout``."""
+    flags: dict[str, Any] = {"volatile": True} if opts.volatile else {}
+    if not opts.compress:
+        flags["compress"] = False
+    flags["timeout"] = timeout_ms
+    return flags
 
 
 def wire_opts(opts: BroadcastOptions, flags: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from .messages import (
     C_SERVER_SIDE_EMIT_RESPONSE,
     C_SOCKETS_JOIN,
     C_SOCKETS_LEAVE,
+    ack_flags,
     decode,
     describe,
     encode,
@@ -131,13 +132,15 @@ class ShardedRedisAdapter(LinkedAdapter):
 
     async def remote_broadcast(self, data: str, attachments: list[bytes], opts: BroadcastOptions) -> None:
         rooms, except_rooms, name = sorted(opts.rooms), sorted(opts.except_rooms), self.nsp.name
-        message = redis_encode_broadcast(self.uid, name, data, attachments, rooms, except_rooms, opts.volatile, True)
+        volatile, compress = opts.volatile, opts.compress
+        message = redis_encode_broadcast(
+            self.uid, name, data, attachments, rooms, except_rooms, volatile, sharded=True, compress=compress
+        )
         await self.exchange.publish_quietly(self._broadcast_channel(opts), message)
 
     def ack_request(self, rid: str, args: list[Any], opts: BroadcastOptions, timeout_ms: int) -> tuple[str, bytes]:
-        flags: dict[str, Any] = {"volatile": True} if opts.volatile else {}
-        flags["timeout"] = timeout_ms
-        data = {"packet": {"type": 2, "data": args}, "requestId": rid, "opts": wire_opts(opts, flags)}
+        opts_out = wire_opts(opts, ack_flags(opts, timeout_ms))
+        data = {"packet": {"type": 2, "data": args}, "requestId": rid, "opts": opts_out}
         return self.main, self._message(C_BROADCAST, data)
 
     def fetch_request(self, rid: str, opts: BroadcastOptions) -> tuple[str, bytes]:
@@ -173,9 +176,9 @@ class ShardedRedisAdapter(LinkedAdapter):
     async def on_message(self, channel: bytes, data: bytes) -> None:
         fast = redis_cluster_broadcast(data)  # a broadcast without ack: from its bytes to the sockets in Rust
         if fast is not None:
-            uid, nsp, rooms, except_rooms, volatile, data_json, attachments = fast
+            uid, nsp, rooms, except_rooms, volatile, compress, data_json, attachments = fast
             if uid != self.uid and nsp == self.nsp.name:
-                opts = BroadcastOptions(frozenset(rooms), frozenset(except_rooms), local=True, volatile=volatile)
+                opts = BroadcastOptions(frozenset(rooms), frozenset(except_rooms), True, volatile, compress)
                 delivered = self.here_deliver(data_json, attachments, opts)
                 if delivered is not None:
                     await delivered
