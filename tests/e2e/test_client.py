@@ -348,3 +348,20 @@ async def test_a_disconnect_with_the_connection_closed_behind_it_is_the_servers(
             await client.emit("kick-close")
             await client.wait()
     assert reasons == ["io server disconnect"]
+
+
+async def test_volatile_emits_are_dropped_while_they_cannot_leave(anyio_backend: str) -> None:
+    """socket.io-client's ``volatile``: before the connection a volatile event is dropped where a plain one is
+    buffered; once connected it is sent."""
+    async with node_peer() as node:
+        client = anysio.Client(node.url, transports=["websocket"], reconnection=False)
+        assert await client.volatile.emit("tell", "dropped") is False
+        await client.emit("tell", "buffered")
+        with anyio.fail_after(WAIT):
+            async with client:
+                assert await client.volatile.emit("tell", "sent") is True
+                await node.expect("told", 2)
+                assert await client.emit_with_ack("echo", "after") == "after"  # anything dropped would be here
+            told = [line["args"] for line in node.lines if line["event"] == "told"]
+    assert told == [["buffered"], ["sent"]]
+    assert await client.volatile.emit("tell", "gone") is False

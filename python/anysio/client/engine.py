@@ -109,6 +109,14 @@ class EngineConnection:
     def transport(self) -> str:
         return self.core.transport
 
+    @property
+    def writable(self) -> bool:
+        """Whether a packet queued now leaves at once (engine.io-client's ``transport.writable``): on the
+        WebSocket, or on long-polling with no POST in flight (nor an upgrade under way)."""
+        if self._reason is not None:
+            return False
+        return self.core.transport == "websocket" or not self._post_lock.locked()
+
     def close(self, reason: str, goodbye: bool = False) -> None:
         """End the session (``goodbye``: send the close packet, as the client does when it disconnects)."""
         if self._reason is None:

@@ -238,6 +238,20 @@ class Client:
         if engine is not None:
             engine.flush()
 
+    @property
+    def volatile(self) -> Volatile:
+        """``client.volatile.emit(...)``, socket.io-client's volatile flag: the event is dropped, not buffered,
+        when it cannot leave now (not connected, or a long-polling POST in flight)."""
+        return Volatile(self)
+
+    def _emit_now(self, event: str, args: tuple[Any, ...]) -> bool:
+        engine = self._manager.engine
+        if not self.connected or engine is None or not engine.writable:
+            return False
+        self._send(event, args, None)
+        engine.flush()
+        return True
+
     async def emit_with_ack(self, event: str, *args: Any, timeout: float | None = None) -> Any:
         """Send an event and return the server's ack: its one value, a tuple of several, None for none. Raises
         AckTimeout after ``timeout`` seconds, Disconnected when the connection ends first."""
@@ -435,6 +449,19 @@ class Client:
             return
         if inspect.isawaitable(result):
             self._manager.spawn(self._finish, event, result, None)
+
+
+class Volatile:
+    """A client's volatile emits (``Client.volatile``)."""
+
+    __slots__ = ("_client",)
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    async def emit(self, event: str, *args: Any) -> bool:
+        """Send the event if it can leave now; False when it was dropped."""
+        return self._client._emit_now(event, args)
 
 
 def _invoke(fn: Callable[..., Any], p: Plan, args: str, argc: int, attachments: list[bytes] | None) -> Any:
