@@ -93,8 +93,8 @@ class Proxy:
             await stream.aclose()
 
     def freeze(self) -> None:
-        """Stop carrying the connections through it, without closing them (a network that went silent); new
-        connections are carried."""
+        """Stop carrying the connections through it, without closing them (a network that went silent: not even
+        a peer's close gets through, so each end finds out by its own timeout); new connections are carried."""
         self._frozen |= self._streams
         self._streams = set()
 
@@ -105,9 +105,21 @@ class Proxy:
                     await sink.send(chunk)
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
             pass
-        finally:
-            await sink.aclose()
-            await source.aclose()
+        except BaseException:
+            await self._close(source, sink)
+            raise
+        if source not in self._frozen:
+            await self._close(source, sink)
+
+    @staticmethod
+    async def _close(*streams: anyio.abc.SocketStream) -> None:
+        with anyio.CancelScope(shield=True):
+            for stream in streams:
+                await stream.aclose()
+
+    async def close_frozen(self) -> None:
+        frozen, self._frozen = self._frozen, set()
+        await self._close(*frozen)
 
     async def _serve(self, client: anyio.abc.SocketStream) -> None:
         server = await anyio.connect_tcp("127.0.0.1", self.upstream)
@@ -126,4 +138,5 @@ async def proxy(upstream: int) -> AsyncIterator[Proxy]:
         try:
             yield p
         finally:
+            await p.close_frozen()
             tg.cancel_scope.cancel()
