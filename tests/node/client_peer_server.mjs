@@ -1,8 +1,10 @@
 // The Node socket.io 4.8 server anysio.Client's tests talk to (tests/e2e/test_client.py).
-// Usage: node client_peer_server.mjs <port> [--recovery] [--msgpack]   (port 0 = pick a free one; --msgpack:
-// socket.io-msgpack-parser, as a Node app sets it)
+// Usage: node client_peer_server.mjs <port> [--recovery] [--msgpack] [--tls KEY CERT]   (port 0 = pick a free
+// one; --msgpack: socket.io-msgpack-parser, as a Node app sets it; --tls: https with this key and certificate)
 // Prints {"event":"listening","port":..} on stdout, then one JSON line per thing the tests wait for.
+import { readFileSync } from "node:fs";
 import { createServer } from "node:http";
+import { createServer as createTlsServer } from "node:https";
 import { Server } from "socket.io";
 import msgpackParser from "socket.io-msgpack-parser";
 
@@ -11,7 +13,11 @@ const recovery = process.argv.includes("--recovery");
 const msgpack = process.argv.includes("--msgpack");
 const say = (obj) => process.stdout.write(JSON.stringify(obj) + "\n");
 
-const httpServer = createServer();
+const tls = process.argv.indexOf("--tls");
+const httpServer =
+  tls > 0
+    ? createTlsServer({ key: readFileSync(process.argv[tls + 1]), cert: readFileSync(process.argv[tls + 2]) })
+    : createServer();
 const io = new Server(httpServer, {
   pingInterval: 1000,
   pingTimeout: 1000,

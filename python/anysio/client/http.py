@@ -53,10 +53,13 @@ class Target:
     port: int
     path: str
     headers: tuple[tuple[str, str], ...] = ()
+    #: For https/wss: None verifies the server against the system's certificate authorities.
+    ssl_context: ssl.SSLContext | None = None
 
     async def connect(self) -> anyio.abc.ByteStream:
         if self.secure:
-            return await anyio.connect_tcp(self.host, self.port, tls=True, ssl_context=ssl.create_default_context())
+            context = self.ssl_context or ssl.create_default_context()
+            return await anyio.connect_tcp(self.host, self.port, tls=True, ssl_context=context)
         return await anyio.connect_tcp(self.host, self.port)
 
     def request_headers(self, extra: list[tuple[str, str]]) -> list[tuple[str, str]]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import inspect
 import json
 import logging
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
@@ -79,20 +80,24 @@ class _ConnectWait:
             client._on_connect_error(json.dumps({"message": f"timeout: no answer to CONNECT within {timeout:g} s"}))
 
 
-def _target(url: str, path: str, headers: Mapping[str, str] | None) -> tuple[Target, str]:
+def _target(
+    url: str, path: str, headers: Mapping[str, str] | None, ssl_context: ssl.SSLContext | None = None
+) -> tuple[Target, str]:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https", "ws", "wss") or not parts.hostname:
         raise ValueError(f"not an http(s) or ws(s) URL: {url!r}")
     secure = parts.scheme in ("https", "wss")
     port = parts.port or (443 if secure else 80)
     path = "/" + path.strip("/") + "/"
-    target = Target(secure, parts.hostname, port, path, tuple((headers or {}).items()))
+    target = Target(secure, parts.hostname, port, path, tuple((headers or {}).items()), ssl_context)
     return target, parts.path.rstrip("/")
 
 
 class Client:
     """A Socket.IO client of one namespace, on asyncio or trio; ``of`` gives the other namespaces of the same
-    connection. Options as socket.io-client's (seconds where it takes milliseconds)."""
+    connection. Options as socket.io-client's (seconds where it takes milliseconds); for an https or wss URL,
+    ``ssl_context`` says whom to trust (None: the system's certificate authorities, verified as Node does by
+    default)."""
 
     @checked_options()
     def __init__(
@@ -111,13 +116,14 @@ class Client:
         randomization_factor: float = 0.5,
         timeout: float = 20.0,
         parser: Literal["default", "msgpack"] = "default",
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         if parser not in ("default", "msgpack"):
             raise ValueError(f"parser must be 'default' or 'msgpack', not {parser!r}")
         transports = list(transports)
         if not transports or any(t not in _TRANSPORTS for t in transports):
             raise ValueError(f"transports must be 'polling' and/or 'websocket', not {transports!r}")
-        target, url_namespace = _target(url, path, headers)
+        target, url_namespace = _target(url, path, headers, ssl_context)
         manager = Manager(
             target,
             transports=transports,
