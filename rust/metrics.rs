@@ -92,3 +92,52 @@ impl SioCounters {
         *self.disconnects.entry(reason).or_default() += 1;
     }
 }
+
+/// The handlers' time is counted in buckets of powers of two nanoseconds, from 2**LOW (about 1 us) to
+/// 2**(LOW + BUCKETS - 1) (about 17 s), and one over them: a bit length indexes them without a search.
+pub const HANDLER_LOW: u32 = 10;
+pub const HANDLER_BUCKETS: usize = 25;
+
+/// The event handlers' time (Python's dispatcher counts each event here: metrics on). Kept in Rust because a
+/// Python histogram cost about 0.2 us an event, 5% of a typed echo.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HandlerTimes {
+    pub buckets: [u64; HANDLER_BUCKETS + 1],
+    pub total_ns: u128,
+}
+
+impl Default for HandlerTimes {
+    fn default() -> Self {
+        HandlerTimes {
+            buckets: [0; HANDLER_BUCKETS + 1],
+            total_ns: 0,
+        }
+    }
+}
+
+impl HandlerTimes {
+    pub fn observe(&mut self, ns: u64) {
+        let bits = u64::BITS - ns.leading_zeros();
+        let bucket = bits.saturating_sub(HANDLER_LOW) as usize;
+        self.buckets[bucket.min(HANDLER_BUCKETS)] += 1;
+        self.total_ns += u128::from(ns);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handler_times_fall_in_powers_of_two() {
+        let mut t = HandlerTimes::default();
+        for ns in [0, 1, 1023, 1024, 2047, 2048, 5_000, 10u64.pow(12), u64::MAX] {
+            t.observe(ns);
+        }
+        // Under 2**10 ns: the first bucket; 1024 and 2047 are 11 bits: the second; 2048 and 5000 the third and
+        // fourth; 1000 s and u64::MAX over the last.
+        assert_eq!(&t.buckets[..4], &[3, 2, 1, 1]);
+        assert_eq!(t.buckets[HANDLER_BUCKETS], 2);
+        assert_eq!(t.buckets.iter().sum::<u64>(), 9);
+    }
+}

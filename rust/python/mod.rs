@@ -8,12 +8,14 @@
 mod client_core;
 mod convert;
 mod engine_core;
+mod handler_times;
 mod virtual_core;
 
 use pyo3::prelude::*;
 
 pub use client_core::ClientCore;
 pub use engine_core::EngineCore;
+pub use handler_times::HandlerTimes;
 pub use virtual_core::VirtualCore;
 
 #[pymodule]
@@ -22,6 +24,7 @@ fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<EngineCore>()?;
     m.add_class::<VirtualCore>()?;
     m.add_class::<ClientCore>()?;
+    m.add_class::<HandlerTimes>()?;
     m.add_function(wrap_pyfunction!(crate::pyjson::encode_args, m)?)?;
     crate::adapter::python_redis::register(m)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from anysio.server.metrics import HandlerTimes, add, exposition
+from anysio._native import HandlerTimes
+from anysio.server.metrics import add, exposition
 
 
 def test_snapshots_sum_name_by_name() -> None:

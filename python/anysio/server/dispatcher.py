@@ -9,7 +9,6 @@ import os
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from functools import partial
-from time import perf_counter_ns
 from types import CoroutineType
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -131,7 +130,7 @@ class Dispatcher(Reporting):
         self.max_waiting = max_waiting
         self.cut_off: set[int] = set()
         self.requests: dict[int, tuple[str, Request]] = {}
-        self.clock = 0  # metrics: when the event being dispatched started (perf_counter_ns)
+        self.clock = 0  # metrics: when the event being dispatched started (on ``times``' clock, in ns)
         # Disconnect handlers of the server's last turn, when its task group is already gone (shutdown).
         self.deferred: list[tuple[Handler, Socket, str]] = []
 
@@ -149,7 +148,7 @@ class Dispatcher(Reporting):
         caller must finish it in its own task and leave the rest of the batch to a new one (see engineio/eager.py).
         Without, they run in a task per socket burst."""
         if self.times is not None:  # metrics: each event's time runs from the previous reply (``_reply``)
-            self.clock = perf_counter_ns()
+            self.clock = self.times.now()
         for i, ev in enumerate(events):
             match ev:
                 case ("event", key, name, args, argc, ack_id, attachments):
@@ -511,7 +510,7 @@ class Dispatcher(Reporting):
             if size:
                 self.waiting[socket.key] -= size
             if self.times is not None:
-                self.clock = perf_counter_ns()
+                self.clock = self.times.now()
             pending = self._handle(handler, socket, args, ack_id, ack)
             if pending is None:
                 continue
@@ -561,9 +560,8 @@ class Dispatcher(Reporting):
         self.report(socket, error)
 
     def _reply(self, handler: Handler, socket: Socket, ack_id: int | None, result: Any) -> None:
-        if (times := self.times) is not None:  # one clock read per event: this reply ends it, and starts the next
-            self.clock = now = perf_counter_ns()
-            times.observe(now - socket.started)
+        if (times := self.times) is not None:  # one call per event: this reply ends it, and starts the next
+            self.clock = times.lap(socket.started)
         if ack_id is None or not handler.plan.returns_ack:
             return
         to_json = handler.plan.ack_to_json

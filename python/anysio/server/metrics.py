@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, Protocol
 
+from .._native import HandlerTimes
 from ..engineio.http import Request, StaticFiles
 
 try:
@@ -27,8 +28,8 @@ except ImportError:  # the optional dependency: Server(metrics=True) says how to
 
 #: A snapshot: counts by name; a labelled count is a dict of label -> count; the histogram a dict of its parts.
 Snapshot = dict[str, Any]
-#: The handlers' time is counted in buckets of powers of two nanoseconds, from 2**_LOW (about 1 us) to
-#: 2**(_LOW + _BUCKETS - 1) (about 17 s), and one over them: a bit length indexes them without a search.
+#: The handlers' time is counted (in Rust: ``_native.HandlerTimes``) in buckets of powers of two nanoseconds,
+#: from 2**_LOW (about 1 us) to 2**(_LOW + _BUCKETS - 1) (about 17 s), and one over them (rust/metrics.rs).
 _LOW = 10
 _BUCKETS = 25
 _DOCS = {
@@ -54,25 +55,6 @@ _GAUGES = {
     "sockets": ("sockets", "transport", "Connected sockets, by the transport of their session"),
     "sessions": ("engineio_sessions", "transport", "Open Engine.IO sessions, by transport"),
 }
-
-
-class HandlerTimes:
-    """The event handlers' time, in buckets of powers of two nanoseconds. The dispatcher counts in place (its
-    ``_reply``: one clock read per event), with these bounds."""
-
-    __slots__ = ("buckets", "total_ns")
-
-    def __init__(self) -> None:
-        self.buckets = [0] * (_BUCKETS + 1)
-        self.total_ns = 0
-
-    def observe(self, ns: int) -> None:
-        b = ns.bit_length() - _LOW
-        self.buckets[b if 0 <= b < _BUCKETS else (0 if b < 0 else _BUCKETS)] += 1
-        self.total_ns += ns
-
-    def snapshot(self) -> dict[str, Any]:
-        return {"buckets": list(self.buckets), "sum": self.total_ns / 1e9}
 
 
 class Counts:

@@ -15,10 +15,11 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
+from .._native import HandlerTimes
 from ..codec.coerce import CoercionError, plan
 from ..codec.wire import BadAttachments, Undecodable
 from .handler import Args, Handler
-from .metrics import Counts, HandlerTimes
+from .metrics import Counts
 from .socket import Ack, Socket
 
 logger = logging.getLogger("anysio")

@@ -93,7 +93,7 @@ class Socket:
     hooks: SocketHooks | None = field(default=None, repr=False)
     #: The socket's events against its rate limit (``rate_limit``); None: no limit.
     limiter: TokenBucket | None = field(default=None, repr=False)
-    #: When its running handler's event started (perf_counter_ns; with metrics on).
+    #: When its running handler's event started (ns on the metrics' clock, HandlerTimes; with metrics on).
     started: int = field(default=0, repr=False)
 
     def __post_init__(self) -> None:
