@@ -1,7 +1,7 @@
 """The Rust core (rust/python/). Events are tuples, see EngineCore.turn."""
 
 from collections.abc import Callable
-from typing import Any, Final, Literal, TypeAlias, final
+from typing import Any, ClassVar, Final, Literal, TypeAlias, final
 
 __all__ = [
     "ClientCore",
@@ -248,6 +248,8 @@ class HandlerTimes:
     """The event handlers' time for /metrics: buckets of powers of two nanoseconds, on a monotonic clock of its
     own."""
 
+    LOW: ClassVar[int]
+    BUCKETS: ClassVar[int]
     def __new__(cls) -> HandlerTimes: ...
     def now(self) -> int: ...
     def lap(self, started: int) -> int: ...

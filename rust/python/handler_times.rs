@@ -21,6 +21,12 @@ impl HandlerTimes {
 
 #[pymethods]
 impl HandlerTimes {
+    /// The first bucket holds what is under 2**LOW ns; bucket i under 2**(LOW + i); one more over them all.
+    #[classattr]
+    const LOW: u32 = metrics::HANDLER_LOW;
+    #[classattr]
+    const BUCKETS: usize = metrics::HANDLER_BUCKETS;
+
     #[new]
     fn new() -> Self {
         HandlerTimes {

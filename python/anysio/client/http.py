@@ -169,13 +169,22 @@ class DirectReader:
             return data
 
 
-def send_now(stream: anyio.abc.ByteStream) -> Callable[[bytes], memoryview] | None:
-    """On trio over plain TCP, a function that writes what the socket takes at once, without waiting, and returns
-    the rest (usually nothing): a write through trio's stream passes through the scheduler, and the caller's
-    cancel scope around it cost as much again. None elsewhere (asyncio's transport buffers writes itself)."""
+def _trio_tcp(stream: anyio.abc.ByteStream) -> socket.socket | None:
+    """The socket under ``stream`` on trio over plain TCP, which the client reads and writes directly; None on
+    asyncio (its transport buffers both ways) and under TLS."""
     if asyncio_loop() is not None or not isinstance(stream, anyio.abc.SocketStream):
         return None
     sock: socket.socket = stream.extra(anyio.abc.SocketAttribute.raw_socket)
+    return sock
+
+
+def send_now(stream: anyio.abc.ByteStream) -> Callable[[bytes], memoryview] | None:
+    """On trio over plain TCP, a function that writes what the socket takes at once, without waiting, and returns
+    the rest (usually nothing): a write through trio's stream passes through the scheduler, and the caller's
+    cancel scope around it cost as much again. None elsewhere."""
+    sock = _trio_tcp(stream)
+    if sock is None:
+        return None
 
     def send(data: bytes) -> memoryview:
         view = memoryview(data)
@@ -189,9 +198,8 @@ def send_now(stream: anyio.abc.ByteStream) -> Callable[[bytes], memoryview] | No
 
 def reader(stream: anyio.abc.ByteStream) -> Callable[[], Awaitable[bytes]]:
     """How to read the WebSocket's stream: a DirectReader on trio over plain TCP, else the stream's receive."""
-    if asyncio_loop() is None and isinstance(stream, anyio.abc.SocketStream):
-        return DirectReader(stream.extra(anyio.abc.SocketAttribute.raw_socket)).receive
-    return stream.receive
+    sock = _trio_tcp(stream)
+    return DirectReader(sock).receive if sock is not None else stream.receive
 
 
 async def open_websocket(target: Target, query: str) -> tuple[anyio.abc.ByteStream, bytes]:

@@ -29,9 +29,8 @@ except ImportError:  # the optional dependency: Server(metrics=True) says how to
 #: A snapshot: counts by name; a labelled count is a dict of label -> count; the histogram a dict of its parts.
 Snapshot = dict[str, Any]
 #: The handlers' time is counted (in Rust: ``_native.HandlerTimes``) in buckets of powers of two nanoseconds,
-#: from 2**_LOW (about 1 us) to 2**(_LOW + _BUCKETS - 1) (about 17 s), and one over them (rust/metrics.rs).
-_LOW = 10
-_BUCKETS = 25
+#: from 2**_LOW (about 1 us) to 2**(_LOW + _BUCKETS - 1) (about 17 s), and one over them.
+_LOW, _BUCKETS = HandlerTimes.LOW, HandlerTimes.BUCKETS
 _DOCS = {
     "packets_in": ("packets_received", "Engine.IO message packets received (a Socket.IO packet, or one attachment)"),
     "packets_out": ("packets_sent", "Engine.IO message packets sent, one per target of a broadcast"),

@@ -62,14 +62,20 @@ class Reporting:
                 getattr(result, "close", lambda: None)()
 
     def notify_server(self, name: str, listener: Callable[..., Any], *args: Any) -> None:
-        """A server's listener (``new_namespace``): what it raises is a failed handler's; a coroutine runs in a
-        task of its own, when the server is served."""
+        """A server's listener (``new_namespace``)."""
+        self._call_listener(name, None, listener, args)
+
+    def _call_listener(
+        self, name: str, socket: Socket | None, listener: Callable[..., Any], args: Sequence[Any]
+    ) -> None:
+        """What a listener raises is a failed handler's; a coroutine listener runs in a task of its own (closed
+        unrun when the server is not served)."""
         try:
             result = listener(*args)
         except Exception as e:
-            self.failed(name, None, e)
+            self.failed(name, socket, e)
             return
-        if inspect.isawaitable(result) and not self.start(self._listened, name, None, result):
+        if inspect.isawaitable(result) and not self.start(self._listened, name, socket, result):
             getattr(result, "close", lambda: None)()
 
     def failed(self, name: str, socket: Socket | None, error: Exception, more: str = "") -> None:
@@ -88,15 +94,9 @@ class Reporting:
     def notify_any(self, socket: Socket, packet: list[Any], ack: Ack) -> None:
         """The socket's catch-all listeners, with the event's Ack last when the client asked for one; a
         coroutine listener runs in a task of its own."""
-        extra = (ack,) if ack.requested else ()
+        args = (*packet, ack) if ack.requested else packet
         for listener in list(socket.any_listeners):
-            try:
-                result = listener(*packet, *extra)
-            except Exception as e:
-                self.failed("catch-all listener", socket, e)
-                continue
-            if inspect.isawaitable(result) and not self.start(self._listened, "catch-all listener", socket, result):
-                getattr(result, "close", lambda: None)()
+            self._call_listener("catch-all listener", socket, listener, args)
 
     async def _listened(self, name: str, socket: Socket | None, awaitable: Awaitable[Any]) -> None:
         try:

@@ -9,7 +9,7 @@ import re
 import socket
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, Unpack, overload
+from typing import Any, Literal, TypeVar, Unpack, overload
 
 import anyio
 import anyio.abc
@@ -38,9 +38,6 @@ from .namespace import AdapterFactory, Namespace, NamespaceMatcher, ParentNamesp
 from .observer import Observer
 from .recovery import ConnectionStateRecovery, Recovery
 from .socket import Socket
-
-if TYPE_CHECKING:
-    pass
 
 logger = logging.getLogger("anysio")
 F = TypeVar("F", bound=Callable[..., Any])
